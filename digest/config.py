@@ -1,0 +1,135 @@
+"""Load `digest.toml`: defaults merged with the file, checked once, at start.
+
+Every setting has a default that works with no file at all. Relative paths are
+resolved against the folder of the config file (or the working folder when there is
+none). Problems are collected and raised together as `ConfigError`, each one
+`FILE:LINE: key: what is wrong`. Nothing else in the program reads raw settings.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digest.models import Problem, Profile
+from digest.profiles import parse_profiles, timezone
+from digest.validate import Field, TomlLines, Where, integer, read_table, string
+
+CONFIG_NAME = "digest.toml"
+
+_PATH_KEYS = ("inbox", "db", "quarantine", "feeds", "site", "digests", "outbox")
+
+DIGEST_FIELDS: dict[str, Field] = {
+    "inbox": Field(string(allow_empty=False), "seeds"),
+    "db": Field(string(allow_empty=False), ".digest/state.db"),
+    "quarantine": Field(string(allow_empty=False), ".digest/quarantine"),
+    "feeds": Field(string(allow_empty=False), "feeds"),
+    "site": Field(string(allow_empty=False), "site"),
+    "digests": Field(string(allow_empty=False), "digests"),
+    "outbox": Field(string(allow_empty=False), "outbox"),
+    "timezone": Field(timezone, "UTC"),
+    "title": Field(string(allow_empty=False), "Paper Digest"),
+    "feed_size": Field(integer(minimum=1, maximum=10_000), 100),
+}
+
+_TOP_LEVEL = ("digest", "profiles")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists everything found wrong."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration. Paths are absolute."""
+
+    path: Path | None
+    inbox: Path
+    db: Path
+    quarantine: Path
+    feeds: Path
+    site: Path
+    digests: Path
+    outbox: Path
+    timezone: str
+    title: str
+    feed_size: int
+    profiles: tuple[Profile, ...]
+
+
+def find_config(explicit: Path | None, cwd: Path) -> Path | None:
+    """The config file to use: the one given, else `digest.toml` in `cwd` if present."""
+    if explicit is not None:
+        return explicit
+    candidate = cwd / CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_config(path: Path | None, cwd: Path, *, db: Path | None = None) -> Config:
+    """Read and check the config at `path` (None: defaults only); `db` overrides `[digest] db`."""
+    raw: dict[str, Any] = {}
+    text = ""
+    source = _display(path, cwd) if path else CONFIG_NAME
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([Problem(source, 0, "config file not found")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([Problem(source, 0, f"cannot read config file: {exc}")]) from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([Problem(source, _toml_error_line(exc), f"not valid TOML: {exc}")]) from None
+    return parse_config(raw, text, source, base=(path.parent if path else cwd).resolve(), path=path, db=db)
+
+
+def parse_config(
+    raw: dict[str, Any], text: str, source: str, *, base: Path, path: Path | None = None, db: Path | None = None
+) -> Config:
+    """Check an already-parsed config; raise `ConfigError` listing every problem."""
+    lines = TomlLines(text)
+    problems: list[Problem] = []
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            problems.append(Where(source, lines, (key,), "").problem(None, f"unknown table or key {key!r}"))
+    settings = read_table(raw.get("digest", {}), DIGEST_FIELDS, Where(source, lines, ("digest",), "digest"), problems)
+    profiles, profile_problems = parse_profiles(raw.get("profiles"), source, lines, settings.get("timezone", "UTC"))
+    problems.extend(profile_problems)
+    if problems:
+        raise ConfigError(problems)
+    paths = {key: (base / settings[key]).resolve() for key in _PATH_KEYS}
+    if db is not None:
+        paths["db"] = db.resolve()
+    return Config(
+        path=path,
+        timezone=settings["timezone"],
+        title=settings["title"],
+        feed_size=settings["feed_size"],
+        profiles=tuple(profiles),
+        **paths,
+    )
+
+
+def _display(path: Path, cwd: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int:
+    # tomllib puts the position only in the message: "... (at line 3, column 7)".
+    message = str(exc)
+    marker = "at line "
+    if marker in message:
+        digits = message.split(marker, 1)[1].split(",", 1)[0].strip(") ")
+        if digits.isdigit():
+            return int(digits)
+    return 0

@@ -1,0 +1,1 @@
+"""Sources of papers: each turns one input into a `Dump` (see `hf_dump`)."""

@@ -1,0 +1,335 @@
+"""Parse one Hugging Face "Daily Papers" text dump into a `Dump`.
+
+The format (see DESIGN.md): a few header lines, the listing date without a year
+("Dec 31"), then per paper a title paragraph, an abstract paragraph and, usually, a
+byline block (author count or organisation, a "·" line, a date with optional upvotes).
+
+The year rule: the site writes a year only on dates from other years than the
+listing's, so the listing's year is the latest year written on any entry plus one.
+When no entry carries a year, it is the latest year in which the listing date is not
+in the future (relative to `today`). `year=` overrides both.
+
+This module only turns text into data: it never reads files, touches the store or
+looks at the clock (the caller passes `today`).
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from digest.models import Dump, Entry, Organization, Problem
+
+HEADER_LINES = (
+    "new",
+    "Get trending papers in your email inbox!",
+    "Subscribe",
+    "Daily Papers",
+    "byAK and the research community",
+)
+
+_MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}
+_MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_name) if name})
+_MONTHS["sept"] = 9
+
+_LISTING_DATE = re.compile(r"([A-Za-z]{3,9}) (\d{1,2})")
+_ENTRY_DATE = re.compile(r"([A-Za-z]{3,9})\.? (\d{1,2})(?:, (\d{4}))?(?: (\d+))?")
+_AUTHORS = re.compile(r"•\s*(\d+)\s+authors?")
+_ORG_ID = re.compile(r"[A-Za-z0-9][\w.\-]*")
+_SEPARATOR = "·"
+
+
+class NotADump(ValueError):
+    """The input is not a Daily Papers dump at all (binary, empty, another format)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    line: int
+    lines: tuple[str, ...]
+
+    @property
+    def is_byline(self) -> bool:
+        return _SEPARATOR in self.lines or self.lines[0].startswith("•")
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _Byline:
+    authors_count: int | None
+    organization: Organization | None
+    month: int
+    day: int
+    year: int | None
+    upvotes: int | None
+    date_line: int
+
+
+@dataclass(frozen=True, slots=True)
+class _RawEntry:
+    title: str
+    abstract: str
+    line: int
+    byline: _Byline | None
+
+
+def decode_dump(data: bytes) -> str:
+    """Bytes to normalised text: UTF-8 (BOM allowed), LF line ends, no trailing spaces."""
+    if not data.strip():
+        raise NotADump("empty file")
+    if b"\x00" in data:
+        raise NotADump("binary file (contains NUL bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotADump(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def content_hash(text: str) -> str:
+    """The identity of a dump: the hash of its normalised text (a CRLF copy is the same dump)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_dump(text: str, source: str, *, today: date, year: int | None = None) -> Dump:
+    """Parse normalised dump text (see `decode_dump`); raise `NotADump` if it is not one."""
+    lines = text.split("\n")
+    listing_month, listing_day, body_start = _find_listing_date(lines)
+    problems: list[Problem] = []
+    raw = list(_raw_entries(_blocks(lines, body_start), source, problems))
+
+    explicit_years = [e.byline.year for e in raw if e.byline and e.byline.year]
+    inferred = year is None
+    listing_year = year if year is not None else infer_year(listing_month, listing_day, explicit_years, today)
+    try:
+        listing = date(listing_year, listing_month, listing_day)
+    except ValueError:
+        raise NotADump(f"listing date {listing_month}/{listing_day} does not exist in {listing_year}") from None
+
+    entries = []
+    for item in raw:
+        entry = _resolve(item, listing, source, problems)
+        if entry is not None:
+            entries.append(entry)
+    problems.sort(key=lambda p: p.line)
+    return Dump(
+        source=source,
+        date=listing,
+        entries=tuple(entries),
+        problems=tuple(problems),
+        year_inferred=inferred,
+    )
+
+
+def infer_year(month: int, day: int, explicit_years: list[int], today: date) -> int:
+    """The listing's year: one after the latest year written on an entry, else the latest
+    year in which month/day is not after `today` (see the module docstring)."""
+    if explicit_years:
+        candidate = max(explicit_years) + 1
+        while not _exists(candidate, month, day):
+            candidate += 1
+        return candidate
+    candidate = today.year
+    while not _exists(candidate, month, day) or date(candidate, month, day) > today:
+        candidate -= 1
+    return candidate
+
+
+def _exists(year: int, month: int, day: int) -> bool:
+    return 1 <= day <= calendar.monthrange(year, month)[1]
+
+
+def _month(name: str) -> int | None:
+    return _MONTHS.get(name.lower())
+
+
+def _find_listing_date(lines: list[str]) -> tuple[int, int, int]:
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped in HEADER_LINES:
+            continue
+        match = _LISTING_DATE.fullmatch(stripped)
+        if match and (month := _month(match[1])) and 1 <= int(match[2]) <= 31:
+            return month, int(match[2]), index + 1
+        raise NotADump(
+            f"line {index + 1}: not a Daily Papers dump: expected the header and the listing "
+            f"date (like 'Dec 31'), found {_snippet(stripped)!r}"
+        )
+    raise NotADump("not a Daily Papers dump: no listing date (like 'Dec 31') found")
+
+
+def _blocks(lines: list[str], start: int) -> list[_Block]:
+    blocks: list[_Block] = []
+    current: list[str] = []
+    first = 0
+    for index in range(start, len(lines)):
+        stripped = lines[index].strip()
+        if stripped:
+            if not current:
+                first = index + 1
+            current.append(stripped)
+        elif current:
+            blocks.append(_Block(first, tuple(current)))
+            current = []
+    if current:
+        blocks.append(_Block(first, tuple(current)))
+    return blocks
+
+
+def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem]):
+    pending: list[_Block] = []
+    for block in blocks:
+        if not block.is_byline:
+            pending.append(block)
+            continue
+        if len(pending) < 2:
+            what = "a byline with no title and abstract before it"
+            if pending:
+                what = f"title {_snippet(pending[0].text)!r} has a byline but no abstract"
+            problems.append(Problem(source, block.line, f"{what}; entry skipped"))
+            pending = []
+            continue
+        *rest, title, abstract = pending
+        pending = []
+        yield from _unbylined(rest, source, problems)
+        byline = _parse_byline(block, source, problems)
+        if byline is not None:
+            yield _RawEntry(title.text, abstract.text, title.line, byline)
+    yield from _unbylined(pending, source, problems, at_end=True)
+
+
+def _unbylined(blocks: list[_Block], source: str, problems: list[Problem], at_end: bool = False):
+    """Paragraphs with no byline pair up as title + abstract (papers with no date)."""
+    for i in range(0, len(blocks) - 1, 2):
+        yield _RawEntry(blocks[i].text, blocks[i + 1].text, blocks[i].line, None)
+    if len(blocks) % 2:
+        lone = blocks[-1]
+        why = "the file ends after a title with no abstract (truncated?)" if at_end else "paragraph has no partner"
+        problems.append(Problem(source, lone.line, f"{why}: {_snippet(lone.text)!r}; entry skipped"))
+
+
+def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Byline | None:
+    def fail(offset: int, message: str) -> None:
+        problems.append(Problem(source, block.line + offset, f"{message}; entry skipped"))
+
+    lines = block.lines
+    if _SEPARATOR not in lines:
+        fail(0, f"byline {_snippet(lines[0])!r} has no '·' line and no date after it")
+        return None
+    sep = lines.index(_SEPARATOR)
+    if sep != 1:
+        fail(0, "expected one byline line (author count or organisation) before '·'")
+        return None
+    if len(lines) == 2:
+        fail(1, "byline and '·' with no date after them")
+        return None
+    if len(lines) > 3:
+        fail(3, f"unexpected line after the date: {_snippet(lines[3])!r}")
+        return None
+
+    authors_count: int | None = None
+    organization: Organization | None = None
+    byline = lines[0]
+    if byline.startswith("•"):
+        match = _AUTHORS.fullmatch(byline)
+        if not match:
+            fail(0, f"malformed author count {_snippet(byline)!r} (expected '• N authors')")
+            return None
+        authors_count = int(match[1])
+    else:
+        org_id, _, org_name = byline.partition(" ")
+        if not _ORG_ID.fullmatch(org_id):
+            fail(0, f"malformed byline {_snippet(byline)!r} (expected '• N authors' or an organisation)")
+            return None
+        organization = Organization(org_id, org_name.strip() or org_id)
+
+    date_text = lines[2]
+    match = _ENTRY_DATE.fullmatch(date_text)
+    month = _month(match[1]) if match else None
+    if not match or month is None or not 1 <= int(match[2]) <= 31:
+        fail(2, f"{_snippet(date_text)!r} is not a date (expected like 'Sep 23', 'Feb 2, 2024' or 'Nov 14, 2023 2')")
+        return None
+    return _Byline(
+        authors_count=authors_count,
+        organization=organization,
+        month=month,
+        day=int(match[2]),
+        year=int(match[3]) if match[3] else None,
+        upvotes=int(match[4]) if match[4] else None,
+        date_line=block.line + 2,
+    )
+
+
+def _resolve(item: _RawEntry, listing: date, source: str, problems: list[Problem]) -> Entry | None:
+    byline = item.byline
+    if byline is None:
+        return Entry(title=item.title, abstract=item.abstract, line=item.line)
+    year = byline.year or listing.year
+    if not _exists(year, byline.month, byline.day):
+        problems.append(
+            Problem(
+                source,
+                byline.date_line,
+                f"{calendar.month_abbr[byline.month]} {byline.day} {year} is not a date; entry skipped",
+            )
+        )
+        return None
+    published = date(year, byline.month, byline.day)
+    if published > listing:
+        problems.append(
+            Problem(
+                source,
+                byline.date_line,
+                f"date {published.isoformat()} is after the listing date {listing.isoformat()}; entry skipped",
+            )
+        )
+        return None
+    return Entry(
+        title=item.title,
+        abstract=item.abstract,
+        authors_count=byline.authors_count,
+        organization=byline.organization,
+        published=published,
+        upvotes=byline.upvotes,
+        line=item.line,
+    )
+
+
+def _snippet(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_dump(listing: date, entries: list[Entry] | tuple[Entry, ...]) -> str:
+    """Write entries in the dump format (the inverse of `parse_dump`), for fixtures and benchmarks.
+
+    Dates in the listing's year are written without a year, as the site does.
+    """
+    blocks = [*HEADER_LINES, _month_day(listing)]
+    for entry in entries:
+        blocks += [entry.title, entry.abstract]
+        if entry.published is None:
+            continue
+        if entry.organization:
+            org = entry.organization
+            byline = org.id if org.name == org.id else f"{org.id} {org.name}"
+        else:
+            count = entry.authors_count or 0
+            byline = f"  • {count} author{'' if count == 1 else 's'}"
+        when = _month_day(entry.published)
+        if entry.published.year != listing.year:
+            when += f", {entry.published.year}"
+        if entry.upvotes is not None:
+            when += f" {entry.upvotes}"
+        blocks.append(f"{byline}\n{_SEPARATOR}\n{when}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def _month_day(day: date) -> str:
+    return f"{calendar.month_abbr[day.month]} {day.day}"

@@ -1,0 +1,144 @@
+"""The plain data that crosses stage boundaries: frozen dataclasses only.
+
+Nothing here does I/O or knows about SQLite, HTTP, templates or the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    """The organisation that submitted a paper to the listing ("openbmb OpenBMB")."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One paper as one source showed it (a dump entry, or one API item).
+
+    `line` is where the entry starts in its file (1-based; 0 when the source has no lines).
+    """
+
+    title: str
+    abstract: str
+    authors_count: int | None = None
+    organization: Organization | None = None
+    published: date | None = None
+    upvotes: int | None = None
+    line: int = 0
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    url: str | None = None
+    comments: int | None = None
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong with one part of an input: reported as `source:line: message`."""
+
+    source: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.message}" if self.line else f"{self.source}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Dump:
+    """One listing day from one source: its date and the entries it showed.
+
+    `year_inferred` is False when the year came from the caller (`--year`) or the source.
+    `problems` are entries that were skipped; the rest of the dump is still good.
+    """
+
+    source: str
+    date: date
+    entries: tuple[Entry, ...]
+    problems: tuple[Problem, ...] = ()
+    year_inferred: bool = False
+    kind: str = "hf-text"
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """A paper as the store knows it: one row however many dumps showed it.
+
+    `id` is assigned when the paper is first stored and never changes (feed entry ids
+    and delivery records derive from it). `upvotes` is what the latest dump showed;
+    `first_seen`/`last_seen` are the dates of the earliest and latest dumps that showed it.
+    """
+
+    id: str
+    title: str
+    abstract: str
+    authors_count: int | None
+    organization: Organization | None
+    published: date | None
+    upvotes: int | None
+    first_seen: date
+    last_seen: date
+    sightings: int
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    url: str | None = None
+    comments: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    term: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One reader's interests and how they want their digest (validated by `profiles`)."""
+
+    id: str
+    title: str
+    description: str = ""
+    keywords: tuple[Keyword, ...] = ()
+    exclude: tuple[str, ...] = ()
+    liked: tuple[str, ...] = ()
+    follow: tuple[str, ...] = ()
+    max_items: int = 10
+    min_score: float = 0.15
+    subscribers: tuple[str, ...] = ()
+    schedule: str = "0 7 * * *"
+    timezone: str = "UTC"
+    formats: tuple[str, ...] = ("email", "atom", "rss", "markdown")
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPaper:
+    """A paper with its score for one profile, in [0, 1], and why it got it."""
+
+    paper: Paper
+    score: float
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One profile's digest for one day.
+
+    `items` are the recommended papers, best first. When `items` is empty, `empty_reason`
+    says why ("no-new-papers" or "below-threshold") and `runners_up` holds the best
+    papers below the threshold, for the site to show as such.
+    """
+
+    profile: Profile
+    date: date
+    items: tuple[ScoredPaper, ...]
+    built_at: datetime
+    candidates: int = 0
+    empty_reason: str | None = None
+    runners_up: tuple[ScoredPaper, ...] = field(default=())

@@ -1,0 +1,133 @@
+"""The pipeline: the only place that reads inputs and moves files between stages.
+
+`ingest_files` reads dump files, parses them (`ingest.hf_dump`), stores them
+(`store`) and sets aside files that are not dumps. The stages it calls stay pure;
+this module owns the file system side of ingesting.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from digest.files import free_name, write_atomic
+from digest.ingest.hf_dump import NotADump, content_hash, decode_dump, parse_dump
+from digest.models import Problem
+from digest.store import Store
+
+
+@dataclass(slots=True)
+class IngestSummary:
+    """What one ingest run did, for the command's report and exit code."""
+
+    files: int = 0
+    dumps_new: int = 0
+    dumps_seen: int = 0
+    quarantined: list[tuple[Path, Path, str]] = field(default_factory=list)
+    entries: int = 0
+    papers_new: int = 0
+    papers_updated: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        """True when some input was set aside or skipped (exit code 1)."""
+        return bool(self.quarantined or self.problems)
+
+
+def find_dump_files(paths: Iterable[Path], *, skip: Iterable[Path] = ()) -> list[Path]:
+    """Files to ingest: the files given, and every visible file under the folders given."""
+    skipped = {p.resolve() for p in skip}
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                relative = candidate.relative_to(path).parts
+                if any(part.startswith(".") for part in relative) or not candidate.is_file():
+                    continue
+                if any(candidate.resolve().is_relative_to(s) for s in skipped):
+                    continue
+                found.append(candidate)
+        else:
+            found.append(path)
+    return found
+
+
+def ingest_files(
+    store: Store,
+    files: list[Path],
+    *,
+    quarantine: Path,
+    today: date,
+    now: datetime,
+    year: int | None = None,
+    label: Callable[[Path], str] = str,
+    on_file: Callable[[Path], None] | None = None,
+) -> IngestSummary:
+    """Ingest each file in turn, one transaction per dump; bad files go to `quarantine`."""
+    summary = IngestSummary()
+    for path in files:
+        summary.files += 1
+        _ingest_one(store, path, summary, quarantine=quarantine, today=today, now=now, year=year, name=label(path))
+        if on_file:
+            on_file(path)
+    return summary
+
+
+def _ingest_one(
+    store: Store,
+    path: Path,
+    summary: IngestSummary,
+    *,
+    quarantine: Path,
+    today: date,
+    now: datetime,
+    year: int | None,
+    name: str,
+) -> None:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        summary.problems.append(Problem(name, 0, f"cannot read: {exc.strerror or exc}"))
+        return
+    try:
+        text = decode_dump(data)
+        sha = content_hash(text)
+        if store.has_dump(sha):
+            summary.dumps_seen += 1
+            return
+        dump = parse_dump(text, name, today=today, year=year)
+    except NotADump as exc:
+        moved_to = quarantine_file(path, str(exc), quarantine, now)
+        summary.quarantined.append((path, moved_to, str(exc)))
+        return
+    result = store.add_dump(dump, sha, now)
+    if not result.new:
+        summary.dumps_seen += 1
+        return
+    summary.dumps_new += 1
+    summary.entries += len(dump.entries)
+    summary.papers_new += result.papers_new
+    summary.papers_updated += result.papers_updated
+    summary.problems.extend(dump.problems)
+    summary.problems.extend(Problem(name, line, message) for line, message in result.duplicates)
+
+
+def quarantine_file(path: Path, reason: str, folder: Path, now: datetime) -> Path:
+    """Move a file that is not a dump into `folder`, with `<name>.error` beside it saying why."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(folder, path.name)
+    note = f"{path}: {reason}\nset aside at {now.isoformat()}\n"
+    try:
+        shutil.move(path, target)
+    except FileNotFoundError:
+        # Another ingest moved it first; its .error note already says why.
+        return target
+    except OSError as exc:
+        shutil.copy2(path, target)
+        note += f"the original could not be moved ({exc.strerror or exc}) and was copied instead\n"
+    write_atomic(target.with_name(target.name + ".error"), note)
+    return target

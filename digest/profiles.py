@@ -1,0 +1,163 @@
+"""Interest profiles: the `[[profiles]]` tables of `digest.toml`, checked into `Profile`s.
+
+Each profile is validated once, when the config loads; every problem is reported as
+`digest.toml:LINE: profiles[N].field: what is wrong`. To add a setting, add a field to
+`Profile` and an entry to `PROFILE_FIELDS`. Nothing here ranks, renders or sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from email_validator import EmailNotValidError, validate_email
+
+from digest.models import Keyword, Problem, Profile
+from digest.validate import (
+    REQUIRED,
+    Field,
+    Invalid,
+    TomlLines,
+    Where,
+    array,
+    describe,
+    integer,
+    number,
+    read_table,
+    string,
+)
+
+SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+FORMATS = ("email", "atom", "rss", "json", "markdown")
+_KEYWORD_KEYS = ("term", "weight")
+
+
+def keyword(value: Any) -> Keyword:
+    """A keyword: `"term"` or `{term = "...", weight = 2.0}`."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise Invalid("a keyword must not be empty")
+        return Keyword(value.strip())
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in _KEYWORD_KEYS]
+        if unknown:
+            raise Invalid(f"unknown key {unknown[0]!r} in keyword table (known: term, weight)")
+        term = string(allow_empty=False)(value.get("term"))
+        weight = number(minimum=0.0, maximum=100.0)(value.get("weight", 1.0))
+        if weight == 0:
+            raise Invalid("a keyword's weight must be above 0 (use exclude to drop papers)")
+        return Keyword(term.strip(), weight)
+    raise Invalid(f"a keyword is a string or a table {{term, weight}}, got {describe(value)}")
+
+
+def email_address(value: Any) -> str:
+    text = string(allow_empty=False)(value)
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise Invalid(f"{text!r} is not an email address: {exc}") from None
+
+
+def cron(value: Any) -> str:
+    text = string(allow_empty=False)(value)
+    if len(text.split()) != 5:
+        raise Invalid(f"{text!r} is not a cron expression (five fields: minute hour day month weekday)")
+    try:
+        CronTrigger.from_crontab(text, timezone="UTC")
+    except ValueError as exc:
+        raise Invalid(f"{text!r} is not a cron expression: {exc}") from None
+    return text
+
+
+def timezone(value: Any) -> str:
+    text = string(allow_empty=False)(value)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"{text!r} is not an IANA time zone (like 'Europe/Berlin' or 'UTC')") from None
+    return text
+
+
+def _text_list(value: Any) -> tuple[str, ...]:
+    return tuple(item.strip() for item in array(string(allow_empty=False))(value))
+
+
+PROFILE_FIELDS: dict[str, Field] = {
+    "id": Field(string(pattern=SLUG, hint="lowercase letters, digits and '-', like 'continual-learning'")),
+    "title": Field(string(allow_empty=False), None),
+    "description": Field(string(), ""),
+    "keywords": Field(array(keyword), ()),
+    "exclude": Field(_text_list, ()),
+    "liked": Field(_text_list, ()),
+    "follow": Field(_text_list, ()),
+    "max_items": Field(integer(minimum=1, maximum=200), 10),
+    "min_score": Field(number(minimum=0.0, maximum=1.0), 0.15),
+    "subscribers": Field(array(email_address, unique=True), ()),
+    "schedule": Field(cron, "0 7 * * *"),
+    "timezone": Field(timezone, None),
+    "formats": Field(array(string(), unique=True), FORMATS),
+}
+
+
+def parse_profiles(
+    raw: Any, source: str, lines: TomlLines, default_timezone: str
+) -> tuple[list[Profile], list[Problem]]:
+    """Check the `profiles` array of a parsed config; return the good profiles and every problem."""
+    problems: list[Problem] = []
+    if raw is None:
+        return [], problems
+    if not isinstance(raw, list):
+        where = Where(source, lines, ("profiles",), "profiles")
+        return [], [where.problem(None, "use [[profiles]] tables, one per profile")]
+    profiles: list[Profile] = []
+    first_line: dict[str, int] = {}
+    for index, table in enumerate(raw):
+        where = Where(source, lines, ("profiles", index), f"profiles[{index}]")
+        before = len(problems)
+        values = read_table(table, PROFILE_FIELDS, where, problems)
+        _check_formats(values, where, problems)
+        if isinstance(table, dict) and _is_empty(table, values):
+            problems.append(where.problem(None, "empty profile: give at least one of description, keywords or liked"))
+        pid = values.get("id")
+        if pid in first_line:
+            problems.append(where.problem("id", f"duplicate id {pid!r} (first used on line {first_line[pid]})"))
+        elif pid:
+            first_line[pid] = lines.key(("profiles", index), "id")
+        if len(problems) == before:
+            profiles.append(
+                Profile(
+                    **{**values, "title": values["title"] or pid, "timezone": values["timezone"] or default_timezone},
+                    line=lines.table(("profiles", index)),
+                )
+            )
+    return profiles, problems
+
+
+def _is_empty(table: dict[str, Any], values: dict[str, Any]) -> bool:
+    interests = ("description", "keywords", "liked")
+    given = [key for key in interests if key in table]
+    # A key that failed its own check was reported already; do not also call the profile empty.
+    return all(key in values for key in given) and not any(
+        (values[key].strip() if key == "description" else values[key]) for key in given
+    )
+
+
+def _check_formats(values: dict[str, Any], where: Where, problems: list[Problem]) -> None:
+    formats = values.get("formats", ())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        problems.append(where.problem("formats", f"unknown format {unknown[0]!r} (known: {', '.join(FORMATS)})"))
+        values.pop("formats")
+
+
+def find_profile(profiles: list[Profile] | tuple[Profile, ...], profile_id: str) -> Profile:
+    """The profile with this id; `KeyError` with a message listing the known ids."""
+    for profile in profiles:
+        if profile.id == profile_id:
+            return profile
+    known = ", ".join(p.id for p in profiles) or "none configured"
+    raise KeyError(f"unknown profile {profile_id!r} (known: {known})")
+
+
+__all__ = ["FORMATS", "PROFILE_FIELDS", "REQUIRED", "find_profile", "parse_profiles"]

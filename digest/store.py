@@ -1,0 +1,491 @@
+"""The state database: every SQL statement of the project lives here.
+
+SQLite through the standard library, WAL mode, schema versioned with
+`PRAGMA user_version` (migrations run on open). Each write is one transaction taken
+with `BEGIN IMMEDIATE`, so two processes serialise on SQLite's own lock instead of
+racing between a read and a write.
+
+Papers are deduplicated here: a paper is matched by arXiv id when the source gives
+one, else by its normalised title. This module never parses, ranks or renders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from digest.models import Digest, Dump, Entry, Organization, Paper, Profile, ScoredPaper
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: dumps, papers, the normalised titles each paper was seen under, sightings
+    """
+    CREATE TABLE dumps (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        listing_date TEXT NOT NULL,
+        entries INTEGER NOT NULL,
+        problems INTEGER NOT NULL,
+        ingested_at TEXT NOT NULL
+    );
+    CREATE TABLE papers (
+        id TEXT PRIMARY KEY,
+        arxiv_id TEXT UNIQUE,
+        title TEXT NOT NULL,
+        abstract TEXT NOT NULL,
+        authors_count INTEGER,
+        org_id TEXT,
+        org_name TEXT,
+        published TEXT,
+        upvotes INTEGER,
+        authors TEXT NOT NULL DEFAULT '[]',
+        url TEXT,
+        comments INTEGER,
+        published_at TEXT,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        first_dump INTEGER NOT NULL REFERENCES dumps(id)
+    );
+    CREATE INDEX papers_first_seen ON papers(first_seen);
+    CREATE TABLE titles (
+        key TEXT PRIMARY KEY,
+        paper_id TEXT NOT NULL REFERENCES papers(id)
+    ) WITHOUT ROWID;
+    CREATE TABLE sightings (
+        dump_id INTEGER NOT NULL REFERENCES dumps(id),
+        paper_id TEXT NOT NULL REFERENCES papers(id),
+        position INTEGER NOT NULL,
+        upvotes INTEGER,
+        PRIMARY KEY (dump_id, paper_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX sightings_paper ON sightings(paper_id);
+    """,
+    # 2: digests (what each profile was given on each day) and their items
+    """
+    CREATE TABLE digests (
+        profile_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        built_at TEXT NOT NULL,
+        watermark INTEGER NOT NULL,
+        candidates INTEGER NOT NULL,
+        empty_reason TEXT,
+        state TEXT NOT NULL DEFAULT 'built' CHECK (state IN ('built', 'delivered', 'failed')),
+        delivered_at TEXT,
+        PRIMARY KEY (profile_id, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE digest_items (
+        profile_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        paper_id TEXT NOT NULL REFERENCES papers(id),
+        kind TEXT NOT NULL CHECK (kind IN ('item', 'runner-up')),
+        rank INTEGER NOT NULL,
+        score REAL NOT NULL,
+        reasons TEXT NOT NULL,
+        PRIMARY KEY (profile_id, day, paper_id),
+        FOREIGN KEY (profile_id, day) REFERENCES digests(profile_id, day)
+    ) WITHOUT ROWID;
+    CREATE INDEX digest_items_paper ON digest_items(profile_id, paper_id);
+    """,
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_PAPER_COLUMNS = (
+    "p.id, p.title, p.abstract, p.authors_count, p.org_id, p.org_name, p.published, p.upvotes, "
+    "p.first_seen, p.last_seen, p.arxiv_id, p.authors, p.url, p.comments, "
+    "(SELECT COUNT(DISTINCT d.listing_date) FROM sightings s JOIN dumps d ON d.id = s.dump_id "
+    "WHERE s.paper_id = p.id)"
+)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (newer schema, not a database, unwritable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What adding one dump did. `new` is False when its content was already stored."""
+
+    new: bool
+    papers_new: int = 0
+    papers_updated: int = 0
+    duplicates: tuple[tuple[int, str], ...] = ()
+
+
+def title_key(title: str) -> str:
+    """The normalised title two sources must share to be the same paper."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    return " ".join(re.findall(r"\w+", folded))
+
+
+def paper_id(key: str) -> str:
+    """A paper's permanent id: derived from the title it was first stored under."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+class Store:
+    """One open state database. Use `open_store` to get one."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate write transaction: committed on success, rolled back on error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- dumps -----------------------------------------------------------------
+
+    def has_dump(self, sha256: str) -> bool:
+        return self._db.execute("SELECT 1 FROM dumps WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+    def add_dump(self, dump: Dump, sha256: str, ingested_at: datetime) -> IngestResult:
+        """Store a dump and its entries in one transaction; a dump already stored changes nothing."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM dumps WHERE sha256 = ?", (sha256,)).fetchone():
+                return IngestResult(new=False)
+            cursor = db.execute(
+                "INSERT INTO dumps (sha256, source, kind, listing_date, entries, problems, ingested_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sha256,
+                    dump.source,
+                    dump.kind,
+                    dump.date.isoformat(),
+                    len(dump.entries),
+                    len(dump.problems),
+                    ingested_at.isoformat(),
+                ),
+            )
+            dump_id = cursor.lastrowid
+            assert dump_id is not None
+            new = updated = 0
+            seen: dict[str, int] = {}
+            duplicates = []
+            for position, entry in enumerate(dump.entries):
+                pid, created = self._upsert_paper(db, entry, dump.date, dump_id)
+                if pid in seen:
+                    duplicates.append((entry.line, f"same paper as line {seen[pid]}"))
+                    continue
+                seen[pid] = entry.line
+                new += created
+                updated += not created
+                db.execute(
+                    "INSERT INTO sightings (dump_id, paper_id, position, upvotes) VALUES (?, ?, ?, ?)",
+                    (dump_id, pid, position, entry.upvotes),
+                )
+            return IngestResult(new=True, papers_new=new, papers_updated=updated, duplicates=tuple(duplicates))
+
+    def _upsert_paper(self, db: sqlite3.Connection, entry: Entry, listed: date, dump_id: int) -> tuple[str, bool]:
+        key = title_key(entry.title)
+        row = None
+        if entry.arxiv_id:
+            row = db.execute("SELECT id, last_seen FROM papers WHERE arxiv_id = ?", (entry.arxiv_id,)).fetchone()
+        if row is None:
+            row = db.execute(
+                "SELECT p.id, p.last_seen FROM titles t JOIN papers p ON p.id = t.paper_id WHERE t.key = ?", (key,)
+            ).fetchone()
+        day = listed.isoformat()
+        if row is None:
+            pid = paper_id(key)
+            db.execute(
+                "INSERT INTO papers (id, arxiv_id, title, abstract, authors_count, org_id, org_name, "
+                "published, upvotes, authors, url, comments, published_at, first_seen, last_seen, first_dump) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, *_entry_values(entry), day, day, dump_id),
+            )
+            db.execute("INSERT INTO titles (key, paper_id) VALUES (?, ?)", (key, pid))
+            return pid, True
+        pid, last_seen = row
+        db.execute("INSERT OR IGNORE INTO titles (key, paper_id) VALUES (?, ?)", (key, pid))
+        if day >= last_seen:
+            # The newest listing's view wins; fields it does not know keep their old value.
+            db.execute(
+                "UPDATE papers SET arxiv_id = COALESCE(?, arxiv_id), title = ?, abstract = ?, "
+                "authors_count = COALESCE(?, authors_count), org_id = COALESCE(?, org_id), "
+                "org_name = COALESCE(?, org_name), published = COALESCE(?, published), upvotes = ?, "
+                "authors = CASE WHEN ? = '[]' THEN authors ELSE ? END, url = COALESCE(?, url), "
+                "comments = COALESCE(?, comments), published_at = COALESCE(?, published_at), last_seen = ? "
+                "WHERE id = ?",
+                (*_update_values(entry), day, pid),
+            )
+        else:
+            # An older listing only fills what is still unknown and may move first_seen earlier.
+            db.execute(
+                "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?), authors_count = COALESCE(authors_count, ?), "
+                "org_id = COALESCE(org_id, ?), org_name = COALESCE(org_name, ?), "
+                "published = COALESCE(published, ?), url = COALESCE(url, ?), "
+                "first_seen = MIN(first_seen, ?) WHERE id = ?",
+                (
+                    entry.arxiv_id,
+                    entry.authors_count,
+                    entry.organization.id if entry.organization else None,
+                    entry.organization.name if entry.organization else None,
+                    entry.published.isoformat() if entry.published else None,
+                    entry.url,
+                    day,
+                    pid,
+                ),
+            )
+        return pid, False
+
+    def dump_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM dumps").fetchone()[0]
+
+    def latest_listing_date(self) -> date | None:
+        row = self._db.execute("SELECT MAX(listing_date) FROM dumps").fetchone()
+        return date.fromisoformat(row[0]) if row[0] else None
+
+    # -- papers ----------------------------------------------------------------
+
+    def paper_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM papers").fetchone()[0]
+
+    def iter_papers(self) -> Iterator[Paper]:
+        """Every paper, in order of first sighting."""
+        query = f"SELECT {_PAPER_COLUMNS} FROM papers p ORDER BY p.first_seen, p.first_dump, p.rowid"
+        for row in self._db.execute(query):
+            yield _paper(row)
+
+    def get_papers(self, ids: list[str]) -> list[Paper]:
+        """The papers with these ids, in the order given (unknown ids are left out)."""
+        found: dict[str, Paper] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(f"SELECT {_PAPER_COLUMNS} FROM papers p WHERE p.id IN ({marks})", chunk):
+                found[row[0]] = _paper(row)
+        return [found[i] for i in ids if i in found]
+
+    # -- digests -----------------------------------------------------------------
+
+    def watermark(self) -> int:
+        """The newest dump's sequence number: a digest records it to know what it has seen."""
+        return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM dumps").fetchone()[0]
+
+    def candidate_papers(self, profile_id: str, day: date) -> list[Paper]:
+        """Papers a new digest of `profile_id` for `day` should consider.
+
+        Listed on or before `day`; not given to the profile in a digest that was (or is
+        still being) delivered; and new since the profile's previous digest: listed after
+        its day, or stored after it was built (a late or back-filled dump). Papers of a
+        digest whose delivery failed for good come back.
+        """
+        query = f"""
+            WITH prev AS (
+                SELECT day, watermark FROM digests WHERE profile_id = :p AND day < :d ORDER BY day DESC LIMIT 1
+            )
+            SELECT {_PAPER_COLUMNS} FROM papers p
+            WHERE p.first_seen <= :d
+              AND NOT EXISTS (
+                SELECT 1 FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day
+                WHERE i.profile_id = :p AND i.paper_id = p.id AND i.kind = 'item' AND g.state != 'failed')
+              AND (NOT EXISTS (SELECT 1 FROM prev)
+                OR p.first_seen > (SELECT day FROM prev)
+                OR p.first_dump > (SELECT watermark FROM prev)
+                OR EXISTS (
+                  SELECT 1 FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day
+                  WHERE i.profile_id = :p AND i.paper_id = p.id AND i.kind = 'item' AND g.state = 'failed'))
+            ORDER BY p.first_seen, p.first_dump, p.rowid
+        """
+        return [_paper(row) for row in self._db.execute(query, {"p": profile_id, "d": day.isoformat()})]
+
+    def delivered_paper_ids(self, profile_id: str) -> set[str]:
+        """Papers given to this profile in digests that are delivered or still being delivered."""
+        rows = self._db.execute(
+            "SELECT i.paper_id FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day "
+            "WHERE i.profile_id = ? AND i.kind = 'item' AND g.state != 'failed'",
+            (profile_id,),
+        )
+        return {row[0] for row in rows}
+
+    def save_digest(self, digest: Digest, watermark: int) -> bool:
+        """Record a digest; False (and nothing written) if one exists for that profile and day."""
+        with self.transaction() as db:
+            key = (digest.profile.id, digest.date.isoformat())
+            if db.execute("SELECT 1 FROM digests WHERE profile_id = ? AND day = ?", key).fetchone():
+                return False
+            db.execute(
+                "INSERT INTO digests (profile_id, day, built_at, watermark, candidates, empty_reason) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*key, digest.built_at.isoformat(), watermark, digest.candidates, digest.empty_reason),
+            )
+            rows = [
+                (*key, item.paper.id, kind, rank, item.score, json.dumps(list(item.reasons), ensure_ascii=False))
+                for kind, items in (("item", digest.items), ("runner-up", digest.runners_up))
+                for rank, item in enumerate(items, start=1)
+            ]
+            db.executemany(
+                "INSERT INTO digest_items (profile_id, day, paper_id, kind, rank, score, reasons) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return True
+
+    def load_digest(self, profile: Profile, day: date) -> Digest | None:
+        """The digest recorded for this profile and day, with its papers, or None."""
+        key = (profile.id, day.isoformat())
+        head = self._db.execute(
+            "SELECT built_at, candidates, empty_reason FROM digests WHERE profile_id = ? AND day = ?", key
+        ).fetchone()
+        if head is None:
+            return None
+        rows = self._db.execute(
+            "SELECT paper_id, kind, score, reasons FROM digest_items WHERE profile_id = ? AND day = ? "
+            "ORDER BY kind, rank",
+            key,
+        ).fetchall()
+        papers = {p.id: p for p in self.get_papers([r[0] for r in rows])}
+        picked: dict[str, list[ScoredPaper]] = {"item": [], "runner-up": []}
+        for pid, kind, score, reasons in rows:
+            picked[kind].append(ScoredPaper(papers[pid], score, tuple(json.loads(reasons))))
+        return Digest(
+            profile=profile,
+            date=day,
+            items=tuple(picked["item"]),
+            built_at=datetime.fromisoformat(head[0]),
+            candidates=head[1],
+            empty_reason=head[2],
+            runners_up=tuple(picked["runner-up"]),
+        )
+
+    def digest_days(self, profile_id: str) -> list[date]:
+        """The days this profile has a digest for, newest first."""
+        rows = self._db.execute("SELECT day FROM digests WHERE profile_id = ? ORDER BY day DESC", (profile_id,))
+        return [date.fromisoformat(row[0]) for row in rows]
+
+    def set_digest_state(self, profile_id: str, day: date, state: str, at: datetime) -> None:
+        """Mark a digest 'delivered' (a feed published or an email accepted) or 'failed' (gave up)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE digests SET state = ?, delivered_at = CASE WHEN ? = 'delivered' "
+                "THEN COALESCE(delivered_at, ?) ELSE delivered_at END WHERE profile_id = ? AND day = ?",
+                (state, state, at.isoformat(), profile_id, day.isoformat()),
+            )
+
+
+def _entry_values(entry: Entry) -> tuple:
+    org = entry.organization
+    return (
+        entry.arxiv_id,
+        entry.title,
+        entry.abstract,
+        entry.authors_count,
+        org.id if org else None,
+        org.name if org else None,
+        entry.published.isoformat() if entry.published else None,
+        entry.upvotes,
+        json.dumps(list(entry.authors), ensure_ascii=False),
+        entry.url,
+        entry.comments,
+        entry.published_at.isoformat() if entry.published_at else None,
+    )
+
+
+def _update_values(entry: Entry) -> tuple:
+    (arxiv, title, abstract, count, org_id, org_name, published, upvotes, authors, url, comments, at) = _entry_values(
+        entry
+    )
+    return (arxiv, title, abstract, count, org_id, org_name, published, upvotes, authors, authors, url, comments, at)
+
+
+def _paper(row: tuple) -> Paper:
+    (
+        pid,
+        title,
+        abstract,
+        count,
+        org_id,
+        org_name,
+        published,
+        upvotes,
+        first,
+        last,
+        arxiv,
+        authors,
+        url,
+        comments,
+        n,
+    ) = row
+    return Paper(
+        id=pid,
+        title=title,
+        abstract=abstract,
+        authors_count=count,
+        organization=Organization(org_id, org_name or org_id) if org_id else None,
+        published=date.fromisoformat(published) if published else None,
+        upvotes=upvotes,
+        first_seen=date.fromisoformat(first),
+        last_seen=date.fromisoformat(last),
+        sightings=n,
+        arxiv_id=arxiv,
+        authors=tuple(json.loads(authors)),
+        url=url,
+        comments=comments,
+    )
+
+
+def open_store(path: Path) -> Store:
+    """Open (creating if needed) the state database and bring its schema up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 60000")
+        # Switching a new file to WAL takes an exclusive lock without waiting on SQLite's busy
+        # handler, so two processes opening a fresh database at once would fail: take turns.
+        with FileLock(f"{path}.lock", timeout=60):
+            db.execute("PRAGMA journal_mode = WAL")
+            _migrate(db, path)
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+    except Timeout:
+        raise StoreError(f"{path}: another process has held {path}.lock for over a minute") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot use the state database: {exc}") from None
+    return Store(db, path)
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {version} is newer than this program ({SCHEMA_VERSION}); upgrade")
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read inside the lock: another process may have migrated meanwhile.
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for number in range(version, SCHEMA_VERSION):
+            for statement in _split_sql(_MIGRATIONS[number]):
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _split_sql(script: str) -> list[str]:
+    # executescript() would commit our open transaction; run statements one by one instead.
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,75 @@
+"""Ingesting folders: quarantine of files that are not dumps, and nothing lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import NOW, TODAY
+
+from digest.pipeline import find_dump_files, ingest_files
+from digest.store import Store
+
+
+def run(store: Store, paths: list[Path], quarantine: Path):
+    return ingest_files(store, find_dump_files(paths, skip=[quarantine]), quarantine=quarantine, today=TODAY, now=NOW)
+
+
+def test_seed_folder(store: Store, seeds: Path, tmp_path: Path) -> None:
+    summary = run(store, [seeds], tmp_path / "q")
+    assert (summary.files, summary.dumps_new, summary.entries, summary.papers_new, summary.papers_updated) == (
+        5,
+        5,
+        315,
+        309,
+        6,
+    )
+    assert not summary.rejected
+    again = run(store, [seeds], tmp_path / "q")
+    assert (again.dumps_new, again.dumps_seen, again.papers_new) == (0, 5, 0)
+
+
+def test_bad_files_are_set_aside_and_nothing_is_lost(store: Store, seeds: Path, tmp_path: Path) -> None:
+    quarantine = tmp_path / "quarantine"
+    run(store, [seeds], quarantine)
+    before = list(store.iter_papers())
+    (seeds / "zz_binary.txt").write_bytes(b"\x00\x01\x02PK\x03\x04")
+    (seeds / "zz_empty.txt").write_bytes(b"")
+    (seeds / "zz_page.html").write_text("<html><body>Daily Papers</body></html>")
+    (seeds / ".hidden").write_text("ignored")
+    summary = run(store, [seeds], quarantine)
+    assert summary.rejected and len(summary.quarantined) == 3
+    assert sorted(p.name for p in quarantine.iterdir()) == [
+        "zz_binary.txt",
+        "zz_binary.txt.error",
+        "zz_empty.txt",
+        "zz_empty.txt.error",
+        "zz_page.html",
+        "zz_page.html.error",
+    ]
+    assert "binary" in (quarantine / "zz_binary.txt.error").read_text()
+    assert "empty" in (quarantine / "zz_empty.txt.error").read_text()
+    assert not (seeds / "zz_binary.txt").exists() and (seeds / ".hidden").exists()
+    assert list(store.iter_papers()) == before
+
+
+def test_same_name_in_quarantine_twice_keeps_both(store: Store, tmp_path: Path) -> None:
+    inbox, quarantine = tmp_path / "in", tmp_path / "q"
+    inbox.mkdir()
+    for content in (b"", b"\x00"):
+        (inbox / "bad.txt").write_bytes(content)
+        run(store, [inbox], quarantine)
+    assert sorted(p.name for p in quarantine.iterdir()) == ["bad.txt", "bad.txt.1", "bad.txt.1.error", "bad.txt.error"]
+
+
+def test_bad_entries_are_reported_with_file_and_line(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "bad-entry.txt"
+    path.write_text("Daily Papers\n\nDec 31\n\nT\n\nA\n\n  • 2 authors\n·\n\nGood\n\nB\n\n  • 1 author\n·\nDec 1\n")
+    summary = ingest_files(store, [path], quarantine=tmp_path / "q", today=TODAY, now=NOW, label=lambda p: p.name)
+    expected = "bad-entry.txt:10: byline and '·' with no date after them; entry skipped"
+    assert [str(p) for p in summary.problems] == [expected]
+    assert summary.papers_new == 1 and summary.rejected
+
+
+def test_unreadable_path_is_a_problem_not_a_crash(store: Store, tmp_path: Path) -> None:
+    summary = ingest_files(store, [tmp_path / "gone.txt"], quarantine=tmp_path / "q", today=TODAY, now=NOW)
+    assert summary.rejected and "cannot read" in summary.problems[0].message

@@ -1,0 +1,240 @@
+"""The store on a real SQLite file: deduplication, idempotence, digests, concurrency."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import NOW, SEEDS, TODAY
+
+from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
+from digest.models import Digest, Dump, Entry, Profile, ScoredPaper
+from digest.store import SCHEMA_VERSION, Store, StoreError, open_store, title_key
+
+
+def ingest_text(store: Store, text: str, name: str = "d.txt"):
+    dump = parse_dump(text, name, today=TODAY)
+    return store.add_dump(dump, content_hash(text), NOW)
+
+
+def ingest_seed(store: Store, name: str):
+    return ingest_text(store, decode_dump((SEEDS / name).read_bytes()), name)
+
+
+def all_papers(store: Store) -> dict[str, object]:
+    return {p.title: p for p in store.iter_papers()}
+
+
+def test_seeds_give_309_papers_and_315_sightings(store: Store) -> None:
+    results = [ingest_seed(store, p.name) for p in sorted(SEEDS.iterdir())]
+    assert sum(r.papers_new for r in results) == 309
+    assert sum(r.papers_updated for r in results) == 6
+    papers = all_papers(store)
+    assert len(papers) == 309
+    assert sum(p.sightings for p in papers.values()) == 315
+
+
+def test_first_seen_is_the_earliest_listing_and_never_moves_later(store: Store) -> None:
+    ingest_seed(store, "003_c86e26950e2129a1.txt")  # Nov 27
+    before = all_papers(store)["Prototype-Sample Relation Distillation: Towards Replay-Free Continual Learning"]
+    ingest_seed(store, "000_9d0724fe38360f6f.txt")  # Dec 31 shows it again
+    after = all_papers(store)[before.title]
+    assert before.first_seen == after.first_seen == date(2025, 11, 27)
+    assert after.last_seen == date(2025, 12, 31)
+    assert (before.id, after.sightings) == (after.id, 2)
+
+
+def test_older_dump_ingested_later_moves_first_seen_back_but_keeps_newest_upvotes(store: Store) -> None:
+    newer = format_dump(date(2025, 12, 2), [Entry("Same Paper", "A.", 3, None, date(2025, 11, 30), 40)])
+    older = format_dump(date(2025, 12, 1), [Entry("Same  paper!", "A.", 3, None, date(2025, 11, 30), 7)])
+    ingest_text(store, newer)
+    result = ingest_text(store, older)
+    assert (result.papers_new, result.papers_updated) == (0, 1)
+    (paper,) = store.iter_papers()
+    assert (paper.first_seen, paper.last_seen, paper.upvotes, paper.title) == (
+        date(2025, 12, 1),
+        date(2025, 12, 2),
+        40,
+        "Same Paper",
+    )
+
+
+def test_same_dump_twice_changes_nothing(store: Store, tmp_path: Path) -> None:
+    text = decode_dump((SEEDS / "002_6d046406d792592b.txt").read_bytes())
+    assert ingest_text(store, text).new
+    before = store._db.execute("SELECT * FROM papers ORDER BY id").fetchall()
+    again = ingest_text(store, text, "renamed-copy.txt")
+    assert not again.new
+    assert store.dump_count() == 1
+    assert store._db.execute("SELECT * FROM papers ORDER BY id").fetchall() == before
+
+
+def test_arxiv_id_enriches_a_title_only_paper(store: Store) -> None:
+    ingest_text(store, format_dump(date(2025, 12, 1), [Entry("A Paper About Things", "Short.")]))
+    api_view = Entry(
+        "A paper about things",
+        "Longer abstract.",
+        published=date(2025, 11, 30),
+        upvotes=12,
+        arxiv_id="2511.01234",
+        authors=("Ada", "Alan"),
+        url="https://huggingface.co/papers/2511.01234",
+        comments=3,
+    )
+    store.add_dump(Dump("api", date(2025, 12, 2), (api_view,), kind="hf-api"), "sha-api", NOW)
+    renamed = Entry("A Paper About Things, Revised", "Again.", arxiv_id="2511.01234")
+    store.add_dump(Dump("api2", date(2025, 12, 3), (renamed,), kind="hf-api"), "sha-api2", NOW)
+    ingest_text(store, format_dump(date(2025, 12, 4), [Entry("A Paper About Things, Revised", "x")]))
+    (paper,) = store.iter_papers()
+    assert paper.arxiv_id == "2511.01234" and paper.authors == ("Ada", "Alan") and paper.comments == 3
+    assert paper.sightings == 4 and paper.id == store.get_papers([paper.id])[0].id
+
+
+def test_repeated_entry_within_one_dump_is_one_sighting(store: Store) -> None:
+    text = format_dump(date(2025, 12, 1), [Entry("Twice", "A."), Entry("Other", "B."), Entry("twice", "C.")])
+    result = ingest_text(store, text)
+    assert (result.papers_new, len(result.duplicates)) == (2, 1)
+    assert "same paper as line" in result.duplicates[0][1]
+
+
+def test_title_key_normalises_case_space_and_punctuation() -> None:
+    assert title_key("Light  Schrödinger Bridge!") == title_key("light schrödinger bridge")
+    assert title_key("Ｆｕｌｌ　width") == "full width"
+    assert title_key("A-B") != title_key("AB")
+
+
+def test_schema_is_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    open_store(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this program"):
+        open_store(path)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot use the state database"):
+        open_store(path)
+
+
+def test_failed_transaction_leaves_no_trace(store: Store) -> None:
+    bad = Dump("bad", date(2025, 12, 1), (Entry("Fine", "A."), Entry(None, "B.")))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.add_dump(bad, "sha-bad", NOW)
+    assert store.dump_count() == 0 and store.paper_count() == 0
+
+
+# -- digests ----------------------------------------------------------------------------
+
+PROFILE = Profile(id="p", title="P", description="anything")
+
+
+def day_dump(store: Store, day: date, titles: list[str]) -> None:
+    text = format_dump(day, [Entry(t, "Abstract.", 1, None, day, 1) for t in titles])
+    ingest_text(store, text, f"{day}.txt")
+
+
+def make_digest(store: Store, day: date, picked: list[str], state: str | None = "delivered") -> Digest:
+    papers = {p.title: p for p in store.iter_papers()}
+    digest = Digest(PROFILE, day, tuple(ScoredPaper(papers[t], 0.5, ("r",)) for t in picked), NOW, candidates=9)
+    assert store.save_digest(digest, store.watermark())
+    if state:
+        store.set_digest_state(PROFILE.id, day, state, NOW)
+    return digest
+
+
+def titles(papers) -> list[str]:
+    return sorted(p.title for p in papers)
+
+
+def test_candidates_are_new_since_the_previous_digest(store: Store) -> None:
+    d1, d2 = date(2025, 12, 1), date(2025, 12, 2)
+    day_dump(store, d1, ["A", "B", "C"])
+    assert titles(store.candidate_papers("p", d1)) == ["A", "B", "C"]
+    make_digest(store, d1, ["A"])
+    day_dump(store, d2, ["D", "A"])
+    assert titles(store.candidate_papers("p", d2)) == ["D"]
+    assert store.delivered_paper_ids("p") == {all_ids(store)["A"]}
+
+
+def test_late_dump_for_an_old_day_still_reaches_the_next_digest(store: Store) -> None:
+    d1, d2, d3 = date(2025, 12, 1), date(2025, 12, 2), date(2025, 12, 3)
+    day_dump(store, d2, ["B"])
+    make_digest(store, d2, ["B"])
+    day_dump(store, d1, ["Late"])
+    assert titles(store.candidate_papers("p", d3)) == ["Late"]
+
+
+def test_papers_of_a_failed_digest_come_back(store: Store) -> None:
+    d1, d2 = date(2025, 12, 1), date(2025, 12, 2)
+    day_dump(store, d1, ["A", "B"])
+    make_digest(store, d1, ["A"], state="failed")
+    assert titles(store.candidate_papers("p", d2)) == ["A"]
+    assert store.delivered_paper_ids("p") == set()
+
+
+def test_papers_in_flight_are_not_offered_twice(store: Store) -> None:
+    d1, d2 = date(2025, 12, 1), date(2025, 12, 2)
+    day_dump(store, d1, ["A"])
+    make_digest(store, d1, ["A"], state=None)
+    day_dump(store, d2 + timedelta(days=0), ["B"])
+    assert titles(store.candidate_papers("p", d2)) == ["B"]
+
+
+def test_a_digest_is_recorded_once_and_loads_back(store: Store) -> None:
+    day = date(2025, 12, 1)
+    day_dump(store, day, ["A", "B"])
+    saved = make_digest(store, day, ["B", "A"])
+    again = Digest(PROFILE, day, (), NOW)
+    assert not store.save_digest(again, store.watermark())
+    loaded = store.load_digest(PROFILE, day)
+    assert loaded is not None
+    assert [i.paper.title for i in loaded.items] == ["B", "A"]
+    assert loaded.items == saved.items and loaded.candidates == 9
+    assert store.digest_days("p") == [day]
+    assert store.load_digest(PROFILE, date(2025, 12, 9)) is None
+
+
+def all_ids(store: Store) -> dict[str, str]:
+    return {p.title: p.id for p in store.iter_papers()}
+
+
+# -- two processes at once ------------------------------------------------------------------
+
+
+def test_two_ingest_processes_at_once_store_everything_once(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    start = date(2025, 1, 1)
+    files = 300
+    for n in range(files):
+        day = start + timedelta(days=n)
+        # Every title appears on three consecutive days, so both processes race on the same papers.
+        entries = [Entry(f"Paper {n - k + 2} item {j}", "A.", 2, None, day, j) for k in range(3) for j in range(15)]
+        (inbox / f"{n:03}.txt").write_text(format_dump(day, entries), encoding="utf-8")
+    db = tmp_path / "state.db"
+    command = [sys.executable, "-m", "digest", "--db", str(db), "ingest", str(inbox)]
+    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    news = [int(out.decode().split(" dump")[0].split(": ")[1]) for out, _ in outputs]
+    assert sum(news) == files, news
+    store = open_store(db)
+    try:
+        assert store.dump_count() == files
+        papers = list(store.iter_papers())
+        assert len(papers) == (files + 2) * 15
+        assert sum(p.sightings for p in papers) == files * 45
+        assert len({p.id for p in papers}) == len(papers)
+    finally:
+        store.close()
