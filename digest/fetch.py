@@ -246,7 +246,7 @@ def fetch_day(
     if summary.quarantined:
         _, moved_to, reason = summary.quarantined[0]
         store.save_fetch(url, day, Validators(), now)
-        message = f"unusable response: {reason}; moved to {moved_to}"
+        message = f"unusable response: {reason}; moved to {label(moved_to)}"
         return DayResult(day, FAILED, message, path=moved_to, attempts=attempts, ingest=summary)
     if summary.problems and not summary.dumps_new and not summary.dumps_seen:
         return DayResult(day, FAILED, str(summary.problems[0]), path=path, attempts=attempts, ingest=summary)
