@@ -15,12 +15,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from digest import __version__
 from digest.config import Config, ConfigError, find_config, load_config
+from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError, day_range, fetch_days
 from digest.files import write_atomic
 from digest.models import Paper
 from digest.pipeline import IngestSummary, find_dump_files, ingest_files
@@ -31,6 +32,7 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 
 PROGRESS_MIN_FILES = 20
+PROGRESS_MIN_DAYS = 7
 
 
 class UsageError(Exception):
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, metavar="FILE", help="state database (overrides [digest] db)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_ingest(commands)
+    _add_fetch(commands)
     _add_export(commands)
     _add_profiles(commands)
     return parser
@@ -91,6 +94,24 @@ def _add_ingest(commands: Any) -> None:
         "--year", type=_year, metavar="YYYY", help="the year of the dumps' listing dates (default: inferred)"
     )
     p.set_defaults(run=run_ingest)
+
+
+def _add_fetch(commands: Any) -> None:
+    p = commands.add_parser(
+        "fetch",
+        help="download days of the Daily Papers API into the inbox and ingest them",
+        description="Fetch listing days from the Hugging Face Daily Papers API ([source] in digest.toml; "
+        "HF_TOKEN from the environment if set), save each raw response in the inbox as "
+        "hf-daily-YYYY-MM-DD.json and ingest it. Days already fetched and unchanged are not downloaded "
+        "again. Default: today (UTC).",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--date", type=_day, metavar="YYYY-MM-DD", help="fetch this one day")
+    which.add_argument(
+        "--since", type=_day, metavar="YYYY-MM-DD", help="fetch every day from this one on (stops at the latest)"
+    )
+    p.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="with --since: the last day (default: today)")
+    p.set_defaults(run=run_fetch)
 
 
 def _add_export(commands: Any) -> None:
@@ -115,6 +136,15 @@ def _add_profiles(commands: Any) -> None:
     check.set_defaults(run=run_profiles_check)
     listing = sub.add_parser("list", help="list the profiles", description="List the configured profiles.")
     listing.set_defaults(run=run_profiles_list)
+
+
+def _day(text: str) -> date:
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-12-31") from None
 
 
 def _year(text: str) -> int:
@@ -167,6 +197,56 @@ def _report_ingest(summary: IngestSummary, totals: tuple[int, int], db: str) -> 
     print(f"store: {totals[0]} papers from {totals[1]} dumps in {db}")
 
 
+def run_fetch(ctx: Context) -> int:
+    args = ctx.args
+    if args.until and not args.since:
+        raise UsageError("--until needs --since")
+    config = ctx.config()
+    today = ctx.now().date()
+    if args.date:
+        days = [args.date]
+    elif args.since:
+        until = args.until or today
+        if args.since > until:
+            raise UsageError(f"--since {args.since} is after --until {until}")
+        days = day_range(args.since, until)
+    else:
+        days = [today]
+
+    def label(path: Path) -> str:
+        return _display(path, ctx.cwd)
+
+    with ctx.store(config) as store, _day_progress(len(days)) as advance:
+
+        def show(result: DayResult) -> None:
+            _report_day(result, label)
+            if advance:
+                advance()
+
+        report = fetch_days(config, store, days, label=label, on_day=show)
+        totals = (store.paper_count(), store.dump_count())
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    n = len(report.days)
+    print(
+        f"{n} day{_s(n)}: {report.count(FETCHED)} fetched, {report.count(NOT_MODIFIED)} not modified, "
+        f"{report.count(NOT_AVAILABLE)} not available yet, {report.count(FAILED)} failed"
+    )
+    if report.stopped_at and report.stopped_at != days[-1]:
+        print(f"stopped at {report.stopped_at}: the API has no later days yet")
+    print(f"store: {totals[0]} papers from {totals[1]} dumps in {_display(config.db, ctx.cwd)}")
+    return EXIT_REJECTED if report.rejected else EXIT_OK
+
+
+def _report_day(result: DayResult, label: Callable[[Path], str]) -> None:
+    line = f"{result.day}: {result.message}"
+    if result.outcome == FETCHED and result.path:
+        line += f" -> {label(result.path)}"
+    if result.attempts > 1 and result.outcome != FAILED:
+        line += f" (after {result.attempts} attempts)"
+    print(line, file=sys.stderr if result.outcome == FAILED else sys.stdout, flush=True)
+
+
 EXPORT_FIELDS = (
     "id",
     "title",
@@ -177,7 +257,12 @@ EXPORT_FIELDS = (
     "upvotes",
     "first_seen",
     "sightings",
+    "arxiv_id",
+    "authors",
+    "url",
+    "comments",
 )
+CSV_AUTHOR_SEPARATOR = "; "
 
 
 def paper_record(paper: Paper) -> dict[str, Any]:
@@ -193,6 +278,10 @@ def paper_record(paper: Paper) -> dict[str, Any]:
         "upvotes": paper.upvotes,
         "first_seen": paper.first_seen.isoformat(),
         "sightings": paper.sightings,
+        "arxiv_id": paper.arxiv_id,
+        "authors": list(paper.authors),
+        "url": paper.url,
+        "comments": paper.comments,
     }
 
 
@@ -223,6 +312,7 @@ def _write_csv(out: Any, records: Iterator[dict[str, Any]]) -> None:
         org = record.pop("organization")
         record["organization_id"] = org["id"] if org else None
         record["organization_name"] = org["name"] if org else None
+        record["authors"] = CSV_AUTHOR_SEPARATOR.join(record["authors"])
         writer.writerow(record)
 
 
@@ -255,6 +345,18 @@ def _progress(total: int) -> Iterator[Callable[[Path], None] | None]:
         yield lambda _path: progress.advance(task)
 
 
+@contextmanager
+def _day_progress(total: int) -> Iterator[Callable[[], None] | None]:
+    if total < PROGRESS_MIN_DAYS or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("fetching", total=total)
+        yield lambda: progress.advance(task)
+
+
 def _display(path: Path, cwd: Path) -> str:
     try:
         return str(path.resolve().relative_to(cwd.resolve()))
@@ -276,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, StoreError) as exc:
+    except (UsageError, StoreError, FetchError) as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -9,13 +9,14 @@ none). Problems are collected and raised together as `ConfigError`, each one
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from digest.models import Problem, Profile
 from digest.profiles import parse_profiles, timezone
-from digest.validate import Field, TomlLines, Where, integer, read_table, string
+from digest.validate import Field, Invalid, TomlLines, Where, boolean, integer, number, read_table, string
 
 CONFIG_NAME = "digest.toml"
 
@@ -34,7 +35,50 @@ DIGEST_FIELDS: dict[str, Field] = {
     "feed_size": Field(integer(minimum=1, maximum=10_000), 100),
 }
 
-_TOP_LEVEL = ("digest", "profiles")
+
+def http_url(value: Any) -> str:
+    """An http(s) URL with a host, without a trailing slash."""
+    text = string(allow_empty=False)(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Invalid(f"{text!r} is not an http(s) URL like 'https://huggingface.co'")
+    if parts.query or parts.fragment:
+        raise Invalid(f"{text!r}: a base URL takes no query or fragment")
+    return text.rstrip("/")
+
+
+SOURCE_FIELDS: dict[str, Field] = {
+    "enabled": Field(boolean, False),
+    "base_url": Field(http_url, "https://huggingface.co"),
+    "timeout": Field(number(minimum=0.1, maximum=600), 30.0),
+    "pace": Field(number(minimum=0, maximum=3600), 1.0),
+    "attempts": Field(integer(minimum=1, maximum=20), 5),
+    "backoff": Field(number(minimum=0, maximum=600), 1.0),
+    "backoff_max": Field(number(minimum=0, maximum=3600), 60.0),
+    "max_retry_after": Field(number(minimum=0, maximum=86_400), 300.0),
+}
+
+_TOP_LEVEL = ("digest", "profiles", "source")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """The `[source]` table: the live Daily Papers API (see `digest.fetch`).
+
+    `enabled` makes `digest serve` fetch on its schedule (`digest fetch` always fetches).
+    Times are in seconds: `timeout` per request, `pace` between two days, `backoff` the
+    first wait before a retry (doubling up to `backoff_max`), `max_retry_after` the longest
+    `Retry-After` honoured (a server asking for longer makes that day fail instead).
+    """
+
+    enabled: bool = False
+    base_url: str = "https://huggingface.co"
+    timeout: float = 30.0
+    pace: float = 1.0
+    attempts: int = 5
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+    max_retry_after: float = 300.0
 
 
 class ConfigError(Exception):
@@ -61,6 +105,7 @@ class Config:
     title: str
     feed_size: int
     profiles: tuple[Profile, ...]
+    source: SourceConfig = field(default_factory=SourceConfig)
 
 
 def find_config(explicit: Path | None, cwd: Path) -> Path | None:
@@ -102,6 +147,7 @@ def parse_config(
     settings = read_table(raw.get("digest", {}), DIGEST_FIELDS, Where(source, lines, ("digest",), "digest"), problems)
     profiles, profile_problems = parse_profiles(raw.get("profiles"), source, lines, settings.get("timezone", "UTC"))
     problems.extend(profile_problems)
+    live = read_table(raw.get("source", {}), SOURCE_FIELDS, Where(source, lines, ("source",), "source"), problems)
     if problems:
         raise ConfigError(problems)
     paths = {key: (base / settings[key]).resolve() for key in _PATH_KEYS}
@@ -113,6 +159,7 @@ def parse_config(
         title=settings["title"],
         feed_size=settings["feed_size"],
         profiles=tuple(profiles),
+        source=SourceConfig(**live),
         **paths,
     )
 

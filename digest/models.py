@@ -21,7 +21,8 @@ class Organization:
 class Entry:
     """One paper as one source showed it (a dump entry, or one API item).
 
-    `line` is where the entry starts in its file (1-based; 0 when the source has no lines).
+    `line` is where the entry starts in its file (1-based); for a JSON API response, which
+    has no meaningful lines, it is the item's position in the response's list (1-based).
     """
 
     title: str
@@ -40,13 +41,19 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something wrong with one part of an input: reported as `source:line: message`."""
+    """Something wrong with one part of an input: reported as `source:line: message`.
+
+    Inputs without lines (a JSON API response) name the item instead: `source:item N: message`.
+    """
 
     source: str
     line: int
     message: str
+    item: int = 0
 
     def __str__(self) -> str:
+        if self.item:
+            return f"{self.source}:item {self.item}: {self.message}"
         return f"{self.source}:{self.line}: {self.message}" if self.line else f"{self.source}: {self.message}"
 
 

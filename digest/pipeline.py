@@ -1,8 +1,9 @@
 """The pipeline: the only place that reads inputs and moves files between stages.
 
-`ingest_files` reads dump files, parses them (`ingest.hf_dump`), stores them
-(`store`) and sets aside files that are not dumps. The stages it calls stay pure;
-this module owns the file system side of ingesting.
+`ingest_files` reads input files, parses them (text dumps with `ingest.hf_dump`, saved
+JSON API responses with `ingest.hf_api`, told apart by content), stores them (`store`)
+and sets aside files that are neither. The stages it calls stay pure; this module owns
+the file system side of ingesting.
 """
 
 from __future__ import annotations
@@ -14,8 +15,15 @@ from datetime import date, datetime
 from pathlib import Path
 
 from digest.files import free_name, write_atomic
+from digest.ingest.hf_api import (
+    api_content_hash,
+    api_listing_day,
+    decode_api_response,
+    looks_like_api_response,
+    parse_api_items,
+)
 from digest.ingest.hf_dump import NotADump, content_hash, decode_dump, parse_dump
-from digest.models import Problem
+from digest.models import Dump, Problem
 from digest.store import Store
 
 
@@ -94,16 +102,15 @@ def _ingest_one(
         summary.problems.append(Problem(name, 0, f"cannot read: {exc.strerror or exc}"))
         return
     try:
-        text = decode_dump(data)
-        sha = content_hash(text)
-        if store.has_dump(sha):
-            summary.dumps_seen += 1
-            return
-        dump = parse_dump(text, name, today=today, year=year)
+        parsed = _parse(data, path.name, name, store, today=today, year=year)
     except NotADump as exc:
         moved_to = quarantine_file(path, str(exc), quarantine, now)
         summary.quarantined.append((path, moved_to, str(exc)))
         return
+    if parsed is None:
+        summary.dumps_seen += 1
+        return
+    dump, sha = parsed
     result = store.add_dump(dump, sha, now)
     if not result.new:
         summary.dumps_seen += 1
@@ -113,7 +120,26 @@ def _ingest_one(
     summary.papers_new += result.papers_new
     summary.papers_updated += result.papers_updated
     summary.problems.extend(dump.problems)
-    summary.problems.extend(Problem(name, line, message) for line, message in result.duplicates)
+    for line, message in result.duplicates:
+        at_item = dump.kind != "hf-text"
+        summary.problems.append(Problem(name, 0 if at_item else line, message, item=line if at_item else 0))
+
+
+def _parse(
+    data: bytes, filename: str, name: str, store: Store, *, today: date, year: int | None
+) -> tuple[Dump, str] | None:
+    """The file as a dump and its content hash; None when that content is already stored.
+
+    Raises `NotADump` (or its `NotAnApiResponse`) for a file that is neither kind.
+    """
+    if looks_like_api_response(data, filename):
+        items = decode_api_response(data)
+        day = api_listing_day(filename, items)
+        sha = api_content_hash(items, day)
+        return None if store.has_dump(sha) else (parse_api_items(items, name, day), sha)
+    text = decode_dump(data)
+    sha = content_hash(text)
+    return None if store.has_dump(sha) else (parse_dump(text, name, today=today, year=year), sha)
 
 
 def quarantine_file(path: Path, reason: str, folder: Path, now: datetime) -> Path:

@@ -6,7 +6,10 @@ with `BEGIN IMMEDIATE`, so two processes serialise on SQLite's own lock instead 
 racing between a read and a write.
 
 Papers are deduplicated here: a paper is matched by arXiv id when the source gives
-one, else by its normalised title. This module never parses, ranks or renders.
+one, else by its normalised title. The validators (ETag, Last-Modified) of fetched API
+responses live here too, beside the dumps they produced, so a fresh database never
+answers a conditional request for data it does not hold. This module never parses,
+ranks or renders.
 """
 
 from __future__ import annotations
@@ -97,6 +100,16 @@ _MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX digest_items_paper ON digest_items(profile_id, paper_id);
     """,
+    # 3: HTTP validators of fetched API responses, so an unchanged day is not downloaded again
+    """
+    CREATE TABLE fetches (
+        url TEXT PRIMARY KEY,
+        day TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        fetched_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -121,6 +134,14 @@ class IngestResult:
     papers_new: int = 0
     papers_updated: int = 0
     duplicates: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What an HTTP server said identifies a response (for conditional requests)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 def title_key(title: str) -> str:
@@ -186,7 +207,8 @@ class Store:
             for position, entry in enumerate(dump.entries):
                 pid, created = self._upsert_paper(db, entry, dump.date, dump_id)
                 if pid in seen:
-                    duplicates.append((entry.line, f"same paper as line {seen[pid]}"))
+                    unit = "line" if dump.kind == "hf-text" else "item"
+                    duplicates.append((entry.line, f"same paper as {unit} {seen[pid]}"))
                     continue
                 seen[pid] = entry.line
                 new += created
@@ -199,23 +221,19 @@ class Store:
 
     def _upsert_paper(self, db: sqlite3.Connection, entry: Entry, listed: date, dump_id: int) -> tuple[str, bool]:
         key = title_key(entry.title)
-        row = None
-        if entry.arxiv_id:
-            row = db.execute("SELECT id, last_seen FROM papers WHERE arxiv_id = ?", (entry.arxiv_id,)).fetchone()
-        if row is None:
-            row = db.execute(
-                "SELECT p.id, p.last_seen FROM titles t JOIN papers p ON p.id = t.paper_id WHERE t.key = ?", (key,)
-            ).fetchone()
+        row, title_taken = _find_paper(db, entry, key)
         day = listed.isoformat()
         if row is None:
-            pid = paper_id(key)
+            # A title already used by a paper with another arXiv id names a second paper; its
+            # id then derives from the arXiv id, and the title stays an alias of the first one.
+            pid = paper_id(f"arxiv:{entry.arxiv_id}" if title_taken else key)
             db.execute(
                 "INSERT INTO papers (id, arxiv_id, title, abstract, authors_count, org_id, org_name, "
                 "published, upvotes, authors, url, comments, published_at, first_seen, last_seen, first_dump) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (pid, *_entry_values(entry), day, day, dump_id),
             )
-            db.execute("INSERT INTO titles (key, paper_id) VALUES (?, ?)", (key, pid))
+            db.execute("INSERT OR IGNORE INTO titles (key, paper_id) VALUES (?, ?)", (key, pid))
             return pid, True
         pid, last_seen = row
         db.execute("INSERT OR IGNORE INTO titles (key, paper_id) VALUES (?, ?)", (key, pid))
@@ -232,21 +250,14 @@ class Store:
             )
         else:
             # An older listing only fills what is still unknown and may move first_seen earlier.
+            (arxiv, _, _, count, org_id, org_name, published, _, authors, url, comments, at) = _entry_values(entry)
             db.execute(
                 "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?), authors_count = COALESCE(authors_count, ?), "
                 "org_id = COALESCE(org_id, ?), org_name = COALESCE(org_name, ?), "
-                "published = COALESCE(published, ?), url = COALESCE(url, ?), "
-                "first_seen = MIN(first_seen, ?) WHERE id = ?",
-                (
-                    entry.arxiv_id,
-                    entry.authors_count,
-                    entry.organization.id if entry.organization else None,
-                    entry.organization.name if entry.organization else None,
-                    entry.published.isoformat() if entry.published else None,
-                    entry.url,
-                    day,
-                    pid,
-                ),
+                "published = COALESCE(published, ?), authors = CASE WHEN authors = '[]' THEN ? ELSE authors END, "
+                "url = COALESCE(url, ?), comments = COALESCE(comments, ?), "
+                "published_at = COALESCE(published_at, ?), first_seen = MIN(first_seen, ?) WHERE id = ?",
+                (arxiv, count, org_id, org_name, published, authors, url, comments, at, day, pid),
             )
         return pid, False
 
@@ -256,6 +267,26 @@ class Store:
     def latest_listing_date(self) -> date | None:
         row = self._db.execute("SELECT MAX(listing_date) FROM dumps").fetchone()
         return date.fromisoformat(row[0]) if row[0] else None
+
+    # -- fetches ---------------------------------------------------------------
+
+    def fetch_validators(self, url: str) -> Validators | None:
+        """The ETag and Last-Modified of the last response from `url` that was stored, if any."""
+        row = self._db.execute("SELECT etag, last_modified FROM fetches WHERE url = ?", (url,)).fetchone()
+        return Validators(etag=row[0], last_modified=row[1]) if row else None
+
+    def save_fetch(self, url: str, day: date, validators: Validators, fetched_at: datetime) -> None:
+        """Remember a stored response's validators (none: forget them, so the next fetch downloads)."""
+        with self.transaction() as db:
+            if validators.etag is None and validators.last_modified is None:
+                db.execute("DELETE FROM fetches WHERE url = ?", (url,))
+                return
+            db.execute(
+                "INSERT INTO fetches (url, day, etag, last_modified, fetched_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (url) DO UPDATE SET day = excluded.day, etag = excluded.etag, "
+                "last_modified = excluded.last_modified, fetched_at = excluded.fetched_at",
+                (url, day.isoformat(), validators.etag, validators.last_modified, fetched_at.isoformat()),
+            )
 
     # -- papers ----------------------------------------------------------------
 
@@ -383,6 +414,26 @@ class Store:
                 "THEN COALESCE(delivered_at, ?) ELSE delivered_at END WHERE profile_id = ? AND day = ?",
                 (state, state, at.isoformat(), profile_id, day.isoformat()),
             )
+
+
+def _find_paper(db: sqlite3.Connection, entry: Entry, key: str) -> tuple[tuple[str, str] | None, bool]:
+    """The stored paper an entry shows, as (id, last_seen): by arXiv id first, else by title.
+
+    The second value is True when the title belongs to a paper with a different arXiv id.
+    """
+    if entry.arxiv_id:
+        row = db.execute("SELECT id, last_seen FROM papers WHERE arxiv_id = ?", (entry.arxiv_id,)).fetchone()
+        if row:
+            return (row[0], row[1]), False
+    row = db.execute(
+        "SELECT p.id, p.last_seen, p.arxiv_id FROM titles t JOIN papers p ON p.id = t.paper_id WHERE t.key = ?",
+        (key,),
+    ).fetchone()
+    if row is None:
+        return None, False
+    if entry.arxiv_id and row[2] and row[2] != entry.arxiv_id:
+        return None, True
+    return (row[0], row[1]), False
 
 
 def _entry_values(entry: Entry) -> tuple:

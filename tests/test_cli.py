@@ -5,17 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from digest.cli import build_parser
 
+FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
 
-def digest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "digest", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+def digest(*args: str, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | ({"HF_TOKEN": token} if token else {})
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def subcommands(parser=None, prefix=()) -> list[tuple[str, ...]]:
@@ -138,3 +146,130 @@ def test_profiles_check_reports_ok(tmp_path: Path) -> None:
     (tmp_path / "digest.toml").write_text("[[profiles]]\nid = 'a'\ndescription = 'x'\n")
     result = digest("profiles", "check", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "digest.toml: 1 profile OK\n")
+
+
+# -- digest fetch, against a real HTTP server on 127.0.0.1 ------------------------------------
+
+
+def fetch_config(tmp_path: Path, base_url: str, extra: str = "") -> None:
+    (tmp_path / "digest.toml").write_text(
+        f'[digest]\ninbox = "inbox"\n\n[source]\nbase_url = "{base_url}"\npace = 0\nbackoff = 0\n'
+        f"backoff_max = 0\nattempts = 2\n{extra}",
+        encoding="utf-8",
+    )
+
+
+def test_fetch_a_day(tmp_path: Path, httpserver_ipv4: HTTPServer) -> None:
+    server = httpserver_ipv4
+    server.expect_request("/api/daily_papers", query_string="date=2026-01-02").respond_with_data(
+        FIXTURE.read_bytes(), content_type="application/json"
+    )
+    fetch_config(tmp_path, server.url_for("/").rstrip("/"))
+    result = digest("fetch", "--date", "2026-01-02", cwd=tmp_path, token="hf_cli_token")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "2026-01-02: 3 papers (3 new, 0 updated) -> inbox/hf-daily-2026-01-02.json",
+        "1 day: 1 fetched, 0 not modified, 0 not available yet, 0 failed",
+        "store: 3 papers from 1 dumps in .digest/state.db",
+    ]
+    assert server.log[0][0].headers["Authorization"] == "Bearer hf_cli_token"
+    again = digest("ingest", cwd=tmp_path)  # the saved response is already stored
+    assert again.stdout.splitlines()[0] == "1 file: 0 dumps new, 1 already seen, 0 quarantined"
+
+
+def test_fetch_exit_codes(tmp_path: Path, httpserver_ipv4: HTTPServer) -> None:
+    server = httpserver_ipv4
+    server.expect_request("/api/daily_papers", query_string="date=2026-01-01").respond_with_json([])
+    server.expect_request("/api/daily_papers", query_string="date=2026-01-02").respond_with_data("down", status=503)
+    server.expect_request("/api/daily_papers", query_string="date=2026-01-03").respond_with_json({}, status=400)
+    fetch_config(tmp_path, server.url_for("/").rstrip("/"))
+    failed = digest("fetch", "--since", "2026-01-01", "--until", "2026-01-09", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert failed.stderr == "2026-01-02: gave up after 2 attempts: the API answered 503 SERVICE UNAVAILABLE: down\n"
+    assert failed.stdout.splitlines() == [
+        "2026-01-01: no papers listed that day -> inbox/hf-daily-2026-01-01.json",
+        "2026-01-03: not available yet (the API answered 400)",
+        "3 days: 1 fetched, 0 not modified, 1 not available yet, 1 failed",
+        "stopped at 2026-01-03: the API has no later days yet",
+        "store: 0 papers from 1 dumps in .digest/state.db",
+    ]
+    future = digest("fetch", "--date", "2026-01-03", cwd=tmp_path)
+    assert future.returncode == 0 and "not available yet" in future.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--until", "2026-01-02"), "digest: error: --until needs --since"),
+        (("--since", "2026-01-05", "--until", "2026-01-01"), "--since 2026-01-05 is after --until 2026-01-01"),
+        (("--date", "2026-13-01"), "'2026-13-01' is not a date like 2025-12-31"),
+        (("--date", "20260101"), "'20260101' is not a date like 2025-12-31"),
+        (("--date", "2026-01-01", "--since", "2026-01-01"), "not allowed with argument"),
+    ],
+)
+def test_fetch_usage_errors(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    fetch_config(tmp_path, "http://127.0.0.1:9")
+    result = digest("fetch", *args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_fetch_config_errors(tmp_path: Path) -> None:
+    fetch_config(tmp_path, "ftp://example.org", "colour = 1\n")
+    result = digest("fetch", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "digest.toml:10: source.colour: unknown key (known keys: enabled, base_url, timeout, pace, attempts, "
+        "backoff, backoff_max, max_retry_after)",
+        "digest.toml:5: source.base_url: 'ftp://example.org' is not an http(s) URL like 'https://huggingface.co'",
+    ]
+    fetch_config(tmp_path, "http://example.invalid")
+    clear_text = digest("fetch", "--date", "2026-01-02", cwd=tmp_path, token="hf_x")
+    assert clear_text.returncode == 2 and "refusing to send HF_TOKEN over plain http" in clear_text.stderr
+
+
+def test_ingest_tells_saved_responses_from_text_dumps(seeds: Path, tmp_path: Path) -> None:
+    shutil.copy(FIXTURE, seeds / "hf-daily-2026-01-02.json")
+    shutil.copy(FIXTURE, seeds / "renamed-response.txt")  # same content, day read from the items
+    (seeds / "hf-daily-2026-01-03.json").write_text("<html><body>Too Many Requests</body></html>")
+    (seeds / "hf-daily-2026-01-04.json").write_text('[{"paper": {"id": "2601.0')
+    (seeds / "error.json").write_text('{"error": "Invalid date"}')
+    result = digest("ingest", str(seeds), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[:2] == [
+        "10 files: 6 dumps new, 1 already seen, 3 quarantined",
+        "318 entries: 310 new papers, 8 updated, 0 problems",
+    ]
+    quarantine = tmp_path / ".digest" / "quarantine"
+    assert "not JSON: an HTML or XML page" in (quarantine / "hf-daily-2026-01-03.json.error").read_text()
+    assert "truncated JSON" in (quarantine / "hf-daily-2026-01-04.json.error").read_text()
+    assert "(the API said: 'Invalid date')" in (quarantine / "error.json.error").read_text()
+
+
+def test_export_gains_the_api_fields(seeds: Path, tmp_path: Path) -> None:
+    shutil.copy(FIXTURE, seeds / "hf-daily-2026-01-02.json")
+    digest("ingest", str(seeds), cwd=tmp_path)
+    rows = {r["title"]: r for r in map(json.loads, digest("export", cwd=tmp_path).stdout.splitlines())}
+    assert len(rows) == 310
+    light = rows["Light Schrödinger Bridge"]
+    assert (light["arxiv_id"], light["url"], light["comments"], light["authors_count"]) == (
+        "2310.01174",
+        "https://huggingface.co/papers/2310.01174",
+        2,
+        3,
+    )
+    assert light["authors"] == ["Alexander Korotin", "Nikita Gushchin", "Evgeny Burnaev"]
+    assert (light["first_seen"], light["sightings"], light["published"]) == ("2025-11-17", 2, "2023-10-02")
+    text_only = rows["Knapsack RL: Unlocking Exploration of LLMs via Optimizing Budget Allocation"]
+    assert (text_only["arxiv_id"], text_only["authors"], text_only["url"], text_only["comments"]) == (
+        None,
+        [],
+        None,
+        None,
+    )
+    assert digest("export", "--format", "csv", "-o", "p.csv", cwd=tmp_path).returncode == 0
+    table = {r["title"]: r for r in csv.DictReader(io.StringIO((tmp_path / "p.csv").read_text(encoding="utf-8")))}
+    assert table["Light Schrödinger Bridge"]["authors"] == "Alexander Korotin; Nikita Gushchin; Evgeny Burnaev"
+    assert (table["Light Schrödinger Bridge"]["arxiv_id"], table["Light Schrödinger Bridge"]["comments"]) == (
+        "2310.01174",
+        "2",
+    )

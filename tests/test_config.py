@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import ConfigError, load_config
+from digest.config import ConfigError, SourceConfig, load_config
 from digest.models import Keyword
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,3 +136,29 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml", tmp_path)
+
+
+def test_source_defaults_and_values(tmp_path: Path) -> None:
+    assert load_config(None, tmp_path).source == SourceConfig()
+    assert SourceConfig().base_url == "https://huggingface.co" and SourceConfig().enabled is False
+    path = tmp_path / "digest.toml"
+    path.write_text('[source]\nenabled = true\nbase_url = "https://hf-mirror.example/"\npace = 0\nattempts = 2\n')
+    source = load_config(path, tmp_path).source
+    assert (source.enabled, source.base_url, source.pace, source.attempts) == (
+        True,
+        "https://hf-mirror.example",
+        0.0,
+        2,
+    )
+
+
+def test_source_problems_name_their_lines(tmp_path: Path) -> None:
+    text = '[source]\nenabled = "yes"\nbase_url = "huggingface.co"\ntimeout = 0\nattempts = 0\ntoken = "hf_x"\n'
+    assert problems(tmp_path, text) == [
+        "digest.toml:6: source.token: unknown key (known keys: enabled, base_url, timeout, pace, attempts, backoff, "
+        "backoff_max, max_retry_after)",
+        "digest.toml:2: source.enabled: expected true or false, got a string 'yes'",
+        "digest.toml:3: source.base_url: 'huggingface.co' is not an http(s) URL like 'https://huggingface.co'",
+        "digest.toml:4: source.timeout: must be at least 0.1, got 0",
+        "digest.toml:5: source.attempts: must be at least 1, got 0",
+    ]

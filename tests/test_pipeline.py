@@ -73,3 +73,38 @@ def test_bad_entries_are_reported_with_file_and_line(store: Store, tmp_path: Pat
 def test_unreadable_path_is_a_problem_not_a_crash(store: Store, tmp_path: Path) -> None:
     summary = ingest_files(store, [tmp_path / "gone.txt"], quarantine=tmp_path / "q", today=TODAY, now=NOW)
     assert summary.rejected and "cannot read" in summary.problems[0].message
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
+
+
+def test_saved_api_responses_are_told_apart_by_content(store: Store, seeds: Path, tmp_path: Path) -> None:
+    (seeds / "saved-without-extension").write_bytes(FIXTURE.read_bytes())
+    (seeds / "hf-daily-2026-01-05.json").write_text(
+        '[{"paper": {"id": "2601.09999", "title": "Kept", "summary": "S."}}, {"paper": {"id": 5}}]'
+    )
+    summary = ingest_files(
+        store, find_dump_files([seeds]), quarantine=tmp_path / "q", today=TODAY, now=NOW, label=lambda p: p.name
+    )
+    assert (summary.dumps_new, summary.entries, summary.papers_new, summary.papers_updated) == (7, 319, 311, 8)
+    assert [str(p) for p in summary.problems] == [
+        "hf-daily-2026-01-05.json:item 2: paper.id: expected a string, got a number 5; paper.title is missing; "
+        "paper.summary is missing; item skipped"
+    ]
+    kinds = dict(store._db.execute("SELECT source, kind FROM dumps WHERE kind = 'hf-api'").fetchall())
+    assert kinds == {"saved-without-extension": "hf-api", "hf-daily-2026-01-05.json": "hf-api"}
+
+
+def test_a_json_file_that_is_not_a_response_is_quarantined(store: Store, tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "hf-daily-2026-01-02.json").write_text('{"error": "Invalid date"}')
+    (inbox / "list.json").write_text("[]")  # a valid empty day, but which day?
+    summary = run(store, [inbox], tmp_path / "q")
+    reasons = sorted(reason for _, _, reason in summary.quarantined)
+    assert reasons == [
+        "cannot tell which listing day this response is for: no date in the file name (like "
+        "hf-daily-2025-12-31.json) and no paper says when it was listed",
+        "expected a JSON list of papers, got an object (the API said: 'Invalid date')",
+    ]
+    assert store.dump_count() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from conftest import NOW, SEEDS, TODAY
 
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
 from digest.models import Digest, Dump, Entry, Profile, ScoredPaper
-from digest.store import SCHEMA_VERSION, Store, StoreError, open_store, title_key
+from digest.store import SCHEMA_VERSION, Store, StoreError, Validators, open_store, title_key
 
 
 def ingest_text(store: Store, text: str, name: str = "d.txt"):
@@ -92,6 +92,64 @@ def test_arxiv_id_enriches_a_title_only_paper(store: Store) -> None:
     (paper,) = store.iter_papers()
     assert paper.arxiv_id == "2511.01234" and paper.authors == ("Ada", "Alan") and paper.comments == 3
     assert paper.sightings == 4 and paper.id == store.get_papers([paper.id])[0].id
+
+
+def test_an_older_api_view_fills_every_unknown_field(store: Store) -> None:
+    ingest_text(
+        store, format_dump(date(2025, 12, 5), [Entry("Late Bloomer", "Text abstract.", 2, None, date(2025, 11, 2), 7)])
+    )
+    older = Entry(
+        "Late bloomer",
+        "API abstract.",
+        authors_count=2,
+        upvotes=1,
+        arxiv_id="2511.00001",
+        authors=("Ada", "Alan"),
+        url="https://huggingface.co/papers/2511.00001",
+        comments=6,
+        published=date(2025, 11, 1),
+        published_at=datetime(2025, 11, 1, 9, 30, tzinfo=UTC),
+    )
+    store.add_dump(Dump("api", date(2025, 12, 1), (older,), kind="hf-api"), "sha-old", NOW)
+    (paper,) = store.iter_papers()
+    assert (paper.title, paper.abstract, paper.upvotes) == ("Late Bloomer", "Text abstract.", 7)  # newest view kept
+    assert (paper.arxiv_id, paper.authors, paper.comments, paper.url) == (
+        "2511.00001",
+        ("Ada", "Alan"),
+        6,
+        "https://huggingface.co/papers/2511.00001",
+    )
+    assert (paper.authors_count, paper.published, paper.first_seen, paper.last_seen) == (
+        2,
+        date(2025, 11, 2),
+        date(2025, 12, 1),
+        date(2025, 12, 5),
+    )
+    assert store._db.execute("SELECT published_at FROM papers").fetchone()[0] == "2025-11-01T09:30:00+00:00"
+
+
+def test_same_title_with_another_arxiv_id_is_another_paper(store: Store) -> None:
+    first = Entry("Attention Is All You Need", "A.", arxiv_id="1706.03762")
+    second = Entry("Attention is all you need!", "B.", arxiv_id="2401.99999")
+    store.add_dump(Dump("a", date(2025, 12, 1), (first,), kind="hf-api"), "sha-a", NOW)
+    result = store.add_dump(Dump("b", date(2025, 12, 2), (second, first), kind="hf-api"), "sha-b", NOW)
+    assert (result.papers_new, result.papers_updated, result.duplicates) == (1, 1, ())
+    papers = {p.arxiv_id: p for p in store.iter_papers()}
+    assert set(papers) == {"1706.03762", "2401.99999"} and papers["1706.03762"].sightings == 2
+    # A title-only sighting of that title goes to the paper first stored under it.
+    ingest_text(store, format_dump(date(2025, 12, 3), [Entry("ATTENTION IS ALL YOU NEED", "C.")]))
+    assert {p.arxiv_id: p.sightings for p in store.iter_papers()} == {"1706.03762": 3, "2401.99999": 1}
+
+
+def test_fetch_validators_are_kept_per_url(store: Store) -> None:
+    url = "https://huggingface.co/api/daily_papers?date=2026-01-02"
+    assert store.fetch_validators(url) is None
+    store.save_fetch(url, date(2026, 1, 2), Validators(etag='"a"'), NOW)
+    store.save_fetch(url, date(2026, 1, 2), Validators(etag='"b"', last_modified="Fri, 02 Jan 2026 22:00:00 GMT"), NOW)
+    assert store.fetch_validators(url) == Validators('"b"', "Fri, 02 Jan 2026 22:00:00 GMT")
+    assert store.fetch_validators(url.replace("02", "03")) is None
+    store.save_fetch(url, date(2026, 1, 2), Validators(), NOW)
+    assert store.fetch_validators(url) is None
 
 
 def test_repeated_entry_within_one_dump_is_one_sighting(store: Store) -> None:

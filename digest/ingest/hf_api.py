@@ -1,0 +1,309 @@
+"""Turn one day of the Hugging Face Daily Papers JSON API into a `Dump`.
+
+`GET /api/daily_papers?date=YYYY-MM-DD` answers with a JSON list, one object per paper
+on that day's listing. The shape, as documented on the Hub's API docs page
+(https://huggingface.co/docs/hub/en/api, "GET /api/daily_papers") and read by
+huggingface_hub's `PaperInfo` (src/huggingface_hub/hf_api.py, used by `list_daily_papers`):
+
+    [{"paper": {"id": "2512.01234",                   # arXiv id (a version suffix is dropped)
+                "title": "...", "summary": "...",     # the abstract
+                "authors": [{"name": "Ada Lovelace", ...}, ...],
+                "publishedAt": "2025-12-30T18:59:59.000Z",   # arXiv publication time
+                "upvotes": 12,
+                "organization": {"name": "openbmb", "fullname": "OpenBMB"},  # optional
+                "submittedOnDailyAt": "2025-12-31T...", ...},
+      "title": "...", "summary": "...",            # copies of the paper's
+      "publishedAt": "2025-12-31T...",             # when it was put on the listing
+      "numComments": 3, "submittedBy": {...}, ...}, ...]
+
+Only the fields above are read; anything else is ignored, so new fields do not break
+ingest. A response that is not such a list (HTML, truncated JSON, an error object) is
+rejected whole (`NotAnApiResponse`); an item with a missing or mistyped field is
+reported as `FILE:item N: what is wrong` and skipped, and the other items are kept.
+
+Pure: this module never fetches, reads files or touches the store (see `digest.fetch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from datetime import UTC, date, datetime
+from typing import Any
+
+from digest.ingest.hf_dump import NotADump
+from digest.models import Dump, Entry, Organization, Problem
+
+API_KIND = "hf-api"
+PAPER_PAGE = "https://huggingface.co/papers/"
+
+_ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?")
+_DAY_IN_NAME = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
+
+
+class NotAnApiResponse(NotADump):
+    """The input is not a Daily Papers API response (not JSON, truncated, not a list)."""
+
+
+class _BadItem(Exception):
+    pass
+
+
+def looks_like_api_response(data: bytes, name: str) -> bool:
+    """Whether a file should be read as a JSON API response rather than a text dump.
+
+    By content first (a JSON document starts with `[` or `{`); a `.json` name also counts,
+    so an HTML page saved under that name is reported as "not JSON", not "not a dump".
+    """
+    head = data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
+    return head in (b"[", b"{") or name.lower().endswith(".json")
+
+
+def decode_api_response(data: bytes) -> list[Any]:
+    """Bytes of a response body to its list of items; raise `NotAnApiResponse` if it is none."""
+    if not data.strip():
+        raise NotAnApiResponse("empty response")
+    if b"\x00" in data:
+        raise NotAnApiResponse("binary data (contains NUL bytes), not JSON")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotAnApiResponse(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("<"):
+        raise NotAnApiResponse(f"not JSON: an HTML or XML page (starts with {_snippet(stripped.splitlines()[0])!r})")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # An unterminated string runs to the end of the text, so it is a cut-off body too.
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            raise NotAnApiResponse(
+                f"truncated JSON: the response ends early (line {exc.lineno} column {exc.colno})"
+            ) from None
+        raise NotAnApiResponse(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if isinstance(value, dict):
+        said = value.get("error")
+        detail = f" (the API said: {_snippet(said)!r})" if isinstance(said, str) else ""
+        raise NotAnApiResponse(f"expected a JSON list of papers, got an object{detail}")
+    if not isinstance(value, list):
+        raise NotAnApiResponse(f"expected a JSON list of papers, got {_describe(value)}")
+    return value
+
+
+def api_listing_day(name: str, items: list[Any]) -> date:
+    """The listing day a saved response is for: the date in its file name
+    (`hf-daily-2025-12-31.json`), else the day most of its papers were put on the listing."""
+    match = _DAY_IN_NAME.search(name)
+    if match:
+        try:
+            return date.fromisoformat(match[1])
+        except ValueError:
+            pass
+    days: Counter[date] = Counter()
+    for item in items:
+        paper = item.get("paper") if isinstance(item, dict) else None
+        when = paper.get("submittedOnDailyAt") if isinstance(paper, dict) else None
+        if isinstance(when, str) and (moment := _timestamp(when)) is not None:
+            days[moment.date()] += 1
+    if not days:
+        raise NotAnApiResponse(
+            "cannot tell which listing day this response is for: no date in the file name "
+            "(like hf-daily-2025-12-31.json) and no paper says when it was listed"
+        )
+    return days.most_common(1)[0][0]
+
+
+def api_content_hash(items: list[Any], day: date) -> str:
+    """The identity of a response: its day and its JSON, re-serialised canonically, so a
+    re-indented copy is the same dump and an empty list on two days is two dumps."""
+    canonical = json.dumps(items, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{API_KIND}\n{day.isoformat()}\n{canonical}".encode()).hexdigest()
+
+
+def parse_api_response(data: bytes, source: str, day: date) -> Dump:
+    """Parse a response body for listing `day`; raise `NotAnApiResponse` if it is not one."""
+    return parse_api_items(decode_api_response(data), source, day)
+
+
+def parse_api_items(items: list[Any], source: str, day: date) -> Dump:
+    """The items of a decoded response as a `Dump`; bad items become `Problem`s."""
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    first_item: dict[str, int] = {}
+    for number, item in enumerate(items, start=1):
+        try:
+            entry = _entry(item, number, day)
+        except _BadItem as exc:
+            problems.append(Problem(source, 0, f"{exc}; item skipped", item=number))
+            continue
+        assert entry.arxiv_id is not None
+        if entry.arxiv_id in first_item:
+            earlier = first_item[entry.arxiv_id]
+            problems.append(Problem(source, 0, f"same paper as item {earlier}; item skipped", item=number))
+            continue
+        first_item[entry.arxiv_id] = number
+        entries.append(entry)
+    return Dump(source=source, date=day, entries=tuple(entries), problems=tuple(problems), kind=API_KIND)
+
+
+def arxiv_id(value: str) -> str | None:
+    """An arXiv id without its version suffix ("2512.01234v2" -> "2512.01234"), or None."""
+    match = _ARXIV_ID.fullmatch(value.strip())
+    return match[1] if match else None
+
+
+def _entry(item: Any, number: int, day: date) -> Entry:
+    if not isinstance(item, dict):
+        raise _BadItem(f"expected an object, got {_describe(item)}")
+    paper = item.get("paper")
+    if not isinstance(paper, dict):
+        raise _BadItem("paper is missing" if paper is None else f"paper: expected an object, got {_describe(paper)}")
+    errors: list[str] = []
+    check = _Checker(errors)
+
+    raw_id = check.string(paper, "id", "paper.id", required=True)
+    the_id = arxiv_id(raw_id) if raw_id else None
+    if raw_id and the_id is None:
+        errors.append(f"paper.id {_snippet(raw_id)!r} is not an arXiv id")
+    title = _one_line(check.string(*_pick(paper, item, "title"), required=True) or "")
+    abstract = check.string(*_pick(paper, item, "summary"), required=True, allow_empty=True)
+    authors = check.authors(paper)
+    published_at = check.timestamp(paper, "publishedAt", "paper.publishedAt")
+    upvotes = check.count(paper, "upvotes", "paper.upvotes")
+    comments = check.count(item, "numComments", "numComments")
+    organization = check.organization(paper, "paper.organization")
+    if organization is None and paper.get("organization") is None:
+        organization = check.organization(item, "organization")
+    if published_at is not None and published_at.date() > day:
+        errors.append(f"paper.publishedAt {published_at.date().isoformat()} is after the listing day {day.isoformat()}")
+    if errors:
+        raise _BadItem("; ".join(errors))
+    assert the_id is not None
+    return Entry(
+        title=title,
+        abstract=_one_line(abstract or ""),
+        authors_count=len(authors) if authors else None,
+        organization=organization,
+        published=published_at.date() if published_at else None,
+        upvotes=upvotes,
+        line=number,
+        arxiv_id=the_id,
+        authors=authors,
+        url=PAPER_PAGE + the_id,
+        comments=comments,
+        published_at=published_at,
+    )
+
+
+class _Checker:
+    """Reads typed fields out of one item, collecting what is wrong instead of stopping."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+
+    def string(
+        self, obj: dict[str, Any], key: str, path: str, *, required: bool = False, allow_empty: bool = False
+    ) -> str | None:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                self.errors.append(f"{path} is missing")
+            return None
+        if not isinstance(value, str):
+            self.errors.append(f"{path}: expected a string, got {_describe(value)}")
+            return None
+        if required and not allow_empty and not value.strip():
+            self.errors.append(f"{path} is empty")
+            return None
+        return value
+
+    def count(self, obj: dict[str, Any], key: str, path: str) -> int | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.errors.append(f"{path}: expected a whole number of at least 0, got {_describe(value)}")
+            return None
+        return value
+
+    def timestamp(self, obj: dict[str, Any], key: str, path: str) -> datetime | None:
+        value = self.string(obj, key, path)
+        if value is None:
+            return None
+        moment = _timestamp(value)
+        if moment is None:
+            self.errors.append(f"{path}: {_snippet(value)!r} is not an ISO 8601 time")
+        return moment
+
+    def authors(self, paper: dict[str, Any]) -> tuple[str, ...]:
+        value = paper.get("authors")
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.errors.append(f"paper.authors: expected a list, got {_describe(value)}")
+            return ()
+        names = []
+        for index, author in enumerate(value):
+            name = author.get("name") if isinstance(author, dict) else None
+            if not isinstance(name, str) or not name.strip():
+                got = _describe(name) if isinstance(author, dict) else _describe(author)
+                self.errors.append(f"paper.authors[{index}]: expected an object with a name, got {got}")
+                return ()
+            names.append(_one_line(name))
+        return tuple(names)
+
+    def organization(self, obj: dict[str, Any], path: str) -> Organization | None:
+        value = obj.get("organization")
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.errors.append(f"{path}: expected an object, got {_describe(value)}")
+            return None
+        org_id = self.string(value, "name", f"{path}.name", required=True)
+        name = self.string(value, "fullname", f"{path}.fullname")
+        if org_id is None:
+            return None
+        return Organization(org_id.strip(), _one_line(name or "") or org_id.strip())
+
+
+def _pick(paper: dict[str, Any], item: dict[str, Any], key: str) -> tuple[dict[str, Any], str, str]:
+    """The paper's own field, or the copy on the item when the paper lacks it."""
+    if paper.get(key) is None and item.get(key) is not None:
+        return item, key, key
+    return paper, key, f"paper.{key}"
+
+
+def _timestamp(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    # The API writes UTC ("...Z"); a time without an offset is taken as UTC too.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _one_line(text: str) -> str:
+    return unicodedata.normalize("NFC", " ".join(text.split()))
+
+
+def _describe(value: Any) -> str:
+    kind = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+    if isinstance(value, (dict, list)) or value is None:
+        return kind
+    text = repr(value)
+    return f"{kind} {text}" if len(text) <= 40 else kind
+
+
+def _snippet(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

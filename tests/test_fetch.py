@@ -1,0 +1,410 @@
+"""Fetching the Daily Papers API from a real HTTP server on 127.0.0.1 (pytest-httpserver).
+
+The server answers with fixtures in the documented response shape (see test_hf_api.py)
+and with the failures a real API has: rate limits, server errors, future dates, HTML
+pages, truncated bodies. Nothing here reaches the internet; backoff and pace are zero
+except where a test checks that a `Retry-After` wait is honoured.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SEEDS
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from digest.config import Config, SourceConfig, load_config
+from digest.fetch import (
+    FAILED,
+    FETCHED,
+    NOT_AVAILABLE,
+    NOT_MODIFIED,
+    USER_AGENT,
+    FetchError,
+    FetchReport,
+    day_range,
+    fetch_days,
+    fetch_recent_days,
+    open_client,
+    retry_after_seconds,
+    token_from_environment,
+)
+from digest.pipeline import find_dump_files, ingest_files
+from digest.store import Store
+
+FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
+DAY = date(2026, 1, 2)
+NOW = datetime(2026, 1, 3, 8, 0, tzinfo=UTC)
+PATH = "/api/daily_papers"
+
+
+@pytest.fixture
+def server(httpserver_ipv4: HTTPServer) -> HTTPServer:
+    return httpserver_ipv4
+
+
+def write_config(tmp_path: Path, server: HTTPServer, **source: Any) -> Path:
+    settings = {"base_url": server.url_for("/").rstrip("/"), "pace": 0, "backoff": 0, "backoff_max": 0}
+    settings |= {"attempts": 3, "max_retry_after": 5} | source
+    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        f'[digest]\ninbox = "inbox"\ndb = "state.db"\nquarantine = "quarantine"\n\n[source]\n{lines}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, server: HTTPServer) -> Config:
+    return load_config(write_config(tmp_path, server), tmp_path)
+
+
+def fetch(config: Config, store: Store, *days: date, token: str | None = None, **kw: Any) -> FetchReport:
+    with open_client(config.source, token=token) as client:
+        return fetch_days(config, store, days or (DAY,), client=client, clock=lambda: NOW, **kw)
+
+
+def expect(server: HTTPServer, day: date = DAY, *, oneshot: bool = False, headers: dict[str, str] | None = None):
+    method = server.expect_oneshot_request if oneshot else server.expect_request
+    return method(PATH, query_string={"date": day.isoformat()}, headers=headers)
+
+
+def requests_for(server: HTTPServer, day: date = DAY) -> list[Request]:
+    return [req for req, _ in server.log if req.args.get("date") == day.isoformat()]
+
+
+def item(arxiv: str, title: str, upvotes: int = 1) -> dict[str, Any]:
+    paper = {
+        "id": arxiv,
+        "title": title,
+        "summary": f"About {title}.",
+        "authors": [{"name": "Ada Lovelace"}, {"name": "Alan Turing"}],
+        "publishedAt": "2025-12-30T12:00:00.000Z",
+        "upvotes": upvotes,
+    }
+    return {"paper": paper, "title": title, "numComments": 4, "publishedAt": "2026-01-02T02:00:00.000Z"}
+
+
+# -- the happy path ----------------------------------------------------------------
+
+
+def test_a_day_is_saved_raw_then_ingested(config: Config, store: Store, server: HTTPServer) -> None:
+    body = FIXTURE.read_bytes()
+    expect(server).respond_with_data(body, content_type="application/json")
+    report = fetch(config, store)
+    (day,) = report.days
+    saved = config.inbox / "hf-daily-2026-01-02.json"
+    assert (day.outcome, day.path, day.attempts, report.rejected) == (FETCHED, saved, 1, False)
+    assert day.message == "3 papers (3 new, 0 updated)"
+    assert saved.read_bytes() == body  # the raw response, byte for byte
+    papers = {p.arxiv_id: p for p in store.iter_papers()}
+    assert set(papers) == {"2310.01174", "2409.02877", "2601.00731"}
+    light = papers["2310.01174"]
+    assert light.title == "Light Schrödinger Bridge" and light.authors[0] == "Alexander Korotin"
+    assert (light.url, light.comments, light.first_seen) == ("https://huggingface.co/papers/2310.01174", 2, DAY)
+    server.check_assertions()
+
+
+def test_headers_name_the_project_and_carry_the_token(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server).respond_with_json([])
+    fetch(config, store, token="hf_secret")
+    (request,) = requests_for(server)
+    assert request.headers["User-Agent"] == USER_AGENT and USER_AGENT.startswith("paper-digest/0.")
+    assert request.headers["Authorization"] == "Bearer hf_secret"
+    assert request.headers["Accept"] == "application/json"
+
+
+def test_no_token_no_authorization_header(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server).respond_with_json([])
+    fetch(config, store)
+    (request,) = requests_for(server)
+    assert "Authorization" not in request.headers
+
+
+def test_empty_list_is_a_day_without_papers_not_an_error(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server).respond_with_json([])
+    report = fetch(config, store)
+    assert (report.days[0].outcome, report.days[0].message, report.rejected) == (
+        FETCHED,
+        "no papers listed that day",
+        False,
+    )
+    assert store.dump_count() == 1 and store.paper_count() == 0
+
+
+# -- retries -----------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_waited_out_then_fetched(tmp_path: Path, store: Store, server: HTTPServer) -> None:
+    config = load_config(write_config(tmp_path, server, max_retry_after=5), tmp_path)
+    times: list[float] = []
+
+    def limited(_request: Request) -> Response:
+        times.append(time.monotonic())
+        return Response("slow down", status=429, headers={"Retry-After": "1"})
+
+    def ok(_request: Request) -> Response:
+        times.append(time.monotonic())
+        return Response(json.dumps([item("2601.00001", "After The Wait")]), content_type="application/json")
+
+    expect(server, oneshot=True).respond_with_handler(limited)
+    expect(server).respond_with_handler(ok)
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.attempts) == (FETCHED, 2)
+    assert times[1] - times[0] >= 1.0  # backoff is 0 in this config: the wait came from Retry-After
+
+
+def test_retry_after_longer_than_allowed_fails_the_day_at_once(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    expect(server).respond_with_data("later", status=429, headers={"Retry-After": "3600"})
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.attempts, len(requests_for(server))) == (FAILED, 1, 1)
+    assert "asks to wait 3600 s, longer than [source] max_retry_after (5 s)" in day.message
+
+
+def test_500_then_200(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server, oneshot=True).respond_with_data("oops", status=500)
+    expect(server).respond_with_json([item("2601.00002", "Second Time Lucky")])
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.attempts, store.paper_count()) == (FETCHED, 2, 1)
+
+
+def test_503_forever_gives_up_after_the_configured_attempts(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server).respond_with_json({"error": "Service temporarily unavailable"}, status=503)
+    report = fetch(config, store)
+    (day,) = report.days
+    assert (day.outcome, day.attempts, len(requests_for(server)), report.rejected) == (FAILED, 3, 3, True)
+    assert day.message == (
+        "gave up after 3 attempts: the API answered 503 SERVICE UNAVAILABLE: Service temporarily unavailable"
+    )
+    assert not config.inbox.exists() and store.dump_count() == 0
+
+
+def test_a_server_that_is_not_there_is_reported(tmp_path: Path, store: Store) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: bind it, note it, close it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = SourceConfig(base_url=f"http://127.0.0.1:{port}", pace=0, backoff=0, backoff_max=0, attempts=2)
+    config = replace(load_config(None, tmp_path), source=source)
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.attempts) == (FAILED, 2)
+    assert day.message.startswith(
+        f"gave up after 2 attempts: cannot reach http://127.0.0.1:{port}/api/daily_papers?date=2026-01-02: Connect"
+    )
+
+
+# -- answers that are not a day of papers -------------------------------------------
+
+
+def test_400_for_a_future_day_is_reported_and_not_retried(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server).respond_with_json({"error": "Date cannot be in the future"}, status=400)
+    report = fetch(config, store)
+    (day,) = report.days
+    assert (day.outcome, day.attempts, report.rejected) == (NOT_AVAILABLE, 1, False)
+    assert day.message == "not available yet (the API answered 400: Date cannot be in the future)"
+
+
+def test_a_range_stops_at_the_latest_available_day(config: Config, store: Store, server: HTTPServer) -> None:
+    days = day_range(DAY - timedelta(days=1), DAY + timedelta(days=3))
+    expect(server, DAY - timedelta(days=1)).respond_with_json([item("2601.00003", "Yesterday")])
+    expect(server, DAY).respond_with_json([item("2601.00004", "Today")])
+    expect(server, DAY + timedelta(days=1)).respond_with_json({"error": "future"}, status=400)
+    report = fetch(config, store, *days)
+    assert [d.outcome for d in report.days] == [FETCHED, FETCHED, NOT_AVAILABLE]
+    assert report.stopped_at == DAY + timedelta(days=1) and not report.rejected
+    assert len(server.log) == 3  # the two later days were never asked for
+    server.check_assertions()
+
+
+def test_404_fails_the_day_without_retrying(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server).respond_with_data("Not Found", status=404)
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.attempts) == (FAILED, 1)
+    assert day.message.startswith("the API answered 404 NOT FOUND: Not Found for http://127.0.0.1:")
+    assert day.message.endswith("is [source] base_url right?")
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"<!DOCTYPE html>\n<html><title>Hugging Face</title></html>", "not JSON: an HTML or XML page"),
+        (FIXTURE.read_bytes()[:700], "truncated JSON: the response ends early"),
+    ],
+)
+def test_an_unusable_body_is_saved_then_quarantined(
+    config: Config, store: Store, server: HTTPServer, body: bytes, why: str
+) -> None:
+    expect(server).respond_with_data(body, content_type="text/html")
+    report = fetch(config, store)
+    (day,) = report.days
+    kept = config.quarantine / "hf-daily-2026-01-02.json"
+    assert (day.outcome, day.path, report.rejected) == (FAILED, kept, True)
+    assert why in day.message
+    assert kept.read_bytes() == body  # what the server sent, saved before it was parsed
+    assert why in (config.quarantine / "hf-daily-2026-01-02.json.error").read_text()
+    assert not (config.inbox / "hf-daily-2026-01-02.json").exists()
+    assert store.dump_count() == 0 and store.fetch_validators(server.url_for(PATH) + "?date=2026-01-02") is None
+
+
+def test_bad_items_are_reported_and_the_rest_stored(config: Config, store: Store, server: HTTPServer) -> None:
+    broken = item("2601.00006", "Broken")
+    broken["paper"]["upvotes"] = "many"
+    expect(server).respond_with_json([item("2601.00005", "Fine"), broken, {"paper": {"title": "No Id"}}])
+    report = fetch(config, store)
+    (day,) = report.days
+    assert day.outcome == FETCHED and report.rejected
+    assert day.message == "1 paper (1 new, 0 updated), 2 items rejected"
+    assert [str(p) for p in report.problems] == [
+        "hf-daily-2026-01-02.json:item 2: paper.upvotes: expected a whole number of at least 0, "
+        "got a string 'many'; item skipped",
+        "hf-daily-2026-01-02.json:item 3: paper.id is missing; paper.summary is missing; item skipped",
+    ]
+    assert [p.title for p in store.iter_papers()] == ["Fine"]
+
+
+# -- conditional requests ------------------------------------------------------------
+
+
+def test_etag_makes_the_second_fetch_download_nothing(config: Config, store: Store, server: HTTPServer) -> None:
+    body = FIXTURE.read_bytes()
+    expect(server, headers={"If-None-Match": '"v1"'}).respond_with_data("", status=304)
+    expect(server).respond_with_data(body, content_type="application/json", headers={"ETag": '"v1"'})
+    first = fetch(config, store)
+    saved = config.inbox / "hf-daily-2026-01-02.json"
+    stamp = saved.stat().st_mtime_ns
+    second = fetch(config, store)
+    assert [first.days[0].outcome, second.days[0].outcome] == [FETCHED, NOT_MODIFIED]
+    assert second.days[0].message == "not modified since the last fetch" and not second.rejected
+    assert requests_for(server)[1].headers["If-None-Match"] == '"v1"'
+    assert saved.stat().st_mtime_ns == stamp and store.dump_count() == 1
+
+
+def test_last_modified_makes_the_second_fetch_download_nothing(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    stamp = "Fri, 02 Jan 2026 22:00:00 GMT"
+    expect(server, headers={"If-Modified-Since": stamp}).respond_with_data("", status=304)
+    expect(server).respond_with_json([item("2601.00007", "Dated")], headers={"Last-Modified": stamp})
+    assert [fetch(config, store).days[0].outcome for _ in range(2)] == [FETCHED, NOT_MODIFIED]
+    first, second = requests_for(server)
+    assert "If-Modified-Since" not in first.headers and second.headers["If-Modified-Since"] == stamp
+
+
+def test_a_changed_day_is_downloaded_again_and_updates_the_papers(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    expect(server, oneshot=True).respond_with_json([item("2601.00008", "Growing", 1)], headers={"ETag": '"a"'})
+    expect(server).respond_with_json([item("2601.00008", "Growing", 9)], headers={"ETag": '"b"'})
+    fetch(config, store)
+    (day,) = fetch(config, store).days
+    assert day.message == "1 paper (0 new, 1 updated)"
+    (paper,) = store.iter_papers()
+    assert (paper.upvotes, paper.sightings, store.dump_count()) == (9, 1, 2)
+
+
+def test_a_quarantined_answer_leaves_no_validators(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server, oneshot=True).respond_with_data("<html>", headers={"ETag": '"bad"'})
+    expect(server).respond_with_json([item("2601.00009", "Good Later")], headers={"ETag": '"good"'})
+    assert [fetch(config, store).days[0].outcome for _ in range(2)] == [FAILED, FETCHED]
+    assert "If-None-Match" not in requests_for(server)[1].headers
+
+
+# -- the same paper from both sources -----------------------------------------------------
+
+
+def test_a_seed_paper_fetched_later_is_enriched_not_duplicated(
+    config: Config, store: Store, server: HTTPServer, tmp_path: Path
+) -> None:
+    ingest_files(store, find_dump_files([SEEDS]), quarantine=tmp_path / "q", today=NOW.date(), now=NOW)
+    assert store.paper_count() == 309
+    expect(server).respond_with_data(FIXTURE.read_bytes(), content_type="application/json")
+    (day,) = fetch(config, store).days
+    assert day.message == "3 papers (1 new, 2 updated)"
+    papers = {p.title: p for p in store.iter_papers()}
+    assert len(papers) == 310
+    light = papers["Light Schrödinger Bridge"]
+    assert (light.arxiv_id, light.authors_count, light.upvotes, light.comments) == ("2310.01174", 3, 14, 2)
+    assert (light.first_seen, light.last_seen, light.sightings) == (date(2025, 11, 17), DAY, 2)
+    cfm = papers["Configurable Foundation Models: Building LLMs from a Modular Perspective"]
+    assert cfm.arxiv_id == "2409.02877" and cfm.organization is not None and cfm.organization.id == "openbmb"
+    assert cfm.authors == ("Chaojun Xiao", "Zhengyan Zhang", "Maosong Sun") and cfm.first_seen == date(2025, 11, 27)
+
+
+def test_an_older_api_view_fills_in_without_overwriting(config: Config, store: Store, server: HTTPServer) -> None:
+    ingest_files(store, find_dump_files([SEEDS]), quarantine=config.quarantine, today=NOW.date(), now=NOW)
+    before = next(p for p in store.iter_papers() if p.title.startswith("Knapsack RL"))
+    older = date(2025, 10, 1)
+    listed = item("2509.25849", "Knapsack RL: unlocking exploration of LLMs via optimizing budget allocation", 50)
+    listed["paper"]["publishedAt"] = "2025-09-30T17:00:00Z"
+    expect(server, older).respond_with_json([listed])
+    fetch(config, store, older)
+    after = next(p for p in store.iter_papers() if p.id == before.id)
+    assert (after.title, after.upvotes, after.last_seen) == (before.title, before.upvotes, before.last_seen)
+    assert (after.arxiv_id, after.authors, after.comments) == ("2509.25849", ("Ada Lovelace", "Alan Turing"), 4)
+    assert (after.published, after.first_seen, after.sightings) == (date(2025, 9, 30), older, 2)
+    assert store.paper_count() == 309
+
+
+# -- the scheduler's entry point and the small parts -----------------------------------------
+
+
+def test_fetch_recent_days_does_nothing_when_disabled(config: Config, store: Store, server: HTTPServer) -> None:
+    assert fetch_recent_days(config, store, clock=lambda: NOW) is None
+    assert server.log == []
+
+
+def test_fetch_recent_days_asks_for_today_and_yesterday_in_utc(
+    tmp_path: Path, store: Store, server: HTTPServer
+) -> None:
+    config = load_config(write_config(tmp_path, server, enabled=True), tmp_path)
+    late_evening_in_new_york = datetime(2026, 1, 3, 23, 30, tzinfo=UTC) - timedelta(hours=1)
+    for day in (date(2026, 1, 2), date(2026, 1, 3)):
+        expect(server, day).respond_with_json([])
+    with open_client(config.source) as client:
+        report = fetch_recent_days(config, store, clock=lambda: late_evening_in_new_york, client=client)
+    assert report is not None and [d.day for d in report.days] == [date(2026, 1, 2), date(2026, 1, 3)]
+    server.check_assertions()
+
+
+def test_pace_between_days(config: Config, store: Store, server: HTTPServer) -> None:
+    slept: list[float] = []
+    paced = replace(config, source=replace(config.source, pace=2.5))
+    for day in day_range(DAY, DAY + timedelta(days=2)):
+        expect(server, day).respond_with_json([])
+    fetch(paced, store, *day_range(DAY, DAY + timedelta(days=2)), sleep=slept.append)
+    assert slept == [2.5, 2.5]
+
+
+def test_retry_after_values() -> None:
+    now = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    assert retry_after_seconds("120", now) == 120.0
+    assert retry_after_seconds("Fri, 02 Jan 2026 12:01:30 GMT", now) == 90.0
+    assert retry_after_seconds("Fri, 02 Jan 2026 11:00:00 GMT", now) == 0.0
+    assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None
+
+
+def test_token_comes_from_the_environment_only_and_never_in_clear_text() -> None:
+    assert token_from_environment({"HF_TOKEN": " hf_x "}) == "hf_x"
+    assert token_from_environment({"HF_TOKEN": ""}) is None and token_from_environment({}) is None
+    with pytest.raises(FetchError, match=r"refusing to send HF_TOKEN over plain http to example\.org"):
+        open_client(SourceConfig(base_url="http://example.org"), token="hf_x")
+    open_client(SourceConfig(base_url="http://example.org")).close()  # no token: fine
+
+
+def test_an_inbox_that_cannot_be_written_fails_the_day(tmp_path: Path, store: Store, server: HTTPServer) -> None:
+    config = load_config(write_config(tmp_path, server), tmp_path)
+    config.inbox.parent.mkdir(parents=True, exist_ok=True)
+    config.inbox.write_text("a file where the inbox folder should be")
+    expect(server).respond_with_json([])
+    (day,) = fetch(config, store).days
+    assert day.outcome == FAILED and day.message.startswith(f"cannot save the response to {config.inbox}/")

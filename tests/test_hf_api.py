@@ -1,0 +1,238 @@
+"""The Daily Papers API parser on fixtures in the documented response shape.
+
+`fixtures/daily_papers_2026-01-02.json` follows the shape read by huggingface_hub's
+`PaperInfo` (src/huggingface_hub/hf_api.py) for `GET /api/daily_papers`: a list of
+`{"paper": {...}, "publishedAt", "title", "summary", "numComments", ...}` objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import unicodedata
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digest.ingest.hf_api import (
+    PAPER_PAGE,
+    NotAnApiResponse,
+    api_content_hash,
+    api_listing_day,
+    arxiv_id,
+    decode_api_response,
+    looks_like_api_response,
+    parse_api_items,
+    parse_api_response,
+)
+from digest.models import Organization
+
+FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
+DAY = date(2026, 1, 2)
+
+
+def fixture_items() -> list[dict[str, Any]]:
+    return json.loads(FIXTURE.read_text(encoding="utf-8"))
+
+
+def api_item(arxiv: str, title: str, **paper: Any) -> dict[str, Any]:
+    """One item in the documented shape, with `paper` fields overridable."""
+    fields: dict[str, Any] = {
+        "id": arxiv,
+        "title": title,
+        "summary": f"Abstract of {title}.",
+        "authors": [{"name": "Ada Lovelace", "hidden": False}],
+        "publishedAt": "2025-12-30T10:00:00.000Z",
+        "upvotes": 3,
+    }
+    fields.update(paper)
+    return {"paper": fields, "title": title, "numComments": 1, "publishedAt": "2026-01-02T01:00:00.000Z"}
+
+
+def test_fixture_gives_every_field() -> None:
+    dump = parse_api_response(FIXTURE.read_bytes(), "f.json", DAY)
+    assert (dump.kind, dump.date, len(dump.entries), dump.problems) == ("hf-api", DAY, 3, ())
+    light, cfm, sparse = dump.entries
+    assert light.title == "Light Schrödinger Bridge"  # the NFD title and its line break, normalised
+    assert light.abstract.startswith('Despite the recent advances in the field of computational Schr\\"odinger')
+    assert "\n" not in light.abstract
+    assert light.arxiv_id == "2310.01174" and light.url == PAPER_PAGE + "2310.01174"
+    assert light.authors == ("Alexander Korotin", "Nikita Gushchin", "Evgeny Burnaev") and light.authors_count == 3
+    assert light.published == date(2023, 10, 2)
+    assert light.published_at == datetime(2023, 10, 2, 13, 6, 45, tzinfo=UTC)
+    assert (light.upvotes, light.comments, light.organization, light.line) == (14, 2, None, 1)
+    assert cfm.organization == Organization("openbmb", "OpenBMB") and (cfm.upvotes, cfm.comments) == (31, 0)
+    assert sparse.title == "Sparse Attention Without Tears: <b>Fast</b> & Exact"  # kept as text, escaped later
+    assert (sparse.upvotes, sparse.comments, sparse.line) == (0, 5, 3)
+
+
+def test_version_suffix_is_dropped_and_old_style_ids_are_accepted() -> None:
+    assert arxiv_id("2512.01234v3") == "2512.01234"
+    assert arxiv_id("hep-th/9901001v1") == "hep-th/9901001"
+    assert arxiv_id("math.GT/0309136") == "math.GT/0309136"
+    assert arxiv_id("not-an-id") is None and arxiv_id("2512.123") is None
+    (entry,) = parse_api_items([api_item("2512.01234v2", "T")], "f", DAY).entries
+    assert entry.arxiv_id == "2512.01234" and entry.url == PAPER_PAGE + "2512.01234"
+
+
+def test_empty_list_is_a_day_with_no_papers() -> None:
+    dump = parse_api_response(b"[]\n", "f.json", DAY)
+    assert dump.entries == () and dump.problems == () and dump.date == DAY
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"<!DOCTYPE html><html><body>Daily Papers</body></html>", "HTML"),
+        (b'[{"paper": {"id": "2601.00001", "title": "Cut', "truncated JSON"),
+        (b'[{"paper": {}}, oops]', "not valid JSON"),
+        (b'{"error": "Invalid date"}', "got an object (the API said: 'Invalid date')"),
+        (b'"a string"', "expected a JSON list of papers, got a string"),
+        (b"", "empty response"),
+        (b"\x00\x01[]", "binary"),
+        (b"[\xff]", "not UTF-8"),
+    ],
+)
+def test_a_body_that_is_not_a_response_is_rejected_whole(body: bytes, why: str) -> None:
+    with pytest.raises(NotAnApiResponse) as caught:
+        parse_api_response(body, "f.json", DAY)
+    assert why in str(caught.value)
+
+
+def test_bad_items_are_reported_and_the_good_ones_kept() -> None:
+    good = api_item("2601.00010", "Good One")
+    items: list[Any] = [
+        good,
+        "not an object",
+        {"title": "no paper"},
+        api_item("2601.00011", "No id", id=None),
+        api_item("12345", "Bad id"),
+        api_item("2601.00012", 7),
+        api_item("2601.00013", "Upvotes as text", upvotes="12"),
+        api_item("2601.00014", "Authors not a list", authors="Ada, Alan"),
+        api_item("2601.00015", "Author without name", authors=[{"hidden": False}]),
+        api_item("2601.00016", "Bad time", publishedAt="yesterday"),
+        {**api_item("2601.00017", "Negative comments"), "numComments": -1},
+        api_item("2601.00018", "No summary", summary=None),
+        api_item("2601.00019", "Org without name", organization={"fullname": "X"}),
+        api_item("2601.00020", "From the future", publishedAt="2026-01-03T00:00:01Z"),
+        api_item("2601.00010v2", "Good One again"),
+        api_item("2601.00021", "Also good", upvotes=None, authors=[], publishedAt=None),
+    ]
+    dump = parse_api_items(items, "hf-daily-2026-01-02.json", DAY)
+    assert [e.title for e in dump.entries] == ["Good One", "Also good"]
+    also = dump.entries[1]
+    assert (also.upvotes, also.authors, also.authors_count, also.published, also.comments) == (None, (), None, None, 1)
+    assert [str(p) for p in dump.problems] == [
+        f"hf-daily-2026-01-02.json:item {n}: {message}; item skipped"
+        for n, message in [
+            (2, "expected an object, got a string 'not an object'"),
+            (3, "paper is missing"),
+            (4, "paper.id is missing"),
+            (5, "paper.id '12345' is not an arXiv id"),
+            (6, "paper.title: expected a string, got a number 7"),
+            (7, "paper.upvotes: expected a whole number of at least 0, got a string '12'"),
+            (8, "paper.authors: expected a list, got a string 'Ada, Alan'"),
+            (9, "paper.authors[0]: expected an object with a name, got null"),
+            (10, "paper.publishedAt: 'yesterday' is not an ISO 8601 time"),
+            (11, "numComments: expected a whole number of at least 0, got a number -1"),
+            (12, "paper.summary is missing"),
+            (13, "paper.organization.name is missing"),
+            (14, "paper.publishedAt 2026-01-03 is after the listing day 2026-01-02"),
+            (15, "same paper as item 1"),
+        ]
+    ]
+
+
+def test_every_wrong_field_of_an_item_is_named() -> None:
+    item = api_item("2601.00030", "", upvotes=True)
+    (problem,) = parse_api_items([item], "f", DAY).problems
+    assert problem.item == 1
+    assert problem.message == (
+        "paper.title is empty; paper.upvotes: expected a whole number of at least 0, got a boolean True; item skipped"
+    )
+
+
+def test_item_level_copies_fill_in_for_the_paper() -> None:
+    item = api_item("2601.00040", "Ignored", summary=None)
+    item["paper"]["title"] = None
+    item.update({"title": "Title  on the\nitem", "summary": "Summary on the item.", "organization": {"name": "acme"}})
+    (entry,) = parse_api_items([item], "f", DAY).entries
+    assert (entry.title, entry.abstract) == ("Title on the item", "Summary on the item.")
+    assert entry.organization == Organization("acme", "acme")
+
+
+def test_unknown_fields_are_ignored() -> None:
+    item = api_item("2601.00050", "Future proof", newField={"x": [1, 2]})
+    item["somethingElse"] = None
+    assert len(parse_api_items([item], "f", DAY).entries) == 1
+
+
+def test_listing_day_comes_from_the_name_else_from_the_items() -> None:
+    items = fixture_items()
+    assert api_listing_day("hf-daily-2025-12-31.json", items) == date(2025, 12, 31)
+    assert api_listing_day("renamed.txt", items) == DAY  # every item was submitted on 2026-01-02
+    with pytest.raises(NotAnApiResponse, match="cannot tell which listing day"):
+        api_listing_day("renamed.json", [])
+
+
+def test_content_hash_ignores_formatting_but_not_the_day() -> None:
+    items = fixture_items()
+    compact = decode_api_response(json.dumps(items, separators=(",", ":")).encode())
+    assert api_content_hash(items, DAY) == api_content_hash(compact, DAY)
+    assert api_content_hash([], DAY) != api_content_hash([], date(2026, 1, 3))
+    changed = copy.deepcopy(items)
+    changed[0]["paper"]["upvotes"] += 1
+    assert api_content_hash(changed, DAY) != api_content_hash(items, DAY)
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "expected"),
+    [
+        (b'\xef\xbb\xbf  [{"paper": {}}]', "x.txt", True),
+        (b'{"error": "x"}', "x", True),
+        (b"<html>", "hf-daily-2026-01-02.json", True),
+        (b"Daily Papers\n\nDec 31\n", "dump.txt", False),
+        (b"<html>", "page.html", False),
+    ],
+)
+def test_json_is_recognised_by_content_or_name(data: bytes, name: str, expected: bool) -> None:
+    assert looks_like_api_response(data, name) is expected
+
+
+_names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=1)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=99999),
+            _names,
+            st.lists(_names, max_size=4),
+            st.none() | st.integers(min_value=0, max_value=10_000),
+            st.none() | st.integers(min_value=0, max_value=500),
+        ),
+        max_size=6,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_parser_recovers_every_field(papers: list[tuple[int, str, list[str], int | None, int | None]]) -> None:
+    items = []
+    for number, title, authors, upvotes, comments in papers:
+        item = api_item(f"2512.{number:05d}", title, authors=[{"name": a} for a in authors], upvotes=upvotes)
+        item["numComments"] = comments
+        items.append(item)
+    body = json.dumps(items, ensure_ascii=False).encode()
+    dump = parse_api_response(body, "f", DAY)
+    assert dump.problems == ()
+    recovered = [(e.arxiv_id, e.title, list(e.authors), e.upvotes, e.comments) for e in dump.entries]
+    nfc = [(f"2512.{n:05d}", _nfc(t), [_nfc(x) for x in a], u, c) for n, t, a, u, c in papers]
+    assert recovered == nfc  # text is normalised to NFC, nothing else changes
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
