@@ -25,6 +25,8 @@ HOSTILE_ABSTRACT = (
     "Second *sentence* | [x](javascript:alert(1)) <img src=x onerror=alert(1)> ]]> &amp; `tick`."
 )
 MARKDOWN_TITLE = "# Heading? *bold* _it_ `code` [link](http://x) | a | b | ~~s~~ $x$ <b>b</b>"
+# One unbroken 'word' longer than a phone is wide: layouts must wrap it, not scroll.
+WIDE_TITLE = "Supercalifragilistic" * 12 + " wide"
 HOSTILE_DAY = date(2026, 1, 2)
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = date(2025, 12, 31)
@@ -46,6 +48,7 @@ def hostile_dump() -> str:
                 5,
             ),
             Entry(MARKDOWN_TITLE, "1. list? - item > quote\\ | pipe", 7, None, date(2025, 12, 29), None),
+            Entry(WIDE_TITLE, "See https://example.org/" + "x" * 300 + " for more.", 1, None, None, None),
         ],
     )
 
@@ -77,7 +80,7 @@ def papers_about(papers: list[Paper], *words: str, limit: int = 7) -> tuple[Pape
 
 
 def hostile_papers(papers: list[Paper]) -> tuple[Paper, ...]:
-    return tuple(p for p in papers if p.title in (HOSTILE_TITLE, MARKDOWN_TITLE))
+    return tuple(p for p in papers if p.title in (HOSTILE_TITLE, MARKDOWN_TITLE, WIDE_TITLE))
 
 
 def profile(pid: str = "continual-learning", **changes: object) -> Profile:
