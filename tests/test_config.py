@@ -136,3 +136,36 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml", tmp_path)
+
+
+def test_site_url_sender_and_templates(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[digest]\nsite_url = "https://user.github.io/repo"\nsender = "Digest Bot <Bot@Example.org>"\n'
+        'templates = "my-templates"\n'
+    )
+    config = load_config(path, tmp_path)
+    assert config.site_url == "https://user.github.io/repo/"
+    assert config.sender == "Digest Bot <Bot@example.org>"
+    assert config.templates == tmp_path / "my-templates"
+    defaults = load_config(None, tmp_path)
+    assert defaults.site_url == "https://example.org/paper-digest/" and defaults.templates is None
+
+
+def test_bad_site_url_sender_and_reserved_id(tmp_path: Path) -> None:
+    text = """\
+[digest]
+site_url = "javascript:alert(1)"
+sender = "nobody"
+
+[[profiles]]
+id = "all"
+description = "x"
+"""
+    assert problems(tmp_path, text) == [
+        "digest.toml:2: digest.site_url: 'javascript:alert(1)' is not an http(s) address like "
+        "'https://USER.github.io/REPO/'",
+        "digest.toml:3: digest.sender: 'nobody' is not an email address: An email address must have an @-sign.",
+        "digest.toml:6: profiles[0].id: 'all' is reserved (feeds/all.atom is the feed of all papers); "
+        "choose another id",
+    ]

@@ -17,26 +17,20 @@ from digest.render.templates import template_environment
 from digest.render.text import format_day, one_line, papers_count
 from digest.render.views import paper_view
 
-# Entities for what both renderers read as markup but not both unescape with a backslash.
-_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "~": "&#126;", "$": "&#36;"}
-# Backslash escapes both CommonMark and Python-Markdown honour.
-_BACKSLASHED = set("\\`*_[]#!")
+# Entities for what both renderers read as markup but not both unescape with a backslash;
+# backslash escapes for the rest (both CommonMark and Python-Markdown honour these).
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "~": "&#126;", "$": "&#36;"} | {
+    char: "\\" + char for char in "\\`*_[]#!"
+}
+# A regex finds the few special characters fast; str.translate is slow on non-ASCII text.
+_SPECIAL = re.compile("[" + re.escape("".join(_ESCAPES)) + "]")
 _LIST_START = re.compile(r"^(\d+)([.)])")
 RUNNERS_UP_SHOWN = 3
 
 
 def markdown_escape(text: str) -> str:
     """`text` on one line, with every character that Markdown could read as markup escaped."""
-    flat = one_line(text)
-    out = []
-    for char in flat:
-        if char in _ENTITIES:
-            out.append(_ENTITIES[char])
-        elif char in _BACKSLASHED:
-            out.append("\\" + char)
-        else:
-            out.append(char)
-    escaped = "".join(out)
+    escaped = _SPECIAL.sub(lambda match: _ESCAPES[match.group()], one_line(text))
     if escaped[:1] in ("-", "+"):
         escaped = "\\" + escaped
     return _LIST_START.sub(r"\1\\\2", escaped)

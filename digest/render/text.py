@@ -18,7 +18,6 @@ from digest.models import Organization, Paper, ScoredPaper
 # Characters XML 1.0 forbids (feedgen fails a whole feed on one), plus DEL and the
 # non-characters; none of them is ever meaningful in a title or an abstract.
 _INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
-_SPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(\[])")
 _NEW_ARXIV = re.compile(r"\d{4}\.\d{4,5}")
 _OLD_ARXIV = re.compile(r"[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
@@ -36,12 +35,12 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def clean(text: str) -> str:
     """`text` without the characters no output format can carry (control characters, NUL, ...)."""
-    return _INVALID.sub("", text)
+    return _INVALID.sub("", text) if _INVALID.search(text) else text
 
 
 def one_line(text: str) -> str:
     """`text` cleaned, every run of whitespace (line breaks included) made one space."""
-    return _SPACE.sub(" ", clean(text)).strip()
+    return " ".join(clean(text).split())
 
 
 def clip(text: str, limit: int) -> str:
@@ -57,7 +56,8 @@ def clip(text: str, limit: int) -> str:
 
 def shorten(text: str, *, sentences: int = 3, limit: int = 480) -> str:
     """The first few sentences of an abstract, at most `limit` characters."""
-    flat = one_line(text)
+    # Only the start can matter: the first sentences, cut at `limit` characters anyway.
+    flat = one_line(text)[: limit + 2]
     parts = _SENTENCE_END.split(flat)
     return clip(" ".join(parts[:sentences]), limit)
 

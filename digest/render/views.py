@@ -8,6 +8,7 @@ escaping is the template's job (autoescape, or the `md` filter).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from digest.models import Paper, ScoredPaper
 from digest.render.text import clean_item, clean_paper, meta_line, paper_url, shorten
@@ -25,11 +26,14 @@ class PaperView:
     score: float | None
 
 
+# One build shows each paper in several outputs (email, Markdown, feeds, site): view it once.
+@lru_cache(maxsize=8192)
 def paper_view(item: ScoredPaper) -> PaperView:
     cleaned = clean_item(item)
     return _view(cleaned.paper, cleaned.reasons, item.score)
 
 
+@lru_cache(maxsize=8192)
 def plain_paper_view(paper: Paper) -> PaperView:
     return _view(clean_paper(paper), (), None)
 
