@@ -133,9 +133,13 @@ def parse_config(
     for key in raw:
         if key not in _TOP_LEVEL:
             problems.append(Where(source, lines, (key,), "").problem(None, f"unknown table or key {key!r}"))
-    settings = read_table(raw.get("digest", {}), DIGEST_FIELDS, Where(source, lines, ("digest",), "digest"), problems)
+    where = Where(source, lines, ("digest",), "digest")
+    settings = read_table(raw.get("digest", {}), DIGEST_FIELDS, where, problems)
     profiles, profile_problems = parse_profiles(raw.get("profiles"), source, lines, settings.get("timezone", "UTC"))
     problems.extend(profile_problems)
+    templates = (base / settings["templates"]).resolve() if settings.get("templates", "").strip() else None
+    if templates is not None and not templates.is_dir():
+        problems.append(where.problem("templates", f"no such folder: {templates}"))
     if problems:
         raise ConfigError(problems)
     paths = {key: (base / settings[key]).resolve() for key in _PATH_KEYS}
@@ -149,7 +153,7 @@ def parse_config(
         profiles=tuple(profiles),
         site_url=settings["site_url"],
         sender=settings["sender"],
-        templates=(base / settings["templates"]).resolve() if settings["templates"].strip() else None,
+        templates=templates,
         **paths,
     )
 

@@ -144,6 +144,10 @@ def test_site_url_sender_and_templates(tmp_path: Path) -> None:
         '[digest]\nsite_url = "https://user.github.io/repo"\nsender = "Digest Bot <Bot@Example.org>"\n'
         'templates = "my-templates"\n'
     )
+    assert problems(tmp_path, path.read_text()) == [
+        f"digest.toml:4: digest.templates: no such folder: {tmp_path / 'my-templates'}"
+    ]
+    (tmp_path / "my-templates").mkdir()
     config = load_config(path, tmp_path)
     assert config.site_url == "https://user.github.io/repo/"
     assert config.sender == "Digest Bot <Bot@example.org>"

@@ -29,6 +29,7 @@ from digest.models import Paper
 from digest.publish import write_feeds
 from digest.render.feeds import NEVER, entry_id, render_all_papers_feeds, render_profile_feeds
 from digest.render.links import SiteLinks
+from digest.render.text import paper_url
 from digest.store import Store
 
 LINKS = SiteLinks("https://example.org/paper-digest/")
@@ -102,13 +103,12 @@ def test_every_kind_reads_back_with_the_same_ids_titles_and_links(filled_store: 
     entries = filled_store.digest_entries(prof.id, 100)
     feeds = render_profile_feeds(prof, entries, links=LINKS, site_title="Paper Digest")
     assert set(feeds) == {"atom", "rss", "json"}
-    expected = [(entry_id(prof.id, e.item.paper.id), e.item.paper.title) for e in entries]
-    assert len(expected) == 12 and len({i for i, _ in expected}) == 12
+    expected = [(entry_id(prof.id, e.item.paper.id), e.item.paper.title, paper_url(e.item.paper)) for e in entries]
+    assert len(expected) == 12 and len({i for i, _, _ in expected}) == 12
     for kind, data in feeds.items():
         parsed = read(kind, data)
-        got = [(e.id, e.title) for e in parsed.entries]
-        assert got == expected, kind
-        assert all(e.link.startswith("https://huggingface.co/papers") for e in parsed.entries)
+        assert [(e.id, e.title, e.link) for e in parsed.entries] == expected, kind
+        assert all(e.link.startswith("https://huggingface.co/papers?q=") for e in parsed.entries)
         assert parsed.feed.title == "Continual learning · Paper Digest"
         if kind != "json":
             assert parsed.feed.link == "https://example.org/paper-digest/digests/continual-learning/index.html"
