@@ -1,7 +1,8 @@
 """The renderers: a digest (or feed history) in, bytes, strings or an `EmailMessage` out.
 
-Pure functions: no file or network I/O, no clock (every timestamp comes from the data).
-Writing the results to disk is `digest.publish`'s job; sending emails is the deliverer's.
+Pure functions: no network I/O, no clock (every timestamp comes from the data), and no
+file I/O beyond Jinja's loader reading the templates. Writing the results to disk is
+`digest.publish`'s job; sending emails is the deliverer's.
 """
 
 from digest.render.email import HTML_LIMIT, email_subject, make_message_id, render_email
