@@ -10,17 +10,44 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from digest.models import Problem, Profile
-from digest.profiles import parse_profiles, timezone
+from digest.profiles import email_address, parse_profiles, timezone
 from digest.validate import Field, Invalid, TomlLines, Where, boolean, integer, number, read_table, string
 
 CONFIG_NAME = "digest.toml"
 
 _PATH_KEYS = ("inbox", "db", "quarantine", "feeds", "site", "digests", "outbox")
+
+
+def site_url(value: Any) -> str:
+    """The public address of the published site: absolute http(s), always ending in '/'."""
+    text = string(allow_empty=False)(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(f"{text!r} is not an http(s) address like 'https://USER.github.io/REPO/'")
+    if parts.query or parts.fragment:
+        raise Invalid(f"{text!r}: the site address takes no '?query' or '#fragment'")
+    return text if text.endswith("/") else text + "/"
+
+
+def sender(value: Any) -> str:
+    """The From of digest emails: 'Name <address>' or a bare address, checked, in canonical form."""
+    text = string(allow_empty=False)(value)
+    if any(c in text for c in "\r\n"):
+        raise Invalid("must be on one line")
+    name, address = parseaddr(text)
+    if not address:
+        raise Invalid(f"{text!r} is not an address like 'Paper Digest <digest@example.org>'")
+    checked = email_address(address)
+    local, _, domain = checked.rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
+
 
 DIGEST_FIELDS: dict[str, Field] = {
     "inbox": Field(string(allow_empty=False), "seeds"),
@@ -33,6 +60,9 @@ DIGEST_FIELDS: dict[str, Field] = {
     "timezone": Field(timezone, "UTC"),
     "title": Field(string(allow_empty=False), "Paper Digest"),
     "feed_size": Field(integer(minimum=1, maximum=10_000), 100),
+    "site_url": Field(site_url, "https://example.org/paper-digest/"),
+    "sender": Field(sender, "Paper Digest <digest@example.org>"),
+    "templates": Field(string(), ""),
 }
 
 
@@ -105,6 +135,9 @@ class Config:
     title: str
     feed_size: int
     profiles: tuple[Profile, ...]
+    site_url: str = "https://example.org/paper-digest/"
+    sender: str = "Paper Digest <digest@example.org>"
+    templates: Path | None = None
     source: SourceConfig = field(default_factory=SourceConfig)
 
 
@@ -144,10 +177,14 @@ def parse_config(
     for key in raw:
         if key not in _TOP_LEVEL:
             problems.append(Where(source, lines, (key,), "").problem(None, f"unknown table or key {key!r}"))
-    settings = read_table(raw.get("digest", {}), DIGEST_FIELDS, Where(source, lines, ("digest",), "digest"), problems)
+    where = Where(source, lines, ("digest",), "digest")
+    settings = read_table(raw.get("digest", {}), DIGEST_FIELDS, where, problems)
     profiles, profile_problems = parse_profiles(raw.get("profiles"), source, lines, settings.get("timezone", "UTC"))
     problems.extend(profile_problems)
     live = read_table(raw.get("source", {}), SOURCE_FIELDS, Where(source, lines, ("source",), "source"), problems)
+    templates = (base / settings["templates"]).resolve() if settings.get("templates", "").strip() else None
+    if templates is not None and not templates.is_dir():
+        problems.append(where.problem("templates", f"no such folder: {templates}"))
     if problems:
         raise ConfigError(problems)
     paths = {key: (base / settings[key]).resolve() for key in _PATH_KEYS}
@@ -160,6 +197,9 @@ def parse_config(
         feed_size=settings["feed_size"],
         profiles=tuple(profiles),
         source=SourceConfig(**live),
+        site_url=settings["site_url"],
+        sender=settings["sender"],
+        templates=templates,
         **paths,
     )
 

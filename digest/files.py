@@ -36,3 +36,15 @@ def free_name(folder: Path, name: str) -> Path:
         number += 1
         candidate = folder / f"{name}.{number}"
     return candidate
+
+
+def write_if_changed(path: Path, data: bytes | str, *, mode: int = 0o644) -> bool:
+    """`write_atomic` unless `path` already holds exactly `data` (then its mtime stays); True if written."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        if path.read_bytes() == payload:
+            return False
+    except OSError:
+        pass
+    write_atomic(path, payload, mode=mode)
+    return True

@@ -149,3 +149,16 @@ class Digest:
     candidates: int = 0
     empty_reason: str | None = None
     runners_up: tuple[ScoredPaper, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class DigestEntry:
+    """One paper a profile was given, with the digest it came in: a feed entry's data.
+
+    `day` and `built_at` are the digest's; `built_at` is always time-zone aware.
+    """
+
+    profile_id: str
+    day: date
+    built_at: datetime
+    item: ScoredPaper

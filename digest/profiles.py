@@ -30,6 +30,8 @@ from digest.validate import (
 
 SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 FORMATS = ("email", "atom", "rss", "json", "markdown")
+# Ids that name something else in output file names: `feeds/all.atom` is the feed of all papers.
+RESERVED_IDS = ("all",)
 _KEYWORD_KEYS = ("term", "weight")
 
 
@@ -79,12 +81,19 @@ def timezone(value: Any) -> str:
     return text
 
 
+def profile_id(value: Any) -> str:
+    text = string(pattern=SLUG, hint="lowercase letters, digits and '-', like 'continual-learning'")(value)
+    if text in RESERVED_IDS:
+        raise Invalid(f"{text!r} is reserved (feeds/{text}.atom is the feed of all papers); choose another id")
+    return text
+
+
 def _text_list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in array(string(allow_empty=False))(value))
 
 
 PROFILE_FIELDS: dict[str, Field] = {
-    "id": Field(string(pattern=SLUG, hint="lowercase letters, digits and '-', like 'continual-learning'")),
+    "id": Field(profile_id),
     "title": Field(string(allow_empty=False), None),
     "description": Field(string(), ""),
     "keywords": Field(array(keyword), ()),

@@ -22,12 +22,12 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from digest.models import Digest, Dump, Entry, Organization, Paper, Profile, ScoredPaper
+from digest.models import Digest, DigestEntry, Dump, Entry, Organization, Paper, Profile, ScoredPaper
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: dumps, papers, the normalised titles each paper was seen under, sightings
@@ -299,6 +299,13 @@ class Store:
         for row in self._db.execute(query):
             yield _paper(row)
 
+    def recent_papers(self, limit: int) -> list[Paper]:
+        """The `limit` papers first seen most recently, newest first (the feed of all papers)."""
+        query = (
+            f"SELECT {_PAPER_COLUMNS} FROM papers p ORDER BY p.first_seen DESC, p.first_dump DESC, p.rowid DESC LIMIT ?"
+        )
+        return [_paper(row) for row in self._db.execute(query, (limit,))]
+
     def get_papers(self, ids: list[str]) -> list[Paper]:
         """The papers with these ids, in the order given (unknown ids are left out)."""
         found: dict[str, Paper] = {}
@@ -395,11 +402,42 @@ class Store:
             profile=profile,
             date=day,
             items=tuple(picked["item"]),
-            built_at=datetime.fromisoformat(head[0]),
+            built_at=_aware(datetime.fromisoformat(head[0])),
             candidates=head[1],
             empty_reason=head[2],
             runners_up=tuple(picked["runner-up"]),
         )
+
+    def digest_entries(self, profile_id: str, limit: int) -> list[DigestEntry]:
+        """The papers most recently given to a profile, across days: newest digest first, best first.
+
+        A paper given twice (its first digest's delivery failed and it came back) appears
+        once, with the digest that first gave it, so a feed entry never moves or repeats.
+        """
+        rows = self._db.execute(
+            """
+            WITH firsts AS (
+                SELECT paper_id, MIN(day) AS day FROM digest_items
+                WHERE profile_id = :p AND kind = 'item' GROUP BY paper_id
+            )
+            SELECT i.paper_id, i.day, g.built_at, i.score, i.reasons
+            FROM firsts f
+            JOIN digest_items i ON i.profile_id = :p AND i.day = f.day AND i.paper_id = f.paper_id
+            JOIN digests g ON g.profile_id = :p AND g.day = f.day
+            ORDER BY i.day DESC, i.rank ASC LIMIT :n
+            """,
+            {"p": profile_id, "n": limit},
+        ).fetchall()
+        papers = {p.id: p for p in self.get_papers([r[0] for r in rows])}
+        return [
+            DigestEntry(
+                profile_id=profile_id,
+                day=date.fromisoformat(day),
+                built_at=_aware(datetime.fromisoformat(built_at)),
+                item=ScoredPaper(papers[pid], score, tuple(json.loads(reasons))),
+            )
+            for pid, day, built_at, score, reasons in rows
+        ]
 
     def digest_days(self, profile_id: str) -> list[date]:
         """The days this profile has a digest for, newest first."""
@@ -434,6 +472,11 @@ def _find_paper(db: sqlite3.Connection, entry: Entry, key: str) -> tuple[tuple[s
     if entry.arxiv_id and row[2] and row[2] != entry.arxiv_id:
         return None, True
     return (row[0], row[1]), False
+
+
+def _aware(moment: datetime) -> datetime:
+    # A digest saved with a naive built_at was built in UTC (the CLI's clock is UTC).
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _entry_values(entry: Entry) -> tuple:

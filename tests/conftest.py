@@ -38,3 +38,64 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened = open_store(tmp_path / "state.db")
     yield opened
     opened.close()
+
+
+# -- golden files (rendered output) -------------------------------------------------
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the expected files in tests/golden/ from the current output",
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):
+    """`golden(name, actual)`: compare with tests/golden/NAME, or rewrite it under --update-golden."""
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, actual: str | bytes) -> None:
+        path = GOLDEN / name
+        data = actual.encode("utf-8") if isinstance(actual, str) else actual
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            return
+        assert path.is_file(), f"{path} is missing: run `pytest --update-golden` and review the diff"
+        expected = path.read_bytes()
+        if isinstance(actual, str):
+            assert actual == expected.decode("utf-8"), f"{name} differs (if intended: pytest --update-golden)"
+        else:
+            assert data == expected, f"{name} differs (if intended: pytest --update-golden)"
+
+    return check
+
+
+# -- a store holding the seeds and a hostile dump (for the renderers) ---------------
+
+
+@pytest.fixture(scope="session")
+def filled_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database file with the five seeds and the hostile dump, built once per session."""
+    from render_data import fill_store
+
+    path = tmp_path_factory.mktemp("filled") / "state.db"
+    store = open_store(path)
+    fill_store(store)
+    store.close()
+    return path
+
+
+@pytest.fixture
+def filled_store(filled_db: Path, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of `filled_db`, open."""
+    from render_data import copy_store
+
+    opened = copy_store(filled_db, tmp_path)
+    yield opened
+    opened.close()

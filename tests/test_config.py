@@ -89,7 +89,7 @@ liked = "one title"
 """
     assert problems(tmp_path, text) == [
         "digest.toml:2: digest.inbx: unknown key (known keys: inbox, db, quarantine, feeds, site, digests, outbox, "
-        "timezone, title, feed_size)",
+        "timezone, title, feed_size, site_url, sender, templates)",
         "digest.toml:3: digest.feed_size: expected an integer, got a string 'many'",
         "digest.toml:9: profiles[0].colour: unknown key (known keys: id, title, description, keywords, exclude, "
         "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats)",
@@ -161,4 +161,41 @@ def test_source_problems_name_their_lines(tmp_path: Path) -> None:
         "digest.toml:3: source.base_url: 'huggingface.co' is not an http(s) URL like 'https://huggingface.co'",
         "digest.toml:4: source.timeout: must be at least 0.1, got 0",
         "digest.toml:5: source.attempts: must be at least 1, got 0",
+    ]
+
+
+def test_site_url_sender_and_templates(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[digest]\nsite_url = "https://user.github.io/repo"\nsender = "Digest Bot <Bot@Example.org>"\n'
+        'templates = "my-templates"\n'
+    )
+    assert problems(tmp_path, path.read_text()) == [
+        f"digest.toml:4: digest.templates: no such folder: {tmp_path / 'my-templates'}"
+    ]
+    (tmp_path / "my-templates").mkdir()
+    config = load_config(path, tmp_path)
+    assert config.site_url == "https://user.github.io/repo/"
+    assert config.sender == "Digest Bot <Bot@example.org>"
+    assert config.templates == tmp_path / "my-templates"
+    defaults = load_config(None, tmp_path)
+    assert defaults.site_url == "https://example.org/paper-digest/" and defaults.templates is None
+
+
+def test_bad_site_url_sender_and_reserved_id(tmp_path: Path) -> None:
+    text = """\
+[digest]
+site_url = "javascript:alert(1)"
+sender = "nobody"
+
+[[profiles]]
+id = "all"
+description = "x"
+"""
+    assert problems(tmp_path, text) == [
+        "digest.toml:2: digest.site_url: 'javascript:alert(1)' is not an http(s) address like "
+        "'https://USER.github.io/REPO/'",
+        "digest.toml:3: digest.sender: 'nobody' is not an email address: An email address must have an @-sign.",
+        "digest.toml:6: profiles[0].id: 'all' is reserved (feeds/all.atom is the feed of all papers); "
+        "choose another id",
     ]

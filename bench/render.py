@@ -1,0 +1,233 @@
+"""Benchmark: rendering 1,000 profiles × 10 papers to every format, and writing it all.
+
+    .venv/bin/python bench/render.py [--profiles 1000] [--papers 10] [--runs 5]
+    .venv/bin/python bench/render.py --compare-inliners   # needs `pip install premailer`
+
+Builds (once, cached in bench/.data/render/) a state database holding the five seeds
+and one saved digest of `--papers` papers for each of `--profiles` profiles (one
+subscriber each, every format on). Then measures, each run in a fresh process:
+
+- render: the pure renderers on data already in memory: one email per profile, one
+  Markdown page, Atom + RSS + JSON Feed per profile and for all papers, the whole site;
+- write: `publish.write_outputs` end to end (store reads, rendering, atomic writes of
+  every file into an empty folder, fsync included).
+
+Prints Markdown tables for bench/RESULTS.md (median of --runs runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.config import Config, load_config  # noqa: E402
+from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump  # noqa: E402
+from digest.models import Digest, Profile, ScoredPaper  # noqa: E402
+from digest.store import open_store  # noqa: E402
+
+DATA = ROOT / "bench" / ".data" / "render"
+DAY = date(2025, 12, 31)
+BUILT_AT = datetime(2025, 12, 31, 7, 0, tzinfo=UTC)
+KEY = b"bench-key-0123456789abcdef"
+
+
+def profiles(count: int) -> tuple[Profile, ...]:
+    return tuple(
+        Profile(
+            id=f"profile-{n:04}",
+            title=f"Profile {n}",
+            description="Papers about learning, models and whatever else this reader likes.",
+            subscribers=(f"reader{n}@example.org",),
+            formats=("email", "atom", "rss", "json", "markdown"),
+        )
+        for n in range(count)
+    )
+
+
+def make_database(count: int, per_profile: int) -> Path:
+    """The seeds plus one saved digest per profile; reused while the shape is the same."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path, stamp = DATA / "state.db", DATA / "shape.json"
+    shape = {"profiles": count, "papers": per_profile}
+    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == shape:
+        return path
+    for old in DATA.glob("state.db*"):
+        old.unlink()
+    store = open_store(path)
+    for seed in sorted((ROOT / "seeds").iterdir()):
+        text = decode_dump(seed.read_bytes())
+        store.add_dump(parse_dump(text, seed.name, today=date(2026, 1, 1)), content_hash(text), BUILT_AT)
+    papers = list(store.iter_papers())
+    rng = random.Random(7)
+    for profile in profiles(count):
+        chosen = rng.sample(papers, per_profile)
+        items = tuple(
+            ScoredPaper(p, 0.9 - i * 0.03, ("matches a keyword", "similar to a liked paper"))
+            for i, p in enumerate(chosen)
+        )
+        store.save_digest(Digest(profile, DAY, items, BUILT_AT, candidates=300), store.watermark())
+    store.close()
+    stamp.write_text(json.dumps(shape))
+    return path
+
+
+def config_in(folder: Path, count: int) -> Config:
+    return replace(
+        load_config(None, folder), profiles=profiles(count), db=DATA / "state.db", site_url="https://example.org/pd/"
+    )
+
+
+def measure(mode: str, count: int) -> dict[str, float]:
+    """One measurement in this process (called in a child process)."""
+    from digest.publish import site_links, write_outputs
+    from digest.render import render_all_papers_feeds, render_email, render_markdown, render_profile_feeds
+    from digest.render.email import make_message_id
+    from digest.render.site import render_site
+
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = config_in(Path(tmp), count)
+        store = open_store(DATA / "state.db")
+        if mode == "write":
+            digests = [store.load_digest(p, DAY) for p in config.profiles]
+            started = time.perf_counter()
+            written = write_outputs(
+                config, store, [d for d in digests if d], environ={"DIGEST_UNSUBSCRIBE_KEY": KEY.decode()}
+            )
+            timings["total"] = time.perf_counter() - started
+            timings["files"] = len(written)
+        else:
+            links = site_links(config)
+            digests = {p.id: store.load_digest(p, DAY) for p in config.profiles}
+            entries = {p.id: store.digest_entries(p.id, config.feed_size) for p in config.profiles}
+            papers = store.recent_papers(config.feed_size)
+            started = time.perf_counter()
+            for profile in config.profiles:
+                d = digests[profile.id]
+                assert d is not None
+                render_email(
+                    d,
+                    subscriber=profile.subscribers[0],
+                    sender=config.sender,
+                    message_id=make_message_id(d, profile.subscribers[0], links.host),
+                    links=links,
+                    unsubscribe_key=KEY,
+                )
+            timings["email"] = time.perf_counter() - started
+            mark = time.perf_counter()
+            for profile in config.profiles:
+                render_markdown(digests[profile.id])  # type: ignore[arg-type]
+            timings["markdown"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            for profile in config.profiles:
+                render_profile_feeds(profile, entries[profile.id], links=links, site_title=config.title)
+            render_all_papers_feeds(papers, links=links, site_title=config.title)
+            timings["feeds"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            history = {pid: [d] for pid, d in digests.items() if d}
+            render_site(config.profiles, history, links=links, site_title=config.title, sender=config.sender)
+            timings["site"] = time.perf_counter() - mark
+            timings["total"] = time.perf_counter() - started
+        store.close()
+    timings["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return timings
+
+
+def compare_inliners(runs: int = 200) -> None:
+    """css-inline against premailer on the real email template with ten papers (the choice in pyproject)."""
+    import css_inline
+
+    from digest.render import email as email_module
+    from digest.render.templates import template_environment
+    from digest.render.views import paper_view
+
+    store = open_store(DATA / "state.db")
+    config = config_in(Path(tempfile.gettempdir()), 1)
+    d = store.load_digest(config.profiles[0], DAY)
+    assert d is not None
+    # The template before inlining, through the module's own (private) context builder.
+    context = email_module._context(d, "reader0@example.org", email_module.SiteLinks(config.site_url), KEY, "P")
+    papers = [paper_view(i) for i in d.items]
+    raw = template_environment().get_template("email.html").render(c=context, papers=papers, more=0)
+    inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+    print(f"email HTML before inlining: {len(raw.encode()):,} bytes")
+    started = time.perf_counter()
+    for _ in range(runs):
+        out = inliner.inline(raw)
+    print(f"css-inline: {(time.perf_counter() - started) / runs * 1000:.2f} ms per email, {len(out.encode()):,} bytes")
+    try:
+        import premailer
+    except ImportError:
+        print("premailer: not installed (pip install premailer to compare)")
+        return
+    transformer = premailer.Premailer(raw, keep_style_tags=True, strip_important=False, disable_validation=True)
+    started = time.perf_counter()
+    for _ in range(runs // 10):
+        out = premailer.Premailer(raw, keep_style_tags=True, strip_important=False, disable_validation=True).transform()
+    elapsed = (time.perf_counter() - started) / (runs // 10) * 1000
+    print(f"premailer: {elapsed:.2f} ms per email, {len(out.encode()):,} bytes ({transformer.__class__.__module__})")
+
+
+def _child(mode: str, count: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(count)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profiles", type=int, default=1000)
+    parser.add_argument("--papers", type=int, default=10, help="papers per digest")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compare-inliners", action="store_true")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child[0], int(args.child[1]))))
+        return
+    make_database(args.profiles, args.papers)
+    if args.compare_inliners:
+        compare_inliners()
+        return
+    print(f"machine: {platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}")
+    print(f"{args.profiles} profiles × {args.papers} papers, median of {args.runs} runs\n")
+    runs = [_child("render", args.profiles) for _ in range(args.runs)]
+    print("| render (in memory) | median s | per profile ms |")
+    print("|---|---:|---:|")
+    for part in ("email", "markdown", "feeds", "site", "total"):
+        seconds = statistics.median(r[part] for r in runs)
+        print(f"| {part} | {seconds:.2f} | {seconds / args.profiles * 1000:.2f} |")
+    print(f"\npeak RSS {max(r['peak_mb'] for r in runs):.0f} MB\n")
+    writes = [_child("write", args.profiles) for _ in range(args.runs)]
+    seconds = statistics.median(r["total"] for r in writes)
+    files = int(writes[0]["files"])
+    print("| write_outputs (store + render + atomic writes) | files | median s | files/s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|")
+    print(
+        f"| all formats | {files} | {seconds:.2f} | {files / seconds:,.0f} | {max(r['peak_mb'] for r in writes):.0f} |"
+    )
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()

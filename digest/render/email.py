@@ -1,0 +1,197 @@
+"""A digest as one subscriber's email: multipart/alternative, plain text and inlined HTML.
+
+Pure: the digest, the addresses, the Message-ID and the signing key come in; an
+`email.message.EmailMessage` comes out (nothing is sent or written here). An empty
+digest gives no email: `render_email` returns None and the caller sends nothing.
+
+The HTML part is built from `templates/email.html` (autoescaped), its CSS inlined by
+css-inline with `@media` rules kept (dark mode, phones). It stays under `HTML_LIMIT`
+bytes however many papers a day brings (Gmail clips a message at about 102 KB): when
+the full list is too big, the list is cut, never the markup, and the email says how
+many more papers the web version has. Every link in it is absolute http(s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, parseaddr
+from urllib.parse import quote, urlencode
+
+import css_inline
+from jinja2 import Environment
+
+from digest.models import Digest
+from digest.render.links import UNSUBSCRIBE, SiteLinks
+from digest.render.templates import template_environment
+from digest.render.text import clip, format_day, is_http_url, one_line, papers_count
+from digest.render.views import PaperView, paper_view
+from digest.unsubscribe import unsubscribe_token
+
+HTML_LIMIT = 100_000
+# Headers are written with RFC 5322's hard limit of 998 characters a line: at the default 78,
+# the email package folds the long List-Unsubscribe URL into RFC 2047 encoded words, which
+# mail clients cannot parse. Bodies are encoded with lines of at most 76 characters, as
+# quoted-printable requires (RFC 2045; the email package would otherwise use 78).
+POLICY = SMTP.clone(max_line_length=998)
+_BODY_POLICY = SMTP.clone(max_line_length=76)
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+_MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+_LIST_ID_PHRASE = re.compile(r'[<>"()\\,;:@\[\]]')
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """Everything the two templates share except the list of papers."""
+
+    subject: str
+    profile_title: str
+    profile_description: str
+    day: str
+    total: int
+    subscriber: str
+    site_title: str
+    web_url: str
+    feed_url: str | None
+    site_url: str
+    unsubscribe_url: str
+
+
+def make_message_id(digest: Digest, subscriber: str, domain: str) -> str:
+    """A Message-ID that is the same every time for one profile, day and subscriber.
+
+    For callers without a delivery ledger: a resend of the same digest reuses it, so a
+    receiving server can drop a duplicate. The address appears only as a hash.
+    """
+    who = hashlib.sha256(subscriber.strip().lower().encode("utf-8")).hexdigest()[:16]
+    return f"<digest.{digest.date.isoformat()}.{digest.profile.id}.{who}@{domain}>"
+
+
+def email_subject(digest: Digest) -> str:
+    """'7 new papers for Continual learning — Wed 31 Dec 2025': one clean line."""
+    title = clip(one_line(digest.profile.title), 80)
+    return f"{papers_count(len(digest.items))} for {title} — {format_day(digest.date)}"
+
+
+def render_email(
+    digest: Digest,
+    *,
+    subscriber: str,
+    sender: str,
+    message_id: str,
+    links: SiteLinks,
+    unsubscribe_key: bytes | None,
+    site_title: str = "Paper Digest",
+    date: datetime | None = None,
+    env: Environment | None = None,
+    html_limit: int = HTML_LIMIT,
+) -> EmailMessage | None:
+    """The digest as an email to `subscriber`, or None when the digest is empty (send nothing).
+
+    `message_id` ('<...@...>') comes from the caller's delivery ledger, so a resend reuses
+    it. `date` defaults to the digest's `built_at`. With `unsubscribe_key` (see
+    `digest.unsubscribe`) the message carries a signed one-click unsubscribe link (RFC 8058);
+    without it, only the mailto: and the site's unsubscribe page.
+    """
+    if not digest.items:
+        return None
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
+    env = env or template_environment()
+    context = _context(digest, subscriber, links, unsubscribe_key, site_title)
+    papers = [paper_view(item) for item in digest.items]
+    html, shown = _fit_html(env, context, papers, html_limit)
+    text = env.get_template("email.txt").render(c=context, papers=papers[:shown], more=len(papers) - shown)
+    message = EmailMessage(policy=_BODY_POLICY)
+    message["Subject"] = context.subject
+    message["From"] = sender
+    message["To"] = subscriber
+    message["Date"] = format_datetime(date or digest.built_at)
+    message["Message-ID"] = message_id
+    message["List-Id"] = _list_id(digest, links)
+    mailto = _mailto(sender, digest.profile.id)
+    if unsubscribe_key is not None and links.https:
+        message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    else:
+        # No signed link (or no https): RFC 8058 one-click does not apply; mail and the info page remain.
+        message["List-Unsubscribe"] = f"<{mailto}>, <{context.unsubscribe_url}>"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    message.set_boundary(_boundary(message_id, text, html))
+    message.policy = POLICY
+    return message
+
+
+def _context(digest: Digest, subscriber: str, links: SiteLinks, key: bytes | None, site_title: str) -> _Context:
+    profile = digest.profile
+    query = {"list": profile.id}
+    if key is not None:
+        query["token"] = unsubscribe_token(key, profile.id, subscriber)
+    feeds = [kind for kind in ("atom", "rss", "json") if kind in profile.formats]
+    context = _Context(
+        subject=email_subject(digest),
+        profile_title=one_line(profile.title),
+        profile_description=clip(one_line(profile.description), 300),
+        day=format_day(digest.date),
+        total=len(digest.items),
+        subscriber=one_line(subscriber),
+        site_title=one_line(site_title),
+        web_url=links.digest(profile.id, digest.date),
+        feed_url=links.feed(profile.id, feeds[0]) if feeds else None,
+        site_url=links.index,
+        unsubscribe_url=f"{links.url(UNSUBSCRIBE)}?{urlencode(query)}",
+    )
+    for url in (context.web_url, context.feed_url, context.site_url, context.unsubscribe_url):
+        if url is not None and not is_http_url(url):
+            raise ValueError(f"refusing a link that is not http(s): {url!r}")
+    return context
+
+
+def _fit_html(env: Environment, context: _Context, papers: list[PaperView], limit: int) -> tuple[str, int]:
+    """The inlined HTML with as many papers as fit under `limit` bytes, and how many that is."""
+    template = env.get_template("email.html")
+
+    def render(count: int) -> str:
+        return _INLINER.inline(template.render(c=context, papers=papers[:count], more=len(papers) - count))
+
+    html = render(len(papers))
+    if len(html.encode("utf-8")) < limit:
+        return html, len(papers)
+    # Binary search on the number of papers. At least one is always shown: its title,
+    # reasons and summary are bounded (text.clean_item), so one paper is a few KB at most.
+    low, high = 1, len(papers) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(render(middle).encode("utf-8")) < limit:
+            low = middle
+        else:
+            high = middle - 1
+    return render(low), low
+
+
+def _list_id(digest: Digest, links: SiteLinks) -> str:
+    phrase = clip(_LIST_ID_PHRASE.sub("", one_line(digest.profile.title)), 60)
+    return f"{phrase} <{digest.profile.id}.{links.host}>"
+
+
+def _mailto(sender: str, profile_id: str) -> str:
+    address = parseaddr(sender)[1]
+    return f"mailto:{address}?subject={quote('unsubscribe ' + profile_id)}"
+
+
+def _boundary(message_id: str, *parts: str) -> str:
+    # A boundary derived from the Message-ID makes the same message serialise to the same bytes.
+    seed = message_id
+    while True:
+        boundary = "=_pd_" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
+        if not any(boundary in part for part in parts):
+            return boundary
+        seed += "+"
+
+
+__all__ = ["HTML_LIMIT", "email_subject", "make_message_id", "render_email"]

@@ -1,0 +1,73 @@
+"""Where every output lives inside the site, and the absolute addresses built from `site_url`.
+
+The site uses these paths relative to the page that links them, so it works under any
+GitHub Pages path; emails and feeds, read elsewhere, get absolute http(s) addresses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlsplit
+
+FEED_KINDS = ("atom", "rss", "json")
+FEED_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml", "json": "application/feed+json"}
+FEED_LABELS = {"atom": "Atom", "rss": "RSS", "json": "JSON Feed"}
+ALL_PAPERS = "all"  # the feed of every paper: feeds/all.atom (no profile may take this id)
+
+INDEX = "index.html"
+OPML = "feeds.opml"
+UNSUBSCRIBE = "unsubscribe.html"
+
+
+def feed_path(name: str, kind: str) -> str:
+    """`feeds/<profile id>.atom|rss|json`, or `feeds/all.*` for the feed of all papers."""
+    return f"feeds/{name}.{kind}"
+
+
+def profile_path(profile_id: str) -> str:
+    return f"digests/{profile_id}/index.html"
+
+
+def digest_path(profile_id: str, day: date) -> str:
+    return f"digests/{profile_id}/{day.isoformat()}.html"
+
+
+def profile_feeds(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The feed kinds a profile's `formats` ask for, in a fixed order."""
+    return tuple(kind for kind in FEED_KINDS if kind in formats)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLinks:
+    """Absolute addresses on the published site. `base` is `[digest] site_url` (ends in '/')."""
+
+    base: str
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.base).scheme not in ("http", "https") or not self.base.endswith("/"):
+            raise ValueError(f"site address must be http(s) and end in '/': {self.base!r}")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base).hostname or "localhost"
+
+    @property
+    def https(self) -> bool:
+        return self.base.startswith("https://")
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def feed(self, name: str, kind: str) -> str:
+        return self.url(feed_path(name, kind))
+
+    def profile(self, profile_id: str) -> str:
+        return self.url(profile_path(profile_id))
+
+    def digest(self, profile_id: str, day: date) -> str:
+        return self.url(digest_path(profile_id, day))
+
+    @property
+    def index(self) -> str:
+        return self.base

@@ -1,0 +1,52 @@
+"""The one Jinja environment every renderer uses, and where its templates come from.
+
+Templates live in the repository's top-level `templates/` folder, shipped inside the
+wheel as `digest/templates`. A user folder (`[digest] templates`) comes first in a
+`ChoiceLoader`, so a file there overrides the built-in one of the same name.
+
+HTML, XML and OPML templates are autoescaped; `.txt` and `.md` templates are not (they
+are not markup): Markdown templates escape every piece of dump text with the `md` filter.
+Undefined variables are errors (`StrictUndefined`), never silently empty.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from digest.render.text import format_date, format_day
+
+_HERE = Path(__file__).resolve().parent
+
+
+def builtin_templates() -> Path:
+    """`digest/templates` in an installed wheel; the repository's `templates/` in a checkout."""
+    packaged = _HERE.parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return _HERE.parent.parent / "templates"
+
+
+@lru_cache(maxsize=8)
+def template_environment(user_folder: Path | None = None) -> Environment:
+    """The Jinja environment; templates in `user_folder` (if given) override the built-in ones."""
+    from digest.render.markdown import markdown_escape
+
+    folders = [builtin_templates()]
+    if user_folder is not None:
+        folders.insert(0, user_folder)
+    env = Environment(
+        loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in folders]),
+        autoescape=select_autoescape(enabled_extensions=("html", "xml", "opml"), default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters["md"] = markdown_escape
+    env.filters["day"] = format_day
+    env.filters["date"] = format_date
+    return env

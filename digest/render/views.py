@@ -1,0 +1,51 @@
+"""What templates see of a paper: plain, cleaned, bounded fields, computed once per render.
+
+Templates never call into the models; they get `PaperView`s. Every text field here is
+cleaned of control characters and line breaks (`text.clean_item`) but not escaped:
+escaping is the template's job (autoescape, or the `md` filter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from digest.models import Paper, ScoredPaper
+from digest.render.text import clean_item, clean_paper, meta_line, paper_url, shorten
+
+
+@dataclass(frozen=True, slots=True)
+class PaperView:
+    id: str
+    title: str
+    url: str  # always an absolute https address (see text.paper_url)
+    meta: str  # "OpenBMB · 2 Feb 2024 · 12 upvotes", may be empty
+    reasons: tuple[str, ...]
+    summary: str  # the abstract's first sentences
+    abstract: str  # the whole abstract on one line
+    score: float | None
+
+
+# One build shows each paper in several outputs (email, Markdown, feeds, site): view it once.
+@lru_cache(maxsize=8192)
+def paper_view(item: ScoredPaper) -> PaperView:
+    cleaned = clean_item(item)
+    return _view(cleaned.paper, cleaned.reasons, item.score)
+
+
+@lru_cache(maxsize=8192)
+def plain_paper_view(paper: Paper) -> PaperView:
+    return _view(clean_paper(paper), (), None)
+
+
+def _view(paper: Paper, reasons: tuple[str, ...], score: float | None) -> PaperView:
+    return PaperView(
+        id=paper.id,
+        title=paper.title,
+        url=paper_url(paper),
+        meta=meta_line(paper),
+        reasons=reasons,
+        summary=shorten(paper.abstract),
+        abstract=paper.abstract,
+        score=score,
+    )

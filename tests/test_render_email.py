@@ -1,0 +1,254 @@
+"""The digest email: golden parts, headers, size cap, hostile text, one-click unsubscribe."""
+
+from __future__ import annotations
+
+import email
+import re
+from dataclasses import replace
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from lxml import html as lxml_html
+from render_data import (
+    BUILT_AT,
+    HOSTILE_TITLE,
+    digest,
+    hostile_papers,
+    papers_about,
+    profile,
+)
+
+from digest.config import ConfigError
+from digest.render.email import HTML_LIMIT, make_message_id, render_email
+from digest.render.links import SiteLinks
+from digest.render.templates import template_environment
+from digest.store import Store
+from digest.unsubscribe import check_unsubscribe_token, find_subscriber, unsubscribe_key
+
+LINKS = SiteLinks("https://example.org/paper-digest/")
+KEY = b"a-test-key-of-plenty-length"
+SENDER = "Paper Digest <digest@example.org>"
+MESSAGE_ID = "<digest.2025-12-31.continual-learning.test@example.org>"
+
+
+def render(d, *, key: bytes | None = KEY, **changes) -> EmailMessage:
+    arguments = {
+        "subscriber": "ada@example.org",
+        "sender": SENDER,
+        "message_id": MESSAGE_ID,
+        "links": LINKS,
+        "unsubscribe_key": key,
+        **changes,
+    }
+    message = render_email(d, **arguments)
+    assert message is not None
+    return message
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    """The text and HTML parts as a receiving client sees them (after a trip through bytes)."""
+    received = email.message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert isinstance(received, EmailMessage)
+    text = received.get_body(("plain",))
+    html = received.get_body(("html",))
+    assert text is not None and html is not None
+    # The parts travel with CRLF line ends (SMTP); compare them as text with LF.
+    return text.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
+
+
+def links_in(html: str) -> list[str]:
+    document = lxml_html.fromstring(html)
+    return [value for element in document.iter() for name, value in element.items() if name in ("href", "src")]
+
+
+def seed_digest(store: Store, count: int = 4):
+    papers = list(store.iter_papers())
+    return digest(profile(), papers_about(papers, "continual", "incremental", limit=count))
+
+
+def test_golden_parts(filled_store: Store, golden) -> None:
+    text, html = parts(render(seed_digest(filled_store)))
+    golden("email/continual-learning.txt", text)
+    golden("email/continual-learning.html", html)
+
+
+def test_headers(filled_store: Store) -> None:
+    message = render(seed_digest(filled_store))
+    assert message["Subject"] == "4 new papers for Continual learning — Wed 31 Dec 2025"
+    assert message["From"] == SENDER and message["To"] == "ada@example.org"
+    assert message["Date"] == "Wed, 31 Dec 2025 07:00:12 +0100"  # the digest's built_at, with its zone
+    assert message["Message-ID"] == MESSAGE_ID
+    assert message["List-Id"] == "Continual learning <continual-learning.example.org>"
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    raw = message.as_bytes()
+    assert b"=?utf-8?q?=3Chttps" not in raw  # List-Unsubscribe is never folded into encoded words
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n")[raw.split(b"\r\n").index(b"") :])  # QP bodies
+
+
+def test_one_click_unsubscribe_carries_a_signed_token(filled_store: Store) -> None:
+    message = render(seed_digest(filled_store))
+    header = message["List-Unsubscribe"]
+    https, mailto = re.findall(r"<([^>]+)>", header)
+    assert https.startswith("https://example.org/paper-digest/unsubscribe.html?list=continual-learning&token=")
+    token = https.rsplit("token=", 1)[1]
+    assert check_unsubscribe_token(KEY, "continual-learning", "ada@example.org", token)
+    assert not check_unsubscribe_token(KEY, "continual-learning", "eve@example.org", token)
+    assert not check_unsubscribe_token(b"another-key-entirely!", "continual-learning", "ada@example.org", token)
+    assert (
+        find_subscriber(KEY, "continual-learning", ["bob@example.org", "ada@example.org"], token) == "ada@example.org"
+    )
+    assert "ada@example.org" not in https  # the address never travels in the URL
+    assert mailto == "mailto:digest@example.org?subject=unsubscribe%20continual-learning"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert https in parts(message)[1].replace("&amp;", "&")  # the footer link is the same signed URL
+
+
+def test_without_a_key_there_is_no_one_click(filled_store: Store) -> None:
+    message = render(seed_digest(filled_store), key=None)
+    assert message["List-Unsubscribe-Post"] is None
+    first, second = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
+    assert first.startswith("mailto:") and second.endswith("unsubscribe.html?list=continual-learning")
+    http_only = render(seed_digest(filled_store), links=SiteLinks("http://127.0.0.1:8000/"))
+    assert http_only["List-Unsubscribe-Post"] is None  # RFC 8058 needs an https URI
+
+
+def test_key_comes_from_the_environment() -> None:
+    assert unsubscribe_key({}) is None
+    assert unsubscribe_key({"DIGEST_UNSUBSCRIBE_KEY": "k" * 32}) == b"k" * 32
+    with pytest.raises(ConfigError, match="DIGEST_UNSUBSCRIBE_KEY: too short"):
+        unsubscribe_key({"DIGEST_UNSUBSCRIBE_KEY": "short"})
+
+
+def test_html_follows_the_mail_rules(filled_store: Store) -> None:
+    text, html = parts(render(seed_digest(filled_store)))
+    assert all(re.match(r"https?://", link) for link in links_in(html))
+    assert "<script" not in html and "<link" not in html and "@import" not in html and "url(" not in html
+    assert "@media (prefers-color-scheme: dark)" in html and "max-width: 620px" in html  # kept by css-inline
+    assert 'class="preheader"' in html and "display: none" in html
+    assert 'style="' in html and "font-size: 17px" in html  # CSS inlined
+    widths = [int(w) for w in re.findall(r'\bwidth="(\d+)"', html)]
+    assert widths and max(widths) <= 600
+    for expected in ("Web version", "Feed", "Unsubscribe", "You get this email because ada@example.org"):
+        assert expected in html
+    assert "<" not in text.replace("<https", "")  # the text part carries no markup
+    assert "Web version: https://example.org/paper-digest/digests/continual-learning/2025-12-31.html" in text
+    assert "Unsubscribe: https://example.org/paper-digest/unsubscribe.html?list=continual-learning&token=" in text
+
+
+def test_paper_links(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    known = replace(papers[0], arxiv_id="2401.01234")
+    odd = replace(papers[1], arxiv_id="javascript:alert(1)")
+    _, html = parts(render(digest(profile(), (known, odd))))
+    assert 'href="https://huggingface.co/papers/2401.01234"' in html
+    assert "javascript" not in html
+    assert 'href="https://huggingface.co/papers?q=' in html
+
+
+def test_three_hundred_papers_stay_under_the_limit(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())[:300]
+    assert len(papers) == 300
+    message = render(digest(profile(), tuple(papers)))
+    text, html = parts(message)
+    size = len(html.encode("utf-8"))
+    assert size < HTML_LIMIT
+    shown = html.count('class="paper"')
+    assert 10 < shown < 300
+    assert f"…and {300 - shown} more on the web</a>" in html
+    assert html.rstrip().endswith("</html>")  # the list was cut, not the markup
+    document = lxml_html.fromstring(html)
+    assert len(document.find_class("paper")) == shown and document.find_class("footer")
+    assert f"...and {300 - shown} more on the web: https://example.org/paper-digest/digests/" in text
+    assert message["Subject"].startswith("300 new papers for")
+    # one more paper would not have fitted
+    bigger = render_email(
+        digest(profile(), tuple(papers[: shown + 1])),
+        subscriber="ada@example.org",
+        sender=SENDER,
+        message_id=MESSAGE_ID,
+        links=LINKS,
+        unsubscribe_key=KEY,
+        html_limit=size + 1,
+    )
+    assert bigger is not None and parts(bigger)[1].count('class="paper"') == shown
+
+
+def test_hostile_text_is_escaped_and_the_subject_is_clean(filled_store: Store) -> None:
+    papers = hostile_papers(list(filled_store.iter_papers()))
+    prof = profile(title='Evil\r\nBcc: eve@example.org\x00 <b>"title"</b>')
+    message = render(digest(prof, papers))
+    assert "\n" not in message["Subject"] and "\r" not in message["Subject"] and "\x00" not in message["Subject"]
+    assert message["Subject"].startswith("3 new papers for Evil Bcc: eve@example.org <b>")
+    assert message["Bcc"] is None
+    raw = message.as_bytes()
+    assert b"\r\nBcc:" not in raw
+    received = email.message_from_bytes(raw, policy=policy.default)
+    assert received["Bcc"] is None and received["Subject"] == message["Subject"]
+    text, html = parts(message)
+    assert "<script" not in html
+    assert html.count('&lt;script&gt;alert(1)&lt;/script&gt; &amp; ]]&gt; "x"') == 2  # preheader and title
+    assert "<img" not in html and "onerror=alert" in html  # the attack is shown as text
+    assert all(c not in html + text for c in "\x01\x07\x0b\x0c\x1b\x7f")
+    assert HOSTILE_TITLE in text
+    lxml_html.fromstring(html)
+
+
+def test_an_empty_digest_gives_no_email() -> None:
+    d = digest(profile(), (), empty_reason="below-threshold")
+    assert (
+        render_email(
+            d, subscriber="a@example.org", sender=SENDER, message_id=MESSAGE_ID, links=LINKS, unsubscribe_key=KEY
+        )
+        is None
+    )
+
+
+def test_message_id_is_checked_and_stable() -> None:
+    d = digest(profile(), ())
+    assert make_message_id(d, "Ada@Example.org", "example.org") == make_message_id(d, "ada@example.org", "example.org")
+    assert make_message_id(d, "ada@example.org", "example.org") != make_message_id(d, "bob@example.org", "example.org")
+    assert re.fullmatch(
+        r"<digest\.2025-12-31\.continual-learning\.[0-9a-f]{16}@example\.org>",
+        make_message_id(d, "a@b.c", "example.org"),
+    )
+
+
+def test_bad_message_id_is_refused(filled_store: Store) -> None:
+    with pytest.raises(ValueError, match="Message-ID"):
+        render_email(
+            seed_digest(filled_store),
+            subscriber="ada@example.org",
+            sender=SENDER,
+            message_id="no-brackets\r\nX: y",
+            links=LINKS,
+            unsubscribe_key=KEY,
+        )
+
+
+def test_same_input_same_bytes(filled_store: Store) -> None:
+    d = seed_digest(filled_store)
+    assert render(d).as_bytes() == render(d).as_bytes()
+
+
+def test_a_user_template_folder_overrides_the_builtin(filled_store: Store, tmp_path: Path) -> None:
+    (tmp_path / "email.txt").write_text("Custom: {{ c.subject }} ({{ papers|length }})\n", encoding="utf-8")
+    env = template_environment(tmp_path)
+    text, html = parts(render(seed_digest(filled_store), env=env))
+    assert text == "Custom: 4 new papers for Continual learning — Wed 31 Dec 2025 (4)\n"
+    assert 'class="paper"' in html  # the HTML still comes from the built-in template
+
+
+def test_undefined_template_variables_are_errors(tmp_path: Path, filled_store: Store) -> None:
+    (tmp_path / "email.txt").write_text("{{ c.nonexistent }}\n", encoding="utf-8")
+    with pytest.raises(Exception, match="nonexistent"):
+        render(seed_digest(filled_store), env=template_environment(tmp_path))
+
+
+def test_date_defaults_to_built_at_and_can_be_given(filled_store: Store) -> None:
+    d = seed_digest(filled_store)
+    assert render(d)["Date"] == "Wed, 31 Dec 2025 07:00:12 +0100"
+    later = BUILT_AT.replace(hour=9)
+    assert render(d, date=later)["Date"] == "Wed, 31 Dec 2025 09:00:12 +0100"

@@ -1,0 +1,264 @@
+"""Feeds: read back by feedparser, Atom checked against RFC 4287's schema, stable ids, identical rebuilds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import feedparser
+import pytest
+import rnc2rng
+from conftest import ROOT
+from lxml import etree
+from render_data import (
+    BERLIN,
+    BUILT_AT,
+    DAY,
+    HOSTILE_TITLE,
+    config_for,
+    digest,
+    hostile_papers,
+    papers_about,
+    profile,
+)
+
+from digest.models import Paper
+from digest.publish import write_feeds
+from digest.render.feeds import NEVER, entry_id, render_all_papers_feeds, render_profile_feeds
+from digest.render.links import SiteLinks
+from digest.render.text import paper_url
+from digest.store import Store
+
+LINKS = SiteLinks("https://example.org/paper-digest/")
+
+
+@lru_cache(maxsize=1)
+def atom_schema() -> etree.RelaxNG:
+    rng = rnc2rng.dumps(rnc2rng.load(str(ROOT / "tests" / "schemas" / "atom.rnc")))
+    # rnc2rng declares `xmlns:local=""`, which XML namespaces forbid; the grammar never uses the prefix.
+    return etree.RelaxNG(etree.fromstring(rng.replace('xmlns:local=""', "").encode("utf-8")))
+
+
+def assert_valid_atom(data: bytes) -> None:
+    document = etree.fromstring(data)
+    schema = atom_schema()
+    assert schema.validate(document), schema.error_log
+
+
+def saved_history(store: Store, prof, papers: list[Paper], days: int = 3, per_day: int = 4) -> list:
+    """`days` digests of `per_day` papers each, saved in the store, oldest first."""
+    saved = []
+    for i in range(days):
+        chosen = tuple(papers[i * per_day : (i + 1) * per_day])
+        d = digest(prof, chosen, day=DAY + timedelta(days=i), built_at=BUILT_AT + timedelta(days=i))
+        assert store.save_digest(d, store.watermark())
+        saved.append(d)
+    return saved
+
+
+def parse(data: bytes) -> feedparser.FeedParserDict:
+    """An Atom or RSS feed as feedparser reads it (feedparser 6 has no JSON Feed reader: see `read_json`)."""
+    parsed = feedparser.parse(data)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    return parsed
+
+
+def read_json(data: bytes) -> feedparser.FeedParserDict:
+    """A JSON Feed checked against the 1.1 spec's requirements, shaped like feedparser's result."""
+    document = json.loads(data)
+    assert document["version"] == "https://jsonfeed.org/version/1.1"
+    assert isinstance(document["title"], str) and isinstance(document["items"], list)
+    for key in ("home_page_url", "feed_url"):
+        assert document[key].startswith("https://")
+    entries = []
+    for item in document["items"]:
+        assert isinstance(item["id"], str) and item["id"]
+        assert isinstance(item.get("content_html") or item.get("content_text"), str)
+        for key in ("date_published", "date_modified"):
+            assert datetime.fromisoformat(item[key]).tzinfo is not None  # RFC 3339, with a zone
+        entries.append(
+            feedparser.FeedParserDict(
+                id=item["id"],
+                title=item["title"],
+                link=item["url"],
+                published=item["date_published"],
+                updated=item["date_modified"],
+                content=[feedparser.FeedParserDict(value=item["content_html"])],
+            )
+        )
+    return feedparser.FeedParserDict(feed=feedparser.FeedParserDict(title=document["title"]), entries=entries)
+
+
+def read(kind: str, data: bytes) -> feedparser.FeedParserDict:
+    return read_json(data) if kind == "json" else parse(data)
+
+
+def test_every_kind_reads_back_with_the_same_ids_titles_and_links(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    saved_history(filled_store, prof, papers)
+    entries = filled_store.digest_entries(prof.id, 100)
+    feeds = render_profile_feeds(prof, entries, links=LINKS, site_title="Paper Digest")
+    assert set(feeds) == {"atom", "rss", "json"}
+    expected = [(entry_id(prof.id, e.item.paper.id), e.item.paper.title, paper_url(e.item.paper)) for e in entries]
+    assert len(expected) == 12 and len({i for i, _, _ in expected}) == 12
+    for kind, data in feeds.items():
+        parsed = read(kind, data)
+        assert [(e.id, e.title, e.link) for e in parsed.entries] == expected, kind
+        assert all(e.link.startswith("https://huggingface.co/papers?q=") for e in parsed.entries)
+        assert parsed.feed.title == "Continual learning · Paper Digest"
+        if kind != "json":
+            assert parsed.feed.link == "https://example.org/paper-digest/digests/continual-learning/index.html"
+    assert_valid_atom(feeds["atom"])
+    document = json.loads(feeds["json"])
+    assert document["version"] == "https://jsonfeed.org/version/1.1"
+    assert document["feed_url"] == "https://example.org/paper-digest/feeds/continual-learning.json"
+
+
+def test_newest_digest_first_and_timestamps_from_built_at(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    saved_history(filled_store, prof, papers)
+    parsed = parse(
+        render_profile_feeds(
+            prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="Paper Digest", kinds=["atom"]
+        )["atom"]
+    )
+    newest = (BUILT_AT + timedelta(days=2)).astimezone(UTC)
+    assert parsed.entries[0].published == (BUILT_AT + timedelta(days=2)).isoformat()
+    assert parsed.entries[0].published.endswith("+01:00")  # the zone the digest was built in
+    assert parsed.feed.updated_parsed[:6] == newest.timetuple()[:6]
+    assert [e.id for e in parsed.entries[:4]] == [entry_id(prof.id, p.id) for p in papers[8:12]]
+
+
+def test_feed_keeps_the_most_recent_n_across_days(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    saved_history(filled_store, prof, papers, days=4, per_day=3)
+    entries = filled_store.digest_entries(prof.id, 5)
+    assert [e.item.paper.id for e in entries] == [p.id for p in papers[9:12] + papers[6:8]]
+    assert [e.day for e in entries] == [DAY + timedelta(days=3)] * 3 + [DAY + timedelta(days=2)] * 2
+
+
+def test_a_paper_given_twice_appears_once_with_its_first_digest(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    first = digest(prof, tuple(papers[:2]))
+    filled_store.save_digest(first, filled_store.watermark())
+    filled_store.set_digest_state(prof.id, DAY, "failed", BUILT_AT)
+    again = digest(prof, tuple(papers[:3]), day=DAY + timedelta(days=1), built_at=BUILT_AT + timedelta(days=1))
+    filled_store.save_digest(again, filled_store.watermark())
+    entries = filled_store.digest_entries(prof.id, 100)
+    assert sorted(e.item.paper.id for e in entries) == sorted(p.id for p in papers[:3])
+    assert {e.item.paper.id: e.day for e in entries}[papers[0].id] == DAY
+
+
+def test_ids_and_bytes_of_old_entries_never_change(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    saved_history(filled_store, prof, papers, days=1)
+    before = parse(
+        render_profile_feeds(prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="P")["atom"]
+    )
+    saved = digest(prof, tuple(papers[20:22]), day=DAY + timedelta(days=1), built_at=BUILT_AT + timedelta(days=1))
+    filled_store.save_digest(saved, filled_store.watermark())
+    after = parse(
+        render_profile_feeds(prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="P")["atom"]
+    )
+    old = {e.id: (e.title, e.link, e.published, e.updated, e.content[0].value) for e in before.entries}
+    new = {e.id: (e.title, e.link, e.published, e.updated, e.content[0].value) for e in after.entries}
+    assert {k: new[k] for k in old} == old
+    assert len(new) == len(old) + 2
+    assert all(i.startswith("urn:paper-digest:continual-learning:") for i in new)
+
+
+def test_hostile_entries_are_escaped_and_control_characters_removed(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile(title='Evil\x00 "profile" <x>', description="a\x1bb")
+    filled_store.save_digest(digest(prof, hostile_papers(papers)), filled_store.watermark())
+    feeds = render_profile_feeds(prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="P\x07")
+    for kind, data in feeds.items():
+        assert not any(chr(c).encode() in data for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+        assert b"<script>" not in data, kind
+        parsed = read(kind, data)
+        assert parsed.entries[0].title == HOSTILE_TITLE
+        content = parsed.entries[0].content[0].value if kind != "rss" else parsed.entries[0].description
+        assert "<script>" not in content and "onerror" not in content.replace("onerror=alert(1)&gt;", "")
+    etree.fromstring(feeds["rss"])  # well-formed
+    assert_valid_atom(feeds["atom"])
+    assert "&lt;img src=x onerror=alert(1)&gt;" in json.loads(feeds["json"])["items"][0]["content_html"]
+
+
+def test_naive_built_at_is_read_as_utc(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    naive = datetime(2025, 12, 31, 6, 0)
+    filled_store.save_digest(digest(prof, tuple(papers[:1]), built_at=naive), filled_store.watermark())
+    (entry,) = filled_store.digest_entries(prof.id, 100)
+    assert entry.built_at == naive.replace(tzinfo=UTC)
+    parsed = parse(render_profile_feeds(prof, [entry], links=LINKS, site_title="P", kinds=["rss"])["rss"])
+    assert parsed.entries[0].published == "Wed, 31 Dec 2025 06:00:00 +0000"
+
+
+def test_a_feed_without_entries_is_valid_and_dated_at_the_epoch() -> None:
+    feeds = render_profile_feeds(profile(), [], links=LINKS, site_title="Paper Digest")
+    assert_valid_atom(feeds["atom"])
+    for kind, data in feeds.items():
+        assert read(kind, data).entries == []
+    assert parse(feeds["atom"]).feed.updated == NEVER.isoformat()
+
+
+def test_all_papers_feed_is_newest_first_sighting_first(filled_store: Store) -> None:
+    recent = filled_store.recent_papers(20)
+    assert len(recent) == 20
+    assert [p.first_seen for p in recent] == sorted((p.first_seen for p in recent), reverse=True)
+    feeds = render_all_papers_feeds(recent, links=LINKS, site_title="Paper Digest")
+    for kind, data in feeds.items():
+        parsed = read(kind, data)
+        assert [e.id for e in parsed.entries] == [entry_id("all", p.id) for p in recent]
+    assert_valid_atom(feeds["atom"])
+    atom = parse(feeds["atom"])
+    assert atom.entries[0].published == f"{recent[0].first_seen.isoformat()}T00:00:00+00:00"
+
+
+def test_profile_formats_choose_the_feed_kinds() -> None:
+    assert set(render_profile_feeds(profile(formats=("rss", "email")), [], links=LINKS, site_title="P")) == {"rss"}
+
+
+def test_golden_feeds(filled_store: Store, golden) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    chosen = papers_about(papers, "continual", "incremental", limit=3)
+    filled_store.save_digest(digest(prof, chosen), filled_store.watermark())
+    feeds = render_profile_feeds(
+        prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="Paper Digest"
+    )
+    for kind, data in feeds.items():
+        golden(f"feeds/continual-learning.{kind}", data)
+
+
+@pytest.mark.parametrize("tz", [UTC, BERLIN])
+def test_write_feeds_twice_writes_nothing_the_second_time(filled_store: Store, tmp_path: Path, tz) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    config = config_for(tmp_path, prof, profile("empty-one", title="Empty"))
+    filled_store.save_digest(
+        digest(prof, tuple(papers[:3]), built_at=BUILT_AT.astimezone(tz)), filled_store.watermark()
+    )
+    first = write_feeds(config, filled_store)
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in first)
+    assert names == sorted(
+        f"{folder}/{name}.{kind}"
+        for folder in ("feeds", "site/feeds")
+        for name in ("continual-learning", "empty-one", "all")
+        for kind in ("atom", "rss", "json")
+    )
+    snapshot = {p: p.read_bytes() for p in first}
+    assert write_feeds(config, filled_store) == []
+    empty = replace(digest(prof, (), day=DAY + timedelta(days=1), candidates=0), empty_reason="no-new-papers")
+    filled_store.save_digest(empty, filled_store.watermark())
+    assert write_feeds(config, filled_store) == []  # an empty digest leaves every feed byte-identical
+    assert {p: p.read_bytes() for p in first} == snapshot

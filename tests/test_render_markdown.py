@@ -1,0 +1,109 @@
+"""The Markdown digest: golden pages, and escaping that survives GitHub's and Python-Markdown's parsers."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import markdown
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+from render_data import (
+    HOSTILE_TITLE,
+    MARKDOWN_TITLE,
+    digest,
+    hostile_papers,
+    papers_about,
+    profile,
+)
+
+from digest.render.markdown import markdown_escape, render_markdown
+from digest.render.text import one_line
+from digest.store import Store
+
+# CommonMark plus the GFM table and strikethrough rules: what GitHub adds that could bite.
+GITHUB = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+class _Reader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def read(html: str) -> tuple[list[str], str]:
+    reader = _Reader()
+    reader.feed(html)
+    return reader.tags, "".join(reader.text).strip()
+
+
+def both(source: str) -> list[tuple[list[str], str]]:
+    return [read(GITHUB.render(source)), read(markdown.markdown(source))]
+
+
+def test_golden_digest(filled_store: Store, golden) -> None:
+    papers = list(filled_store.iter_papers())
+    page = render_markdown(digest(profile(), papers_about(papers, "continual", "incremental", limit=4)))
+    golden("markdown/continual-learning.md", page)
+    assert page.startswith("# Continual learning — Wed 31 Dec 2025\n")
+    assert page.count("\n## ") == 4
+
+
+def test_golden_empty_digests(filled_store: Store, golden) -> None:
+    papers = list(filled_store.iter_papers())
+    near = papers_about(papers, "diffusion", limit=5)
+    below = render_markdown(digest(profile(), (), empty_reason="below-threshold", runners_up=near))
+    golden("markdown/below-threshold.md", below)
+    assert "Nothing new scored above this profile's threshold (0.15) among 57 new papers" in below
+    assert below.count("(below the threshold: score") == 3  # the best three, marked as such
+    nothing = render_markdown(digest(profile(), (), candidates=0, empty_reason="no-new-papers"))
+    golden("markdown/no-new-papers.md", nothing)
+    assert "No new papers since the last digest" in nothing
+
+
+def test_hostile_titles_stay_text_in_both_renderers(filled_store: Store) -> None:
+    papers = hostile_papers(list(filled_store.iter_papers()))
+    page = render_markdown(digest(profile(), papers))
+    for tags, text in both(page):
+        assert "script" not in tags and "img" not in tags and "b" not in tags
+        assert "table" not in tags and "em" not in tags and "code" not in tags and "del" not in tags
+        assert tags.count("h1") == 1 and tags.count("h2") == 3  # the '#' of a title opened no heading
+        assert HOSTILE_TITLE in text and MARKDOWN_TITLE in text
+        assert "javascript:alert(1)" in text  # shown as text, never a link
+        assert all(c not in text for c in "\x01\x07\x0b\x0c\x1b\x7f")
+
+
+def test_paper_links_survive_escaping(filled_store: Store) -> None:
+    papers = hostile_papers(list(filled_store.iter_papers()))
+    html = GITHUB.render(render_markdown(digest(profile(), papers)))
+    assert html.count('href="https://huggingface.co/papers?q=') == 3
+
+
+MARKUP = st.lists(st.sampled_from([*list("ab1 .*_[]()<>|#!`~$&\\-+=:;/\"'\t\n"), "&amp;", "http://x", "&#124;"])).map(
+    "".join
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MARKUP)
+def test_escaped_text_reads_back_as_itself(text: str) -> None:
+    contexts = {"{}": "", "## {}": "", "**Why:** {}": "Why: ", "## 1. [{}](https://example.org/)": "1. "}
+    for context, prefix in contexts.items():
+        source = context.format(markdown_escape(text))
+        for tags, shown in both(source):
+            assert set(tags) <= {"p", "h2", "strong", "a"}, (source, tags)
+            assert shown == (prefix + one_line(text)).strip(), source
+
+
+def test_leading_markers_are_escaped() -> None:
+    for text in ("- item", "+ item", "1. first", "3) third", "> quote", "# title", "=== x", "    code"):
+        for tags, shown in both(markdown_escape(text)):
+            assert tags == ["p"], (text, tags)
+            assert shown == text.strip()
