@@ -35,7 +35,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
 from functools import partial
@@ -46,7 +46,7 @@ from filelock import FileLock, Timeout
 
 from digest.config import SmtpSettings
 from digest.files import write_atomic
-from digest.models import Digest
+from digest.models import Digest, Profile
 from digest.store import Delivery, DeliveryKey, Store
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,43 @@ def outgoing_emails(
             continue
         for subscriber in digest.profile.subscribers:
             found.append(Outgoing(digest.profile.id, digest.date, subscriber, partial(render, digest, subscriber)))
+    return found
+
+
+def email_done(store: Store, digest: Digest) -> bool:
+    """True when no email of `digest` is still to go: each was sent, refused for good or unsubscribed.
+
+    An empty digest, or a profile without email, has nothing to send.
+    """
+    profile = digest.profile
+    if not digest.items or "email" not in profile.formats:
+        return True
+    if store.digest_state(profile.id, digest.date) == "failed":
+        return True
+    states = {row.subscriber: row.state for row in store.deliveries(day=digest.date, profile_id=profile.id)}
+    return all(
+        states.get(address) in DONE_STATES or store.is_unsubscribed(address, profile.id)
+        for address in profile.subscribers
+    )
+
+
+def digest_done(store: Store, profile: Profile, day: date) -> bool:
+    """The service's `is_done`: the digest of `profile` for `day` is built and its emails are done."""
+    digest = store.load_digest(profile, day)
+    return digest is not None and email_done(store, digest)
+
+
+def due_digests(
+    store: Store, profiles: Sequence[Profile], *, today: date, day: date | None = None, days: int = 7
+) -> list[Digest]:
+    """Built digests whose emails are still to go (`digest send`): of `day`, or of the `days` days up to `today`."""
+    found = []
+    for profile in profiles:
+        for built in store.digest_days(profile.id):
+            in_range = built == day if day is not None else today - timedelta(days=days) < built <= today
+            digest = store.load_digest(profile, built) if in_range else None
+            if digest is not None and not email_done(store, digest):
+                found.append(digest)
     return found
 
 
@@ -626,6 +663,9 @@ __all__ = [
     "Outgoing",
     "Planned",
     "RetryPolicy",
+    "digest_done",
+    "due_digests",
+    "email_done",
     "make_message_id",
     "message_bytes",
     "outbox_name",
