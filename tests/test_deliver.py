@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -456,3 +457,74 @@ def test_digest_message_helper_uses_the_ledger_message_id(store: Store) -> None:
     (digest,) = save_digests(store, [profile("x", [ADA])])
     message = digest_message(digest, ADA, "<a.b@example.org>")
     assert message["From"] == SENDER and message["Message-ID"] == "<a.b@example.org>"
+
+
+# -- the commands ---------------------------------------------------------------------------------
+
+
+def digest_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "digest", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+CONFIG = """\
+[digest]
+db = "state.db"
+
+[[profiles]]
+id = "llm-rl"
+description = "RL"
+subscribers = ["alan@example.org", "grace@example.org", "edsger@example.org"]
+
+[[profiles]]
+id = "continual-learning"
+description = "CL"
+subscribers = ["ada@example.org"]
+"""
+
+
+def test_deliveries_command_shows_the_ledger(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text(CONFIG)
+    store = open_store(tmp_path / "state.db")
+    outgoing = two_profiles(store)
+    with MailServer(faults=Faults(refuse={GRACE: "550 5.1.1 no such user"}, drop_after_accept=1)) as server:
+        send(store, server.port, outgoing, tmp_path)
+    store.close()
+    table = digest_command("deliveries", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["day", "profile", "subscriber", "state", "tries", "when", "details"]
+    ada = next(line for line in lines if ADA in line)
+    assert "sent" in ada and "possible duplicate: the connection was lost" in ada
+    assert "failed" in next(line for line in lines if GRACE in line) and "550 5.1.1 no such user" in table.stdout
+    assert lines[-1] == "4 deliveries: 1 failed, 3 sent"
+    one = digest_command("deliveries", "--profile", "llm-rl", "--date", TODAY.isoformat(), "--json", cwd=tmp_path)
+    records = json.loads(one.stdout)
+    assert [r["subscriber"] for r in records] == sorted([ALAN, GRACE, EDSGER])
+    assert {r["state"] for r in records} == {"sent", "failed"} and all(r["message_id"] for r in records)
+    other_day = digest_command("deliveries", "--date", "2001-01-01", cwd=tmp_path)
+    assert other_day.stdout.splitlines()[-1] == "0 deliveries"
+    bad = digest_command("deliveries", "--date", "yesterday", cwd=tmp_path)
+    assert bad.returncode == 2 and "'yesterday' is not a date" in bad.stderr
+
+
+def test_unsubscribe_command_takes_effect_for_the_next_send(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text(CONFIG)
+    done = digest_command("unsubscribe", "Grace@example.org", "--profile", "llm-rl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Grace@example.org: unsubscribed from profile llm-rl\n"
+    again = digest_command("unsubscribe", "grace@example.org", "--profile", "llm-rl", cwd=tmp_path)
+    assert "already unsubscribed" in again.stdout
+    stranger = digest_command("unsubscribe", "who@example.org", cwd=tmp_path)
+    assert stranger.returncode == 0 and "not a subscriber of any configured profile" in stranger.stderr
+    assert digest_command("unsubscribe", "not an address", cwd=tmp_path).returncode == 2
+    unknown = digest_command("unsubscribe", ADA, "--profile", "nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown profile 'nope'" in unknown.stderr
+    store = open_store(tmp_path / "state.db")
+    outgoing = two_profiles(store)
+    with MailServer() as server:
+        send(store, server.port, outgoing, tmp_path)
+        assert_exactly_one_each(server, [ADA, ALAN, EDSGER])
+    assert states(store)[GRACE] == "skipped"
+    store.close()
+    undo = digest_command("unsubscribe", "grace@example.org", "--profile", "llm-rl", "--undo", cwd=tmp_path)
+    assert undo.stdout == "grace@example.org: subscribed again to profile llm-rl\n"
