@@ -547,6 +547,10 @@ class _Smtp(_Transport):
             else:
                 connection = smtplib.SMTP(s.host, s.port, local_hostname=socket.gethostname(), timeout=s.timeout)
             try:
+                # The final "." goes in its own small packet after the ledger commit: without
+                # TCP_NODELAY, Nagle's algorithm holds it for the server's delayed ACK (~40 ms).
+                if connection.sock is not None:
+                    connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 connection.ehlo()
                 if s.security == "starttls":
                     connection.starttls(context=context)
