@@ -34,7 +34,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest.models import Profile
+from digest.deliver import DeliveryReport
+from digest.models import Digest, Profile
 from digest.pipeline import find_dump_files, ingest_files
 from digest.store import Store
 
@@ -267,6 +268,38 @@ def inbox_ingest_job(
     return ingest
 
 
+def digest_job(
+    store: Store,
+    *,
+    build: Callable[[Profile, date], Digest],
+    send: Callable[[Sequence[Digest]], DeliveryReport] | None = None,
+    publish: Callable[[Digest], object] | None = None,
+) -> ProfileJob:
+    """A `run_profile` made of the pipeline's steps: build (only if the store has no digest), publish, send.
+
+    `build(profile, day)` ranks and saves the digest (`store.save_digest`); `publish(digest)`
+    writes its feeds, Markdown and site pages; `send(digests)` is e.g.
+    `lambda ds: send_digests(store, config.smtp, outgoing_emails(ds, render), ...)`.
+    """
+
+    def run(profile: Profile, day: date) -> JobReport:
+        digest = store.load_digest(profile, day)
+        built = digest is None
+        if digest is None:
+            digest = build(profile, day)
+        if publish is not None:
+            publish(digest)
+        counts = {"built": int(built), "papers": len(digest.items)}
+        if send is None:
+            return JobReport(counts=counts)
+        report = send([digest])
+        counts |= {"sent": len(report.sent), "failed": len(report.failed)}
+        counts["pending"] = len(report.pending) + report.not_reached
+        return JobReport(counts=counts, note=report.stopped or "", ok=report.stopped is None)
+
+    return run
+
+
 def _timed(job: str, day: date | None, work: Callable[[], JobReport]) -> JobRun:
     started = time.monotonic()
     try:
@@ -309,6 +342,7 @@ __all__ = [
     "JobReport",
     "JobRun",
     "build_scheduler",
+    "digest_job",
     "due_day",
     "inbox_ingest_job",
     "last_tick",

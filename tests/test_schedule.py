@@ -15,13 +15,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import SEEDS
-from mailserver import profile, save_digests
+from mailserver import outgoing_for, profile, save_digests
 
-from digest.deliver import digest_done
+from digest.deliver import digest_done, due_digests, send_digests
 from digest.models import Digest, Profile
 from digest.schedule import (
     JobReport,
     build_scheduler,
+    digest_job,
     due_day,
     inbox_ingest_job,
     last_tick,
@@ -214,3 +215,51 @@ def test_a_signal_stops_the_service_after_the_job_in_progress(tmp_path: Path, si
     assert f"{signal.Signals(signum).name} received" in err
     assert "stopping after the job in progress" in err and err.rstrip().endswith("stopped")
     assert "ingest: ok in" in err and "(slept=1)" in err
+
+
+def test_the_digest_job_builds_once_publishes_and_sends_what_is_due(store: Store, tmp_path: Path) -> None:
+    p = profile("cl", ["ada@example.org", "alan@example.org"], schedule="0 7 * * *", timezone=BERLIN)
+    day = date(2026, 3, 29)
+    calls: list[str] = []
+
+    def build(p: Profile, day: date) -> Digest:
+        calls.append("build")
+        (digest,) = save_digests(store, [p], day)
+        return digest
+
+    def send(digests):
+        calls.append("send")
+        outgoing = outgoing_for(list(digests))
+        return send_digests(store, None, outgoing, outbox=tmp_path / "outbox", clock=lambda: utc(2026, 3, 29, 5))
+
+    job = digest_job(store, build=build, send=send, publish=lambda d: calls.append(f"publish {len(d.items)}"))
+    first = run_due_once(
+        [p], now=utc(2026, 3, 29, 5, 30), run_profile=job, run_ingest=JobReport,
+        is_done=lambda p, d: digest_done(store, p, d),
+    )  # fmt: skip
+    assert first[1].report is not None and dict(first[1].report.counts) == {
+        "built": 1,
+        "papers": 3,
+        "sent": 2,
+        "failed": 0,
+        "pending": 0,
+    }
+    assert calls == ["build", "publish 3", "send"]
+    assert len(list((tmp_path / "outbox").iterdir())) == 2
+    # Run by hand again (digest build --send): the stored digest is reused, nothing new is sent.
+    again = job(p, day)
+    assert calls[3:] == ["publish 3", "send"] and again.counts["built"] == 0 and again.counts["sent"] == 0
+    assert due_digests(store, [p], today=day) == []
+
+
+def test_due_digests_are_the_recent_ones_with_emails_to_go(store: Store) -> None:
+    p = profile("cl", ["ada@example.org"])
+    (old,) = save_digests(store, [p], date(2026, 3, 1))
+    (recent,) = save_digests(store, [p], date(2026, 3, 28))
+    today = date(2026, 3, 29)
+    assert [d.date for d in due_digests(store, [p], today=today)] == [recent.date]
+    assert [d.date for d in due_digests(store, [p], today=today, day=old.date)] == [old.date]
+    assert due_digests(store, [p], today=today, days=60) == [
+        store.load_digest(p, recent.date),
+        store.load_digest(p, old.date),
+    ]
