@@ -28,6 +28,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/send.py
 
 # The browser tests drive the system's Chromium (Playwright downloads nothing). Use one
 # that is already there (CI runners have Google Chrome); install Debian's only if none is.

@@ -25,7 +25,9 @@ from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult
 from digest.files import write_atomic
 from digest.models import Paper
 from digest.pipeline import IngestSummary, find_dump_files, ingest_files
-from digest.store import Store, StoreError, open_store
+from digest.profiles import email_address, find_profile
+from digest.store import Delivery, Store, StoreError, open_store
+from digest.validate import Invalid
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fetch(commands)
     _add_export(commands)
     _add_profiles(commands)
+    _add_deliveries(commands)
+    _add_unsubscribe(commands)
     return parser
 
 
@@ -106,11 +110,11 @@ def _add_fetch(commands: Any) -> None:
         "again. Default: today (UTC).",
     )
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--date", type=_day, metavar="YYYY-MM-DD", help="fetch this one day")
+    which.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="fetch this one day")
     which.add_argument(
-        "--since", type=_day, metavar="YYYY-MM-DD", help="fetch every day from this one on (stops at the latest)"
+        "--since", type=_date, metavar="YYYY-MM-DD", help="fetch every day from this one on (stops at the latest)"
     )
-    p.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="with --since: the last day (default: today)")
+    p.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="with --since: the last day (default: today)")
     p.set_defaults(run=run_fetch)
 
 
@@ -138,7 +142,33 @@ def _add_profiles(commands: Any) -> None:
     listing.set_defaults(run=run_profiles_list)
 
 
-def _day(text: str) -> date:
+def _add_deliveries(commands: Any) -> None:
+    p = commands.add_parser(
+        "deliveries",
+        help="show the delivery ledger",
+        description="Show the delivery ledger: one row per profile, subscriber and digest day, with its state "
+        "(pending, sending, sent, failed, skipped), attempts, last error and Message-ID.",
+    )
+    p.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="only this digest day")
+    p.add_argument("--profile", metavar="ID", help="only this profile")
+    p.add_argument("--json", action="store_true", help="print JSON (one array of objects) instead of a table")
+    p.set_defaults(run=run_deliveries)
+
+
+def _add_unsubscribe(commands: Any) -> None:
+    p = commands.add_parser(
+        "unsubscribe",
+        help="stop sending digests to an address",
+        description="Stop sending digests to ADDRESS: for one profile with --profile, else for all. Takes effect "
+        "at once, even for a batch being sent. --undo sends to it again.",
+    )
+    p.add_argument("address", metavar="ADDRESS", help="the subscriber's email address")
+    p.add_argument("--profile", metavar="ID", help="only this profile (default: all profiles)")
+    p.add_argument("--undo", action="store_true", help="subscribe the address again (same scope)")
+    p.set_defaults(run=run_unsubscribe)
+
+
+def _date(text: str) -> date:
     try:
         if len(text) != 10:
             raise ValueError
@@ -327,6 +357,76 @@ def run_profiles_list(ctx: Context) -> int:
     config = ctx.config()
     for profile in config.profiles:
         print(f"{profile.id}\t{profile.title}")
+    return EXIT_OK
+
+
+def delivery_record(row: Delivery) -> dict[str, Any]:
+    """A ledger row as `digest deliveries --json` prints it."""
+    return {
+        "day": row.day.isoformat(),
+        "profile": row.profile_id,
+        "subscriber": row.subscriber,
+        "transport": row.transport,
+        "state": row.state,
+        "attempts": row.attempts,
+        "message_id": row.message_id,
+        "last_error": row.last_error,
+        "possible_duplicate": row.possible_duplicate,
+        "note": row.note,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+    }
+
+
+def run_deliveries(ctx: Context) -> int:
+    config = ctx.config()
+    with ctx.store(config) as store:
+        rows = store.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
+    if ctx.args.json:
+        print(json.dumps([delivery_record(row) for row in rows], ensure_ascii=False, indent=1))
+        return EXIT_OK
+    table = [("day", "profile", "subscriber", "state", "tries", "when", "details")]
+    for row in rows:
+        details = row.last_error or ""
+        if row.possible_duplicate:
+            details = f"possible duplicate: {row.note}" + (f"; {details}" if details else "")
+        when = (row.sent_at or row.updated_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.append((row.day.isoformat(), row.profile_id, row.subscriber, row.state, str(row.attempts), when, details))
+    widths = [max(len(line[i]) for line in table) for i in range(6)]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[6])
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    print(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}" + (f": {states}" if states else ""))
+    return EXIT_OK
+
+
+def run_unsubscribe(ctx: Context) -> int:
+    config = ctx.config()
+    try:
+        address = email_address(ctx.args.address)
+    except Invalid as exc:
+        raise UsageError(str(exc)) from None
+    scope = ctx.args.profile
+    if scope is not None:
+        try:
+            find_profile(config.profiles, scope)
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
+    where = f"profile {scope}" if scope else "all profiles"
+    with ctx.store(config) as store:
+        if ctx.args.undo:
+            changed = store.resubscribe(address, scope)
+            print(f"{address}: {'subscribed again to' if changed else 'was not unsubscribed from'} {where}")
+        else:
+            changed = store.unsubscribe(address, scope, ctx.now())
+            print(f"{address}: {'unsubscribed from' if changed else 'already unsubscribed from'} {where}")
+    known = {s.lower() for p in config.profiles for s in p.subscribers}
+    if address.lower() not in known:
+        print(f"note: {address} is not a subscriber of any configured profile", file=sys.stderr)
     return EXIT_OK
 
 

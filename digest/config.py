@@ -8,7 +8,9 @@ none). Problems are collected and raised together as `ConfigError`, each one
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 
 from digest.models import Problem, Profile
 from digest.profiles import email_address, parse_profiles, timezone
-from digest.validate import Field, Invalid, TomlLines, Where, boolean, integer, number, read_table, string
+from digest.validate import Field, Invalid, TomlLines, Where, boolean, integer, number, one_of, read_table, string
 
 CONFIG_NAME = "digest.toml"
 
@@ -88,8 +90,6 @@ SOURCE_FIELDS: dict[str, Field] = {
     "max_retry_after": Field(number(minimum=0, maximum=86_400), 300.0),
 }
 
-_TOP_LEVEL = ("digest", "profiles", "source")
-
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
@@ -111,12 +111,67 @@ class SourceConfig:
     max_retry_after: float = 300.0
 
 
+PASSWORD_VARIABLE = "DIGEST_SMTP_PASSWORD"
+SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+def mail_sender(value: Any) -> str:
+    """'Name <address>' or a bare address, on one line, checked; returned in canonical form."""
+    text = string(allow_empty=False)(value)
+    if any(c in text for c in "\r\n"):
+        raise Invalid("must be on one line")
+    name, address = parseaddr(text)
+    if not address or "@" not in address:
+        raise Invalid(f"{text!r} is not an address like 'Paper Digest <digest@example.org>'")
+    local, _, domain = email_address(address).rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
+
+
+SMTP_FIELDS: dict[str, Field] = {
+    "host": Field(string(allow_empty=False)),
+    "port": Field(integer(minimum=1, maximum=65535), None),
+    "security": Field(one_of(*SECURITY_PORTS), "starttls"),
+    "username": Field(string(allow_empty=False), None),
+    "from": Field(mail_sender, None),
+    "timeout": Field(number(minimum=1, maximum=600), 30.0),
+    "attempts": Field(integer(minimum=1, maximum=20), 4),
+    "backoff": Field(number(minimum=0, maximum=600), 2.0),
+    "backoff_max": Field(number(minimum=0, maximum=3600), 60.0),
+    "max_connection_failures": Field(integer(minimum=1, maximum=100), 5),
+}
+
+_TOP_LEVEL = ("digest", "profiles", "source", "smtp")
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; `problems` lists everything found wrong."""
 
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """The `[smtp]` table: where digests are sent. Without it they go to the outbox.
+
+    `sender` is the envelope sender (MAIL FROM) and the From the renderer should use;
+    None means the From of each message. `password` comes only from the environment
+    (`DIGEST_SMTP_PASSWORD`). Times are seconds: `timeout` for connecting and for each
+    reply, `backoff` the first wait before a retry (doubling up to `backoff_max`).
+    """
+
+    host: str
+    port: int
+    security: str = "starttls"
+    username: str | None = None
+    sender: str | None = None
+    timeout: float = 30.0
+    attempts: int = 4
+    backoff: float = 2.0
+    backoff_max: float = 60.0
+    max_connection_failures: int = 5
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +194,7 @@ class Config:
     sender: str = "Paper Digest <digest@example.org>"
     templates: Path | None = None
     source: SourceConfig = field(default_factory=SourceConfig)
+    smtp: SmtpSettings | None = None
 
 
 def find_config(explicit: Path | None, cwd: Path) -> Path | None:
@@ -149,8 +205,13 @@ def find_config(explicit: Path | None, cwd: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def load_config(path: Path | None, cwd: Path, *, db: Path | None = None) -> Config:
-    """Read and check the config at `path` (None: defaults only); `db` overrides `[digest] db`."""
+def load_config(
+    path: Path | None, cwd: Path, *, db: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and check the config at `path` (None: defaults only); `db` overrides `[digest] db`.
+
+    Secrets come from `environ` (default: the process environment), never from the file.
+    """
     raw: dict[str, Any] = {}
     text = ""
     source = _display(path, cwd) if path else CONFIG_NAME
@@ -165,11 +226,19 @@ def load_config(path: Path | None, cwd: Path, *, db: Path | None = None) -> Conf
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([Problem(source, _toml_error_line(exc), f"not valid TOML: {exc}")]) from None
-    return parse_config(raw, text, source, base=(path.parent if path else cwd).resolve(), path=path, db=db)
+    base = (path.parent if path else cwd).resolve()
+    return parse_config(raw, text, source, base=base, path=path, db=db, environ=environ)
 
 
 def parse_config(
-    raw: dict[str, Any], text: str, source: str, *, base: Path, path: Path | None = None, db: Path | None = None
+    raw: dict[str, Any],
+    text: str,
+    source: str,
+    *,
+    base: Path,
+    path: Path | None = None,
+    db: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Check an already-parsed config; raise `ConfigError` listing every problem."""
     lines = TomlLines(text)
@@ -185,6 +254,9 @@ def parse_config(
     templates = (base / settings["templates"]).resolve() if settings.get("templates", "").strip() else None
     if templates is not None and not templates.is_dir():
         problems.append(where.problem("templates", f"no such folder: {templates}"))
+    smtp = None
+    if "smtp" in raw:
+        smtp = _parse_smtp(raw["smtp"], Where(source, lines, ("smtp",), "smtp"), problems, environ or os.environ)
     if problems:
         raise ConfigError(problems)
     paths = {key: (base / settings[key]).resolve() for key in _PATH_KEYS}
@@ -200,8 +272,23 @@ def parse_config(
         site_url=settings["site_url"],
         sender=settings["sender"],
         templates=templates,
+        smtp=smtp,
         **paths,
     )
+
+
+def _parse_smtp(raw: Any, where: Where, problems: list[Problem], environ: Mapping[str, str]) -> SmtpSettings | None:
+    if isinstance(raw, dict) and "password" in raw:
+        problems.append(
+            where.problem("password", f"never put the password in a file: set {PASSWORD_VARIABLE} in the environment")
+        )
+        raw = {k: v for k, v in raw.items() if k != "password"}
+    before = len(problems)
+    values = read_table(raw, SMTP_FIELDS, where, problems)
+    if len(problems) > before:
+        return None
+    port = values.pop("port") or SECURITY_PORTS[values["security"]]
+    return SmtpSettings(port=port, sender=values.pop("from"), password=environ.get(PASSWORD_VARIABLE) or None, **values)
 
 
 def _display(path: Path, cwd: Path) -> str:

@@ -19,7 +19,7 @@ import json
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -110,7 +110,37 @@ _MIGRATIONS: tuple[str, ...] = (
         fetched_at TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: the delivery ledger (one row per profile, subscriber and digest day) and unsubscribes
+    """
+    CREATE TABLE deliveries (
+        profile_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        transport TEXT NOT NULL CHECK (transport IN ('smtp', 'outbox')),
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        message_id TEXT NOT NULL UNIQUE,
+        last_error TEXT,
+        possible_duplicate INTEGER NOT NULL DEFAULT 0,
+        note TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        sent_at TEXT,
+        PRIMARY KEY (profile_id, day, subscriber)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_day ON deliveries(day);
+    CREATE TABLE unsubscribes (
+        address TEXT NOT NULL,
+        profile_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (address, profile_id)
+    ) WITHOUT ROWID;
+    """,
 )
+
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "skipped")
+ALL_PROFILES = "*"
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -142,6 +172,39 @@ class Validators:
 
     etag: str | None = None
     last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One ledger row: one subscriber's copy of one profile's digest for one day.
+
+    `state`: 'pending' (to send), 'sending' (handed to the server, its answer not yet
+    recorded), 'sent', 'failed' (refused for good) or 'skipped' (unsubscribed).
+    `possible_duplicate` is set when the message was sent again after an attempt whose
+    outcome was unknown, and `note` says when and why.
+    """
+
+    profile_id: str
+    day: date
+    subscriber: str
+    transport: str
+    state: str
+    attempts: int
+    message_id: str
+    last_error: str | None
+    possible_duplicate: bool
+    note: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+DeliveryKey = tuple[str, date, str]
+
+
+def subscriber_key(address: str) -> str:
+    """How unsubscribes match addresses: trimmed and lower-cased."""
+    return address.strip().lower()
 
 
 def title_key(title: str) -> str:
@@ -452,6 +515,202 @@ class Store:
                 "THEN COALESCE(delivered_at, ?) ELSE delivered_at END WHERE profile_id = ? AND day = ?",
                 (state, state, at.isoformat(), profile_id, day.isoformat()),
             )
+
+    # -- deliveries ---------------------------------------------------------------
+
+    def add_deliveries(
+        self, keys: list[DeliveryKey], message_id: Callable[[DeliveryKey], str], transport: str, at: datetime
+    ) -> int:
+        """Create a 'pending' ledger row for each key that has none; return how many were new.
+
+        A row's Message-ID is made here, once: every later attempt reuses it.
+        """
+        created = 0
+        with self.transaction() as db:
+            for key in keys:
+                profile_id, day, subscriber = key
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO deliveries (profile_id, day, subscriber, transport, message_id, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        profile_id,
+                        day.isoformat(),
+                        subscriber,
+                        transport,
+                        message_id(key),
+                        at.isoformat(),
+                        at.isoformat(),
+                    ),
+                )
+                created += cursor.rowcount
+        return created
+
+    def get_delivery(self, key: DeliveryKey) -> Delivery | None:
+        """The ledger row as it is now."""
+        profile_id, day, subscriber = key
+        row = self._db.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE profile_id = ? AND day = ? AND subscriber = ?",
+            (profile_id, day.isoformat(), subscriber),
+        ).fetchone()
+        return _delivery(row) if row else None
+
+    def deliveries(self, *, day: date | None = None, profile_id: str | None = None) -> list[Delivery]:
+        """Ledger rows, oldest day first, optionally of one day and/or one profile."""
+        where, params = [], []
+        if day is not None:
+            where.append("day = ?")
+            params.append(day.isoformat())
+        if profile_id is not None:
+            where.append("profile_id = ?")
+            params.append(profile_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        query = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d {clause} ORDER BY day, profile_id, subscriber"
+        return [_delivery(row) for row in self._db.execute(query, params)]
+
+    def mark_delivery_sending(self, key: DeliveryKey, at: datetime) -> None:
+        """Record that the message is about to be handed over (the attempt counts from here)."""
+        self._update_delivery(key, "state = 'sending', attempts = attempts + 1, updated_at = ?", (at.isoformat(),))
+
+    def mark_delivery_sent(self, key: DeliveryKey, at: datetime, *, counted: bool = True) -> None:
+        """Record acceptance; the digest counts as delivered from its first accepted email on."""
+        profile_id, day, _ = key
+        with self.transaction() as db:
+            self._update_delivery(
+                key,
+                "state = 'sent', attempts = attempts + ?, last_error = NULL, updated_at = ?, sent_at = ?",
+                (0 if counted else 1, at.isoformat(), at.isoformat()),
+                db=db,
+            )
+            db.execute(
+                "UPDATE digests SET state = 'delivered', delivered_at = COALESCE(delivered_at, ?) "
+                "WHERE profile_id = ? AND day = ? AND state != 'delivered'",
+                (at.isoformat(), profile_id, day.isoformat()),
+            )
+
+    def record_delivery_attempt(
+        self,
+        key: DeliveryKey,
+        state: str,
+        at: datetime,
+        *,
+        error: str | None,
+        counted: bool = False,
+        possible_duplicate: bool = False,
+        note: str | None = None,
+    ) -> None:
+        """Record a try that did not end in 'sent': 'pending' (retry later), 'failed' or 'skipped'.
+
+        `counted` says the attempt was already counted by `mark_delivery_sending`; a `note`
+        (kept once the row is sent) explains a possible duplicate.
+        """
+        if state not in ("pending", "failed", "skipped"):
+            raise ValueError(f"not an outcome of an attempt: {state!r}")
+        self._update_delivery(
+            key,
+            "state = ?, attempts = attempts + ?, last_error = ?, updated_at = ?, "
+            "possible_duplicate = MAX(possible_duplicate, ?), note = COALESCE(?, note)",
+            (state, 0 if counted else 1, error, at.isoformat(), int(possible_duplicate), note),
+        )
+
+    def resume_interrupted_delivery(self, key: DeliveryKey, at: datetime, note: str) -> None:
+        """A row left 'sending' by a process that died: pending again, flagged as a possible duplicate."""
+        self._update_delivery(
+            key,
+            "state = 'pending', possible_duplicate = 1, note = ?, updated_at = ?",
+            (note, at.isoformat()),
+        )
+
+    def fail_undelivered_digest(self, profile_id: str, day: date, at: datetime) -> bool:
+        """Mark a digest 'failed' when nothing delivered it and no email of it can still go out.
+
+        Only a digest still 'built' (no feed published, no email accepted) whose ledger rows
+        all ended without a send: its papers come back in the profile's next digest.
+        """
+        key = (profile_id, day.isoformat())
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE digests SET state = 'failed' WHERE profile_id = ?1 AND day = ?2 AND state = 'built' "
+                "AND EXISTS (SELECT 1 FROM deliveries WHERE profile_id = ?1 AND day = ?2) "
+                "AND NOT EXISTS (SELECT 1 FROM deliveries WHERE profile_id = ?1 AND day = ?2 "
+                "AND state IN ('pending', 'sending', 'sent'))",
+                key,
+            )
+            return cursor.rowcount > 0
+
+    def digest_state(self, profile_id: str, day: date) -> str | None:
+        row = self._db.execute(
+            "SELECT state FROM digests WHERE profile_id = ? AND day = ?", (profile_id, day.isoformat())
+        ).fetchone()
+        return row[0] if row else None
+
+    def _update_delivery(
+        self, key: DeliveryKey, assignments: str, values: tuple, *, db: sqlite3.Connection | None = None
+    ) -> None:
+        profile_id, day, subscriber = key
+        statement = f"UPDATE deliveries SET {assignments} WHERE profile_id = ? AND day = ? AND subscriber = ?"
+        params = (*values, profile_id, day.isoformat(), subscriber)
+        if db is not None:
+            db.execute(statement, params)
+            return
+        with self.transaction() as own:
+            own.execute(statement, params)
+
+    # -- unsubscribes -------------------------------------------------------------
+
+    def unsubscribe(self, address: str, profile_id: str | None, at: datetime) -> bool:
+        """Stop sending to `address` (for one profile, or all with None); False if it already was."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO unsubscribes (address, profile_id, at) VALUES (?, ?, ?)",
+                (subscriber_key(address), profile_id or ALL_PROFILES, at.isoformat()),
+            )
+            return cursor.rowcount > 0
+
+    def resubscribe(self, address: str, profile_id: str | None) -> bool:
+        """Undo `unsubscribe` for the same scope; False if there was nothing to undo."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM unsubscribes WHERE address = ? AND profile_id = ?",
+                (subscriber_key(address), profile_id or ALL_PROFILES),
+            )
+            return cursor.rowcount > 0
+
+    def is_unsubscribed(self, address: str, profile_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM unsubscribes WHERE address = ? AND profile_id IN (?, ?)",
+            (subscriber_key(address), profile_id, ALL_PROFILES),
+        ).fetchone()
+        return row is not None
+
+    def unsubscribes(self) -> list[tuple[str, str | None, datetime]]:
+        """(address, profile id or None for all, when) for every unsubscribe."""
+        rows = self._db.execute("SELECT address, profile_id, at FROM unsubscribes ORDER BY address, profile_id")
+        return [(a, None if p == ALL_PROFILES else p, datetime.fromisoformat(at)) for a, p, at in rows]
+
+
+_DELIVERY_COLUMNS = (
+    "d.profile_id, d.day, d.subscriber, d.transport, d.state, d.attempts, d.message_id, d.last_error, "
+    "d.possible_duplicate, d.note, d.created_at, d.updated_at, d.sent_at"
+)
+
+
+def _delivery(row: tuple) -> Delivery:
+    profile_id, day, subscriber, transport, state, attempts, mid, error, dup, note, created, updated, sent = row
+    return Delivery(
+        profile_id=profile_id,
+        day=date.fromisoformat(day),
+        subscriber=subscriber,
+        transport=transport,
+        state=state,
+        attempts=attempts,
+        message_id=mid,
+        last_error=error,
+        possible_duplicate=bool(dup),
+        note=note,
+        created_at=datetime.fromisoformat(created),
+        updated_at=datetime.fromisoformat(updated),
+        sent_at=datetime.fromisoformat(sent) if sent else None,
+    )
 
 
 def _find_paper(db: sqlite3.Connection, entry: Entry, key: str) -> tuple[tuple[str, str] | None, bool]:

@@ -199,3 +199,34 @@ description = "x"
         "digest.toml:6: profiles[0].id: 'all' is reserved (feeds/all.atom is the feed of all papers); "
         "choose another id",
     ]
+
+
+def test_smtp_settings_and_the_password_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[smtp]\nhost = "mail.example.org"\nusername = "digest"\nfrom = "Paper Digest <Digest@Example.org>"\n'
+    )
+    smtp = load_config(path, tmp_path, environ={"DIGEST_SMTP_PASSWORD": "s3cret"}).smtp
+    assert smtp is not None and (smtp.host, smtp.port, smtp.security, smtp.username) == (
+        "mail.example.org",
+        587,
+        "starttls",
+        "digest",
+    )
+    assert smtp.sender == "Paper Digest <Digest@example.org>" and smtp.password == "s3cret"
+    assert "s3cret" not in repr(smtp)
+    assert load_config(path, tmp_path, environ={}).smtp.password is None  # type: ignore[union-attr]
+    path.write_text('[smtp]\nhost = "h"\nsecurity = "ssl"\n')
+    assert load_config(path, tmp_path, environ={}).smtp.port == 465  # type: ignore[union-attr]
+    assert load_config(None, tmp_path).smtp is None
+
+
+def test_smtp_problems_name_their_line(tmp_path: Path) -> None:
+    text = '[digest]\n\n[smtp]\nhost = "h"\npassword = "hunter2"\nsecurity = "tls"\nport = 0\nfrom = "nobody"\n'
+    assert problems(tmp_path, text) == [
+        "digest.toml:5: smtp.password: never put the password in a file: set DIGEST_SMTP_PASSWORD in the environment",
+        "digest.toml:7: smtp.port: must be at least 1, got 0",
+        "digest.toml:6: smtp.security: expected one of starttls, ssl, none; got a string 'tls'",
+        "digest.toml:8: smtp.from: 'nobody' is not an address like 'Paper Digest <digest@example.org>'",
+    ]
+    assert problems(tmp_path, "[smtp]\nport = 25\n") == ["digest.toml:1: smtp: missing required key 'host'"]
