@@ -168,7 +168,18 @@ def outgoing_emails(
     return found
 
 
-def email_done(store: Store, digest: Digest) -> bool:
+def is_done(row: Delivery, transport: str) -> bool:
+    """True when a ledger row needs nothing more over `transport` ('smtp' or 'outbox').
+
+    A message only written to the outbox is not done once SMTP is configured: it is then
+    sent over SMTP, with the same Message-ID.
+    """
+    if transport == "smtp" and row.transport == "outbox" and row.state == "sent":
+        return False
+    return row.state in DONE_STATES
+
+
+def email_done(store: Store, digest: Digest, transport: str = "smtp") -> bool:
     """True when no email of `digest` is still to go: each was sent, refused for good or unsubscribed.
 
     An empty digest, or a profile without email, has nothing to send.
@@ -178,21 +189,27 @@ def email_done(store: Store, digest: Digest) -> bool:
         return True
     if store.digest_state(profile.id, digest.date) == "failed":
         return True
-    states = {row.subscriber: row.state for row in store.deliveries(day=digest.date, profile_id=profile.id)}
+    rows = {row.subscriber: row for row in store.deliveries(day=digest.date, profile_id=profile.id)}
     return all(
-        states.get(address) in DONE_STATES or store.is_unsubscribed(address, profile.id)
+        (address in rows and is_done(rows[address], transport)) or store.is_unsubscribed(address, profile.id)
         for address in profile.subscribers
     )
 
 
-def digest_done(store: Store, profile: Profile, day: date) -> bool:
+def digest_done(store: Store, profile: Profile, day: date, transport: str = "smtp") -> bool:
     """The service's `is_done`: the digest of `profile` for `day` is built and its emails are done."""
     digest = store.load_digest(profile, day)
-    return digest is not None and email_done(store, digest)
+    return digest is not None and email_done(store, digest, transport)
 
 
 def due_digests(
-    store: Store, profiles: Sequence[Profile], *, today: date, day: date | None = None, days: int = 7
+    store: Store,
+    profiles: Sequence[Profile],
+    *,
+    today: date,
+    day: date | None = None,
+    days: int = 7,
+    transport: str = "smtp",
 ) -> list[Digest]:
     """Built digests whose emails are still to go (`digest send`): of `day`, or of the `days` days up to `today`."""
     found = []
@@ -200,17 +217,17 @@ def due_digests(
         for built in store.digest_days(profile.id):
             in_range = built == day if day is not None else today - timedelta(days=days) < built <= today
             digest = store.load_digest(profile, built) if in_range else None
-            if digest is not None and not email_done(store, digest):
+            if digest is not None and not email_done(store, digest, transport):
                 found.append(digest)
     return found
 
 
-def plan_deliveries(store: Store, outgoing: Sequence[Outgoing]) -> list[Planned]:
+def plan_deliveries(store: Store, outgoing: Sequence[Outgoing], transport: str = "smtp") -> list[Planned]:
     """The state of each message in the ledger, changing nothing."""
     plans = []
     for item in outgoing:
         row = store.get_delivery(item.key)
-        state = row.state if row else "new"
+        state = "new" if row is None else ("pending" if not is_done(row, transport) else row.state)
         if state not in DONE_STATES and store.is_unsubscribed(item.subscriber, item.profile_id):
             state = "unsubscribed"
         plans.append(Planned(item, state, row.message_id if row else None))
@@ -363,9 +380,11 @@ class _Batch:
         """Try to deliver one message; False when the run must stop."""
         row = self.store.get_delivery(item.key)
         assert row is not None, "add_deliveries made every row"
-        if row.state in DONE_STATES:
+        if is_done(row, self.transport.name):
             self.report.already += 1
             return True
+        if row.state == "sent":
+            self.store.reopen_outbox_delivery(item.key, self.clock())
         if self.store.is_unsubscribed(item.subscriber, item.profile_id):
             self.store.record_delivery_attempt(item.key, "skipped", self.clock(), error="unsubscribed", counted=True)
             self.report.skipped.append(item.key)

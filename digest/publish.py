@@ -1,4 +1,4 @@
-"""Writing the rendered outputs: feeds, Markdown, the site and the outbox of emails.
+"""Writing the rendered outputs: feeds, Markdown and the site; rendering emails for the ledger.
 
 The file-writing edge of rendering. The renderers (`digest.render`) stay pure; this
 module reads what they need from the store and the config, calls them, and writes every
@@ -7,49 +7,27 @@ same, so a rebuild with nothing new changes no file and no mtime). Nothing is se
 
 Feeds are written twice, to `[digest] feeds` and to `site/feeds/`, so the Pages
 workflow can publish `site/` alone. Each profile's `formats` decide what it gets:
-`atom`, `rss`, `json` (feeds), `markdown` (`digests/<profile>/<date>.md`), `email`
-(one `.eml` per subscriber in the outbox). Every profile has pages on the site: an
-email's "web version" link points there.
+`atom`, `rss`, `json` (feeds), `markdown` (`digests/<profile>/<date>.md`). Emails are
+rendered here (`email_renderer`) but written or sent by `deliver`, through the ledger.
+Every profile has pages on the site: an email's "web version" link points there.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
 from digest.config import Config
 from digest.files import write_if_changed
 from digest.models import Digest, Profile
-from digest.render.email import make_message_id, render_email
+from digest.render.email import render_email
 from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
 from digest.render.links import SiteLinks, feed_path, profile_feeds
 from digest.render.markdown import render_markdown
 from digest.render.site import render_site
 from digest.render.templates import template_environment
 from digest.store import Store
-from digest.unsubscribe import unsubscribe_key
-
-MessageIdMaker = Callable[[Digest, str], str]
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingEmail:
-    """One subscriber's copy of one digest, ready to send or to write to the outbox."""
-
-    profile_id: str
-    day: str
-    subscriber: str
-    message: EmailMessage
-
-    @property
-    def file_name(self) -> str:
-        """`<date>_<profile>_<hash of the address>.eml`: no dump text, no raw address."""
-        who = hashlib.sha256(self.subscriber.strip().lower().encode("utf-8")).hexdigest()[:12]
-        return f"{self.day}_{self.profile_id}_{who}.eml"
 
 
 def site_links(config: Config) -> SiteLinks:
@@ -119,68 +97,39 @@ def write_site(config: Config, store: Store) -> list[Path]:
     return written
 
 
-def build_emails(
-    config: Config,
-    digests: Iterable[Digest],
-    *,
-    unsubscribe_key: bytes | None,
-    message_id: MessageIdMaker | None = None,
-) -> list[OutgoingEmail]:
-    """One email per subscriber of each non-empty digest whose profile wants email.
+def email_renderer(
+    config: Config, *, sender: str, unsubscribe_key: bytes | None
+) -> Callable[[Digest, str, str], EmailMessage | None]:
+    """`render(digest, subscriber, message_id)` for the delivery ledger (`deliver.outgoing_emails`).
 
-    `message_id(digest, subscriber)` gives each message its Message-ID (the delivery
-    ledger's, so a resend reuses it); by default a stable one from `make_message_id`.
+    The ledger owns Message-IDs, so a resend reuses the one the first attempt had.
     """
     links = site_links(config)
     env = template_environment(config.templates)
-    make_id = message_id or (lambda digest, subscriber: make_message_id(digest, subscriber, links.host))
-    emails = []
-    for digest in digests:
-        if "email" not in digest.profile.formats:
-            continue
-        for subscriber in digest.profile.subscribers:
-            message = render_email(
-                digest,
-                subscriber=subscriber,
-                sender=config.sender,
-                message_id=make_id(digest, subscriber),
-                links=links,
-                unsubscribe_key=unsubscribe_key,
-                site_title=config.title,
-                env=env,
-            )
-            if message is not None:
-                emails.append(OutgoingEmail(digest.profile.id, digest.date.isoformat(), subscriber, message))
-    return emails
+
+    def render(digest: Digest, subscriber: str, message_id: str) -> EmailMessage | None:
+        return render_email(
+            digest,
+            subscriber=subscriber,
+            sender=sender,
+            message_id=message_id,
+            links=links,
+            unsubscribe_key=unsubscribe_key,
+            site_title=config.title,
+            env=env,
+        )
+
+    return render
 
 
-def write_outbox(emails: Iterable[OutgoingEmail], folder: Path) -> list[Path]:
-    """Each email as `<folder>/<date>_<profile>_<address hash>.eml` (CRLF line ends, as sent)."""
-    written = []
-    for email in emails:
-        path = folder / email.file_name
-        if write_if_changed(path, email.message.as_bytes()):
-            written.append(path)
-    return written
+def write_outputs(config: Config, store: Store, digests: Sequence[Digest]) -> list[Path]:
+    """Everything published for the day's `digests` (already saved in `store`): feeds, Markdown, site.
 
-
-def write_outputs(
-    config: Config,
-    store: Store,
-    digests: Sequence[Digest],
-    *,
-    environ: Mapping[str, str] | None = None,
-    message_id: MessageIdMaker | None = None,
-) -> list[Path]:
-    """Everything `digest build` writes for the day's `digests` (already saved in `store`).
-
-    Feeds and the site are rebuilt from the store; Markdown and emails come from
-    `digests`. The unsubscribe signing key is read from `environ` (default: the process
-    environment), variable `DIGEST_UNSUBSCRIBE_KEY`. Returns the files written or changed.
+    Feeds and the site are rebuilt from the store; Markdown comes from `digests`.
+    Emails are not written here: they go through the delivery ledger (`deliver`).
+    Returns the files written or changed.
     """
-    key = unsubscribe_key(os.environ if environ is None else environ)
     written = write_feeds(config, store)
     written += write_markdown(config, digests)
     written += write_site(config, store)
-    written += write_outbox(build_emails(config, digests, unsubscribe_key=key, message_id=message_id), config.outbox)
     return written

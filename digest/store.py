@@ -567,6 +567,15 @@ class Store:
         query = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d {clause} ORDER BY day, profile_id, subscriber"
         return [_delivery(row) for row in self._db.execute(query, params)]
 
+    def reopen_outbox_delivery(self, key: DeliveryKey, at: datetime) -> None:
+        """A message only written to the outbox becomes 'pending' over SMTP, keeping its Message-ID."""
+        note = f"written to the outbox on {at.date().isoformat()} before SMTP was configured; sent over SMTP"
+        self._update_delivery(
+            key,
+            "state = 'pending', transport = 'smtp', sent_at = NULL, note = ?, updated_at = ?",
+            (note, at.isoformat()),
+        )
+
     def mark_delivery_sending(self, key: DeliveryKey, at: datetime) -> None:
         """Record that the message is about to be handed over (the attempt counts from here)."""
         self._update_delivery(key, "state = 'sending', attempts = attempts + 1, updated_at = ?", (at.isoformat(),))

@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from render_data import BUILT_AT, DAY, copy_store, digest, hostile_papers, papers_about
 
 from digest.config import load_config
-from digest.publish import build_emails, write_outputs
+from digest.publish import email_renderer, write_outputs
 from digest.store import Store
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -108,13 +108,19 @@ def published(filled_db: Path, server: tuple[str, Path], tmp_path_factory: pytes
     earlier = digest(cl, papers_about(papers, "learning", limit=3), day=DAY - timedelta(days=1))
     for d in (earlier, *digests):
         store.save_digest(d, store.watermark())
-    write_outputs(config, store, digests, environ={"DIGEST_UNSUBSCRIBE_KEY": "browser-test-key-0123456789"})
-    emails = build_emails(config, digests, unsubscribe_key=b"browser-test-key-0123456789")
+    write_outputs(config, store, digests)
+    render = email_renderer(config, sender=config.sender, unsubscribe_key=b"browser-test-key-0123456789")
+    emails = [
+        (d.profile.id, who, message)
+        for d in digests
+        for who in d.profile.subscribers
+        if (message := render(d, who, f"<{d.profile.id}@test>")) is not None
+    ]
     store.close()
-    for e in emails:
-        part = e.message.get_body(("html",))
+    for profile_id, who, message in emails:
+        part = message.get_body(("html",))
         assert part is not None
-        (root / f"{e.profile_id}-{e.subscriber.split('@')[0]}.html").write_text(part.get_content(), encoding="utf-8")
+        (root / f"{profile_id}-{who.split('@')[0]}.html").write_text(part.get_content(), encoding="utf-8")
     # The email pages stand in for a mail client's view; Chromium asks the server root for an icon.
     (root / "favicon.ico").write_bytes(b"")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

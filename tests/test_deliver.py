@@ -296,6 +296,27 @@ def test_outbox_mode_goes_through_the_same_ledger(store: Store, tmp_path: Path) 
     assert [f.stat().st_mtime_ns for f in files] == stamps
 
 
+def test_once_smtp_is_configured_an_outbox_only_day_is_sent_once_with_its_message_id(
+    store: Store, tmp_path: Path
+) -> None:
+    outgoing = two_profiles(store)
+    send(store, None, outgoing, tmp_path)
+    written = {row.subscriber: row.message_id for row in store.deliveries()}
+    assert [p.state for p in plan_deliveries(store, outgoing, "outbox")] == ["sent"] * 4
+    assert [p.state for p in plan_deliveries(store, outgoing, "smtp")] == ["pending"] * 4
+    with MailServer() as server:
+        report = send(store, server.port, outgoing, tmp_path)
+        assert len(report.sent) == 4 and report.complete
+        again = send(store, server.port, outgoing, tmp_path)
+        assert (len(again.sent), again.already) == (0, 4)
+        assert_exactly_one_each(server, [ADA, ALAN, GRACE, EDSGER])
+        for address, (received,) in server.by_recipient().items():
+            assert received.message["Message-ID"].strip() == written[address]
+    rows = store.deliveries()
+    assert {(r.state, r.transport) for r in rows} == {("sent", "smtp")}
+    assert all(r.note and "written to the outbox" in r.note for r in rows)
+
+
 def test_login_with_the_password_from_the_environment(store: Store, tmp_path: Path) -> None:
     outgoing = two_profiles(store)
     seen: list[tuple[str, str]] = []

@@ -1,21 +1,18 @@
-"""Writing every output of a build: formats respected, safe outbox names, nothing rewritten twice."""
+"""Writing the published outputs of a build (formats respected, nothing rewritten twice), and email rendering."""
 
 from __future__ import annotations
 
 import email
-import re
 from email import policy
 from pathlib import Path
 
-import pytest
 from render_data import DAY, config_for, digest, hostile_papers, papers_about, profile
 
-from digest.config import ConfigError
 from digest.files import write_if_changed
-from digest.publish import build_emails, write_outbox, write_outputs
+from digest.publish import email_renderer, write_outputs
 from digest.store import Store
 
-ENV = {"DIGEST_UNSUBSCRIBE_KEY": "0123456789abcdef0123"}
+KEY = b"0123456789abcdef0123"
 
 
 def build(store: Store, tmp_path: Path):
@@ -38,7 +35,7 @@ def build(store: Store, tmp_path: Path):
 
 def test_write_outputs_writes_what_each_profile_asks_for(filled_store: Store, tmp_path: Path) -> None:
     config, digests = build(filled_store, tmp_path)
-    written = {p.relative_to(tmp_path).as_posix() for p in write_outputs(config, filled_store, digests, environ=ENV)}
+    written = {p.relative_to(tmp_path).as_posix() for p in write_outputs(config, filled_store, digests)}
     assert {p for p in written if p.startswith("digests/")} == {
         "digests/continual-learning/2025-12-31.md",
         "digests/hostile/2025-12-31.md",
@@ -58,55 +55,50 @@ def test_write_outputs_writes_what_each_profile_asks_for(filled_store: Store, tm
     assert {p.removeprefix("site/") for p in written if p.startswith("site/feeds/")} == {
         p for p in written if p.startswith("feeds/")
     }
-    outbox = sorted(p for p in written if p.startswith("outbox/"))
-    assert len(outbox) == 3  # two subscribers + one hostile profile; no email for feed-only or empty digests
-    assert all(re.fullmatch(r"outbox/2025-12-31_[a-z0-9-]+_[0-9a-f]{12}\.eml", p) for p in outbox)
+    assert not any(p.startswith("outbox/") for p in written)  # emails go through the delivery ledger
     assert "site/digests/feed-only/2025-12-31.html" in written and "site/index.html" in written
-    assert write_outputs(config, filled_store, digests, environ=ENV) == []  # a rebuild changes nothing
+    assert write_outputs(config, filled_store, digests) == []  # a rebuild changes nothing
 
 
-def test_outbox_files_are_whole_messages(filled_store: Store, tmp_path: Path) -> None:
+def rendered(config, digests, key: bytes | None) -> list:
+    render = email_renderer(config, sender=config.sender, unsubscribe_key=key)
+    found = []
+    for d in digests:
+        for who in d.profile.subscribers:
+            message = render(d, who, f"<{d.profile.id}.{len(who)}@ledger.test>")
+            if message is not None:
+                found.append(email.message_from_bytes(message.as_bytes(), policy=policy.default))
+    return found
+
+
+def test_emails_are_whole_messages_with_the_ledgers_message_id(filled_store: Store, tmp_path: Path) -> None:
     config, digests = build(filled_store, tmp_path)
-    write_outputs(config, filled_store, digests, environ=ENV)
-    messages = [
-        email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        for path in sorted(config.outbox.glob("*.eml"))
+    messages = rendered(config, digests, KEY)
+    # Two subscribers + one hostile profile; the feed-only profile still renders (delivery checks formats),
+    # the empty digest gives no email.
+    assert sorted(m["To"] for m in messages) == [
+        "Bob.Smith@example.org",
+        "ada@example.org",
+        "carl@example.org",
+        "dora@example.org",
     ]
-    recipients = sorted(m["To"] for m in messages)
-    assert recipients == ["Bob.Smith@example.org", "ada@example.org", "dora@example.org"]
+    assert sorted(m["Message-ID"] for m in messages) == [
+        "<continual-learning.15@ledger.test>",
+        "<continual-learning.21@ledger.test>",
+        "<feed-only.16@ledger.test>",
+        "<hostile.16@ledger.test>",
+    ]
     for message in messages:
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["From"] == "Paper Digest <digest@example.org>"
-        assert re.fullmatch(r"<digest\.2025-12-31\.[a-z-]+\.[0-9a-f]{16}@example\.org>", message["Message-ID"])
     hostile = next(m for m in messages if m["To"] == "dora@example.org")
     assert hostile["Subject"] == "3 new papers for <script>x</script> — Wed 31 Dec 2025"
-
-
-def test_message_ids_come_from_the_caller(filled_store: Store, tmp_path: Path) -> None:
-    config, digests = build(filled_store, tmp_path)
-    emails = build_emails(
-        config, digests, unsubscribe_key=None, message_id=lambda d, who: f"<{d.profile.id}.{len(who)}@ledger.test>"
-    )
-    assert sorted(e.message["Message-ID"] for e in emails) == [
-        "<continual-learning.15@ledger.test>",
-        "<continual-learning.21@ledger.test>",
-        "<hostile.16@ledger.test>",
-    ]
-    assert all(e.message["List-Unsubscribe-Post"] is None for e in emails)
-    paths = write_outbox(emails, tmp_path / "box")
-    assert sorted(p.name for p in paths) == sorted(e.file_name for e in emails)
-
-
-def test_a_short_key_stops_the_build_before_anything_is_written(filled_store: Store, tmp_path: Path) -> None:
-    config, digests = build(filled_store, tmp_path)
-    with pytest.raises(ConfigError):
-        write_outputs(config, filled_store, digests, environ={"DIGEST_UNSUBSCRIBE_KEY": "short"})
-    assert not config.feeds.exists() and not config.site.exists()
+    assert all(m["List-Unsubscribe-Post"] is None for m in rendered(config, digests, None))
 
 
 def test_no_digest_yet_still_gives_feeds_and_a_site(filled_store: Store, tmp_path: Path) -> None:
     config = config_for(tmp_path, profile())
-    written = write_outputs(config, filled_store, [], environ={})
+    written = write_outputs(config, filled_store, [])
     assert (config.feeds / "continual-learning.atom") in written and (config.site / "index.html") in written
     assert not config.outbox.exists() and not config.digests.exists()
     assert DAY.isoformat() not in (config.site / "index.html").read_text()

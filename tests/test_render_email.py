@@ -21,7 +21,7 @@ from render_data import (
 )
 
 from digest.config import ConfigError
-from digest.render.email import HTML_LIMIT, make_message_id, render_email
+from digest.render.email import HTML_LIMIT, render_email
 from digest.render.links import SiteLinks
 from digest.render.templates import template_environment
 from digest.store import Store
@@ -203,16 +203,6 @@ def test_an_empty_digest_gives_no_email() -> None:
             d, subscriber="a@example.org", sender=SENDER, message_id=MESSAGE_ID, links=LINKS, unsubscribe_key=KEY
         )
         is None
-    )
-
-
-def test_message_id_is_checked_and_stable() -> None:
-    d = digest(profile(), ())
-    assert make_message_id(d, "Ada@Example.org", "example.org") == make_message_id(d, "ada@example.org", "example.org")
-    assert make_message_id(d, "ada@example.org", "example.org") != make_message_id(d, "bob@example.org", "example.org")
-    assert re.fullmatch(
-        r"<digest\.2025-12-31\.continual-learning\.[0-9a-f]{16}@example\.org>",
-        make_message_id(d, "a@b.c", "example.org"),
     )
 
 

@@ -235,7 +235,7 @@ def test_the_digest_job_builds_once_publishes_and_sends_what_is_due(store: Store
     job = digest_job(store, build=build, send=send, publish=lambda d: calls.append(f"publish {len(d.items)}"))
     first = run_due_once(
         [p], now=utc(2026, 3, 29, 5, 30), run_profile=job, run_ingest=JobReport,
-        is_done=lambda p, d: digest_done(store, p, d),
+        is_done=lambda p, d: digest_done(store, p, d, "outbox"),
     )  # fmt: skip
     assert first[1].report is not None and dict(first[1].report.counts) == {
         "built": 1,
@@ -249,7 +249,9 @@ def test_the_digest_job_builds_once_publishes_and_sends_what_is_due(store: Store
     # Run by hand again (digest build --send): the stored digest is reused, nothing new is sent.
     again = job(p, day)
     assert calls[3:] == ["publish 3", "send"] and again.counts["built"] == 0 and again.counts["sent"] == 0
-    assert due_digests(store, [p], today=day) == []
+    assert due_digests(store, [p], today=day, transport="outbox") == []
+    # Written to the outbox only: once SMTP is configured, the day is still to be sent.
+    assert [d.date for d in due_digests(store, [p], today=day, transport="smtp")] == [day]
 
 
 def test_due_digests_are_the_recent_ones_with_emails_to_go(store: Store) -> None:

@@ -5,7 +5,7 @@ file I/O beyond Jinja's loader reading the templates. Writing the results to dis
 `digest.publish`'s job; sending emails is the deliverer's.
 """
 
-from digest.render.email import HTML_LIMIT, email_subject, make_message_id, render_email
+from digest.render.email import HTML_LIMIT, email_subject, render_email
 from digest.render.feeds import entry_id, render_all_papers_feeds, render_profile_feeds
 from digest.render.links import SiteLinks
 from digest.render.markdown import markdown_escape, render_markdown
@@ -16,7 +16,6 @@ __all__ = [
     "SiteLinks",
     "email_subject",
     "entry_id",
-    "make_message_id",
     "markdown_escape",
     "render_all_papers_feeds",
     "render_email",

@@ -61,16 +61,6 @@ class _Context:
     unsubscribe_url: str
 
 
-def make_message_id(digest: Digest, subscriber: str, domain: str) -> str:
-    """A Message-ID that is the same every time for one profile, day and subscriber.
-
-    For callers without a delivery ledger: a resend of the same digest reuses it, so a
-    receiving server can drop a duplicate. The address appears only as a hash.
-    """
-    who = hashlib.sha256(subscriber.strip().lower().encode("utf-8")).hexdigest()[:16]
-    return f"<digest.{digest.date.isoformat()}.{digest.profile.id}.{who}@{domain}>"
-
-
 def email_subject(digest: Digest) -> str:
     """'7 new papers for Continual learning — Wed 31 Dec 2025': one clean line."""
     title = clip(one_line(digest.profile.title), 80)
@@ -194,4 +184,4 @@ def _boundary(message_id: str, *parts: str) -> str:
         seed += "+"
 
 
-__all__ = ["HTML_LIMIT", "email_subject", "make_message_id", "render_email"]
+__all__ = ["HTML_LIMIT", "email_subject", "render_email"]
