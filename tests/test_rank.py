@@ -1,0 +1,231 @@
+"""The ranker, one signal at a time, on hand-made papers (no store, no files)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import date
+
+import pytest
+
+from digest.models import Keyword, Organization, Paper, Profile, ScoredPaper
+from digest.rank import score_papers, select_digest, text_similarity, upvote_prior
+
+DAY = date(2025, 12, 1)
+
+FILLER = [
+    ("Graph Neural Networks for Molecules", "We predict molecular properties with message passing on graphs."),
+    (
+        "A Benchmark for Table Question Answering",
+        "We collect questions over spreadsheets and evaluate language models.",
+    ),
+    ("Faster Sorting on GPUs", "We present a radix sort that uses shared memory on modern graphics cards."),
+    (
+        "Speech Recognition in Noisy Rooms",
+        "Robust acoustic models transcribe speech recorded with far-field microphones.",
+    ),
+    (
+        "Weather Forecasting with Transformers",
+        "Attention over satellite images improves medium-range weather forecasts.",
+    ),
+    ("Protein Folding with Diffusion", "A generative model samples protein structures conditioned on sequences."),
+]
+
+
+def paper(title: str, abstract: str, **fields: object) -> Paper:
+    defaults: dict[str, object] = {
+        "id": hashlib.sha256(title.encode()).hexdigest()[:16],
+        "authors_count": 3,
+        "organization": None,
+        "published": DAY,
+        "upvotes": None,
+        "first_seen": DAY,
+        "last_seen": DAY,
+        "sightings": 1,
+    }
+    return Paper(title=title, abstract=abstract, **{**defaults, **fields})  # type: ignore[arg-type]
+
+
+def filler() -> list[Paper]:
+    return [paper(t, a) for t, a in FILLER]
+
+
+def profile(**fields: object) -> Profile:
+    return Profile(**{"id": "p", "title": "P", "min_score": 0.15, **fields})  # type: ignore[arg-type]
+
+
+def rank(papers: list[Paper], who: Profile, **options: object) -> list[ScoredPaper]:
+    return score_papers(papers, [who], **options)[who.id]  # type: ignore[arg-type]
+
+
+def titles(ranked: list[ScoredPaper]) -> list[str]:
+    return [s.paper.title for s in ranked]
+
+
+def score_of(ranked: list[ScoredPaper], title: str) -> float:
+    return next(s.score for s in ranked if s.paper.title == title)
+
+
+def test_a_keyword_in_the_title_outranks_it_in_the_abstract() -> None:
+    in_title = paper("Catastrophic Forgetting in Vision Models", "We study how networks lose old skills.")
+    in_abstract = paper("How Vision Models Lose Skills", "We study catastrophic forgetting in networks.")
+    ranked = rank([in_abstract, in_title, *filler()], profile(keywords=(Keyword("catastrophic forgetting"),)))
+    assert titles(ranked)[:2] == [in_title.title, in_abstract.title]
+    assert ranked[0].reasons[0] == "matches 'catastrophic forgetting' in title"
+    assert ranked[1].reasons[0] == "matches 'catastrophic forgetting' in abstract"
+
+
+def test_stemming_lets_quantize_find_quantization() -> None:
+    target = paper("Post-Training Quantization of Large Language Models", "Weights are quantized to four bits.")
+    ranked = rank([*filler(), target], profile(keywords=(Keyword("quantize"),)))
+    assert titles(ranked)[0] == target.title and ranked[0].score >= 0.15
+    assert "matches 'quantize' in title" in ranked[0].reasons
+
+
+def test_a_phrase_keyword_needs_the_whole_phrase() -> None:
+    phrase = paper("Knowledge Distillation for Detectors", "A teacher guides a student detector.")
+    scattered = paper("Distillation of Domain Knowledge", "Experts write rules; we compress them.")
+    ranked = rank([scattered, phrase, *filler()], profile(keywords=(Keyword("knowledge distillation"),)))
+    assert ranked[0].paper.title == phrase.title
+    scattered_reasons = next(s.reasons for s in ranked if s.paper.title == scattered.title)
+    assert not any(r.startswith("matches") for r in scattered_reasons)
+
+
+def test_a_heavier_keyword_counts_more() -> None:
+    first = paper("Sparse Attention Kernels", "We speed up attention.")
+    second = paper("Pruning Large Networks", "We remove weights.")
+    who = profile(keywords=(Keyword("sparse attention", 1.0), Keyword("pruning", 3.0)))
+    assert titles(rank([first, second, *filler()], who))[0] == second.title
+    lighter = replace(who, keywords=(Keyword("sparse attention", 3.0), Keyword("pruning", 1.0)))
+    assert titles(rank([first, second, *filler()], lighter))[0] == first.title
+
+
+def test_an_excluded_term_removes_the_paper() -> None:
+    federated = paper("Federated Continual Learning", "Clients learn continually without sharing data.")
+    plain = paper("Continual Learning without Replay", "A model learns tasks in sequence.")
+    who = profile(keywords=(Keyword("continual learning"),), exclude=("Federated",))
+    ranked = rank([federated, plain, *filler()], who)
+    assert titles(ranked) == [plain.title]
+    # A phrase must not be pieced together from the end of the title and the start of the abstract.
+    edge = paper("Learning Rates for Federated", "Learning with clients.")
+    lenient = replace(who, exclude=("federated learning",), keywords=(), description="learning rates")
+    assert edge.title in titles(rank([edge, *filler()], lenient))
+
+
+def test_a_liked_papers_near_twin_rises() -> None:
+    liked = paper(
+        "Prototype Replay for Class-Incremental Learning",
+        "Class-incremental learning suffers catastrophic forgetting; stored prototypes replay old classes.",
+    )
+    twin = paper(
+        "Prototype Memories Against Forgetting in Class-Incremental Learning",
+        "Stored prototypes of old classes reduce catastrophic forgetting when new classes arrive.",
+    )
+    who = profile(liked=(liked.title,))
+    ranked = rank([*filler(), twin, liked], who, liked={"p": [liked]})
+    assert titles(ranked)[0] == twin.title and ranked[0].score >= 0.15
+    assert f"similar to a paper you liked: {liked.title}" in ranked[0].reasons
+    assert liked.title not in titles(ranked)  # already read
+
+
+def test_a_followed_organisation_boosts() -> None:
+    text = ("Routing Tokens", "Routing tokens to experts saves compute in sparse models.")
+    theirs = paper(*text, organization=Organization("openbmb", "OpenBMB"))
+    others = paper(*text, id="other", organization=Organization("other", "Other Lab"))
+    who = profile(description="sparse models with experts", follow=("OpenBMB",))
+    plain = {s.paper.id: s.score for s in rank([others, theirs, *filler()], replace(who, follow=()))}
+    ranked = rank([others, theirs, *filler()], who)
+    assert titles(ranked)[0] == theirs.title and plain[theirs.id] == plain["other"]
+    assert score_of(ranked, theirs.title) == pytest.approx(min(1.0, 1.25 * plain[theirs.id]), abs=1e-3)
+    assert ranked[1].score == plain["other"]
+    assert "from OpenBMB, which you follow" in ranked[0].reasons
+
+
+def test_already_delivered_papers_drop_out() -> None:
+    a = paper("Continual Learning A", "continual learning")
+    b = paper("Continual Learning B", "continual learning")
+    ranked = rank([a, b, *filler()], profile(keywords=(Keyword("continual learning"),)), delivered={"p": {a.id}})
+    assert titles(ranked) == [b.title]
+
+
+def test_upvotes_count_relative_to_their_listing_day() -> None:
+    quiet = [paper(f"Quiet {i}", "x", upvotes=u, last_seen=date(2025, 12, 1)) for i, u in enumerate((10, 5))]
+    busy = [paper(f"Busy {i}", "x", upvotes=u, last_seen=date(2025, 12, 2)) for i, u in enumerate((100, 5))]
+    prior = upvote_prior(quiet + busy)
+    assert prior[0] == prior[2] == 1.0  # each day's most upvoted paper
+    assert prior[1] > prior[3] > 0  # 5 upvotes weigh more on a quiet day
+
+
+def test_upvotes_are_a_small_prior_and_a_reason() -> None:
+    base = ("Diffusion Models for Video", "We generate video with diffusion models.")
+    popular = paper(*base, upvotes=42)
+    unknown = paper(base[0] + " Again", base[1], upvotes=None)
+    ranked = rank([unknown, popular, *filler()], profile(keywords=(Keyword("diffusion models"),)))
+    assert titles(ranked)[0] == popular.title and "42 upvotes (the most of its day)" in ranked[0].reasons
+    assert score_of(ranked, popular.title) <= score_of(ranked, unknown.title) * 1.06
+
+
+def test_scores_are_in_the_unit_interval_and_do_not_depend_on_the_batch() -> None:
+    pool = [*filler(), *[paper(f"Continual Learning Study {i}", "continual learning " * (i + 1)) for i in range(6)]]
+    who = profile(description="continual learning of many tasks", keywords=(Keyword("continual learning"),))
+    alone = {s.paper.id: s.score for s in rank(pool[:8], who, background=pool)}
+    together = {s.paper.id: s.score for s in rank(pool, who, background=pool)}
+    assert all(0.0 <= value <= 1.0 for value in together.values())
+    assert {pid: together[pid] for pid in alone} == alone
+
+
+def test_many_profiles_at_once_score_as_one_at_a_time() -> None:
+    pool = [*filler(), paper("Continual Learning of Tasks", "continual learning"), paper("Sorting", "radix sort")]
+    profiles = [
+        profile(id="a", keywords=(Keyword("continual learning"),)),
+        profile(id="b", description="fast sorting on graphics processors", follow=("x",)),
+        profile(id="c", liked=(pool[0].title,)),
+    ]
+    liked = {"c": [pool[0]]}
+    together = score_papers(pool, profiles, liked=liked, background=pool)
+    for who in profiles:
+        assert together[who.id] == score_papers(pool, [who], liked=liked, background=pool)[who.id]
+
+
+def test_a_profile_matching_nothing_and_an_empty_batch() -> None:
+    assert rank(filler(), profile(keywords=(Keyword("xylophone orchestration"),))) == []
+    assert score_papers([], [profile(keywords=(Keyword("x"),))]) == {"p": []}
+    assert score_papers(filler(), []) == {}
+
+
+def test_the_description_alone_ranks_and_says_why() -> None:
+    target = paper("Robust Speech Recognition", "Acoustic models for far-field speech transcription in noisy rooms.")
+    ranked = rank([*filler(), target], profile(description="speech recognition with far-field microphones"))
+    top = ranked[0]
+    assert top.paper.title in (target.title, FILLER[3][0])
+    assert any(r.startswith("close to your description: ") for r in top.reasons)
+
+
+# -- choosing the digest --------------------------------------------------------------------
+
+
+def scored(title: str, abstract: str, score: float) -> ScoredPaper:
+    return ScoredPaper(paper(title, abstract), score, ())
+
+
+def test_the_digest_keeps_near_duplicates_apart() -> None:
+    same = "Low-bit quantization of large language model weights with outlier handling and rotations."
+    ranked = [
+        scored("LLM Quantization A", same, 0.90),
+        scored("LLM Quantization B", same, 0.89),
+        scored("LLM Quantization C", same, 0.88),
+        scored("Sparse Attention for Long Contexts", "Block-sparse attention patterns speed up long inputs.", 0.80),
+    ]
+    items, runners_up = select_digest(ranked, profile(max_items=2))
+    assert [s.paper.title for s in items] == ["LLM Quantization A", "Sparse Attention for Long Contexts"]
+    assert runners_up == []
+    assert text_similarity([same, same])[0, 1] == pytest.approx(1.0)
+
+
+def test_the_digest_respects_the_threshold_and_keeps_runners_up() -> None:
+    ranked = [scored(f"Paper {i}", f"topic {i} words", s) for i, s in enumerate((0.5, 0.2, 0.14, 0.1, 0.05, 0.01))]
+    items, runners_up = select_digest(ranked, profile(min_score=0.15, max_items=10))
+    assert [s.score for s in items] == [0.5, 0.2]
+    assert [s.score for s in runners_up] == [0.14, 0.1, 0.05]
+    nothing, below = select_digest(ranked[2:], profile(min_score=0.15))
+    assert nothing == [] and len(below) == 3

