@@ -5,27 +5,34 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# The semantic extra needs PyTorch: the CPU build, from TORCH_INDEX_URL when set (CI sets
+# https://download.pytorch.org/whl/cpu), else from the package index pip is configured with.
+TORCH ?= torch==2.13.0
+TORCH_INDEX_URL ?=
 
 .PHONY: run test lint format bench clean browser
 
+# The whole daily job on the configured inbox (seeds/ by default): fetch (when enabled),
+# ingest, build, publish, email. RUN_ARGS passes options, e.g. RUN_ARGS="--send".
 run: $(STAMP)
-	$(BIN)/digest ingest
+	$(BIN)/digest run $(RUN_ARGS)
 
-test: $(STAMP) browser
+test: $(TEST_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	DIGEST_REQUIRE_SEMANTIC=1 $(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
@@ -39,12 +46,20 @@ browser:
 	if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "paper-digest needs Python 3.11 or newer (set PYTHON=...)")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+# `make run` needs only the package; `make test` adds the test tools and the semantic extra.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/python -m pip install --quiet -e '.[test,semantic]'
+	touch $(STAMP) $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) .digest site outbox digests .pytest_cache .ruff_cache .mypy_cache

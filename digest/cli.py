@@ -1,7 +1,9 @@
 """The `digest` command: parses arguments and calls the library, nothing more.
 
 Exit codes: 0 success; 1 some input was rejected (a bad entry skipped, a file set
-aside), the rest done; 2 usage or configuration error, nothing done.
+aside), the rest done; 2 usage or configuration error, nothing done; 3 some emails were
+not delivered (failed for good, or left pending for the next run); 4 the inbox is
+stale (`digest run --stale fail`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -21,17 +24,42 @@ from typing import Any
 
 from digest import __version__
 from digest.config import Config, ConfigError, find_config, load_config
-from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError, day_range, fetch_days
+from digest.deliver import due_digests, outgoing_emails, plan_deliveries
+from digest.fetch import (
+    FAILED,
+    FETCHED,
+    NOT_AVAILABLE,
+    NOT_MODIFIED,
+    DayResult,
+    FetchError,
+    day_range,
+    fetch_days,
+    fetch_recent_days,
+)
 from digest.files import write_atomic
-from digest.models import Paper
+from digest.jobs import (
+    RunReport,
+    email_digests,
+    embedder_for,
+    profile_day,
+    rank_profile,
+    run_profiles,
+    serve,
+    serve_once,
+)
+from digest.models import Paper, Profile, ScoredPaper
 from digest.pipeline import IngestSummary, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
-from digest.store import Delivery, Store, StoreError, open_store
+from digest.publish import email_renderer
+from digest.semantic import SemanticUnavailable
+from digest.store import Delivery, Store, StoreError, open_store, title_key
 from digest.validate import Invalid
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
+EXIT_UNDELIVERED = 3
+EXIT_STALE = 4
 
 PROGRESS_MIN_FILES = 20
 PROGRESS_MIN_DAYS = 7
@@ -81,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fetch(commands)
     _add_export(commands)
     _add_profiles(commands)
+    _add_rank(commands)
+    _add_build(commands)
+    _add_send(commands)
+    _add_serve(commands)
+    _add_run(commands)
     _add_deliveries(commands)
     _add_unsubscribe(commands)
     return parser
@@ -140,6 +173,92 @@ def _add_profiles(commands: Any) -> None:
     check.set_defaults(run=run_profiles_check)
     listing = sub.add_parser("list", help="list the profiles", description="List the configured profiles.")
     listing.set_defaults(run=run_profiles_list)
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", metavar="ID", help="only this profile (default: every profile)")
+    p.add_argument(
+        "--date", type=_date, metavar="YYYY-MM-DD", help="the digest day (default: today in each profile's time zone)"
+    )
+
+
+def _add_rank(commands: Any) -> None:
+    p = commands.add_parser(
+        "rank",
+        help="show how a profile ranks the papers, with scores and reasons",
+        description="Rank papers for one profile and show each one's score (0 to 1) and the reasons for it. "
+        "By default the papers its next digest would consider (new since its previous digest); --all ranks every "
+        "stored paper. Nothing is recorded.",
+    )
+    p.add_argument("--profile", required=True, metavar="ID", help="the profile to rank for")
+    p.add_argument("--all", action="store_true", help="rank every paper in the store, not only the new ones")
+    p.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="rank as of this day (default: today)")
+    p.add_argument("--limit", type=_positive, default=20, metavar="N", help="show the best N (default: 20)")
+    p.add_argument("--json", action="store_true", help="print a JSON array of {id, title, score, reasons, ...}")
+    p.set_defaults(run=run_rank)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _add_build(commands: Any) -> None:
+    p = commands.add_parser(
+        "build",
+        help="build, publish and email the digests",
+        description="Build each profile's digest for the day (ranking the papers new since its previous digest), "
+        "write the feeds, Markdown and site, and email it: into outbox/ as .eml files, or over SMTP with --send "
+        "when [smtp] is configured. A day's digest is built once; building it again publishes the stored one.",
+    )
+    _add_selection(p)
+    p.add_argument("--send", action="store_true", help="send the emails over SMTP (needs [smtp])")
+    p.set_defaults(run=run_build)
+
+
+def _add_send(commands: Any) -> None:
+    p = commands.add_parser(
+        "send",
+        help="send the emails that are due",
+        description="Send every email of the built digests that the delivery ledger does not record as done "
+        "(of --date, else of the last 7 days): over SMTP when [smtp] is configured, else into outbox/.",
+    )
+    _add_selection(p)
+    p.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
+    p.set_defaults(run=run_send)
+
+
+def _add_serve(commands: Any) -> None:
+    p = commands.add_parser(
+        "serve",
+        help="run the scheduler: ingest and digests on each profile's schedule",
+        description="Run until stopped (SIGTERM, Ctrl-C): ingest the inbox every few minutes (fetching from the "
+        "live source when [source] enabled = true), and build, publish and send each profile's digest on its "
+        "schedule, in its time zone. Missed runs are caught up once. --once runs what is due now and exits.",
+    )
+    p.add_argument("--once", action="store_true", help="run everything due now, then exit (for cron and CI)")
+    p.set_defaults(run=run_serve)
+
+
+def _add_run(commands: Any) -> None:
+    p = commands.add_parser(
+        "run",
+        help="the whole job: fetch, ingest, build, publish, email (what make run does)",
+        description="The whole daily job at once: fetch from the live source when [source] enabled = true, ingest "
+        "the inbox, then build, publish and email every profile's digest (as digest build does), and say where "
+        "each output went. Warns, or fails with --stale fail, when the newest dump is older than "
+        "[digest] stale_after_days.",
+    )
+    _add_selection(p)
+    p.add_argument("--send", action="store_true", help="send the emails over SMTP (needs [smtp])")
+    p.add_argument(
+        "--stale",
+        choices=("warn", "fail"),
+        default="warn",
+        help="when the newest dump is too old: warn (default) or fail with exit code 4",
+    )
+    p.set_defaults(run=run_run)
 
 
 def _add_deliveries(commands: Any) -> None:
@@ -349,6 +468,20 @@ def _write_csv(out: Any, records: Iterator[dict[str, Any]]) -> None:
 def run_profiles_check(ctx: Context) -> int:
     config = ctx.config()
     where = _display(config.path, ctx.cwd) if config.path else "defaults (no digest.toml)"
+    if config.db.exists():
+        # Not an error: a liked paper may be ingested later; until then it cannot count.
+        with ctx.store(config) as store:
+            for index, profile in enumerate(config.profiles):
+                found = store.find_papers(profile.liked)
+                for reference in profile.liked:
+                    if not any(
+                        reference in (p.id, p.arxiv_id) or title_key(reference) == title_key(p.title) for p in found
+                    ):
+                        print(
+                            f"{where}:{profile.line}: profiles[{index}].liked: warning: {reference!r} is not a stored "
+                            "paper (yet); it counts once ingested",
+                            file=sys.stderr,
+                        )
     print(f"{where}: {len(config.profiles)} profile{_s(len(config.profiles))} OK")
     return EXIT_OK
 
@@ -357,6 +490,160 @@ def run_profiles_list(ctx: Context) -> int:
     config = ctx.config()
     for profile in config.profiles:
         print(f"{profile.id}\t{profile.title}")
+    return EXIT_OK
+
+
+def _selected(config: Config, profile_id: str | None) -> list[Profile]:
+    if profile_id is None:
+        return list(config.profiles)
+    try:
+        return [find_profile(config.profiles, profile_id)]
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+
+
+def run_rank(ctx: Context) -> int:
+    config = ctx.config()
+    (profile,) = _selected(config, ctx.args.profile)
+    embed = embedder_for(config)
+    with ctx.store(config) as store:
+        day = ctx.args.date or profile_day(profile, ctx.now())
+        papers = list(store.iter_papers()) if ctx.args.all else store.candidate_papers(profile.id, day)
+        ranked = rank_profile(store, profile, papers, embed=embed, limit=ctx.args.limit)
+    if ctx.args.json:
+        print(json.dumps([scored_record(s) for s in ranked], ensure_ascii=False, indent=1))
+        return EXIT_OK
+    for position, scored in enumerate(ranked, start=1):
+        mark = " " if scored.score >= profile.min_score else "-"
+        print(f"{position:3}. {scored.score:.3f}{mark} {scored.paper.title}")
+        for reason in scored.reasons:
+            print(f"            {reason}")
+    shown = "every stored paper" if ctx.args.all else f"the papers new for {profile.id} on {day}"
+    print(f"{len(ranked)} of {len(papers)} papers ({shown}); '-' marks a score below min_score {profile.min_score}")
+    return EXIT_OK
+
+
+def scored_record(scored: ScoredPaper) -> dict[str, Any]:
+    """A ranked paper as `digest rank --json` prints it."""
+    return {**paper_record(scored.paper), "score": scored.score, "reasons": list(scored.reasons)}
+
+
+def run_build(ctx: Context) -> int:
+    config = ctx.config()
+    profiles = _selected(config, ctx.args.profile)
+    with ctx.store(config) as store:
+        report = run_profiles(config, store, profiles, clock=ctx.now, day=ctx.args.date, smtp=ctx.args.send)
+    return _report_run(report, config, ctx, smtp_asked=ctx.args.send)
+
+
+def run_send(ctx: Context) -> int:
+    config = ctx.config()
+    profiles = _selected(config, ctx.args.profile)
+    transport = "smtp" if config.smtp else "outbox"
+    with ctx.store(config) as store:
+        today = ctx.now().date()
+        digests = due_digests(store, profiles, today=today, day=ctx.args.date, transport=transport)
+        if ctx.args.dry_run:
+            render = email_renderer(config, sender=config.sender, unsubscribe_key=None)
+            plans = plan_deliveries(store, outgoing_emails(digests, render), transport)
+            for plan in plans:
+                item = plan.outgoing
+                print(f"{item.day}  {item.profile_id}  {item.subscriber}  {plan.state}")
+            to_send = sum(plan.state in ("new", "pending", "sending") for plan in plans)
+            print(f"{to_send} of {len(plans)} email{_s(len(plans))} would be sent ({transport})")
+            return EXIT_OK
+        report = email_digests(config, store, digests, smtp=True, clock=ctx.now)
+    print(f"{len(digests)} digest{_s(len(digests))} with emails due; {report.summary()}")
+    return EXIT_OK if report.complete and not report.failed else EXIT_UNDELIVERED
+
+
+def run_serve(ctx: Context) -> int:
+    config = ctx.config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    with ctx.store(config) as store:
+        if ctx.args.once:
+            runs = serve_once(config, store, clock=ctx.now)
+            return EXIT_OK if all(run.status != "failed" for run in runs) else EXIT_UNDELIVERED
+        serve(config, store, clock=ctx.now)
+    return EXIT_OK
+
+
+def run_run(ctx: Context) -> int:
+    config = ctx.config()
+    profiles = _selected(config, ctx.args.profile)
+    code = EXIT_OK
+    with ctx.store(config) as store:
+        if config.source.enabled:
+            fetched = fetch_recent_days(config, store, clock=ctx.now)
+            if fetched is not None:
+                for result in fetched.days:
+                    _report_day(result, lambda path: _display(path, ctx.cwd))
+                code = EXIT_REJECTED if fetched.rejected else code
+        now = ctx.now()
+        files = find_dump_files([config.inbox], skip=[config.quarantine]) if config.inbox.exists() else []
+        with _progress(len(files)) as advance:
+            summary = ingest_files(
+                store,
+                files,
+                quarantine=config.quarantine,
+                today=now.date(),
+                now=now,
+                label=lambda path: _display(path, ctx.cwd),
+                on_file=advance,
+            )
+        _report_ingest(summary, (store.paper_count(), store.dump_count()), _display(config.db, ctx.cwd))
+        code = EXIT_REJECTED if summary.rejected else code
+        stale = stale_warning(store.latest_listing_date(), now.date(), config.stale_after_days)
+        if stale:
+            print(_annotate("error" if ctx.args.stale == "fail" else "warning", stale), file=sys.stderr)
+            if ctx.args.stale == "fail":
+                return EXIT_STALE
+        report = run_profiles(config, store, profiles, clock=ctx.now, day=ctx.args.date, smtp=ctx.args.send)
+    return max(code, _report_run(report, config, ctx, smtp_asked=ctx.args.send))
+
+
+def stale_warning(newest: date | None, today: date, limit: int) -> str | None:
+    """Why the inbox looks stale (its newest listing is over `limit` days old), or None."""
+    if newest is None:
+        return "no dumps stored yet: nothing to digest (put dumps in the inbox, or enable [source])"
+    age = (today - newest).days
+    if age <= limit:
+        return None
+    return (
+        f"the newest dump is from {newest.isoformat()}, {age} days ago (more than stale_after_days = {limit}): "
+        "feeds will not change until new dumps arrive (digest fetch, or [source] enabled = true)"
+    )
+
+
+def _annotate(level: str, message: str) -> str:
+    # In GitHub Actions, a workflow command makes the message an annotation on the run's page.
+    return f"::{level}::{message}" if os.environ.get("GITHUB_ACTIONS") == "true" else f"digest: {level}: {message}"
+
+
+def _report_run(report: RunReport, config: Config, ctx: Context, *, smtp_asked: bool) -> int:
+    for digest in report.digests:
+        state = "built" if digest in report.built else "built before"
+        what = f"{len(digest.items)} paper{_s(len(digest.items))}"
+        if not digest.items:
+            why = "no new papers" if digest.empty_reason == "no-new-papers" else "none above min_score"
+            what = f"empty ({why})"
+        print(f"digest {digest.profile.id} {digest.date}: {what} [{state}]")
+    folders = {
+        "feeds": config.feeds,
+        "site": config.site,
+        "markdown": config.digests,
+    }
+    for name, folder in folders.items():
+        changed = sum(1 for path in report.written if path.is_relative_to(folder))
+        print(f"{name}: {_display(folder, ctx.cwd)}/ ({changed} file{_s(changed)} changed)")
+    delivery = report.delivery
+    if delivery is not None:
+        where = _display(config.outbox, ctx.cwd) + "/" if delivery.transport == "outbox" else "SMTP"
+        print(f"emails: {delivery.summary()} -> {where}")
+        if smtp_asked and config.smtp is None:
+            print("note: --send needs an [smtp] table; the emails went to the outbox", file=sys.stderr)
+        if not delivery.complete or delivery.failed:
+            return EXIT_UNDELIVERED
     return EXIT_OK
 
 
@@ -478,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, StoreError, FetchError) as exc:
+    except (UsageError, StoreError, FetchError, SemanticUnavailable) as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -38,16 +38,15 @@ def site_url(value: Any) -> str:
     return text if text.endswith("/") else text + "/"
 
 
-def sender(value: Any) -> str:
-    """The From of digest emails: 'Name <address>' or a bare address, checked, in canonical form."""
+def mail_sender(value: Any) -> str:
+    """'Name <address>' or a bare address, on one line, checked; returned in canonical form."""
     text = string(allow_empty=False)(value)
     if any(c in text for c in "\r\n"):
         raise Invalid("must be on one line")
     name, address = parseaddr(text)
-    if not address:
+    if not address or "@" not in address:
         raise Invalid(f"{text!r} is not an address like 'Paper Digest <digest@example.org>'")
-    checked = email_address(address)
-    local, _, domain = checked.rpartition("@")
+    local, _, domain = email_address(address).rpartition("@")
     return str(Address(display_name=name, username=local, domain=domain))
 
 
@@ -63,8 +62,10 @@ DIGEST_FIELDS: dict[str, Field] = {
     "title": Field(string(allow_empty=False), "Paper Digest"),
     "feed_size": Field(integer(minimum=1, maximum=10_000), 100),
     "site_url": Field(site_url, "https://example.org/paper-digest/"),
-    "sender": Field(sender, "Paper Digest <digest@example.org>"),
+    "sender": Field(mail_sender, "Paper Digest <digest@example.org>"),
     "templates": Field(string(), ""),
+    "stale_after_days": Field(integer(minimum=0, maximum=3650), 3),
+    "semantic": Field(boolean, False),
 }
 
 
@@ -113,18 +114,6 @@ class SourceConfig:
 
 PASSWORD_VARIABLE = "DIGEST_SMTP_PASSWORD"
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
-
-
-def mail_sender(value: Any) -> str:
-    """'Name <address>' or a bare address, on one line, checked; returned in canonical form."""
-    text = string(allow_empty=False)(value)
-    if any(c in text for c in "\r\n"):
-        raise Invalid("must be on one line")
-    name, address = parseaddr(text)
-    if not address or "@" not in address:
-        raise Invalid(f"{text!r} is not an address like 'Paper Digest <digest@example.org>'")
-    local, _, domain = email_address(address).rpartition("@")
-    return str(Address(display_name=name, username=local, domain=domain))
 
 
 SMTP_FIELDS: dict[str, Field] = {
@@ -189,6 +178,8 @@ class Config:
     timezone: str
     title: str
     feed_size: int
+    stale_after_days: int
+    semantic: bool
     profiles: tuple[Profile, ...]
     site_url: str = "https://example.org/paper-digest/"
     sender: str = "Paper Digest <digest@example.org>"
@@ -230,6 +221,39 @@ def load_config(
     return parse_config(raw, text, source, base=base, path=path, db=db, environ=environ)
 
 
+# Settings a deployment may give in the environment instead of the file (e.g. repository
+# secrets in the publish workflow); an empty value counts as unset.
+ENVIRONMENT_SETTINGS: dict[str, tuple[str, str]] = {
+    "DIGEST_SITE_URL": ("digest", "site_url"),
+    "DIGEST_SMTP_HOST": ("smtp", "host"),
+    "DIGEST_SMTP_PORT": ("smtp", "port"),
+    "DIGEST_SMTP_SECURITY": ("smtp", "security"),
+    "DIGEST_SMTP_USERNAME": ("smtp", "username"),
+    "DIGEST_SMTP_FROM": ("smtp", "from"),
+}
+
+
+def _with_environment(raw: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]) -> dict[str, Any]:
+    """`raw` with the settings given in the environment put over the file's."""
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    fields = {"digest": DIGEST_FIELDS, "smtp": SMTP_FIELDS}
+    for variable, (table, key) in ENVIRONMENT_SETTINGS.items():
+        value: Any = environ.get(variable, "").strip()
+        if not value:
+            continue
+        if key == "port" and value.isdigit():
+            value = int(value)
+        try:
+            fields[table][key].check(value)
+        except Invalid as exc:
+            problems.append(Problem(variable, 0, f"{table}.{key}: {exc}"))
+            continue
+        target = merged.setdefault(table, {})
+        if isinstance(target, dict):
+            target[key] = value
+    return merged
+
+
 def parse_config(
     raw: dict[str, Any],
     text: str,
@@ -243,6 +267,8 @@ def parse_config(
     """Check an already-parsed config; raise `ConfigError` listing every problem."""
     lines = TomlLines(text)
     problems: list[Problem] = []
+    environ = os.environ if environ is None else environ
+    raw = _with_environment(raw, environ, problems)
     for key in raw:
         if key not in _TOP_LEVEL:
             problems.append(Where(source, lines, (key,), "").problem(None, f"unknown table or key {key!r}"))
@@ -256,7 +282,7 @@ def parse_config(
         problems.append(where.problem("templates", f"no such folder: {templates}"))
     smtp = None
     if "smtp" in raw:
-        smtp = _parse_smtp(raw["smtp"], Where(source, lines, ("smtp",), "smtp"), problems, environ or os.environ)
+        smtp = _parse_smtp(raw["smtp"], Where(source, lines, ("smtp",), "smtp"), problems, environ)
     if problems:
         raise ConfigError(problems)
     paths = {key: (base / settings[key]).resolve() for key in _PATH_KEYS}
@@ -267,6 +293,8 @@ def parse_config(
         timezone=settings["timezone"],
         title=settings["title"],
         feed_size=settings["feed_size"],
+        stale_after_days=settings["stale_after_days"],
+        semantic=settings["semantic"],
         profiles=tuple(profiles),
         source=SourceConfig(**live),
         site_url=settings["site_url"],

@@ -369,6 +369,20 @@ class Store:
         )
         return [_paper(row) for row in self._db.execute(query, (limit,))]
 
+    def find_papers(self, references: tuple[str, ...] | list[str]) -> list[Paper]:
+        """The stored papers that references name: a paper id, an arXiv id, or a title
+        (matched like ingest matches, by normalised title). Unknown references are left out."""
+        ids: list[str] = []
+        for reference in references:
+            row = self._db.execute(
+                "SELECT id FROM papers WHERE id = ?1 OR arxiv_id = ?1 "
+                "UNION ALL SELECT paper_id FROM titles WHERE key = ?2 LIMIT 1",
+                (reference.strip(), title_key(reference)),
+            ).fetchone()
+            if row and row[0] not in ids:
+                ids.append(row[0])
+        return self.get_papers(ids)
+
     def get_papers(self, ids: list[str]) -> list[Paper]:
         """The papers with these ids, in the order given (unknown ids are left out)."""
         found: dict[str, Paper] = {}

@@ -273,3 +273,141 @@ def test_export_gains_the_api_fields(seeds: Path, tmp_path: Path) -> None:
         "2310.01174",
         "2",
     )
+
+
+# -- the daily job ------------------------------------------------------------------------
+
+SHIPPED_SUBSCRIBERS = 6
+
+
+def project(tmp_path: Path, extra: str = "") -> Path:
+    """A folder laid out like the repository: the shipped digest.toml and the seeds."""
+    root = Path(__file__).resolve().parent.parent
+    folder = tmp_path / "project"
+    shutil.copytree(root / "seeds", folder / "seeds")
+    (folder / "digest.toml").write_text((root / "digest.toml").read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return folder
+
+
+def test_run_does_the_whole_job_and_says_where_everything_went(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    result = digest("run", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == "5 files: 5 dumps new, 0 already seen, 0 quarantined"
+    assert sum(line.startswith("digest ") and line.endswith("[built]") for line in out) == 5
+    assert any(line.startswith("feeds: feeds/ (") for line in out)
+    assert any(line.startswith("site: site/ (") for line in out)
+    assert any(line.startswith("markdown: digests/ (") for line in out)
+    assert any(line.startswith(f"emails: outbox: {SHIPPED_SUBSCRIBERS} sent") for line in out)
+    assert "the newest dump is from 2025-12-31" in result.stderr  # the seeds are old: a warning, not a failure
+    assert (folder / "site" / "index.html").exists() and len(list((folder / "outbox").glob("*.eml"))) == 6
+    again = digest("run", cwd=folder)
+    assert again.returncode == 0
+    assert sum(line.endswith("[built before]") for line in again.stdout.splitlines()) == 5
+    assert "feeds: feeds/ (0 files changed)" in again.stdout and "0 sent" in again.stdout
+
+
+def test_run_fails_on_a_stale_inbox_when_asked(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    result = digest("run", "--stale", "fail", cwd=folder)
+    assert result.returncode == 4
+    assert "error: the newest dump is from 2025-12-31" in result.stderr
+    assert not (folder / "site").exists()
+
+
+def test_build_one_profile_for_a_day(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    assert digest("ingest", cwd=folder).returncode == 0
+    result = digest("build", "--profile", "efficient-llm", "--date", "2025-12-31", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("digest efficient-llm 2025-12-31: ")
+    assert (folder / "digests" / "efficient-llm" / "2025-12-31.md").exists()
+    unknown = digest("build", "--profile", "nope", cwd=folder)
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("digest: error: unknown profile 'nope' (known: continual-learning, ")
+
+
+def test_send_dry_run_then_send_over_smtp(tmp_path: Path) -> None:
+    from mailserver import MailServer
+
+    with MailServer() as server:
+        folder = project(tmp_path, f'\n[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n')
+        assert digest("ingest", cwd=folder).returncode == 0
+        built = digest("build", cwd=folder)
+        assert built.returncode == 0, built.stderr
+        assert server.messages == []  # without --send, the emails only went to the outbox
+        plan = digest("send", "--dry-run", cwd=folder)
+        assert plan.returncode == 0
+        assert (
+            plan.stdout.splitlines()[-1]
+            == f"{SHIPPED_SUBSCRIBERS} of {SHIPPED_SUBSCRIBERS} emails would be sent (smtp)"
+        )
+        sent = digest("send", cwd=folder)
+        assert sent.returncode == 0, sent.stderr
+        assert f"smtp: {SHIPPED_SUBSCRIBERS} sent" in sent.stdout
+        assert len(server.messages) == SHIPPED_SUBSCRIBERS
+        assert digest("send", cwd=folder).stdout.startswith("0 digests with emails due")
+        ledger = digest("deliveries", "--json", cwd=folder)
+        rows = json.loads(ledger.stdout)
+        assert {(r["state"], r["transport"]) for r in rows} == {("sent", "smtp")}
+
+
+def test_serve_once_runs_what_is_due_and_then_nothing(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    config = (
+        (folder / "digest.toml")
+        .read_text()
+        .replace('id = "continual-learning"', 'id = "continual-learning"\nschedule = "* * * * *"')
+    )
+    (folder / "digest.toml").write_text(config)
+    first = digest("serve", "--once", cwd=folder)
+    assert first.returncode == 0, first.stderr
+    assert "ingest: ok" in first.stderr and "dumps_new=5" in first.stderr
+    assert "profile continual-learning " in first.stderr and ": ok in " in first.stderr
+    assert (folder / "site" / "index.html").exists()
+    second = digest("serve", "--once", cwd=folder)
+    assert second.returncode == 0
+    assert "done before" in second.stderr
+
+
+def test_rank_shows_scores_and_reasons(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    assert digest("ingest", cwd=folder).returncode == 0
+    result = digest("rank", "--profile", "continual-learning", "--json", "--limit", "5", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    ranked = json.loads(result.stdout)
+    assert len(ranked) == 5
+    assert {"id", "title", "score", "reasons"} <= set(ranked[0])
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+    assert all(0 <= r["score"] <= 1 and r["reasons"] for r in ranked)
+    assert any("Continual" in r["title"] or "Incremental" in r["title"] for r in ranked[:3])
+    table = digest("rank", "--profile", "from-my-library", "--all", "--limit", "3", cwd=folder)
+    assert table.returncode == 0
+    assert "similar to a paper you liked: " in table.stdout
+    assert table.stdout.rstrip().endswith("'-' marks a score below min_score 0.15")
+
+
+def test_rank_an_unknown_profile(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    result = digest("rank", "--profile", "nope", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "digest: error: unknown profile 'nope' (known: continual-learning, llm-reasoning-rl, efficient-llm, "
+        "diffusion-generation, from-my-library)\n"
+    )
+
+
+def test_profiles_check_warns_about_liked_papers_not_stored(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    text = (
+        (folder / "digest.toml")
+        .read_text()
+        .replace('"MuDreamer: Learning Predictive World Models without Reconstruction",', '"A Paper Nobody Wrote",')
+    )
+    (folder / "digest.toml").write_text(text)
+    assert digest("ingest", cwd=folder).returncode == 0
+    result = digest("profiles", "check", cwd=folder)
+    assert result.returncode == 0 and result.stdout == "digest.toml: 5 profiles OK\n"
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith("digest.toml:") and "profiles[4].liked: warning: 'A Paper Nobody Wrote' is not" in warning

@@ -89,7 +89,7 @@ liked = "one title"
 """
     assert problems(tmp_path, text) == [
         "digest.toml:2: digest.inbx: unknown key (known keys: inbox, db, quarantine, feeds, site, digests, outbox, "
-        "timezone, title, feed_size, site_url, sender, templates)",
+        "timezone, title, feed_size, site_url, sender, templates, stale_after_days, semantic)",
         "digest.toml:3: digest.feed_size: expected an integer, got a string 'many'",
         "digest.toml:9: profiles[0].colour: unknown key (known keys: id, title, description, keywords, exclude, "
         "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats)",
@@ -195,7 +195,7 @@ description = "x"
     assert problems(tmp_path, text) == [
         "digest.toml:2: digest.site_url: 'javascript:alert(1)' is not an http(s) address like "
         "'https://USER.github.io/REPO/'",
-        "digest.toml:3: digest.sender: 'nobody' is not an email address: An email address must have an @-sign.",
+        "digest.toml:3: digest.sender: 'nobody' is not an address like 'Paper Digest <digest@example.org>'",
         "digest.toml:6: profiles[0].id: 'all' is reserved (feeds/all.atom is the feed of all papers); "
         "choose another id",
     ]
@@ -230,3 +230,38 @@ def test_smtp_problems_name_their_line(tmp_path: Path) -> None:
         "digest.toml:8: smtp.from: 'nobody' is not an address like 'Paper Digest <digest@example.org>'",
     ]
     assert problems(tmp_path, "[smtp]\nport = 25\n") == ["digest.toml:1: smtp: missing required key 'host'"]
+
+
+def test_settings_from_the_environment(tmp_path: Path) -> None:
+    environ = {
+        "DIGEST_SITE_URL": "https://user.github.io/repo",
+        "DIGEST_SMTP_HOST": "smtp.example.org",
+        "DIGEST_SMTP_PORT": "2525",
+        "DIGEST_SMTP_FROM": "",
+        "DIGEST_SMTP_PASSWORD": "pw",
+    }
+    config = load_config(None, tmp_path, environ=environ)
+    assert config.site_url == "https://user.github.io/repo/"
+    assert config.smtp is not None
+    assert (config.smtp.host, config.smtp.port, config.smtp.sender, config.smtp.password) == (
+        "smtp.example.org",
+        2525,
+        None,
+        "pw",
+    )
+    path = tmp_path / "digest.toml"
+    path.write_text('[smtp]\nhost = "file.example.org"\nusername = "me"\n')
+    both = load_config(path, tmp_path, environ={"DIGEST_SMTP_HOST": "env.example.org"})
+    assert both.smtp is not None and (both.smtp.host, both.smtp.username) == ("env.example.org", "me")
+    assert load_config(None, tmp_path, environ={}).smtp is None
+
+
+def test_bad_values_in_the_environment_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            None, tmp_path, environ={"DIGEST_SMTP_HOST": "h", "DIGEST_SMTP_PORT": "abc", "DIGEST_SITE_URL": "x"}
+        )
+    assert [str(p) for p in caught.value.problems] == [
+        "DIGEST_SITE_URL: digest.site_url: 'x' is not an http(s) address like 'https://USER.github.io/REPO/'",
+        "DIGEST_SMTP_PORT: smtp.port: expected an integer, got a string 'abc'",
+    ]

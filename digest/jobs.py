@@ -1,0 +1,238 @@
+"""The day's job for a set of profiles: build (rank) → publish (render) → email (deliver).
+
+One code path for `digest build`, `digest send`, `digest run` and the scheduled job of
+`digest serve`: whoever triggers a digest gets the same result, and a digest is built
+at most once per profile and day (the store records it; a second build loads it).
+
+This module wires stages together and owns no logic of its own beyond the order of
+the steps: ranking is `rank`, file writing `publish`, sending `deliver`, SQL `store`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from digest.config import Config
+from digest.deliver import DeliveryReport, digest_done, outgoing_emails, send_digests
+from digest.fetch import FetchError, fetch_recent_days
+from digest.models import Digest, Paper, Profile, ScoredPaper
+from digest.publish import email_renderer, write_outputs
+from digest.rank import Embedder, score_papers, select_digest
+from digest.schedule import (
+    DoneCheck,
+    IngestJob,
+    JobReport,
+    JobRun,
+    ProfileJob,
+    digest_job,
+    inbox_ingest_job,
+    run_due_once,
+    run_service,
+)
+from digest.store import Store
+from digest.unsubscribe import unsubscribe_key
+
+FEED_FORMATS = ("atom", "rss", "json")
+# Papers that set word rarity and each day's most upvoted paper for the ranker, so that
+# a score does not depend on which other papers are new that day (see rank.score_papers).
+BACKGROUND_PAPERS = 5000
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What one run did: the digests (built now or before), the files written, the emails."""
+
+    digests: list[Digest] = field(default_factory=list)
+    built: list[Digest] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    delivery: DeliveryReport | None = None
+
+
+def profile_day(profile: Profile, now: datetime) -> date:
+    """Today in the profile's time zone: the day its digest is for."""
+    return now.astimezone(ZoneInfo(profile.timezone)).date()
+
+
+def embedder_for(config: Config) -> Embedder | None:
+    """The semantic embedder when `[digest] semantic = true` (raises `SemanticUnavailable`
+    with the install command when the extra is missing), else None."""
+    if not config.semantic:
+        return None
+    from digest.semantic import load_embedder
+
+    return load_embedder()
+
+
+def rank_profile(
+    store: Store, profile: Profile, papers: Sequence[Paper], *, embed: Embedder | None = None, limit: int | None = None
+) -> list[ScoredPaper]:
+    """The profile's ranking of `papers`: its liked papers resolved from the store, its
+    delivered papers left out, the store's recent papers as the background."""
+    liked = {profile.id: store.find_papers(profile.liked)}
+    delivered = {profile.id: store.delivered_paper_ids(profile.id)}
+    background = store.recent_papers(BACKGROUND_PAPERS)
+    ranked = score_papers(
+        papers, [profile], liked=liked, delivered=delivered, embed=embed, limit=limit, background=background
+    )
+    return ranked[profile.id]
+
+
+def build_digest(
+    store: Store, profile: Profile, day: date, *, now: datetime, embed: Embedder | None = None
+) -> tuple[Digest, bool]:
+    """The profile's digest for `day`: the stored one, or a new one ranked and saved now.
+
+    Returns the digest and whether it was built by this call.
+    """
+    stored = store.load_digest(profile, day)
+    if stored is not None:
+        return stored, False
+    # Read before the candidates: a dump stored meanwhile is then still "new" next time.
+    watermark = store.watermark()
+    candidates = store.candidate_papers(profile.id, day)
+    items, runners_up = select_digest(rank_profile(store, profile, candidates, embed=embed), profile)
+    reason = None if items else ("no-new-papers" if not candidates else "below-threshold")
+    digest = Digest(
+        profile=profile,
+        date=day,
+        items=tuple(items),
+        built_at=now,
+        candidates=len(candidates),
+        empty_reason=reason,
+        runners_up=() if items else tuple(runners_up),
+    )
+    if store.save_digest(digest, watermark):
+        return digest, True
+    # Another process saved this day's digest first: theirs is the one.
+    again = store.load_digest(profile, day)
+    assert again is not None
+    return again, False
+
+
+def publish_digests(config: Config, store: Store, digests: Sequence[Digest], *, now: datetime) -> list[Path]:
+    """Feeds, Markdown and site pages; a digest with items in a feed counts as delivered."""
+    written = write_outputs(config, store, digests)
+    for digest in digests:
+        if digest.items and any(kind in digest.profile.formats for kind in FEED_FORMATS):
+            store.set_digest_state(digest.profile.id, digest.date, "delivered", now)
+    return written
+
+
+def email_digests(
+    config: Config,
+    store: Store,
+    digests: Sequence[Digest],
+    *,
+    smtp: bool,
+    clock: Callable[[], datetime],
+    environ: Mapping[str, str] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DeliveryReport:
+    """Each subscriber's email of each digest, through the ledger: over SMTP when `smtp`
+    and `[smtp]` is configured, else into the outbox folder as `.eml` files."""
+    settings = config.smtp if smtp else None
+    sender = settings.sender if settings and settings.sender else config.sender
+    key = unsubscribe_key(os.environ if environ is None else environ)
+    render = email_renderer(config, sender=sender, unsubscribe_key=key)
+    return send_digests(
+        store,
+        settings,
+        outgoing_emails(digests, render),
+        outbox=config.outbox,
+        clock=clock,
+        message_id_domain=parseaddr(sender)[1].rpartition("@")[2] or None,
+        should_stop=should_stop,
+    )
+
+
+def run_profiles(
+    config: Config,
+    store: Store,
+    profiles: Sequence[Profile],
+    *,
+    clock: Callable[[], datetime],
+    day: date | None = None,
+    smtp: bool = False,
+    environ: Mapping[str, str] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunReport:
+    """Build (or load) each profile's digest for `day` (default: today in its time zone),
+    publish them, and email them (see `email_digests`)."""
+    environ = os.environ if environ is None else environ
+    unsubscribe_key(environ)  # a bad key stops the run before anything is written
+    embed = embedder_for(config)
+    now = clock()
+    report = RunReport()
+    for profile in profiles:
+        digest, built = build_digest(store, profile, day or profile_day(profile, now), now=now, embed=embed)
+        report.digests.append(digest)
+        if built:
+            report.built.append(digest)
+    report.written = publish_digests(config, store, report.digests, now=now)
+    report.delivery = email_digests(
+        config, store, report.digests, smtp=smtp, clock=clock, environ=environ, should_stop=should_stop
+    )
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceJobs:
+    """What the scheduler runs: the ingest, one profile's day, and how to tell a day is done."""
+
+    run_profile: ProfileJob
+    run_ingest: IngestJob
+    is_done: DoneCheck
+
+
+def service_jobs(config: Config, store: Store, *, clock: Callable[[], datetime], stop: threading.Event) -> ServiceJobs:
+    """The service's jobs: the same steps as `run_profiles`, one profile at a time."""
+    ingest_inbox = inbox_ingest_job(store, inbox=config.inbox, quarantine=config.quarantine, clock=clock)
+
+    def ingest() -> JobReport:
+        fetched = None
+        if config.source.enabled:
+            try:
+                fetched = fetch_recent_days(config, store, clock=clock)
+            except FetchError as exc:
+                return JobReport(note=str(exc), ok=False)
+        report = ingest_inbox()
+        if fetched is None:
+            return report
+        counts = {**report.counts, "days_fetched": len(fetched.days)}
+        return JobReport(counts=counts, note=report.note, ok=report.ok and not fetched.rejected)
+
+    embed = embedder_for(config)
+    run_profile = digest_job(
+        store,
+        build=lambda profile, day: build_digest(store, profile, day, now=clock(), embed=embed)[0],
+        publish=lambda digest: publish_digests(config, store, [digest], now=clock()),
+        send=lambda digests: email_digests(config, store, digests, smtp=True, clock=clock, should_stop=stop.is_set),
+    )
+    transport = "smtp" if config.smtp else "outbox"
+    return ServiceJobs(run_profile, ingest, lambda profile, day: digest_done(store, profile, day, transport))
+
+
+def serve_once(config: Config, store: Store, *, clock: Callable[[], datetime]) -> list[JobRun]:
+    """`digest serve --once`: the ingest, then every profile whose digest is due now."""
+    unsubscribe_key(os.environ)
+    jobs = service_jobs(config, store, clock=clock, stop=threading.Event())
+    return run_due_once(
+        config.profiles, now=clock(), run_profile=jobs.run_profile, run_ingest=jobs.run_ingest, is_done=jobs.is_done
+    )
+
+
+def serve(config: Config, store: Store, *, clock: Callable[[], datetime]) -> None:
+    """`digest serve`: run the scheduler until SIGTERM or Ctrl-C (see `schedule.run_service`)."""
+    unsubscribe_key(os.environ)
+    stop = threading.Event()
+    jobs = service_jobs(config, store, clock=clock, stop=stop)
+    run_service(
+        config.profiles, run_profile=jobs.run_profile, run_ingest=jobs.run_ingest, is_done=jobs.is_done, stop=stop
+    )

@@ -1,0 +1,162 @@
+"""The day's job end to end: the real seeds, the shipped profiles, real files, a real SMTP server."""
+
+from __future__ import annotations
+
+import email
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SEEDS
+from mailserver import Faults, MailServer
+
+from digest.config import Config, ConfigError, SmtpSettings, load_config
+from digest.ingest.hf_dump import format_dump
+from digest.jobs import run_profiles
+from digest.models import Entry
+from digest.pipeline import find_dump_files, ingest_files
+from digest.store import Store
+
+NOW = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
+NO_KEY: dict[str, str] = {}
+
+
+def clock_at(moment: datetime):
+    return lambda: moment
+
+
+def shipped_config(tmp_path: Path, **changes: object) -> Config:
+    config = load_config(ROOT / "digest.toml", ROOT, environ=NO_KEY)
+    folders = {name: tmp_path / name for name in ("feeds", "site", "digests", "outbox", "quarantine")}
+    return replace(config, inbox=SEEDS, db=tmp_path / "state.db", **folders, **changes)  # type: ignore[arg-type]
+
+
+def ingest(store: Store, paths: list[Path], tmp_path: Path, now: datetime = NOW) -> None:
+    files = find_dump_files(paths)
+    ingest_files(store, files, quarantine=tmp_path / "quarantine", today=now.date(), now=now)
+
+
+def run(config: Config, store: Store, now: datetime = NOW, **options: object):
+    return run_profiles(config, store, config.profiles, clock=clock_at(now), environ=NO_KEY, **options)  # type: ignore[arg-type]
+
+
+def eml_recipients(folder: Path) -> list[str]:
+    found = []
+    for path in sorted(folder.glob("*.eml")):
+        found.append(email.message_from_bytes(path.read_bytes(), policy=policy.default)["To"])
+    return sorted(found)
+
+
+def test_a_build_over_the_seeds_publishes_every_output(store: Store, tmp_path: Path) -> None:
+    config = shipped_config(tmp_path)
+    ingest(store, [SEEDS], tmp_path)
+    report = run(config, store)
+    assert [d.profile.id for d in report.built] == [p.id for p in config.profiles]
+    for digest in report.digests:
+        profile = digest.profile
+        assert digest.date == date(2026, 1, 10) and digest.candidates == 309
+        assert 1 <= len(digest.items) <= profile.max_items, profile.id
+        assert all(item.score >= profile.min_score and item.reasons for item in digest.items)
+        assert (config.feeds / f"{profile.id}.atom").exists() and (config.site / "feeds" / f"{profile.id}.rss").exists()
+        assert (config.digests / profile.id / "2026-01-10.md").exists()
+        assert store.digest_state(profile.id, digest.date) == "delivered"
+    assert (config.site / "index.html").exists() and (config.feeds / "all.atom").exists()
+    expected = sorted(s for p in config.profiles for s in p.subscribers)
+    assert eml_recipients(config.outbox) == expected
+    assert report.delivery is not None and report.delivery.transport == "outbox"
+    assert len(report.delivery.sent) == len(expected)
+
+
+def test_building_the_same_day_again_changes_nothing(store: Store, tmp_path: Path) -> None:
+    config = shipped_config(tmp_path)
+    ingest(store, [SEEDS], tmp_path)
+    first = run(config, store)
+    files = {p: p.read_bytes() for p in (config.feeds, config.site, config.outbox) for p in p.rglob("*") if p.is_file()}
+    again = run(config, store, NOW + timedelta(hours=3))
+    assert again.built == [] and again.written == []
+    assert [d.items for d in again.digests] == [d.items for d in first.digests]
+    subscribers = sum(len(p.subscribers) for p in config.profiles)
+    assert again.delivery is not None and (len(again.delivery.sent), again.delivery.already) == (0, subscribers)
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_a_quiet_day_gives_empty_digests_and_unchanged_feeds(store: Store, tmp_path: Path) -> None:
+    config = shipped_config(tmp_path)
+    ingest(store, [SEEDS], tmp_path)
+    run(config, store)
+    feeds = {p: p.read_bytes() for p in config.feeds.glob("*.*")}
+    quiet = run(config, store, NOW + timedelta(days=1))
+    assert all(not d.items and d.empty_reason == "no-new-papers" and d.candidates == 0 for d in quiet.digests)
+    assert {p: p.read_bytes() for p in feeds} == feeds
+    assert quiet.delivery is not None and quiet.delivery.sent == []
+    index = (config.site / "index.html").read_text()
+    assert "no new papers" in index.lower()
+
+
+def test_the_next_dump_brings_only_papers_not_given_before(store: Store, tmp_path: Path) -> None:
+    config = shipped_config(tmp_path)
+    ingest(store, [SEEDS], tmp_path)
+    first = run(config, store)
+    given = {item.paper.title for d in first.digests for item in d.items}
+    repeat = next(iter(given))
+    day = date(2026, 1, 11)
+    fresh = Entry(
+        "Rehearsal-Free Class-Incremental Learning without Catastrophic Forgetting",
+        "We study continual learning and catastrophic forgetting in class-incremental learning.",
+        4,
+        None,
+        day,
+        12,
+    )
+    (tmp_path / "next.txt").write_text(format_dump(day, [fresh, Entry(repeat, "Again.", 2, None, day, 40)]))
+    ingest(store, [tmp_path / "next.txt"], tmp_path, NOW + timedelta(days=1))
+    second = run(config, store, NOW + timedelta(days=1))
+    titles = {d.profile.id: [i.paper.title for i in d.items] for d in second.digests}
+    assert titles["continual-learning"] == [fresh.title]
+    assert all(repeat not in t for t in titles.values())
+
+
+def smtp_config(tmp_path: Path, port: int) -> Config:
+    smtp = SmtpSettings(host="127.0.0.1", port=port, security="none", timeout=5, attempts=2, backoff=0.01)
+    return shipped_config(tmp_path, smtp=smtp)
+
+
+def test_send_over_smtp_reaches_each_subscriber_once(store: Store, tmp_path: Path) -> None:
+    ingest(store, [SEEDS], tmp_path)
+    with MailServer() as server:
+        config = smtp_config(tmp_path, server.port)
+        report = run(config, store, smtp=True)
+        again = run(config, store, smtp=True)
+        received = server.by_recipient()
+    expected = sorted(s for p in config.profiles for s in p.subscribers)
+    assert sorted(received) == expected and all(len(copies) == 1 for copies in received.values())
+    assert report.delivery is not None and report.delivery.transport == "smtp" and report.delivery.complete
+    assert again.delivery is not None and again.delivery.sent == []
+    message = received["ada@example.org"][0].message
+    assert message["Subject"].endswith("new papers for Continual learning — Sat 10 Jan 2026")
+    assert message["From"] == "Paper Digest <digest@example.org>"
+    assert not list(config.outbox.glob("*.eml"))
+
+
+def test_an_email_only_digest_refused_for_good_gives_its_papers_back(store: Store, tmp_path: Path) -> None:
+    ingest(store, [SEEDS], tmp_path)
+    with MailServer(faults=Faults(refuse={"ada@example.org": "550 5.1.1 no such user"})) as server:
+        config = smtp_config(tmp_path, server.port)
+        cl = replace(config.profiles[0], formats=("email",))
+        config = replace(config, profiles=(cl,))
+        first = run(config, store, smtp=True)
+        assert store.digest_state(cl.id, first.digests[0].date) == "failed"
+        given = [i.paper.id for i in first.digests[0].items]
+        second = run(config, store, NOW + timedelta(days=1), smtp=True)
+    # The same papers come back (ranked again among themselves, so perhaps in another order).
+    assert sorted(i.paper.id for i in second.digests[0].items) == sorted(given)
+
+
+def test_a_short_unsubscribe_key_stops_the_run_before_anything_is_written(store: Store, tmp_path: Path) -> None:
+    config = shipped_config(tmp_path)
+    ingest(store, [SEEDS], tmp_path)
+    with pytest.raises(ConfigError, match="too short"):
+        run_profiles(config, store, config.profiles, clock=clock_at(NOW), environ={"DIGEST_UNSUBSCRIBE_KEY": "x"})
+    assert not config.feeds.exists() and store.digest_days("continual-learning") == []
