@@ -44,8 +44,11 @@ threshold.
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +64,14 @@ ABSTRACT_HIT = 0.5
 KEYWORD_WEIGHT = 0.02
 SEMANTIC_KEYWORD_WEIGHT = 0.01
 SEMANTIC_LEXICAL = 0.5
-UPVOTE_BOOST = 0.05
+UPVOTE_BOOST = 0.01
 FOLLOW_BOOST = 0.25
 RUNNERS_UP = 3
 MIN_SHOWN = 0.0001  # scores are rounded to 4 places; below this a paper is left out
 MMR_PENALTY = 0.5
 MMR_POOL = 4
 CHUNK = 4096
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads scoring chunks (memory grows with each)
 REASON_THRESHOLD = 0.15
 
 # (mode, view) -> (m, s) of the curve raw**s / (raw**s + m**s): m is the raw relevance
@@ -412,9 +416,8 @@ def score_papers(
     liked_lists = [list((liked or {}).get(p.id, ())) for p in profiles]
     batch = _prepare(papers, profiles, liked_lists, delivered or {}, embed, background)
     best = _Best(len(profiles), min(limit or len(papers), len(papers)))
-    for start in range(0, len(papers), CHUNK):
-        stop = min(start + CHUNK, len(papers))
-        best.merge(start, *_score_chunk(batch, start, stop))
+    for start, scored in _scored_chunks(batch, len(papers)):
+        best.merge(start, *scored)
     ranked: dict[str, list[ScoredPaper]] = {}
     for row, profile in enumerate(profiles):
         found = []
@@ -539,6 +542,21 @@ def _score_chunk(batch: _Batch, start: int, stop: int) -> tuple[np.ndarray, np.n
     excluded = _dense(batch.exclusions.owners @ batch.excluded[start:stop].T) > 0
     scores[excluded | (_dense(batch.known[:, start:stop]) > 0)] = 0.0
     return scores, text, liked
+
+
+def _scored_chunks(batch: _Batch, count: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Every chunk's scores, in order, `WORKERS` chunks at a time: scipy's sparse products
+    release the GIL, so threads share the work, and at most `WORKERS` + 1 chunks are held."""
+    pending: deque[tuple[int, Future[tuple[np.ndarray, np.ndarray, np.ndarray]]]] = deque()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for start in range(0, count, CHUNK):
+            pending.append((start, pool.submit(_score_chunk, batch, start, min(start + CHUNK, count))))
+            if len(pending) > WORKERS:
+                first, scored = pending.popleft()
+                yield first, scored.result()
+        while pending:
+            first, scored = pending.popleft()
+            yield first, scored.result()
 
 
 class _Best:
