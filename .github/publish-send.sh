@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # The publish workflow's send step: sends the digests the build step made, through
-# the delivery ledger. Only this step sees the SMTP secrets.
+# the delivery ledger. Of the secrets, only this step sees the SMTP ones.
+#
+# Exit code 3 of `digest send` means some emails were refused for good or left pending
+# for the next run, while every other one was sent and recorded in the ledger: a
+# warning annotation, so the state is saved and the site deployed all the same. Any
+# other non-zero code fails the step.
 set -euo pipefail
 
 args=()
@@ -13,4 +18,10 @@ if [[ -n "${DIGEST_DATE:-}" ]]; then
   args+=(--date "$DIGEST_DATE")
 fi
 
-.venv/bin/digest send "${args[@]}"
+status=0
+.venv/bin/digest send "${args[@]}" || status=$?
+case $status in
+  0) ;;
+  3) echo "::warning::some emails were not delivered: refused for good, or left pending for the next run (digest deliveries says which); the others were sent and recorded" ;;
+  *) echo "::error::digest send failed (exit code $status)"; exit "$status" ;;
+esac

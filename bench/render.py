@@ -9,8 +9,10 @@ subscriber each, every format on). Then measures, each run in a fresh process:
 
 - render: the pure renderers on data already in memory: one email per profile, one
   Markdown page, Atom + RSS + JSON Feed per profile and for all papers, the whole site;
-- write: `publish.write_outputs` end to end (store reads, rendering, atomic writes of
-  every file into an empty folder, fsync included).
+- write: what `digest build` does after ranking: `publish.write_outputs` (store reads,
+  rendering, atomic writes of every feed, Markdown and site file into an empty folder)
+  and `jobs.email_digests` (one `.eml` per subscriber in the outbox, through the
+  delivery ledger of a copy of the database).
 
 Prints Markdown tables for bench/RESULTS.md (median of --runs runs).
 """
@@ -22,6 +24,7 @@ import json
 import platform
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -93,9 +96,10 @@ def config_in(folder: Path, count: int) -> Config:
 
 def measure(mode: str, count: int) -> dict[str, float]:
     """One measurement in this process (called in a child process)."""
+    from digest.deliver import make_message_id
+    from digest.jobs import email_digests
     from digest.publish import site_links, write_outputs
     from digest.render import render_all_papers_feeds, render_email, render_markdown, render_profile_feeds
-    from digest.render.email import make_message_id
     from digest.render.site import render_site
 
     timings: dict[str, float] = {}
@@ -103,13 +107,22 @@ def measure(mode: str, count: int) -> dict[str, float]:
         config = config_in(Path(tmp), count)
         store = open_store(DATA / "state.db")
         if mode == "write":
-            digests = [store.load_digest(p, DAY) for p in config.profiles]
+            # A copy of the database: the emails go through the delivery ledger, which records them.
+            store.close()
+            shutil.copy(DATA / "state.db", Path(tmp) / "state.db")
+            store = open_store(Path(tmp) / "state.db")
+            loaded = [store.load_digest(p, DAY) for p in config.profiles]
+            digests = [d for d in loaded if d]
             started = time.perf_counter()
-            written = write_outputs(
-                config, store, [d for d in digests if d], environ={"DIGEST_UNSUBSCRIBE_KEY": KEY.decode()}
-            )
-            timings["total"] = time.perf_counter() - started
+            written = write_outputs(config, store, digests)
             timings["files"] = len(written)
+            timings["site"] = time.perf_counter() - started
+            mark = time.perf_counter()
+            environ = {"DIGEST_UNSUBSCRIBE_KEY": KEY.decode()}
+            emails = email_digests(config, store, digests, smtp=False, clock=lambda: BUILT_AT, environ=environ)
+            timings["emails"] = time.perf_counter() - mark
+            timings["total"] = time.perf_counter() - started
+            timings["eml"] = len(emails.sent)
         else:
             links = site_links(config)
             digests = {p.id: store.load_digest(p, DAY) for p in config.profiles}
@@ -123,7 +136,7 @@ def measure(mode: str, count: int) -> dict[str, float]:
                     d,
                     subscriber=profile.subscribers[0],
                     sender=config.sender,
-                    message_id=make_message_id(d, profile.subscribers[0], links.host),
+                    message_id=make_message_id((profile.id, DAY, profile.subscribers[0]), links.host),
                     links=links,
                     unsubscribe_key=KEY,
                 )
@@ -214,13 +227,16 @@ def main() -> None:
         print(f"| {part} | {seconds:.2f} | {seconds / args.profiles * 1000:.2f} |")
     print(f"\npeak RSS {max(r['peak_mb'] for r in runs):.0f} MB\n")
     writes = [_child("write", args.profiles) for _ in range(args.runs)]
-    seconds = statistics.median(r["total"] for r in writes)
-    files = int(writes[0]["files"])
-    print("| write_outputs (store + render + atomic writes) | files | median s | files/s | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|")
-    print(
-        f"| all formats | {files} | {seconds:.2f} | {files / seconds:,.0f} | {max(r['peak_mb'] for r in writes):.0f} |"
-    )
+    files, eml = int(writes[0]["files"]), int(writes[0]["eml"])
+    print("| written to disk (store reads + render + atomic writes) | files | median s | peak RSS MB |")
+    print("|---|---:|---:|---:|")
+    for part, label, count in (
+        ("site", "`write_outputs`: feeds, Markdown, site", files),
+        ("emails", "`email_digests` to the outbox, through the ledger", eml),
+        ("total", "**all formats**", files + eml),
+    ):
+        seconds = statistics.median(r[part] for r in writes)
+        print(f"| {label} | {count:,} | {seconds:.2f} | {max(r['peak_mb'] for r in writes):.0f} |")
 
 
 def _cpus() -> int:

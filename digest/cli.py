@@ -24,7 +24,7 @@ from typing import Any
 
 from digest import __version__
 from digest.config import Config, ConfigError, find_config, load_config
-from digest.deliver import due_digests, outgoing_emails, plan_deliveries
+from digest.deliver import due_digests, give_up_stale_emails, outgoing_emails, plan_deliveries
 from digest.fetch import (
     FAILED,
     FETCHED,
@@ -48,7 +48,7 @@ from digest.jobs import (
     serve_once,
 )
 from digest.models import Paper, Profile, ScoredPaper
-from digest.pipeline import IngestSummary, find_dump_files, ingest_files
+from digest.pipeline import IngestSummary, QuarantineError, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
 from digest.publish import email_renderer
 from digest.semantic import SemanticUnavailable
@@ -445,7 +445,13 @@ def run_export(ctx: Context) -> int:
         else:
             _write_csv(buffer, records)
     if ctx.args.output:
-        write_atomic(ctx.args.output, buffer.getvalue())  # type: ignore[union-attr]
+        try:
+            write_atomic(ctx.args.output, buffer.getvalue())  # type: ignore[union-attr]
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if isinstance(exc, FileExistsError) and exc.filename:  # a file where a folder of the path must be
+                reason = f"{exc.filename} is a file, not a folder"
+            raise UsageError(f"cannot write {ctx.args.output}: {reason}") from None
     return EXIT_OK
 
 
@@ -542,6 +548,8 @@ def run_send(ctx: Context) -> int:
     transport = "smtp" if config.smtp else "outbox"
     with ctx.store(config) as store:
         today = ctx.now().date()
+        if not ctx.args.dry_run:
+            give_up_stale_emails(store, profiles, today=today, at=ctx.now(), transport=transport)
         digests = due_digests(store, profiles, today=today, day=ctx.args.date, transport=transport)
         if ctx.args.dry_run:
             render = email_renderer(config, sender=config.sender, unsubscribe_key=None)
@@ -552,7 +560,7 @@ def run_send(ctx: Context) -> int:
             to_send = sum(plan.state in ("new", "pending", "sending") for plan in plans)
             print(f"{to_send} of {len(plans)} email{_s(len(plans))} would be sent ({transport})")
             return EXIT_OK
-        report = email_digests(config, store, digests, smtp=True, clock=ctx.now)
+        report = email_digests(config, store, digests, smtp=True, clock=ctx.now, catch_up=False)
     print(f"{len(digests)} digest{_s(len(digests))} with emails due; {report.summary()}")
     return EXIT_OK if report.complete and not report.failed else EXIT_UNDELIVERED
 
@@ -765,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, StoreError, FetchError, SemanticUnavailable) as exc:
+    except (UsageError, StoreError, FetchError, SemanticUnavailable, QuarantineError) as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -52,6 +52,7 @@ from digest.store import Delivery, DeliveryKey, Store
 log = logging.getLogger(__name__)
 
 DONE_STATES = ("sent", "failed", "skipped")
+RETRY_DAYS = 7  # an email not accepted this many days after its digest's day is given up
 INTERRUPTED_NOTE = (
     "a process died after handing the message to the server and before recording its answer; "
     "sent again with the same Message-ID"
@@ -208,10 +209,10 @@ def due_digests(
     *,
     today: date,
     day: date | None = None,
-    days: int = 7,
+    days: int = RETRY_DAYS,
     transport: str = "smtp",
 ) -> list[Digest]:
-    """Built digests whose emails are still to go (`digest send`): of `day`, or of the `days` days up to `today`."""
+    """Built digests whose emails are still to go: of `day`, or of the `days` days up to `today`, oldest first."""
     found = []
     for profile in profiles:
         for built in store.digest_days(profile.id):
@@ -219,7 +220,49 @@ def due_digests(
             digest = store.load_digest(profile, built) if in_range else None
             if digest is not None and not email_done(store, digest, transport):
                 found.append(digest)
-    return found
+    return sorted(found, key=lambda d: d.date)
+
+
+def with_earlier_due(store: Store, digests: Sequence[Digest], *, transport: str = "smtp") -> list[Digest]:
+    """`digests`, after their profiles' earlier digests whose emails are still due (left
+    pending by a failed run): each scheduled run also finishes what an earlier one could not."""
+    found: dict[tuple[str, date], Digest] = {}
+    for digest in digests:
+        for earlier in due_digests(store, [digest.profile], today=digest.date, transport=transport):
+            found.setdefault((earlier.profile.id, earlier.date), earlier)
+    for digest in digests:
+        found.setdefault((digest.profile.id, digest.date), digest)
+    return sorted(found.values(), key=lambda d: d.date)
+
+
+def give_up_stale_emails(
+    store: Store,
+    profiles: Sequence[Profile],
+    *,
+    today: date,
+    at: datetime,
+    days: int = RETRY_DAYS,
+    transport: str = "smtp",
+) -> list[tuple[str, date]]:
+    """Mark 'failed' every email still unsent `days` days after its digest's day.
+
+    A digest that nothing delivered then becomes 'failed' too, so its papers come back in
+    the profile's next digest instead of waiting forever. Returns those digests.
+    """
+    error = f"not accepted within {days} days: given up"
+    failed = []
+    for profile in profiles:
+        for day in store.digest_days(profile.id):
+            if day > today - timedelta(days=days):
+                continue
+            stale = [r for r in store.deliveries(day=day, profile_id=profile.id) if not is_done(r, transport)]
+            for row in stale:
+                key = (profile.id, day, row.subscriber)
+                store.record_delivery_attempt(key, "failed", at, error=error, counted=True)
+                log.warning("%s %s %s: %s", profile.id, day, row.subscriber, error)
+            if stale and store.fail_undelivered_digest(profile.id, day, at):
+                failed.append((profile.id, day))
+    return failed
 
 
 def plan_deliveries(store: Store, outgoing: Sequence[Outgoing], transport: str = "smtp") -> list[Planned]:
@@ -246,6 +289,7 @@ def send_digests(
     should_stop: Callable[[], bool] = lambda: False,
     tls_context: ssl.SSLContext | None = None,
     lock_timeout: float = 60.0,
+    delivers: bool = True,
 ) -> DeliveryReport:
     """Send every message in `outgoing` that the ledger does not record as done.
 
@@ -253,6 +297,8 @@ def send_digests(
     each message becomes `outbox/<day>_<profile>_<address hash>.eml`, through the same
     ledger. `clock` gives aware datetimes. One process sends at a time (a lock file beside
     the database); `should_stop()` is checked before each message and each retry.
+    `delivers=False` says an accepted message does not deliver its digest (an outbox
+    preview while SMTP is configured): its papers are not yet taken as given.
     Raises `DeliveryError` (nothing sent) for configuration problems.
     """
     started = time.monotonic()
@@ -276,6 +322,7 @@ def send_digests(
             [o.key for o in outgoing], lambda key: make_message_id(key, domain), transport.name, clock()
         )
         batch = _Batch(store, transport, policy, clock, should_stop, smtp.sender if smtp else None, report)
+        batch.delivers = delivers
         for index, item in enumerate(outgoing):
             if should_stop():
                 report.stopped = "stop requested"
@@ -350,6 +397,10 @@ class _Fatal(_Failure):
     """Nothing more can be sent in this run (bad credentials, sender refused, server unreachable)."""
 
 
+class _Unsubscribed(Exception):
+    """The subscriber unsubscribed while their message waited."""
+
+
 class _Stopped(Exception):
     """`should_stop()` said so."""
 
@@ -386,8 +437,7 @@ class _Batch:
         if row.state == "sent":
             self.store.reopen_outbox_delivery(item.key, self.clock())
         if self.store.is_unsubscribed(item.subscriber, item.profile_id):
-            self.store.record_delivery_attempt(item.key, "skipped", self.clock(), error="unsubscribed", counted=True)
-            self.report.skipped.append(item.key)
+            self._skip_unsubscribed(item)
             return True
         resent = row.possible_duplicate
         if row.state == "sending":
@@ -404,6 +454,9 @@ class _Batch:
             return True
         try:
             resent = self._send_with_retries(item, payload, sender, resent)
+        except _Unsubscribed:
+            self._skip_unsubscribed(item)
+            return True
         except _Permanent as exc:
             self.report.failed.append((item.key, str(exc)))
             log.warning("%s: failed for good: %s", who, exc)
@@ -451,6 +504,8 @@ class _Batch:
             with attempt:
                 if self.should_stop():
                     raise _Stopped("stop requested")
+                if self.store.is_unsubscribed(item.subscriber, item.profile_id):
+                    raise _Unsubscribed  # re-read before every try: a backoff can last a minute
                 if attempt.num > 1:
                     log.info("%s %s %s: attempt %d", item.profile_id, item.day, item.subscriber, attempt.num)
                 try:
@@ -471,6 +526,7 @@ class _Batch:
         return resent
 
     _counted = False
+    delivers = True
 
     def _send_once(self, item: Outgoing, payload: bytes, sender: str) -> None:
         self._counted = False
@@ -480,7 +536,11 @@ class _Batch:
             self._counted = True
 
         self.transport.send(item.key, sender, payload, before_dot)
-        self.store.mark_delivery_sent(item.key, self.clock(), counted=self._counted)
+        self.store.mark_delivery_sent(item.key, self.clock(), counted=self._counted, delivers=self.delivers)
+
+    def _skip_unsubscribed(self, item: Outgoing) -> None:
+        self.store.record_delivery_attempt(item.key, "skipped", self.clock(), error="unsubscribed", counted=True)
+        self.report.skipped.append(item.key)
 
     def _left_pending(self, item: Outgoing, error: str) -> None:
         self.report.pending.append((item.key, error))
@@ -509,7 +569,8 @@ class _Outbox(_Transport):
         self.folder = folder
 
     def send(self, key: DeliveryKey, sender: str, payload: bytes, before_dot: Callable[[], None]) -> None:
-        before_dot()
+        # No 'sending' mark (one commit less per message): a file written but not yet
+        # recorded is simply written again, under the same name, by the next run.
         try:
             write_atomic(self.folder / outbox_name(key), payload)
         except OSError as exc:

@@ -11,16 +11,25 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
-    """Replace `path` with `data` in one rename; create its folder if needed."""
+def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace `path` with `data` in one rename; create its folder if needed.
+
+    `durable` flushes the data to the disk before the rename, so that after a power cut
+    the file holds either the old or the new bytes. Files rebuilt from the store on every
+    build (feeds, site, Markdown) skip it: readers still never see half a file, and a
+    file a power cut left empty differs from what the next build renders, so
+    `write_if_changed` writes it again. That saves a disk flush per file (a third of
+    the time of writing a big site).
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -38,7 +47,7 @@ def free_name(folder: Path, name: str) -> Path:
     return candidate
 
 
-def write_if_changed(path: Path, data: bytes | str, *, mode: int = 0o644) -> bool:
+def write_if_changed(path: Path, data: bytes | str, *, mode: int = 0o644, durable: bool = True) -> bool:
     """`write_atomic` unless `path` already holds exactly `data` (then its mtime stays); True if written."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
@@ -46,5 +55,25 @@ def write_if_changed(path: Path, data: bytes | str, *, mode: int = 0o644) -> boo
             return False
     except OSError:
         pass
-    write_atomic(path, payload, mode=mode)
+    write_atomic(path, payload, mode=mode, durable=durable)
+    return True
+
+
+def copy_if_changed(source: Path, path: Path, data: bytes) -> bool:
+    """`path` made to hold `data`, which `source` holds already: a hard link to `source`
+    (no second write) where both are on one file system, else a write. True if changed."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    link = path.with_name(f".{path.name}.{os.getpid()}.link")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(source, link)
+        os.replace(link, path)
+    except OSError:
+        link.unlink(missing_ok=True)
+        write_atomic(path, data, durable=False)
     return True

@@ -17,14 +17,21 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parseaddr
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from digest.config import Config
-from digest.deliver import DeliveryReport, digest_done, outgoing_emails, send_digests
+from digest.deliver import (
+    DeliveryReport,
+    digest_done,
+    give_up_stale_emails,
+    outgoing_emails,
+    send_digests,
+    with_earlier_due,
+)
 from digest.fetch import FetchError, fetch_recent_days
 from digest.models import Digest, Paper, Profile, ScoredPaper
 from digest.publish import email_renderer, write_outputs
-from digest.rank import Embedder, score_papers, select_digest
 from digest.schedule import (
     DoneCheck,
     IngestJob,
@@ -38,6 +45,9 @@ from digest.schedule import (
 )
 from digest.store import Store
 from digest.unsubscribe import unsubscribe_key
+
+if TYPE_CHECKING:
+    from digest.rank import Embedder
 
 FEED_FORMATS = ("atom", "rss", "json")
 # Papers that set word rarity and each day's most upvoted paper for the ranker, so that
@@ -75,6 +85,8 @@ def rank_profile(
 ) -> list[ScoredPaper]:
     """The profile's ranking of `papers`: its liked papers resolved from the store, its
     delivered papers left out, the store's recent papers as the background."""
+    from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
+
     liked = {profile.id: store.find_papers(profile.liked)}
     delivered = {profile.id: store.delivered_paper_ids(profile.id)}
     background = store.recent_papers(BACKGROUND_PAPERS)
@@ -97,6 +109,8 @@ def build_digest(
     # Read before the candidates: a dump stored meanwhile is then still "new" next time.
     watermark = store.watermark()
     candidates = store.candidate_papers(profile.id, day)
+    from digest.rank import select_digest
+
     items, runners_up = select_digest(rank_profile(store, profile, candidates, embed=embed), profile)
     reason = None if items else ("no-new-papers" if not candidates else "below-threshold")
     digest = Digest(
@@ -134,13 +148,26 @@ def email_digests(
     clock: Callable[[], datetime],
     environ: Mapping[str, str] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    catch_up: bool = True,
 ) -> DeliveryReport:
     """Each subscriber's email of each digest, through the ledger: over SMTP when `smtp`
-    and `[smtp]` is configured, else into the outbox folder as `.eml` files."""
+    and `[smtp]` is configured, else into the outbox folder as `.eml` files.
+
+    With `catch_up`, the profiles' earlier digests whose emails a failed run left pending
+    go first, and emails older than `RETRY_DAYS` are given up (their papers come back).
+    Written to the outbox while `[smtp]` is configured, an email is a preview: it does not
+    make its papers count as delivered.
+    """
     settings = config.smtp if smtp else None
+    transport = "smtp" if settings else "outbox"
     sender = settings.sender if settings and settings.sender else config.sender
     key = unsubscribe_key(os.environ if environ is None else environ)
     render = email_renderer(config, sender=sender, unsubscribe_key=key)
+    if catch_up and digests:
+        profiles = list({d.profile.id: d.profile for d in digests}.values())
+        today = max(d.date for d in digests)
+        give_up_stale_emails(store, profiles, today=today, at=clock(), transport=transport)
+        digests = with_earlier_due(store, digests, transport=transport)
     return send_digests(
         store,
         settings,
@@ -149,6 +176,7 @@ def email_digests(
         clock=clock,
         message_id_domain=parseaddr(sender)[1].rpartition("@")[2] or None,
         should_stop=should_stop,
+        delivers=settings is not None or config.smtp is None,
     )
 
 

@@ -120,7 +120,7 @@ class Profile:
     subscribers: tuple[str, ...] = ()
     schedule: str = "0 7 * * *"
     timezone: str = "UTC"
-    formats: tuple[str, ...] = ("email", "atom", "rss", "markdown")
+    formats: tuple[str, ...] = ("email", "atom", "rss", "json", "markdown")
     line: int = 0
 
 

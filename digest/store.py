@@ -300,19 +300,23 @@ class Store:
             return pid, True
         pid, last_seen = row
         db.execute("INSERT OR IGNORE INTO titles (key, paper_id) VALUES (?, ?)", (key, pid))
-        if day >= last_seen:
-            # The newest listing's view wins; fields it does not know keep their old value.
+        if day >= last_seen and (not _is_bare(entry) or _stored_bare(db, pid)):
+            # The newest listing's view wins; fields it does not know (upvotes included) keep
+            # their old value. A bare entry (no byline, date, upvotes or id) wins only over
+            # another bare view: it never replaces a richer title, abstract or upvotes.
             db.execute(
                 "UPDATE papers SET arxiv_id = COALESCE(?, arxiv_id), title = ?, abstract = ?, "
                 "authors_count = COALESCE(?, authors_count), org_id = COALESCE(?, org_id), "
-                "org_name = COALESCE(?, org_name), published = COALESCE(?, published), upvotes = ?, "
+                "org_name = COALESCE(?, org_name), published = COALESCE(?, published), "
+                "upvotes = COALESCE(?, upvotes), "
                 "authors = CASE WHEN ? = '[]' THEN authors ELSE ? END, url = COALESCE(?, url), "
                 "comments = COALESCE(?, comments), published_at = COALESCE(?, published_at), last_seen = ? "
                 "WHERE id = ?",
                 (*_update_values(entry), day, pid),
             )
         else:
-            # An older listing only fills what is still unknown and may move first_seen earlier.
+            # An older listing, or a bare entry, only fills what is still unknown and may move
+            # first_seen earlier.
             (arxiv, _, _, count, org_id, org_name, published, _, authors, url, comments, at) = _entry_values(entry)
             db.execute(
                 "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?), authors_count = COALESCE(authors_count, ?), "
@@ -594,8 +598,11 @@ class Store:
         """Record that the message is about to be handed over (the attempt counts from here)."""
         self._update_delivery(key, "state = 'sending', attempts = attempts + 1, updated_at = ?", (at.isoformat(),))
 
-    def mark_delivery_sent(self, key: DeliveryKey, at: datetime, *, counted: bool = True) -> None:
-        """Record acceptance; the digest counts as delivered from its first accepted email on."""
+    def mark_delivery_sent(
+        self, key: DeliveryKey, at: datetime, *, counted: bool = True, delivers: bool = True
+    ) -> None:
+        """Record acceptance; the digest counts as delivered from its first accepted email on
+        (unless `delivers` is False: an outbox preview while SMTP is configured)."""
         profile_id, day, _ = key
         with self.transaction() as db:
             self._update_delivery(
@@ -604,6 +611,8 @@ class Store:
                 (0 if counted else 1, at.isoformat(), at.isoformat()),
                 db=db,
             )
+            if not delivers:
+                return
             db.execute(
                 "UPDATE digests SET state = 'delivered', delivered_at = COALESCE(delivered_at, ?) "
                 "WHERE profile_id = ? AND day = ? AND state != 'delivered'",
@@ -754,6 +763,28 @@ def _find_paper(db: sqlite3.Connection, entry: Entry, key: str) -> tuple[tuple[s
     if entry.arxiv_id and row[2] and row[2] != entry.arxiv_id:
         return None, True
     return (row[0], row[1]), False
+
+
+def _is_bare(entry: Entry) -> bool:
+    """True for an entry that shows only a title and an abstract: no byline, date, upvotes or id."""
+    return (
+        entry.published is None
+        and entry.upvotes is None
+        and entry.authors_count is None
+        and entry.organization is None
+        and entry.arxiv_id is None
+        and not entry.authors
+    )
+
+
+def _stored_bare(db: sqlite3.Connection, pid: str) -> bool:
+    """True when the stored paper knows no more than a bare entry would (see `_is_bare`)."""
+    row = db.execute(
+        "SELECT published IS NULL AND upvotes IS NULL AND authors_count IS NULL AND org_id IS NULL "
+        "AND arxiv_id IS NULL AND authors = '[]' FROM papers WHERE id = ?",
+        (pid,),
+    ).fetchone()
+    return bool(row[0])
 
 
 def _aware(moment: datetime) -> datetime:

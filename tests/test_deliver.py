@@ -240,6 +240,23 @@ def test_an_address_unsubscribed_during_the_batch_is_skipped(store: Store, tmp_p
     assert states(store)[EDSGER] == "skipped"
 
 
+def test_an_address_unsubscribed_while_its_message_waits_for_a_retry_is_skipped(store: Store, tmp_path: Path) -> None:
+    outgoing = two_profiles(store)
+    other = open_store(store.path)
+
+    def unsubscribe_on_first_try(address: str, count: int) -> None:
+        if address == GRACE:
+            other.unsubscribe(GRACE, "llm-rl", clock())  # while grace's first try is answered 451
+
+    faults = Faults(rcpt={GRACE: ["451 4.7.1 greylisted, try again later"]}, on_rcpt=unsubscribe_on_first_try)
+    with MailServer(faults=faults) as server:
+        report = send(store, server.port, outgoing, tmp_path)
+        assert_exactly_one_each(server, [ADA, ALAN, EDSGER])
+    other.close()
+    assert [key[2] for key in report.skipped] == [GRACE] and report.pending == []
+    assert states(store)[GRACE] == "skipped"
+
+
 def test_an_unsubscribe_from_all_profiles_and_a_resubscribe(store: Store, tmp_path: Path) -> None:
     assert store.unsubscribe(ALAN, None, clock()) and not store.unsubscribe("Alan@Example.org", None, clock())
     assert store.is_unsubscribed(ALAN, "llm-rl") and store.is_unsubscribed(ALAN, "any")

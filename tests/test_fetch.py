@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -201,6 +202,32 @@ def test_a_server_that_is_not_there_is_reported(tmp_path: Path, store: Store) ->
     assert day.message.startswith(
         f"gave up after 2 attempts: cannot reach http://127.0.0.1:{port}/api/daily_papers?date=2026-01-02: Connect"
     )
+
+
+def test_a_server_slower_than_the_timeout_fails_the_day_instead_of_hanging(
+    tmp_path: Path, store: Store, server: HTTPServer
+) -> None:
+    config = load_config(write_config(tmp_path, server, timeout=0.3, attempts=2), tmp_path)
+    release = threading.Event()
+
+    def stalled(_request: Request) -> Response:
+        release.wait(10)  # far longer than the 0.3 s timeout, unless the test lets it go
+        return Response("[]", content_type="application/json")
+
+    expect(server).respond_with_handler(stalled)
+    started = time.monotonic()
+    try:
+        report = fetch(config, store)
+    finally:
+        release.set()  # so the server's thread does not keep stalling the next test
+    elapsed = time.monotonic() - started
+    (day,) = report.days
+    assert (day.outcome, day.attempts, report.rejected) == (FAILED, 2, True)
+    assert day.message == (
+        f"gave up after 2 attempts: cannot reach {server.url_for(PATH)}?date=2026-01-02: ReadTimeout: timed out"
+    )
+    assert elapsed < 5  # two 0.3 s timeouts, not the server's 10 s
+    assert not config.inbox.exists() and store.dump_count() == 0
 
 
 # -- answers that are not a day of papers -------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 
 import pytest
@@ -9,13 +10,22 @@ from conftest import SEED_COUNTS, SEEDS, TODAY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.ingest.hf_dump import NotADump, decode_dump, format_dump, infer_year, parse_dump
+from digest.ingest.hf_dump import (
+    NotADump,
+    content_hash,
+    decode_dump,
+    format_dump,
+    infer_year,
+    legacy_content_hash,
+    parse_dump,
+)
 from digest.models import Entry, Organization
 
 
 def parse_file(name: str, **kwargs) -> object:
+    """A seed parsed as ingest parses files (`from_file`: a last entry with no byline is suspect)."""
     data = (SEEDS / name).read_bytes()
-    return parse_dump(decode_dump(data), name, today=kwargs.pop("today", TODAY), **kwargs)
+    return parse_dump(decode_dump(data), name, today=kwargs.pop("today", TODAY), from_file=True, **kwargs)
 
 
 def seed_entries() -> dict[str, Entry]:
@@ -40,8 +50,15 @@ def test_seeds_hold_309_distinct_titles_and_six_repeats() -> None:
     assert len(set(titles)) == 309
     repeated = {t for t in titles if titles.count(t) == 2}
     assert "Light Schrödinger Bridge" not in repeated
-    assert "8-bit Optimizers via Block-wise Quantization" in repeated
-    assert len(repeated) == 6
+    assert repeated == {
+        "Prototype-Sample Relation Distillation: Towards Replay-Free Continual Learning",
+        "T-JEPA: Augmentation-Free Self-Supervised Learning for Tabular Data",
+        "Fire Together Wire Together: A Dynamic Pruning Approach with Self-Supervised Mask Prediction",
+        "Provable Scaling Laws of Feature Emergence from Learning Dynamics of Grokking",
+        "8-bit Optimizers via Block-wise Quantization",
+        "Attentive WaveBlock: Complementarity-enhanced Mutual Networks for Unsupervised Domain Adaptation in "
+        "Person Re-identification and Beyond",
+    }
 
 
 def test_listing_dates() -> None:
@@ -92,6 +109,8 @@ def test_entries_without_byline_are_papers_without_date() -> None:
     assert knapsack.published is None and knapsack.authors_count is None and knapsack.organization is None
     assert knapsack.abstract.startswith("Large Language Models (LLMs) can self-improve")
     assert sum(1 for e in entries.values() if e.published is None) == 8
+    # None of the eight ends its file, so reading a file's last undated entry as truncated loses none.
+    assert all(parse_file(name).entries[-1].published is not None for name in SEED_COUNTS)
 
 
 def test_non_ascii_title() -> None:
@@ -104,6 +123,25 @@ def test_no_date_is_after_its_listing() -> None:
     for name in SEED_COUNTS:
         dump = parse_file(name)
         assert all(e.published <= dump.date for e in dump.entries if e.published)
+
+
+def test_content_hash_ignores_line_ends_and_blank_lines_at_either_end() -> None:
+    raw = (SEEDS / "002_6d046406d792592b.txt").read_bytes()
+    seed = content_hash(decode_dump(raw))
+    for copy in (raw + b"\n", raw.replace(b"\n", b"\r\n") + b"\r\n", raw + b"\n\n  \n", b"\n\n" + raw + b"\n"):
+        assert content_hash(decode_dump(copy)) == seed
+    assert content_hash(decode_dump(raw.replace(b"Dec 11", b"Dec 12", 1))) != seed
+
+
+def test_seed_hashes_are_what_older_versions_stored() -> None:
+    # Databases hold hashes computed before blank lines at the ends were ignored: the
+    # sha256 of the normalised text. For text without them (every seed) nothing changed.
+    for name in SEED_COUNTS:
+        text = decode_dump((SEEDS / name).read_bytes())
+        assert content_hash(text) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+        assert legacy_content_hash(text) is None
+    with_newline = decode_dump((SEEDS / "000_9d0724fe38360f6f.txt").read_bytes() + b"\n")
+    assert legacy_content_hash(with_newline) == hashlib.sha256(with_newline.encode("utf-8")).hexdigest()
 
 
 def test_crlf_bom_and_trailing_whitespace_change_nothing() -> None:
@@ -176,6 +214,30 @@ def test_truncated_file_keeps_complete_entries() -> None:
     dump = parse_dump(decode_dump(cut_in_byline), "cut.txt", today=TODAY)
     assert len(dump.entries) == 1
     assert "no date after them" in dump.problems[0].message
+
+
+def test_file_cut_inside_an_abstract_is_reported_not_taken_as_an_undated_paper() -> None:
+    raw = (SEEDS / "000_9d0724fe38360f6f.txt").read_bytes()
+    title = b"Full Page Text Recognition by learning to unfold"  # the end of the title of the second entry
+    abstract = raw.index(title) + len(title) + 2
+    for cut in (raw[: abstract + 80], raw[: abstract + 80] + b"\n", raw[: raw.index(b"  \xe2\x80\xa2 ", abstract)]):
+        dump = parse_dump(decode_dump(cut), "cut.txt", today=TODAY, from_file=True)
+        assert [e.title for e in dump.entries] == [
+            "Preference-free Alignment Learning with Regularized Relevance Reward"
+        ]
+        assert [str(p) for p in dump.problems] == [
+            "cut.txt:21: the file ends after title 'OrigamiNet: Weakly-Supervised, Segmentation-Free, One-Step,…' "
+            "and its abstract with no byline or date (looks truncated); entry skipped"
+        ]
+
+
+def test_undated_entries_before_the_last_one_are_kept() -> None:
+    text = _dump(GOOD, "Undated", "Its abstract.", "Cut Off", "Its abstr")
+    dump = parse_dump(text, "x.txt", today=TODAY, from_file=True)
+    assert [(e.title, e.published) for e in dump.entries] == [("Good Paper", date(2025, 12, 3)), ("Undated", None)]
+    assert [p.line for p in dump.problems] == [17] and "looks truncated" in dump.problems[0].message
+    # Text that is not read from a file (what `format_dump` writes) keeps a last undated entry.
+    assert [e.title for e in parse_dump(text, "x.txt", today=TODAY).entries][-1] == "Cut Off"
 
 
 @pytest.mark.parametrize(

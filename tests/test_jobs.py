@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import socket
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from email import policy
@@ -13,6 +14,7 @@ from conftest import ROOT, SEEDS
 from mailserver import Faults, MailServer
 
 from digest.config import Config, ConfigError, SmtpSettings, load_config
+from digest.deliver import RETRY_DAYS
 from digest.ingest.hf_dump import format_dump
 from digest.jobs import run_profiles
 from digest.models import Entry
@@ -160,3 +162,66 @@ def test_a_short_unsubscribe_key_stops_the_run_before_anything_is_written(store:
     with pytest.raises(ConfigError, match="too short"):
         run_profiles(config, store, config.profiles, clock=clock_at(NOW), environ={"DIGEST_UNSUBSCRIBE_KEY": "x"})
     assert not config.feeds.exists() and store.digest_days("continual-learning") == []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def email_only(config: Config) -> Config:
+    return replace(config, profiles=(replace(config.profiles[0], formats=("email",)),))
+
+
+def test_emails_a_failed_run_left_pending_go_out_with_the_next_run(store: Store, tmp_path: Path) -> None:
+    ingest(store, [SEEDS], tmp_path)
+    port = free_port()
+    config = email_only(smtp_config(tmp_path, port))
+    profile = config.profiles[0]
+    down = run(config, store, smtp=True)  # nothing listens on the port yet
+    assert down.delivery is not None and down.delivery.sent == [] and down.delivery.pending
+    day_one = down.digests[0].date
+    assert store.digest_state(profile.id, day_one) == "built"
+    with MailServer(port=port) as server:
+        up = run(config, store, NOW + timedelta(days=1), smtp=True)
+        again = run(config, store, NOW + timedelta(days=1), smtp=True)
+        received = server.by_recipient()
+    assert sorted(received) == sorted(profile.subscribers)
+    assert all(len(copies) == 1 for copies in received.values())
+    assert all(c[0].message["Subject"].endswith("Sat 10 Jan 2026") for c in received.values())
+    assert up.delivery is not None and len(up.delivery.sent) == len(profile.subscribers)
+    assert again.delivery is not None and again.delivery.sent == []
+    assert store.digest_state(profile.id, day_one) == "delivered"
+
+
+def test_emails_unsent_for_a_week_are_given_up_and_their_papers_come_back(store: Store, tmp_path: Path) -> None:
+    ingest(store, [SEEDS], tmp_path)
+    config = email_only(smtp_config(tmp_path, free_port()))  # the server never comes up
+    profile = config.profiles[0]
+    first = run(config, store, smtp=True)
+    given = sorted(i.paper.id for i in first.digests[0].items)
+    run(config, store, NOW + timedelta(days=RETRY_DAYS - 1), smtp=True)
+    assert {r.state for r in store.deliveries(day=first.digests[0].date)} == {"pending"}
+    run(config, store, NOW + timedelta(days=RETRY_DAYS), smtp=True)
+    rows = store.deliveries(day=first.digests[0].date)
+    assert {r.state for r in rows} == {"failed"} and all("given up" in (r.last_error or "") for r in rows)
+    assert store.digest_state(profile.id, first.digests[0].date) == "failed"
+    later = run(config, store, NOW + timedelta(days=RETRY_DAYS + 1), smtp=True)
+    assert sorted(i.paper.id for i in later.digests[0].items) == given
+
+
+def test_an_outbox_preview_while_smtp_is_configured_does_not_deliver_the_papers(store: Store, tmp_path: Path) -> None:
+    ingest(store, [SEEDS], tmp_path)
+    with MailServer() as server:
+        config = email_only(smtp_config(tmp_path, server.port))
+        profile = config.profiles[0]
+        preview = run(config, store)  # `digest build` without --send: .eml files only
+        day = preview.digests[0].date
+        assert len(list(config.outbox.glob("*.eml"))) == len(profile.subscribers)
+        assert store.digest_state(profile.id, day) == "built"
+        assert server.by_recipient() == {}
+        sent = run(config, store, smtp=True)
+        assert sent.delivery is not None and len(sent.delivery.sent) == len(profile.subscribers)
+        assert sorted(server.by_recipient()) == sorted(profile.subscribers)
+    assert store.digest_state(profile.id, day) == "delivered"

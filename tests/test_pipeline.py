@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from conftest import NOW, TODAY
+import pytest
+from conftest import NOW, SEEDS, TODAY
 
-from digest.pipeline import find_dump_files, ingest_files
+from digest.ingest.hf_dump import decode_dump, parse_dump
+from digest.pipeline import QuarantineError, find_dump_files, ingest_files, quarantine_file
 from digest.store import Store
 
 
@@ -59,6 +62,35 @@ def test_same_name_in_quarantine_twice_keeps_both(store: Store, tmp_path: Path) 
         (inbox / "bad.txt").write_bytes(content)
         run(store, [inbox], quarantine)
     assert sorted(p.name for p in quarantine.iterdir()) == ["bad.txt", "bad.txt.1", "bad.txt.1.error", "bad.txt.error"]
+
+
+def test_a_quarantine_path_that_is_a_file_stops_before_anything_is_ingested(
+    store: Store, seeds: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "q").write_text("not a folder")
+    (seeds / "zz_binary.txt").write_bytes(b"\x00\x01")
+    with pytest.raises(QuarantineError, match=r"cannot use the quarantine folder .*/q: it is a file, not a folder"):
+        run(store, [seeds], tmp_path / "q")
+    assert store.dump_count() == 0 and (seeds / "zz_binary.txt").exists()
+
+
+def test_a_quarantine_folder_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x00")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(QuarantineError, match=r"cannot use the quarantine folder .*/file/q: Not a directory"):
+        quarantine_file(bad, "binary", tmp_path / "file" / "q", NOW)
+    assert bad.exists()
+
+
+def test_a_dump_stored_under_its_old_hash_is_already_seen(store: Store, tmp_path: Path) -> None:
+    # Older versions hashed the text with its final newline; such a dump must not come back as new.
+    path = tmp_path / "with-newline.txt"
+    path.write_bytes((SEEDS / "002_6d046406d792592b.txt").read_bytes() + b"\n")
+    text = decode_dump(path.read_bytes())
+    store.add_dump(parse_dump(text, path.name, today=TODAY), hashlib.sha256(text.encode()).hexdigest(), NOW)
+    summary = run(store, [path], tmp_path / "q")
+    assert (summary.dumps_new, summary.dumps_seen, store.dump_count()) == (0, 1, 1)
 
 
 def test_bad_entries_are_reported_with_file_and_line(store: Store, tmp_path: Path) -> None:

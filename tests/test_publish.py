@@ -6,9 +6,11 @@ import email
 from email import policy
 from pathlib import Path
 
+import pytest
 from render_data import DAY, config_for, digest, hostile_papers, papers_about, profile
 
-from digest.files import write_if_changed
+from digest import files
+from digest.files import write_atomic, write_if_changed
 from digest.publish import email_renderer, write_outputs
 from digest.store import Store
 
@@ -109,3 +111,35 @@ def test_write_if_changed(tmp_path: Path) -> None:
     assert write_if_changed(path, "one")
     assert not write_if_changed(path, b"one")
     assert write_if_changed(path, "two") and path.read_text() == "two"
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        ("fsync", OSError(5, "Input/output error")),  # the data is half-way to the disk
+        ("chmod", KeyboardInterrupt()),  # not an Exception: the clean-up must still run
+        ("replace", OSError(28, "No space left on device")),  # the rename itself fails
+    ],
+)
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, error: BaseException
+) -> None:
+    path = tmp_path / "feed.atom"
+    write_atomic(path, "old content")
+    new = tmp_path / "new.atom"  # a file that did not exist before the failed write
+    calls: list[str] = []
+
+    def fail(*args: object) -> None:
+        calls.append(step)
+        raise error
+
+    monkeypatch.setattr(files.os, step, fail)
+    for target in (path, new):
+        with pytest.raises(type(error)):
+            write_atomic(target, "new content " * 10_000)
+    monkeypatch.undo()
+    assert calls == [step, step]  # the write really got as far as `step`, twice
+    assert path.read_text() == "old content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.atom"]  # no .feed.atom.*.tmp, no new.atom
+    write_atomic(path, "new content")  # and the next write works
+    assert path.read_text() == "new content" and sorted(p.name for p in tmp_path.iterdir()) == ["feed.atom"]

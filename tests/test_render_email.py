@@ -21,6 +21,7 @@ from render_data import (
 )
 
 from digest.config import ConfigError
+from digest.models import Organization, Paper
 from digest.render.email import HTML_LIMIT, render_email
 from digest.render.links import SiteLinks
 from digest.render.templates import template_environment
@@ -58,6 +59,17 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     return text.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
 
 
+def sent_html_part(message: EmailMessage) -> bytes:
+    """The HTML part as it travels in the message: its headers and encoded body, between two boundaries."""
+    raw = message.as_bytes()
+    boundary = message.get_boundary()
+    assert boundary is not None
+    chunks = raw.split(b"\r\n--" + boundary.encode("ascii"))
+    (chunk,) = [c for c in chunks if b"\r\nContent-Type: text/html" in c.split(b"\r\n\r\n", 1)[0]]
+    assert chunk.startswith(b"\r\n")  # the end of the boundary line
+    return chunk[2:]
+
+
 def links_in(html: str) -> list[str]:
     document = lxml_html.fromstring(html)
     return [value for element in document.iter() for name, value in element.items() if name in ("href", "src")]
@@ -68,8 +80,10 @@ def seed_digest(store: Store, count: int = 4):
     return digest(profile(), papers_about(papers, "continual", "incremental", limit=count))
 
 
-def test_golden_parts(filled_store: Store, golden) -> None:
-    text, html = parts(render(seed_digest(filled_store)))
+def test_golden_parts(filled_store: Store, credited_paper: Paper, golden) -> None:
+    # The seed digest's papers are credited by author count; one more is credited to an organisation.
+    d = seed_digest(filled_store)
+    text, html = parts(render(digest(d.profile, (*(item.paper for item in d.items), credited_paper))))
     golden("email/continual-learning.txt", text)
     golden("email/continual-learning.html", html)
 
@@ -148,13 +162,24 @@ def test_paper_links(filled_store: Store) -> None:
     assert 'href="https://huggingface.co/papers?q=' in html
 
 
+def test_organisation_and_upvotes_are_credited(filled_store: Store, credited_paper: Paper) -> None:
+    by_authors = seed_digest(filled_store).items[0].paper
+    text, html = parts(render(digest(profile(), (credited_paper, by_authors))))
+    document = lxml_html.fromstring(html)
+    meta = [element.text_content() for element in document.find_class("meta")]
+    assert meta == ["OpenBMB · 4 Sep 2024 · 2 upvotes", "6 authors · 8 Jul 2024"]
+    assert "\n   OpenBMB · 4 Sep 2024 · 2 upvotes\n" in text
+    assert "\n   6 authors · 8 Jul 2024\n" in text
+
+
 def test_three_hundred_papers_stay_under_the_limit(filled_store: Store) -> None:
     papers = list(filled_store.iter_papers())[:300]
     assert len(papers) == 300
     message = render(digest(profile(), tuple(papers)))
     text, html = parts(message)
-    size = len(html.encode("utf-8"))
-    assert size < HTML_LIMIT
+    # The limit is on the part as sent (quoted-printable, CRLF): some 8 % more than the HTML itself.
+    size = len(sent_html_part(message))
+    assert len(html.encode("utf-8")) < size < HTML_LIMIT
     shown = html.count('class="paper"')
     assert 10 < shown < 300
     assert f"…and {300 - shown} more on the web</a>" in html
@@ -174,6 +199,32 @@ def test_three_hundred_papers_stay_under_the_limit(filled_store: Store) -> None:
         html_limit=size + 1,
     )
     assert bigger is not None and parts(bigger)[1].count('class="paper"') == shown
+    # and with one more paper the part would have gone over the limit: the list was cut no shorter than needed
+    one_more = render(digest(profile(), tuple(papers[: shown + 1])), html_limit=2 * HTML_LIMIT)
+    assert len(sent_html_part(one_more)) >= HTML_LIMIT
+
+
+def test_a_non_ascii_hostile_day_stays_under_the_limit_once_encoded(filled_store: Store) -> None:
+    # Quoted-printable writes each non-ASCII byte as three ('=E5'), and escaping makes '<' four ('&lt;'):
+    # this day's HTML part is about twice its decoded size.
+    papers = tuple(
+        replace(
+            paper,
+            title=f"継続学習 {i}: «Ünïcödé» <b>&</b> — {paper.title}",
+            abstract="忘却を抑えながら新しい課題を学ぶ手法を提案する。" * 30 + paper.abstract,
+            organization=Organization(f"lab{i}", '東京大学 <Ürban> & "Lab"'),
+        )
+        for i, paper in enumerate(list(filled_store.iter_papers())[:300])
+    )
+    message = render(digest(profile(), papers))
+    text, html = parts(message)
+    size = len(sent_html_part(message))
+    assert size < HTML_LIMIT and len(html.encode("utf-8")) < 0.6 * size
+    shown = html.count('class="paper"')
+    assert 1 < shown < 300
+    assert f"…and {300 - shown} more on the web</a>" in html and html.rstrip().endswith("</html>")
+    assert '東京大学 &lt;Ürban&gt; &amp; "Lab"' in html and "<b>" not in html
+    assert f"...and {300 - shown} more on the web:" in text
 
 
 def test_hostile_text_is_escaped_and_the_subject_is_clean(filled_store: Store) -> None:

@@ -228,10 +228,26 @@ def test_profile_formats_choose_the_feed_kinds() -> None:
     assert set(render_profile_feeds(profile(formats=("rss", "email")), [], links=LINKS, site_title="P")) == {"rss"}
 
 
-def test_golden_feeds(filled_store: Store, golden) -> None:
+def test_organisation_and_upvotes_are_in_every_entry(filled_store: Store, credited_paper: Paper) -> None:
+    prof = profile()
+    (by_authors,) = papers_about(list(filled_store.iter_papers()), "continual", "incremental", limit=1)
+    filled_store.save_digest(digest(prof, (credited_paper, by_authors)), filled_store.watermark())
+    entries = filled_store.digest_entries(prof.id, 100)
+    all_papers = render_all_papers_feeds([credited_paper, by_authors], links=LINKS, site_title="Paper Digest")
+    profile_feeds = render_profile_feeds(prof, entries, links=LINKS, site_title="Paper Digest")
+    for feeds in (profile_feeds, all_papers):
+        for kind, data in feeds.items():
+            parsed = read(kind, data)
+            credited, other = (e.content[0].value for e in parsed.entries)  # RSS: content:encoded
+            assert "<p>OpenBMB · 4 Sep 2024 · 2 upvotes</p>" in credited, kind
+            assert "<p>6 authors · 8 Jul 2024</p>" in other, kind
+
+
+def test_golden_feeds(filled_store: Store, credited_paper: Paper, golden) -> None:
     papers = list(filled_store.iter_papers())
     prof = profile()
-    chosen = papers_about(papers, "continual", "incremental", limit=3)
+    # Three papers credited by author count, one to an organisation (with upvotes).
+    chosen = (*papers_about(papers, "continual", "incremental", limit=3), credited_paper)
     filled_store.save_digest(digest(prof, chosen), filled_store.watermark())
     feeds = render_profile_feeds(
         prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="Paper Digest"

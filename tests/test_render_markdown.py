@@ -17,6 +17,7 @@ from render_data import (
     profile,
 )
 
+from digest.models import Paper
 from digest.render.markdown import markdown_escape, render_markdown
 from digest.render.text import one_line
 from digest.store import Store
@@ -48,12 +49,15 @@ def both(source: str) -> list[tuple[list[str], str]]:
     return [read(GITHUB.render(source)), read(markdown.markdown(source))]
 
 
-def test_golden_digest(filled_store: Store, golden) -> None:
+def test_golden_digest(filled_store: Store, credited_paper: Paper, golden) -> None:
     papers = list(filled_store.iter_papers())
-    page = render_markdown(digest(profile(), papers_about(papers, "continual", "incremental", limit=4)))
+    # Four papers credited by author count, one to an organisation (with upvotes).
+    chosen = (*papers_about(papers, "continual", "incremental", limit=4), credited_paper)
+    page = render_markdown(digest(profile(), chosen))
     golden("markdown/continual-learning.md", page)
     assert page.startswith("# Continual learning — Wed 31 Dec 2025\n")
-    assert page.count("\n## ") == 4
+    assert page.count("\n## ") == 5
+    assert "\nOpenBMB · 4 Sep 2024 · 2 upvotes\n" in page and "\n6 authors · 8 Jul 2024\n" in page
 
 
 def test_golden_empty_digests(filled_store: Store, golden) -> None:

@@ -261,7 +261,7 @@ def test_due_digests_are_the_recent_ones_with_emails_to_go(store: Store) -> None
     today = date(2026, 3, 29)
     assert [d.date for d in due_digests(store, [p], today=today)] == [recent.date]
     assert [d.date for d in due_digests(store, [p], today=today, day=old.date)] == [old.date]
-    assert due_digests(store, [p], today=today, days=60) == [
-        store.load_digest(p, recent.date),
+    assert due_digests(store, [p], today=today, days=60) == [  # oldest first
         store.load_digest(p, old.date),
+        store.load_digest(p, recent.date),
     ]

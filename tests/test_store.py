@@ -63,6 +63,34 @@ def test_older_dump_ingested_later_moves_first_seen_back_but_keeps_newest_upvote
     )
 
 
+def test_an_entry_without_byline_never_replaces_a_richer_view(store: Store) -> None:
+    full = " ".join(["A full abstract."] * 80)
+    ingest_text(store, format_dump(date(2025, 12, 1), [Entry("Rich Paper", full, 3, None, date(2025, 11, 30), 12)]))
+    # A newer listing shows the paper with no byline, date or upvotes (e.g. a dump cut off in it).
+    result = ingest_text(store, format_dump(date(2025, 12, 2), [Entry("Rich paper", "A full abs")]))
+    assert (result.papers_new, result.papers_updated) == (0, 1)
+    (paper,) = store.iter_papers()
+    assert (paper.title, paper.abstract, paper.upvotes) == ("Rich Paper", full, 12)
+    assert (paper.authors_count, paper.published, paper.sightings) == (3, date(2025, 11, 30), 2)
+    assert (paper.first_seen, paper.last_seen) == (date(2025, 12, 1), date(2025, 12, 1))
+
+
+def test_a_newer_dated_entry_without_upvotes_keeps_the_stored_count(store: Store) -> None:
+    ingest_text(store, format_dump(date(2025, 12, 1), [Entry("Counted", "Old.", 3, None, date(2025, 11, 30), 12)]))
+    ingest_text(store, format_dump(date(2025, 12, 2), [Entry("Counted", "Revised.", 3, None, date(2025, 11, 30))]))
+    (paper,) = store.iter_papers()
+    assert (paper.abstract, paper.upvotes, paper.last_seen) == ("Revised.", 12, date(2025, 12, 2))
+    ingest_text(store, format_dump(date(2025, 12, 3), [Entry("Counted", "Revised.", 3, None, date(2025, 11, 30), 20)]))
+    assert next(store.iter_papers()).upvotes == 20  # a real sighting with upvotes still updates them
+
+
+def test_entries_without_byline_update_one_another(store: Store) -> None:
+    ingest_text(store, format_dump(date(2025, 12, 1), [Entry("Undated", "Old.")]))
+    ingest_text(store, format_dump(date(2025, 12, 2), [Entry("Undated", "New.")]))
+    (paper,) = store.iter_papers()
+    assert (paper.abstract, paper.upvotes, paper.last_seen, paper.sightings) == ("New.", None, date(2025, 12, 2), 2)
+
+
 def test_same_dump_twice_changes_nothing(store: Store, tmp_path: Path) -> None:
     text = decode_dump((SEEDS / "002_6d046406d792592b.txt").read_bytes())
     assert ingest_text(store, text).new

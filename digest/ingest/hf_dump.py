@@ -9,6 +9,13 @@ listing's, so the listing's year is the latest year written on any entry plus on
 When no entry carries a year, it is the latest year in which the listing date is not
 in the future (relative to `today`). `year=` overrides both.
 
+A file can be cut off anywhere (an interrupted download or copy). A cut inside a title
+or a byline leaves an entry that is reported and skipped; a cut inside an abstract
+would leave a title and an abstract with no byline, which reads like an entry with no
+date. So text read from a file is parsed with `from_file=True`: a last entry with no
+byline is then reported as looking truncated and skipped. (An entry with no byline is
+kept when another entry follows it; no such entry ends any of the seeds.)
+
 This module only turns text into data: it never reads files, touches the store or
 looks at the clock (the caller passes `today`).
 """
@@ -94,16 +101,35 @@ def decode_dump(data: bytes) -> str:
 
 
 def content_hash(text: str) -> str:
-    """The identity of a dump: the hash of its normalised text (a CRLF copy is the same dump)."""
+    """The identity of a dump: the hash of its normalised text (see `decode_dump`) without
+    blank lines at either end, so a CRLF copy, or one with a final newline, is the same dump.
+
+    Text with no blank line at either end (every seed) hashes as it did before blank
+    lines were ignored; `legacy_content_hash` gives the old hash of other text.
+    """
+    return hashlib.sha256(text.strip("\n").encode("utf-8")).hexdigest()
+
+
+def legacy_content_hash(text: str) -> str | None:
+    """The hash an older version stored for this text, when it differs from `content_hash`
+    (text with blank lines at either end): a dump stored then must still count as seen."""
+    if text == text.strip("\n"):
+        return None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def parse_dump(text: str, source: str, *, today: date, year: int | None = None) -> Dump:
-    """Parse normalised dump text (see `decode_dump`); raise `NotADump` if it is not one."""
+def parse_dump(text: str, source: str, *, today: date, year: int | None = None, from_file: bool = False) -> Dump:
+    """Parse normalised dump text (see `decode_dump`); raise `NotADump` if it is not one.
+
+    With `from_file`, the text was read from a file that may have been cut off: a last
+    entry with no byline (a title and an abstract, then the end) is reported as looking
+    truncated and skipped (see the module docstring). Without it, such an entry is a paper
+    with no date, as `format_dump` writes one.
+    """
     lines = text.split("\n")
     listing_month, listing_day, body_start = _find_listing_date(lines)
     problems: list[Problem] = []
-    raw = list(_raw_entries(_blocks(lines, body_start), source, problems))
+    raw = list(_raw_entries(_blocks(lines, body_start), source, problems, from_file=from_file))
 
     explicit_years = [e.byline.year for e in raw if e.byline and e.byline.year]
     inferred = year is None
@@ -183,7 +209,7 @@ def _blocks(lines: list[str], start: int) -> list[_Block]:
     return blocks
 
 
-def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem]):
+def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem], *, from_file: bool = False):
     pending: list[_Block] = []
     for block in blocks:
         if not block.is_byline:
@@ -202,6 +228,20 @@ def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem]):
         byline = _parse_byline(block, source, problems)
         if byline is not None:
             yield _RawEntry(title.text, abstract.text, title.line, byline)
+    if from_file and len(pending) >= 2 and len(pending) % 2 == 0:
+        # The file ends with a title and an abstract but no byline: most likely cut off
+        # inside that abstract (or before its byline), so the entry is not trusted.
+        *pending, title, abstract = pending
+        yield from _unbylined(pending, source, problems)
+        problems.append(
+            Problem(
+                source,
+                title.line,
+                f"the file ends after title {_snippet(title.text)!r} and its abstract with no byline or date "
+                "(looks truncated); entry skipped",
+            )
+        )
+        return
     yield from _unbylined(pending, source, problems, at_end=True)
 
 

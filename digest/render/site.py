@@ -232,6 +232,12 @@ class _OpmlFeed:
 
 
 def _opml_feeds(profiles: Sequence[Profile], links: SiteLinks) -> list[_OpmlFeed]:
+    """One outline per subscription: all papers (Atom), then each profile's preferred feed.
+
+    A reader importing an OPML file subscribes to every outline in it, so a profile is listed
+    once, in the first of its kinds in `FEED_KINDS` order (Atom, else RSS, else JSON Feed),
+    never three times; a profile with no feed is left out.
+    """
     feeds = [_OpmlFeed("All papers", links.feed(ALL_PAPERS, "atom"), links.index)]
     for profile in profiles:
         kinds = profile_feeds(profile.formats)
