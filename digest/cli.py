@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest import __version__
 from digest.config import Config, ConfigError, find_config, load_config
@@ -63,6 +63,9 @@ EXIT_STALE = 4
 
 PROGRESS_MIN_FILES = 20
 PROGRESS_MIN_DAYS = 7
+
+if TYPE_CHECKING:
+    import rich.progress
 
 
 class UsageError(Exception):
@@ -733,9 +736,7 @@ def _progress(total: int) -> Iterator[Callable[[Path], None] | None]:
     if total < PROGRESS_MIN_FILES or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task("ingesting", total=total)
         yield lambda _path: progress.advance(task)
 
@@ -745,11 +746,17 @@ def _day_progress(total: int) -> Iterator[Callable[[], None] | None]:
     if total < PROGRESS_MIN_DAYS or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task("fetching", total=total)
         yield lambda: progress.advance(task)
+
+
+def _progress_bar() -> rich.progress.Progress:
+    import rich.progress
+    from rich.console import Console
+
+    # On stderr, like every message: stdout carries only results, for pipes.
+    return rich.progress.Progress(console=Console(stderr=True), transient=True)
 
 
 def _display(path: Path, cwd: Path) -> str:

@@ -645,3 +645,35 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         process.kill()
     assert process.returncode == 0
     assert "SIGTERM received" in rest and rest.rstrip().endswith("stopped")
+
+
+def test_ingesting_many_files_on_a_terminal_shows_progress(seeds: Path, tmp_path: Path) -> None:
+    import pty
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for n in range(25):
+        shutil.copy(next(seeds.iterdir()), inbox / f"copy-{n:02}.txt")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "ingest", str(inbox)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=os.environ | {"COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out = process.communicate(timeout=60)[0].decode()
+    os.close(controller)
+    assert process.returncode == 0
+    assert out.startswith("25 files: 1 dump new, 24 already seen")
+    assert b"ingesting" in shown and b"100%" in shown

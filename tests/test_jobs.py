@@ -225,3 +225,24 @@ def test_an_outbox_preview_while_smtp_is_configured_does_not_deliver_the_papers(
         assert sent.delivery is not None and len(sent.delivery.sent) == len(profile.subscribers)
         assert sorted(server.by_recipient()) == sorted(profile.subscribers)
     assert store.digest_state(profile.id, day) == "delivered"
+
+
+def test_the_real_emails_reach_the_server_with_every_header(store: Store, tmp_path: Path) -> None:
+    ingest(store, [SEEDS], tmp_path)
+    environ = {"DIGEST_UNSUBSCRIBE_KEY": "a-key-of-at-least-16-characters"}
+    with MailServer() as server:
+        config = smtp_config(tmp_path, server.port)
+        run_profiles(config, store, config.profiles, clock=clock_at(NOW), environ=environ, smtp=True)
+        received = server.by_recipient()
+    ledger = {row.subscriber: row for row in store.deliveries() if row.profile_id == "continual-learning"}
+    (copy,) = received["ada@example.org"]
+    message = copy.message
+    assert copy.rcpt_tos == ("ada@example.org",) and message["To"] == "ada@example.org"
+    assert message["Message-ID"] == ledger["ada@example.org"].message_id
+    assert message["List-Id"].startswith("Continual learning <continual-learning.")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "token=" in message["List-Unsubscribe"] and "mailto:" in message["List-Unsubscribe"]
+    assert message["Date"] is not None and message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert "=?utf-8?" in copy.data.split(b"\r\n\r\n", 1)[0].decode().lower()  # the em dash, encoded
+    assert message["Subject"].endswith("new papers for Continual learning — Sat 10 Jan 2026")

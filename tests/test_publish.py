@@ -62,6 +62,28 @@ def test_write_outputs_writes_what_each_profile_asks_for(filled_store: Store, tm
     assert write_outputs(config, filled_store, digests) == []  # a rebuild changes nothing
 
 
+def test_feeds_are_written_once_and_linked_into_the_feeds_folder(
+    filled_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, digests = build(filled_store, tmp_path)
+    write_outputs(config, filled_store, digests)
+    kept, published = config.feeds / "all.atom", config.site / "feeds" / "all.atom"
+    assert kept.read_bytes() == published.read_bytes() and kept.stat().st_ino == published.stat().st_ino
+    assert not [p for p in config.feeds.iterdir() if p.name.startswith(".")]  # no link left behind
+
+    def no_links(source: object, target: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(files.os, "link", no_links)
+    kept.unlink()
+    (config.feeds / "feed-only.atom").unlink()  # (written in place, it would change both names' file)
+    (config.feeds / "feed-only.atom").write_text("stale")
+    written = write_outputs(config, filled_store, digests)
+    assert sorted(p.name for p in written) == ["all.atom", "feed-only.atom"]
+    assert kept.read_bytes() == published.read_bytes() and kept.stat().st_ino != published.stat().st_ino
+    assert (config.feeds / "feed-only.atom").read_bytes() == (config.site / "feeds" / "feed-only.atom").read_bytes()
+
+
 def rendered(config, digests, key: bytes | None) -> list:
     render = email_renderer(config, sender=config.sender, unsubscribe_key=key)
     found = []

@@ -324,3 +324,21 @@ def test_two_ingest_processes_at_once_store_everything_once(tmp_path: Path) -> N
         assert len({p.id for p in papers}) == len(papers)
     finally:
         store.close()
+
+
+def test_liked_papers_are_found_by_id_arxiv_id_or_title(store: Store) -> None:
+    from digest.ingest.hf_api import parse_api_response
+
+    ingest_seed(store, "000_9d0724fe38360f6f.txt")
+    fixture = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
+    dump = parse_api_response(fixture.read_bytes(), fixture.name, date(2026, 1, 2))
+    store.add_dump(dump, "api-fixture", NOW)
+    fetched = next(p for p in store.iter_papers() if p.arxiv_id)
+    seed = all_papers(store)["Prototype-Sample Relation Distillation: Towards Replay-Free Continual Learning"]
+    references = [
+        f"  {fetched.arxiv_id} ",  # an arXiv id, spaces around it
+        "PROTOTYPE-sample relation distillation:  towards replay-free continual learning",  # a title, loosely
+        seed.id,  # the same paper by its id: listed once
+        "A Paper Nobody Wrote",
+    ]
+    assert [p.id for p in store.find_papers(references)] == [fetched.id, seed.id]
