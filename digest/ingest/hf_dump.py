@@ -1,6 +1,6 @@
 """Parse one Hugging Face "Daily Papers" text dump into a `Dump`.
 
-The format (see DESIGN.md): a few header lines, the listing date without a year
+The format (see docs/DESIGN.md): a few header lines, the listing date without a year
 ("Dec 31"), then per paper a title paragraph, an abstract paragraph and, usually, a
 byline block (author count or organisation, a "·" line, a date with optional upvotes).
 
