@@ -66,6 +66,7 @@ DIGEST_FIELDS: dict[str, Field] = {
     "templates": Field(string(), ""),
     "stale_after_days": Field(integer(minimum=0, maximum=3650), 3),
     "semantic": Field(boolean, False),
+    "catch_up_hours": Field(integer(minimum=1, maximum=168), 12),
 }
 
 
@@ -181,6 +182,7 @@ class Config:
     stale_after_days: int
     semantic: bool
     profiles: tuple[Profile, ...]
+    catch_up_hours: int = 12
     site_url: str = "https://example.org/paper-digest/"
     sender: str = "Paper Digest <digest@example.org>"
     templates: Path | None = None
@@ -295,6 +297,7 @@ def parse_config(
         feed_size=settings["feed_size"],
         stale_after_days=settings["stale_after_days"],
         semantic=settings["semantic"],
+        catch_up_hours=settings["catch_up_hours"],
         profiles=tuple(profiles),
         source=SourceConfig(**live),
         site_url=settings["site_url"],

@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -252,7 +252,12 @@ def serve_once(config: Config, store: Store, *, clock: Callable[[], datetime]) -
     unsubscribe_key(os.environ)
     jobs = service_jobs(config, store, clock=clock, stop=threading.Event())
     return run_due_once(
-        config.profiles, now=clock(), run_profile=jobs.run_profile, run_ingest=jobs.run_ingest, is_done=jobs.is_done
+        config.profiles,
+        now=clock(),
+        run_profile=jobs.run_profile,
+        run_ingest=jobs.run_ingest,
+        is_done=jobs.is_done,
+        grace=timedelta(hours=config.catch_up_hours),
     )
 
 
@@ -262,5 +267,10 @@ def serve(config: Config, store: Store, *, clock: Callable[[], datetime]) -> Non
     stop = threading.Event()
     jobs = service_jobs(config, store, clock=clock, stop=stop)
     run_service(
-        config.profiles, run_profile=jobs.run_profile, run_ingest=jobs.run_ingest, is_done=jobs.is_done, stop=stop
+        config.profiles,
+        run_profile=jobs.run_profile,
+        run_ingest=jobs.run_ingest,
+        is_done=jobs.is_done,
+        stop=stop,
+        grace=timedelta(hours=config.catch_up_hours),
     )

@@ -25,6 +25,7 @@ def test_no_file_means_working_defaults(tmp_path: Path) -> None:
     assert config.inbox == tmp_path / "seeds"
     assert config.db == tmp_path / ".digest" / "state.db"
     assert config.profiles == () and config.timezone == "UTC" and config.feed_size == 100
+    assert config.catch_up_hours == 12
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
@@ -265,3 +266,11 @@ def test_bad_values_in_the_environment_name_the_variable(tmp_path: Path) -> None
         "DIGEST_SITE_URL: digest.site_url: 'x' is not an http(s) address like 'https://USER.github.io/REPO/'",
         "DIGEST_SMTP_PORT: smtp.port: expected an integer, got a string 'abc'",
     ]
+
+
+def test_catch_up_hours_is_read_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text("[digest]\ncatch_up_hours = 20\n")
+    assert load_config(tmp_path / "digest.toml", tmp_path).catch_up_hours == 20
+    (tmp_path / "digest.toml").write_text("[digest]\n\ncatch_up_hours = 0\n")
+    with pytest.raises(ConfigError, match=r"digest.toml:3: .*catch_up_hours"):
+        load_config(tmp_path / "digest.toml", tmp_path)

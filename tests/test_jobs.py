@@ -246,3 +246,18 @@ def test_the_real_emails_reach_the_server_with_every_header(store: Store, tmp_pa
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     assert "=?utf-8?" in copy.data.split(b"\r\n\r\n", 1)[0].decode().lower()  # the em dash, encoded
     assert message["Subject"].endswith("new papers for Continual learning — Sat 10 Jan 2026")
+
+
+def test_a_tick_missed_longer_ago_than_catch_up_hours_is_skipped(store: Store, tmp_path: Path) -> None:
+    from digest.jobs import serve_once
+
+    ingest(store, [SEEDS], tmp_path)
+    woke = datetime(2026, 1, 10, 20, 0, tzinfo=UTC)  # the 07:00 digest was missed by 13 hours
+    config = shipped_config(tmp_path)
+    config = replace(config, profiles=(replace(config.profiles[0], schedule="0 7 * * *", timezone="UTC"),))
+    skipped = serve_once(config, store, clock=clock_at(woke))
+    assert [run.status for run in skipped if run.job.startswith("profile")] == ["not-due"]
+    assert store.digest_days(config.profiles[0].id) == []
+    caught = serve_once(replace(config, catch_up_hours=14), store, clock=clock_at(woke))
+    assert [(run.status, run.day) for run in caught if run.job.startswith("profile")] == [("ok", date(2026, 1, 10))]
+    assert store.digest_days(config.profiles[0].id) == [date(2026, 1, 10)]
