@@ -250,17 +250,18 @@ def give_up_stale_emails(
     the profile's next digest instead of waiting forever. Returns those digests.
     """
     error = f"not accepted within {days} days: given up"
+    last_day = today - timedelta(days=days)
     failed = []
     for profile in profiles:
-        for day in store.digest_days(profile.id):
-            if day > today - timedelta(days=days):
-                continue
-            stale = [r for r in store.deliveries(day=day, profile_id=profile.id) if not is_done(r, transport)]
-            for row in stale:
-                key = (profile.id, day, row.subscriber)
-                store.record_delivery_attempt(key, "failed", at, error=error, counted=True)
-                log.warning("%s %s %s: %s", profile.id, day, row.subscriber, error)
-            if stale and store.fail_undelivered_digest(profile.id, day, at):
+        rows = store.deliveries(profile_id=profile.id)  # one read per profile, not one per day
+        stale = [r for r in rows if r.day <= last_day and not is_done(r, transport)]
+        for row in stale:
+            store.record_delivery_attempt(
+                (profile.id, row.day, row.subscriber), "failed", at, error=error, counted=True
+            )
+            log.warning("%s %s %s: %s", profile.id, row.day, row.subscriber, error)
+        for day in dict.fromkeys(row.day for row in stale):
+            if store.fail_undelivered_digest(profile.id, day, at):
                 failed.append((profile.id, day))
     return failed
 
@@ -321,8 +322,7 @@ def send_digests(
         store.add_deliveries(
             [o.key for o in outgoing], lambda key: make_message_id(key, domain), transport.name, clock()
         )
-        batch = _Batch(store, transport, policy, clock, should_stop, smtp.sender if smtp else None, report)
-        batch.delivers = delivers
+        batch = _Batch(store, transport, policy, clock, should_stop, smtp.sender if smtp else None, report, delivers)
         for index, item in enumerate(outgoing):
             if should_stop():
                 report.stopped = "stop requested"
@@ -418,8 +418,10 @@ class _Batch:
         should_stop: Callable[[], bool],
         sender: str | None,
         report: DeliveryReport,
+        delivers: bool,
     ) -> None:
         self.store = store
+        self.delivers = delivers
         self.transport = transport
         self.policy = policy
         self.clock = clock
@@ -526,7 +528,6 @@ class _Batch:
         return resent
 
     _counted = False
-    delivers = True
 
     def _send_once(self, item: Outgoing, payload: bytes, sender: str) -> None:
         self._counted = False

@@ -109,7 +109,7 @@ def build_digest(
     # Read before the candidates: a dump stored meanwhile is then still "new" next time.
     watermark = store.watermark()
     candidates = store.candidate_papers(profile.id, day)
-    from digest.rank import select_digest
+    from digest.rank import select_digest  # imported here: a stored digest needs no ranker
 
     items, runners_up = select_digest(rank_profile(store, profile, candidates, embed=embed), profile)
     reason = None if items else ("no-new-papers" if not candidates else "below-threshold")

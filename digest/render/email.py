@@ -7,11 +7,11 @@ digest gives no email: `render_email` returns None and the caller sends nothing.
 The HTML part is built from `templates/email.html` (autoescaped), its CSS inlined by
 css-inline with `@media` rules kept (dark mode, phones). The HTML part stays under
 `HTML_LIMIT` bytes as it travels, encoded, with its headers, however many papers a day
-brings (Gmail clips a message at about 102 KB; quoted-printable makes English HTML about
-8 % bigger, and each non-ASCII byte takes three, so text mostly outside ASCII goes as
-base64, a third bigger): when the full list is too big,
-the list is cut, never the markup, and the email says how many more papers the web version has.
-Every link in it is absolute http(s).
+brings (Gmail clips a message at about 102 KB). Quoted-printable makes English HTML
+about 8 % bigger but writes each non-ASCII byte as three, so text mostly outside ASCII
+goes as base64 (a third bigger). When the full list is too big, the list is cut, never
+the markup, and the email says how many more papers the web version has. Every link in
+it is absolute http(s).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from digest.render.text import clip, format_day, is_http_url, one_line, papers_c
 from digest.render.views import PaperView, paper_view
 from digest.unsubscribe import unsubscribe_token
 
-# The HTML part's size in the message (its headers and its quoted-printable body, CRLF line
-# ends), not the size of the decoded HTML.
+# The HTML part's size in the message (its headers and its encoded body, CRLF line ends),
+# not the size of the decoded HTML.
 HTML_LIMIT = 100_000
 # Headers are written with RFC 5322's hard limit of 998 characters a line: at the default 78,
 # the email package folds the long List-Unsubscribe URL into RFC 2047 encoded words, which
