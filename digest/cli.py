@@ -78,6 +78,7 @@ class Context:
 
     args: argparse.Namespace
     cwd: Path
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def config(self) -> Config:
         path = find_config(self.args.config, self.cwd)
@@ -92,7 +93,7 @@ class Context:
             store.close()
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return self.clock()
 
 
 Command = Callable[[Context], int]
@@ -770,10 +771,11 @@ def _s(count: int) -> str:
     return "" if count == 1 else "s"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, clock: Callable[[], datetime] | None = None) -> int:
+    """Run one command; `clock` (aware datetimes) replaces the system clock, e.g. in tests."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    ctx = Context(args=args, cwd=Path.cwd())
+    ctx = Context(args=args, cwd=Path.cwd()) if clock is None else Context(args=args, cwd=Path.cwd(), clock=clock)
     try:
         return args.run(ctx)
     except ConfigError as exc:
