@@ -8,7 +8,9 @@ none). Problems are collected and raised together as `ConfigError`, each one
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,13 +29,41 @@ CONFIG_NAME = "digest.toml"
 _PATH_KEYS = ("inbox", "db", "quarantine", "feeds", "site", "digests", "outbox")
 
 
+# Paths that hold the files the program writes stay this far under PATH_MAX (4096 bytes):
+# the deepest name made inside one, `digests/<id>/.<date>.html.<8 random>.tmp`, is shorter.
+MAX_PATH_BYTES = 3584
+MAX_NAME_BYTES = 255  # one file or folder name, on every common file system
+_DB_SUFFIX = "-journal"  # SQLite's longest companion file: `<db>-journal` (also -wal, -shm)
+
+# The characters RFC 3986 allows in a URL, `%` only as `%XX`. The single quote, a
+# sub-delimiter there, is left out too: these addresses go into mail headers and HTML.
+_URL_TEXT = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def _absolute_url(value: Any, expected: str) -> str:
+    """An absolute http(s) URL in plain URL characters; `expected` says what one looks like."""
+    text = string(allow_empty=False)(value).strip()
+    plain = _URL_TEXT.match(text)
+    bad = plain.end() if plain else 0
+    if bad < len(text):
+        what = "'%' not followed by two hex digits" if text[bad] == "%" else f"{text[bad]!r}"
+        raise Invalid(f"{text!r} has {what} at character {bad + 1}, which a URL cannot have (percent-encode it)")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError unless the port is a number from 0 to 65535)
+    except ValueError as exc:
+        raise Invalid(f"{text!r} is not a URL: {exc}") from None
+    if "[" in parts.path or "]" in parts.path:  # brackets only go around an IPv6 host
+        raise Invalid(f"{text!r} has '[' or ']' in its path, which a URL cannot have (percent-encode it)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(f"{text!r} is not {expected}")
+    return text
+
+
 def site_url(value: Any) -> str:
     """The public address of the published site: absolute http(s), always ending in '/'."""
-    text = string(allow_empty=False)(value).strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(f"{text!r} is not an http(s) address like 'https://USER.github.io/REPO/'")
-    if parts.query or parts.fragment:
+    text = _absolute_url(value, "an http(s) address like 'https://USER.github.io/REPO/'")
+    if "?" in text or "#" in text:
         raise Invalid(f"{text!r}: the site address takes no '?query' or '#fragment'")
     return text if text.endswith("/") else text + "/"
 
@@ -72,11 +102,8 @@ DIGEST_FIELDS: dict[str, Field] = {
 
 def http_url(value: Any) -> str:
     """An http(s) URL with a host, without a trailing slash."""
-    text = string(allow_empty=False)(value).strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise Invalid(f"{text!r} is not an http(s) URL like 'https://huggingface.co'")
-    if parts.query or parts.fragment:
+    text = _absolute_url(value, "an http(s) URL like 'https://huggingface.co'")
+    if "?" in text or "#" in text:
         raise Invalid(f"{text!r}: a base URL takes no query or fragment")
     return text.rstrip("/")
 
@@ -235,9 +262,13 @@ ENVIRONMENT_SETTINGS: dict[str, tuple[str, str]] = {
 }
 
 
-def _with_environment(raw: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]) -> dict[str, Any]:
-    """`raw` with the settings given in the environment put over the file's."""
+def _with_environment(
+    raw: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]
+) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
+    """`raw` with the settings given in the environment put over the file's, and the
+    variable each of those settings came from."""
     merged = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    used: dict[tuple[str, str], str] = {}
     fields = {"digest": DIGEST_FIELDS, "smtp": SMTP_FIELDS}
     for variable, (table, key) in ENVIRONMENT_SETTINGS.items():
         value: Any = environ.get(variable, "").strip()
@@ -253,7 +284,8 @@ def _with_environment(raw: dict[str, Any], environ: Mapping[str, str], problems:
         target = merged.setdefault(table, {})
         if isinstance(target, dict):
             target[key] = value
-    return merged
+            used[table, key] = variable
+    return merged, used
 
 
 def parse_config(
@@ -270,7 +302,7 @@ def parse_config(
     lines = TomlLines(text)
     problems: list[Problem] = []
     environ = os.environ if environ is None else environ
-    raw = _with_environment(raw, environ, problems)
+    raw, from_environment = _with_environment(raw, environ, problems)
     for key in raw:
         if key not in _TOP_LEVEL:
             problems.append(Where(source, lines, (key,), "").problem(None, f"unknown table or key {key!r}"))
@@ -279,17 +311,19 @@ def parse_config(
     profiles, profile_problems = parse_profiles(raw.get("profiles"), source, lines, settings.get("timezone", "UTC"))
     problems.extend(profile_problems)
     live = read_table(raw.get("source", {}), SOURCE_FIELDS, Where(source, lines, ("source",), "source"), problems)
-    templates = (base / settings["templates"]).resolve() if settings.get("templates", "").strip() else None
-    if templates is not None and not templates.is_dir():
-        problems.append(where.problem("templates", f"no such folder: {templates}"))
+    paths = _folders(settings, base, where, problems)
+    templates = _templates(settings, base, where, problems)
     smtp = None
     if "smtp" in raw:
-        smtp = _parse_smtp(raw["smtp"], Where(source, lines, ("smtp",), "smtp"), problems, environ)
-    if problems:
-        raise ConfigError(problems)
-    paths = {key: (base / settings[key]).resolve() for key in _PATH_KEYS}
+        smtp_where = Where(source, lines, ("smtp",), "smtp")
+        smtp = _parse_smtp(raw["smtp"], smtp_where, problems, environ, from_environment)
     if db is not None:
         paths["db"] = db.resolve()
+        too_long = _too_long(paths["db"], _DB_SUFFIX)
+        if too_long:
+            problems.append(Problem("--db", 0, too_long))
+    if problems:
+        raise ConfigError(problems)
     return Config(
         path=path,
         timezone=settings["timezone"],
@@ -308,7 +342,55 @@ def parse_config(
     )
 
 
-def _parse_smtp(raw: Any, where: Where, problems: list[Problem], environ: Mapping[str, str]) -> SmtpSettings | None:
+def _folders(settings: dict[str, Any], base: Path, where: Where, problems: list[Problem]) -> dict[str, Path]:
+    """The folder and file settings as absolute paths; a path too long to create is a problem."""
+    paths = {}
+    for key in _PATH_KEYS:
+        if key in settings:
+            paths[key] = (base / settings[key]).resolve()
+            too_long = _too_long(paths[key], _DB_SUFFIX if key == "db" else "")
+            if too_long:
+                problems.append(where.problem(key, too_long))
+    return paths
+
+
+def _templates(settings: dict[str, Any], base: Path, where: Where, problems: list[Problem]) -> Path | None:
+    if not settings.get("templates", "").strip():
+        return None
+    templates = (base / settings["templates"]).resolve()
+    problem = _too_long(templates)
+    if not problem:
+        try:
+            problem = "" if templates.is_dir() else f"no such folder: {templates}"
+        except OSError as exc:
+            problem = f"cannot read {templates}: {exc.strerror}"
+    if problem:
+        problems.append(where.problem("templates", problem))
+    return templates
+
+
+def _too_long(path: Path, suffix: str = "") -> str:
+    """What makes `path` (and `path` + `suffix`) too long for a file system, or ''."""
+    size = len(os.fsencode(path))
+    if size > MAX_PATH_BYTES:
+        return f"the path is {size} bytes long; at most {MAX_PATH_BYTES} (the files made inside need the rest)"
+    last = len(path.parts) - 1
+    for index, name in enumerate(path.parts):
+        limit = MAX_NAME_BYTES - (len(suffix) if index == last else 0)
+        size = len(os.fsencode(name))
+        if size > limit:
+            why = f" (SQLite adds {suffix!r})" if suffix else ""
+            return f"the name {name[:20]!r}... is {size} bytes long; a file or folder name has at most {limit}{why}"
+    return ""
+
+
+def _parse_smtp(
+    raw: Any,
+    where: Where,
+    problems: list[Problem],
+    environ: Mapping[str, str],
+    from_environment: Mapping[tuple[str, str], str],
+) -> SmtpSettings | None:
     if isinstance(raw, dict) and "password" in raw:
         problems.append(
             where.problem("password", f"never put the password in a file: set {PASSWORD_VARIABLE} in the environment")
@@ -318,8 +400,29 @@ def _parse_smtp(raw: Any, where: Where, problems: list[Problem], environ: Mappin
     values = read_table(raw, SMTP_FIELDS, where, problems)
     if len(problems) > before:
         return None
+    if values["security"] == "none" and values["username"] and not is_loopback(values["host"]):
+        message = (
+            f"'none' would send the login of {values['username']!r} in clear text to {values['host']!r}; "
+            "use starttls or ssl (clear text is allowed only to localhost, 127.0.0.0/8 and ::1)"
+        )
+        variable = from_environment.get(("smtp", "security"))
+        problems.append(
+            Problem(variable, 0, f"smtp.security: {message}") if variable else where.problem("security", message)
+        )
+        return None
     port = values.pop("port") or SECURITY_PORTS[values["security"]]
     return SmtpSettings(port=port, sender=values.pop("from"), password=environ.get(PASSWORD_VARIABLE) or None, **values)
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine: localhost, 127.0.0.0/8 or ::1 (what may be spoken to in clear text)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _display(path: Path, cwd: Path) -> str:

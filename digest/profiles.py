@@ -7,6 +7,7 @@ Each profile is validated once, when the config loads; every problem is reported
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +34,12 @@ FORMATS = ("email", "atom", "rss", "json", "markdown")
 # Ids that name something else in output file names: `feeds/all.atom` is the feed of all papers.
 RESERVED_IDS = ("all",)
 _KEYWORD_KEYS = ("term", "weight")
+# An id names files: the longest is the outbox's temporary file
+# `.<day>_<id>_<12 hex>.eml.<8 random>.tmp`, the id plus 42 bytes. 64 leaves room for
+# every such suffix within the 255 bytes a file name may have.
+MAX_ID_LENGTH = 64
+# Every date that exists comes back within 8 years (February 29 skips 2100).
+_CRON_LOOK_AHEAD = timedelta(days=8 * 366)
 
 
 def keyword(value: Any) -> Keyword:
@@ -63,12 +70,26 @@ def email_address(value: Any) -> str:
 
 def cron(value: Any) -> str:
     text = string(allow_empty=False)(value)
-    if len(text.split()) != 5:
+    fields = text.split()
+    if len(fields) != 5:
         raise Invalid(f"{text!r} is not a cron expression (five fields: minute hour day month weekday)")
+    minute, hour, day, month, weekday = fields
+    now = datetime.now(UTC)
     try:
-        CronTrigger.from_crontab(text, timezone="UTC")
+        # What CronTrigger.from_crontab builds, with an end so that the search below stops.
+        trigger = CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=weekday,
+            timezone="UTC",
+            end_date=now + _CRON_LOOK_AHEAD,
+        )
     except ValueError as exc:
         raise Invalid(f"{text!r} is not a cron expression: {exc}") from None
+    if trigger.get_next_fire_time(None, now) is None:
+        raise Invalid(f"{text!r} never fires: no date in the next 8 years has that day, month and weekday")
     return text
 
 
@@ -82,7 +103,13 @@ def timezone(value: Any) -> str:
 
 
 def profile_id(value: Any) -> str:
-    text = string(pattern=SLUG, hint="lowercase letters, digits and '-', like 'continual-learning'")(value)
+    text = string()(value)
+    if len(text) > MAX_ID_LENGTH:
+        raise Invalid(
+            f"{text[:20]!r}... is {len(text)} characters long; an id names files (feeds/<id>.atom), "
+            f"so it has at most {MAX_ID_LENGTH}"
+        )
+    string(pattern=SLUG, hint="lowercase letters, digits and '-', like 'continual-learning'")(text)
     if text in RESERVED_IDS:
         raise Invalid(f"{text!r} is reserved (feeds/{text}.atom is the feed of all papers); choose another id")
     return text
@@ -102,7 +129,7 @@ PROFILE_FIELDS: dict[str, Field] = {
     "follow": Field(_text_list, ()),
     "max_items": Field(integer(minimum=1, maximum=200), 10),
     "min_score": Field(number(minimum=0.0, maximum=1.0), 0.15),
-    "subscribers": Field(array(email_address, unique=True), ()),
+    "subscribers": Field(array(email_address, unique=True, same=str.lower), ()),
     "schedule": Field(cron, "0 7 * * *"),
     "timezone": Field(timezone, None),
     "formats": Field(array(string(), unique=True), FORMATS),

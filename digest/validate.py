@@ -5,12 +5,14 @@ declare their fields with `Field` and the checkers below; `read_table` applies t
 and collects every problem instead of stopping at the first.
 
 `tomllib` reports no positions for values, so `TomlLines` finds the line of each
-table and key by reading the source text (enough for the layouts people write).
+table and key by reading the source text: headers, dotted keys and inline tables.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,51 +40,144 @@ class Field:
     default: Any = REQUIRED
 
 
-_HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY = re.compile(r"""\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*(?:\.|=)""")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# Strings, so that brackets, '#' and '=' inside them are not read as syntax. A multi-line
+# string may end in up to two more quotes than its delimiter (`"""a"""""` is `a""`).
+_STRING = re.compile(r'"""(?:[^\\]|\\.)*?"""(?!")|\'\'\'.*?\'\'\'(?!\')|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'', re.S)
+_BARE_VALUE = re.compile(r"[^,\]}#\n]+")  # numbers, booleans, dates: up to the next delimiter
+_BLANK = re.compile(r"(?:[ \t]|#[^\n]*)*")
+_BLANK_LINES = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
 
 
 class TomlLines:
     """Line numbers of tables and keys in a TOML text.
 
-    Tables are addressed as tuples: `("digest",)`, `("profiles", 0)` for the first
-    `[[profiles]]`; keys as `(table, key)`.
+    Tables are addressed as tuples of keys and array indexes: `("digest",)`, `("profiles", 0)`
+    for the first `[[profiles]]` (or the first table of `profiles = [{...}]`); keys as
+    `(table, key)`. Headers, dotted keys (`digest.site_url = ...`, `[profiles.x]`) and
+    inline tables are followed; a table opened by a dotted key or an inline table starts on
+    that key's line. The text must be valid TOML (tomllib has read it already).
     """
 
     def __init__(self, text: str) -> None:
         self._tables: dict[tuple, int] = {}
         self._keys: dict[tuple, int] = {}
-        counts: dict[str, int] = {}
+        self._arrays: dict[tuple, int] = {}  # [[array]] tables seen so far, by path
+        self._text = text
+        self._pos = 0
+        self._line = 1
         table: tuple = ()
-        in_string: str | None = None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if in_string:
-                if line.count(in_string) % 2:
-                    in_string = None
-                continue
-            header = _HEADER.match(line)
-            if header:
-                name = header[2].strip().strip('"')
-                if header[1] == "[[":
-                    index = counts.get(name, 0)
-                    counts[name] = index + 1
-                    table = (name, index)
-                else:
-                    table = (name,)
-                self._tables.setdefault(table, number)
-                continue
-            key = _KEY.match(line)
-            if key:
-                self._keys.setdefault((table, key[1] or key[2] or key[3]), number)
-            for quote in ('"""', "'''"):
-                if line.count(quote) % 2:
-                    in_string = quote
+        while self._skip(newlines=True):
+            start = self._pos
+            if self._text.startswith("[", self._pos):
+                table = self._header()
+            else:
+                self._value(self._dotted_key(table))
+            if self._pos == start:  # not TOML after all: never loop on it
+                self._advance(1)
 
     def table(self, table: tuple) -> int:
         return self._tables.get(table, 0)
 
     def key(self, table: tuple, key: str) -> int:
         return self._keys.get((table, key)) or self.table(table)
+
+    def _header(self) -> tuple:
+        line = self._line
+        array = self._text.startswith("[[", self._pos)
+        self._advance(2 if array else 1)
+        path: tuple = ()
+        parts = self._key_parts()
+        for depth, part in enumerate(parts):
+            self._keys.setdefault((path, part), line)
+            path += (part,)
+            if array and depth == len(parts) - 1:
+                index = self._arrays.get(path, 0)
+                self._arrays[path] = index + 1
+                self._tables.setdefault(path, line)
+                path += (index,)
+            elif path in self._arrays:  # [[a]] then [a.b]: b is in the latest a
+                path += (self._arrays[path] - 1,)
+            self._tables.setdefault(path, line)
+        self._skip()
+        self._advance(2 if array else 1)
+        return path
+
+    def _dotted_key(self, table: tuple) -> tuple:
+        """Read `a.b.c =`; record each part as a key of the table before it. Returns the value's path."""
+        line = self._line
+        path = table
+        for part in self._key_parts():
+            self._keys.setdefault((path, part), line)
+            path += (part,)
+            self._tables.setdefault(path, line)
+        self._skip()
+        if self._text.startswith("=", self._pos):
+            self._advance(1)
+        self._skip()
+        return path
+
+    def _key_parts(self) -> list[str]:
+        parts: list[str] = []
+        while True:
+            self._skip()
+            token = _STRING.match(self._text, self._pos) or _BARE_KEY.match(self._text, self._pos)
+            if not token:
+                return parts
+            self._advance(len(token[0]))
+            parts.append(_key_text(token[0]))
+            self._skip()
+            if not self._text.startswith(".", self._pos):
+                return parts
+            self._advance(1)
+
+    def _value(self, path: tuple) -> None:
+        if self._text.startswith("{", self._pos):
+            self._advance(1)
+            self._tables.setdefault(path, self._line)
+            self._items(path, "}", inline_table=True)
+        elif self._text.startswith("[", self._pos):
+            self._advance(1)
+            self._items(path, "]", inline_table=False)
+        else:
+            token = _STRING.match(self._text, self._pos) or _BARE_VALUE.match(self._text, self._pos)
+            self._advance(len(token[0]) if token else 0)
+
+    def _items(self, path: tuple, end: str, *, inline_table: bool) -> None:
+        """The keys of an inline table, or the values of an array (indexed from 0), up to `end`."""
+        index = 0
+        while self._skip(newlines=True) and not self._text.startswith(end, self._pos):
+            start = self._pos
+            if self._text.startswith(",", self._pos):
+                self._advance(1)
+                index += 1
+            elif inline_table:
+                self._value(self._dotted_key(path))
+            else:
+                self._value((*path, index))
+            if self._pos == start:
+                self._advance(1)
+        self._advance(1)
+
+    def _skip(self, *, newlines: bool = False) -> bool:
+        """Step over blanks and comments (and line ends if `newlines`); False at the end of the text."""
+        blank = (_BLANK_LINES if newlines else _BLANK).match(self._text, self._pos)
+        self._advance(blank.end() - self._pos if blank else 0)
+        return self._pos < len(self._text)
+
+    def _advance(self, count: int) -> None:
+        self._line += self._text.count("\n", self._pos, self._pos + count)
+        self._pos += count
+
+
+def _key_text(token: str) -> str:
+    """A key as tomllib reads it: quoted keys lose their quotes and escapes."""
+    if token[0] not in "\"'":
+        return token
+    try:
+        return next(iter(tomllib.loads(f"{token} = 0")))
+    except tomllib.TOMLDecodeError:
+        return token.strip("\"'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +265,8 @@ def number(*, minimum: float | None = None, maximum: float | None = None) -> Che
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise Invalid(f"expected a number, got {describe(value)}")
+        if not math.isfinite(value):
+            raise Invalid(f"expected a finite number, got {value}")
         _bounds(value, minimum, maximum)
         return float(value)
 
@@ -191,7 +288,12 @@ def one_of(*choices: str) -> Checker:
     return check
 
 
-def array(item: Checker, *, allow_empty: bool = True, unique: bool = False) -> Checker:
+def array(
+    item: Checker, *, allow_empty: bool = True, unique: bool = False, same: Callable[[Any], Any] | None = None
+) -> Checker:
+    """An array of `item`s. With `unique`, two items that `same` maps to one value are a
+    duplicate (the second is reported, naming both spellings when they differ)."""
+
     def check(value: Any) -> tuple:
         if not isinstance(value, list):
             raise Invalid(f"expected an array, got {describe(value)}")
@@ -204,14 +306,20 @@ def array(item: Checker, *, allow_empty: bool = True, unique: bool = False) -> C
             except Invalid as exc:
                 raise Invalid(f"item {index + 1}: {exc}") from None
         if unique:
-            seen = set()
-            for element in out:
-                if element in seen:
-                    raise Invalid(f"{element!r} is listed twice")
-                seen.add(element)
+            _check_unique(out, same or (lambda element: element))
         return tuple(out)
 
     return check
+
+
+def _check_unique(items: list[Any], same: Callable[[Any], Any]) -> None:
+    first: dict[Any, Any] = {}
+    for element in items:
+        folded = same(element)
+        if folded in first:
+            also = f" (also as {first[folded]!r})" if first[folded] != element else ""
+            raise Invalid(f"{element!r} is listed twice{also}")
+        first[folded] = element
 
 
 def _bounds(value: float, minimum: float | None, maximum: float | None) -> None:

@@ -557,6 +557,55 @@ def test_profiles_check_reports_every_problem_with_its_line(tmp_path: Path) -> N
         assert any(line.startswith(start) and word in line for line in lines), (start, lines)
 
 
+def test_a_profile_id_too_long_for_a_file_name_stops_every_command_before_it_starts(tmp_path: Path) -> None:
+    long_id = "x" * 300  # feeds/<id>.atom, outbox/<day>_<id>_<hash>.eml: longer than a file name may be
+    folder = project(
+        tmp_path, f'\n[[profiles]]\nid = "{long_id}"\nkeywords = ["learning"]\nsubscribers = ["r@example.org"]\n'
+    )
+    line = len((folder / "digest.toml").read_text(encoding="utf-8").splitlines()) - 2
+    for command in (("profiles", "check"), ("run",)):
+        result = digest(*command, cwd=folder)
+        assert (result.returncode, result.stdout) == (2, ""), (command, result.stderr)
+        assert result.stderr == (
+            f"digest.toml:{line}: profiles[5].id: 'xxxxxxxxxxxxxxxxxxxx'... is 300 characters long; "
+            "an id names files (feeds/<id>.atom), so it has at most 64\n"
+        ), command
+    assert not (folder / ".digest").exists() and not (folder / "site").exists() and not (folder / "outbox").exists()
+
+
+def test_profiles_check_names_the_line_of_every_value_that_cannot_work(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text(
+        'digest.site_url = "https://example.org/<x>/"\n'  # line 1: not a URL
+        'source = { base_url = "https://hf.example", timeout = inf }\n'
+        "\n"
+        "[smtp]\n"
+        'host = "mail.example.org"\n'
+        'username = "digest"\n'
+        'security = "none"\n'  # line 7: the login in clear text
+        "\n"
+        "[[profiles]]\n"
+        'id = "a"\n'
+        'description = "d"\n'
+        "min_score = nan\n"  # line 12
+        'schedule = "0 7 31 2 *"\n'
+        'subscribers = ["r@example.org", "R@example.org"]\n'
+        "limits = { max_items = 3 }\n"  # line 15
+    )
+    result = digest("profiles", "check", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "Traceback" not in result.stderr
+    starts = [line.split(": ")[0] + ": " + line.split(": ")[1] for line in result.stderr.splitlines()]
+    assert sorted(starts) == [
+        "digest.toml:12: profiles[0].min_score",
+        "digest.toml:13: profiles[0].schedule",
+        "digest.toml:14: profiles[0].subscribers",
+        "digest.toml:15: profiles[0].limits",
+        "digest.toml:1: digest.site_url",
+        "digest.toml:2: source.timeout",
+        "digest.toml:7: smtp.security",
+    ]
+
+
 def test_an_empty_store_ranks_nothing_and_builds_empty_digests(tmp_path: Path) -> None:
     folder = project(tmp_path)
     ranked = digest("rank", "--profile", "continual-learning", "--json", cwd=folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,214 @@ def test_catch_up_hours_is_read_and_checked(tmp_path: Path) -> None:
     (tmp_path / "digest.toml").write_text("[digest]\n\ncatch_up_hours = 0\n")
     with pytest.raises(ConfigError, match=r"digest.toml:3: .*catch_up_hours"):
         load_config(tmp_path / "digest.toml", tmp_path)
+
+
+# -- values that become file names, numbers, schedules, addresses, URLs (issue 12) ---------
+
+
+def test_a_profile_id_is_short_enough_for_every_file_name_made_from_it(tmp_path: Path) -> None:
+    longest = "a" * 64
+    path = tmp_path / "digest.toml"
+    path.write_text(f'[[profiles]]\nid = "{longest}"\ndescription = "d"\n')
+    assert load_config(path, tmp_path).profiles[0].id == longest
+    text = f'[[profiles]]\ndescription = "d"\nid = "{"b" * 65}"\n\n[[profiles]]\nid = "{"c-" * 150}c"\nliked = ["x"]\n'
+    assert problems(tmp_path, text) == [
+        "digest.toml:3: profiles[0].id: 'bbbbbbbbbbbbbbbbbbbb'... is 65 characters long; an id names files "
+        "(feeds/<id>.atom), so it has at most 64",
+        "digest.toml:6: profiles[1].id: 'c-c-c-c-c-c-c-c-c-c-'... is 301 characters long; an id names files "
+        "(feeds/<id>.atom), so it has at most 64",
+    ]
+
+
+def test_folders_and_files_too_long_to_create_are_config_errors(tmp_path: Path) -> None:
+    deep = "/".join(["d" * 200] * 18)  # every name fits, the whole path does not
+    text = (
+        f'[digest]\nfeeds = "{"f" * 256}"\ndb = "state/{"s" * 250}"\noutbox = "{deep}"\n'
+        f'templates = "{"t" * 300}"\ninbox = "in/{"i" * 255}"\n'
+    )
+    found = problems(tmp_path, text)
+    assert [p.split(": the ")[0] for p in found] == [
+        "digest.toml:3: digest.db",
+        "digest.toml:2: digest.feeds",
+        "digest.toml:4: digest.outbox",
+        "digest.toml:5: digest.templates",
+    ]
+    assert "is 250 bytes long; a file or folder name has at most 247 (SQLite adds '-journal')" in found[0]
+    assert "'ffffffffffffffffffff'... is 256 bytes long; a file or folder name has at most 255" in found[1]
+    assert "bytes long; at most 3584" in found[2]
+    assert "'tttttttttttttttttttt'... is 300 bytes long" in found[3]
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, tmp_path, db=tmp_path / ("s" * 248))  # `digest --db FILE`
+    assert [str(p) for p in caught.value.problems] == [
+        "--db: the name 'ssssssssssssssssssss'... is 248 bytes long; a file or folder name has at most 247 "
+        "(SQLite adds '-journal')"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "text", "line", "key"),
+    [
+        ("", '[[profiles]]\nid = "a"\ndescription = "d"\nmin_score = nan\n', 4, "profiles[0].min_score"),
+        ("", '[[profiles]]\nid = "a"\n\nmin_score = -inf\ndescription = "d"\n', 4, "profiles[0].min_score"),
+        ("", '[[profiles]]\nid = "a"\nkeywords = [{term = "x", weight = +nan}]\n', 3, "profiles[0].keywords"),
+        ("", '[[profiles]]\nid = "a"\nkeywords = [{term = "x", weight = inf}]\n', 3, "profiles[0].keywords"),
+        ("", "[source]\n\ntimeout = inf\n", 3, "source.timeout"),
+        ("", "[source]\nbackoff_max = nan\n", 2, "source.backoff_max"),
+        ("", '[smtp]\nhost = "h"\nbackoff = +inf\n', 3, "smtp.backoff"),
+        ("", '[smtp]\nhost = "h"\ntimeout = nan\n', 3, "smtp.timeout"),
+    ],
+)
+def test_numbers_must_be_finite(tmp_path: Path, table: str, text: str, line: int, key: str) -> None:
+    (problem,) = problems(tmp_path, table + text)
+    assert problem.startswith(f"digest.toml:{line}: {key}: ")
+    assert "expected a finite number, got " in problem
+
+
+@pytest.mark.parametrize("schedule", ["0 7 31 2 *", "0 0 30 2 *", "15 9 31 4,6,9,11 *", "0 0 30-31 2 *"])
+def test_a_schedule_that_can_never_fire_is_rejected(tmp_path: Path, schedule: str) -> None:
+    text = f'[[profiles]]\nid = "a"\ndescription = "d"\nschedule = "{schedule}"\n'
+    assert problems(tmp_path, text) == [
+        f"digest.toml:4: profiles[0].schedule: '{schedule}' never fires: no date in the next 8 years has that "
+        "day, month and weekday"
+    ]
+
+
+def test_a_schedule_for_february_29_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text('[[profiles]]\nid = "a"\ndescription = "d"\nschedule = "0 7 29 2 *"\n')
+    assert load_config(path, tmp_path).profiles[0].schedule == "0 7 29 2 *"
+
+
+def test_subscribers_that_differ_only_in_case_are_listed_twice(tmp_path: Path) -> None:
+    text = (
+        '[[profiles]]\nid = "a"\ndescription = "d"\n'
+        'subscribers = ["Reader@Example.org", "b@example.org", "READER@example.ORG"]\n'
+    )
+    assert problems(tmp_path, text) == [
+        "digest.toml:4: profiles[0].subscribers: 'READER@example.org' is listed twice (also as 'Reader@example.org')"
+    ]
+    exact = '[[profiles]]\nid = "a"\ndescription = "d"\nsubscribers = ["b@example.org", "b@example.org"]\n'
+    assert problems(tmp_path, exact) == ["digest.toml:4: profiles[0].subscribers: 'b@example.org' is listed twice"]
+
+
+CLEAR_TEXT = (
+    "'none' would send the login of 'digest' in clear text to 'mail.example.org'; use starttls or ssl "
+    "(clear text is allowed only to localhost, 127.0.0.0/8 and ::1)"
+)
+
+
+def test_an_smtp_login_in_clear_text_goes_only_to_this_machine(tmp_path: Path) -> None:
+    text = '[smtp]\nhost = "mail.example.org"\nusername = "digest"\nsecurity = "none"\n'
+    assert problems(tmp_path, text) == [f"digest.toml:4: smtp.security: {CLEAR_TEXT}"]
+    path = tmp_path / "digest.toml"
+    for host in ("localhost", "LocalHost", "127.0.0.1", "127.8.9.10", "::1"):
+        path.write_text(f'[smtp]\nhost = "{host}"\nusername = "digest"\nsecurity = "none"\n')
+        assert load_config(path, tmp_path, environ={}).smtp.host == host  # type: ignore[union-attr]
+    path.write_text('[smtp]\nhost = "mail.example.org"\nsecurity = "none"\n')  # no login: nothing to leak
+    assert load_config(path, tmp_path, environ={}).smtp.security == "none"  # type: ignore[union-attr]
+
+
+def test_an_smtp_login_in_clear_text_from_the_environment(tmp_path: Path) -> None:
+    environ = {"DIGEST_SMTP_HOST": "mail.example.org", "DIGEST_SMTP_USERNAME": "digest", "DIGEST_SMTP_SECURITY": "none"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, tmp_path, environ=environ)
+    assert [str(p) for p in caught.value.problems] == [f"DIGEST_SMTP_SECURITY: smtp.security: {CLEAR_TEXT}"]
+    path = tmp_path / "digest.toml"
+    path.write_text('[smtp]\nhost = "127.0.0.1"\n\nsecurity = "none"\n')  # the file's host is local, the env's is not
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, tmp_path, environ=environ)
+    assert [str(p) for p in caught.value.problems] == [f"DIGEST_SMTP_SECURITY: smtp.security: {CLEAR_TEXT}"]
+    del environ["DIGEST_SMTP_SECURITY"]
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, tmp_path, environ=environ)
+    assert [str(p) for p in caught.value.problems] == [f"{path.name}:4: smtp.security: {CLEAR_TEXT}"]
+
+
+def test_dotted_keys_and_inline_tables_name_their_lines(tmp_path: Path) -> None:
+    text = """\
+title_of_nothing = 1
+digest.site_url = "ftp://x"
+source = { base_url = "https://x.example", timeout = 0 }
+
+smtp.host = "h"
+smtp.security.level = 1
+
+[[profiles]]
+id = "a"
+keywords = [
+  "x",
+  { term = "y", weight = -1 },
+]
+limits.max_items = 3
+"""
+    assert problems(tmp_path, text) == [
+        "digest.toml:1: unknown table or key 'title_of_nothing'",
+        "digest.toml:2: digest.site_url: 'ftp://x' is not an http(s) address like 'https://USER.github.io/REPO/'",
+        "digest.toml:14: profiles[0].limits: unknown key (known keys: id, title, description, keywords, exclude, "
+        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats)",
+        "digest.toml:10: profiles[0].keywords: item 2: must be at least 0.0, got -1",
+        "digest.toml:3: source.timeout: must be at least 0.1, got 0",
+        "digest.toml:6: smtp.security: expected one of starttls, ssl, none; got a table {'level': 1}",
+    ]
+
+
+def test_inline_tables_name_their_lines(tmp_path: Path) -> None:
+    text = """\
+digest = { site_url = "ftp://x", feed_size = 0 }
+profiles = [
+  { id = "a", description = "d" },
+  { id = "BAD", keywords = [{ term = "x", weight = nan }] },
+  { description = "no id" },
+]
+"""
+    assert problems(tmp_path, text) == [
+        "digest.toml:1: digest.feed_size: must be at least 1, got 0",
+        "digest.toml:1: digest.site_url: 'ftp://x' is not an http(s) address like 'https://USER.github.io/REPO/'",
+        "digest.toml:4: profiles[1].id: 'BAD' is not valid: lowercase letters, digits and '-', like "
+        "'continual-learning'",
+        "digest.toml:4: profiles[1].keywords: item 1: expected a finite number, got nan",
+        "digest.toml:5: profiles[2]: missing required key 'id'",
+    ]
+    assert problems(tmp_path, '# a table written as dotted headers\n[profiles.x]\nid = "a"\n') == [
+        "digest.toml:2: profiles: use [[profiles]] tables, one per profile"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "wrong"),
+    [
+        ('https://example.org/a\\"b/', "has '\"' at character 22"),
+        ("https://example.org/<b>/", "has '<' at character 21"),
+        ("https://example.org/a b/", "has ' ' at character 22"),
+        ("https://example.org/a\\\\b/", "has '\\\\' at character 22"),
+        ("https://example.org/a\\u0007/", "has '\\x07' at character 22"),
+        ("https://example.org/a\\r\\nBcc: x/", "has '\\r' at character 22"),
+        ("https://example.org/it's/", 'has "\'" at character 23'),
+        ("https://example.org/{x}/", "has '{' at character 21"),
+        ("https://example.org/b\\u00fccher/", "has 'ü' at character 22"),
+        ("https://example.org/100%/", "has '%' not followed by two hex digits at character 24"),
+        ("https://example.org/a[1]/", "has '[' or ']' in its path"),
+        ("https://example.org:http/", "is not a URL: Port could not be cast to integer value as 'http'"),
+        ("https://[example.org/", "is not a URL: Invalid IPv6 URL"),
+    ],
+)
+def test_site_and_base_urls_are_plain_urls(tmp_path: Path, url: str, wrong: str) -> None:
+    found = problems(tmp_path, f'[digest]\nsite_url = "{url}"\n\n[source]\nbase_url = "{url}"\n')
+    assert [": ".join(p.split(": ")[:2]) for p in found] == [
+        "digest.toml:2: digest.site_url",
+        "digest.toml:5: source.base_url",
+    ]
+    assert all(wrong in p for p in found), found
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, tmp_path, environ={"DIGEST_SITE_URL": tomllib.loads(f'u = "{url}"')["u"]})
+    (problem,) = caught.value.problems
+    assert str(problem).startswith("DIGEST_SITE_URL: digest.site_url: ") and wrong in str(problem)
+
+
+def test_urls_with_percent_escapes_and_ipv6_hosts_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[digest]\nsite_url = "https://example.org/b%C3%BCcher/~me/"\n[source]\nbase_url = "http://[::1]:8080"\n'
+    )
+    config = load_config(path, tmp_path)
+    assert (config.site_url, config.source.base_url) == ("https://example.org/b%C3%BCcher/~me/", "http://[::1]:8080")
