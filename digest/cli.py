@@ -142,7 +142,7 @@ def _add_fetch(commands: Any) -> None:
         "fetch",
         help="download days of the Daily Papers API into the inbox and ingest them",
         description="Fetch listing days from the Hugging Face Daily Papers API ([source] in digest.toml; "
-        "HF_TOKEN from the environment if set), save each raw response in the inbox as "
+        "HF_TOKEN from the environment if set), save each day, every page of it, in the inbox as "
         "hf-daily-YYYY-MM-DD.json and ingest it. Days already fetched and unchanged are not downloaded "
         "again. Default: today (UTC).",
     )
@@ -586,7 +586,7 @@ def run_run(ctx: Context) -> int:
     code = EXIT_OK
     with ctx.store(config) as store:
         if config.source.enabled:
-            fetched = fetch_recent_days(config, store, clock=ctx.now)
+            fetched = fetch_recent_days(config, store, clock=ctx.now, label=lambda path: _display(path, ctx.cwd))
             if fetched is not None:
                 for result in fetched.days:
                     _report_day(result, lambda path: _display(path, ctx.cwd))

@@ -117,6 +117,9 @@ SOURCE_FIELDS: dict[str, Field] = {
     "backoff": Field(number(minimum=0, maximum=600), 1.0),
     "backoff_max": Field(number(minimum=0, maximum=3600), 60.0),
     "max_retry_after": Field(number(minimum=0, maximum=86_400), 300.0),
+    "max_pages": Field(integer(minimum=1, maximum=1000), 20),
+    "max_response_mb": Field(number(minimum=0.001, maximum=1024), 5.0),
+    "deadline": Field(number(minimum=0.1, maximum=3600), 60.0),
 }
 
 
@@ -125,9 +128,13 @@ class SourceConfig:
     """The `[source]` table: the live Daily Papers API (see `digest.fetch`).
 
     `enabled` makes `digest serve` fetch on its schedule (`digest fetch` always fetches).
-    Times are in seconds: `timeout` per request, `pace` between two days, `backoff` the
-    first wait before a retry (doubling up to `backoff_max`), `max_retry_after` the longest
-    `Retry-After` honoured (a server asking for longer makes that day fail instead).
+    Times are in seconds: `timeout` per network wait (connecting, each read), `deadline`
+    per request from sending it to the last byte of its answer, `pace` between two
+    requests, `backoff` the first wait before a retry (doubling up to `backoff_max`),
+    `max_retry_after` the longest `Retry-After` honoured (a server asking for longer makes
+    that day fail instead). `max_pages` bounds the pages of one listing (a day longer
+    than that fails, keeping what came); `max_response_mb` bounds one answer once
+    decompressed (MB of 1,000,000 bytes).
     """
 
     enabled: bool = False
@@ -138,6 +145,9 @@ class SourceConfig:
     backoff: float = 1.0
     backoff_max: float = 60.0
     max_retry_after: float = 300.0
+    max_pages: int = 20
+    max_response_mb: float = 5.0
+    deadline: float = 60.0
 
 
 PASSWORD_VARIABLE = "DIGEST_SMTP_PASSWORD"

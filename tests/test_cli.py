@@ -11,8 +11,10 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hub import PagedListing, day_of_papers, gzip_bomb
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -229,9 +231,13 @@ def fetch_config(tmp_path: Path, base_url: str, extra: str = "") -> None:
     )
 
 
+def first_page(day: str) -> dict[str, str]:
+    return {"date": day, "limit": "100", "p": "0"}
+
+
 def test_fetch_a_day(tmp_path: Path, httpserver_ipv4: HTTPServer) -> None:
     server = httpserver_ipv4
-    server.expect_request("/api/daily_papers", query_string="date=2026-01-02").respond_with_data(
+    server.expect_request("/api/daily_papers", query_string=first_page("2026-01-02")).respond_with_data(
         FIXTURE.read_bytes(), content_type="application/json"
     )
     fetch_config(tmp_path, server.url_for("/").rstrip("/"))
@@ -249,9 +255,10 @@ def test_fetch_a_day(tmp_path: Path, httpserver_ipv4: HTTPServer) -> None:
 
 def test_fetch_exit_codes(tmp_path: Path, httpserver_ipv4: HTTPServer) -> None:
     server = httpserver_ipv4
-    server.expect_request("/api/daily_papers", query_string="date=2026-01-01").respond_with_json([])
-    server.expect_request("/api/daily_papers", query_string="date=2026-01-02").respond_with_data("down", status=503)
-    server.expect_request("/api/daily_papers", query_string="date=2026-01-03").respond_with_json({}, status=400)
+    api = "/api/daily_papers"
+    server.expect_request(api, query_string=first_page("2026-01-01")).respond_with_json([])
+    server.expect_request(api, query_string=first_page("2026-01-02")).respond_with_data("down", status=503)
+    server.expect_request(api, query_string=first_page("2026-01-03")).respond_with_json({}, status=400)
     fetch_config(tmp_path, server.url_for("/").rstrip("/"))
     failed = digest("fetch", "--since", "2026-01-01", "--until", "2026-01-09", cwd=tmp_path)
     assert failed.returncode == 1
@@ -308,6 +315,87 @@ def test_the_daily_job_fetches_today_when_the_source_is_enabled(
     ]
 
 
+@pytest.mark.parametrize("command", [("fetch", "--date", "2026-01-02"), ("run",), ("serve", "--once")])
+def test_a_day_of_75_papers_is_stored_whole_by_every_command(
+    tmp_path: Path, httpserver_ipv4: HTTPServer, command: tuple[str, ...]
+) -> None:
+    server = httpserver_ipv4
+    days: dict[str, list[Any]] = {}
+
+    def papers_of(day: str) -> list[Any]:  # 75 papers for any day asked, none shared by two days
+        series = datetime.fromisoformat(day).toordinal() % 9 + 1
+        return days.setdefault(day, day_of_papers(75, series=series))
+
+    listing = PagedListing(days)
+
+    def hub(request: Request) -> Response:
+        papers_of(request.args["date"])
+        return listing(request)
+
+    server.expect_request("/api/daily_papers").respond_with_handler(hub)
+    fetch_config(tmp_path, server.url_for("/").rstrip("/"), "enabled = true\n")
+    result = digest(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    asked = sorted(days)
+    assert len(asked) == (1 if command[0] == "fetch" else 2)
+    assert [(a.page, a.limit) for a in listing.asked] == [(0, 100)] * len(asked)
+    if command[0] != "serve":
+        for day in asked:
+            assert f"{day}: 75 papers (75 new, 0 updated) -> inbox/hf-daily-{day}.json" in result.stdout
+    rows = [json.loads(line) for line in digest("export", cwd=tmp_path).stdout.splitlines()]
+    assert len(rows) == 75 * len(asked)
+    # What was saved gives the same papers to a new database.
+    again = digest("--db", "fresh.db", "ingest", cwd=tmp_path)
+    assert again.returncode == 0 and f"{75 * len(asked)} new papers" in again.stdout
+
+
+def test_fetch_a_gzip_bomb_exits_1_with_one_line_and_changes_nothing(
+    tmp_path: Path, httpserver_ipv4: HTTPServer
+) -> None:
+    server = httpserver_ipv4
+    api = "/api/daily_papers"
+    server.expect_request(api, query_string=first_page("2026-01-01")).respond_with_data(
+        FIXTURE.read_bytes(), content_type="application/json"
+    )
+    server.expect_request(api, query_string=first_page("2026-01-02")).respond_with_data(
+        gzip_bomb(), content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    fetch_config(tmp_path, server.url_for("/").rstrip("/"))
+    assert digest("fetch", "--date", "2026-01-01", cwd=tmp_path).returncode == 0
+    before = digest("export", cwd=tmp_path).stdout
+    result = digest("fetch", "--date", "2026-01-02", cwd=tmp_path)
+    assert result.returncode == 1
+    url = server.url_for(api) + "?date=2026-01-02&limit=100&p=0"
+    assert result.stderr == (
+        f"2026-01-02: the answer from {url} is larger than [source] max_response_mb = 5 MB once decompressed: "
+        "not kept; see .digest/quarantine/hf-daily-2026-01-02.json.error\n"
+    )
+    assert result.stdout.splitlines()[0] == "1 day: 0 fetched, 0 not modified, 0 not available yet, 1 failed"
+    assert digest("export", cwd=tmp_path).stdout == before
+    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["hf-daily-2026-01-01.json"]
+    quarantine = tmp_path / ".digest" / "quarantine"
+    assert sorted(p.name for p in quarantine.iterdir()) == ["hf-daily-2026-01-02.json.error"]  # not the gigabyte
+    assert (quarantine / "hf-daily-2026-01-02.json.error").read_text().startswith(url)
+
+
+def test_run_with_gzip_bomb_days_exits_1_and_stores_nothing(tmp_path: Path, httpserver_ipv4: HTTPServer) -> None:
+    server = httpserver_ipv4
+    server.expect_request("/api/daily_papers").respond_with_data(
+        gzip_bomb(), content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    fetch_config(tmp_path, server.url_for("/").rstrip("/"), "enabled = true\n")
+    result = digest("run", cwd=tmp_path)
+    assert result.returncode == 1
+    failed = [line for line in result.stderr.splitlines() if "max_response_mb" in line]
+    assert len(failed) == 2  # today and the day before, one line each, naming where the note is
+    for line, (request, _) in zip(failed, server.log, strict=True):
+        day = request.args["date"]
+        assert line.startswith(f"{day}: the answer from ") and line.endswith(
+            f"not kept; see .digest/quarantine/hf-daily-{day}.json.error"
+        )
+    assert not (tmp_path / "inbox").exists() and digest("export", cwd=tmp_path).stdout == ""
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -330,7 +418,7 @@ def test_fetch_config_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "digest.toml:10: source.colour: unknown key (known keys: enabled, base_url, timeout, pace, attempts, "
-        "backoff, backoff_max, max_retry_after)",
+        "backoff, backoff_max, max_retry_after, max_pages, max_response_mb, deadline)",
         "digest.toml:5: source.base_url: 'ftp://example.org' is not an http(s) URL like 'https://huggingface.co'",
     ]
     fetch_config(tmp_path, "http://example.invalid")

@@ -158,7 +158,7 @@ def test_source_problems_name_their_lines(tmp_path: Path) -> None:
     text = '[source]\nenabled = "yes"\nbase_url = "huggingface.co"\ntimeout = 0\nattempts = 0\ntoken = "hf_x"\n'
     assert problems(tmp_path, text) == [
         "digest.toml:6: source.token: unknown key (known keys: enabled, base_url, timeout, pace, attempts, backoff, "
-        "backoff_max, max_retry_after)",
+        "backoff_max, max_retry_after, max_pages, max_response_mb, deadline)",
         "digest.toml:2: source.enabled: expected true or false, got a string 'yes'",
         "digest.toml:3: source.base_url: 'huggingface.co' is not an http(s) URL like 'https://huggingface.co'",
         "digest.toml:4: source.timeout: must be at least 0.1, got 0",

@@ -12,6 +12,8 @@ import json
 import socket
 import threading
 import time
+import tracemalloc
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 
 import pytest
 from conftest import SEEDS
+from hub import DrippingServer, PagedListing, day_of_papers, gzip_bomb
+from hub import paper_item as item
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -31,15 +35,18 @@ from digest.fetch import (
     USER_AGENT,
     FetchError,
     FetchReport,
+    ListingState,
     day_range,
     fetch_days,
+    fetch_listing,
     fetch_recent_days,
+    known_validators,
     open_client,
     retry_after_seconds,
     token_from_environment,
 )
 from digest.pipeline import find_dump_files, ingest_files
-from digest.store import Store
+from digest.store import Store, Validators, open_store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
 DAY = date(2026, 1, 2)
@@ -74,25 +81,25 @@ def fetch(config: Config, store: Store, *days: date, token: str | None = None, *
         return fetch_days(config, store, days or (DAY,), client=client, clock=lambda: NOW, **kw)
 
 
-def expect(server: HTTPServer, day: date = DAY, *, oneshot: bool = False, headers: dict[str, str] | None = None):
+def expect(
+    server: HTTPServer,
+    day: date = DAY,
+    *,
+    page: int = 0,
+    oneshot: bool = False,
+    headers: dict[str, str] | None = None,
+):
     method = server.expect_oneshot_request if oneshot else server.expect_request
-    return method(PATH, query_string={"date": day.isoformat()}, headers=headers)
+    query = {"date": day.isoformat(), "limit": "100", "p": str(page)}
+    return method(PATH, query_string=query, headers=headers)
+
+
+def page_url(server: HTTPServer, day: date = DAY, page: int = 0) -> str:
+    return f"{server.url_for(PATH)}?date={day.isoformat()}&limit=100&p={page}"
 
 
 def requests_for(server: HTTPServer, day: date = DAY) -> list[Request]:
     return [req for req, _ in server.log if req.args.get("date") == day.isoformat()]
-
-
-def item(arxiv: str, title: str, upvotes: int = 1) -> dict[str, Any]:
-    paper = {
-        "id": arxiv,
-        "title": title,
-        "summary": f"About {title}.",
-        "authors": [{"name": "Ada Lovelace"}, {"name": "Alan Turing"}],
-        "publishedAt": "2025-12-30T12:00:00.000Z",
-        "upvotes": upvotes,
-    }
-    return {"paper": paper, "title": title, "numComments": 4, "publishedAt": "2026-01-02T02:00:00.000Z"}
 
 
 # -- the happy path ----------------------------------------------------------------
@@ -199,9 +206,8 @@ def test_a_server_that_is_not_there_is_reported(tmp_path: Path, store: Store) ->
     config = replace(load_config(None, tmp_path), source=source)
     (day,) = fetch(config, store).days
     assert (day.outcome, day.attempts) == (FAILED, 2)
-    assert day.message.startswith(
-        f"gave up after 2 attempts: cannot reach http://127.0.0.1:{port}/api/daily_papers?date=2026-01-02: Connect"
-    )
+    url = f"http://127.0.0.1:{port}/api/daily_papers?date=2026-01-02&limit=100&p=0"
+    assert day.message.startswith(f"gave up after 2 attempts: cannot reach {url}: Connect")
 
 
 def test_a_server_slower_than_the_timeout_fails_the_day_instead_of_hanging(
@@ -223,9 +229,7 @@ def test_a_server_slower_than_the_timeout_fails_the_day_instead_of_hanging(
     elapsed = time.monotonic() - started
     (day,) = report.days
     assert (day.outcome, day.attempts, report.rejected) == (FAILED, 2, True)
-    assert day.message == (
-        f"gave up after 2 attempts: cannot reach {server.url_for(PATH)}?date=2026-01-02: ReadTimeout: timed out"
-    )
+    assert day.message == (f"gave up after 2 attempts: cannot reach {page_url(server)}: ReadTimeout: timed out")
     assert elapsed < 5  # two 0.3 s timeouts, not the server's 10 s
     assert not config.inbox.exists() and store.dump_count() == 0
 
@@ -280,7 +284,7 @@ def test_an_unusable_body_is_saved_then_quarantined(
     assert kept.read_bytes() == body  # what the server sent, saved before it was parsed
     assert why in (config.quarantine / "hf-daily-2026-01-02.json.error").read_text()
     assert not (config.inbox / "hf-daily-2026-01-02.json").exists()
-    assert store.dump_count() == 0 and store.fetch_validators(server.url_for(PATH) + "?date=2026-01-02") is None
+    assert store.dump_count() == 0 and store.fetch_validators(page_url(server)) is None
 
 
 def test_bad_items_are_reported_and_the_rest_stored(config: Config, store: Store, server: HTTPServer) -> None:
@@ -435,3 +439,317 @@ def test_an_inbox_that_cannot_be_written_fails_the_day(tmp_path: Path, store: St
     expect(server).respond_with_json([])
     (day,) = fetch(config, store).days
     assert day.outcome == FAILED and day.message.startswith(f"cannot save the response to {config.inbox}/")
+
+
+# -- a day of more than one page ------------------------------------------------------------
+
+
+def serve_listing(server: HTTPServer, listing: PagedListing) -> PagedListing:
+    server.expect_request(PATH).respond_with_handler(listing)
+    return listing
+
+
+def saved_ids(config: Config, day: date = DAY) -> list[str]:
+    items = json.loads((config.inbox / f"hf-daily-{day.isoformat()}.json").read_bytes())
+    return [entry["paper"]["id"] for entry in items]
+
+
+def test_a_day_of_75_papers_is_stored_whole(config: Config, store: Store, server: HTTPServer) -> None:
+    hub = serve_listing(server, PagedListing({"2026-01-02": day_of_papers(75)}))
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.message) == (FETCHED, "75 papers (75 new, 0 updated)")
+    assert store.paper_count() == 75 and len(saved_ids(config)) == 75
+    assert [(a.page, a.limit) for a in hub.asked] == [(0, 100)]  # one page of 100 holds it
+
+
+def test_a_day_of_230_papers_is_paged_to_the_end_and_saved_as_one_file(
+    config: Config, store: Store, server: HTTPServer, tmp_path: Path
+) -> None:
+    papers = day_of_papers(230)
+    hub = serve_listing(server, PagedListing({"2026-01-02": papers}))
+    report = fetch(config, store)
+    (day,) = report.days
+    assert (day.outcome, day.message, day.attempts, report.rejected) == (
+        FETCHED,
+        "230 papers (230 new, 0 updated)",
+        1,
+        False,
+    )
+    assert [(a.page, a.limit) for a in hub.asked] == [(0, 100), (1, 100), (2, 100)]
+    assert saved_ids(config) == [p["paper"]["id"] for p in papers]  # every item of every page, in order
+    assert sorted(path.name for path in config.inbox.iterdir()) == ["hf-daily-2026-01-02.json"]
+    # Re-ingesting what was saved, into a new database, gives the whole day.
+    fresh = open_store(tmp_path / "fresh.db")
+    try:
+        summary = ingest_files(
+            fresh, [config.inbox / "hf-daily-2026-01-02.json"], quarantine=tmp_path / "q", today=NOW.date(), now=NOW
+        )
+        assert (summary.papers_new, summary.problems, fresh.paper_count()) == (230, [], 230)
+    finally:
+        fresh.close()
+
+
+def test_a_day_of_exactly_one_full_page_ends_with_an_empty_page(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    hub = serve_listing(server, PagedListing({"2026-01-02": day_of_papers(100)}))
+    (day,) = fetch(config, store).days
+    assert (day.outcome, store.paper_count()) == (FETCHED, 100)
+    assert [a.page for a in hub.asked] == [0, 1]
+
+
+def test_an_item_on_two_pages_is_saved_once(config: Config, store: Store, server: HTTPServer) -> None:
+    papers = day_of_papers(150)
+
+    def newcomer_on_top(listing: PagedListing, page: int) -> None:
+        if page == 0:  # a paper is put on the listing while it is paged: everything moves down one
+            listing.days["2026-01-02"] = [item("2601.99999", "Late Arrival"), *papers]
+
+    serve_listing(server, PagedListing({"2026-01-02": list(papers)}, between_pages=newcomer_on_top))
+    report = fetch(config, store)
+    (day,) = report.days
+    # Paper 100 ends page 0 and, moved down, starts page 1: kept once, and no item is rejected.
+    assert (day.outcome, day.message, report.problems) == (FETCHED, "150 papers (150 new, 0 updated)", [])
+    assert saved_ids(config) == [p["paper"]["id"] for p in papers]
+
+
+def test_a_day_longer_than_max_pages_is_saved_but_fails_the_run(
+    tmp_path: Path, store: Store, server: HTTPServer
+) -> None:
+    config = load_config(write_config(tmp_path, server, max_pages=2), tmp_path)
+    hub = serve_listing(server, PagedListing({"2026-01-02": day_of_papers(230)}))
+    report = fetch(config, store)
+    (day,) = report.days
+    saved = config.inbox / "hf-daily-2026-01-02.json"
+    assert (day.outcome, day.path, report.rejected) == (FAILED, saved, True)
+    assert day.message == (
+        "incomplete: the listing goes on after [source] max_pages = 2 pages of 100; saved what came, "
+        "200 papers (200 new, 0 updated) -> hf-daily-2026-01-02.json; raise max_pages to fetch the rest"
+    )
+    assert [a.page for a in hub.asked] == [0, 1]
+    assert store.paper_count() == 200 and len(saved_ids(config)) == 200  # nothing that came is lost
+    assert known_validators(store, config.source.base_url, {"date": "2026-01-02"}) == []
+    fetch(config, store)  # tried again in full, not answered with 304s
+    assert [a.conditional for a in hub.asked[2:]] == [False, False]
+
+
+def test_a_page_failing_mid_day_fails_the_day_and_saves_nothing(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    hub = PagedListing({"2026-01-02": day_of_papers(230)})
+    server.expect_request(PATH, query_string={"date": "2026-01-02", "limit": "100", "p": "1"}).respond_with_data(
+        "busy", status=503
+    )
+    serve_listing(server, hub)
+    report = fetch(config, store)
+    (day,) = report.days
+    assert (day.outcome, day.attempts, report.rejected) == (FAILED, 3, True)
+    assert day.message == "page 2: gave up after 3 attempts: the API answered 503 SERVICE UNAVAILABLE: busy"
+    assert not config.inbox.exists() and store.paper_count() == 0
+    assert known_validators(store, config.source.base_url, {"date": "2026-01-02"}) == []
+
+
+def test_a_page_failing_mid_day_keeps_the_last_complete_fetch(config: Config, store: Store, server: HTTPServer) -> None:
+    hub = serve_listing(server, PagedListing({"2026-01-02": day_of_papers(230)}))
+    fetch(config, store)
+    saved = (config.inbox / "hf-daily-2026-01-02.json").read_bytes()
+    kept = known_validators(store, config.source.base_url, {"date": "2026-01-02"})
+    assert len(kept) == 3
+    hub.days["2026-01-02"] = day_of_papers(250)
+    server.clear_all_handlers()
+    expect(server, page=1).respond_with_data("<html>Bad Gateway</html>", status=200)  # the first that matches
+    serve_listing(server, hub)
+    (day,) = fetch(config, store).days
+    assert day.outcome == FAILED and day.message.startswith("page 2: unusable response: not JSON: an HTML")
+    assert (config.inbox / "hf-daily-2026-01-02.json").read_bytes() == saved
+    assert known_validators(store, config.source.base_url, {"date": "2026-01-02"}) == kept
+    note = (config.quarantine / "hf-daily-2026-01-02.json.error").read_text()
+    assert note.startswith(f"{page_url(server, page=1)}: not JSON: an HTML")  # says where it came from
+    assert (config.quarantine / "hf-daily-2026-01-02.json").read_bytes() == b"<html>Bad Gateway</html>"
+
+
+# -- conditional requests for a day of several pages ---------------------------------------------
+
+
+def test_an_unchanged_paged_day_is_not_modified(config: Config, store: Store, server: HTTPServer) -> None:
+    hub = serve_listing(server, PagedListing({"2026-01-02": day_of_papers(230)}))
+    fetch(config, store)
+    saved = config.inbox / "hf-daily-2026-01-02.json"
+    stamp = saved.stat().st_mtime_ns
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.message) == (NOT_MODIFIED, "not modified since the last fetch")
+    assert hub.pages_asked()[3:] == [(0, True), (1, True), (2, True)]
+    assert [a.status for a in hub.asked[3:]] == [304, 304, 304]
+    assert saved.stat().st_mtime_ns == stamp and store.dump_count() == 1
+
+
+def test_a_day_that_grows_on_its_last_page_is_fetched_again_whole(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    papers = day_of_papers(260)
+    hub = serve_listing(server, PagedListing({"2026-01-02": papers[:230]}))
+    fetch(config, store)
+    hub.days["2026-01-02"] = papers  # pages 0 and 1 stay the same; page 2 grows from 30 to 60
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.message) == (FETCHED, "260 papers (30 new, 230 updated)")
+    # Pages 0 and 1 answered 304 and have no body: the day is asked for again without validators.
+    assert hub.pages_asked()[3:] == [(0, True), (1, True), (2, True), (0, False), (1, False), (2, False)]
+    assert len(saved_ids(config)) == 260 and store.paper_count() == 260
+    assert fetch(config, store).days[0].outcome == NOT_MODIFIED  # the new validators were kept
+
+
+def test_a_day_whose_first_page_changed_is_fetched_without_validators(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    papers = day_of_papers(230)
+    hub = serve_listing(server, PagedListing({"2026-01-02": papers}))
+    fetch(config, store)
+    hub.days["2026-01-02"] = papers[:150]  # page 0 is the same; the day shrank to two pages
+    assert fetch(config, store).days[0].outcome == FETCHED
+    hub.days["2026-01-02"] = [item("2601.10001", "Paper 1 Of Series 1", 7), *papers[1:150]]
+    before = len(hub.asked)
+    assert fetch(config, store).days[0].outcome == FETCHED
+    assert hub.pages_asked()[before:] == [(0, True), (1, False)]  # page 0 changed: page 1 is needed as it is
+    # The third page of the longer day is forgotten: an unchanged day is two 304s now.
+    assert len(known_validators(store, config.source.base_url, {"date": "2026-01-02"})) == 2
+    assert fetch(config, store).days[0].outcome == NOT_MODIFIED
+    assert hub.pages_asked()[-2:] == [(0, True), (1, True)]
+
+
+def test_validators_are_kept_only_when_every_page_has_them(config: Config, store: Store, server: HTTPServer) -> None:
+    hub = serve_listing(server, PagedListing({"2026-01-02": day_of_papers(230)}, etags=False))
+    fetch(config, store)
+    assert known_validators(store, config.source.base_url, {"date": "2026-01-02"}) == []
+    assert fetch(config, store).days[0].outcome == FETCHED
+    assert not any(a.conditional for a in hub.asked)
+
+
+def test_validators_of_the_unpaged_url_are_not_used(config: Config, store: Store, server: HTTPServer) -> None:
+    # An older version asked for `?date=D` alone and kept that URL's ETag for a day it cut at 50.
+    store.save_fetch(f"{server.url_for(PATH)}?date=2026-01-02", DAY, Validators(etag='"old"'), NOW)
+    hub = serve_listing(server, PagedListing({"2026-01-02": day_of_papers(75)}))
+    (day,) = fetch(config, store).days
+    assert (day.outcome, store.paper_count(), hub.pages_asked()) == (FETCHED, 75, [(0, False)])
+
+
+def test_the_paging_takes_any_listing_query(config: Config, server: HTTPServer) -> None:
+    def weekly(request: Request) -> Response:
+        assert request.args["week"] == "2026-W01"
+        page = int(request.args["p"])
+        return Response(json.dumps(day_of_papers(120)[page * 100 : (page + 1) * 100]), content_type="application/json")
+
+    server.expect_request(PATH).respond_with_handler(weekly)
+    with open_client(config.source) as client:
+        listing = fetch_listing(client, config.source, {"week": "2026-W01"})
+    assert listing.state is ListingState.COMPLETE and len(listing.items) == 120
+    assert [page.url for page in listing.pages] == [
+        f"{server.url_for(PATH)}?week=2026-W01&limit=100&p={n}" for n in (0, 1)
+    ]
+
+
+# -- bounded downloads -------------------------------------------------------------------------
+
+
+def test_a_gzip_bomb_is_stopped_and_noted_not_kept(config: Config, store: Store, server: HTTPServer) -> None:
+    bomb = gzip_bomb()  # 1 MB that inflates to 1 GB
+    expect(server).respond_with_data(bomb, content_type="application/json", headers={"Content-Encoding": "gzip"})
+    tracemalloc.start()
+    try:
+        report = fetch(config, store)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40_000_000  # a 5 MB limit, not the gigabyte
+    (day,) = report.days
+    note = config.quarantine / "hf-daily-2026-01-02.json.error"
+    assert (day.outcome, day.path, day.attempts, report.rejected) == (FAILED, note, 1, True)
+    assert day.message == (
+        f"the answer from {page_url(server)} is larger than [source] max_response_mb = 5 MB once decompressed: "
+        "not kept; see hf-daily-2026-01-02.json.error"
+    )
+    assert note.read_text().startswith(
+        f"{page_url(server)}: is larger than [source] max_response_mb = 5 MB once decompressed\n"
+    )
+    assert sorted(p.name for p in config.quarantine.iterdir()) == ["hf-daily-2026-01-02.json.error"]
+    assert not config.inbox.exists() and store.dump_count() == 0
+    assert len(requests_for(server)) == 1  # not retried
+
+
+def test_a_redirect_body_is_never_read(config: Config, store: Store, server: HTTPServer) -> None:
+    moved = {"Location": "/mirror" + PATH + "?date=2026-01-02&limit=100&p=0", "Content-Encoding": "gzip"}
+    expect(server).respond_with_data(gzip_bomb(), status=302, headers=moved)
+    server.expect_request("/mirror" + PATH).respond_with_json([item("2601.00011", "Moved")])
+    tracemalloc.start()
+    try:
+        (day,) = fetch(config, store).days
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (day.outcome, store.paper_count()) == (FETCHED, 1)
+    assert peak < 40_000_000
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["with-content-length", "streamed"])
+def test_a_plain_body_over_the_limit_is_not_kept(
+    tmp_path: Path, store: Store, server: HTTPServer, declared: bool
+) -> None:
+    config = load_config(write_config(tmp_path, server, max_response_mb=0.01), tmp_path)
+    body = json.dumps(day_of_papers(60)).encode()
+    assert len(body) > 10_000
+    if declared:
+        expect(server).respond_with_data(body, content_type="application/json")
+    else:
+        chunks = (body[i : i + 1000] for i in range(0, len(body), 1000))
+        expect(server).respond_with_response(Response(chunks, content_type="application/json"))
+    (day,) = fetch(config, store).days
+    assert day.outcome == FAILED and "is larger than [source] max_response_mb = 0.01 MB: not kept" in day.message
+    assert not config.inbox.exists() and store.dump_count() == 0
+
+
+def test_an_encoding_not_asked_for_fails_the_day(config: Config, store: Store, server: HTTPServer) -> None:
+    expect(server).respond_with_data(b"\x8b\x00", headers={"Content-Encoding": "br"})
+    (day,) = fetch(config, store).days
+    assert day.outcome == FAILED
+    assert day.message == f"the answer is encoded as 'br', which was not asked for ({page_url(server)})"
+    assert requests_for(server)[0].headers["Accept-Encoding"] == "gzip"
+
+
+def test_a_server_dripping_its_body_fails_at_the_deadline(tmp_path: Path, store: Store, server: HTTPServer) -> None:
+    config = load_config(write_config(tmp_path, server, deadline=1), tmp_path)
+    stop = threading.Event()
+
+    def drip() -> Iterator[bytes]:
+        yield b"["
+        while not stop.wait(0.1):  # a byte well within the read timeout, again and again
+            yield b" "
+        yield b"]"
+
+    expect(server).respond_with_response(Response(drip(), content_type="application/json"))
+    try:
+        report = fetch(config, store)
+    finally:
+        stop.set()
+    (day,) = report.days
+    assert (day.outcome, day.attempts, report.rejected) == (FAILED, 1, True)
+    assert day.message == (
+        f"the answer from {page_url(server)} took longer than [source] deadline = 1 s: not kept; "
+        "see hf-daily-2026-01-02.json.error"
+    )
+    assert not config.inbox.exists() and len(requests_for(server)) == 1
+
+
+def test_a_server_dripping_its_headers_fails_at_the_deadline(tmp_path: Path, store: Store) -> None:
+    # Headers that never end: the server hangs up after 8 s. Only a watchdog ends it sooner,
+    # and says why; without one this would be a protocol error once the server gives up.
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"x" * 120
+    with DrippingServer(answer, interval=0.05) as dripping:
+        base_url = dripping.base_url
+        source = SourceConfig(base_url=base_url, pace=0, backoff=0, backoff_max=0, attempts=1, deadline=1)
+        config = replace(load_config(None, tmp_path), source=source)
+        (day,) = fetch(config, store).days
+    assert day.outcome == FAILED and dripping.connections == 1
+    assert day.message == (
+        f"the answer from {base_url}{PATH}?date=2026-01-02&limit=100&p=0 took longer than [source] deadline = 1 s: "
+        "not kept; see hf-daily-2026-01-02.json.error"
+    )
+    assert not config.inbox.exists() and store.dump_count() == 0
