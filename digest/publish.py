@@ -43,15 +43,27 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
     """
     links = site_links(config)
     env = template_environment(config.templates)
+    # A feed without entries is dated when the store got its first data: stable, and plausible.
+    started = store.started_at()
     outputs: dict[str, bytes] = {}
     for profile in config.profiles if profiles is None else profiles:
         if not profile_feeds(profile.formats):
             continue
         entries = store.digest_entries(profile.id, config.feed_size)
-        feeds = render_profile_feeds(profile, entries, links=links, site_title=config.title, env=env)
+        feeds = render_profile_feeds(
+            profile, entries, links=links, site_title=config.title, env=env, empty_updated=started
+        )
         outputs.update({feed_path(profile.id, kind): data for kind, data in feeds.items()})
     papers = store.recent_papers(config.feed_size)
-    for kind, data in render_all_papers_feeds(papers, links=links, site_title=config.title, env=env).items():
+    all_papers = render_all_papers_feeds(
+        papers,
+        links=links,
+        site_title=config.title,
+        env=env,
+        day_orders=store.first_day_orders([p.id for p in papers]),
+        empty_updated=started,
+    )
+    for kind, data in all_papers.items():
         outputs[feed_path("all", kind)] = data
     written = []
     for relative, data in outputs.items():

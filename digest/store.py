@@ -373,6 +373,27 @@ class Store:
         )
         return [_paper(row) for row in self._db.execute(query, (limit,))]
 
+    def first_day_orders(self, ids: list[str]) -> dict[str, int]:
+        """Each paper's place among the papers first seen on its day, in the order they were
+        stored (0 for the first): stable, since later papers come after it."""
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = (
+                "SELECT p.id, (SELECT COUNT(*) FROM papers q WHERE q.first_seen = p.first_seen "
+                f"AND (q.first_dump, q.rowid) < (p.first_dump, p.rowid)) FROM papers p WHERE p.id IN ({marks})"
+            )
+            found.update(self._db.execute(query, chunk).fetchall())
+        return found
+
+    def started_at(self) -> datetime | None:
+        """When the store got its first data (its first dump, else its first digest), or None."""
+        row = self._db.execute(
+            "SELECT COALESCE((SELECT MIN(ingested_at) FROM dumps), (SELECT MIN(built_at) FROM digests))"
+        ).fetchone()
+        return _aware(datetime.fromisoformat(row[0])) if row[0] else None
+
     def find_papers(self, references: tuple[str, ...] | list[str]) -> list[Paper]:
         """The stored papers that references name: a paper id, an arXiv id, or a title
         (matched like ingest matches, by normalised title). Unknown references are left out."""
