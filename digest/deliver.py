@@ -14,7 +14,9 @@ attempt reuses that Message-ID. For each message, in order:
 So the only moment at which the server may hold the message while the ledger does not
 say 'sent' is between the final "." and that commit. A row found 'sending' when a batch
 starts was left by a process that died in that window: it is sent again with the same
-Message-ID and flagged `possible_duplicate` (see the README, "Delivery").
+Message-ID and flagged `possible_duplicate` (see the README, "Delivery"). So is a message
+whose connection was lost after its final ".", but by the next run, not by a retry in
+this one; and a message that may have arrived twice that way is not sent a third time.
 
 Temporary failures (4xx replies, refused, dropped or timed-out connections) are retried
 with exponential backoff (stamina) and, if still failing, left 'pending' for the next
@@ -29,6 +31,7 @@ import hashlib
 import logging
 import re
 import secrets
+import select
 import smtplib
 import socket
 import ssl
@@ -60,6 +63,10 @@ INTERRUPTED_NOTE = (
 LOST_REPLY_NOTE = (
     "the connection was lost after the whole message was sent, before the server's answer; "
     "sent again with the same Message-ID"
+)
+LOST_REPLY_ERROR = "the server's answer was lost after the whole message was sent: sent once more by the next run"
+LOST_TWICE_ERROR = (
+    "the server's answer was lost twice after the whole message was sent: it may have arrived (twice); not sent again"
 )
 _DOT_LINE = re.compile(rb"(?m)^\.")
 
@@ -397,6 +404,18 @@ class _Fatal(_Failure):
     """Nothing more can be sent in this run (bad credentials, sender refused, server unreachable)."""
 
 
+class _LostReply(Exception):
+    """The server's answer to the final "." never came: the message may have arrived.
+
+    Not retried in this run. `again`: a copy may have arrived before too (a resend), so
+    the message is not sent again at all.
+    """
+
+    def __init__(self, message: str, *, again: bool) -> None:
+        super().__init__(message)
+        self.again = again
+
+
 class _Unsubscribed(Exception):
     """The subscriber unsubscribed while their message waited."""
 
@@ -463,6 +482,13 @@ class _Batch:
             self.report.failed.append((item.key, str(exc)))
             log.warning("%s: failed for good: %s", who, exc)
             return True
+        except _LostReply as exc:
+            if exc.again:
+                self.report.failed.append((item.key, str(exc)))
+                log.warning("%s: %s", who, exc)
+            else:
+                self._left_pending(item, str(exc))
+            return True
         except _Temporary as exc:
             self._left_pending(item, str(exc))
             return True
@@ -494,7 +520,13 @@ class _Batch:
         return message_bytes(message), sender
 
     def _send_with_retries(self, item: Outgoing, payload: bytes, sender: str, resent: bool) -> bool:
-        """Send until accepted; returns whether a copy may have been accepted before (a resend)."""
+        """Send until accepted; returns whether a copy may have been accepted before (a resend).
+
+        A try that ends after the final "." without the server's answer is not retried in
+        this run (`_LostReply`): every retry could add a copy. The row stays pending, flagged,
+        for one more send by the next run; if that one ends the same way, the row fails for
+        good (two copies may have arrived) instead of sending a third.
+        """
         for attempt in stamina.retry_context(
             on=_Temporary,
             attempts=self.policy.attempts,
@@ -513,6 +545,10 @@ class _Batch:
                 try:
                     self._send_once(item, payload, sender)
                 except _Failure as exc:
+                    if exc.after_dot and not isinstance(exc, _Fatal | _Permanent):
+                        lost = _LostReply(LOST_TWICE_ERROR if resent else LOST_REPLY_ERROR, again=resent)
+                        self._record_lost_reply(item, lost, exc)
+                        raise lost from exc
                     # Every try is recorded as it ends: if the process dies during a backoff, the ledger knows.
                     self.store.record_delivery_attempt(
                         item.key,
@@ -526,6 +562,17 @@ class _Batch:
                     resent = resent or exc.after_dot
                     raise
         return resent
+
+    def _record_lost_reply(self, item: Outgoing, lost: _LostReply, cause: _Failure) -> None:
+        self.store.record_delivery_attempt(
+            item.key,
+            "failed" if lost.again else "pending",
+            self.clock(),
+            error=f"{lost} ({cause})",
+            counted=self._counted,
+            possible_duplicate=True,
+            note=LOST_REPLY_NOTE,
+        )
 
     _counted = False
 
@@ -673,6 +720,10 @@ class _Smtp(_Transport):
             body = _DOT_LINE.sub(b"..", payload)
             connection.send(body if body.endswith(b"\r\n") else body + b"\r\n")
             before_dot()
+            if _server_spoke(connection):
+                # A server says nothing during the body: it hung up (or is about to), and the
+                # "." is not yet written, so it cannot hold the message. Not a possible duplicate.
+                raise smtplib.SMTPServerDisconnected("the server hung up before the end of the message")
             connection.send(b".\r\n")
             after_dot = True
             stage = "end of DATA"
@@ -717,6 +768,17 @@ class _Smtp(_Transport):
         if self.connection is not None:
             _close_quietly(self.connection)
             self.connection = None
+
+
+def _server_spoke(connection: smtplib.SMTP) -> bool:
+    """True when the server sent something, or closed the connection, since its last reply."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 def _reset(connection: smtplib.SMTP) -> None:
