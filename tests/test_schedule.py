@@ -148,6 +148,8 @@ def test_missed_ticks_coalesce_into_one_run_with_the_real_scheduler(caplog: pyte
         [p], run_profile=recorder.run_profile, run_ingest=JobReport, is_done=recorder.is_done, stop=stop
     )
     caplog.set_level(logging.INFO, logger="digest.schedule")
+    while datetime.now(UTC).second >= 57:  # no real tick during the 1.5 s below: only the missed ones
+        time.sleep(0.1)
     scheduler.start(paused=True)
     scheduler.modify_job("profile:often", next_run_time=datetime.now(UTC) - timedelta(minutes=30))
     scheduler.resume()
