@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DONE_STATES = ("sent", "failed", "skipped")
 RETRY_DAYS = 7  # an email not accepted this many days after its digest's day is given up
+SEND_LOCK_TIMEOUT = 60.0  # seconds to wait for another process that is sending
 INTERRUPTED_NOTE = (
     "a process died after handing the message to the server and before recording its answer; "
     "sent again with the same Message-ID"
@@ -72,7 +73,7 @@ _DOT_LINE = re.compile(rb"(?m)^\.")
 
 
 class DeliveryError(Exception):
-    """Nothing could be sent: a configuration problem or another process sending. One line."""
+    """Nothing can be sent as configured (an SMTP login without its password). One line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +297,7 @@ def send_digests(
     message_id_domain: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     tls_context: ssl.SSLContext | None = None,
-    lock_timeout: float = 60.0,
+    lock_timeout: float = SEND_LOCK_TIMEOUT,
     delivers: bool = True,
 ) -> DeliveryReport:
     """Send every message in `outgoing` that the ledger does not record as done.
@@ -304,27 +305,32 @@ def send_digests(
     With `smtp`, over one SMTP connection (reopened when the server drops it); without,
     each message becomes `outbox/<day>_<profile>_<address hash>.eml`, through the same
     ledger. `clock` gives aware datetimes. One process sends at a time (a lock file beside
-    the database); `should_stop()` is checked before each message and each retry.
-    `delivers=False` says an accepted message does not deliver its digest (an outbox
-    preview while SMTP is configured): its papers are not yet taken as given.
-    Raises `DeliveryError` (nothing sent) for configuration problems.
+    the database): when another one holds it for `lock_timeout` seconds, nothing is sent
+    and the report says why (`stopped`; the emails stay pending for the next run).
+    `should_stop()` is checked before each message and each retry. `delivers=False` says an
+    accepted message does not deliver its digest (an outbox preview while SMTP is
+    configured): its papers are not yet taken as given. Raises `DeliveryError` (nothing
+    sent) for configuration problems (`smtp_login_problem`).
     """
     started = time.monotonic()
     policy = retry or (RetryPolicy.from_settings(smtp) if smtp else RetryPolicy())
-    transport: _Transport
-    if smtp is None:
-        transport = _Outbox(outbox)
-    else:
-        if smtp.username and not smtp.password:
-            raise DeliveryError("[smtp] username is set but DIGEST_SMTP_PASSWORD is not set in the environment")
-        transport = _Smtp(smtp, policy, tls_context)
+    problem = smtp_login_problem(smtp)
+    if problem:
+        raise DeliveryError(problem)
+    transport: _Transport = _Outbox(outbox) if smtp is None else _Smtp(smtp, policy, tls_context)
     domain = message_id_domain or _domain(smtp.sender if smtp else None) or "paper-digest.invalid"
     report = DeliveryReport(transport=transport.name)
     lock = FileLock(f"{store.path}.send.lock", timeout=lock_timeout)
     try:
         lock.acquire()
     except Timeout:
-        raise DeliveryError(f"another process is sending (it holds {lock.lock_file}); try again later") from None
+        report.stopped = f"another process is sending (it holds {lock.lock_file}); the emails stay pending"
+        rows = (store.get_delivery(item.key) for item in outgoing)
+        report.already = sum(row is not None and is_done(row, transport.name) for row in rows)
+        report.not_reached = len(outgoing) - report.already
+        report.seconds = time.monotonic() - started
+        log.warning("delivery %s", report.summary())
+        return report
     try:
         store.add_deliveries(
             [o.key for o in outgoing], lambda key: make_message_id(key, domain), transport.name, clock()
@@ -347,6 +353,13 @@ def send_digests(
     report.seconds = time.monotonic() - started
     log.info("delivery %s", report.summary())
     return report
+
+
+def smtp_login_problem(smtp: SmtpSettings | None) -> str | None:
+    """Why sending over `smtp` cannot log in (a username without its password), or None."""
+    if smtp is not None and smtp.username and not smtp.password:
+        return "[smtp] username is set but DIGEST_SMTP_PASSWORD is not set in the environment"
+    return None
 
 
 def make_message_id(key: DeliveryKey, domain: str) -> str:
@@ -805,6 +818,7 @@ def _describe(exc: BaseException) -> str:
 
 
 __all__ = [
+    "SEND_LOCK_TIMEOUT",
     "DeliveryError",
     "DeliveryReport",
     "Outgoing",
@@ -819,4 +833,5 @@ __all__ = [
     "outgoing_emails",
     "plan_deliveries",
     "send_digests",
+    "smtp_login_problem",
 ]

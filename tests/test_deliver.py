@@ -419,9 +419,14 @@ def test_starttls_with_a_verified_certificate(store: Store, tmp_path: Path) -> N
 
 def test_one_sender_at_a_time(store: Store, tmp_path: Path) -> None:
     outgoing = two_profiles(store)
-    with FileLock(f"{store.path}.send.lock"), pytest.raises(DeliveryError, match="another process is sending"):
-        send_digests(store, None, outgoing, outbox=tmp_path, clock=clock, lock_timeout=0.1)
-    assert store.deliveries() == []
+    with FileLock(f"{store.path}.send.lock"):
+        report = send_digests(store, None, outgoing, outbox=tmp_path, clock=clock, lock_timeout=0.1)
+    assert report.stopped is not None and report.stopped.startswith("another process is sending (it holds ")
+    assert report.stopped.endswith("the emails stay pending") and not report.complete
+    assert (report.not_reached, report.already, report.sent) == (4, 0, [])
+    assert store.deliveries() == [] and not any(tmp_path.glob("*.eml"))
+    later = send_digests(store, None, outgoing, outbox=tmp_path, clock=clock)
+    assert len(later.sent) == 4 and later.complete
 
 
 # -- a process killed in the middle of a batch ---------------------------------------------------
