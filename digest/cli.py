@@ -1,9 +1,10 @@
 """The `digest` command: parses arguments and calls the library, nothing more.
 
 Exit codes: 0 success; 1 some input was rejected (a bad entry skipped, a file set
-aside), the rest done; 2 usage or configuration error, nothing done; 3 some emails were
-not delivered (failed for good, or left pending for the next run); 4 the inbox is
-stale (`digest run --stale fail`).
+aside), the rest done; 2 usage or configuration error (an SMTP username without
+DIGEST_SMTP_PASSWORD included), nothing done; 3 some emails were not delivered (failed
+for good, or left pending for the next run, e.g. because another process was sending);
+4 the inbox is stale (`digest run --stale fail`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from digest import __version__
 from digest.config import Config, ConfigError, find_config, load_config
-from digest.deliver import due_digests, give_up_stale_emails, outgoing_emails, plan_deliveries
+from digest.deliver import (
+    SEND_LOCK_TIMEOUT,
+    DeliveryError,
+    due_digests,
+    give_up_stale_emails,
+    outgoing_emails,
+    plan_deliveries,
+)
 from digest.fetch import (
     FAILED,
     FETCHED,
@@ -35,10 +43,12 @@ from digest.fetch import (
     day_range,
     fetch_days,
     fetch_recent_days,
+    utc_now,
 )
 from digest.files import write_atomic
 from digest.jobs import (
     RunReport,
+    check_sending,
     email_digests,
     embedder_for,
     profile_day,
@@ -74,11 +84,15 @@ class UsageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What every command gets: the global options and a way to the config."""
+    """What every command gets: the global options and a way to the config.
+
+    `lock_timeout`: how long a command that sends waits for another process that is sending.
+    """
 
     args: argparse.Namespace
     cwd: Path
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], datetime] = utc_now
+    lock_timeout: float = SEND_LOCK_TIMEOUT
 
     def config(self) -> Config:
         path = find_config(self.args.config, self.cwd)
@@ -103,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digest",
         description="A personal daily digest of new machine-learning papers from Hugging Face Daily Papers.",
-        epilog="Exit codes: 0 success, 1 some input rejected (the rest done), 2 usage or configuration error.",
+        epilog="Exit codes: 0 success, 1 some input rejected (the rest done), 2 usage or configuration error, "
+        "3 some emails not delivered, 4 stale inbox (run --stale fail).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", type=Path, metavar="FILE", help="config file (default: ./digest.toml if present)")
@@ -212,9 +227,11 @@ def _add_build(commands: Any) -> None:
     p = commands.add_parser(
         "build",
         help="build, publish and email the digests",
-        description="Build each profile's digest for the day (ranking the papers new since its previous digest), "
-        "write the feeds, Markdown and site, and email it: into outbox/ as .eml files, or over SMTP with --send "
-        "when [smtp] is configured. A day's digest is built once; building it again publishes the stored one.",
+        description="Ingest the inbox, then build each profile's digest for the day (ranking the papers new since "
+        "its previous digest), write the feeds, Markdown and site, and email it: into outbox/ as .eml files, or over "
+        "SMTP with --send when [smtp] is configured. A day's digest is built once; building it again publishes the "
+        "stored one, unless it delivered nothing and new papers for its day came before its deadline (then it is "
+        "rebuilt).",
     )
     _add_selection(p)
     p.add_argument("--send", action="store_true", help="send the emails over SMTP (needs [smtp])")
@@ -519,7 +536,9 @@ def run_rank(ctx: Context) -> int:
     with ctx.store(config) as store:
         day = ctx.args.date or profile_day(profile, ctx.now())
         papers = list(store.iter_papers()) if ctx.args.all else store.candidate_papers(profile.id, day)
-        ranked = rank_profile(store, profile, papers, embed=embed, limit=ctx.args.limit)
+        ranked = rank_profile(
+            store, profile, papers, embed=embed, limit=ctx.args.limit, day=None if ctx.args.all else day
+        )
     if ctx.args.json:
         print(json.dumps([scored_record(s) for s in ranked], ensure_ascii=False, indent=1))
         return EXIT_OK
@@ -541,15 +560,46 @@ def scored_record(scored: ScoredPaper) -> dict[str, Any]:
 def run_build(ctx: Context) -> int:
     config = ctx.config()
     profiles = _selected(config, ctx.args.profile)
+    check_sending(config, smtp=ctx.args.send)
     with ctx.store(config) as store:
-        report = run_profiles(config, store, profiles, clock=ctx.now, day=ctx.args.date, smtp=ctx.args.send)
-    return _report_run(report, config, ctx, smtp_asked=ctx.args.send)
+        summary = _read_inbox(ctx, config, store)
+        report = run_profiles(
+            config,
+            store,
+            profiles,
+            clock=ctx.now,
+            day=ctx.args.date,
+            smtp=ctx.args.send,
+            lock_timeout=ctx.lock_timeout,
+        )
+    code = EXIT_REJECTED if summary.rejected else EXIT_OK
+    return max(code, _report_run(report, config, ctx, smtp_asked=ctx.args.send))
+
+
+def _read_inbox(ctx: Context, config: Config, store: Store) -> IngestSummary:
+    """Ingest every new dump in the inbox (`digest build` and `digest run` start with it) and say what came."""
+    now = ctx.now()
+    files = find_dump_files([config.inbox], skip=[config.quarantine]) if config.inbox.exists() else []
+    with _progress(len(files)) as advance:
+        summary = ingest_files(
+            store,
+            files,
+            quarantine=config.quarantine,
+            today=now.date(),
+            now=now,
+            label=lambda path: _display(path, ctx.cwd),
+            on_file=advance,
+        )
+    _report_ingest(summary, (store.paper_count(), store.dump_count()), _display(config.db, ctx.cwd))
+    return summary
 
 
 def run_send(ctx: Context) -> int:
     config = ctx.config()
     profiles = _selected(config, ctx.args.profile)
     transport = "smtp" if config.smtp else "outbox"
+    if not ctx.args.dry_run:
+        check_sending(config)
     with ctx.store(config) as store:
         today = ctx.now().date()
         if not ctx.args.dry_run:
@@ -564,13 +614,16 @@ def run_send(ctx: Context) -> int:
             to_send = sum(plan.state in ("new", "pending", "sending") for plan in plans)
             print(f"{to_send} of {len(plans)} email{_s(len(plans))} would be sent ({transport})")
             return EXIT_OK
-        report = email_digests(config, store, digests, smtp=True, clock=ctx.now, catch_up=False)
+        report = email_digests(
+            config, store, digests, smtp=True, clock=ctx.now, catch_up=False, lock_timeout=ctx.lock_timeout
+        )
     print(f"{len(digests)} digest{_s(len(digests))} with emails due; {report.summary()}")
     return EXIT_OK if report.complete and not report.failed else EXIT_UNDELIVERED
 
 
 def run_serve(ctx: Context) -> int:
     config = ctx.config()
+    check_sending(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     with ctx.store(config) as store:
         if ctx.args.once:
@@ -583,6 +636,7 @@ def run_serve(ctx: Context) -> int:
 def run_run(ctx: Context) -> int:
     config = ctx.config()
     profiles = _selected(config, ctx.args.profile)
+    check_sending(config, smtp=ctx.args.send)
     code = EXIT_OK
     with ctx.store(config) as store:
         if config.source.enabled:
@@ -591,26 +645,22 @@ def run_run(ctx: Context) -> int:
                 for result in fetched.days:
                     _report_day(result, lambda path: _display(path, ctx.cwd))
                 code = EXIT_REJECTED if fetched.rejected else code
-        now = ctx.now()
-        files = find_dump_files([config.inbox], skip=[config.quarantine]) if config.inbox.exists() else []
-        with _progress(len(files)) as advance:
-            summary = ingest_files(
-                store,
-                files,
-                quarantine=config.quarantine,
-                today=now.date(),
-                now=now,
-                label=lambda path: _display(path, ctx.cwd),
-                on_file=advance,
-            )
-        _report_ingest(summary, (store.paper_count(), store.dump_count()), _display(config.db, ctx.cwd))
+        summary = _read_inbox(ctx, config, store)
         code = EXIT_REJECTED if summary.rejected else code
-        stale = stale_warning(store.latest_listing_date(), now.date(), config.stale_after_days)
+        stale = stale_warning(store.latest_listing_date(), ctx.now().date(), config.stale_after_days)
         if stale:
             print(_annotate("error" if ctx.args.stale == "fail" else "warning", stale), file=sys.stderr)
             if ctx.args.stale == "fail":
                 return EXIT_STALE
-        report = run_profiles(config, store, profiles, clock=ctx.now, day=ctx.args.date, smtp=ctx.args.send)
+        report = run_profiles(
+            config,
+            store,
+            profiles,
+            clock=ctx.now,
+            day=ctx.args.date,
+            smtp=ctx.args.send,
+            lock_timeout=ctx.lock_timeout,
+        )
     return max(code, _report_run(report, config, ctx, smtp_asked=ctx.args.send))
 
 
@@ -634,7 +684,7 @@ def _annotate(level: str, message: str) -> str:
 
 def _report_run(report: RunReport, config: Config, ctx: Context, *, smtp_asked: bool) -> int:
     for digest in report.digests:
-        state = "built" if digest in report.built else "built before"
+        state = "rebuilt" if digest in report.rebuilt else "built" if digest in report.built else "built before"
         what = f"{len(digest.items)} paper{_s(len(digest.items))}"
         if not digest.items:
             why = "no new papers" if digest.empty_reason == "no-new-papers" else "none above min_score"
@@ -771,18 +821,24 @@ def _s(count: int) -> str:
     return "" if count == 1 else "s"
 
 
-def main(argv: list[str] | None = None, *, clock: Callable[[], datetime] | None = None) -> int:
-    """Run one command; `clock` (aware datetimes) replaces the system clock, e.g. in tests."""
+def main(
+    argv: list[str] | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    lock_timeout: float = SEND_LOCK_TIMEOUT,
+) -> int:
+    """Run the command in `argv`. `clock` (aware datetimes) replaces the system clock, e.g. in
+    tests; `lock_timeout` as in `Context`."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    ctx = Context(args=args, cwd=Path.cwd()) if clock is None else Context(args=args, cwd=Path.cwd(), clock=clock)
+    ctx = Context(args=args, cwd=Path.cwd(), clock=clock or utc_now, lock_timeout=lock_timeout)
     try:
         return args.run(ctx)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, StoreError, FetchError, SemanticUnavailable, QuarantineError) as exc:
+    except (UsageError, StoreError, FetchError, SemanticUnavailable, QuarantineError, DeliveryError) as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

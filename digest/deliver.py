@@ -14,7 +14,9 @@ attempt reuses that Message-ID. For each message, in order:
 So the only moment at which the server may hold the message while the ledger does not
 say 'sent' is between the final "." and that commit. A row found 'sending' when a batch
 starts was left by a process that died in that window: it is sent again with the same
-Message-ID and flagged `possible_duplicate` (see the README, "Delivery").
+Message-ID and flagged `possible_duplicate` (see the README, "Delivery"). So is a message
+whose connection was lost after its final ".", but by the next run, not by a retry in
+this one; and a message that may have arrived twice that way is not sent a third time.
 
 Temporary failures (4xx replies, refused, dropped or timed-out connections) are retried
 with exponential backoff (stamina) and, if still failing, left 'pending' for the next
@@ -29,6 +31,7 @@ import hashlib
 import logging
 import re
 import secrets
+import select
 import smtplib
 import socket
 import ssl
@@ -53,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DONE_STATES = ("sent", "failed", "skipped")
 RETRY_DAYS = 7  # an email not accepted this many days after its digest's day is given up
+SEND_LOCK_TIMEOUT = 60.0  # seconds to wait for another process that is sending
 INTERRUPTED_NOTE = (
     "a process died after handing the message to the server and before recording its answer; "
     "sent again with the same Message-ID"
@@ -61,11 +65,15 @@ LOST_REPLY_NOTE = (
     "the connection was lost after the whole message was sent, before the server's answer; "
     "sent again with the same Message-ID"
 )
+LOST_REPLY_ERROR = "the server's answer was lost after the whole message was sent: sent once more by the next run"
+LOST_TWICE_ERROR = (
+    "the server's answer was lost twice after the whole message was sent: it may have arrived (twice); not sent again"
+)
 _DOT_LINE = re.compile(rb"(?m)^\.")
 
 
 class DeliveryError(Exception):
-    """Nothing could be sent: a configuration problem or another process sending. One line."""
+    """Nothing can be sent as configured (an SMTP login without its password). One line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +297,7 @@ def send_digests(
     message_id_domain: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     tls_context: ssl.SSLContext | None = None,
-    lock_timeout: float = 60.0,
+    lock_timeout: float = SEND_LOCK_TIMEOUT,
     delivers: bool = True,
 ) -> DeliveryReport:
     """Send every message in `outgoing` that the ledger does not record as done.
@@ -297,27 +305,32 @@ def send_digests(
     With `smtp`, over one SMTP connection (reopened when the server drops it); without,
     each message becomes `outbox/<day>_<profile>_<address hash>.eml`, through the same
     ledger. `clock` gives aware datetimes. One process sends at a time (a lock file beside
-    the database); `should_stop()` is checked before each message and each retry.
-    `delivers=False` says an accepted message does not deliver its digest (an outbox
-    preview while SMTP is configured): its papers are not yet taken as given.
-    Raises `DeliveryError` (nothing sent) for configuration problems.
+    the database): when another one holds it for `lock_timeout` seconds, nothing is sent
+    and the report says why (`stopped`; the emails stay pending for the next run).
+    `should_stop()` is checked before each message and each retry. `delivers=False` says an
+    accepted message does not deliver its digest (an outbox preview while SMTP is
+    configured): its papers are not yet taken as given. Raises `DeliveryError` (nothing
+    sent) for configuration problems (`smtp_login_problem`).
     """
     started = time.monotonic()
     policy = retry or (RetryPolicy.from_settings(smtp) if smtp else RetryPolicy())
-    transport: _Transport
-    if smtp is None:
-        transport = _Outbox(outbox)
-    else:
-        if smtp.username and not smtp.password:
-            raise DeliveryError("[smtp] username is set but DIGEST_SMTP_PASSWORD is not set in the environment")
-        transport = _Smtp(smtp, policy, tls_context)
+    problem = smtp_login_problem(smtp)
+    if problem:
+        raise DeliveryError(problem)
+    transport: _Transport = _Outbox(outbox) if smtp is None else _Smtp(smtp, policy, tls_context)
     domain = message_id_domain or _domain(smtp.sender if smtp else None) or "paper-digest.invalid"
     report = DeliveryReport(transport=transport.name)
     lock = FileLock(f"{store.path}.send.lock", timeout=lock_timeout)
     try:
         lock.acquire()
     except Timeout:
-        raise DeliveryError(f"another process is sending (it holds {lock.lock_file}); try again later") from None
+        report.stopped = f"another process is sending (it holds {lock.lock_file}); the emails stay pending"
+        rows = (store.get_delivery(item.key) for item in outgoing)
+        report.already = sum(row is not None and is_done(row, transport.name) for row in rows)
+        report.not_reached = len(outgoing) - report.already
+        report.seconds = time.monotonic() - started
+        log.warning("delivery %s", report.summary())
+        return report
     try:
         store.add_deliveries(
             [o.key for o in outgoing], lambda key: make_message_id(key, domain), transport.name, clock()
@@ -340,6 +353,13 @@ def send_digests(
     report.seconds = time.monotonic() - started
     log.info("delivery %s", report.summary())
     return report
+
+
+def smtp_login_problem(smtp: SmtpSettings | None) -> str | None:
+    """Why sending over `smtp` cannot log in (a username without its password), or None."""
+    if smtp is not None and smtp.username and not smtp.password:
+        return "[smtp] username is set but DIGEST_SMTP_PASSWORD is not set in the environment"
+    return None
 
 
 def make_message_id(key: DeliveryKey, domain: str) -> str:
@@ -395,6 +415,18 @@ class _Permanent(_Failure):
 
 class _Fatal(_Failure):
     """Nothing more can be sent in this run (bad credentials, sender refused, server unreachable)."""
+
+
+class _LostReply(Exception):
+    """The server's answer to the final "." never came: the message may have arrived.
+
+    Not retried in this run. `again`: a copy may have arrived before too (a resend), so
+    the message is not sent again at all.
+    """
+
+    def __init__(self, message: str, *, again: bool) -> None:
+        super().__init__(message)
+        self.again = again
 
 
 class _Unsubscribed(Exception):
@@ -463,6 +495,13 @@ class _Batch:
             self.report.failed.append((item.key, str(exc)))
             log.warning("%s: failed for good: %s", who, exc)
             return True
+        except _LostReply as exc:
+            if exc.again:
+                self.report.failed.append((item.key, str(exc)))
+                log.warning("%s: %s", who, exc)
+            else:
+                self._left_pending(item, str(exc))
+            return True
         except _Temporary as exc:
             self._left_pending(item, str(exc))
             return True
@@ -494,7 +533,13 @@ class _Batch:
         return message_bytes(message), sender
 
     def _send_with_retries(self, item: Outgoing, payload: bytes, sender: str, resent: bool) -> bool:
-        """Send until accepted; returns whether a copy may have been accepted before (a resend)."""
+        """Send until accepted; returns whether a copy may have been accepted before (a resend).
+
+        A try that ends after the final "." without the server's answer is not retried in
+        this run (`_LostReply`): every retry could add a copy. The row stays pending, flagged,
+        for one more send by the next run; if that one ends the same way, the row fails for
+        good (two copies may have arrived) instead of sending a third.
+        """
         for attempt in stamina.retry_context(
             on=_Temporary,
             attempts=self.policy.attempts,
@@ -513,6 +558,10 @@ class _Batch:
                 try:
                     self._send_once(item, payload, sender)
                 except _Failure as exc:
+                    if exc.after_dot and not isinstance(exc, _Fatal | _Permanent):
+                        lost = _LostReply(LOST_TWICE_ERROR if resent else LOST_REPLY_ERROR, again=resent)
+                        self._record_lost_reply(item, lost, exc)
+                        raise lost from exc
                     # Every try is recorded as it ends: if the process dies during a backoff, the ledger knows.
                     self.store.record_delivery_attempt(
                         item.key,
@@ -526,6 +575,17 @@ class _Batch:
                     resent = resent or exc.after_dot
                     raise
         return resent
+
+    def _record_lost_reply(self, item: Outgoing, lost: _LostReply, cause: _Failure) -> None:
+        self.store.record_delivery_attempt(
+            item.key,
+            "failed" if lost.again else "pending",
+            self.clock(),
+            error=f"{lost} ({cause})",
+            counted=self._counted,
+            possible_duplicate=True,
+            note=LOST_REPLY_NOTE,
+        )
 
     _counted = False
 
@@ -673,6 +733,10 @@ class _Smtp(_Transport):
             body = _DOT_LINE.sub(b"..", payload)
             connection.send(body if body.endswith(b"\r\n") else body + b"\r\n")
             before_dot()
+            if _server_spoke(connection):
+                # A server says nothing during the body: it hung up (or is about to), and the
+                # "." is not yet written, so it cannot hold the message. Not a possible duplicate.
+                raise smtplib.SMTPServerDisconnected("the server hung up before the end of the message")
             connection.send(b".\r\n")
             after_dot = True
             stage = "end of DATA"
@@ -719,6 +783,17 @@ class _Smtp(_Transport):
             self.connection = None
 
 
+def _server_spoke(connection: smtplib.SMTP) -> bool:
+    """True when the server sent something, or closed the connection, since its last reply."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
 def _reset(connection: smtplib.SMTP) -> None:
     with contextlib.suppress(smtplib.SMTPException, OSError):
         connection.rset()
@@ -743,6 +818,7 @@ def _describe(exc: BaseException) -> str:
 
 
 __all__ = [
+    "SEND_LOCK_TIMEOUT",
     "DeliveryError",
     "DeliveryReport",
     "Outgoing",
@@ -757,4 +833,5 @@ __all__ = [
     "outgoing_emails",
     "plan_deliveries",
     "send_digests",
+    "smtp_login_problem",
 ]

@@ -1,14 +1,27 @@
 """Writing files so that a reader never sees half of one, and naming them safely.
 
 Every output file of the project goes through `write_atomic`: the data is written to
-a temporary file in the same folder, flushed to disk, then renamed over the target.
+a temporary file in the same folder (`.NAME.PID.RANDOM.tmp`), flushed to disk, then
+renamed over the target; `copy_if_changed` links through `.NAME.PID.link`. A process
+killed in between leaves such a file behind: `remove_stale_temporaries` removes them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
+
+# A temporary file is stale when it is this old and the process named in it is gone: a
+# write takes well under a second, so a younger one may be another process's, in use.
+STALE_AFTER = 600.0
+# `write_atomic`'s temporary files (tempfile's 8 random characters; names written before
+# the PID was added have none) and `copy_if_changed`'s links. Nothing else matches.
+_TEMPORARY = re.compile(r"\.(?P<name>.+?)\.(?:(?P<pid>[0-9]+)\.)?[a-z0-9_]{8}\.tmp")
+_LINK = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.link")
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, durable: bool = True) -> None:
@@ -23,7 +36,7 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, durable: b
     """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
@@ -76,4 +89,53 @@ def copy_if_changed(source: Path, path: Path, data: bytes) -> bool:
     except OSError:
         link.unlink(missing_ok=True)
         write_atomic(path, data, durable=False)
+    return True
+
+
+def remove_stale_temporaries(
+    folders: Iterable[Path], *, now: float | None = None, older_than: float = STALE_AFTER
+) -> list[Path]:
+    """Remove the temporary files a killed `write_atomic` or `copy_if_changed` left in
+    `folders` (and their subfolders); return them.
+
+    Only files named as those two name them, and only stale ones: last changed over
+    `older_than` seconds before `now` (default: the clock) and, when the name holds a
+    process id, that process no longer running. So another process publishing at the
+    same time keeps the files it is writing.
+    """
+    moment = time.time() if now is None else now
+    removed = []
+    for folder in folders:
+        for root, _, names in os.walk(folder):
+            for name in names:
+                match = _TEMPORARY.fullmatch(name) or _LINK.fullmatch(name)
+                path = Path(root) / name
+                if match is None or not _is_stale(path, match["pid"], moment, older_than):
+                    continue
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue  # another process removed it first
+                removed.append(path)
+    return removed
+
+
+def _is_stale(path: Path, pid: str | None, now: float, older_than: float) -> bool:
+    try:
+        if now - path.lstat().st_mtime < older_than:
+            return False
+    except FileNotFoundError:
+        return False
+    return pid is None or not _running(int(pid))
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or not a pid at all): keep its file
     return True

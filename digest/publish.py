@@ -11,16 +11,19 @@ and hard-linked into `[digest] feeds`. Each profile's `formats` decide what it g
 `atom`, `rss`, `json` (feeds), `markdown` (`digests/<profile>/<date>.md`). Emails are
 rendered here (`email_renderer`) but written or sent by `deliver`, through the ledger.
 Every profile has pages on the site: an email's "web version" link points there.
+A publish first removes the temporary files that a process killed while writing left in
+the output folders (`files.remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
 from digest.config import Config
-from digest.files import copy_if_changed, write_if_changed
+from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
 from digest.models import Digest, Profile
 from digest.render.email import render_email
 from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
@@ -29,6 +32,8 @@ from digest.render.markdown import render_markdown
 from digest.render.site import render_site
 from digest.render.templates import template_environment
 from digest.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def site_links(config: Config) -> SiteLinks:
@@ -43,15 +48,27 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
     """
     links = site_links(config)
     env = template_environment(config.templates)
+    # A feed without entries is dated when the store got its first data: stable, and plausible.
+    started = store.started_at()
     outputs: dict[str, bytes] = {}
     for profile in config.profiles if profiles is None else profiles:
         if not profile_feeds(profile.formats):
             continue
         entries = store.digest_entries(profile.id, config.feed_size)
-        feeds = render_profile_feeds(profile, entries, links=links, site_title=config.title, env=env)
+        feeds = render_profile_feeds(
+            profile, entries, links=links, site_title=config.title, env=env, empty_updated=started
+        )
         outputs.update({feed_path(profile.id, kind): data for kind, data in feeds.items()})
     papers = store.recent_papers(config.feed_size)
-    for kind, data in render_all_papers_feeds(papers, links=links, site_title=config.title, env=env).items():
+    all_papers = render_all_papers_feeds(
+        papers,
+        links=links,
+        site_title=config.title,
+        env=env,
+        day_orders=store.first_day_orders([p.id for p in papers]),
+        empty_updated=started,
+    )
+    for kind, data in all_papers.items():
         outputs[feed_path("all", kind)] = data
     written = []
     for relative, data in outputs.items():
@@ -132,6 +149,8 @@ def write_outputs(config: Config, store: Store, digests: Sequence[Digest]) -> li
     Emails are not written here: they go through the delivery ledger (`deliver`).
     Returns the files written or changed.
     """
+    for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
+        log.info("removed %s, left by a process killed while writing", path)
     written = write_feeds(config, store)
     written += write_markdown(config, digests)
     written += write_site(config, store)

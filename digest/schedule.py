@@ -6,6 +6,9 @@ Jobs are callables handed in, so this module never builds, renders, sends or par
   published and sent (it must not rebuild a digest the store already has);
 - `run_ingest()` ingests new dumps from the inbox, every `ingest_every`;
 - `is_done(profile, day)` reads the store: was that digest built and sent already?
+- `is_reopened(profile, day)` (optional) reads the store: is that digest built but not
+  final (see `digest_is_final`), with new papers for its day? After each ingest, the
+  profile's job runs again for such a day, so papers that arrive late still make it.
 
 The digest day is the date of the cron tick in the profile's time zone. A tick missed
 by at most `grace` (a machine that slept, a service that was down) is run late, once:
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
@@ -37,7 +41,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest.deliver import DeliveryReport
 from digest.models import Digest, Profile
 from digest.pipeline import find_dump_files, ingest_files
-from digest.store import Store
+from digest.store import DigestStatus, Store
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,44 @@ def due_day(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -
     return tick.astimezone(ZoneInfo(profile.timezone)).date() if tick else None
 
 
+def rebuild_deadline(profile: Profile, day: date, grace: timedelta = DEFAULT_GRACE) -> datetime:
+    """Until when a digest of `day` that delivered nothing may still be rebuilt.
+
+    The end of the day's catch-up window: its last tick plus `grace` (`[digest]
+    catch_up_hours`), or the end of the day plus `grace` when the schedule has no tick that
+    day; and never later than the profile's next tick, so one digest at most is open.
+    """
+    zone = ZoneInfo(profile.timezone)
+    trigger = profile_trigger(profile)
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    following = day + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=zone).astimezone(UTC)
+    last = None
+    tick = trigger.get_next_fire_time(None, start)
+    while tick is not None and tick.astimezone(UTC) < end:
+        last = tick
+        tick = trigger.get_next_fire_time(tick, tick)
+    closes = (last.astimezone(UTC) if last else end) + grace
+    return min(closes, tick.astimezone(UTC)) if tick is not None else closes
+
+
+def digest_is_final(status: DigestStatus, *, now: datetime, deadline: datetime) -> bool:
+    """Whether a saved digest stands for good, or is still open to papers that arrive late.
+
+    A digest is final once anything of it may have reached a reader: a feed published its
+    entries or an email was accepted (state 'delivered'), an email is 'sending' or may have
+    arrived (a possible duplicate), or every email failed for good ('failed'). It is final
+    too once the profile has a digest of a later day, and after `deadline`
+    (`rebuild_deadline`): later papers go into the profile's next digest. Until then a
+    digest that delivered nothing (an empty one, or one whose emails all still wait) is
+    rebuilt when new papers for its day arrive: nobody saw it, so the new one, sent under
+    the same Message-IDs, is still that day's digest delivered once, only fuller.
+    """
+    if status.state != "built" or status.reached_someone or status.later_digest:
+        return True
+    return now > deadline
+
+
 def run_profile_if_due(
     profile: Profile,
     *,
@@ -133,6 +175,25 @@ def run_profile_if_due(
 
 def run_ingest_job(run_ingest: IngestJob) -> JobRun:
     return _timed(INGEST_JOB, None, run_ingest)
+
+
+def run_reopened(
+    profiles: Sequence[Profile],
+    *,
+    now: datetime,
+    run_profile: ProfileJob,
+    is_reopened: DoneCheck,
+    grace: timedelta = DEFAULT_GRACE,
+    stop: threading.Event | None = None,
+) -> list[JobRun]:
+    """Run the job of each profile whose due digest is built, not final and has new papers."""
+    runs = []
+    for profile in profiles:
+        day = due_day(profile, now, grace)
+        if day is None or (stop is not None and stop.is_set()) or not is_reopened(profile, day):
+            continue
+        runs.append(_timed(f"profile {profile.id}", day, partial(run_profile, profile, day)))
+    return runs
 
 
 def run_due_once(
@@ -161,11 +222,14 @@ def build_scheduler(
     ingest_every: timedelta = DEFAULT_INGEST_EVERY,
     grace: timedelta = DEFAULT_GRACE,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    is_reopened: DoneCheck | None = None,
 ) -> BackgroundScheduler:
     """A scheduler (not started) with the ingest job and one cron job per profile.
 
     At start the ingest runs, then each profile's job once, to catch up a tick missed
-    while the service was down. One worker: jobs run one at a time, in order.
+    while the service was down. After each ingest, a profile whose due digest
+    `is_reopened` runs again (a tick will not: `is_done` said yes before the papers came).
+    One worker: jobs run one at a time, in order.
     """
     scheduler = BackgroundScheduler(
         timezone=UTC,
@@ -175,8 +239,13 @@ def build_scheduler(
     start = clock()
 
     def ingest() -> None:
-        if not stop.is_set():
-            run_ingest_job(run_ingest)
+        if stop.is_set():
+            return
+        run_ingest_job(run_ingest)
+        if is_reopened is not None:
+            run_reopened(
+                profiles, now=clock(), run_profile=run_profile, is_reopened=is_reopened, grace=grace, stop=stop
+            )
 
     scheduler.add_job(
         ingest,
@@ -210,6 +279,7 @@ def run_service(
     ingest_every: timedelta = DEFAULT_INGEST_EVERY,
     grace: timedelta = DEFAULT_GRACE,
     stop: threading.Event | None = None,
+    is_reopened: DoneCheck | None = None,
 ) -> None:
     """`digest serve`: run until SIGTERM or Ctrl-C (or `stop` is set), then finish the job in progress.
 
@@ -225,6 +295,7 @@ def run_service(
         stop=stop,
         ingest_every=ingest_every,
         grace=grace,
+        is_reopened=is_reopened,
     )
     previous = _install_stop_handlers(stop)
     log.info(
@@ -269,24 +340,21 @@ def inbox_ingest_job(
 
 
 def digest_job(
-    store: Store,
     *,
-    build: Callable[[Profile, date], Digest],
+    build: Callable[[Profile, date], tuple[Digest, bool]],
     send: Callable[[Sequence[Digest]], DeliveryReport] | None = None,
     publish: Callable[[Digest], object] | None = None,
 ) -> ProfileJob:
-    """A `run_profile` made of the pipeline's steps: build (only if the store has no digest), publish, send.
+    """A `run_profile` made of the pipeline's steps: build (or load), publish, send.
 
-    `build(profile, day)` ranks and saves the digest (`store.save_digest`); `publish(digest)`
-    writes its feeds, Markdown and site pages; `send(digests)` is e.g.
-    `lambda ds: send_digests(store, config.smtp, outgoing_emails(ds, render), ...)`.
+    `build(profile, day)` returns the stored digest when it stands, else ranks and saves
+    one (`store.save_digest`, or `store.replace_digest` for a rebuild), and whether it
+    built one; `publish(digest)` writes its feeds, Markdown and site pages;
+    `send(digests)` is e.g. `lambda ds: send_digests(store, config.smtp, outgoing_emails(ds, render), ...)`.
     """
 
     def run(profile: Profile, day: date) -> JobReport:
-        digest = store.load_digest(profile, day)
-        built = digest is None
-        if digest is None:
-            digest = build(profile, day)
+        digest, built = build(profile, day)
         if publish is not None:
             publish(digest)
         counts = {"built": int(built), "papers": len(digest.items)}
@@ -342,12 +410,15 @@ __all__ = [
     "JobReport",
     "JobRun",
     "build_scheduler",
+    "digest_is_final",
     "digest_job",
     "due_day",
     "inbox_ingest_job",
     "last_tick",
     "profile_trigger",
+    "rebuild_deadline",
     "run_due_once",
     "run_profile_if_due",
+    "run_reopened",
     "run_service",
 ]

@@ -202,6 +202,23 @@ class Delivery:
 DeliveryKey = tuple[str, date, str]
 
 
+@dataclass(frozen=True, slots=True)
+class DigestStatus:
+    """How far a saved digest got: what decides whether it may still be rebuilt
+    (`schedule.digest_is_final`).
+
+    `state`: 'built', 'delivered' (a feed published it or an email was accepted) or
+    'failed' (every email failed for good). `reached_someone`: an email of it is 'sent' or
+    'sending', or may have reached its reader (a possible duplicate). `later_digest`: the
+    profile has a digest of a later day. `watermark`: the newest dump it was built from.
+    """
+
+    state: str
+    watermark: int
+    reached_someone: bool
+    later_digest: bool
+
+
 def subscriber_key(address: str) -> str:
     """How unsubscribes match addresses: trimmed and lower-cased."""
     return address.strip().lower()
@@ -373,6 +390,27 @@ class Store:
         )
         return [_paper(row) for row in self._db.execute(query, (limit,))]
 
+    def first_day_orders(self, ids: list[str]) -> dict[str, int]:
+        """Each paper's place among the papers first seen on its day, in the order they were
+        stored (0 for the first): stable, since later papers come after it."""
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = (
+                "SELECT p.id, (SELECT COUNT(*) FROM papers q WHERE q.first_seen = p.first_seen "
+                f"AND (q.first_dump, q.rowid) < (p.first_dump, p.rowid)) FROM papers p WHERE p.id IN ({marks})"
+            )
+            found.update(self._db.execute(query, chunk).fetchall())
+        return found
+
+    def started_at(self) -> datetime | None:
+        """When the store got its first data (its first dump, else its first digest), or None."""
+        row = self._db.execute(
+            "SELECT COALESCE((SELECT MIN(ingested_at) FROM dumps), (SELECT MIN(built_at) FROM digests))"
+        ).fetchone()
+        return _aware(datetime.fromisoformat(row[0])) if row[0] else None
+
     def find_papers(self, references: tuple[str, ...] | list[str]) -> list[Paper]:
         """The stored papers that references name: a paper id, an arXiv id, or a title
         (matched like ingest matches, by normalised title). Unknown references are left out."""
@@ -406,36 +444,27 @@ class Store:
     def candidate_papers(self, profile_id: str, day: date) -> list[Paper]:
         """Papers a new digest of `profile_id` for `day` should consider.
 
-        Listed on or before `day`; not given to the profile in a digest that was (or is
-        still being) delivered; and new since the profile's previous digest: listed after
-        its day, or stored after it was built (a late or back-filled dump). Papers of a
-        digest whose delivery failed for good come back.
+        Listed on or before `day`; not given to the profile in a digest of another day that
+        was (or is still being) delivered; and new since the profile's previous digest:
+        listed after its day, or stored after it was built (a late or back-filled dump).
+        Papers of a digest whose delivery failed for good come back. The day's own digest,
+        if one is saved, does not count: a rebuild considers its papers again.
         """
-        query = f"""
-            WITH prev AS (
-                SELECT day, watermark FROM digests WHERE profile_id = :p AND day < :d ORDER BY day DESC LIMIT 1
-            )
-            SELECT {_PAPER_COLUMNS} FROM papers p
-            WHERE p.first_seen <= :d
-              AND NOT EXISTS (
-                SELECT 1 FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day
-                WHERE i.profile_id = :p AND i.paper_id = p.id AND i.kind = 'item' AND g.state != 'failed')
-              AND (NOT EXISTS (SELECT 1 FROM prev)
-                OR p.first_seen > (SELECT day FROM prev)
-                OR p.first_dump > (SELECT watermark FROM prev)
-                OR EXISTS (
-                  SELECT 1 FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day
-                  WHERE i.profile_id = :p AND i.paper_id = p.id AND i.kind = 'item' AND g.state = 'failed'))
-            ORDER BY p.first_seen, p.first_dump, p.rowid
-        """
+        query = _candidate_query(_PAPER_COLUMNS) + " ORDER BY p.first_seen, p.first_dump, p.rowid"
         return [_paper(row) for row in self._db.execute(query, {"p": profile_id, "d": day.isoformat()})]
 
-    def delivered_paper_ids(self, profile_id: str) -> set[str]:
-        """Papers given to this profile in digests that are delivered or still being delivered."""
+    def new_candidates(self, profile_id: str, day: date, watermark: int) -> int:
+        """How many of the day's candidates (`candidate_papers`) were stored after dump `watermark`."""
+        query = _candidate_query("COUNT(*)", "AND p.first_dump > :w")
+        return self._db.execute(query, {"p": profile_id, "d": day.isoformat(), "w": watermark}).fetchone()[0]
+
+    def delivered_paper_ids(self, profile_id: str, *, except_day: date | None = None) -> set[str]:
+        """Papers given to this profile in digests that are delivered or still being delivered
+        (leaving out the digest of `except_day`, which a rebuild replaces)."""
         rows = self._db.execute(
             "SELECT i.paper_id FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day "
-            "WHERE i.profile_id = ? AND i.kind = 'item' AND g.state != 'failed'",
-            (profile_id,),
+            "WHERE i.profile_id = ? AND i.kind = 'item' AND g.state != 'failed' AND i.day IS NOT ?",
+            (profile_id, except_day.isoformat() if except_day else None),
         )
         return {row[0] for row in rows}
 
@@ -450,16 +479,47 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (*key, digest.built_at.isoformat(), watermark, digest.candidates, digest.empty_reason),
             )
-            rows = [
-                (*key, item.paper.id, kind, rank, item.score, json.dumps(list(item.reasons), ensure_ascii=False))
-                for kind, items in (("item", digest.items), ("runner-up", digest.runners_up))
-                for rank, item in enumerate(items, start=1)
-            ]
-            db.executemany(
-                "INSERT INTO digest_items (profile_id, day, paper_id, kind, rank, score, reasons) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
+            _insert_items(db, digest)
+            return True
+
+    def digest_status(self, profile_id: str, day: date) -> DigestStatus | None:
+        """What the saved digest of `profile_id` for `day` delivered so far, or None if there is none."""
+        row = self._db.execute(
+            f"SELECT g.state, g.watermark, {_REACHED}, {_LATER} FROM digests g WHERE g.profile_id = ? AND g.day = ?",
+            (profile_id, day.isoformat()),
+        ).fetchone()
+        if row is None:
+            return None
+        state, watermark, reached, later = row
+        return DigestStatus(state, watermark, bool(reached), bool(later))
+
+    def replace_digest(self, digest: Digest, watermark: int, *, replaces: int) -> bool:
+        """Rebuild a saved digest: `digest` takes the place of the one saved with watermark `replaces`.
+
+        Only while that digest delivered nothing (still 'built', no email 'sending', 'sent' or
+        possibly received, no digest of a later day): checked again inside the transaction,
+        so a digest that another process rebuilt or started delivering meanwhile is left as
+        it is (False). Ledger rows keep their Message-IDs; rows still pending are dropped when
+        the new digest has no papers (it sends no email).
+        """
+        key = (digest.profile.id, digest.date.isoformat())
+        with self.transaction() as db:
+            row = db.execute(
+                f"SELECT g.state, g.watermark, {_REACHED}, {_LATER} FROM digests g "
+                "WHERE g.profile_id = ? AND g.day = ?",
+                key,
+            ).fetchone()
+            if row is None or row[0] != "built" or row[1] != replaces or row[2] or row[3]:
+                return False
+            db.execute("DELETE FROM digest_items WHERE profile_id = ? AND day = ?", key)
+            db.execute(
+                "UPDATE digests SET built_at = ?, watermark = ?, candidates = ?, empty_reason = ? "
+                "WHERE profile_id = ? AND day = ?",
+                (digest.built_at.isoformat(), watermark, digest.candidates, digest.empty_reason, *key),
             )
+            _insert_items(db, digest)
+            if not digest.items:
+                db.execute("DELETE FROM deliveries WHERE profile_id = ? AND day = ? AND state = 'pending'", key)
             return True
 
     def load_digest(self, profile: Profile, day: date) -> Digest | None:
@@ -718,6 +778,49 @@ class Store:
         """(address, profile id or None for all, when) for every unsubscribe."""
         rows = self._db.execute("SELECT address, profile_id, at FROM unsubscribes ORDER BY address, profile_id")
         return [(a, None if p == ALL_PROFILES else p, datetime.fromisoformat(at)) for a, p, at in rows]
+
+
+def _candidate_query(columns: str, extra: str = "") -> str:
+    """SELECT `columns` over the candidates of profile :p for day :d (see `Store.candidate_papers`)."""
+    return f"""
+        WITH prev AS (
+            SELECT day, watermark FROM digests WHERE profile_id = :p AND day < :d ORDER BY day DESC LIMIT 1
+        )
+        SELECT {columns} FROM papers p
+        WHERE p.first_seen <= :d
+          AND NOT EXISTS (
+            SELECT 1 FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day
+            WHERE i.profile_id = :p AND i.paper_id = p.id AND i.kind = 'item' AND g.state != 'failed'
+              AND i.day != :d)
+          AND (NOT EXISTS (SELECT 1 FROM prev)
+            OR p.first_seen > (SELECT day FROM prev)
+            OR p.first_dump > (SELECT watermark FROM prev)
+            OR EXISTS (
+              SELECT 1 FROM digest_items i JOIN digests g ON g.profile_id = i.profile_id AND g.day = i.day
+              WHERE i.profile_id = :p AND i.paper_id = p.id AND i.kind = 'item' AND g.state = 'failed'))
+          {extra}
+    """
+
+
+# Of a digest `g`: did an email of it reach (or possibly reach) someone; has its profile a later digest?
+_REACHED = (
+    "EXISTS (SELECT 1 FROM deliveries d WHERE d.profile_id = g.profile_id AND d.day = g.day "
+    "AND (d.state IN ('sending', 'sent') OR d.possible_duplicate = 1))"
+)
+_LATER = "EXISTS (SELECT 1 FROM digests h WHERE h.profile_id = g.profile_id AND h.day > g.day)"
+
+
+def _insert_items(db: sqlite3.Connection, digest: Digest) -> None:
+    key = (digest.profile.id, digest.date.isoformat())
+    rows = [
+        (*key, item.paper.id, kind, rank, item.score, json.dumps(list(item.reasons), ensure_ascii=False))
+        for kind, items in (("item", digest.items), ("runner-up", digest.runners_up))
+        for rank, item in enumerate(items, start=1)
+    ]
+    db.executemany(
+        "INSERT INTO digest_items (profile_id, day, paper_id, kind, rank, score, reasons) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 _DELIVERY_COLUMNS = (

@@ -520,11 +520,97 @@ def test_build_one_profile_for_a_day(tmp_path: Path) -> None:
     assert digest("ingest", cwd=folder).returncode == 0
     result = digest("build", "--profile", "efficient-llm", "--date", "2025-12-31", cwd=folder)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("digest efficient-llm 2025-12-31: ")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "5 files: 0 dumps new, 5 already seen, 0 quarantined"
+    assert next(line for line in lines if line.startswith("digest ")).startswith("digest efficient-llm 2025-12-31: ")
     assert (folder / "digests" / "efficient-llm" / "2025-12-31.md").exists()
     unknown = digest("build", "--profile", "nope", cwd=folder)
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("digest: error: unknown profile 'nope' (known: continual-learning, ")
+
+
+def test_build_reads_the_inbox_first(tmp_path: Path) -> None:
+    folder = project(tmp_path)  # a fresh clone: nothing ingested yet
+    built = digest("build", cwd=folder)
+    assert built.returncode == 0, built.stderr
+    lines = built.stdout.splitlines()
+    assert lines[:2] == [
+        "5 files: 5 dumps new, 0 already seen, 0 quarantined",
+        "315 entries: 309 new papers, 6 updated, 0 problems",
+    ]
+    digests = [line for line in lines if line.startswith("digest ")]
+    assert len(digests) == 5 and all(line.endswith(" papers [built]") for line in digests), digests
+    assert len(list((folder / "outbox").glob("*.eml"))) == SHIPPED_SUBSCRIBERS
+
+
+def test_a_digest_built_before_the_dumps_is_rebuilt_by_the_run_that_brings_them(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    toml = folder / "digest.toml"
+    toml.write_text(toml.read_text().replace('inbox = "seeds"', 'inbox = "inbox"'))
+    (folder / "inbox").mkdir()
+    day = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()  # its window is still open, whatever the hour
+    early = digest("build", "--date", day, cwd=folder)
+    assert early.returncode == 0, early.stderr
+    assert sum(line.endswith("empty (no new papers) [built]") for line in early.stdout.splitlines()) == 5
+    for seed in (folder / "seeds").iterdir():
+        shutil.copy(seed, folder / "inbox")
+    later = digest("run", "--date", day, cwd=folder)
+    assert later.returncode == 0, later.stderr
+    rebuilt = [line for line in later.stdout.splitlines() if line.startswith("digest ")]
+    assert len(rebuilt) == 5 and all(" papers [rebuilt]" in line for line in rebuilt), rebuilt
+    assert f"emails: outbox: {SHIPPED_SUBSCRIBERS} sent" in later.stdout
+    again = digest("run", "--date", day, cwd=folder)
+    assert sum(line.endswith("[built before]") for line in again.stdout.splitlines()) == 5
+    assert "emails: outbox: 0 sent" in again.stdout
+
+
+SMTP_LOGIN = '\n[smtp]\nhost = "127.0.0.1"\nport = 2525\nsecurity = "none"\nusername = "digest"\n'
+
+
+@pytest.mark.parametrize(
+    "command", [("build", "--send"), ("run", "--send"), ("send",), ("serve", "--once")], ids=" ".join
+)
+def test_an_smtp_login_without_its_password_stops_before_anything_is_done(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    folder = project(tmp_path, SMTP_LOGIN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_SMTP_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "digest", *command], cwd=folder, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "digest: error: [smtp] username is set but DIGEST_SMTP_PASSWORD is not set in the environment\n"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["digest.toml", "seeds"]  # no database, feeds or site
+    assert digest("build", cwd=folder).returncode == 0  # without --send nothing goes over SMTP: fine
+
+
+def test_another_process_sending_leaves_the_emails_pending_with_exit_code_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filelock import FileLock
+    from mailserver import MailServer
+
+    from digest.cli import main
+
+    with MailServer() as server:
+        folder = project(tmp_path, f'\n[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n')
+        monkeypatch.chdir(folder)
+        (folder / ".digest").mkdir()
+        with FileLock(folder / ".digest" / "state.db.send.lock"):  # another `digest run --send`, sending
+            code = main(["run", "--send"], lock_timeout=0.2)
+        out, err = capsys.readouterr()
+        assert code == 3, err
+        emails = [line for line in out.splitlines() if line.startswith("emails: ")]
+        assert emails == [
+            f"emails: smtp: 0 sent, 0 done before, 0 failed, {SHIPPED_SUBSCRIBERS} left pending in "
+            + emails[0].split(" in ", 1)[1]
+        ]
+        assert "; stopped: another process is sending (it holds " in emails[0] and "Traceback" not in err
+        assert (folder / "site" / "index.html").exists() and server.messages == []
+        assert main(["send"]) == 0  # the lock is free: the next run sends them, once
+        assert len(server.messages) == SHIPPED_SUBSCRIBERS
 
 
 def test_send_dry_run_then_send_over_smtp(tmp_path: Path) -> None:
@@ -696,6 +782,8 @@ def test_profiles_check_names_the_line_of_every_value_that_cannot_work(tmp_path:
 
 def test_an_empty_store_ranks_nothing_and_builds_empty_digests(tmp_path: Path) -> None:
     folder = project(tmp_path)
+    toml = folder / "digest.toml"
+    toml.write_text(toml.read_text().replace('inbox = "seeds"', 'inbox = "inbox"'))  # a folder not made yet
     ranked = digest("rank", "--profile", "continual-learning", "--json", cwd=folder)
     assert ranked.returncode == 0, ranked.stderr
     assert json.loads(ranked.stdout) == []

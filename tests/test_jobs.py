@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import shutil
 import socket
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -261,3 +262,174 @@ def test_a_tick_missed_longer_ago_than_catch_up_hours_is_skipped(store: Store, t
     caught = serve_once(replace(config, catch_up_hours=14), store, clock=clock_at(woke))
     assert [(run.status, run.day) for run in caught if run.job.startswith("profile")] == [("ok", date(2026, 1, 10))]
     assert store.digest_days(config.profiles[0].id) == [date(2026, 1, 10)]
+
+
+# -- a digest built before its papers arrived ------------------------------------------------------
+
+
+def late_paper(day: date, title: str = "Replay-Free Continual Learning That Arrived Late") -> Entry:
+    return Entry(title, "We study continual learning and catastrophic forgetting without replay.", 3, None, day, 9)
+
+
+def test_a_digest_built_before_the_dumps_arrived_is_rebuilt_when_they_come(store: Store, tmp_path: Path) -> None:
+    config = shipped_config(tmp_path)
+    early = run(config, store)  # 08:00: nothing ingested yet
+    assert all(not d.items and d.empty_reason == "no-new-papers" for d in early.digests)
+    assert early.delivery is not None and early.delivery.sent == []
+    ingest(store, [SEEDS], tmp_path, NOW + timedelta(hours=1))
+    later = run(config, store, NOW + timedelta(hours=1))  # the same day, before its deadline (19:00)
+    assert (
+        [d.profile.id for d in later.rebuilt] == [p.id for p in config.profiles] == [d.profile.id for d in later.built]
+    )
+    assert all(d.items and d.date == date(2026, 1, 10) and d.candidates == 309 for d in later.digests)
+    assert all(d.built_at == NOW + timedelta(hours=1) for d in later.digests)
+    assert eml_recipients(config.outbox) == sorted(s for p in config.profiles for s in p.subscribers)
+    assert all(store.digest_state(p.id, date(2026, 1, 10)) == "delivered" for p in config.profiles)
+    entries = (config.feeds / "continual-learning.atom").read_text()
+    assert entries.count("<entry>") == len(later.digests[0].items)
+    # Delivered now: final. More papers that day go into the next digest.
+    (tmp_path / "more.txt").write_text(format_dump(date(2026, 1, 10), [late_paper(date(2026, 1, 10))]))
+    ingest(store, [tmp_path / "more.txt"], tmp_path, NOW + timedelta(hours=2))
+    again = run(config, store, NOW + timedelta(hours=2))
+    assert again.built == [] and again.delivery is not None and again.delivery.sent == []
+    assert [d.items for d in again.digests] == [d.items for d in later.digests]
+    tomorrow = run(config, store, NOW + timedelta(days=1))
+    assert [i.paper.title for i in tomorrow.digests[0].items] == [late_paper(NOW.date()).title]
+
+
+def test_papers_that_come_after_the_deadline_wait_for_the_next_digest(store: Store, tmp_path: Path) -> None:
+    config = shipped_config(tmp_path)
+    run(config, store)  # 08:00, empty; the 07:00 tick's window closes at 19:00 (catch_up_hours = 12)
+    evening = datetime(2026, 1, 10, 19, 30, tzinfo=UTC)
+    ingest(store, [SEEDS], tmp_path, evening)
+    late = run(config, store, evening)
+    assert late.built == [] and all(not d.items for d in late.digests)
+    wider = run(replace(config, catch_up_hours=13), store, evening)  # a wider window: still open
+    assert [d.profile.id for d in wider.rebuilt] == [p.id for p in config.profiles]
+
+
+def test_a_digest_whose_emails_all_wait_is_rebuilt_and_sent_once_with_its_message_ids(
+    store: Store, tmp_path: Path
+) -> None:
+    ingest(store, [SEEDS / "000_9d0724fe38360f6f.txt"], tmp_path)
+    port = free_port()
+    config = email_only(smtp_config(tmp_path, port))
+    profile = config.profiles[0]
+    day = NOW.date()
+    down = run(config, store, smtp=True)  # the server is down: every email waits
+    (first,) = down.digests
+    assert first.items and down.delivery is not None and len(down.delivery.pending) == len(profile.subscribers)
+    ids = {row.subscriber: row.message_id for row in store.deliveries()}
+    (tmp_path / "late.txt").write_text(format_dump(day, [late_paper(day)]))
+    ingest(store, [tmp_path / "late.txt"], tmp_path, NOW + timedelta(hours=2))
+    with MailServer(port=port) as server:
+        up = run(config, store, NOW + timedelta(hours=3), smtp=True)
+        again = run(config, store, NOW + timedelta(hours=4), smtp=True)
+        received = server.by_recipient()
+    (rebuilt,) = up.rebuilt
+    titles = [i.paper.title for i in rebuilt.items]
+    assert late_paper(day).title in titles and len(rebuilt.items) <= profile.max_items  # ranked again, together
+    assert sorted(received) == sorted(profile.subscribers) and all(len(c) == 1 for c in received.values())
+    for address, (copy,) in received.items():
+        assert copy.message["Message-ID"] == ids[address]  # the ledger's row, made before the rebuild
+        assert late_paper(day).title in copy.message.get_body(("plain",)).get_content()
+    assert again.built == [] and again.delivery is not None and again.delivery.sent == []
+    assert store.digest_state(profile.id, day) == "delivered"
+
+
+def test_a_digest_one_email_reached_is_never_rebuilt(store: Store, tmp_path: Path) -> None:
+    ingest(store, [SEEDS / "000_9d0724fe38360f6f.txt"], tmp_path)
+    faults = Faults(rcpt={"bob@example.org": ["451 4.7.1 try later"] * 2})  # both tries of the first run
+    with MailServer(faults=faults) as server:
+        config = email_only(smtp_config(tmp_path, server.port))
+        cl = replace(config.profiles[0], subscribers=("ada@example.org", "bob@example.org"))
+        config = replace(config, profiles=(cl,))
+        first = run(config, store, smtp=True)
+        assert first.delivery is not None and len(first.delivery.sent) == 1 and first.delivery.pending
+        day = NOW.date()
+        (tmp_path / "late.txt").write_text(format_dump(day, [late_paper(day)]))
+        ingest(store, [tmp_path / "late.txt"], tmp_path, NOW + timedelta(hours=1))
+        second = run(config, store, NOW + timedelta(hours=1), smtp=True)
+        received = server.by_recipient()
+    # ada has it: bob gets the same digest, not a fuller one.
+    assert second.built == [] and [d.items for d in second.digests] == [d.items for d in first.digests]
+    assert [len(received[a]) for a in ("ada@example.org", "bob@example.org")] == [1, 1]
+    assert late_paper(day).title not in received["bob@example.org"][0].message.get_body(("plain",)).get_content()
+
+
+def test_serve_once_rebuilds_a_due_digest_when_its_papers_come(tmp_path: Path) -> None:
+    from digest.jobs import serve_once
+    from digest.store import open_store
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = replace(shipped_config(tmp_path), inbox=inbox)
+    config = replace(config, profiles=(replace(config.profiles[0], schedule="0 7 * * *", timezone="UTC"),))
+    store = open_store(config.db)
+    try:
+        first = serve_once(config, store, clock=clock_at(NOW))
+        assert [(r.status, r.day) for r in first if r.job.startswith("profile")] == [("ok", date(2026, 1, 10))]
+        assert not store.load_digest(config.profiles[0], NOW.date()).items  # type: ignore[union-attr]
+        shutil.copy(SEEDS / "000_9d0724fe38360f6f.txt", inbox)
+        second = serve_once(config, store, clock=clock_at(NOW + timedelta(minutes=15)))
+        profile_runs = [r for r in second if r.job.startswith("profile")]
+        assert [(r.status, r.day) for r in profile_runs] == [("ok", date(2026, 1, 10))]
+        assert profile_runs[0].report is not None and profile_runs[0].report.counts["built"] == 1
+        assert store.load_digest(config.profiles[0], NOW.date()).items  # type: ignore[union-attr]
+        third = serve_once(config, store, clock=clock_at(NOW + timedelta(minutes=30)))
+        assert [r.status for r in third if r.job.startswith("profile")] == ["done-before"]
+    finally:
+        store.close()
+
+
+def test_the_running_service_rebuilds_when_the_ingest_job_brings_papers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import threading
+    import time
+
+    from digest.jobs import service_jobs
+    from digest.schedule import build_scheduler
+    from digest.store import open_store
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    tick = datetime.now(UTC) - timedelta(minutes=2)  # today's only tick: the start-up run catches it up
+    config = replace(shipped_config(tmp_path), inbox=inbox)
+    profile = replace(config.profiles[0], schedule=f"{tick.minute} {tick.hour} * * *", timezone="UTC")
+    config = replace(config, profiles=(profile,))
+    store = open_store(config.db)
+    watcher = open_store(config.db)
+    stop = threading.Event()
+    jobs = service_jobs(config, store, clock=lambda: datetime.now(UTC), stop=stop)
+    scheduler = build_scheduler(
+        config.profiles, run_profile=jobs.run_profile, run_ingest=jobs.run_ingest, is_done=jobs.is_done,
+        is_reopened=jobs.is_reopened, stop=stop, ingest_every=timedelta(seconds=0.3),
+    )  # fmt: skip
+    caplog.set_level(logging.INFO, logger="digest.schedule")
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 30
+        while watcher.load_digest(profile, tick.date()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        empty = watcher.load_digest(profile, tick.date())
+        assert empty is not None and not empty.items
+        shutil.copy(SEEDS / "000_9d0724fe38360f6f.txt", inbox)
+
+        def profile_runs() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"profile {profile.id} ")]
+
+        while len(profile_runs()) < 2 and time.monotonic() < deadline:  # the start-up run, then the rebuild
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        scheduler.shutdown(wait=True)
+    rebuilt = watcher.load_digest(profile, tick.date())
+    assert rebuilt is not None and rebuilt.items and rebuilt.candidates == 38
+    lines = [r.getMessage() for r in caplog.records]
+    ingested = next(i for i, line in enumerate(lines) if "papers_new=38" in line)
+    assert any(line.startswith(f"profile {profile.id} ") and "built=1" in line for line in lines[ingested:])
+    assert eml_recipients(config.outbox) == sorted(profile.subscribers)
+    store.close()
+    watcher.close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import email
+import os
+import subprocess
+import sys
+import time
 from email import policy
 from pathlib import Path
 
@@ -165,3 +169,45 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.atom"]  # no .feed.atom.*.tmp, no new.atom
     write_atomic(path, "new content")  # and the next write works
     assert path.read_text() == "new content" and sorted(p.name for p in tmp_path.iterdir()) == ["feed.atom"]
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_publish_removes_only_stale_temporary_files_of_its_own(filled_store: Store, tmp_path: Path) -> None:
+    config = config_for(tmp_path, profile())
+    hour_ago = time.time() - 3600
+    gone = dead_pid()
+    stale = [
+        config.site / "feeds" / ".all.rss.ab12cd34.tmp",  # a 33 MB feed half-written when a build was killed
+        config.feeds / f".all.atom.{gone}.xyz_9876.tmp",
+        config.feeds / f".all.json.{gone}.link",
+        config.digests / "continual-learning" / f".2025-12-31.md.{gone}.q1w2e3r4.tmp",
+        config.outbox / ".2025-12-31_x_0123456789ab.eml.k9j8h7g6.tmp",
+    ]
+    kept = [
+        config.site / "feeds" / ".all.rss.zz99yy88.tmp",  # young: perhaps another build, writing now
+        config.feeds / f".all.atom.{os.getppid()}.abcd1234.tmp",  # old, but its process is running
+        config.feeds / f".all.json.{os.getppid()}.link",
+        config.feeds / ".all.rss.tmp",  # not a name we make
+        config.feeds / "notes.tmp",
+        config.feeds / ".all.atom.ABCD1234.tmp",
+        config.site / ".hidden",
+        config.site / "feeds" / "all.rss.lock",
+    ]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"<rss>half a feed")
+        if path != kept[0]:
+            os.utime(path, (hour_ago, hour_ago))
+    write_outputs(config, filled_store, [])
+    assert [path.exists() for path in stale] == [False] * len(stale)
+    assert [path.exists() for path in kept] == [True] * len(kept)
+    assert (config.feeds / "all.rss").exists() and (config.site / "index.html").exists()
+    # What a publish writes itself never lingers either.
+    hidden = {p for folder in (config.feeds, config.site, config.digests) for p in folder.rglob(".*")}
+    assert hidden - set(kept) == {config.site / ".nojekyll"}

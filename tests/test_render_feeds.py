@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_tz
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,9 +28,10 @@ from render_data import (
     profile,
 )
 
-from digest.models import Paper
+from digest.ingest.hf_dump import format_dump
+from digest.models import DigestEntry, Entry, Paper, ScoredPaper
 from digest.publish import write_feeds
-from digest.render.feeds import NEVER, entry_id, render_all_papers_feeds, render_profile_feeds
+from digest.render.feeds import NO_ENTRIES_YET, entry_id, render_all_papers_feeds, render_profile_feeds
 from digest.render.links import SiteLinks
 from digest.render.text import paper_url
 from digest.store import Store
@@ -46,6 +50,51 @@ def assert_valid_atom(data: bytes) -> None:
     document = etree.fromstring(data)
     schema = atom_schema()
     assert schema.validate(document), schema.error_log
+    assert_plausible_dates("atom", data)
+
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def assert_plausible_dates(kind: str, data: bytes) -> None:
+    """The W3C feed validator's date warnings: two Atom entries with the same `updated`
+    (DuplicateUpdated), a date before 1990 (ImplausibleDate)."""
+    document = etree.fromstring(data)
+    if kind == "atom":
+        updated = [e.findtext(f"{ATOM}updated") for e in document.iter(f"{ATOM}entry")]
+        assert len(set(updated)) == len(updated), f"entries share an updated time: {updated}"
+        dates = [d.text or "" for d in document.iter(f"{ATOM}updated", f"{ATOM}published")]
+        assert dates and all(d >= "1990-01-01" for d in dates), dates
+    else:
+        dates = [d.text or "" for d in document.iter("pubDate", "lastBuildDate")]
+        assert dates and all(parsedate_tz(d)[0] >= 1990 for d in dates), dates  # type: ignore[index]
+
+
+HTML_END_TAG = re.compile(r"</(\w+)>")
+HTML_TAGS = {"b", "i", "a", "p", "br", "em", "strong", "script", "span", "div", "img", "code"}
+
+
+def rss_plain_text_warnings(data: bytes) -> list[tuple[str, str]]:
+    """The W3C validator's checks of RSS 2.0 plain-text elements (item and channel titles,
+    the channel description), as (warning, text): `ContainsHTML` for an HTML end tag, and
+    `CharacterData` ('encode & and < using hexadecimal character references') for `&#`, `&`
+    before a name, or `<` before a letter or `/`, unless the line writes `&#x` references."""
+    lines = data.decode("utf-8").split("\n")
+    found = []
+    for number, line in enumerate(lines):
+        for element, raw in re.findall(r"<(title|description)>([^<]*)</\1>", line):
+            if element == "description" and not _in_channel(lines, number):
+                continue  # an item's description is HTML
+            text = html.unescape(raw)
+            if any(tag.lower() in HTML_TAGS for tag in HTML_END_TAG.findall(text)):
+                found.append(("ContainsHTML", text))
+            elif re.search(r"&#[x0-9]|&\w+|<[/a-zA-Z]", text) and "&#x" not in line:
+                found.append(("CharacterData", text))
+    return found
+
+
+def _in_channel(lines: list[str], number: int) -> bool:
+    return not any("<item>" in line for line in lines[:number])
 
 
 def saved_history(store: Store, prof, papers: list[Paper], days: int = 3, per_day: int = 4) -> list:
@@ -113,6 +162,7 @@ def test_every_kind_reads_back_with_the_same_ids_titles_and_links(filled_store: 
         if kind != "json":
             assert parsed.feed.link == "https://example.org/paper-digest/digests/continual-learning/index.html"
     assert_valid_atom(feeds["atom"])
+    assert_plausible_dates("rss", feeds["rss"])
     document = json.loads(feeds["json"])
     assert document["version"] == "https://jsonfeed.org/version/1.1"
     assert document["feed_url"] == "https://example.org/paper-digest/feeds/continual-learning.json"
@@ -132,6 +182,11 @@ def test_newest_digest_first_and_timestamps_from_built_at(filled_store: Store) -
     assert parsed.entries[0].published.endswith("+01:00")  # the zone the digest was built in
     assert parsed.feed.updated_parsed[:6] == newest.timetuple()[:6]
     assert [e.id for e in parsed.entries[:4]] == [entry_id(prof.id, p.id) for p in papers[8:12]]
+    # Best first, a second apart: distinct times, in the feed's order, from built_at alone.
+    for day in range(3):
+        built = BUILT_AT + timedelta(days=2 - day)
+        expected = [(built - timedelta(seconds=rank)).isoformat() for rank in range(4)]
+        assert [e.updated for e in parsed.entries[day * 4 : day * 4 + 4]] == expected
 
 
 def test_feed_keeps_the_most_recent_n_across_days(filled_store: Store) -> None:
@@ -203,25 +258,112 @@ def test_naive_built_at_is_read_as_utc(filled_store: Store) -> None:
     assert parsed.entries[0].published == "Wed, 31 Dec 2025 06:00:00 +0000"
 
 
-def test_a_feed_without_entries_is_valid_and_dated_at_the_epoch() -> None:
-    feeds = render_profile_feeds(profile(), [], links=LINKS, site_title="Paper Digest")
+def test_a_feed_without_entries_is_valid_and_dated_plausibly() -> None:
+    started = datetime(2025, 12, 31, 6, 0, 1, tzinfo=UTC)
+    feeds = render_profile_feeds(profile(), [], links=LINKS, site_title="Paper Digest", empty_updated=started)
     assert_valid_atom(feeds["atom"])
+    assert_plausible_dates("rss", feeds["rss"])
     for kind, data in feeds.items():
         assert read(kind, data).entries == []
-    assert parse(feeds["atom"]).feed.updated == NEVER.isoformat()
+    assert parse(feeds["atom"]).feed.updated == started.isoformat()
+    assert parse(feeds["rss"]).feed.updated == "Wed, 31 Dec 2025 06:00:01 +0000"
+    unknown = render_profile_feeds(profile(), [], links=LINKS, site_title="Paper Digest")
+    assert_valid_atom(unknown["atom"])
+    assert parse(unknown["atom"]).feed.updated == NO_ENTRIES_YET.isoformat()
+    everything = render_all_papers_feeds([], links=LINKS, site_title="P", empty_updated=started)
+    assert_valid_atom(everything["atom"])
+
+
+def test_empty_feeds_are_dated_by_the_store_and_stay_identical(store: Store, tmp_path: Path) -> None:
+    config = config_for(tmp_path, profile(), profile("other", title="Other"))
+    assert store.started_at() is None
+    write_feeds(config, store)  # nothing stored at all: the fixed date
+    assert parse((config.feeds / "other.atom").read_bytes()).feed.updated == NO_ENTRIES_YET.isoformat()
+    first = datetime(2026, 1, 2, 7, 30, tzinfo=UTC)
+    store.save_digest(digest(profile("other"), (), built_at=first, empty_reason="no-new-papers"), 0)
+    assert store.started_at() == first
+    written = write_feeds(config, store)
+    assert config.feeds / "other.atom" in written
+    for name in ("other", "continual-learning", "all"):
+        data = (config.feeds / f"{name}.atom").read_bytes()
+        assert_valid_atom(data)
+        assert parse(data).feed.updated == first.isoformat()
+        assert_plausible_dates("rss", (config.feeds / f"{name}.rss").read_bytes())
+    later = digest(profile("other"), (), day=DAY + timedelta(days=1), built_at=first + timedelta(days=1))
+    store.save_digest(replace(later, empty_reason="no-new-papers"), 0)
+    assert write_feeds(config, store) == []  # another empty digest: the same bytes
 
 
 def test_all_papers_feed_is_newest_first_sighting_first(filled_store: Store) -> None:
     recent = filled_store.recent_papers(20)
     assert len(recent) == 20
     assert [p.first_seen for p in recent] == sorted((p.first_seen for p in recent), reverse=True)
-    feeds = render_all_papers_feeds(recent, links=LINKS, site_title="Paper Digest")
+    orders = filled_store.first_day_orders([p.id for p in recent])
+    feeds = render_all_papers_feeds(recent, links=LINKS, site_title="Paper Digest", day_orders=orders)
     for kind, data in feeds.items():
         parsed = read(kind, data)
         assert [e.id for e in parsed.entries] == [entry_id("all", p.id) for p in recent]
     assert_valid_atom(feeds["atom"])
+    assert_plausible_dates("rss", feeds["rss"])
     atom = parse(feeds["atom"])
-    assert atom.entries[0].published == f"{recent[0].first_seen.isoformat()}T00:00:00+00:00"
+    assert len({p.first_seen for p in recent}) < len(recent)  # days with several papers
+    # Each paper at its day's midnight plus its place among that day's papers: the feed's order.
+    assert atom.entries[0].published == f"{recent[0].first_seen.isoformat()}T00:00:{orders[recent[0].id]:02}+00:00"
+    assert [e.updated_parsed for e in atom.entries] == sorted((e.updated_parsed for e in atom.entries), reverse=True)
+
+
+def test_a_papers_place_in_its_day_never_changes(filled_store: Store) -> None:
+    newest = filled_store.recent_papers(1)[0]
+    same_day = [p.id for p in filled_store.iter_papers() if p.first_seen == newest.first_seen]
+    before = filled_store.first_day_orders(same_day)
+    assert sorted(before.values()) == list(range(len(same_day)))
+    late = Entry("A Paper Listed Late That Day", "It came in a second dump.", 2, None, newest.first_seen, 1)
+    from render_data import ingest
+
+    ingest(filled_store, format_dump(newest.first_seen, [late]), "late.txt")
+    (added,) = [p for p in filled_store.iter_papers() if p.title == late.title]
+    after = filled_store.first_day_orders([*same_day, added.id])
+    assert {pid: after[pid] for pid in same_day} == before and after[added.id] == len(same_day)
+
+
+def paper_titled(base: Paper, title: str) -> Paper:
+    return replace(base, id=f"{abs(hash(title)):016x}"[:16], title=title)
+
+
+def test_rss_titles_are_plain_text_with_hexadecimal_references(filled_store: Store) -> None:
+    base = next(filled_store.iter_papers())
+    titles = ["Attention < Convolution & Friends: Why a<b", "AT&T &amp; the <b> Tag, Explained", "Plain"]
+    entries = [
+        DigestEntry("continual-learning", DAY, BUILT_AT, ScoredPaper(paper_titled(base, t), 0.5, ("r",)))
+        for t in titles
+    ]
+    prof = profile(title="Papers & <Things>", description="Less < more & so on")
+    feeds = render_profile_feeds(prof, entries, links=LINKS, site_title="P & Q")
+    rss = feeds["rss"]
+    assert rss_plain_text_warnings(rss) == []
+    assert b"Attention &#x3C; Convolution &#x26; Friends" in rss
+    # The same text as with &lt; and &amp;, for an XML parser and for a feed reader alike.
+    channel = etree.fromstring(rss).find("channel")
+    assert channel is not None and channel.findtext("description") == "Less < more & so on"
+    assert [item.findtext("title") for item in channel.iter("item")] == titles
+    assert channel.findtext("title") == "Papers & <Things> · P & Q"
+    named = rss.replace(b"&#x26;", b"&amp;").replace(b"&#x3C;", b"&lt;")
+    assert rss_plain_text_warnings(named)  # what the validator warned about before
+    assert [e.title for e in parse(rss).entries] == [e.title for e in parse(named).entries]
+    assert parse(rss).feed == parse(named).feed
+    assert [e.title for e in parse(feeds["atom"]).entries] == titles
+
+
+def test_an_html_end_tag_in_a_title_is_the_one_warning_left(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    filled_store.save_digest(digest(prof, hostile_papers(papers)), filled_store.watermark())
+    feeds = render_profile_feeds(prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="P")
+    warnings = rss_plain_text_warnings(feeds["rss"])
+    # '<script>…</script>' and '<b>b</b>' are in the papers' real titles: RSS cannot say
+    # "plain text", so the validator's ContainsHTML stays unless the title were changed.
+    assert sorted(w for w, _ in warnings) == ["ContainsHTML", "ContainsHTML"]
+    assert all(HTML_END_TAG.search(text) for _, text in warnings)
 
 
 def test_profile_formats_choose_the_feed_kinds() -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,13 +23,15 @@ from digest.models import Digest, Profile
 from digest.schedule import (
     JobReport,
     build_scheduler,
+    digest_is_final,
     digest_job,
     due_day,
     inbox_ingest_job,
     last_tick,
+    rebuild_deadline,
     run_due_once,
 )
-from digest.store import Store, open_store
+from digest.store import DigestStatus, Store, open_store
 
 TESTS = Path(__file__).resolve().parent
 BERLIN = "Europe/Berlin"
@@ -148,6 +151,8 @@ def test_missed_ticks_coalesce_into_one_run_with_the_real_scheduler(caplog: pyte
         [p], run_profile=recorder.run_profile, run_ingest=JobReport, is_done=recorder.is_done, stop=stop
     )
     caplog.set_level(logging.INFO, logger="digest.schedule")
+    while datetime.now(UTC).second >= 57:  # no real tick during the 1.5 s below: only the missed ones
+        time.sleep(0.1)
     scheduler.start(paused=True)
     scheduler.modify_job("profile:often", next_run_time=datetime.now(UTC) - timedelta(minutes=30))
     scheduler.resume()
@@ -222,17 +227,20 @@ def test_the_digest_job_builds_once_publishes_and_sends_what_is_due(store: Store
     day = date(2026, 3, 29)
     calls: list[str] = []
 
-    def build(p: Profile, day: date) -> Digest:
+    def build(p: Profile, day: date) -> tuple[Digest, bool]:
+        stored = store.load_digest(p, day)
+        if stored is not None:
+            return stored, False
         calls.append("build")
         (digest,) = save_digests(store, [p], day)
-        return digest
+        return digest, True
 
     def send(digests):
         calls.append("send")
         outgoing = outgoing_for(list(digests))
         return send_digests(store, None, outgoing, outbox=tmp_path / "outbox", clock=lambda: utc(2026, 3, 29, 5))
 
-    job = digest_job(store, build=build, send=send, publish=lambda d: calls.append(f"publish {len(d.items)}"))
+    job = digest_job(build=build, send=send, publish=lambda d: calls.append(f"publish {len(d.items)}"))
     first = run_due_once(
         [p], now=utc(2026, 3, 29, 5, 30), run_profile=job, run_ingest=JobReport,
         is_done=lambda p, d: digest_done(store, p, d, "outbox"),
@@ -265,3 +273,39 @@ def test_due_digests_are_the_recent_ones_with_emails_to_go(store: Store) -> None
         store.load_digest(p, old.date),
         store.load_digest(p, recent.date),
     ]
+
+
+# -- when a digest that delivered nothing may still be rebuilt ---------------------------------
+
+
+def status(**changes: object) -> DigestStatus:
+    base = DigestStatus("built", 3, reached_someone=False, later_digest=False)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_digest_is_final_once_anything_of_it_may_have_reached_someone() -> None:
+    deadline = utc(2026, 3, 29, 17)
+    before, after = utc(2026, 3, 29, 9), utc(2026, 3, 29, 17, 0, 1)
+    assert not digest_is_final(status(), now=before, deadline=deadline)  # empty, or every email still waiting
+    assert not digest_is_final(status(), now=deadline, deadline=deadline)
+    assert digest_is_final(status(), now=after, deadline=deadline)
+    assert digest_is_final(status(state="delivered"), now=before, deadline=deadline)  # a feed or an email
+    assert digest_is_final(status(state="failed"), now=before, deadline=deadline)  # given up: papers come back
+    assert digest_is_final(status(reached_someone=True), now=before, deadline=deadline)  # 'sending', or maybe sent
+    assert digest_is_final(status(later_digest=True), now=before, deadline=deadline)  # the next one has begun
+
+
+def test_the_rebuild_deadline_is_the_end_of_the_days_catch_up_window() -> None:
+    berlin = profile("b", [], schedule="0 7 * * *", timezone=BERLIN)
+    # 07:00 CEST plus 12 hours; with a week of catch-up, the next day's tick comes first.
+    assert rebuild_deadline(berlin, date(2026, 3, 29)) == utc(2026, 3, 29, 17)
+    assert rebuild_deadline(berlin, date(2026, 3, 29), timedelta(hours=168)) == utc(2026, 3, 30, 5)
+    # The window matches the scheduler's: the day is due exactly until its deadline.
+    assert due_day(berlin, utc(2026, 3, 29, 17, 0)) == date(2026, 3, 29)
+    assert due_day(berlin, utc(2026, 3, 29, 17, 0, 1)) is None
+    # Several ticks a day: from the last one; a day without a tick (a manual build): from its end.
+    twice = profile("t", [], schedule="0 6,18 * * *", timezone="UTC")
+    assert rebuild_deadline(twice, date(2026, 3, 29), timedelta(hours=3)) == utc(2026, 3, 29, 21)
+    mondays = profile("m", [], schedule="0 7 * * mon", timezone="UTC")  # 2026-04-01 is a Wednesday
+    assert rebuild_deadline(mondays, date(2026, 4, 1)) == utc(2026, 4, 2, 12)
+    assert rebuild_deadline(mondays, date(2026, 4, 4), timedelta(hours=168)) == utc(2026, 4, 6, 7)

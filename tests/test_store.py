@@ -295,6 +295,86 @@ def all_ids(store: Store) -> dict[str, str]:
     return {p.title: p.id for p in store.iter_papers()}
 
 
+def test_a_rebuild_considers_the_days_own_papers_and_the_new_ones(store: Store) -> None:
+    d1, d2 = date(2025, 12, 1), date(2025, 12, 2)
+    day_dump(store, d1, ["A"])
+    make_digest(store, d1, ["A"])
+    day_dump(store, d2, ["B", "C"])
+    first = make_digest(store, d2, ["B"], state=None)
+    status = store.digest_status("p", d2)
+    assert status is not None and status.state == "built" and status.watermark == store.watermark()
+    assert store.new_candidates("p", d2, status.watermark) == 0
+    day_dump(store, d2, ["B", "D"])  # a fuller listing of the same day: one paper is new
+    assert store.new_candidates("p", d2, status.watermark) == 1
+    # The day's own digest does not hide its papers from its rebuild; another day's does.
+    assert titles(store.candidate_papers("p", d2)) == ["B", "C", "D"]
+    assert all_ids(store)["B"] not in store.delivered_paper_ids("p", except_day=d2)
+    assert all_ids(store)["A"] in store.delivered_paper_ids("p", except_day=d2)
+    papers = {p.title: p for p in store.iter_papers()}
+    fuller = Digest(PROFILE, d2, (ScoredPaper(papers["D"], 0.7, ("r",)),), NOW + timedelta(hours=1), candidates=3)
+    assert not store.replace_digest(fuller, store.watermark(), replaces=status.watermark - 1)  # someone was first
+    assert store.replace_digest(fuller, store.watermark(), replaces=status.watermark)
+    loaded = store.load_digest(PROFILE, d2)
+    assert loaded is not None and [i.paper.title for i in loaded.items] == ["D"] and loaded.candidates == 3
+    assert loaded.built_at == NOW + timedelta(hours=1) and store.digest_days("p") == [d2, d1]
+    assert first.items != loaded.items
+
+
+def rebuildable(store: Store) -> tuple[Digest, int]:
+    day = date(2025, 12, 2)
+    day_dump(store, day, ["B", "C"])
+    digest = make_digest(store, day, ["B"], state=None)
+    status = store.digest_status("p", day)
+    assert status is not None
+    for address in ("ada@example.org", "bob@example.org"):
+        store.add_deliveries([("p", day, address)], lambda key: f"<{key[2]}>", "smtp", NOW)
+    return digest, status.watermark
+
+
+@pytest.mark.parametrize(
+    "reached",
+    [
+        "sent",  # ada's copy was accepted
+        "sending",  # handed to the server, answer not recorded
+        "possible-duplicate",  # pending again, but a copy may have arrived
+        "delivered",  # the feed published it
+        "later",  # the profile's next digest exists
+    ],
+)
+def test_a_digest_that_may_have_reached_someone_is_never_replaced(store: Store, reached: str) -> None:
+    digest, watermark = rebuildable(store)
+    key = ("p", digest.date, "ada@example.org")
+    if reached == "sent":
+        store.mark_delivery_sent(key, NOW, delivers=False)
+    elif reached == "sending":
+        store.mark_delivery_sending(key, NOW)
+    elif reached == "possible-duplicate":
+        store.record_delivery_attempt(key, "pending", NOW, error="lost", possible_duplicate=True)
+    elif reached == "delivered":
+        store.set_digest_state("p", digest.date, "delivered", NOW)
+    else:
+        make_digest(store, digest.date + timedelta(days=1), [], state=None)
+    status = store.digest_status("p", digest.date)
+    assert status is not None and (status.reached_someone or status.later_digest or status.state != "built")
+    other = Digest(PROFILE, digest.date, (), NOW + timedelta(hours=1), empty_reason="below-threshold")
+    assert not store.replace_digest(other, watermark + 1, replaces=watermark)
+    assert store.load_digest(PROFILE, digest.date) == digest
+
+
+def test_a_rebuild_keeps_the_message_ids_and_drops_waiting_emails_of_an_empty_digest(store: Store) -> None:
+    digest, watermark = rebuildable(store)
+    ids = {row.subscriber: row.message_id for row in store.deliveries()}
+    store.record_delivery_attempt(("p", digest.date, "bob@example.org"), "failed", NOW, error="550 no such user")
+    papers = {p.title: p for p in store.iter_papers()}
+    fuller = Digest(PROFILE, digest.date, (ScoredPaper(papers["C"], 0.6, ("r",)),), NOW, candidates=2)
+    assert store.replace_digest(fuller, watermark, replaces=watermark)
+    assert {row.subscriber: row.message_id for row in store.deliveries()} == ids
+    empty = Digest(PROFILE, digest.date, (), NOW, candidates=2, empty_reason="below-threshold")
+    assert store.replace_digest(empty, watermark, replaces=watermark)
+    # No email goes out for an empty digest: the waiting row goes; the refused one stays on record.
+    assert [(row.subscriber, row.state) for row in store.deliveries()] == [("bob@example.org", "failed")]
+
+
 # -- two processes at once ------------------------------------------------------------------
 
 

@@ -2,9 +2,21 @@
 
 Pure: entries in, bytes out; no clock. Every timestamp comes from stored data (the
 digest's `built_at` for a profile's entries, the first listing day for the feed of all
-papers), so rendering the same entries twice gives the same bytes. Entry ids derive
-from the profile id and the paper id only (`urn:paper-digest:<profile>:<paper>`), never
-from a position, a build time or the site address, so they never change.
+papers), so rendering the same entries twice gives the same bytes. No two entries of a
+feed share a time (validators warn, and readers sort by it): a digest's best paper is
+dated at its `built_at` and each next one a second earlier; a listing day's papers are
+dated at its midnight (UTC) plus one second per paper stored before them that day. A
+feed without entries is dated by the caller (`empty_updated`, e.g. when the store got its
+first data), never 1970. Entry ids derive from the profile id and the paper id only
+(`urn:paper-digest:<profile>:<paper>`), never from a position, a build time or the site
+address, so they never change.
+
+RSS 2.0 has no way to say that a title is plain text, and some readers take it as HTML:
+RSS titles and the channel description write `&` and `<` as the hexadecimal references
+`&#x26;` and `&#x3C;`, as the RSS Advisory Board's profile recommends (what a reader
+shows is unchanged). A title that really contains an HTML end tag (`</b>`) still draws
+the W3C validator's "should not contain HTML" warning: avoiding it would mean changing
+the paper's title, so it stays.
 
 feedgen's traps, handled here: it fills a missing `updated` with now() (we always set
 it), prepends entries unless `order='append'`, rejects naive datetimes, writes its own
@@ -15,9 +27,10 @@ control character (all text is cleaned first, in `views`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from feedgen.feed import FeedGenerator
 from jinja2 import Environment
@@ -31,8 +44,9 @@ from digest.render.views import PaperView, paper_view, plain_paper_view
 
 ID_PREFIX = "urn:paper-digest:"
 GENERATOR = "paper-digest"
-# A feed that never had an entry still needs an `updated`; a fixed one keeps rebuilds identical.
-NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+# The `updated` of a feed that never had an entry, when the caller knows no better date:
+# fixed, so rebuilds stay identical, and plausible (validators call anything before 1990 wrong).
+NO_ENTRIES_YET = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def entry_id(feed_name: str, paper_id: str) -> str:
@@ -70,18 +84,22 @@ def render_profile_feeds(
     site_title: str,
     kinds: Sequence[str] | None = None,
     env: Environment | None = None,
+    empty_updated: datetime | None = None,
 ) -> dict[str, bytes]:
     """A profile's feeds, one per kind in `kinds` (default: the feed kinds in its `formats`).
 
-    `entries` are the profile's most recent entries, newest first, as `Store.digest_entries`
-    returns them (it already keeps the most recent `feed_size`).
+    `entries` are the profile's most recent entries, newest digest first and best first
+    within a digest, as `Store.digest_entries` returns them (it already keeps the most
+    recent `feed_size`). `empty_updated` dates a feed without entries.
     """
     env = env or template_environment()
     template = env.get_template("feed_entry.html")
     items = []
+    placed: dict[date, int] = {}  # entries of each digest so far: the next one is a second earlier
     for entry in entries:
         view = paper_view(entry.item)
-        moment = _aware(entry.built_at)
+        place = placed[entry.day] = placed.get(entry.day, -1) + 1
+        moment = _aware(entry.built_at) - timedelta(seconds=place)
         items.append(_Item(entry_id(profile.id, view.id), view, moment, template.render(paper=view, day=entry.day)))
     title = one_line(profile.title)
     feed = _Feed(
@@ -89,7 +107,7 @@ def render_profile_feeds(
         title=f"{title} · {one_line(site_title)}",
         description=one_line(profile.description) or f"Papers picked for “{title}” every day.",
         home=links.profile(profile.id),
-        updated=max((i.moment for i in items), default=NEVER),
+        updated=max((i.moment for i in items), default=empty_updated or NO_ENTRIES_YET),
         items=tuple(items),
     )
     wanted = profile_feeds(profile.formats) if kinds is None else tuple(kinds)
@@ -103,21 +121,29 @@ def render_all_papers_feeds(
     site_title: str,
     kinds: Sequence[str] = FEED_KINDS,
     env: Environment | None = None,
+    day_orders: Mapping[str, int] | None = None,
+    empty_updated: datetime | None = None,
 ) -> dict[str, bytes]:
-    """The feed of every stored paper, newest first sighting first (`Store.recent_papers`)."""
+    """The feed of every stored paper, newest first sighting first (`Store.recent_papers`).
+
+    `day_orders` gives each paper's place among the papers first seen on its day, in the
+    order they were stored (`Store.first_day_orders`): its entry is dated that many seconds
+    after the day's midnight. `empty_updated` dates a feed without entries.
+    """
     env = env or template_environment()
     template = env.get_template("feed_entry.html")
+    orders = day_orders or {}
     items = []
     for paper in papers:
         view = plain_paper_view(paper)
-        moment = datetime.combine(paper.first_seen, time(0), UTC)
+        moment = datetime.combine(paper.first_seen, time(0), UTC) + timedelta(seconds=orders.get(paper.id, 0))
         items.append(_Item(entry_id(ALL_PAPERS, paper.id), view, moment, template.render(paper=view, day=None)))
     feed = _Feed(
         name=ALL_PAPERS,
         title=f"All papers · {one_line(site_title)}",
         description="Every paper of the Hugging Face Daily Papers listing, newest first.",
         home=links.index,
-        updated=max((i.moment for i in items), default=NEVER),
+        updated=max((i.moment for i in items), default=empty_updated or NO_ENTRIES_YET),
         items=tuple(items),
     )
     return {kind: _RENDERERS[kind](feed, links) for kind in kinds}
@@ -158,7 +184,25 @@ def _atom(feed: _Feed, links: SiteLinks) -> bytes:
 
 
 def _rss(feed: _Feed, links: SiteLinks) -> bytes:
-    return _generator(feed, links, "rss").rss_str(pretty=True)
+    return _plain_text_references(_generator(feed, links, "rss").rss_str(pretty=True))
+
+
+# Plain-text elements: before the first item, the channel's title and description; in the
+# items, only the titles (an item's description is HTML).
+_CHANNEL_TEXT = re.compile(rb"<(title|description)>([^<]*)</\1>")
+_ITEM_TEXT = re.compile(rb"<(title)>([^<]*)</\1>")
+
+
+def _plain_text_references(rss: bytes) -> bytes:
+    """The RSS with `&` and `<` in its plain-text elements (the titles, the channel's
+    description) as `&#x26;` and `&#x3C;` instead of `&amp;` and `&lt;`: the same text."""
+
+    def hex_references(match: re.Match[bytes]) -> bytes:
+        text = match[2].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+        return b"<%s>%s</%s>" % (match[1], text, match[1])
+
+    channel, item, items = rss.partition(b"<item>")
+    return _CHANNEL_TEXT.sub(hex_references, channel) + item + _ITEM_TEXT.sub(hex_references, items)
 
 
 def _json(feed: _Feed, links: SiteLinks) -> bytes:
