@@ -2,8 +2,10 @@
 
 `ingest_files` reads input files, parses them (text dumps with `ingest.hf_dump`, saved
 JSON API responses with `ingest.hf_api`, told apart by content), stores them (`store`)
-and sets aside files that are neither. The stages it calls stay pure; this module owns
-the file system side of ingesting.
+and sets aside files that are neither. A file that is fine but whose listing the
+caller's `year` cannot date (Feb 29 in a common year, or in the future) is reported and
+left where it is: the year is wrong, not the file. The stages it calls stay pure; this
+module owns the file system side of ingesting.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from digest.ingest.hf_api import (
     looks_like_api_response,
     parse_api_items,
 )
-from digest.ingest.hf_dump import NotADump, content_hash, decode_dump, legacy_content_hash, parse_dump
+from digest.ingest.hf_dump import (
+    NotADump,
+    WrongYear,
+    content_hash,
+    decode_dump,
+    legacy_content_hash,
+    parse_dump,
+)
 from digest.models import Dump, Problem
 from digest.store import Store
 
@@ -117,6 +126,9 @@ def _ingest_one(
         moved_to = quarantine_file(path, str(exc), quarantine, now)
         summary.quarantined.append((path, moved_to, str(exc)))
         return
+    except WrongYear as exc:
+        summary.problems.append(Problem(name, 0, str(exc)))
+        return
     if parsed is None:
         summary.dumps_seen += 1
         return
@@ -140,11 +152,12 @@ def _parse(
 ) -> tuple[Dump, str] | None:
     """The file as a dump and its content hash; None when that content is already stored.
 
-    Raises `NotADump` (or its `NotAnApiResponse`) for a file that is neither kind.
+    Raises `NotADump` (or its `NotAnApiResponse`) for a file that is neither kind, and
+    `WrongYear` when `year` cannot be a text dump's listing year.
     """
     if looks_like_api_response(data, filename):
         items = decode_api_response(data)
-        day = api_listing_day(filename, items)
+        day = api_listing_day(filename, items, today=today)
         sha = api_content_hash(items, day)
         return None if store.has_dump(sha) else (parse_api_items(items, name, day), sha)
     text = decode_dump(data)

@@ -6,10 +6,11 @@ with `BEGIN IMMEDIATE`, so two processes serialise on SQLite's own lock instead 
 racing between a read and a write.
 
 Papers are deduplicated here: a paper is matched by arXiv id when the source gives
-one, else by its normalised title. The validators (ETag, Last-Modified) of fetched API
-responses live here too, beside the dumps they produced, so a fresh database never
-answers a conditional request for data it does not hold. This module never parses,
-ranks or renders.
+one, else by its normalised title (`title_key`); within one dump, the first entry of a
+paper wins and a repeat is reported, never stored. The validators (ETag,
+Last-Modified) of fetched API responses live here too, beside the dumps they produced,
+so a fresh database never answers a conditional request for data it does not hold.
+This module never parses, ranks or renders.
 """
 
 from __future__ import annotations
@@ -27,9 +28,20 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from digest.chars import strip_format
 from digest.models import Digest, DigestEntry, Dump, Entry, Organization, Paper, Profile, ScoredPaper
 
-_MIGRATIONS: tuple[str, ...] = (
+
+def _add_title_keys(db: sqlite3.Connection) -> None:
+    """Migration 5: the title rule changed (format characters dropped, a title with no word
+    keyed by its text); each stored paper gains its title's key under the rule as an alias,
+    so the next dump still finds it. Paper ids never change. The oldest paper keeps a key
+    that two stored papers now share."""
+    rows = db.execute("SELECT id, title FROM papers ORDER BY first_seen, first_dump, rowid").fetchall()
+    db.executemany("INSERT OR IGNORE INTO titles (key, paper_id) VALUES (?, ?)", [(title_key(t), i) for i, t in rows])
+
+
+_MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 1: dumps, papers, the normalised titles each paper was seen under, sightings
     """
     CREATE TABLE dumps (
@@ -137,6 +149,8 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (address, profile_id)
     ) WITHOUT ROWID;
     """,
+    # 5: every stored paper findable under the current title rule
+    _add_title_keys,
 )
 
 DELIVERY_STATES = ("pending", "sending", "sent", "failed", "skipped")
@@ -225,9 +239,18 @@ def subscriber_key(address: str) -> str:
 
 
 def title_key(title: str) -> str:
-    """The normalised title two sources must share to be the same paper."""
-    folded = unicodedata.normalize("NFKC", title).casefold()
-    return " ".join(re.findall(r"\w+", folded))
+    """The normalised title two sources must share to be the same paper: its words, case-
+    and width-folded, format characters (zero-width spaces, bidi controls) dropped. A title
+    with no word at all ("???") is keyed by its text, normalised the same way and without
+    control characters, so two such titles stay two papers.
+
+    Changing this rule needs a migration that adds each stored paper's new key (see 5).
+    """
+    folded = unicodedata.normalize("NFKC", strip_format(title)).casefold()
+    words = re.findall(r"\w+", folded)
+    if words:
+        return " ".join(words)
+    return " ".join("".join(c for c in folded if unicodedata.category(c) != "Cc").split())
 
 
 def paper_id(key: str) -> str:
@@ -285,11 +308,14 @@ class Store:
             seen: dict[str, int] = {}
             duplicates = []
             for position, entry in enumerate(dump.entries):
-                pid, created = self._upsert_paper(db, entry, dump.date, dump_id)
-                if pid in seen:
-                    unit = "line" if dump.kind == "hf-text" else "item"
-                    duplicates.append((entry.line, f"same paper as {unit} {seen[pid]}"))
+                key = title_key(entry.title)
+                found, title_taken = _find_paper(db, entry, key)
+                if found is not None and found[0] in seen:
+                    # The dump's first entry of a paper wins: a repeat changes nothing.
+                    unit, what = ("line", "entry") if dump.kind == "hf-text" else ("item", "item")
+                    duplicates.append((entry.line, f"same paper as {unit} {seen[found[0]]}; {what} skipped"))
                     continue
+                pid, created = self._upsert_paper(db, entry, key, found, title_taken, dump.date, dump_id)
                 seen[pid] = entry.line
                 new += created
                 updated += not created
@@ -299,9 +325,17 @@ class Store:
                 )
             return IngestResult(new=True, papers_new=new, papers_updated=updated, duplicates=tuple(duplicates))
 
-    def _upsert_paper(self, db: sqlite3.Connection, entry: Entry, listed: date, dump_id: int) -> tuple[str, bool]:
-        key = title_key(entry.title)
-        row, title_taken = _find_paper(db, entry, key)
+    def _upsert_paper(
+        self,
+        db: sqlite3.Connection,
+        entry: Entry,
+        key: str,
+        row: tuple[str, str] | None,
+        title_taken: bool,
+        listed: date,
+        dump_id: int,
+    ) -> tuple[str, bool]:
+        """Store `entry` as a new paper, or update `row` (its stored paper, see `_find_paper`)."""
         day = listed.isoformat()
         if row is None:
             # A title already used by a paper with another arXiv id names a second paper; its
@@ -987,7 +1021,11 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         # Re-read inside the lock: another process may have migrated meanwhile.
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for number in range(version, SCHEMA_VERSION):
-            for statement in _split_sql(_MIGRATIONS[number]):
+            step = _MIGRATIONS[number]
+            if callable(step):
+                step(db)
+                continue
+            for statement in _split_sql(step):
                 db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:

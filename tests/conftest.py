@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -24,6 +26,22 @@ SEED_COUNTS = {
     "003_c86e26950e2129a1.txt": 77,
     "004_cb25a22a707906ba.txt": 68,
 }
+
+
+@contextmanager
+def finishes_within(seconds: float) -> Iterator[None]:
+    """Turn an endless loop into a failing test instead of a test run that never ends."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s: an endless loop?")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

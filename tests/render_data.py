@@ -6,7 +6,9 @@ a real store, ingested from `seeds/` and from a hostile dump through the real pa
 
 from __future__ import annotations
 
+import html
 import shutil
+import unicodedata
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -51,6 +53,27 @@ def hostile_dump() -> str:
             Entry(WIDE_TITLE, "See https://example.org/" + "x" * 300 + " for more.", 1, None, None, None),
         ],
     )
+
+
+# Format characters (Unicode Cf) hidden in a title: a bidi override (U+202E) makes the
+# rest read backwards, zero-width characters and isolates hide inside words.
+HIDDEN_TITLE = "Lo\u200bRA \u202etxet desrever\u202c \u2066isolated\u2069 soft\u00adhyphen\u200d"
+SHOWN_TITLE = "LoRA txet desrever isolated softhyphen"
+HIDDEN_ABSTRACT = "A \ufeffzero\u2060width \u202eabstract. \u200eSecond sentence."
+
+
+def hidden_paper(store: Store) -> Paper:
+    """A paper ingested through the real parser with format characters in every field shown."""
+    entry = Entry(
+        HIDDEN_TITLE, HIDDEN_ABSTRACT, None, Organization("evilcorp", "Evil\u202e Org"), date(2025, 12, 30), 5
+    )
+    ingest(store, format_dump(HOSTILE_DAY, [entry]), "hidden.txt")
+    return next(p for p in store.iter_papers() if p.title == HIDDEN_TITLE)
+
+
+def format_characters_in(text: str) -> list[str]:
+    """The format characters in `text`, as characters or as character references."""
+    return [c for c in html.unescape(text) if unicodedata.category(c) == "Cf"]
 
 
 def ingest(store: Store, text: str, name: str) -> None:

@@ -133,6 +133,84 @@ def test_a_dump_cut_off_inside_an_abstract_is_reported_and_changes_no_paper(seed
     assert origaminet() == before
 
 
+LOOPING_DUMP = "Daily Papers\n\nFeb 30\n\nT\n\nA\n\n  • 2 authors\n·\nFeb 1 3\n"  # once looped forever
+HUGE = 99999999999999999999  # 20 digits: beyond SQLite's 64-bit integers
+SEED_TITLE = "Light Schrödinger Bridge"  # a paper of the seeds, and of the API fixture
+
+
+def _api_response_with_huge_upvotes() -> str:
+    light, _, sparse = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    light["paper"]["upvotes"] = HUGE
+    return json.dumps([light, sparse], ensure_ascii=False)
+
+
+HOSTILE_INPUTS = {
+    "looping": (
+        "feb30.txt",
+        LOOPING_DUMP,
+        ["feb30.txt: not a dump, moved to {quarantine}/feb30.txt: the listing date Feb 30 does not exist in any year"],
+        set(),
+    ),
+    "upvotes-text": (
+        "upvotes.txt",
+        f"Daily Papers\n\nDec 31\n\n{SEED_TITLE}\n\nSpoofed.\n\n  • 3 authors\n·\nOct 2, 2023 {HUGE}\n\n"
+        "New In Text\n\nAbstract.\n\n  • 2 authors\n·\nDec 1 3\n",
+        [f"inbox/upvotes.txt:11: upvotes {HUGE} is out of range (0 to 10,000,000); entry skipped"],
+        {"New In Text"},
+    ),
+    "upvotes-api": (
+        "hf-daily-2026-01-02.json",
+        _api_response_with_huge_upvotes(),
+        [
+            f"inbox/hf-daily-2026-01-02.json:item 1: paper.upvotes: a number {HUGE} is out of range "
+            "(0 to 10,000,000); item skipped"
+        ],
+        {"Sparse Attention Without Tears: <b>Fast</b> & Exact"},
+    ),
+    "far-future": (
+        "future.txt",
+        f"Daily Papers\n\nDec 31\n\n{SEED_TITLE}\n\nSpoofed.\n\n  • 3 authors\n·\nDec 29, 2099 5\n\n"
+        "New In Text\n\nAbstract.\n\n  • 2 authors\n·\nMar 3, 2024 3\n",
+        ["inbox/future.txt:11: date 2099-12-29 is after the listing date 2025-12-31; entry skipped"],
+        {"New In Text"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_INPUTS)
+def test_hostile_input_is_rejected_in_one_line_and_changes_no_stored_paper(
+    case: str, seeds: Path, tmp_path: Path
+) -> None:
+    name, content, errors, added = HOSTILE_INPUTS[case]
+    assert digest("ingest", str(seeds), cwd=tmp_path).returncode == 0
+    before = [json.loads(line) for line in digest("export", cwd=tmp_path).stdout.splitlines()]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / name).write_text(content, encoding="utf-8")
+    (inbox / "good.txt").write_text("Daily Papers\n\nDec 30\n\nFresh Paper\n\nNew.\n\n  • 2 authors\n·\nDec 29 1\n")
+    result = digest("ingest", "inbox", cwd=tmp_path)  # a hang fails as a timeout
+    assert result.returncode == 1, result.stderr
+    quarantine = tmp_path / ".digest" / "quarantine"
+    assert result.stderr.splitlines() == [e.format(quarantine=quarantine) for e in errors]
+    after = {row["id"]: row for row in map(json.loads, digest("export", cwd=tmp_path).stdout.splitlines())}
+    assert [after[row["id"]] for row in before] == before  # every paper stored before, unchanged
+    assert {row["title"] for row in after.values()} - {row["title"] for row in before} == {"Fresh Paper", *added}
+    newest = max(row["first_seen"] for row in after.values())
+    assert newest <= datetime.now(UTC).date().isoformat()  # no listing from the future: the stale check holds
+
+
+def test_the_daily_job_and_the_service_finish_with_an_impossible_date_in_the_inbox(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "seeds" / "feb30.txt").write_text(LOOPING_DUMP)
+    run = digest("run", cwd=folder)
+    assert run.returncode == 1
+    assert "feb30.txt: not a dump, moved to" in run.stderr and "Traceback" not in run.stderr
+    assert sum(line.endswith("[built]") for line in run.stdout.splitlines()) == 5
+    (folder / "seeds" / "feb30.txt").write_text(LOOPING_DUMP)
+    served = digest("serve", "--once", cwd=folder)
+    assert "ingest: ok" in served.stderr and "quarantined=1" in served.stderr, served.stderr
+
+
 def test_export_to_a_path_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     (tmp_path / "a-folder").mkdir()
@@ -170,9 +248,17 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_year_option(seeds: Path, tmp_path: Path) -> None:
-    assert digest("ingest", "--year", "2026", str(seeds / "000_9d0724fe38360f6f.txt"), cwd=tmp_path).returncode == 0
+    dump = str(seeds / "000_9d0724fe38360f6f.txt")
+    future = digest("ingest", "--year", "2999", dump, cwd=tmp_path)
+    assert future.returncode == 1 and Path(dump).exists()
+    (error,) = future.stderr.splitlines()
+    assert error.startswith(
+        "seeds/000_9d0724fe38360f6f.txt: the year given (2999) dates the listing 2999-12-31, more than a day after"
+    )
+    assert error.endswith("; file not ingested") and not (tmp_path / ".digest" / "quarantine").exists()
+    assert digest("ingest", "--year", "2024", dump, cwd=tmp_path).returncode == 0
     rows = [json.loads(line) for line in digest("export", cwd=tmp_path).stdout.splitlines()]
-    assert {r["first_seen"] for r in rows} == {"2026-12-31"}
+    assert {r["first_seen"] for r in rows} == {"2024-12-31"}
 
 
 def test_export_jsonl(seeds: Path, tmp_path: Path) -> None:

@@ -95,6 +95,7 @@ def test_empty_list_is_a_day_with_no_papers() -> None:
         (b"", "empty response"),
         (b"\x00\x01[]", "binary"),
         (b"[\xff]", "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
     ],
 )
 def test_a_body_that_is_not_a_response_is_rejected_whole(body: bytes, why: str) -> None:
@@ -174,10 +175,75 @@ def test_unknown_fields_are_ignored() -> None:
 
 def test_listing_day_comes_from_the_name_else_from_the_items() -> None:
     items = fixture_items()
-    assert api_listing_day("hf-daily-2025-12-31.json", items) == date(2025, 12, 31)
-    assert api_listing_day("renamed.txt", items) == DAY  # every item was submitted on 2026-01-02
+    assert api_listing_day("hf-daily-2025-12-31.json", items, today=DAY) == date(2025, 12, 31)
+    assert api_listing_day("renamed.txt", items, today=DAY) == DAY  # every item was submitted on 2026-01-02
     with pytest.raises(NotAnApiResponse, match="cannot tell which listing day"):
-        api_listing_day("renamed.json", [])
+        api_listing_day("renamed.json", [], today=DAY)
+
+
+def test_a_listing_day_in_the_future_or_before_1900_is_refused() -> None:
+    items = fixture_items()
+    with pytest.raises(NotAnApiResponse, match=r"the listing day 2099-12-31 is in the future \(more than a day after"):
+        api_listing_day("hf-daily-2099-12-31.json", items, today=DAY)
+    with pytest.raises(NotAnApiResponse, match="the listing day 2026-01-02 is in the future"):
+        api_listing_day("renamed.txt", items, today=date(2025, 12, 31))  # the day the items were listed
+    assert api_listing_day("renamed.txt", items, today=date(2026, 1, 1)) == DAY  # a day ahead: time zones
+    with pytest.raises(NotAnApiResponse, match="the listing day 1899-12-31 is before 1900"):
+        api_listing_day("hf-daily-1899-12-31.json", [], today=DAY)
+
+
+HUGE = 99999999999999999999  # 20 digits: more than SQLite's 64-bit integers hold
+
+
+def test_numbers_out_of_range_skip_their_item_and_keep_the_rest() -> None:
+    items: list[Any] = [
+        api_item("2601.00060", "Huge upvotes", upvotes=HUGE),
+        {**api_item("2601.00061", "Huge comments"), "numComments": HUGE},
+        api_item("2601.00062", "Just too many", upvotes=10_000_001),
+        api_item("2601.00063", "Many authors", authors=[{"name": "A"}] * 100_001),
+        api_item("2601.00064", "Before 1900", publishedAt="1899-12-31T23:00:00Z"),
+        api_item("2601.00065", "Year 1 east of UTC", publishedAt="0001-01-01T00:00:00+01:00"),
+        api_item("2601.00066", "Kept", upvotes=10_000_000, authors=[{"name": "A"}] * 100_000),
+    ]
+    dump = parse_api_items(items, "hf-daily-2026-01-02.json", DAY)
+    assert [(e.title, e.upvotes, e.authors_count) for e in dump.entries] == [("Kept", 10_000_000, 100_000)]
+    assert [str(p) for p in dump.problems] == [
+        f"hf-daily-2026-01-02.json:item {n}: {message}; item skipped"
+        for n, message in [
+            (1, f"paper.upvotes: a number {HUGE} is out of range (0 to 10,000,000)"),
+            (2, f"numComments: a number {HUGE} is out of range (0 to 10,000,000)"),
+            (3, "paper.upvotes: a number 10000001 is out of range (0 to 10,000,000)"),
+            (4, "paper.authors: 100,001 authors, more than 100,000"),
+            (5, "paper.publishedAt: '1899-12-31T23:00:00Z' is before 1900"),
+            (6, "paper.publishedAt: '0001-01-01T00:00:00+01:00' is not an ISO 8601 time"),
+        ]
+    ]
+
+
+def test_a_number_too_long_for_python_is_a_bad_item_not_a_crash() -> None:
+    body = json.dumps([api_item("2601.00070", "Kept")]).encode()
+    body = (
+        body[:-1] + b', {"paper": {"id": "2601.00071", "title": "T", "summary": "S", "upvotes": ' + b"9" * 5000 + b"}}]"
+    )
+    items = decode_api_response(body)
+    assert api_content_hash(items, DAY) == api_content_hash(decode_api_response(body), DAY)
+    dump = parse_api_items(items, "f", DAY)
+    assert [e.title for e in dump.entries] == ["Kept"]
+    assert [str(p) for p in dump.problems] == [
+        "f:item 2: paper.upvotes: a number of 5,000 digits is out of range (0 to 10,000,000); item skipped"
+    ]
+
+
+def test_an_overlong_title_or_summary_is_kept_truncated_and_reported() -> None:
+    item = api_item("2601.00080", "Long title " * 150, summary="word " * 12_000)
+    dump = parse_api_items([item, api_item("2601.00081", "Short")], "f", DAY)
+    long, short = dump.entries
+    assert long.title == ("Long title " * 150)[:1000].rstrip() and long.abstract == ("word " * 12_000)[:20_000].rstrip()
+    assert (short.title, short.abstract) == ("Short", "Abstract of Short.")
+    assert [str(p) for p in dump.problems] == [
+        "f:item 1: paper.title truncated to 1,000 characters",
+        "f:item 1: paper.summary truncated to 20,000 characters",
+    ]
 
 
 def test_content_hash_ignores_formatting_but_not_the_day() -> None:

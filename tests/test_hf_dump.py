@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
-from conftest import SEED_COUNTS, SEEDS, TODAY
+from conftest import SEED_COUNTS, SEEDS, TODAY, finishes_within
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.ingest.hf_dump import (
     NotADump,
+    WrongYear,
     content_hash,
     decode_dump,
     format_dump,
     infer_year,
+    latest_listing,
     legacy_content_hash,
     parse_dump,
 )
+from digest.ingest.limits import ABSTRACT_CAP, EARLIEST_YEAR, MAX_AUTHORS, MAX_UPVOTES, TITLE_CAP
 from digest.models import Entry, Organization
 
 
@@ -262,7 +266,12 @@ def test_year_rule() -> None:
     assert infer_year(3, 1, [], date(2026, 11, 22)) == 2026
     assert infer_year(12, 31, [], date(2026, 11, 22)) == 2025
     assert infer_year(2, 29, [], date(2026, 11, 22)) == 2024
-    assert infer_year(2, 29, [2024], TODAY) == 2028
+    assert infer_year(2, 29, [2019], TODAY) == 2020
+    assert infer_year(2, 29, [2024], date(2028, 3, 1)) == 2028
+    # 2028 would be in the future: an entry dated 2024 cannot be from before this listing.
+    assert infer_year(2, 29, [2024], TODAY) == 2024
+    # A listing's day may begin a day before the caller's (time zones), not more.
+    assert infer_year(11, 23, [], TODAY) == 2026 and infer_year(11, 24, [], TODAY) == 2025
 
 
 def test_year_override_moves_undated_years_too() -> None:
@@ -271,6 +280,205 @@ def test_year_override_moves_undated_years_too() -> None:
     light = next(e for e in dump.entries if e.title == "Light Schrödinger Bridge")
     assert light.published == date(2023, 10, 2)
     assert any(e.published and e.published.year == 2026 for e in dump.entries)
+
+
+@pytest.mark.parametrize("listing", ["Feb 30", "Feb 31", "Apr 31", "Jun 31", "Sep 31", "Nov 31"])
+@pytest.mark.parametrize("entry_date", ["Feb 1 3", "Jan 5, 2024", "Mar 3, 2099"])
+def test_a_listing_date_that_never_exists_is_not_a_dump(listing: str, entry_date: str) -> None:
+    text = _dump("T", "A", f"  • 2 authors\n·\n{entry_date}", listing=listing)
+    with finishes_within(5), pytest.raises(NotADump, match=f"the listing date {listing} does not exist in any year"):
+        parse_dump(text, "x.txt", today=TODAY)
+
+
+def test_a_listing_date_in_no_year_of_the_window_is_not_a_dump() -> None:
+    with finishes_within(5), pytest.raises(NotADump, match="falls in no year from 1900 to 1900-02-27"):
+        infer_year(2, 28, [], date(1900, 2, 26))
+    with finishes_within(5), pytest.raises(NotADump, match="falls in no year"):
+        infer_year(12, 31, [2024], date(1899, 12, 31))
+    assert infer_year(12, 31, [9999], date.max) == 9999  # the last day there is: no overflow
+
+
+def _occurs(year: int, month: int, day: int, latest: date) -> bool:
+    """Month/day exists in `year` and is not after `latest`."""
+    return 1 <= year <= 9999 and day <= calendar.monthrange(year, month)[1] and date(year, month, day) <= latest
+
+
+_todays = st.dates() | st.dates(date(2020, 1, 1), date(2030, 12, 31)) | st.dates(date(1890, 1, 1), date(1910, 1, 1))
+_years = st.integers(0, 9999) | st.integers(2015, 2035) | st.integers(1895, 1905)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 31), st.lists(_years, max_size=5), _todays)
+def test_year_inference_always_ends_with_a_year_of_the_rule_or_a_rejection(
+    month: int, day: int, written: list[int], today: date
+) -> None:
+    latest = latest_listing(today)
+    with finishes_within(5):
+        try:
+            year = infer_year(month, day, written, today)
+        except NotADump:
+            # Rejected only when month/day falls in no year of the window: every day that
+            # exists at all comes back within 8 years (Feb 29: 1896, then 1904).
+            first = max(EARLIEST_YEAR, latest.year - 8)
+            assert not any(_occurs(y, month, day, latest) for y in range(first, latest.year + 1))
+            return
+    assert year >= EARLIEST_YEAR and _occurs(year, month, day, latest)
+    earlier = [y for y in written if EARLIEST_YEAR <= y < year]
+    if earlier:
+        # One after the latest year written (or the first year after it with this day)...
+        assert not any(_occurs(y, month, day, latest) for y in range(max(earlier) + 1, year))
+    else:
+        # ...else the latest year in which the listing date is not in the future...
+        assert not any(_occurs(y, month, day, latest) for y in range(year + 1, latest.year + 1))
+    for later in (y for y in written if y >= year):
+        # ...and a year that would put the listing in the future is disregarded.
+        assert not any(_occurs(y, month, day, latest) for y in range(later + 1, latest.year + 1))
+
+
+_month_names = st.sampled_from(calendar.month_abbr[1:])
+_date_text = st.builds(
+    lambda name, day, year, upvotes: f"{name} {day}" + (f", {year:04d}" if year is not None else "") + upvotes,
+    _month_names,
+    st.integers(1, 31),
+    st.none() | _years,
+    st.just("") | st.integers(0, 10**25).map(lambda n: f" {n}"),
+)
+_byline = st.integers(0, 10**25).map(lambda n: f"  • {n} authors") | st.just("openbmb OpenBMB")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    _month_names,
+    st.integers(1, 31),
+    st.lists(st.tuples(_byline, _date_text), max_size=6),
+    _todays,
+    st.none() | st.integers(1990, 2999),
+)
+def test_any_dates_and_numbers_give_a_dump_within_the_rules_or_a_clean_rejection(
+    month: str, day: int, bylines: list[tuple[str, str]], today: date, year: int | None
+) -> None:
+    blocks = [block for i, (byline, when) in enumerate(bylines) for block in (f"T{i}", "A", f"{byline}\n·\n{when}")]
+    text = _dump(*blocks, listing=f"{month} {day}")
+    with finishes_within(5):
+        try:
+            dump = parse_dump(text, "x.txt", today=today, year=year)
+        except (NotADump, WrongYear):
+            return
+    assert dump.date.year >= EARLIEST_YEAR and dump.date <= latest_listing(today)
+    for entry in dump.entries:
+        assert entry.published is not None and entry.published.year >= EARLIEST_YEAR and entry.published <= dump.date
+        assert entry.upvotes is None or 0 <= entry.upvotes <= MAX_UPVOTES
+        assert entry.authors_count is None or 1 <= entry.authors_count <= MAX_AUTHORS
+    # Every entry is stored or reported, never silently dropped.
+    assert len(dump.entries) + sum(p.message.endswith("entry skipped") for p in dump.problems) == len(bylines)
+
+
+def test_a_far_future_year_on_one_entry_does_not_move_the_listing() -> None:
+    text = _dump(
+        "Old Paper",
+        "A.",
+        "  • 2 authors\n·\nMar 3, 2024 4",
+        "Spoof",
+        "Another abstract.",
+        "  • 1 author\n·\nDec 29, 2099 7",
+        GOOD,
+    )
+    dump = parse_dump(text, "x.txt", today=TODAY)
+    assert dump.date == date(2025, 12, 31)
+    assert [(e.title, e.published) for e in dump.entries] == [
+        ("Old Paper", date(2024, 3, 3)),
+        ("Good Paper", date(2025, 12, 3)),
+    ]
+    assert [str(p) for p in dump.problems] == [
+        "x.txt:19: date 2099-12-29 is after the listing date 2025-12-31; entry skipped"
+    ]
+
+
+def test_a_year_written_as_0000_or_before_1900_is_reported_not_taken_for_the_listing_year() -> None:
+    text = _dump("Zero", "A.", "  • 2 authors\n·\nDec 1, 0000", "Old", "B.", "  • 2 authors\n·\nJan 2, 1899", GOOD)
+    dump = parse_dump(text, "x.txt", today=TODAY)
+    assert [e.title for e in dump.entries] == ["Good Paper"] and dump.date == date(2025, 12, 31)
+    assert [str(p) for p in dump.problems] == [
+        "x.txt:11: the year 0000 in 'Dec 1, 0000' is before 1900; entry skipped",
+        "x.txt:19: the year 1899 in 'Jan 2, 1899' is before 1900; entry skipped",
+    ]
+
+
+def test_a_given_year_that_cannot_be_the_listings_is_refused() -> None:
+    with pytest.raises(WrongYear, match=r"the year given \(2099\) dates the listing 2099-12-31, more than a day"):
+        parse_dump(_dump(GOOD), "x.txt", today=TODAY, year=2099)
+    tomorrow = TODAY + timedelta(days=1)
+    assert parse_dump(_dump(listing="Nov 23"), "x.txt", today=TODAY, year=2026).date == tomorrow
+    with pytest.raises(WrongYear):
+        parse_dump(_dump(listing="Nov 24"), "x.txt", today=TODAY, year=2026)
+    with pytest.raises(WrongYear, match=r"the year given \(2025\) cannot be the listing's: Feb 29 does not exist"):
+        parse_dump(_dump(listing="Feb 29"), "x.txt", today=TODAY, year=2025)
+    with pytest.raises(NotADump, match="the listing date Feb 30 does not exist in any year"):
+        parse_dump(_dump(listing="Feb 30"), "x.txt", today=TODAY, year=2024)
+
+
+@pytest.mark.parametrize(
+    ("byline", "when", "line", "message"),
+    [
+        (
+            "  • 2 authors",
+            "Dec 1 99999999999999999999",
+            11,
+            "upvotes 99999999999999999999 is out of range (0 to 10,000,000)",
+        ),
+        ("  • 2 authors", "Dec 1 10000001", 11, "upvotes 10000001 is out of range (0 to 10,000,000)"),
+        (
+            "  • 2 authors",
+            "Dec 1 " + "9" * 5000,
+            11,
+            "upvotes 99999999… (5,000 digits) is out of range (0 to 10,000,000)",
+        ),
+        (
+            "  • 99999999999999999999 authors",
+            "Dec 1",
+            9,
+            "author count 99999999999999999999 is out of range (1 to 100,000)",
+        ),
+        ("  • 100001 authors", "Dec 1", 9, "author count 100001 is out of range (1 to 100,000)"),
+        ("  • 0 authors", "Dec 1", 9, "author count 0 is out of range (1 to 100,000)"),
+    ],
+)
+def test_a_number_out_of_range_skips_its_entry_and_keeps_the_rest(
+    byline: str, when: str, line: int, message: str
+) -> None:
+    dump = parse_dump(_dump("Huge", "A.", f"{byline}\n·\n{when}", GOOD), "x.txt", today=TODAY)
+    assert [e.title for e in dump.entries] == ["Good Paper"]
+    assert [p.line for p in dump.problems] == [line] and dump.problems[0].message.startswith(message)
+    assert dump.problems[0].message.endswith("; entry skipped")
+
+
+def test_the_largest_plausible_numbers_are_kept() -> None:
+    text = _dump(
+        "Big",
+        "A.",
+        f"  • {MAX_AUTHORS} authors\n·\nDec 1 {MAX_UPVOTES}",
+        "Padded",
+        "B.",
+        "  • 007 authors\n·\nDec 2 0012",
+    )
+    dump = parse_dump(text, "x.txt", today=TODAY)
+    assert dump.problems == ()
+    assert [(e.authors_count, e.upvotes) for e in dump.entries] == [(MAX_AUTHORS, MAX_UPVOTES), (7, 12)]
+
+
+def test_an_overlong_title_or_abstract_is_kept_truncated_and_reported() -> None:
+    title, abstract = "Long title " * 150, "word " * 12_000
+    dump = parse_dump(
+        _dump(title.strip(), abstract.strip(), "  • 2 authors\n·\nDec 1", "Undated", "x" * 30_000), "x.txt", today=TODAY
+    )
+    long, undated = dump.entries
+    assert long.title == title[:TITLE_CAP].rstrip() and long.abstract == abstract[:ABSTRACT_CAP].rstrip()
+    assert (long.published, undated.title, undated.abstract) == (date(2025, 12, 1), "Undated", "x" * ABSTRACT_CAP)
+    assert [str(p) for p in dump.problems] == [
+        "x.txt:5: title truncated to 1,000 characters",
+        "x.txt:7: abstract truncated to 20,000 characters",
+        "x.txt:15: abstract truncated to 20,000 characters",
+    ]
 
 
 # -- generated dumps --------------------------------------------------------------------

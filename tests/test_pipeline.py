@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import NOW, SEEDS, TODAY
+from conftest import NOW, SEEDS, TODAY, finishes_within
 
 from digest.ingest.hf_dump import decode_dump, parse_dump
 from digest.pipeline import QuarantineError, find_dump_files, ingest_files, quarantine_file
@@ -140,3 +140,51 @@ def test_a_json_file_that_is_not_a_response_is_quarantined(store: Store, tmp_pat
         "expected a JSON list of papers, got an object (the API said: 'Invalid date')",
     ]
     assert store.dump_count() == 0
+
+
+def test_inputs_that_crashed_or_hung_are_rejected_and_the_rest_ingested(store: Store, tmp_path: Path) -> None:
+    inbox, quarantine = tmp_path / "in", tmp_path / "q"
+    inbox.mkdir()
+    (inbox / "feb30.txt").write_text("Daily Papers\n\nFeb 30\n\nT\n\nA\n\n  • 2 authors\n·\nFeb 1 3\n")
+    (inbox / "huge.txt").write_text(
+        "Daily Papers\n\nDec 31\n\nHuge\n\nA\n\n  • 2 authors\n·\nDec 1 99999999999999999999\n\n"
+        "Fine\n\nB\n\n  • 99999999999999999999 authors\n·\nDec 2 3\n\nKept\n\nC\n\n  • 1 author\n·\nDec 3 4\n"
+    )
+    response = FIXTURE.read_text(encoding="utf-8").replace('"upvotes": 14', '"upvotes": 99999999999999999999')
+    (inbox / "hf-daily-2026-01-02.json").write_text(response, encoding="utf-8")
+    (inbox / "hf-daily-2099-12-31.json").write_text(FIXTURE.read_text(encoding="utf-8"), encoding="utf-8")
+    with finishes_within(10):
+        summary = ingest_files(
+            store, find_dump_files([inbox]), quarantine=quarantine, today=TODAY, now=NOW, label=lambda p: p.name
+        )
+    assert sorted((moved.name, reason) for _, moved, reason in summary.quarantined) == [
+        ("feb30.txt", "the listing date Feb 30 does not exist in any year"),
+        ("hf-daily-2099-12-31.json", "the listing day 2099-12-31 is in the future (more than a day after 2026-11-22)"),
+    ]
+    assert [str(p) for p in summary.problems] == [
+        "hf-daily-2026-01-02.json:item 1: paper.upvotes: a number 99999999999999999999 is out of range "
+        "(0 to 10,000,000); item skipped",
+        "huge.txt:11: upvotes 99999999999999999999 is out of range (0 to 10,000,000); entry skipped",
+        "huge.txt:17: author count 99999999999999999999 is out of range (1 to 100,000); entry skipped",
+    ]
+    assert sorted(p.title for p in store.iter_papers()) == [
+        "Configurable Foundation Models: Building LLMs from a Modular Perspective",
+        "Kept",
+        "Sparse Attention Without Tears: <b>Fast</b> & Exact",
+    ]
+
+
+def test_a_year_that_puts_the_listing_in_the_future_leaves_the_file_in_place(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "dump.txt"
+    path.write_text("Daily Papers\n\nDec 31\n\nT\n\nA\n\n  • 1 author\n·\nDec 1\n")
+    quarantine = tmp_path / "q"
+    summary = ingest_files(
+        store, [path], quarantine=quarantine, today=TODAY, now=NOW, year=2027, label=lambda p: p.name
+    )
+    assert [str(p) for p in summary.problems] == [
+        "dump.txt: the year given (2027) dates the listing 2027-12-31, more than a day after today (2026-11-22); "
+        "file not ingested"
+    ]
+    assert summary.rejected and path.exists() and not quarantine.exists() and store.dump_count() == 0
+    again = ingest_files(store, [path], quarantine=quarantine, today=TODAY, now=NOW)  # the year inferred: fine
+    assert (again.dumps_new, again.papers_new, again.rejected) == (1, 1, False)

@@ -14,7 +14,10 @@ from lxml import html as lxml_html
 from render_data import (
     BUILT_AT,
     HOSTILE_TITLE,
+    SHOWN_TITLE,
     digest,
+    format_characters_in,
+    hidden_paper,
     hostile_papers,
     papers_about,
     profile,
@@ -249,6 +252,14 @@ def test_hostile_text_is_escaped_and_the_subject_is_clean(filled_store: Store) -
     assert all(c not in html + text for c in "\x01\x07\x0b\x0c\x1b\x7f")
     assert HOSTILE_TITLE in text
     lxml_html.fromstring(html)
+
+
+def test_format_characters_never_reach_an_email(filled_store: Store) -> None:
+    message = render(digest(profile(title="Continual\u202e learning\u200b"), (hidden_paper(filled_store),)))
+    text, html = parts(message)
+    assert format_characters_in(text) == [] and format_characters_in(html) == []
+    assert format_characters_in(str(message["Subject"])) == [] and "Continual learning" in message["Subject"]
+    assert SHOWN_TITLE in text and SHOWN_TITLE in html
 
 
 def test_an_empty_digest_gives_no_email() -> None:

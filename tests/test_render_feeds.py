@@ -21,8 +21,11 @@ from render_data import (
     BUILT_AT,
     DAY,
     HOSTILE_TITLE,
+    SHOWN_TITLE,
     config_for,
     digest,
+    format_characters_in,
+    hidden_paper,
     hostile_papers,
     papers_about,
     profile,
@@ -245,6 +248,19 @@ def test_hostile_entries_are_escaped_and_control_characters_removed(filled_store
     etree.fromstring(feeds["rss"])  # well-formed
     assert_valid_atom(feeds["atom"])
     assert "&lt;img src=x onerror=alert(1)&gt;" in json.loads(feeds["json"])["items"][0]["content_html"]
+
+
+def test_format_characters_never_reach_a_feed(filled_store: Store) -> None:
+    prof = profile(title="Continual\u202e learning", description="Bidi\u2067 isolate")
+    filled_store.save_digest(digest(prof, (hidden_paper(filled_store),)), filled_store.watermark())
+    feeds = render_profile_feeds(prof, filled_store.digest_entries(prof.id, 100), links=LINKS, site_title="P\u200b")
+    every = render_all_papers_feeds(filled_store.recent_papers(5), links=LINKS, site_title="P")
+    feeds |= {f"all.{kind}": data for kind, data in every.items()}
+    for kind, data in feeds.items():
+        text = data.decode("utf-8")
+        assert format_characters_in(text) == [], kind
+        assert "\\u20" not in text.lower() and "\\ufeff" not in text.lower(), kind  # nor as JSON escapes
+        assert SHOWN_TITLE in {e.title for e in read(kind.removeprefix("all."), data).entries}, kind
 
 
 def test_naive_built_at_is_read_as_utc(filled_store: Store) -> None:

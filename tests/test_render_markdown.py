@@ -11,7 +11,10 @@ from markdown_it import MarkdownIt
 from render_data import (
     HOSTILE_TITLE,
     MARKDOWN_TITLE,
+    SHOWN_TITLE,
     digest,
+    format_characters_in,
+    hidden_paper,
     hostile_papers,
     papers_about,
     profile,
@@ -82,6 +85,13 @@ def test_hostile_titles_stay_text_in_both_renderers(filled_store: Store) -> None
         assert HOSTILE_TITLE in text and MARKDOWN_TITLE in text
         assert "javascript:alert(1)" in text  # shown as text, never a link
         assert all(c not in text for c in "\x01\x07\x0b\x0c\x1b\x7f")
+
+
+def test_format_characters_never_reach_the_markdown(filled_store: Store) -> None:
+    page = render_markdown(digest(profile(title="Continual\u202e learning"), (hidden_paper(filled_store),)))
+    assert format_characters_in(page) == []
+    for _, text in both(page):
+        assert SHOWN_TITLE in text
 
 
 def test_paper_links_survive_escaping(filled_store: Store) -> None:

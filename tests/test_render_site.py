@@ -12,8 +12,11 @@ from render_data import (
     BUILT_AT,
     DAY,
     HOSTILE_TITLE,
+    SHOWN_TITLE,
     config_for,
     digest,
+    format_characters_in,
+    hidden_paper,
     hostile_papers,
     papers_about,
     profile,
@@ -157,6 +160,15 @@ def test_opml_lists_every_feed_with_absolute_addresses(filled_store: Store) -> N
             "https://example.org/paper-digest/digests/quiet/index.html",
         ),
     ]
+
+
+def test_format_characters_never_reach_a_page(filled_store: Store) -> None:
+    prof = profile(title="Continual\u202e learning", description="Read\u2067 this")
+    history = {prof.id: [digest(prof, (hidden_paper(filled_store),))]}
+    pages = render_site([prof], history, links=LINKS, site_title="Paper\u200b Digest", sender="d@example.org")
+    for path, data in pages.items():
+        assert format_characters_in(data.decode("utf-8")) == [], path
+    assert any(SHOWN_TITLE in page(pages, path).text_content() for path in pages if path.endswith(".html"))
 
 
 def test_no_javascript_anywhere(filled_store: Store) -> None:

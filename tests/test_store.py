@@ -5,15 +5,18 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import NOW, SEEDS, TODAY
 
+from digest import store as store_module
+from digest.chars import strip_format
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
 from digest.models import Digest, Dump, Entry, Profile, ScoredPaper
-from digest.store import SCHEMA_VERSION, Store, StoreError, Validators, open_store, title_key
+from digest.store import SCHEMA_VERSION, Store, StoreError, Validators, open_store, paper_id, title_key
 
 
 def ingest_text(store: Store, text: str, name: str = "d.txt"):
@@ -187,10 +190,106 @@ def test_repeated_entry_within_one_dump_is_one_sighting(store: Store) -> None:
     assert "same paper as line" in result.duplicates[0][1]
 
 
+def test_the_first_copy_of_a_paper_in_one_dump_wins(store: Store) -> None:
+    ingest_text(store, format_dump(date(2025, 12, 1), [Entry("Stored", "Before.", 2, None, date(2025, 11, 30), 4)]))
+    first = Entry("Twice", "First copy.", 3, None, date(2025, 12, 1), 5)
+    second = Entry("twice!", "Second copy.", 9, None, date(2025, 12, 2), 99)
+    again = Entry("STORED", "Second copy of a stored paper.", 8, None, date(2025, 11, 30), 77)
+    entries = [first, Entry("Stored", "Newer view.", 2, None, date(2025, 11, 30), 6), second, again]
+    result = ingest_text(store, format_dump(date(2025, 12, 3), entries))
+    assert (result.papers_new, result.papers_updated) == (1, 1)
+    assert [message for _, message in result.duplicates] == [
+        "same paper as line 13; entry skipped",
+        "same paper as line 21; entry skipped",
+    ]
+    papers = all_papers(store)
+    twice, stored = papers["Twice"], papers["Stored"]
+    assert (twice.abstract, twice.authors_count, twice.published, twice.upvotes) == (
+        "First copy.",
+        3,
+        date(2025, 12, 1),
+        5,
+    )
+    assert (stored.abstract, stored.upvotes, stored.sightings) == ("Newer view.", 6, 2)
+    sighted = store._db.execute("SELECT upvotes FROM sightings ORDER BY dump_id, position").fetchall()
+    assert sighted == [(4,), (5,), (6,)]
+
+
 def test_title_key_normalises_case_space_and_punctuation() -> None:
     assert title_key("Light  Schrödinger Bridge!") == title_key("light schrödinger bridge")
     assert title_key("Ｆｕｌｌ　width") == "full width"
     assert title_key("A-B") != title_key("AB")
+
+
+def test_format_characters_never_split_a_title() -> None:
+    plain = title_key("LoRA: Low-Rank Adaptation")
+    for hidden in ("\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u202e", "\u2066", "\U000e0041"):
+        assert title_key(f"Lo{hidden}RA: Low-Rank Adaptation") == plain, repr(hidden)
+    assert title_key("\u202eLoRA: Low-Rank Adaptation\u202c") == plain
+
+
+def test_titles_with_no_word_are_keyed_by_their_text() -> None:
+    assert title_key("???") == "???" and title_key("!!!") == "!!!"
+    assert title_key(" ?\u200b?\x01?  ") == "???" and title_key("？？？") == "???"  # format, control, width
+    assert title_key("...  ---") == "... ---" and title_key("???") != title_key("")
+
+
+def test_titles_with_no_word_are_different_papers(store: Store) -> None:
+    ingest_text(store, format_dump(date(2025, 12, 1), [Entry("???", "A."), Entry("!!!", "B."), Entry("? ? ?", "C.")]))
+    ingest_text(store, format_dump(date(2025, 12, 2), [Entry("???", "A again.")]))
+    assert {p.title: (p.abstract, p.sightings) for p in store.iter_papers()} == {
+        "???": ("A again.", 2),
+        "!!!": ("B.", 1),
+        "? ? ?": ("C.", 1),
+    }
+
+
+def test_the_format_characters_are_every_cf_character_python_knows() -> None:
+    known = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert len(known) > 150 and strip_format("".join(known)) == ""
+    assert strip_format("Lo\u200bRA \u202eé") == "LoRA é"
+
+
+def old_database(path: Path, papers: list[tuple[str, str]]) -> None:
+    """A database as schema 4 left it: each paper stored under the key the old title rule
+    gave its title (`papers`: (title, old key)), its id derived from that key."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for migration in store_module._MIGRATIONS[:4]:
+        assert isinstance(migration, str)
+        for statement in store_module._split_sql(migration):
+            db.execute(statement)
+    db.execute(
+        "INSERT INTO dumps (id, sha256, source, kind, listing_date, entries, problems, ingested_at) "
+        "VALUES (1, 'old', 'old.txt', 'hf-text', '2025-12-01', ?, 0, '2025-12-01T08:00:00+00:00')",
+        (len(papers),),
+    )
+    for position, (title, key) in enumerate(papers):
+        db.execute(
+            "INSERT INTO papers (id, title, abstract, first_seen, last_seen, first_dump) "
+            "VALUES (?, ?, 'Stored before.', '2025-12-01', '2025-12-01', 1)",
+            (paper_id(key), title),
+        )
+        db.execute("INSERT INTO titles (key, paper_id) VALUES (?, ?)", (key, paper_id(key)))
+        db.execute("INSERT INTO sightings VALUES (1, ?, ?, NULL)", (paper_id(key), position))
+    db.execute("PRAGMA user_version = 4")
+    db.close()
+
+
+def test_papers_stored_under_the_old_title_rule_are_still_found(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    # The old rule split words at a zero-width space and gave every title with no word the key "".
+    old_database(path, [("Lo\u200bRA: Low-Rank Adaptation", "lo ra low rank adaptation"), ("???", "")])
+    ids = {title: paper_id(key) for title, key in [("lora", "lo ra low rank adaptation"), ("???", "")]}
+    opened = open_store(path)
+    try:
+        shown = [Entry("LoRA: Low-Rank Adaptation", "Newer."), Entry("???", "Newer."), Entry("!!!", "New paper.")]
+        result = ingest_text(opened, format_dump(date(2025, 12, 2), shown))
+        assert (result.papers_new, result.papers_updated) == (1, 2)
+        papers = {p.title: p for p in opened.iter_papers()}
+        assert papers["LoRA: Low-Rank Adaptation"].id == ids["lora"] and papers["???"].id == ids["???"]
+        assert [p.sightings for p in papers.values()] == [2, 2, 1]
+    finally:
+        opened.close()
 
 
 def test_schema_is_versioned(tmp_path: Path) -> None:

@@ -18,8 +18,11 @@ huggingface_hub's `PaperInfo` (src/huggingface_hub/hf_api.py, used by `list_dail
 
 Only the fields above are read; anything else is ignored, so new fields do not break
 ingest. A response that is not such a list (HTML, truncated JSON, an error object) is
-rejected whole (`NotAnApiResponse`); an item with a missing or mistyped field is
-reported as `FILE:item N: what is wrong` and skipped, and the other items are kept.
+rejected whole (`NotAnApiResponse`), and so is one for a listing day in the future (more
+than a day after the caller's `today`); an item with a missing or mistyped field, or a
+number outside its plausible range (`ingest.limits`), is reported as
+`FILE:item N: what is wrong` and skipped, and the other items are kept. A title or
+summary longer than its cap is reported and kept, shortened.
 
 Pure: this module never fetches, reads files or touches the store (see `digest.fetch`).
 """
@@ -34,7 +37,16 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
-from digest.ingest.hf_dump import NotADump
+from digest.ingest.hf_dump import NotADump, latest_listing
+from digest.ingest.limits import (
+    ABSTRACT_CAP,
+    EARLIEST_YEAR,
+    MAX_AUTHORS,
+    MAX_COMMENTS,
+    MAX_UPVOTES,
+    TITLE_CAP,
+    cap,
+)
 from digest.models import Dump, Entry, Organization, Problem
 
 API_KIND = "hf-api"
@@ -50,6 +62,26 @@ class NotAnApiResponse(NotADump):
 
 class _BadItem(Exception):
     pass
+
+
+class _LongNumber(float):
+    """A JSON number with more digits than Python converts to an int (an infinite float,
+    so the response can still be hashed); no field accepts it."""
+
+    def __new__(cls, digits: int) -> _LongNumber:
+        number = super().__new__(cls, "inf")
+        number.digits = digits
+        return number
+
+    digits: int
+
+
+# Python refuses to convert longer digit strings to an int (sys.get_int_max_str_digits).
+_LONGEST_INT = 4000
+
+
+def _parse_int(text: str) -> int | float:
+    return int(text) if len(text) <= _LONGEST_INT else _LongNumber(len(text))
 
 
 def looks_like_api_response(data: bytes, name: str) -> bool:
@@ -76,7 +108,9 @@ def decode_api_response(data: bytes) -> list[Any]:
     if stripped.startswith("<"):
         raise NotAnApiResponse(f"not JSON: an HTML or XML page (starts with {_snippet(stripped.splitlines()[0])!r})")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise NotAnApiResponse("not a list of papers: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         # An unterminated string runs to the end of the text, so it is a cut-off body too.
         if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
@@ -93,15 +127,34 @@ def decode_api_response(data: bytes) -> list[Any]:
     return value
 
 
-def api_listing_day(name: str, items: list[Any]) -> date:
+def api_listing_day(name: str, items: list[Any], *, today: date) -> date:
     """The listing day a saved response is for: the date in its file name
-    (`hf-daily-2025-12-31.json`), else the day most of its papers were put on the listing."""
+    (`hf-daily-2025-12-31.json`), else the day most of its papers were put on the listing.
+
+    Raise `NotAnApiResponse` when neither says, or when that day is in the future (after
+    `latest_listing(today)`) or before `EARLIEST_YEAR`: no usable response is for such a day.
+    """
+    day = _named_day(name) or _listed_day(items)
+    if day > latest_listing(today):
+        raise NotAnApiResponse(
+            f"the listing day {day.isoformat()} is in the future (more than a day after {today.isoformat()})"
+        )
+    if day.year < EARLIEST_YEAR:
+        raise NotAnApiResponse(f"the listing day {day.isoformat()} is before {EARLIEST_YEAR}")
+    return day
+
+
+def _named_day(name: str) -> date | None:
     match = _DAY_IN_NAME.search(name)
     if match:
         try:
             return date.fromisoformat(match[1])
         except ValueError:
             pass
+    return None
+
+
+def _listed_day(items: list[Any]) -> date:
     days: Counter[date] = Counter()
     for item in items:
         paper = item.get("paper") if isinstance(item, dict) else None
@@ -134,8 +187,9 @@ def parse_api_items(items: list[Any], source: str, day: date) -> Dump:
     problems: list[Problem] = []
     first_item: dict[str, int] = {}
     for number, item in enumerate(items, start=1):
+        notes: list[str] = []
         try:
-            entry = _entry(item, number, day)
+            entry = _entry(item, number, day, notes)
         except _BadItem as exc:
             problems.append(Problem(source, 0, f"{exc}; item skipped", item=number))
             continue
@@ -146,6 +200,7 @@ def parse_api_items(items: list[Any], source: str, day: date) -> Dump:
             continue
         first_item[entry.arxiv_id] = number
         entries.append(entry)
+        problems.extend(Problem(source, 0, note, item=number) for note in notes)
     return Dump(source=source, date=day, entries=tuple(entries), problems=tuple(problems), kind=API_KIND)
 
 
@@ -155,7 +210,9 @@ def arxiv_id(value: str) -> str | None:
     return match[1] if match else None
 
 
-def _entry(item: Any, number: int, day: date) -> Entry:
+def _entry(item: Any, number: int, day: date, notes: list[str]) -> Entry:
+    """One item as an `Entry`; raise `_BadItem` naming every wrong field. What was kept
+    but changed (a title or summary cut to its cap) is added to `notes`."""
     if not isinstance(item, dict):
         raise _BadItem(f"expected an object, got {_describe(item)}")
     paper = item.get("paper")
@@ -168,12 +225,14 @@ def _entry(item: Any, number: int, day: date) -> Entry:
     the_id = arxiv_id(raw_id) if raw_id else None
     if raw_id and the_id is None:
         errors.append(f"paper.id {_snippet(raw_id)!r} is not an arXiv id")
-    title = _one_line(check.string(*_pick(paper, item, "title"), required=True) or "")
-    abstract = check.string(*_pick(paper, item, "summary"), required=True, allow_empty=True)
+    title_at = _pick(paper, item, "title")
+    title = _one_line(check.string(*title_at, required=True) or "")
+    summary_at = _pick(paper, item, "summary")
+    abstract = _one_line(check.string(*summary_at, required=True, allow_empty=True) or "")
     authors = check.authors(paper)
     published_at = check.timestamp(paper, "publishedAt", "paper.publishedAt")
-    upvotes = check.count(paper, "upvotes", "paper.upvotes")
-    comments = check.count(item, "numComments", "numComments")
+    upvotes = check.count(paper, "upvotes", "paper.upvotes", most=MAX_UPVOTES)
+    comments = check.count(item, "numComments", "numComments", most=MAX_COMMENTS)
     organization = check.organization(paper, "paper.organization")
     if organization is None and paper.get("organization") is None:
         organization = check.organization(item, "organization")
@@ -182,9 +241,12 @@ def _entry(item: Any, number: int, day: date) -> Entry:
     if errors:
         raise _BadItem("; ".join(errors))
     assert the_id is not None
+    for (_, _, path), text, limit in ((title_at, title, TITLE_CAP), (summary_at, abstract, ABSTRACT_CAP)):
+        if len(text) > limit:
+            notes.append(f"{path} truncated to {limit:,} characters")
     return Entry(
-        title=title,
-        abstract=_one_line(abstract or ""),
+        title=cap(title, TITLE_CAP),
+        abstract=cap(abstract, ABSTRACT_CAP),
         authors_count=len(authors) if authors else None,
         organization=organization,
         published=published_at.date() if published_at else None,
@@ -220,9 +282,12 @@ class _Checker:
             return None
         return value
 
-    def count(self, obj: dict[str, Any], key: str, path: str) -> int | None:
+    def count(self, obj: dict[str, Any], key: str, path: str, *, most: int) -> int | None:
         value = obj.get(key)
         if value is None:
+            return None
+        if isinstance(value, _LongNumber) or (isinstance(value, int) and value > most):
+            self.errors.append(f"{path}: {_describe(value)} is out of range (0 to {most:,})")
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             self.errors.append(f"{path}: expected a whole number of at least 0, got {_describe(value)}")
@@ -236,6 +301,9 @@ class _Checker:
         moment = _timestamp(value)
         if moment is None:
             self.errors.append(f"{path}: {_snippet(value)!r} is not an ISO 8601 time")
+        elif moment.year < EARLIEST_YEAR:
+            self.errors.append(f"{path}: {_snippet(value)!r} is before {EARLIEST_YEAR}")
+            return None
         return moment
 
     def authors(self, paper: dict[str, Any]) -> tuple[str, ...]:
@@ -244,6 +312,9 @@ class _Checker:
             return ()
         if not isinstance(value, list):
             self.errors.append(f"paper.authors: expected a list, got {_describe(value)}")
+            return ()
+        if len(value) > MAX_AUTHORS:
+            self.errors.append(f"paper.authors: {len(value):,} authors, more than {MAX_AUTHORS:,}")
             return ()
         names = []
         for index, author in enumerate(value):
@@ -279,10 +350,10 @@ def _pick(paper: dict[str, Any], item: dict[str, Any], key: str) -> tuple[dict[s
 def _timestamp(value: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # The API writes UTC ("...Z"); a time without an offset is taken as UTC too.
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    # The API writes UTC ("...Z"); a time without an offset is taken as UTC too.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _one_line(text: str) -> str:
@@ -299,6 +370,8 @@ def _describe(value: Any) -> str:
         dict: "an object",
         type(None): "null",
     }.get(type(value), type(value).__name__)
+    if isinstance(value, _LongNumber):
+        return f"a number of {value.digits:,} digits"
     if isinstance(value, (dict, list)) or value is None:
         return kind
     text = repr(value)

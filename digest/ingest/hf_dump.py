@@ -5,9 +5,21 @@ The format (see docs/DESIGN.md): a few header lines, the listing date without a 
 byline block (author count or organisation, a "·" line, a date with optional upvotes).
 
 The year rule: the site writes a year only on dates from other years than the
-listing's, so the listing's year is the latest year written on any entry plus one.
-When no entry carries a year, it is the latest year in which the listing date is not
-in the future (relative to `today`). `year=` overrides both.
+listing's, so the listing's year is the latest year written on any entry plus one (or
+the first year after that in which the listing's day exists: Feb 29). When no entry
+carries a year, it is the latest year in which the listing date is not in the future.
+"The future" is anything after `today` plus one day (a listing's day can begin before
+the caller's, in another time zone), and no listing is dated before 1900: the years
+searched are bounded. A year written on an entry that would push the listing into the
+future is disregarded (that entry is then dated after its listing: reported and
+skipped), so one bad entry cannot move a whole dump. A listing date that falls in no
+year of that window (Feb 30, Apr 31) has no answer: the file is not a usable dump
+(`NotADump`). `year=` overrides the rule; a year in which the listing date does not
+exist (Feb 29) or is in the future is refused (`WrongYear`).
+
+Numbers are checked against the plausible ranges of `ingest.limits` (an entry outside
+is reported and skipped), and a title or abstract longer than its cap is reported and
+kept, shortened.
 
 A file can be cut off anywhere (an interrupted download or copy). A cut inside a title
 or a byline leaves an entry that is reported and skipped; a cut inside an abstract
@@ -25,9 +37,18 @@ from __future__ import annotations
 import calendar
 import hashlib
 import re
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 
+from digest.ingest.limits import (
+    ABSTRACT_CAP,
+    EARLIEST_YEAR,
+    MAX_AUTHORS,
+    MAX_UPVOTES,
+    MIN_AUTHORS,
+    TITLE_CAP,
+    cap,
+)
 from digest.models import Dump, Entry, Organization, Problem
 
 HEADER_LINES = (
@@ -51,6 +72,14 @@ _SEPARATOR = "·"
 
 class NotADump(ValueError):
     """The input is not a Daily Papers dump at all (binary, empty, another format)."""
+
+
+class WrongYear(ValueError):
+    """The year the caller gave cannot be the listing's: its date does not exist in that
+    year, or is more than a day after `today`.
+
+    Not a `NotADump`: the file is fine, the year is not (see the module docstring).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +113,7 @@ class _RawEntry:
     abstract: str
     line: int
     byline: _Byline | None
+    abstract_line: int = 0
 
 
 def decode_dump(data: bytes) -> str:
@@ -131,13 +161,12 @@ def parse_dump(text: str, source: str, *, today: date, year: int | None = None, 
     problems: list[Problem] = []
     raw = list(_raw_entries(_blocks(lines, body_start), source, problems, from_file=from_file))
 
-    explicit_years = [e.byline.year for e in raw if e.byline and e.byline.year]
+    explicit_years = [e.byline.year for e in raw if e.byline and e.byline.year is not None]
     inferred = year is None
-    listing_year = year if year is not None else infer_year(listing_month, listing_day, explicit_years, today)
-    try:
-        listing = date(listing_year, listing_month, listing_day)
-    except ValueError:
-        raise NotADump(f"listing date {listing_month}/{listing_day} does not exist in {listing_year}") from None
+    if year is None:
+        listing = date(infer_year(listing_month, listing_day, explicit_years, today), listing_month, listing_day)
+    else:
+        listing = _given_listing(year, listing_month, listing_day, today)
 
     entries = []
     for item in raw:
@@ -155,17 +184,56 @@ def parse_dump(text: str, source: str, *, today: date, year: int | None = None, 
 
 
 def infer_year(month: int, day: int, explicit_years: list[int], today: date) -> int:
-    """The listing's year: one after the latest year written on an entry, else the latest
-    year in which month/day is not after `today` (see the module docstring)."""
-    if explicit_years:
-        candidate = max(explicit_years) + 1
-        while not _exists(candidate, month, day):
-            candidate += 1
-        return candidate
-    candidate = today.year
-    while not _exists(candidate, month, day) or date(candidate, month, day) > today:
-        candidate -= 1
-    return candidate
+    """The listing's year: the first year after the latest year written on an entry in
+    which month/day exists, else the latest year in which month/day is not in the future;
+    never later than `latest_listing(today)` nor before `EARLIEST_YEAR` (see the module
+    docstring). Raise `NotADump` when month/day falls in no year of that window."""
+    name = f"{calendar.month_abbr[month]} {day}" if 1 <= month <= 12 else f"{month}/{day}"
+    if not 1 <= month <= 12 or not 1 <= day <= _LONGEST_MONTH[month]:
+        raise NotADump(f"the listing date {name} does not exist in any year")
+    latest = latest_listing(today)
+    newest = _latest_year_with(month, day, latest)
+    if newest is None:
+        raise NotADump(f"the listing date {name} falls in no year from {EARLIEST_YEAR} to {latest.isoformat()}")
+    # A year at or after `newest` would put the listing in the future: that entry's date is wrong.
+    usable = [y for y in explicit_years if EARLIEST_YEAR <= y < newest]
+    if not usable:
+        return newest
+    return next(y for y in range(max(usable) + 1, newest + 1) if _exists(y, month, day))
+
+
+def latest_listing(today: date) -> date:
+    """The latest listing date accepted when the caller's day is `today`: the day after it."""
+    return today + timedelta(days=1) if today < date.max else today
+
+
+_LONGEST_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _latest_year_with(month: int, day: int, latest: date) -> int | None:
+    """The latest year from `EARLIEST_YEAR` on in which month/day exists and is not after `latest`."""
+    for year in range(latest.year, EARLIEST_YEAR - 1, -1):
+        if _exists(year, month, day) and date(year, month, day) <= latest:
+            return year
+    return None
+
+
+def _given_listing(year: int, month: int, day: int, today: date) -> date:
+    if not 1 <= day <= _LONGEST_MONTH[month]:
+        raise NotADump(f"the listing date {calendar.month_abbr[month]} {day} does not exist in any year")
+    try:
+        listing = date(year, month, day)
+    except ValueError:
+        raise WrongYear(
+            f"the year given ({year}) cannot be the listing's: {calendar.month_abbr[month]} {day} "
+            f"does not exist in {year}; file not ingested"
+        ) from None
+    if listing > latest_listing(today):
+        raise WrongYear(
+            f"the year given ({year}) dates the listing {listing.isoformat()}, more than a day after "
+            f"today ({today.isoformat()}); file not ingested"
+        )
+    return listing
 
 
 def _exists(year: int, month: int, day: int) -> bool:
@@ -227,7 +295,7 @@ def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem], *, 
         yield from _unbylined(rest, source, problems)
         byline = _parse_byline(block, source, problems)
         if byline is not None:
-            yield _RawEntry(title.text, abstract.text, title.line, byline)
+            yield _RawEntry(title.text, abstract.text, title.line, byline, abstract.line)
     if from_file and len(pending) >= 2 and len(pending) % 2 == 0:
         # The file ends with a title and an abstract but no byline: most likely cut off
         # inside that abstract (or before its byline), so the entry is not trusted.
@@ -248,7 +316,7 @@ def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem], *, 
 def _unbylined(blocks: list[_Block], source: str, problems: list[Problem], at_end: bool = False):
     """Paragraphs with no byline pair up as title + abstract (papers with no date)."""
     for i in range(0, len(blocks) - 1, 2):
-        yield _RawEntry(blocks[i].text, blocks[i + 1].text, blocks[i].line, None)
+        yield _RawEntry(blocks[i].text, blocks[i + 1].text, blocks[i].line, None, blocks[i + 1].line)
     if len(blocks) % 2:
         lone = blocks[-1]
         why = "the file ends after a title with no abstract (truncated?)" if at_end else "paragraph has no partner"
@@ -282,7 +350,10 @@ def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Bylin
         if not match:
             fail(0, f"malformed author count {_snippet(byline)!r} (expected '• N authors')")
             return None
-        authors_count = int(match[1])
+        authors_count = _bounded(match[1], MIN_AUTHORS, MAX_AUTHORS)
+        if authors_count is None:
+            fail(0, f"author count {_long_number(match[1])} is out of range ({MIN_AUTHORS} to {MAX_AUTHORS:,})")
+            return None
     else:
         org_id, _, org_name = byline.partition(" ")
         if not _ORG_ID.fullmatch(org_id):
@@ -296,22 +367,38 @@ def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Bylin
     if not match or month is None or not 1 <= int(match[2]) <= 31:
         fail(2, f"{_snippet(date_text)!r} is not a date (expected like 'Sep 23', 'Feb 2, 2024' or 'Nov 14, 2023 2')")
         return None
+    year = int(match[3]) if match[3] else None
+    if year is not None and year < EARLIEST_YEAR:
+        fail(2, f"the year {match[3]} in {_snippet(date_text)!r} is before {EARLIEST_YEAR}")
+        return None
+    upvotes = _bounded(match[4], 0, MAX_UPVOTES) if match[4] else None
+    if match[4] and upvotes is None:
+        fail(2, f"upvotes {_long_number(match[4])} is out of range (0 to {MAX_UPVOTES:,})")
+        return None
     return _Byline(
         authors_count=authors_count,
         organization=organization,
         month=month,
         day=int(match[2]),
-        year=int(match[3]) if match[3] else None,
-        upvotes=int(match[4]) if match[4] else None,
+        year=year,
+        upvotes=upvotes,
         date_line=block.line + 2,
     )
+
+
+def _bounded(digits: str, low: int, high: int) -> int | None:
+    """The number `digits` spell, or None outside low..high (a long string is never converted)."""
+    if len(digits.lstrip("0")) > len(str(high)):
+        return None
+    value = int(digits.lstrip("0") or "0")
+    return value if low <= value <= high else None
 
 
 def _resolve(item: _RawEntry, listing: date, source: str, problems: list[Problem]) -> Entry | None:
     byline = item.byline
     if byline is None:
-        return Entry(title=item.title, abstract=item.abstract, line=item.line)
-    year = byline.year or listing.year
+        return _capped(Entry(title=item.title, abstract=item.abstract, line=item.line), item, source, problems)
+    year = byline.year if byline.year is not None else listing.year
     if not _exists(year, byline.month, byline.day):
         problems.append(
             Problem(
@@ -331,7 +418,7 @@ def _resolve(item: _RawEntry, listing: date, source: str, problems: list[Problem
             )
         )
         return None
-    return Entry(
+    entry = Entry(
         title=item.title,
         abstract=item.abstract,
         authors_count=byline.authors_count,
@@ -340,6 +427,21 @@ def _resolve(item: _RawEntry, listing: date, source: str, problems: list[Problem
         upvotes=byline.upvotes,
         line=item.line,
     )
+    return _capped(entry, item, source, problems)
+
+
+def _capped(entry: Entry, item: _RawEntry, source: str, problems: list[Problem]) -> Entry:
+    """The entry with its title and abstract cut to their caps, each cut reported (the entry is kept)."""
+    title, abstract = cap(entry.title, TITLE_CAP), cap(entry.abstract, ABSTRACT_CAP)
+    if title != entry.title:
+        problems.append(Problem(source, item.line, f"title truncated to {TITLE_CAP:,} characters"))
+    if abstract != entry.abstract:
+        problems.append(Problem(source, item.abstract_line, f"abstract truncated to {ABSTRACT_CAP:,} characters"))
+    return replace(entry, title=title, abstract=abstract)
+
+
+def _long_number(digits: str) -> str:
+    return digits if len(digits) <= 24 else f"{digits[:8]}… ({len(digits):,} digits)"
 
 
 def _snippet(text: str, limit: int = 60) -> str:

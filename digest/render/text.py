@@ -3,7 +3,9 @@
 Pure functions over strings and `Paper`s. Escaping for a particular format (HTML, XML,
 Markdown, mail headers) is not done here: each renderer escapes with its own tool
 (Jinja autoescape, lxml, `markdown_escape`, the email package). This module only makes
-text safe to hand to those tools: no control characters, no line breaks where none belong.
+text safe to hand to those tools: no control characters, no format characters (bidi
+controls such as U+202E, zero-width spaces: see `digest.chars`), no line breaks where
+none belong.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from dataclasses import replace
 from datetime import date
 from urllib.parse import quote, urlsplit
 
+from digest.chars import FORMAT_CHARACTERS
 from digest.models import Organization, Paper, ScoredPaper
 
-# Characters XML 1.0 forbids (feedgen fails a whole feed on one), plus DEL and the
-# non-characters; none of them is ever meaningful in a title or an abstract.
-_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# Characters XML 1.0 forbids (feedgen fails a whole feed on one), plus DEL, the
+# non-characters and the invisible format characters (a bidi override makes a title
+# read backwards); none of them is ever meaningful in a title or an abstract.
+_INVALID = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff{FORMAT_CHARACTERS}]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(\[])")
 _NEW_ARXIV = re.compile(r"\d{4}\.\d{4,5}")
 _OLD_ARXIV = re.compile(r"[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
@@ -34,7 +38,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 def clean(text: str) -> str:
-    """`text` without the characters no output format can carry (control characters, NUL, ...)."""
+    """`text` without the characters no output should carry (control and format characters, NUL, ...)."""
     return _INVALID.sub("", text) if _INVALID.search(text) else text
 
 

@@ -1,0 +1,29 @@
+"""Unicode format characters (category Cf): invisible, and never meaningful in a paper's text.
+
+A zero-width space inside a word makes two spellings of one title; U+202E (right-to-left
+override) and the other bidirectional controls make text read differently from what it
+says. Title matching (`store.title_key`) and the text cleaning every renderer uses
+(`render.text.clean`) drop them, as they drop control characters.
+
+The ranges are those of Unicode 15.1 (Python 3.11 ships 14.0, 3.13 ships 15.1);
+tests/test_store.py checks they cover every Cf character the running Python knows.
+Pure: string functions only.
+"""
+
+from __future__ import annotations
+
+import re
+
+FORMAT_CHARACTERS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+"""The body of a regular expression character class matching every format character."""
+
+_FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
+
+
+def strip_format(text: str) -> str:
+    """`text` without format characters (zero-width spaces and joiners, bidi controls, soft hyphens...)."""
+    return _FORMAT.sub("", text)
