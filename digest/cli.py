@@ -351,10 +351,8 @@ def run_ingest(ctx: Context) -> int:
 
 
 def _report_ingest(summary: IngestSummary, totals: tuple[int, int], db: str) -> None:
-    for problem in summary.problems:
-        print(problem, file=sys.stderr)
-    for _, moved_to, reason in summary.quarantined:
-        print(f"{moved_to.name}: not a dump, moved to {moved_to}: {reason}", file=sys.stderr)
+    for line in summary.lines():
+        print(line, file=sys.stderr)
     s = summary
     print(
         f"{s.files} file{_s(s.files)}: {s.dumps_new} dump{_s(s.dumps_new)} new, {s.dumps_seen} already seen, "
@@ -628,7 +626,9 @@ def run_serve(ctx: Context) -> int:
     with ctx.store(config) as store:
         if ctx.args.once:
             runs = serve_once(config, store, clock=ctx.now)
-            return EXIT_OK if all(run.status != "failed" for run in runs) else EXIT_UNDELIVERED
+            if any(run.status == "failed" for run in runs):
+                return EXIT_UNDELIVERED
+            return EXIT_REJECTED if any(run.report and run.report.rejected for run in runs) else EXIT_OK
         serve(config, store, clock=ctx.now)
     return EXIT_OK
 
@@ -644,6 +644,8 @@ def run_run(ctx: Context) -> int:
             if fetched is not None:
                 for result in fetched.days:
                     _report_day(result, lambda path: _display(path, ctx.cwd))
+                for problem in fetched.problems:
+                    print(problem, file=sys.stderr)
                 code = EXIT_REJECTED if fetched.rejected else code
         summary = _read_inbox(ctx, config, store)
         code = EXIT_REJECTED if summary.rejected else code

@@ -35,7 +35,7 @@ from digest.deliver import (
     smtp_login_problem,
     with_earlier_due,
 )
-from digest.fetch import FetchError, fetch_recent_days
+from digest.fetch import FAILED, FetchError, fetch_recent_days
 from digest.models import Digest, Paper, Profile, ScoredPaper
 from digest.publish import email_renderer, write_outputs
 from digest.schedule import (
@@ -309,7 +309,9 @@ def service_jobs(config: Config, store: Store, *, clock: Callable[[], datetime],
         if fetched is None:
             return report
         counts = {**report.counts, "days_fetched": len(fetched.days)}
-        return JobReport(counts=counts, note=report.note, ok=report.ok and not fetched.rejected)
+        failed = [f"{day.day}: {day.message}" for day in fetched.days if day.outcome == FAILED]
+        problems = (*failed, *(str(p) for p in fetched.problems), *report.problems)
+        return JobReport(counts=counts, note=report.note, ok=report.ok, problems=problems)
 
     embed = embedder_for(config)
     grace = timedelta(hours=config.catch_up_hours)

@@ -58,6 +58,12 @@ class IngestSummary:
         """True when some input was set aside or skipped (exit code 1)."""
         return bool(self.quarantined or self.problems)
 
+    def lines(self) -> list[str]:
+        """One line per rejected input: each problem, then each file set aside."""
+        found = [str(problem) for problem in self.problems]
+        found += [f"{moved_to.name}: not a dump, moved to {moved_to}: {why}" for _, moved_to, why in self.quarantined]
+        return found
+
 
 def find_dump_files(paths: Iterable[Path], *, skip: Iterable[Path] = ()) -> list[Path]:
     """Files to ingest: the files given, and every visible file under the folders given."""

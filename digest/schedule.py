@@ -52,11 +52,21 @@ INGEST_JOB = "ingest"
 
 @dataclass(frozen=True, slots=True)
 class JobReport:
-    """What a job says it did: counts for the log line (`{"papers": 7, "sent": 2}`), a note."""
+    """What a job says it did: counts for the log line (`{"papers": 7, "sent": 2}`), a note.
+
+    `problems` are one-line reports of input that was rejected (a dump entry skipped, a
+    file quarantined, a day that could not be fetched), each logged on its own line;
+    `rejected` says there were some, while the rest of the job was done.
+    """
 
     counts: Mapping[str, int] = field(default_factory=dict)
     note: str = ""
     ok: bool = True
+    problems: tuple[str, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +344,7 @@ def inbox_ingest_job(
             "quarantined": len(summary.quarantined),
             "problems": len(summary.problems),
         }
-        return JobReport(counts=counts)
+        return JobReport(counts=counts, problems=tuple(summary.lines()))
 
     return ingest
 
@@ -381,6 +391,8 @@ def _timed(job: str, day: date | None, work: Callable[[], JobReport]) -> JobRun:
 
 
 def _logged(run: JobRun, level: int = logging.INFO) -> JobRun:
+    for problem in run.report.problems if run.report else ():
+        log.warning("%s: %s", run.job, problem)
     log.log(logging.ERROR if run.status == "failed" else level, "%s", run.line())
     return run
 
