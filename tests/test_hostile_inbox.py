@@ -112,7 +112,10 @@ def test_every_command_finishes_on_a_hostile_inbox_and_changes_no_stored_paper(
         assert len(list((folder / "digests").iterdir())) == 5
 
 
-@pytest.mark.parametrize("command", [["fetch", "--since", "2026-01-02", "--until", "2026-01-03"], ["run"], ["serve", "--once"]])
+FETCHING = [["fetch", "--since", "2026-01-02", "--until", "2026-01-03"], ["run"], ["serve", "--once"]]
+
+
+@pytest.mark.parametrize("command", FETCHING)
 def test_the_live_source_serving_bad_days_changes_no_stored_paper(
     command: list[str],
     tmp_path: Path,
