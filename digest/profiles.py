@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from email_validator import EmailNotValidError, validate_email
 
+from digest.cron import cron_trigger
 from digest.models import Keyword, Problem, Profile
 from digest.validate import (
     REQUIRED,
@@ -73,19 +73,9 @@ def cron(value: Any) -> str:
     fields = text.split()
     if len(fields) != 5:
         raise Invalid(f"{text!r} is not a cron expression (five fields: minute hour day month weekday)")
-    minute, hour, day, month, weekday = fields
     now = datetime.now(UTC)
     try:
-        # What CronTrigger.from_crontab builds, with an end so that the search below stops.
-        trigger = CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=weekday,
-            timezone="UTC",
-            end_date=now + _CRON_LOOK_AHEAD,
-        )
+        trigger = cron_trigger(text, "UTC", end_date=now + _CRON_LOOK_AHEAD)  # an end, so the search below stops
     except ValueError as exc:
         raise Invalid(f"{text!r} is not a cron expression: {exc}") from None
     if trigger.get_next_fire_time(None, now) is None:

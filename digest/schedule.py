@@ -35,9 +35,10 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from digest.cron import cron_trigger
 from digest.deliver import DeliveryReport
 from digest.models import Digest, Profile
 from digest.pipeline import find_dump_files, ingest_files
@@ -102,9 +103,9 @@ IngestJob = Callable[[], JobReport]
 DoneCheck = Callable[[Profile, date], bool]
 
 
-def profile_trigger(profile: Profile) -> CronTrigger:
+def profile_trigger(profile: Profile) -> BaseTrigger:
     """The profile's cron expression in its own time zone."""
-    return CronTrigger.from_crontab(profile.schedule, timezone=ZoneInfo(profile.timezone))
+    return cron_trigger(profile.schedule, ZoneInfo(profile.timezone))
 
 
 def last_tick(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -> datetime | None:

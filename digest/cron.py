@@ -1,0 +1,86 @@
+"""Cron expressions read as cron reads them, as APScheduler 3.x triggers.
+
+APScheduler's `CronTrigger.from_crontab` differs from cron(8) in two ways that move a
+digest to another day: it numbers weekdays from Monday (cron: 0 and 7 are Sunday, so
+`0 7 * * 1` would fire on Tuesdays), and when both the day of the month and the weekday
+are restricted it fires only on days that match both (cron: either, so `0 7 1 * mon`
+is "the 1st, and every Monday"). `cron_trigger` keeps cron's meaning: weekday numbers
+become names, and a restricted day with a restricted weekday becomes two triggers of
+which the earlier fires. Nothing here schedules or runs a job.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, tzinfo
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NUMBER = {name: index for index, name in enumerate(_NAMES)}
+_PART = re.compile(r"(\*|\w+)(?:-(\w+))?(?:/(\d+))?")
+
+
+def cron_weekdays(field: str) -> str:
+    """A cron weekday field (`1-5`, `0,6`, `*/2`, `mon-fri`, `7`) as APScheduler day names.
+
+    Raises `ValueError` for a field cron would not take.
+    """
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        match = _PART.fullmatch(part)
+        if match is None:
+            raise ValueError(f"bad weekday {part!r}")
+        first, last, step = match[1], match[2], int(match[3] or 1)
+        if step < 1:
+            raise ValueError(f"bad step in weekday {part!r}")
+        if first == "*":
+            if last is not None:
+                raise ValueError(f"bad weekday {part!r}")
+            start, stop = 0, 6
+        else:
+            start = _day(first)
+            stop = _day(last) if last is not None else (6 if match[3] else start)
+            if stop < start:
+                raise ValueError(f"weekday range {part!r} runs backwards")
+        days.update(day % 7 for day in range(start, stop + 1, step))
+    return ",".join(_NAMES[day] for day in sorted(days))
+
+
+def cron_trigger(expression: str, timezone: tzinfo | str, *, end_date: datetime | None = None) -> BaseTrigger:
+    """The trigger of a five-field cron expression, in `timezone`, read as cron reads it."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"{expression!r} is not a cron expression (five fields: minute hour day month weekday)")
+    minute, hour, day, month, weekday = fields
+    weekday = cron_weekdays(weekday)
+
+    def trigger(day: str, weekday: str) -> CronTrigger:
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=weekday,
+            timezone=timezone,
+            end_date=end_date,
+        )
+
+    if day != "*" and weekday != "*":
+        return OrTrigger([trigger(day, "*"), trigger("*", weekday)])
+    return trigger(day, weekday)
+
+
+def _day(text: str) -> int:
+    if text.isdigit():
+        number = int(text)
+        if number > 7:
+            raise ValueError(f"weekday {text} is not 0-7")
+        return number
+    if text[:3] in _NUMBER and len(text) == 3:
+        return _NUMBER[text]
+    raise ValueError(f"bad weekday {text!r}")
