@@ -90,7 +90,45 @@ DoneCheck = Callable[[Profile, date], bool]
 
 def profile_trigger(profile: Profile) -> CronTrigger:
     """The profile's cron expression in its own time zone."""
-    return CronTrigger.from_crontab(profile.schedule, timezone=ZoneInfo(profile.timezone))
+    minute, hour, day, month, weekday = profile.schedule.split()
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=crontab_weekdays(weekday),
+        timezone=ZoneInfo(profile.timezone),
+    )
+
+
+_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_weekdays(field: str) -> str:
+    """A crontab weekday field as APScheduler 3 reads it: crontab counts from 0 = Sunday
+    (7 too), APScheduler 3 from 0 = Monday (its issue 286), so numbers become day names.
+
+    `1-5` becomes `mon,tue,wed,thu,fri`; `*/2` (Sunday, Tuesday, ...) `sun,tue,thu,sat`.
+    """
+    if field in ("*", "?"):
+        return field
+    days: set[int] = set()
+    for item in field.split(","):
+        base, _, step = item.partition("/")
+        if base in ("*", "?"):
+            low, high = 0, 6
+        elif "-" in base:
+            first, last = base.split("-", 1)
+            low, high = _weekday_number(first), _weekday_number(last)
+        else:
+            low = _weekday_number(base)
+            high = 6 if step else low
+        days.update(day % 7 for day in range(low, high + 1, int(step or 1)))
+    return ",".join(_CRON_WEEKDAYS[day] for day in sorted(days))
+
+
+def _weekday_number(text: str) -> int:
+    return int(text) if text.isdigit() else _CRON_WEEKDAYS.index(text.strip().lower()[:3])
 
 
 def last_tick(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -> datetime | None:
@@ -342,6 +380,7 @@ __all__ = [
     "JobReport",
     "JobRun",
     "build_scheduler",
+    "crontab_weekdays",
     "digest_job",
     "due_day",
     "inbox_ingest_job",
