@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The publish workflow's state database, kept in the repository on an orphan branch
-# (`digest-state`) whose one file is state.db. See README, "Publish your own feeds".
+# (`digest-state`) that holds only the database, cut into files state.db.000, .001, ...
+# of at most 45 MiB (GitHub warns about files over 50 MB and refuses them over 100 MB;
+# a year of daily digests makes about 60 MB). See README, "Publish your own feeds".
 #
-#   digest-state.sh restore   before the build: the branch's state.db becomes .digest/state.db,
+#   digest-state.sh restore   before the build: the branch's parts become .digest/state.db,
 #                             and .digest/state.db.base records the commit it came from
 #                             ("none" when there is no branch yet: the first run)
 #   digest-state.sh save      after the build and send steps, failed or not: a compact,
@@ -25,16 +27,19 @@
 # Environment (all optional): STATE_BRANCH (digest-state), STATE_DB (.digest/state.db),
 # STATE_REMOTE (origin: a remote of the checkout, or a URL or path), STATE_KEEPALIVE_DAYS
 # (30: an unchanged state still gets an empty commit this often, which keeps the
-# repository active), STATE_PUSH_ATTEMPTS (3), STATE_RETRY_PAUSE (5 seconds, times the
-# attempt), PYTHON (python3), GITHUB_TOKEN (sent to GITHUB_SERVER_URL as an HTTP header
-# set through git's environment, never on a command line or in a URL).
+# repository active), STATE_PART_BYTES (47185920, 45 MiB), STATE_PUSH_ATTEMPTS (3),
+# STATE_RETRY_PAUSE (5 seconds, times the attempt), PYTHON (python3), GITHUB_TOKEN (sent
+# to GITHUB_SERVER_URL as an HTTP header set through git's environment, never on a
+# command line or in a URL).
 set -euo pipefail
+shopt -s inherit_errexit
 
 branch="${STATE_BRANCH:-digest-state}"
 db="${STATE_DB:-.digest/state.db}"
 base_file="$db.base"
 remote="${STATE_REMOTE:-origin}"
 keepalive_days="${STATE_KEEPALIVE_DAYS:-30}"
+part_bytes="${STATE_PART_BYTES:-47185920}"
 attempts="${STATE_PUSH_ATTEMPTS:-3}"
 pause="${STATE_RETRY_PAUSE:-5}"
 python="${PYTHON:-python3}"
@@ -101,8 +106,7 @@ restore() {
     echo "no $branch branch yet: this run starts with an empty state, and its save creates the branch"
     return 0
   fi
-  git -C "$repo" cat-file -e "$tip:state.db" 2> /dev/null || die "the $branch branch at $tip has no state.db"
-  git -C "$repo" cat-file blob "$tip:state.db" > "$db.restoring"
+  assemble "$tip" "$db.restoring"
   rm -f "$db-wal" "$db-shm"
   mv "$db.restoring" "$db"
   echo "$tip" > "$base_file"
@@ -143,6 +147,28 @@ sys.exit(0 if content(sys.argv[2]) == content(sys.argv[3]) else 1)
 PYTHON
 }
 
+# `assemble COMMIT FILE`: the database of a commit of the branch, its parts put together in order.
+assemble() {
+  local parts
+  parts="$(git -C "$repo" ls-tree --name-only "$1" | grep -E '^state\.db\.[0-9]{3}$' || true)"
+  [[ -n "$parts" ]] || die "the $branch branch at $1 holds no state.db.000"
+  : > "$2"
+  while read -r part; do
+    git -C "$repo" cat-file blob "$1:$part" >> "$2"
+  done <<< "$parts"
+}
+
+# `tree_of FILE`: a tree of FILE cut into state.db.000, state.db.001, ...
+tree_of() {
+  local folder="$scratch/parts" part
+  rm -rf "$folder"
+  mkdir "$folder"
+  split -b "$part_bytes" -d -a 3 "$1" "$folder/state.db."
+  for part in "$folder"/state.db.*; do
+    printf '100644 blob %s\t%s\n' "$(git -C "$repo" hash-object -w "$part")" "${part##*/}"
+  done | git -C "$repo" mktree
+}
+
 commit_message() {
   local what="$1"
   if [[ -n "${GITHUB_RUN_ID:-}" ]]; then
@@ -176,20 +202,19 @@ save() {
     echo "no $db: nothing to save"
     return 0
   fi
-  local base expected snap blob tree parent=() message commit age
+  local base expected snap tree parent=() message commit age
   base="$(< "$base_file")"
   expected="$base"
   [[ "$base" == "none" ]] && expected=""
   snap="$scratch/state.db"
-  sqlite snapshot "$db" "$snap"
-  blob="$(git -C "$repo" hash-object -w "$snap")"
-  tree="$(printf '100644 blob %s\tstate.db\n' "$blob" | git -C "$repo" mktree)"
+  sqlite snapshot "$db" "$snap" || die "cannot take a snapshot of $db (see above); nothing is pushed"
+  tree="$(tree_of "$snap")"
   fetch_tip
   [[ "$tip" == "$expected" ]] || moved "$expected" "$tip"
   message="state after a run: state.db $(size "$snap")"
   if [[ -n "$expected" ]]; then
     parent=(-p "$expected")
-    git -C "$repo" cat-file blob "$expected:state.db" > "$scratch/base.db"
+    assemble "$expected" "$scratch/base.db"
     if sqlite same "$snap" "$scratch/base.db"; then
       tree="$(git -C "$repo" rev-parse "$expected^{tree}")"
       age=$((($(date +%s) - $(git -C "$repo" log -1 --format=%ct "$expected")) / 86400))

@@ -135,9 +135,13 @@ def branch_commits(remote: Path, env: dict[str, str]) -> list[str]:
 
 
 def branch_state(remote: Path, env: dict[str, str], target: Path) -> sqlite3.Connection:
-    """The state.db at the tip of the branch, opened read-only."""
-    data = subprocess.run(["git", "show", f"{BRANCH}:state.db"], cwd=remote, env=env, capture_output=True, check=True)
-    target.write_bytes(data.stdout)
+    """The database at the tip of the branch (its parts put together), opened read-only."""
+    parts = git(remote, "ls-tree", "--name-only", BRANCH, env=env).splitlines()
+    data = b"".join(
+        subprocess.run(["git", "show", f"{BRANCH}:{part}"], cwd=remote, env=env, capture_output=True, check=True).stdout
+        for part in parts
+    )
+    target.write_bytes(data)
     return sqlite3.connect(f"file:{target}?mode=ro", uri=True)
 
 
@@ -155,7 +159,7 @@ def test_first_run_creates_the_branch_and_the_second_restores_it_and_sends_nothi
         assert sent == len(SUBSCRIBERS)
         (tip,) = branch_commits(remote, env)
         # An orphan branch holding only the database: nothing of main's files.
-        assert git(remote, "ls-tree", "--name-only", BRANCH, env=env).splitlines() == ["state.db"]
+        assert git(remote, "ls-tree", "--name-only", BRANCH, env=env).splitlines() == ["state.db.000"]
         unrelated = subprocess.run(["git", "merge-base", "main", BRANCH], cwd=remote, env=env, capture_output=True)
         assert unrelated.returncode == 1, "an orphan branch shares no history with main"
 
@@ -263,6 +267,30 @@ def test_the_write_ahead_log_is_saved_too(remote: Path, tmp_path: Path, env: dic
     again = checkout(remote, tmp_path / "next", env)
     assert script("digest-state.sh", again, env, "restore").returncode == 0
     assert rows_in(again / ".digest" / "state.db") == 12
+
+
+def test_a_large_database_is_kept_in_parts_under_githubs_file_size_limit(
+    remote: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    # GitHub refuses files over 100 MB; a year of digests makes about 60 MB, so the
+    # database is cut into parts (here of 4 KiB, for a small database).
+    small = {**env, "STATE_PART_BYTES": "4096"}
+    work = checkout(remote, tmp_path / "run", env)
+    assert script("digest-state.sh", work, small, "restore").returncode == 0
+    small_db(work / ".digest" / "state.db", rows=3000)
+    saved = script("digest-state.sh", work, small, "save")
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    parts = git(remote, "ls-tree", "-l", BRANCH, env=env).splitlines()
+    assert len(parts) > 3
+    assert [line.split()[-1] for line in parts] == [f"state.db.{n:03d}" for n in range(len(parts))]
+    assert all(int(line.split()[-2]) <= 4096 for line in parts)
+
+    again = checkout(remote, tmp_path / "next", env)
+    restored = script("digest-state.sh", again, env, "restore")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert rows_in(again / ".digest" / "state.db") == 3000
+    unchanged = script("digest-state.sh", again, small, "save")
+    assert "nothing to push" in unchanged.stdout, unchanged.stdout + unchanged.stderr
 
 
 def test_a_rejected_push_is_retried_after_a_fetch(remote: Path, tmp_path: Path, env: dict[str, str]) -> None:
@@ -405,3 +433,18 @@ def test_the_token_goes_to_git_through_its_environment_only(remote: Path, tmp_pa
     assert secret not in calls and secret not in restored.stdout + saved.stdout + restored.stderr + saved.stderr
     assert "HEADER http.https://github.com/.extraheader=AUTHORIZATION: basic " in calls
     assert all(secret not in line for line in calls.splitlines() if line.startswith("ARGS"))
+
+
+def test_a_damaged_database_is_never_pushed(remote: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    first = checkout(remote, tmp_path / "run1", env)
+    assert script("digest-state.sh", first, env, "restore").returncode == 0
+    small_db(first / ".digest" / "state.db")
+    assert script("digest-state.sh", first, env, "save").returncode == 0
+    (tip,) = branch_commits(remote, env)
+    work = checkout(remote, tmp_path / "run2", env)
+    assert script("digest-state.sh", work, env, "restore").returncode == 0
+    (work / ".digest" / "state.db").write_bytes(b"this is not a database" * 100)
+    saved = script("digest-state.sh", work, env, "save")
+    assert saved.returncode == 1
+    assert "::error::cannot take a snapshot of .digest/state.db" in saved.stdout
+    assert branch_commits(remote, env) == [tip]

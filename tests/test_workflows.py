@@ -369,3 +369,32 @@ def test_publish_send_warns_on_undelivered_emails_and_fails_on_the_rest(code: in
     result = run_script("publish-send.sh", tmp_path, PROFILE="continual-learning", DIGEST_DATE="2025-12-31")
     assert "digest send --profile continual-learning --date 2025-12-31" in result.stdout
     assert_step_outcome(result, code, warned=3, warning="not delivered")
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_publish_status_keeps_the_verdict_and_fails_only_when_status_cannot_run(code: int, tmp_path: Path) -> None:
+    # Exit 1 ("needs attention") is the verdict for the notify job, not a failure of the step.
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "digest").write_text(
+        f'#!/bin/sh\nif [ "$2" = --json ]; then echo \'{{"healthy": {"true" if code == 0 else "false"}}}\'; '
+        f'else echo "digest $*"; fi\nexit {code}\n'
+    )
+    (bin_dir / "digest").chmod(0o755)
+    logs = tmp_path / "logs"
+    result = run_script("publish-status.sh", tmp_path, DIGEST_LOGS=str(logs))
+    if code == 2:
+        assert result.returncode == 2
+        assert "::error::digest status failed (exit code 2)" in result.stdout
+        assert not (logs / "status.json").exists(), "no verdict rather than a wrong one"
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((logs / "status.json").read_text()) == {"healthy": code == 0}
+    assert "digest status" in result.stdout, "the text form goes to the log"
+
+
+def test_publish_status_without_an_install_says_so(tmp_path: Path) -> None:
+    result = run_script("publish-status.sh", tmp_path, DIGEST_LOGS=str(tmp_path / "logs"))
+    assert result.returncode == 0
+    assert "no health check" in result.stdout
+    assert not (tmp_path / "logs" / "status.json").exists()
