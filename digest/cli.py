@@ -4,7 +4,8 @@ Exit codes: 0 success; 1 some input was rejected (a bad entry skipped, a file se
 aside), the rest done; 2 usage or configuration error (an SMTP username without
 DIGEST_SMTP_PASSWORD included), nothing done; 3 some emails were not delivered (failed
 for good, or left pending for the next run, e.g. because another process was sending);
-4 the inbox is stale (`digest run --stale fail`).
+4 the inbox is stale (`digest run --stale fail`). `digest status` exits 0 when the
+deployment is healthy and 1 when something needs attention.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from digest.fetch import (
     utc_now,
 )
 from digest.files import write_atomic
+from digest.health import Health, assess, read_inputs
 from digest.jobs import (
     RunReport,
     check_sending,
@@ -61,6 +63,7 @@ from digest.models import Paper, Profile, ScoredPaper
 from digest.pipeline import IngestSummary, QuarantineError, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
 from digest.publish import email_renderer
+from digest.retention import TooOld, check_day, cutoff, prune_old_records
 from digest.semantic import SemanticUnavailable
 from digest.store import Delivery, Store, StoreError, open_store, title_key
 from digest.validate import Invalid
@@ -135,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_deliveries(commands)
     _add_unsubscribe(commands)
+    _add_status(commands)
+    _add_prune(commands)
     return parser
 
 
@@ -306,6 +311,31 @@ def _add_unsubscribe(commands: Any) -> None:
     p.add_argument("--profile", metavar="ID", help="only this profile (default: all profiles)")
     p.add_argument("--undo", action="store_true", help="subscribe the address again (same scope)")
     p.set_defaults(run=run_unsubscribe)
+
+
+def _add_status(commands: Any) -> None:
+    p = commands.add_parser(
+        "status",
+        help="is the deployment healthy? (exit 0 yes, 1 something needs attention)",
+        description="Per profile: the last digest built, published and mailed, the emails pending or failed, and "
+        "the next scheduled tick; then the newest dump and its age, and the state database's size. Exit code 0 "
+        "when healthy, 1 when something needs attention (a stale inbox, a profile never built or behind its "
+        "schedule, emails pending or refused): a health check for cron, systemd or a workflow.",
+    )
+    p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+    p.set_defaults(run=run_status)
+
+
+def _add_prune(commands: Any) -> None:
+    p = commands.add_parser(
+        "prune",
+        help="forget old ledger rows and fetch records (past [digest] retention_days)",
+        description="Delete the delivery ledger rows and the fetch records of days more than [digest] "
+        "retention_days ago (default 400). Papers, digests and unsubscribes are kept, and so are ledger rows of "
+        "emails still to go and of digests a feed still shows.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    p.set_defaults(run=run_prune)
 
 
 def _date(text: str) -> date:
@@ -559,6 +589,7 @@ def run_build(ctx: Context) -> int:
     config = ctx.config()
     profiles = _selected(config, ctx.args.profile)
     check_sending(config, smtp=ctx.args.send)
+    _check_date(ctx, config)
     with ctx.store(config) as store:
         summary = _read_inbox(ctx, config, store)
         report = run_profiles(
@@ -595,6 +626,7 @@ def _read_inbox(ctx: Context, config: Config, store: Store) -> IngestSummary:
 def run_send(ctx: Context) -> int:
     config = ctx.config()
     profiles = _selected(config, ctx.args.profile)
+    _check_date(ctx, config)
     transport = "smtp" if config.smtp else "outbox"
     if not ctx.args.dry_run:
         check_sending(config)
@@ -637,6 +669,7 @@ def run_run(ctx: Context) -> int:
     config = ctx.config()
     profiles = _selected(config, ctx.args.profile)
     check_sending(config, smtp=ctx.args.send)
+    _check_date(ctx, config)
     code = EXIT_OK
     with ctx.store(config) as store:
         if config.source.enabled:
@@ -778,6 +811,81 @@ def run_unsubscribe(ctx: Context) -> int:
     known = {s.lower() for p in config.profiles for s in p.subscribers}
     if address.lower() not in known:
         print(f"note: {address} is not a subscriber of any configured profile", file=sys.stderr)
+    return EXIT_OK
+
+
+def _check_date(ctx: Context, config: Config) -> None:
+    if ctx.args.date is None:
+        return
+    try:
+        check_day(config, ctx.args.date, ctx.now().date())
+    except TooOld as exc:
+        raise UsageError(f"--date {exc}") from None
+
+
+def run_status(ctx: Context) -> int:
+    config = ctx.config()
+    now = ctx.now()
+    if config.db.exists():
+        with ctx.store(config) as store:
+            health = assess(read_inputs(config, store, now))
+    else:
+        # A health check never creates a database.
+        health = assess(read_inputs(config, None, now))
+    if ctx.args.json:
+        print(json.dumps(health.to_json(), ensure_ascii=False, indent=1))
+    else:
+        _print_status(health, ctx)
+    return EXIT_OK if health.healthy else EXIT_REJECTED
+
+
+def _print_status(health: Health, ctx: Context) -> None:
+    inputs = health.inputs
+    size = inputs.database_bytes
+    print(f"database: {_display(inputs.database, ctx.cwd)}" + (f" ({_megabytes(size)})" if size is not None else ""))
+    if inputs.newest_dump is not None:
+        print(
+            f"newest dump: {inputs.newest_dump.isoformat()}, {health.dump_age_days} day{_s(health.dump_age_days or 0)} "
+            f"old (stale after {inputs.stale_after_days})"
+        )
+    if inputs.profiles:
+        table = [("profile", "built", "published", "mailed", "pending", "failed", "next tick")]
+        for profile in inputs.profiles:
+            a = profile.activity
+            table.append(
+                (
+                    a.profile_id,
+                    f"{a.built.day} ({a.built.papers} paper{_s(a.built.papers)})" if a.built else "never",
+                    str(a.published.day) if a.published else "never",
+                    f"{a.mailed.day} ({a.mailed.transport})" if a.mailed else "never",
+                    str(a.emails_pending),
+                    str(a.emails_failed),
+                    profile.next_tick.strftime("%Y-%m-%d %H:%M %Z") if profile.next_tick else "none",
+                )
+            )
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+        for line in table:
+            print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
+    for finding in health.findings:
+        print(f"attention: {finding.message}")
+    n = len(health.findings)
+    print("healthy" if health.healthy else f"{n} thing{_s(n)} need{'s' if n == 1 else ''} attention")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"
+
+
+def run_prune(ctx: Context) -> int:
+    config = ctx.config()
+    today = ctx.now().date()
+    with ctx.store(config) as store:
+        counts = prune_old_records(config, store, today, dry_run=ctx.args.dry_run)
+    verb = "would prune" if ctx.args.dry_run else "pruned"
+    print(
+        f"{verb} {counts.deliveries} ledger row{_s(counts.deliveries)} and {counts.fetches} fetch "
+        f"record{_s(counts.fetches)} from before {cutoff(config, today)} (retention_days = {config.retention_days})"
+    )
     return EXIT_OK
 
 

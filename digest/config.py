@@ -97,6 +97,8 @@ DIGEST_FIELDS: dict[str, Field] = {
     "stale_after_days": Field(integer(minimum=0, maximum=3650), 3),
     "semantic": Field(boolean, False),
     "catch_up_hours": Field(integer(minimum=1, maximum=168), 12),
+    # At least a month: well past the week an email is retried and a missed tick caught up.
+    "retention_days": Field(integer(minimum=30, maximum=36_500), 400),
 }
 
 
@@ -220,6 +222,7 @@ class Config:
     semantic: bool
     profiles: tuple[Profile, ...]
     catch_up_hours: int = 12
+    retention_days: int = 400
     site_url: str = "https://example.org/paper-digest/"
     sender: str = "Paper Digest <digest@example.org>"
     templates: Path | None = None
@@ -342,6 +345,7 @@ def parse_config(
         stale_after_days=settings["stale_after_days"],
         semantic=settings["semantic"],
         catch_up_hours=settings["catch_up_hours"],
+        retention_days=settings["retention_days"],
         profiles=tuple(profiles),
         source=SourceConfig(**live),
         site_url=settings["site_url"],

@@ -20,7 +20,7 @@ import json
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -812,6 +812,139 @@ class Store:
         """(address, profile id or None for all, when) for every unsubscribe."""
         rows = self._db.execute("SELECT address, profile_id, at FROM unsubscribes ORDER BY address, profile_id")
         return [(a, None if p == ALL_PROFILES else p, datetime.fromisoformat(at)) for a, p, at in rows]
+
+    # -- status and retention (digest status, digest prune) ------------------------
+
+    def profile_activity(self, profile_id: str, *, failed_since: date) -> ProfileActivity:
+        """What the store knows of a profile's last digest, publication and email, and its
+        emails still to go (pending) or refused (failed, for digest days from `failed_since`)."""
+        built = self._db.execute(
+            "SELECT g.day, g.built_at, (SELECT COUNT(*) FROM digest_items i WHERE i.profile_id = g.profile_id "
+            "AND i.day = g.day AND i.kind = 'item') FROM digests g WHERE g.profile_id = ? ORDER BY g.day DESC LIMIT 1",
+            (profile_id,),
+        ).fetchone()
+        published = self._db.execute(
+            "SELECT day, COALESCE(delivered_at, built_at) FROM digests WHERE profile_id = ? AND state = 'delivered' "
+            "ORDER BY day DESC LIMIT 1",
+            (profile_id,),
+        ).fetchone()
+        mailed = self._db.execute(
+            "SELECT day, sent_at, transport FROM deliveries WHERE profile_id = ? AND state = 'sent' "
+            "ORDER BY sent_at DESC, day DESC LIMIT 1",
+            (profile_id,),
+        ).fetchone()
+        pending, failed = self._db.execute(
+            "SELECT COALESCE(SUM(state IN ('pending', 'sending')), 0), "
+            "COALESCE(SUM(state = 'failed' AND day >= ?), 0) FROM deliveries WHERE profile_id = ?",
+            (failed_since.isoformat(), profile_id),
+        ).fetchone()
+        return ProfileActivity(
+            profile_id=profile_id,
+            built=LastBuilt(date.fromisoformat(built[0]), _moment(built[1]), built[2]) if built else None,
+            published=LastEvent(date.fromisoformat(published[0]), _moment(published[1])) if published else None,
+            mailed=LastMailed(date.fromisoformat(mailed[0]), _moment(mailed[1]), mailed[2]) if mailed else None,
+            emails_pending=pending,
+            emails_failed=failed,
+        )
+
+    def feed_oldest_day(self, profile_id: str, limit: int) -> date | None:
+        """The oldest digest day among the `limit` entries the profile's feed shows (as `digest_entries`)."""
+        row = self._db.execute(
+            """
+            WITH firsts AS (
+                SELECT paper_id, MIN(day) AS day FROM digest_items
+                WHERE profile_id = :p AND kind = 'item' GROUP BY paper_id
+            )
+            SELECT MIN(day) FROM (
+                SELECT i.day FROM firsts f
+                JOIN digest_items i ON i.profile_id = :p AND i.day = f.day AND i.paper_id = f.paper_id
+                JOIN digests g ON g.profile_id = :p AND g.day = f.day
+                ORDER BY i.day DESC, i.rank ASC LIMIT :n
+            )
+            """,
+            {"p": profile_id, "n": limit},
+        ).fetchone()
+        return date.fromisoformat(row[0]) if row[0] else None
+
+    def prune(self, before: date, keep_from: Mapping[str, date], *, dry_run: bool = False) -> PruneCounts:
+        """Delete the finished ledger rows and the fetch records of days before `before`.
+
+        A ledger row still to go (pending, sending) is never deleted; nor are a profile's
+        rows from `keep_from[profile]` on (the digests its feed still shows). Papers,
+        digests and unsubscribes are never deleted. With `dry_run`, only counts.
+        """
+        finished = "state IN ('sent', 'failed', 'skipped')"
+        with self.transaction() as db:
+            profiles = [
+                row[0]
+                for row in db.execute("SELECT DISTINCT profile_id FROM deliveries WHERE day < ?", (before.isoformat(),))
+            ]
+            deliveries = 0
+            for profile_id in profiles:
+                limit = min(before, keep_from.get(profile_id, before)).isoformat()
+                where = f"profile_id = ? AND day < ? AND {finished}"
+                deliveries += db.execute(
+                    f"SELECT COUNT(*) FROM deliveries WHERE {where}", (profile_id, limit)
+                ).fetchone()[0]
+                if not dry_run:
+                    db.execute(f"DELETE FROM deliveries WHERE {where}", (profile_id, limit))
+            fetches = db.execute("SELECT COUNT(*) FROM fetches WHERE day < ?", (before.isoformat(),)).fetchone()[0]
+            if not dry_run:
+                db.execute("DELETE FROM fetches WHERE day < ?", (before.isoformat(),))
+        return PruneCounts(deliveries=deliveries, fetches=fetches)
+
+
+# -- status and retention rows ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LastBuilt:
+    """A profile's newest digest: its day, when it was built, how many papers it gave."""
+
+    day: date
+    at: datetime
+    papers: int
+
+
+@dataclass(frozen=True, slots=True)
+class LastEvent:
+    """The digest day and the moment of a profile's latest publication (feed or accepted email)."""
+
+    day: date
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LastMailed:
+    """A profile's latest email accepted: its digest day, when, and over what ('smtp' or 'outbox')."""
+
+    day: date
+    at: datetime
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileActivity:
+    """What `digest status` reads from the store about one profile."""
+
+    profile_id: str
+    built: LastBuilt | None
+    published: LastEvent | None
+    mailed: LastMailed | None
+    emails_pending: int
+    emails_failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCounts:
+    """What `Store.prune` deleted (or, in a dry run, would delete)."""
+
+    deliveries: int
+    fetches: int
+
+
+def _moment(text: str) -> datetime:
+    return _aware(datetime.fromisoformat(text))
 
 
 def _candidate_query(columns: str, extra: str = "") -> str:

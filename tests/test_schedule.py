@@ -28,6 +28,7 @@ from digest.schedule import (
     due_day,
     inbox_ingest_job,
     last_tick,
+    profile_trigger,
     rebuild_deadline,
     run_due_once,
 )
@@ -73,6 +74,28 @@ def simulate(profiles: list[Profile], start: datetime, end: datetime, step: time
         )
         now += step
     return recorder
+
+
+@pytest.mark.parametrize(
+    ("weekday", "days"),
+    [
+        ("1", ["Mon"]),
+        ("0", ["Sun"]),
+        ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("*/2", ["Sun", "Tue", "Thu", "Sat"]),
+        ("sat,sun", ["Sat", "Sun"]),
+        ("*", ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
+    ],
+)
+def test_cron_weekdays_count_from_sunday(weekday: str, days: list[str]) -> None:
+    # Crontab's 0 is Sunday; APScheduler 3's own numbering starts on Monday (its issue 286).
+    trigger = profile_trigger(profile("weekly", ["a@example.org"], schedule=f"0 7 * * {weekday}", timezone=BERLIN))
+    tick, found = utc(2026, 11, 22, 12), []  # a Sunday
+    for _ in range(len(days)):
+        tick = trigger.get_next_fire_time(None, tick + timedelta(seconds=1))
+        found.append(tick.strftime("%a"))
+        assert (tick.hour, tick.minute, tick.tzinfo) == (7, 0, BERLIN_ZONE)
+    assert sorted(found) == sorted(days)
 
 
 def test_the_digest_day_is_the_tick_date_in_the_profile_time_zone() -> None:

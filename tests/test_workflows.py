@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import shutil
@@ -70,10 +72,17 @@ def test_publish_triggers_permissions_and_concurrency() -> None:
     assert set(on["push"]["paths"]) == {"seeds/**", "digest.toml"}
     assert publish["permissions"] == {}
     assert publish["concurrency"]["cancel-in-progress"] is False
-    build, deploy = publish["jobs"]["build"], publish["jobs"]["deploy"]
-    assert build["permissions"] == {"contents": "read"}
-    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    jobs = publish["jobs"]
+    # Each job the least it needs; only the save job may write to the repository.
+    assert {name: job["permissions"] for name, job in jobs.items()} == {
+        "build": {"contents": "read"},
+        "save-state": {"contents": "write"},
+        "deploy": {"pages": "write", "id-token": "write"},
+        "notify": {"contents": "read", "issues": "write"},
+    }
+    deploy = jobs["deploy"]
     assert deploy["needs"] == "build" and deploy["environment"]["name"] == "github-pages"
+    build = jobs["build"]
     uses = [step.get("uses", "") for job in publish["jobs"].values() for step in job["steps"]]
     assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
     assert any(u.startswith("actions/deploy-pages@") for u in uses)
@@ -125,29 +134,75 @@ def step_names(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_state_database_is_carried_from_run_to_run() -> None:
-    build = workflow("publish.yml")["jobs"]["build"]
-    uses = [s.get("uses", "").split("@")[0] for s in build["steps"]]
-    # actions/cache saves in a post step that runs only when the job succeeded: a send that
-    # failed part-way would lose the record of the emails it did send.
-    assert "actions/cache" not in uses
-    names = [s.get("name") for s in build["steps"]]
-    restore = build["steps"][uses.index("actions/cache/restore")]
-    save = build["steps"][uses.index("actions/cache/save")]
-    order = [
-        names.index(restore["name"]),
-        names.index("Build digests, feeds and site"),
-        names.index("Send the emails"),
-        names.index(save["name"]),
-    ]
-    assert order == sorted(order), names
-    assert restore["with"]["path"] == save["with"]["path"] == ".digest"
-    # A new entry per run (entries are immutable); the restore finds the newest by prefix.
-    assert restore["with"]["key"] == save["with"]["key"]
-    assert "github.run_id" in save["with"]["key"] and "github.run_attempt" in save["with"]["key"]
-    assert restore["with"]["restore-keys"] == "digest-state-" and save["with"]["key"].startswith("digest-state-")
-    # Saved even when the build or send step failed, but only when there is a state to save.
-    condition = save["if"].removeprefix("${{").removesuffix("}}").strip()
-    assert re.fullmatch(r"always\(\) && hashFiles\('\.digest/state\.db'\) != ''", condition), condition
+    jobs = workflow("publish.yml")["jobs"]
+    build, save = jobs["build"], jobs["save-state"]
+    steps = step_names(build)
+    # The digest-state branch is the state's only home: no Actions cache, whose entries are
+    # evicted after a week unused (an evicted state made every stored paper new again).
+    uses = [s.get("uses", "").split("@")[0] for job in jobs.values() for s in job["steps"]]
+    assert not any(u.startswith("actions/cache") for u in uses)
+    names = list(steps)
+    restore = steps["Restore the state database"]
+    assert restore["run"].startswith(".github/digest-state.sh restore ")
+    assert names.index("Restore the state database") < names.index("Build digests, feeds and site")
+    assert restore["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
+    # Kept for the save job even when the build or send step failed, never when the restore did.
+    keep = steps["Keep the state database for the save job"]
+    assert names.index("Send the emails") < names.index(keep["name"])
+    condition = keep["if"].removeprefix("${{").removesuffix("}}").strip()
+    assert condition == "always() && steps.restore.outcome == 'success' && hashFiles('.digest/state.db') != ''"
+    assert keep["with"]["name"] == "digest-state" and keep["with"]["include-hidden-files"] is True
+    assert set(keep["with"]["path"].split()) == {".digest/state.db", ".digest/state.db-wal", ".digest/state.db.base"}
+    assert build["outputs"]["state"] == "${{ steps.keep-state.outputs.artifact-id }}" and keep["id"] == "keep-state"
+    # The save job runs after a failed build too, whenever there is a state to save.
+    assert save["needs"] == "build"
+    assert save["if"].removeprefix("${{").removesuffix("}}").strip() == "always() && needs.build.outputs.state != ''"
+    download = next(s for s in save["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert download["with"] == {"name": "digest-state", "path": ".digest"}
+    push = step_names(save)["Push the state to the digest-state branch"]
+    assert push["run"].startswith(".github/digest-state.sh save ")
+    assert push["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
+    assert all(
+        s.get("with", {}).get("persist-credentials") is False for s in save["steps"] if "checkout" in s.get("uses", "")
+    )
+
+
+def test_the_notify_job_sees_every_outcome_and_the_notifier_knows_every_step() -> None:
+    jobs = workflow("publish.yml")["jobs"]
+    notify = jobs["notify"]
+    assert set(notify["needs"]) == {"build", "save-state", "deploy"}
+    assert notify["if"] == "${{ always() }}"
+    (issue,) = [s for s in notify["steps"] if "run" in s]
+    assert issue["run"] == "python3 .github/notify_owner.py issue"
+    assert issue["env"] == {"GITHUB_TOKEN": "${{ github.token }}", "NEEDS": "${{ toJSON(needs) }}"}
+    download = next(s for s in notify["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert download["with"]["pattern"] == "digest-logs*" and download["with"]["merge-multiple"] is True
+    # The steps the notifier names are the workflow's, with the outputs and log files it reads.
+    spec = importlib.util.spec_from_file_location("notify_owner", ROOT / ".github" / "notify_owner.py")
+    assert spec and spec.loader
+    notifier = importlib.util.module_from_spec(spec)
+    sys.modules["notify_owner"] = notifier
+    spec.loader.exec_module(notifier)
+    for place in notifier.STEPS:
+        job = jobs[place.job]
+        if place.output is None:
+            assert job["name"] == place.name.split(" (")[0] or job["name"] == place.name
+            continue
+        step = next(s for s in job["steps"] if s.get("id") == place.output)
+        assert step["name"] == place.name
+        assert job["outputs"][place.output] == f"${{{{ steps.{place.output}.outcome }}}}"
+        assert step["run"].endswith(f'| python3 .github/notify_owner.py tee "$RUNNER_TEMP/digest-logs/{place.log}"')
+        assert step["shell"] == "bash", "bash -eo pipefail: the step fails when the script does, not tee"
+    save_step = step_names(jobs["save-state"])["Push the state to the digest-state branch"]
+    assert save_step["run"].endswith('tee "$RUNNER_TEMP/digest-logs/save.log"')
+
+
+def test_no_secret_reaches_the_save_or_notify_jobs() -> None:
+    jobs = workflow("publish.yml")["jobs"]
+    for name in ("save-state", "notify"):
+        assert "environment" not in jobs[name]
+        for step in jobs[name]["steps"]:
+            assert "secrets." not in json.dumps(step), (name, step.get("name"))
 
 
 def test_a_failed_build_never_deploys() -> None:
@@ -166,18 +221,17 @@ def readme_publish_section() -> str:
     return text.split("## Publish your own feeds", 1)[1].split("\n## ", 1)[0]
 
 
-def readme_publish_command() -> str:
-    (command,) = re.findall(r"The workflow builds with `([^`]+)`", readme_publish_section())
-    return command
-
-
-def test_the_workflow_builds_with_the_readmes_command() -> None:
-    command = readme_publish_command()
-    assert command == "make run"
-    build = workflow("publish.yml")["jobs"]["build"]
-    step = next(s for s in build["steps"] if s.get("name") == "Build digests, feeds and site")
-    script = (ROOT / step["run"]).read_text()
-    assert re.search(rf"^\s*{re.escape(command)} RUN_ARGS=", script, re.M)
+def test_the_workflow_runs_what_make_run_runs() -> None:
+    section = " ".join(readme_publish_section().split())
+    assert "installs with `make install` and runs `.venv/bin/digest run`, the command `make run` runs" in section
+    makefile = (ROOT / "Makefile").read_text()
+    run_recipe = re.search(r"^run: \$\(STAMP\)\n\t(.+)$", makefile, re.M)
+    assert run_recipe and run_recipe.group(1) == "$(BIN)/digest run $(RUN_ARGS)"
+    assert re.search(r"^install: \$\(STAMP\)$", makefile, re.M)
+    script = (ROOT / ".github" / "publish-build.sh").read_text()
+    assert re.search(r"^make install\b", script, re.M)
+    assert re.search(r'^\.venv/bin/digest run "\$\{args\[@\]\}"', script, re.M)
+    assert "Error [0-9]" not in script, "no parsing of make's error line any more"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "```sh\nmake run" in readme
 
@@ -200,12 +254,13 @@ def test_publish_scripts_refuse_hostile_inputs_before_running_anything(
         assert "::error::" in result.stdout
 
 
-def test_publish_build_passes_good_inputs_to_make_run(tmp_path: Path) -> None:
-    # A stand-in `make` that prints its arguments proves what the script would run.
+def test_publish_build_installs_then_runs_digest_with_good_inputs(tmp_path: Path) -> None:
+    # Stand-ins for `make` and `.venv/bin/digest` that log their arguments prove what the script runs.
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "make").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (fake / "make").write_text('#!/bin/sh\necho "make $*"\n')
     (fake / "make").chmod(0o755)
+    fake_digest(tmp_path, 0)
     env = {
         "PATH": f"{fake}:{os.environ['PATH']}",
         "PROFILE": "continual-learning",
@@ -216,15 +271,23 @@ def test_publish_build_passes_good_inputs_to_make_run(tmp_path: Path) -> None:
         ["bash", str(ROOT / ".github" / "publish-build.sh")], env=env, capture_output=True, text=True, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["run", "RUN_ARGS=--profile continual-learning --date 2025-12-31 --stale fail"]
+    assert result.stdout.splitlines() == [
+        "make install",
+        "digest run --profile continual-learning --date 2025-12-31 --stale fail",
+        "digest prune",
+    ]
 
 
-def fake_digest(folder: Path, code: int) -> None:
-    """A `.venv/bin/digest` under `folder` that prints its arguments and exits with `code`."""
+def fake_digest(folder: Path, code: int, *, prune: int = 0) -> None:
+    """A `.venv/bin/digest` under `folder` that prints its arguments and exits with `code`
+    (with `prune` for `digest prune`)."""
     bin_dir = folder / ".venv" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     digest = bin_dir / "digest"
-    digest.write_text(f'#!/bin/sh\necho "digest $*"\necho "digest says something on stderr" >&2\nexit {code}\n')
+    digest.write_text(
+        f'#!/bin/sh\necho "digest $*"\n[ "$1" = prune ] && exit {prune}\n'
+        f'echo "digest says something on stderr" >&2\nexit {code}\n'
+    )
     digest.chmod(0o755)
 
 
@@ -238,8 +301,8 @@ def run_script(script: str, cwd: Path, **variables: str) -> subprocess.Completed
 
 @pytest.fixture
 def installed(tmp_path: Path) -> Path:
-    """A folder where the real Makefile's `make run` finds the project installed (a stamp
-    newer than pyproject.toml) and so runs only `.venv/bin/digest run`."""
+    """A folder where the real Makefile's `make install` finds the project installed (a stamp
+    newer than pyproject.toml) and so does nothing."""
     assert shutil.which("make"), "make runs this suite, so it is installed"
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     (tmp_path / "pyproject.toml").write_text("")
@@ -255,13 +318,21 @@ def installed(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 4, 5])
 def test_publish_build_warns_on_rejected_input_and_fails_on_the_rest(code: int, installed: Path) -> None:
-    # The real `make run` (which exits 2 whatever its recipe exited with) around a stand-in
-    # digest: exit 1 (some input rejected, all else done) deploys with a warning.
+    # The real `make install`, then a stand-in digest whose exit code the script sees as is:
+    # exit 1 (some input rejected, all else done) deploys with a warning.
     fake_digest(installed, code)
     result = run_script("publish-build.sh", installed, PROFILE="continual-learning")
     assert "digest run --profile continual-learning" in result.stdout
     assert "digest says something on stderr" in result.stderr, "digest's stderr still reaches the log"
     assert_step_outcome(result, code, warned=1, warning="rejected")
+    assert ("digest prune" in result.stdout) == (code in (0, 1)), "old records are pruned after a good run only"
+
+
+def test_publish_build_fails_when_the_prune_fails(installed: Path) -> None:
+    fake_digest(installed, 0, prune=2)
+    result = run_script("publish-build.sh", installed)
+    assert result.returncode == 2
+    assert "::error::digest prune failed (exit code 2)" in result.stdout
 
 
 def assert_step_outcome(result: subprocess.CompletedProcess[str], code: int, *, warned: int, warning: str) -> None:
@@ -298,3 +369,32 @@ def test_publish_send_warns_on_undelivered_emails_and_fails_on_the_rest(code: in
     result = run_script("publish-send.sh", tmp_path, PROFILE="continual-learning", DIGEST_DATE="2025-12-31")
     assert "digest send --profile continual-learning --date 2025-12-31" in result.stdout
     assert_step_outcome(result, code, warned=3, warning="not delivered")
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_publish_status_keeps_the_verdict_and_fails_only_when_status_cannot_run(code: int, tmp_path: Path) -> None:
+    # Exit 1 ("needs attention") is the verdict for the notify job, not a failure of the step.
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "digest").write_text(
+        f'#!/bin/sh\nif [ "$2" = --json ]; then echo \'{{"healthy": {"true" if code == 0 else "false"}}}\'; '
+        f'else echo "digest $*"; fi\nexit {code}\n'
+    )
+    (bin_dir / "digest").chmod(0o755)
+    logs = tmp_path / "logs"
+    result = run_script("publish-status.sh", tmp_path, DIGEST_LOGS=str(logs))
+    if code == 2:
+        assert result.returncode == 2
+        assert "::error::digest status failed (exit code 2)" in result.stdout
+        assert not (logs / "status.json").exists(), "no verdict rather than a wrong one"
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((logs / "status.json").read_text()) == {"healthy": code == 0}
+    assert "digest status" in result.stdout, "the text form goes to the log"
+
+
+def test_publish_status_without_an_install_says_so(tmp_path: Path) -> None:
+    result = run_script("publish-status.sh", tmp_path, DIGEST_LOGS=str(tmp_path / "logs"))
+    assert result.returncode == 0
+    assert "no health check" in result.stdout
+    assert not (tmp_path / "logs" / "status.json").exists()
