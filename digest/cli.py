@@ -1,4 +1,7 @@
-"""The `digest` command: parses arguments and calls the library, nothing more.
+"""The `digest` command: parses arguments, calls the application (`digest.app.App`), prints.
+
+Every command builds one `App` from the config and calls its verbs; nothing here reads
+the store, ranks, renders or sends, and nothing below the facade is called.
 
 Exit codes: 0 success; 1 some input was rejected (a bad entry skipped, a file set
 aside), the rest done; 2 usage or configuration error (an SMTP username without
@@ -11,7 +14,6 @@ deployment is healthy and 1 when something needs attention.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import logging
@@ -20,52 +22,26 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest import __version__
-from digest.config import Config, ConfigError, find_config, load_config
-from digest.deliver import (
-    SEND_LOCK_TIMEOUT,
-    DeliveryError,
-    due_digests,
-    give_up_stale_emails,
-    outgoing_emails,
-    plan_deliveries,
-)
-from digest.fetch import (
-    FAILED,
-    FETCHED,
-    NOT_AVAILABLE,
-    NOT_MODIFIED,
-    DayResult,
-    FetchError,
-    day_range,
-    fetch_days,
-    fetch_recent_days,
-    utc_now,
-)
-from digest.files import write_atomic
-from digest.health import Health, assess, read_inputs
-from digest.jobs import (
-    RunReport,
-    check_sending,
-    email_digests,
-    embedder_for,
-    profile_day,
-    rank_profile,
-    run_profiles,
-    serve,
-    serve_once,
-)
-from digest.models import Paper, Profile, ScoredPaper
-from digest.pipeline import IngestSummary, QuarantineError, find_dump_files, ingest_files
-from digest.profiles import email_address, find_profile
-from digest.publish import email_renderer
-from digest.retention import TooOld, check_day, cutoff, prune_old_records
+from digest.app import App, BuildReport, Refresh
+from digest.clock import Clock, utc_now
+from digest.config import ConfigError, find_config, load_config
+from digest.deliver import SEND_LOCK_TIMEOUT, DeliveryError, DeliveryReport
+from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError, day_range
+from digest.files import display_path, write_atomic
+from digest.health import Health
+from digest.models import EmptyReason, Profile, TransportKind
+from digest.pipeline import IngestSummary, QuarantineError
+from digest.profiles import email_address
+from digest.records import delivery_record, paper_record, scored_record, write_csv
+from digest.retention import TooOld
+from digest.schedule import serve, serve_once
 from digest.semantic import SemanticUnavailable
-from digest.store import Delivery, Store, StoreError, open_store, title_key
+from digest.store import StoreError
 from digest.validate import Invalid
 
 EXIT_OK = 0
@@ -87,30 +63,25 @@ class UsageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What every command gets: the global options and a way to the config.
+    """What every command gets: the global options, the working folder, the clock.
 
     `lock_timeout`: how long a command that sends waits for another process that is sending.
     """
 
     args: argparse.Namespace
     cwd: Path
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     lock_timeout: float = SEND_LOCK_TIMEOUT
 
-    def config(self) -> Config:
+    def app(self) -> App:
+        """The application over the config the options name (`ConfigError` when it is wrong)."""
         path = find_config(self.args.config, self.cwd)
-        return load_config(path, self.cwd, db=self.args.db)
+        config = load_config(path, self.cwd, db=self.args.db)
+        return App(config, clock=self.clock, label=self.display, lock_timeout=self.lock_timeout)
 
-    @contextmanager
-    def store(self, config: Config) -> Iterator[Store]:
-        store = open_store(config.db)
-        try:
-            yield store
-        finally:
-            store.close()
-
-    def now(self) -> datetime:
-        return self.clock()
+    def display(self, path: Path) -> str:
+        """How messages name a path: relative to the working folder when it is inside it."""
+        return display_path(path, self.cwd)
 
 
 Command = Callable[[Context], int]
@@ -357,30 +328,19 @@ def _year(text: str) -> int:
 
 
 def run_ingest(ctx: Context) -> int:
-    config = ctx.config()
-    paths = ctx.args.paths or [config.inbox]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {missing[0]}")
-    files = find_dump_files(paths, skip=[config.quarantine])
-    now = ctx.now()
-    with ctx.store(config) as store, _progress(len(files)) as advance:
-        summary = ingest_files(
-            store,
-            files,
-            quarantine=config.quarantine,
-            today=now.date(),
-            now=now,
-            year=ctx.args.year,
-            label=lambda path: _display(path, ctx.cwd),
-            on_file=advance,
-        )
-        totals = (store.paper_count(), store.dump_count())
-    _report_ingest(summary, totals, _display(config.db, ctx.cwd))
+    with ctx.app() as app:
+        paths = ctx.args.paths or [app.config.inbox]
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            raise UsageError(f"no such file or folder: {missing[0]}")
+        files = app.dump_files(paths)
+        with _progress(len(files)) as advance:
+            summary = app.ingest(files, year=ctx.args.year, on_file=advance)
+        _report_ingest(summary, app, ctx)
     return EXIT_REJECTED if summary.rejected else EXIT_OK
 
 
-def _report_ingest(summary: IngestSummary, totals: tuple[int, int], db: str) -> None:
+def _report_ingest(summary: IngestSummary, app: App, ctx: Context) -> None:
     for line in summary.lines():
         print(line, file=sys.stderr)
     s = summary
@@ -392,15 +352,15 @@ def _report_ingest(summary: IngestSummary, totals: tuple[int, int], db: str) -> 
         f"{s.entries} entr{'y' if s.entries == 1 else 'ies'}: {s.papers_new} new paper{_s(s.papers_new)}, "
         f"{s.papers_updated} updated, {len(s.problems)} problem{_s(len(s.problems))}"
     )
-    print(f"store: {totals[0]} papers from {totals[1]} dumps in {db}")
+    papers, dumps = app.totals()
+    print(f"store: {papers} papers from {dumps} dumps in {ctx.display(app.config.db)}")
 
 
 def run_fetch(ctx: Context) -> int:
     args = ctx.args
     if args.until and not args.since:
         raise UsageError("--until needs --since")
-    config = ctx.config()
-    today = ctx.now().date()
+    today = ctx.clock().date()
     if args.date:
         days = [args.date]
     elif args.since:
@@ -410,92 +370,50 @@ def run_fetch(ctx: Context) -> int:
         days = day_range(args.since, until)
     else:
         days = [today]
-
-    def label(path: Path) -> str:
-        return _display(path, ctx.cwd)
-
-    with ctx.store(config) as store, _day_progress(len(days)) as advance:
+    with ctx.app() as app, _day_progress(len(days)) as advance:
 
         def show(result: DayResult) -> None:
-            _report_day(result, label)
+            _report_day(result, ctx)
             if advance:
                 advance()
 
-        report = fetch_days(config, store, days, label=label, on_day=show)
-        totals = (store.paper_count(), store.dump_count())
-    for problem in report.problems:
-        print(problem, file=sys.stderr)
-    n = len(report.days)
-    print(
-        f"{n} day{_s(n)}: {report.count(FETCHED)} fetched, {report.count(NOT_MODIFIED)} not modified, "
-        f"{report.count(NOT_AVAILABLE)} not available yet, {report.count(FAILED)} failed"
-    )
-    if report.stopped_at and report.stopped_at != days[-1]:
-        print(f"stopped at {report.stopped_at}: the API has no later days yet")
-    print(f"store: {totals[0]} papers from {totals[1]} dumps in {_display(config.db, ctx.cwd)}")
+        report = app.fetch(days, on_day=show)
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        n = len(report.days)
+        print(
+            f"{n} day{_s(n)}: {report.count(FETCHED)} fetched, {report.count(NOT_MODIFIED)} not modified, "
+            f"{report.count(NOT_AVAILABLE)} not available yet, {report.count(FAILED)} failed"
+        )
+        if report.stopped_at and report.stopped_at != days[-1]:
+            print(f"stopped at {report.stopped_at}: the API has no later days yet")
+        papers, dumps = app.totals()
+        print(f"store: {papers} papers from {dumps} dumps in {ctx.display(app.config.db)}")
     return EXIT_REJECTED if report.rejected else EXIT_OK
 
 
-def _report_day(result: DayResult, label: Callable[[Path], str]) -> None:
+def _report_day(result: DayResult, ctx: Context) -> None:
     line = f"{result.day}: {result.message}"
     if result.outcome == FETCHED and result.path:
-        line += f" -> {label(result.path)}"
+        line += f" -> {ctx.display(result.path)}"
     if result.attempts > 1 and result.outcome != FAILED:
         line += f" (after {result.attempts} attempts)"
     print(line, file=sys.stderr if result.outcome == FAILED else sys.stdout, flush=True)
 
 
-EXPORT_FIELDS = (
-    "id",
-    "title",
-    "abstract",
-    "authors_count",
-    "organization",
-    "published",
-    "upvotes",
-    "first_seen",
-    "sightings",
-    "arxiv_id",
-    "authors",
-    "url",
-    "comments",
-)
-CSV_AUTHOR_SEPARATOR = "; "
-
-
-def paper_record(paper: Paper) -> dict[str, Any]:
-    """A paper as `digest export` writes it (JSON types; dates as ISO strings)."""
-    org = paper.organization
-    return {
-        "id": paper.id,
-        "title": paper.title,
-        "abstract": paper.abstract,
-        "authors_count": paper.authors_count,
-        "organization": {"id": org.id, "name": org.name} if org else None,
-        "published": paper.published.isoformat() if paper.published else None,
-        "upvotes": paper.upvotes,
-        "first_seen": paper.first_seen.isoformat(),
-        "sightings": paper.sightings,
-        "arxiv_id": paper.arxiv_id,
-        "authors": list(paper.authors),
-        "url": paper.url,
-        "comments": paper.comments,
-    }
-
-
 def run_export(ctx: Context) -> int:
-    config = ctx.config()
     buffer = io.StringIO() if ctx.args.output else sys.stdout
-    with ctx.store(config) as store:
-        records = (paper_record(p) for p in store.iter_papers())
+    with ctx.app() as app:
+        records = (paper_record(p) for p in app.papers())
         if ctx.args.format == "jsonl":
             for record in records:
                 buffer.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
-            _write_csv(buffer, records)
+            write_csv(buffer, records)
     if ctx.args.output:
+        assert isinstance(buffer, io.StringIO)
         try:
-            write_atomic(ctx.args.output, buffer.getvalue())  # type: ignore[union-attr]
+            write_atomic(ctx.args.output, buffer.getvalue())
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if isinstance(exc, FileExistsError) and exc.filename:  # a file where a folder of the path must be
@@ -504,212 +422,96 @@ def run_export(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _write_csv(out: Any, records: Iterator[dict[str, Any]]) -> None:
-    columns = [c for c in EXPORT_FIELDS if c != "organization"]
-    columns[columns.index("authors_count") + 1 : columns.index("authors_count") + 1] = [
-        "organization_id",
-        "organization_name",
-    ]
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        org = record.pop("organization")
-        record["organization_id"] = org["id"] if org else None
-        record["organization_name"] = org["name"] if org else None
-        record["authors"] = CSV_AUTHOR_SEPARATOR.join(record["authors"])
-        writer.writerow(record)
-
-
 def run_profiles_check(ctx: Context) -> int:
-    config = ctx.config()
-    where = _display(config.path, ctx.cwd) if config.path else "defaults (no digest.toml)"
-    if config.db.exists():
-        # Not an error: a liked paper may be ingested later; until then it cannot count.
-        with ctx.store(config) as store:
-            for index, profile in enumerate(config.profiles):
-                found = store.find_papers(profile.liked)
-                for reference in profile.liked:
-                    if not any(
-                        reference in (p.id, p.arxiv_id) or title_key(reference) == title_key(p.title) for p in found
-                    ):
-                        print(
-                            f"{where}:{profile.line}: profiles[{index}].liked: warning: {reference!r} is not a stored "
-                            "paper (yet); it counts once ingested",
-                            file=sys.stderr,
-                        )
+    with ctx.app() as app:
+        config = app.config
+        where = ctx.display(config.path) if config.path else "defaults (no digest.toml)"
+        # Not errors: a liked paper may be ingested later; until then it cannot count.
+        for warning in app.unknown_liked():
+            print(warning, file=sys.stderr)
     print(f"{where}: {len(config.profiles)} profile{_s(len(config.profiles))} OK")
     return EXIT_OK
 
 
 def run_profiles_list(ctx: Context) -> int:
-    config = ctx.config()
-    for profile in config.profiles:
-        print(f"{profile.id}\t{profile.title}")
+    with ctx.app() as app:
+        for profile in app.config.profiles:
+            print(f"{profile.id}\t{profile.title}")
     return EXIT_OK
 
 
-def _selected(config: Config, profile_id: str | None) -> list[Profile]:
-    if profile_id is None:
-        return list(config.profiles)
+def _selected(app: App, profile_id: str | None) -> list[Profile]:
     try:
-        return [find_profile(config.profiles, profile_id)]
+        return app.profiles(profile_id)
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
 
 
 def run_rank(ctx: Context) -> int:
-    config = ctx.config()
-    (profile,) = _selected(config, ctx.args.profile)
-    embed = embedder_for(config)
-    with ctx.store(config) as store:
-        day = ctx.args.date or profile_day(profile, ctx.now())
-        papers = list(store.iter_papers()) if ctx.args.all else store.candidate_papers(profile.id, day)
-        ranked = rank_profile(
-            store, profile, papers, embed=embed, limit=ctx.args.limit, day=None if ctx.args.all else day
-        )
+    with ctx.app() as app:
+        (profile,) = _selected(app, ctx.args.profile)
+        ranking = app.rank(profile, day=ctx.args.date, every_paper=ctx.args.all, limit=ctx.args.limit)
     if ctx.args.json:
-        print(json.dumps([scored_record(s) for s in ranked], ensure_ascii=False, indent=1))
+        print(json.dumps([scored_record(s) for s in ranking.ranked], ensure_ascii=False, indent=1))
         return EXIT_OK
-    for position, scored in enumerate(ranked, start=1):
+    for position, scored in enumerate(ranking.ranked, start=1):
         mark = " " if scored.score >= profile.min_score else "-"
         print(f"{position:3}. {scored.score:.3f}{mark} {scored.paper.title}")
         for reason in scored.reasons:
             print(f"            {reason}")
-    shown = "every stored paper" if ctx.args.all else f"the papers new for {profile.id} on {day}"
-    print(f"{len(ranked)} of {len(papers)} papers ({shown}); '-' marks a score below min_score {profile.min_score}")
+    shown = "every stored paper" if ctx.args.all else f"the papers new for {profile.id} on {ranking.day}"
+    print(
+        f"{len(ranking.ranked)} of {ranking.considered} papers ({shown}); "
+        f"'-' marks a score below min_score {profile.min_score}"
+    )
     return EXIT_OK
-
-
-def scored_record(scored: ScoredPaper) -> dict[str, Any]:
-    """A ranked paper as `digest rank --json` prints it."""
-    return {**paper_record(scored.paper), "score": scored.score, "reasons": list(scored.reasons)}
 
 
 def run_build(ctx: Context) -> int:
-    config = ctx.config()
-    profiles = _selected(config, ctx.args.profile)
-    check_sending(config, smtp=ctx.args.send)
-    _check_date(ctx, config)
-    with ctx.store(config) as store:
-        summary = _read_inbox(ctx, config, store)
-        report = run_profiles(
-            config,
-            store,
-            profiles,
-            clock=ctx.now,
-            day=ctx.args.date,
-            smtp=ctx.args.send,
-            lock_timeout=ctx.lock_timeout,
-        )
-    code = EXIT_REJECTED if summary.rejected else EXIT_OK
-    return max(code, _report_run(report, config, ctx, smtp_asked=ctx.args.send))
-
-
-def _read_inbox(ctx: Context, config: Config, store: Store) -> IngestSummary:
-    """Ingest every new dump in the inbox (`digest build` and `digest run` start with it) and say what came."""
-    now = ctx.now()
-    files = find_dump_files([config.inbox], skip=[config.quarantine]) if config.inbox.exists() else []
-    with _progress(len(files)) as advance:
-        summary = ingest_files(
-            store,
-            files,
-            quarantine=config.quarantine,
-            today=now.date(),
-            now=now,
-            label=lambda path: _display(path, ctx.cwd),
-            on_file=advance,
-        )
-    _report_ingest(summary, (store.paper_count(), store.dump_count()), _display(config.db, ctx.cwd))
-    return summary
-
-
-def run_send(ctx: Context) -> int:
-    config = ctx.config()
-    profiles = _selected(config, ctx.args.profile)
-    _check_date(ctx, config)
-    transport = "smtp" if config.smtp else "outbox"
-    if not ctx.args.dry_run:
-        check_sending(config)
-    with ctx.store(config) as store:
-        today = ctx.now().date()
-        if not ctx.args.dry_run:
-            give_up_stale_emails(store, profiles, today=today, at=ctx.now(), transport=transport)
-        digests = due_digests(store, profiles, today=today, day=ctx.args.date, transport=transport)
-        if ctx.args.dry_run:
-            render = email_renderer(config, sender=config.sender, unsubscribe_key=None)
-            plans = plan_deliveries(store, outgoing_emails(digests, render), transport)
-            for plan in plans:
-                item = plan.outgoing
-                print(f"{item.day}  {item.profile_id}  {item.subscriber}  {plan.state}")
-            to_send = sum(plan.state in ("new", "pending", "sending") for plan in plans)
-            print(f"{to_send} of {len(plans)} email{_s(len(plans))} would be sent ({transport})")
-            return EXIT_OK
-        report = email_digests(
-            config, store, digests, smtp=True, clock=ctx.now, catch_up=False, lock_timeout=ctx.lock_timeout
-        )
-    print(f"{len(digests)} digest{_s(len(digests))} with emails due; {report.summary()}")
-    return EXIT_OK if report.complete and not report.failed else EXIT_UNDELIVERED
-
-
-def run_serve(ctx: Context) -> int:
-    config = ctx.config()
-    check_sending(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    with ctx.store(config) as store:
-        if ctx.args.once:
-            runs = serve_once(config, store, clock=ctx.now)
-            if any(run.status == "failed" for run in runs):
-                return EXIT_UNDELIVERED
-            return EXIT_REJECTED if any(run.report and run.report.rejected for run in runs) else EXIT_OK
-        serve(config, store, clock=ctx.now)
-    return EXIT_OK
+    with ctx.app() as app:
+        profiles = _selected(app, ctx.args.profile)
+        _check(app, ctx, send=ctx.args.send)
+        refresh = _refresh(app, ctx, fetch=False)
+        report = app.build(profiles, day=ctx.args.date, send=ctx.args.send)
+        code = _report_build(report, app, ctx, smtp_asked=ctx.args.send)
+    return max(EXIT_REJECTED if refresh.rejected else EXIT_OK, code)
 
 
 def run_run(ctx: Context) -> int:
-    config = ctx.config()
-    profiles = _selected(config, ctx.args.profile)
-    check_sending(config, smtp=ctx.args.send)
-    _check_date(ctx, config)
-    code = EXIT_OK
-    with ctx.store(config) as store:
-        if config.source.enabled:
-            fetched = fetch_recent_days(config, store, clock=ctx.now, label=lambda path: _display(path, ctx.cwd))
-            if fetched is not None:
-                for result in fetched.days:
-                    _report_day(result, lambda path: _display(path, ctx.cwd))
-                for problem in fetched.problems:
-                    print(problem, file=sys.stderr)
-                code = EXIT_REJECTED if fetched.rejected else code
-        summary = _read_inbox(ctx, config, store)
-        code = EXIT_REJECTED if summary.rejected else code
-        stale = stale_warning(store.latest_listing_date(), ctx.now().date(), config.stale_after_days)
+    with ctx.app() as app:
+        profiles = _selected(app, ctx.args.profile)
+        _check(app, ctx, send=ctx.args.send)
+        refresh = _refresh(app, ctx, fetch=True)
+        stale = app.stale()
         if stale:
             print(_annotate("error" if ctx.args.stale == "fail" else "warning", stale), file=sys.stderr)
             if ctx.args.stale == "fail":
                 return EXIT_STALE
-        report = run_profiles(
-            config,
-            store,
-            profiles,
-            clock=ctx.now,
-            day=ctx.args.date,
-            smtp=ctx.args.send,
-            lock_timeout=ctx.lock_timeout,
-        )
-    return max(code, _report_run(report, config, ctx, smtp_asked=ctx.args.send))
+        report = app.build(profiles, day=ctx.args.date, send=ctx.args.send)
+        code = _report_build(report, app, ctx, smtp_asked=ctx.args.send)
+    return max(EXIT_REJECTED if refresh.rejected else EXIT_OK, code)
 
 
-def stale_warning(newest: date | None, today: date, limit: int) -> str | None:
-    """Why the inbox looks stale (its newest listing is over `limit` days old), or None."""
-    if newest is None:
-        return "no dumps stored yet: nothing to digest (put dumps in the inbox, or enable [source])"
-    age = (today - newest).days
-    if age <= limit:
-        return None
-    return (
-        f"the newest dump is from {newest.isoformat()}, {age} days ago (more than stale_after_days = {limit}): "
-        "feeds will not change until new dumps arrive (digest fetch, or [source] enabled = true)"
-    )
+def _check(app: App, ctx: Context, *, send: bool) -> None:
+    """What stops a command before it does anything: sending that cannot work, a day too old."""
+    app.check_sending(send=send)
+    try:
+        app.check_day(ctx.args.date)
+    except TooOld as exc:
+        raise UsageError(f"--date {exc}") from None
+
+
+def _refresh(app: App, ctx: Context, *, fetch: bool) -> Refresh:
+    """Read the live source (with `fetch`, when enabled) and the inbox, and say what came."""
+    with _progress(len(app.dump_files())) as advance:
+        refresh = app.refresh(fetch=fetch, on_file=advance)
+    if refresh.fetched is not None:
+        for result in refresh.fetched.days:
+            _report_day(result, ctx)
+        for problem in refresh.fetched.problems:
+            print(problem, file=sys.stderr)
+    _report_ingest(refresh.ingested, app, ctx)
+    return refresh
 
 
 def _annotate(level: str, message: str) -> str:
@@ -717,56 +519,83 @@ def _annotate(level: str, message: str) -> str:
     return f"::{level}::{message}" if os.environ.get("GITHUB_ACTIONS") == "true" else f"digest: {level}: {message}"
 
 
-def _report_run(report: RunReport, config: Config, ctx: Context, *, smtp_asked: bool) -> int:
+def _report_build(report: BuildReport, app: App, ctx: Context, *, smtp_asked: bool) -> int:
+    config = app.config
     for digest in report.digests:
         state = "rebuilt" if digest in report.rebuilt else "built" if digest in report.built else "built before"
         what = f"{len(digest.items)} paper{_s(len(digest.items))}"
         if not digest.items:
-            why = "no new papers" if digest.empty_reason == "no-new-papers" else "none above min_score"
+            why = "no new papers" if digest.empty_reason == EmptyReason.NO_NEW_PAPERS else "none above min_score"
             what = f"empty ({why})"
         print(f"digest {digest.profile.id} {digest.date}: {what} [{state}]")
-    folders = {
-        "feeds": config.feeds,
-        "site": config.site,
-        "markdown": config.digests,
-    }
+    folders = {"feeds": config.feeds, "site": config.site, "markdown": config.digests}
     for name, folder in folders.items():
         changed = sum(1 for path in report.written if path.is_relative_to(folder))
-        print(f"{name}: {_display(folder, ctx.cwd)}/ ({changed} file{_s(changed)} changed)")
+        print(f"{name}: {ctx.display(folder)}/ ({changed} file{_s(changed)} changed)")
     delivery = report.delivery
-    if delivery is not None:
-        where = _display(config.outbox, ctx.cwd) + "/" if delivery.transport == "outbox" else "SMTP"
-        print(f"emails: {delivery.summary()} -> {where}")
-        if smtp_asked and config.smtp is None:
-            print("note: --send needs an [smtp] table; the emails went to the outbox", file=sys.stderr)
-        if not delivery.complete or delivery.failed:
-            return EXIT_UNDELIVERED
-    return EXIT_OK
+    if delivery is None:
+        return EXIT_OK
+    _report_emails(delivery, app, ctx)
+    if smtp_asked and config.smtp is None:
+        print("note: --send needs an [smtp] table; the emails went to the outbox", file=sys.stderr)
+    return EXIT_OK if delivery.complete and not delivery.failed else EXIT_UNDELIVERED
 
 
-def delivery_record(row: Delivery) -> dict[str, Any]:
-    """A ledger row as `digest deliveries --json` prints it."""
-    return {
-        "day": row.day.isoformat(),
-        "profile": row.profile_id,
-        "subscriber": row.subscriber,
-        "transport": row.transport,
-        "state": row.state,
-        "attempts": row.attempts,
-        "message_id": row.message_id,
-        "last_error": row.last_error,
-        "possible_duplicate": row.possible_duplicate,
-        "note": row.note,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
-    }
+def _report_emails(delivery: DeliveryReport, app: App, ctx: Context) -> None:
+    where = ctx.display(app.config.outbox) + "/" if delivery.transport == TransportKind.OUTBOX else "SMTP"
+    print(f"emails: {delivery.summary()} -> {where}")
+
+
+def run_send(ctx: Context) -> int:
+    with ctx.app() as app:
+        profiles = _selected(app, ctx.args.profile)
+        try:
+            app.check_day(ctx.args.date)
+        except TooOld as exc:
+            raise UsageError(f"--date {exc}") from None
+        if ctx.args.dry_run:
+            plans = app.plan_send(profiles, day=ctx.args.date)
+            for plan in plans:
+                item = plan.outgoing
+                print(f"{item.day}  {item.profile_id}  {item.subscriber}  {plan.state}")
+            to_send = sum(plan.to_send for plan in plans)
+            print(f"{to_send} of {len(plans)} email{_s(len(plans))} would be sent ({app.transport(True)})")
+            return EXIT_OK
+        digests, report = app.send(profiles, day=ctx.args.date)
+    print(f"{digests} digest{_s(digests)} with emails due; {report.summary()}")
+    return EXIT_OK if report.complete and not report.failed else EXIT_UNDELIVERED
+
+
+def run_serve(ctx: Context) -> int:
+    with ctx.app() as app, _logging_to_stderr():
+        if not ctx.args.once:
+            serve(app)
+            return EXIT_OK
+        runs = serve_once(app)
+    if any(run.status == "failed" for run in runs):
+        return EXIT_UNDELIVERED
+    return EXIT_REJECTED if any(run.report and run.report.rejected for run in runs) else EXIT_OK
+
+
+@contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """The service's log lines on stderr (as it is now: tests replace it), for this command only."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
 
 
 def run_deliveries(ctx: Context) -> int:
-    config = ctx.config()
-    with ctx.store(config) as store:
-        rows = store.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
+    with ctx.app() as app:
+        rows = app.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
     if ctx.args.json:
         print(json.dumps([delivery_record(row) for row in rows], ensure_ascii=False, indent=1))
         return EXIT_OK
@@ -789,49 +618,29 @@ def run_deliveries(ctx: Context) -> int:
 
 
 def run_unsubscribe(ctx: Context) -> int:
-    config = ctx.config()
     try:
         address = email_address(ctx.args.address)
     except Invalid as exc:
         raise UsageError(str(exc)) from None
     scope = ctx.args.profile
-    if scope is not None:
+    where = f"profile {scope}" if scope else "all profiles"
+    with ctx.app() as app:
         try:
-            find_profile(config.profiles, scope)
+            changed = app.unsubscribe(address, scope, undo=ctx.args.undo)
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
-    where = f"profile {scope}" if scope else "all profiles"
-    with ctx.store(config) as store:
         if ctx.args.undo:
-            changed = store.resubscribe(address, scope)
             print(f"{address}: {'subscribed again to' if changed else 'was not unsubscribed from'} {where}")
         else:
-            changed = store.unsubscribe(address, scope, ctx.now())
             print(f"{address}: {'unsubscribed from' if changed else 'already unsubscribed from'} {where}")
-    known = {s.lower() for p in config.profiles for s in p.subscribers}
-    if address.lower() not in known:
-        print(f"note: {address} is not a subscriber of any configured profile", file=sys.stderr)
+        if not app.is_subscriber(address):
+            print(f"note: {address} is not a subscriber of any configured profile", file=sys.stderr)
     return EXIT_OK
 
 
-def _check_date(ctx: Context, config: Config) -> None:
-    if ctx.args.date is None:
-        return
-    try:
-        check_day(config, ctx.args.date, ctx.now().date())
-    except TooOld as exc:
-        raise UsageError(f"--date {exc}") from None
-
-
 def run_status(ctx: Context) -> int:
-    config = ctx.config()
-    now = ctx.now()
-    if config.db.exists():
-        with ctx.store(config) as store:
-            health = assess(read_inputs(config, store, now))
-    else:
-        # A health check never creates a database.
-        health = assess(read_inputs(config, None, now))
+    with ctx.app() as app:
+        health = app.status()
     if ctx.args.json:
         print(json.dumps(health.to_json(), ensure_ascii=False, indent=1))
     else:
@@ -842,7 +651,7 @@ def run_status(ctx: Context) -> int:
 def _print_status(health: Health, ctx: Context) -> None:
     inputs = health.inputs
     size = inputs.database_bytes
-    print(f"database: {_display(inputs.database, ctx.cwd)}" + (f" ({_megabytes(size)})" if size is not None else ""))
+    print(f"database: {ctx.display(inputs.database)}" + (f" ({_megabytes(size)})" if size is not None else ""))
     if inputs.newest_dump is not None:
         print(
             f"newest dump: {inputs.newest_dump.isoformat()}, {health.dump_age_days} day{_s(health.dump_age_days or 0)} "
@@ -877,14 +686,13 @@ def _megabytes(size: int) -> str:
 
 
 def run_prune(ctx: Context) -> int:
-    config = ctx.config()
-    today = ctx.now().date()
-    with ctx.store(config) as store:
-        counts = prune_old_records(config, store, today, dry_run=ctx.args.dry_run)
+    with ctx.app() as app:
+        before, counts = app.prune(dry_run=ctx.args.dry_run)
+        retention = app.config.retention_days
     verb = "would prune" if ctx.args.dry_run else "pruned"
     print(
         f"{verb} {counts.deliveries} ledger row{_s(counts.deliveries)} and {counts.fetches} fetch "
-        f"record{_s(counts.fetches)} from before {cutoff(config, today)} (retention_days = {config.retention_days})"
+        f"record{_s(counts.fetches)} from before {before} (retention_days = {retention})"
     )
     return EXIT_OK
 
@@ -920,13 +728,6 @@ def _progress_bar() -> rich.progress.Progress:
     return rich.progress.Progress(console=Console(stderr=True), transient=True)
 
 
-def _display(path: Path, cwd: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(cwd.resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
 
@@ -934,7 +735,7 @@ def _s(count: int) -> str:
 def main(
     argv: list[str] | None = None,
     *,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock | None = None,
     lock_timeout: float = SEND_LOCK_TIMEOUT,
 ) -> int:
     """Run the command in `argv`. `clock` (aware datetimes) replaces the system clock, e.g. in
@@ -943,7 +744,7 @@ def main(
     args = parser.parse_args(argv)
     ctx = Context(args=args, cwd=Path.cwd(), clock=clock or utc_now, lock_timeout=lock_timeout)
     try:
-        return args.run(ctx)
+        return int(args.run(ctx))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

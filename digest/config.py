@@ -20,9 +20,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from digest.files import display_path
 from digest.models import Problem, Profile
 from digest.profiles import email_address, parse_profiles, timezone
-from digest.validate import Field, Invalid, TomlLines, Where, boolean, integer, number, one_of, read_table, string
+from digest.validate import (
+    Field,
+    Invalid,
+    TomlLines,
+    Where,
+    attributes,
+    boolean,
+    fields_of,
+    integer,
+    number,
+    one_of,
+    read_table,
+    string,
+)
 
 CONFIG_NAME = "digest.toml"
 
@@ -80,26 +94,48 @@ def mail_sender(value: Any) -> str:
     return str(Address(display_name=name, username=local, domain=domain))
 
 
-DIGEST_FIELDS: dict[str, Field] = {
-    "inbox": Field(string(allow_empty=False), "seeds"),
-    "db": Field(string(allow_empty=False), ".digest/state.db"),
-    "quarantine": Field(string(allow_empty=False), ".digest/quarantine"),
-    "feeds": Field(string(allow_empty=False), "feeds"),
-    "site": Field(string(allow_empty=False), "site"),
-    "digests": Field(string(allow_empty=False), "digests"),
-    "outbox": Field(string(allow_empty=False), "outbox"),
-    "timezone": Field(timezone, "UTC"),
-    "title": Field(string(allow_empty=False), "Paper Digest"),
-    "feed_size": Field(integer(minimum=1, maximum=10_000), 100),
-    "site_url": Field(site_url, "https://example.org/paper-digest/"),
-    "sender": Field(mail_sender, "Paper Digest <digest@example.org>"),
-    "templates": Field(string(), ""),
-    "stale_after_days": Field(integer(minimum=0, maximum=3650), 3),
-    "semantic": Field(boolean, False),
-    "catch_up_hours": Field(integer(minimum=1, maximum=168), 12),
-    # At least a month: well past the week an email is retried and a missed tick caught up.
-    "retention_days": Field(integer(minimum=30, maximum=36_500), 400),
-}
+@dataclass(frozen=True, slots=True)
+class DigestSettings:
+    """The `[digest]` table as written (paths relative to the config file's folder); every
+    default of it is here. `Config` holds the same settings resolved."""
+
+    inbox: str = "seeds"
+    db: str = ".digest/state.db"
+    quarantine: str = ".digest/quarantine"
+    feeds: str = "feeds"
+    site: str = "site"
+    digests: str = "digests"
+    outbox: str = "outbox"
+    timezone: str = "UTC"
+    title: str = "Paper Digest"
+    feed_size: int = 100
+    site_url: str = "https://example.org/paper-digest/"
+    sender: str = "Paper Digest <digest@example.org>"
+    templates: str = ""
+    stale_after_days: int = 3
+    semantic: bool = False
+    catch_up_hours: int = 12
+    retention_days: int = 400
+
+
+_FOLDER = string(allow_empty=False)
+DIGEST_FIELDS: dict[str, Field] = fields_of(
+    DigestSettings,
+    {
+        **dict.fromkeys(_PATH_KEYS, _FOLDER),
+        "timezone": timezone,
+        "title": string(allow_empty=False),
+        "feed_size": integer(minimum=1, maximum=10_000),
+        "site_url": site_url,
+        "sender": mail_sender,
+        "templates": string(),
+        "stale_after_days": integer(minimum=0, maximum=3650),
+        "semantic": boolean,
+        "catch_up_hours": integer(minimum=1, maximum=168),
+        # At least a month: well past the week an email is retried and a missed tick caught up.
+        "retention_days": integer(minimum=30, maximum=36_500),
+    },
+)
 
 
 def http_url(value: Any) -> str:
@@ -108,21 +144,6 @@ def http_url(value: Any) -> str:
     if "?" in text or "#" in text:
         raise Invalid(f"{text!r}: a base URL takes no query or fragment")
     return text.rstrip("/")
-
-
-SOURCE_FIELDS: dict[str, Field] = {
-    "enabled": Field(boolean, False),
-    "base_url": Field(http_url, "https://huggingface.co"),
-    "timeout": Field(number(minimum=0.1, maximum=600), 30.0),
-    "pace": Field(number(minimum=0, maximum=3600), 1.0),
-    "attempts": Field(integer(minimum=1, maximum=20), 5),
-    "backoff": Field(number(minimum=0, maximum=600), 1.0),
-    "backoff_max": Field(number(minimum=0, maximum=3600), 60.0),
-    "max_retry_after": Field(number(minimum=0, maximum=86_400), 300.0),
-    "max_pages": Field(integer(minimum=1, maximum=1000), 20),
-    "max_response_mb": Field(number(minimum=0.001, maximum=1024), 5.0),
-    "deadline": Field(number(minimum=0.1, maximum=3600), 60.0),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,22 +173,27 @@ class SourceConfig:
     deadline: float = 60.0
 
 
+SOURCE_FIELDS: dict[str, Field] = fields_of(
+    SourceConfig,
+    {
+        "enabled": boolean,
+        "base_url": http_url,
+        "timeout": number(minimum=0.1, maximum=600),
+        "pace": number(minimum=0, maximum=3600),
+        "attempts": integer(minimum=1, maximum=20),
+        "backoff": number(minimum=0, maximum=600),
+        "backoff_max": number(minimum=0, maximum=3600),
+        "max_retry_after": number(minimum=0, maximum=86_400),
+        "max_pages": integer(minimum=1, maximum=1000),
+        "max_response_mb": number(minimum=0.001, maximum=1024),
+        "deadline": number(minimum=0.1, maximum=3600),
+    },
+)
+
+
 PASSWORD_VARIABLE = "DIGEST_SMTP_PASSWORD"
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
-
-SMTP_FIELDS: dict[str, Field] = {
-    "host": Field(string(allow_empty=False)),
-    "port": Field(integer(minimum=1, maximum=65535), None),
-    "security": Field(one_of(*SECURITY_PORTS), "starttls"),
-    "username": Field(string(allow_empty=False), None),
-    "from": Field(mail_sender, None),
-    "timeout": Field(number(minimum=1, maximum=600), 30.0),
-    "attempts": Field(integer(minimum=1, maximum=20), 4),
-    "backoff": Field(number(minimum=0, maximum=600), 2.0),
-    "backoff_max": Field(number(minimum=0, maximum=3600), 60.0),
-    "max_connection_failures": Field(integer(minimum=1, maximum=100), 5),
-}
 
 _TOP_LEVEL = ("digest", "profiles", "source", "smtp")
 
@@ -203,9 +229,29 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
 
 
+SMTP_FIELDS: dict[str, Field] = fields_of(
+    SmtpSettings,
+    {
+        "host": string(allow_empty=False),
+        "port": integer(minimum=1, maximum=65535),
+        "security": one_of(*SECURITY_PORTS),
+        "username": string(allow_empty=False),
+        "sender": mail_sender,
+        "timeout": number(minimum=1, maximum=600),
+        "attempts": integer(minimum=1, maximum=20),
+        "backoff": number(minimum=0, maximum=600),
+        "backoff_max": number(minimum=0, maximum=3600),
+        "max_connection_failures": integer(minimum=1, maximum=100),
+    },
+    keys={"sender": "from"},
+    defaults={"port": None},  # then the usual port of `security`
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole validated configuration. Paths are absolute."""
+    """The whole validated configuration: the `[digest]` settings (`DigestSettings`, paths
+    made absolute), the profiles, `[source]` and `[smtp]`. Built only by `parse_config`."""
 
     path: Path | None
     inbox: Path
@@ -221,13 +267,13 @@ class Config:
     stale_after_days: int
     semantic: bool
     profiles: tuple[Profile, ...]
-    catch_up_hours: int = 12
-    retention_days: int = 400
-    site_url: str = "https://example.org/paper-digest/"
-    sender: str = "Paper Digest <digest@example.org>"
-    templates: Path | None = None
-    source: SourceConfig = field(default_factory=SourceConfig)
-    smtp: SmtpSettings | None = None
+    catch_up_hours: int
+    retention_days: int
+    site_url: str
+    sender: str
+    templates: Path | None
+    source: SourceConfig
+    smtp: SmtpSettings | None
 
 
 def find_config(explicit: Path | None, cwd: Path) -> Path | None:
@@ -247,7 +293,7 @@ def load_config(
     """
     raw: dict[str, Any] = {}
     text = ""
-    source = _display(path, cwd) if path else CONFIG_NAME
+    source = display_path(path, cwd) if path else CONFIG_NAME
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
@@ -324,6 +370,7 @@ def parse_config(
     profiles, profile_problems = parse_profiles(raw.get("profiles"), source, lines, settings.get("timezone", "UTC"))
     problems.extend(profile_problems)
     live = read_table(raw.get("source", {}), SOURCE_FIELDS, Where(source, lines, ("source",), "source"), problems)
+    live = attributes(live, SOURCE_FIELDS)
     paths = _folders(settings, base, where, problems)
     templates = _templates(settings, base, where, problems)
     smtp = None
@@ -424,8 +471,9 @@ def _parse_smtp(
             Problem(variable, 0, f"smtp.security: {message}") if variable else where.problem("security", message)
         )
         return None
-    port = values.pop("port") or SECURITY_PORTS[values["security"]]
-    return SmtpSettings(port=port, sender=values.pop("from"), password=environ.get(PASSWORD_VARIABLE) or None, **values)
+    values = attributes(values, SMTP_FIELDS)
+    values["port"] = values["port"] or SECURITY_PORTS[values["security"]]
+    return SmtpSettings(password=environ.get(PASSWORD_VARIABLE) or None, **values)
 
 
 def is_loopback(host: str) -> bool:
@@ -437,13 +485,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def _display(path: Path, cwd: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(cwd.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int:

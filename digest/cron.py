@@ -6,17 +6,24 @@ digest to another day: it numbers weekdays from Monday (cron: 0 and 7 are Sunday
 are restricted it fires only on days that match both (cron: either, so `0 7 1 * mon`
 is "the 1st, and every Monday"). `cron_trigger` keeps cron's meaning: weekday numbers
 become names, and a restricted day with a restricted weekday becomes two triggers of
-which the earlier fires. Nothing here schedules or runs a job.
+which the earlier fires. `last_tick` and `due_day` answer "which digest day is due now"
+for a profile. Nothing here schedules or runs a job.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
+
+from digest.models import Profile
+
+# How late a missed tick is still run (`[digest] catch_up_hours`, whose default this is).
+DEFAULT_GRACE = timedelta(hours=12)
 
 _NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _NUMBER = {name: index for index, name in enumerate(_NAMES)}
@@ -84,3 +91,28 @@ def _day(text: str) -> int:
     if text[:3] in _NUMBER and len(text) == 3:
         return _NUMBER[text]
     raise ValueError(f"bad weekday {text!r}")
+
+
+def profile_trigger(profile: Profile) -> BaseTrigger:
+    """The profile's schedule in its own time zone."""
+    return cron_trigger(profile.schedule, ZoneInfo(profile.timezone))
+
+
+def last_tick(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -> datetime | None:
+    """The profile's latest scheduled time in `(now - grace, now]`, or None."""
+    trigger = profile_trigger(profile)
+    limit = now.astimezone(UTC)
+    # Compared in UTC: two datetimes in the same zone compare by wall clock, and the autumn
+    # change repeats an hour of wall clock.
+    tick = trigger.get_next_fire_time(None, now - grace)
+    found = None
+    while tick is not None and tick.astimezone(UTC) <= limit:
+        found = tick
+        tick = trigger.get_next_fire_time(tick, tick)
+    return found
+
+
+def due_day(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -> date | None:
+    """The digest day due at `now`: the date, in the profile's time zone, of its latest tick."""
+    tick = last_tick(profile, now, grace)
+    return tick.astimezone(ZoneInfo(profile.timezone)).date() if tick else None

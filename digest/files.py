@@ -50,6 +50,14 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, durable: b
         raise
 
 
+def display_path(path: Path, cwd: Path) -> str:
+    """How messages name `path`: relative to `cwd` when it is inside it, else as it is."""
+    try:
+        return str(path.resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def free_name(folder: Path, name: str) -> Path:
     """`folder/name`, or `folder/name.1`, `.2`, … if that is taken."""
     candidate = folder / name

@@ -2,9 +2,9 @@
 
 `assess` is a pure function over plain data (`HealthInputs`): the same verdict serves
 `digest status` (exit code 0 or 1), the publish workflow (which opens an issue when the
-inbox is stale) and, later, a web side's `GET /healthz`. `read_inputs` gathers those data
-from the store, the config and the profiles' schedules. This module never writes, sends
-or renders; it reads the store only through `read_inputs`.
+inbox is stale) and a web side's `GET /healthz`. The application (`App.status`) gathers
+those data from the store, the config and the profiles' schedules. This module never
+reads the store, writes, sends or renders.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from digest.config import Config
+from digest.cron import due_day
 from digest.deliver import RETRY_DAYS
 from digest.models import Profile
-from digest.schedule import due_day, profile_trigger
-from digest.store import ProfileActivity, Store
+from digest.rows import ProfileActivity
 
 # A tick that has just passed may still be running: it is due only this long after.
 TICK_SLACK = timedelta(hours=1)
@@ -154,29 +153,6 @@ def _profile_findings(profile: ProfileInputs) -> list[Finding]:
     return found
 
 
-def read_inputs(config: Config, store: Store | None, now: datetime) -> HealthInputs:
-    """The verdict's inputs for every configured profile; `store` None means there is no database."""
-    if store is None:
-        return HealthInputs(now, config.db, None, None, config.stale_after_days)
-    failed_since = now.date() - timedelta(days=RETRY_DAYS)
-    profiles = tuple(
-        ProfileInputs(
-            activity=store.profile_activity(profile.id, failed_since=failed_since),
-            due_day=scheduled_day(profile, now),
-            next_tick=next_tick(profile, now),
-        )
-        for profile in config.profiles
-    )
-    return HealthInputs(
-        now=now,
-        database=config.db,
-        database_bytes=database_bytes(config.db),
-        newest_dump=store.latest_listing_date(),
-        stale_after_days=config.stale_after_days,
-        profiles=profiles,
-    )
-
-
 def scheduled_day(profile: Profile, now: datetime) -> date | None:
     """The digest day of the profile's latest tick that should have run by `now` (None: none in a year)."""
     moment = now - TICK_SLACK
@@ -185,11 +161,6 @@ def scheduled_day(profile: Profile, now: datetime) -> date | None:
         if day is not None:
             return day
     return None
-
-
-def next_tick(profile: Profile, now: datetime) -> datetime | None:
-    """The profile's next scheduled time after `now`, in its time zone."""
-    return profile_trigger(profile).get_next_fire_time(None, now)
 
 
 def database_bytes(path: Path) -> int | None:

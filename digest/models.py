@@ -7,6 +7,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
+
+from digest.formats import format_names
+
+
+class DigestState(StrEnum):
+    """How far a saved digest got (`lifecycle` decides every change of it)."""
+
+    BUILT = "built"  # saved; nothing of it has reached anyone
+    DELIVERED = "delivered"  # a feed published it, or an email of it was accepted
+    FAILED = "failed"  # every email of it failed for good: its papers come back
+
+
+class DeliveryState(StrEnum):
+    """One ledger row's state (`lifecycle` decides every change of it)."""
+
+    PENDING = "pending"  # to send
+    SENDING = "sending"  # handed to the server, its answer not yet recorded
+    SENT = "sent"
+    FAILED = "failed"  # refused for good
+    SKIPPED = "skipped"  # unsubscribed
+
+
+class TransportKind(StrEnum):
+    """How an email goes out: over SMTP, or as an `.eml` file in the outbox folder."""
+
+    SMTP = "smtp"
+    OUTBOX = "outbox"
+
+
+class EmptyReason(StrEnum):
+    """Why a digest has no papers."""
+
+    NO_NEW_PAPERS = "no-new-papers"
+    BELOW_THRESHOLD = "below-threshold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +105,7 @@ class Dump:
     entries: tuple[Entry, ...]
     problems: tuple[Problem, ...] = ()
     year_inferred: bool = False
-    kind: str = "hf-text"
+    kind: str = "hf-text"  # which source read it (`digest.ingest.SOURCES`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +155,7 @@ class Profile:
     subscribers: tuple[str, ...] = ()
     schedule: str = "0 7 * * *"
     timezone: str = "UTC"
-    formats: tuple[str, ...] = ("email", "atom", "rss", "json", "markdown")
+    formats: tuple[str, ...] = field(default_factory=format_names)  # every registered format
     line: int = 0
 
 
@@ -138,8 +173,8 @@ class Digest:
     """One profile's digest for one day.
 
     `items` are the recommended papers, best first. When `items` is empty, `empty_reason`
-    says why ("no-new-papers" or "below-threshold") and `runners_up` holds the best
-    papers below the threshold, for the site to show as such.
+    says why and `runners_up` holds the best papers below the threshold, for the site to
+    show as such.
     """
 
     profile: Profile
@@ -147,7 +182,7 @@ class Digest:
     items: tuple[ScoredPaper, ...]
     built_at: datetime
     candidates: int = 0
-    empty_reason: str | None = None
+    empty_reason: EmptyReason | None = None
     runners_up: tuple[ScoredPaper, ...] = field(default=())
 
 

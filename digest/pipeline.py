@@ -1,8 +1,8 @@
 """The pipeline: the only place that reads inputs and moves files between stages.
 
-`ingest_files` reads input files, parses them (text dumps with `ingest.hf_dump`, saved
-JSON API responses with `ingest.hf_api`, told apart by content), stores them (`store`)
-and sets aside files that are neither. A file that is fine but whose listing the
+`ingest_files` reads input files, parses them with the first registered source that
+recognises each (`digest.ingest.SOURCES`: saved JSON API responses, text dumps), stores
+them (`store`) and sets aside files that no source can read. A file that is fine but whose listing the
 caller's `year` cannot date (Feb 29 in a common year, or in the future) is reported and
 left where it is: the year is wrong, not the file. The stages it calls stay pure; this
 module owns the file system side of ingesting.
@@ -17,21 +17,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from digest.files import free_name, write_atomic
-from digest.ingest.hf_api import (
-    api_content_hash,
-    api_listing_day,
-    decode_api_response,
-    looks_like_api_response,
-    parse_api_items,
-)
-from digest.ingest.hf_dump import (
-    NotADump,
-    WrongYear,
-    content_hash,
-    decode_dump,
-    legacy_content_hash,
-    parse_dump,
-)
+from digest.ingest import NotADump, ReadContext, Source, source_for
+from digest.ingest.hf_dump import WrongYear
 from digest.models import Dump, Problem
 from digest.store import Store
 
@@ -138,7 +125,7 @@ def _ingest_one(
     if parsed is None:
         summary.dumps_seen += 1
         return
-    dump, sha = parsed
+    source, dump, sha = parsed
     result = store.add_dump(dump, sha, now)
     if not result.new:
         summary.dumps_seen += 1
@@ -148,30 +135,29 @@ def _ingest_one(
     summary.papers_new += result.papers_new
     summary.papers_updated += result.papers_updated
     summary.problems.extend(dump.problems)
-    for line, message in result.duplicates:
-        at_item = dump.kind != "hf-text"
-        summary.problems.append(Problem(name, 0 if at_item else line, message, item=line if at_item else 0))
+    what = "entry" if source.unit == "line" else "item"
+    for duplicate in result.duplicates:
+        message = f"same paper as {source.unit} {duplicate.first}; {what} skipped"
+        if source.unit == "line":
+            summary.problems.append(Problem(name, duplicate.line, message))
+        else:
+            summary.problems.append(Problem(name, 0, message, item=duplicate.line))
 
 
 def _parse(
     data: bytes, filename: str, name: str, store: Store, *, today: date, year: int | None
-) -> tuple[Dump, str] | None:
-    """The file as a dump and its content hash; None when that content is already stored.
+) -> tuple[Source, Dump, str] | None:
+    """The source that reads the file, the file as a dump, and its content hash; None when
+    that content is already stored.
 
-    Raises `NotADump` (or its `NotAnApiResponse`) for a file that is neither kind, and
-    `WrongYear` when `year` cannot be a text dump's listing year.
+    Raises `NotADump` for a file that no source reads, and `WrongYear` when `year` cannot
+    be a text dump's listing year.
     """
-    if looks_like_api_response(data, filename):
-        items = decode_api_response(data)
-        day = api_listing_day(filename, items, today=today)
-        sha = api_content_hash(items, day)
-        return None if store.has_dump(sha) else (parse_api_items(items, name, day), sha)
-    text = decode_dump(data)
-    sha = content_hash(text)
-    legacy = legacy_content_hash(text)  # stored by older versions for text with blank lines at an end
-    if store.has_dump(sha) or (legacy is not None and store.has_dump(legacy)):
+    source = source_for(data, filename)
+    reading = source.read(data, ReadContext(filename=filename, label=name, today=today, year=year))
+    if any(store.has_dump(sha) for sha in reading.hashes):
         return None
-    return parse_dump(text, name, today=today, year=year, from_file=True), sha
+    return source, reading.parse(), reading.hashes[0]
 
 
 def quarantine_file(path: Path, reason: str, folder: Path, now: datetime) -> Path:

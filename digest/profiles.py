@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from digest.cron import cron_trigger
+from digest.formats import format_names
 from digest.models import Keyword, Problem, Profile
 from digest.validate import (
     REQUIRED,
@@ -23,6 +24,7 @@ from digest.validate import (
     Where,
     array,
     describe,
+    fields_of,
     integer,
     number,
     read_table,
@@ -30,7 +32,6 @@ from digest.validate import (
 )
 
 SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
-FORMATS = ("email", "atom", "rss", "json", "markdown")
 # Ids that name something else in output file names: `feeds/all.atom` is the feed of all papers.
 RESERVED_IDS = ("all",)
 _KEYWORD_KEYS = ("term", "weight")
@@ -109,21 +110,26 @@ def _text_list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in array(string(allow_empty=False))(value))
 
 
-PROFILE_FIELDS: dict[str, Field] = {
-    "id": Field(profile_id),
-    "title": Field(string(allow_empty=False), None),
-    "description": Field(string(), ""),
-    "keywords": Field(array(keyword), ()),
-    "exclude": Field(_text_list, ()),
-    "liked": Field(_text_list, ()),
-    "follow": Field(_text_list, ()),
-    "max_items": Field(integer(minimum=1, maximum=200), 10),
-    "min_score": Field(number(minimum=0.0, maximum=1.0), 0.15),
-    "subscribers": Field(array(email_address, unique=True, same=str.lower), ()),
-    "schedule": Field(cron, "0 7 * * *"),
-    "timezone": Field(timezone, None),
-    "formats": Field(array(string(), unique=True), FORMATS),
-}
+PROFILE_FIELDS: dict[str, Field] = fields_of(
+    Profile,
+    {
+        "id": profile_id,
+        "title": string(allow_empty=False),
+        "description": string(),
+        "keywords": array(keyword),
+        "exclude": _text_list,
+        "liked": _text_list,
+        "follow": _text_list,
+        "max_items": integer(minimum=1, maximum=200),
+        "min_score": number(minimum=0.0, maximum=1.0),
+        "subscribers": array(email_address, unique=True, same=str.lower),
+        "schedule": cron,
+        "timezone": timezone,
+        "formats": array(string(), unique=True),
+    },
+    # A title defaults to the id, a time zone to [digest] timezone (see parse_profiles).
+    defaults={"title": None, "timezone": None},
+)
 
 
 def parse_profiles(
@@ -171,9 +177,10 @@ def _is_empty(table: dict[str, Any], values: dict[str, Any]) -> bool:
 
 def _check_formats(values: dict[str, Any], where: Where, problems: list[Problem]) -> None:
     formats = values.get("formats", ())
-    unknown = [f for f in formats if f not in FORMATS]
+    known = format_names()
+    unknown = [f for f in formats if f not in known]
     if unknown:
-        problems.append(where.problem("formats", f"unknown format {unknown[0]!r} (known: {', '.join(FORMATS)})"))
+        problems.append(where.problem("formats", f"unknown format {unknown[0]!r} (known: {', '.join(known)})"))
         values.pop("formats")
 
 
@@ -186,4 +193,4 @@ def find_profile(profiles: list[Profile] | tuple[Profile, ...], profile_id: str)
     raise KeyError(f"unknown profile {profile_id!r} (known: {known})")
 
 
-__all__ = ["FORMATS", "PROFILE_FIELDS", "REQUIRED", "find_profile", "parse_profiles"]
+__all__ = ["PROFILE_FIELDS", "REQUIRED", "find_profile", "parse_profiles"]

@@ -7,8 +7,9 @@ same, so a rebuild with nothing new changes no file and no mtime; not flushed fi
 file, since every build rewrites what differs). Nothing is sent.
 
 Feeds are written to `site/feeds/`, so the Pages workflow can publish `site/` alone,
-and hard-linked into `[digest] feeds`. Each profile's `formats` decide what it gets:
-`atom`, `rss`, `json` (feeds), `markdown` (`digests/<profile>/<date>.md`). Emails are
+and hard-linked into `[digest] feeds`. Each profile's `formats` decide what it gets, by
+the format registry (`digest.formats`): its feed formats, and its document formats (one
+file per digest under `[digest] digests`, e.g. `<profile>/<date>.md`). Emails are
 rendered here (`email_renderer`) but written or sent by `deliver`, through the ledger.
 Every profile has pages on the site: an email's "web version" link points there.
 A publish first removes the temporary files that a process killed while writing left in
@@ -24,11 +25,11 @@ from pathlib import Path
 
 from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
+from digest.formats import FormatKind, chosen, wants
 from digest.models import Digest, Profile
 from digest.render.email import render_email
 from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
-from digest.render.links import SiteLinks, feed_path, profile_feeds
-from digest.render.markdown import render_markdown
+from digest.render.links import ALL_PAPERS, SiteLinks, feed_path
 from digest.render.site import render_site
 from digest.render.templates import template_environment
 from digest.store import Store
@@ -52,7 +53,7 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
     started = store.started_at()
     outputs: dict[str, bytes] = {}
     for profile in config.profiles if profiles is None else profiles:
-        if not profile_feeds(profile.formats):
+        if not wants(profile.formats, FormatKind.FEED):
             continue
         entries = store.digest_entries(profile.id, config.feed_size)
         feeds = render_profile_feeds(
@@ -69,7 +70,7 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
         empty_updated=started,
     )
     for kind, data in all_papers.items():
-        outputs[feed_path("all", kind)] = data
+        outputs[feed_path(ALL_PAPERS, kind)] = data
     written = []
     for relative, data in outputs.items():
         name = relative.removeprefix("feeds/")
@@ -81,16 +82,16 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
     return written
 
 
-def write_markdown(config: Config, digests: Iterable[Digest]) -> list[Path]:
-    """`digests/<profile>/<date>.md` for each digest whose profile wants Markdown."""
+def write_documents(config: Config, digests: Iterable[Digest]) -> list[Path]:
+    """One file per digest and document format its profile asks for (e.g. `<profile>/<date>.md`
+    under `[digest] digests`)."""
     env = template_environment(config.templates)
     written = []
     for digest in digests:
-        if "markdown" not in digest.profile.formats:
-            continue
-        path = config.digests / digest.profile.id / f"{digest.date.isoformat()}.md"
-        if write_if_changed(path, render_markdown(digest, env=env), durable=False):
-            written.append(path)
+        for output in chosen(digest.profile.formats, FormatKind.DOCUMENT):
+            path = config.digests / output.file(profile=digest.profile.id, day=digest.date.isoformat())
+            if write_if_changed(path, output.render(digest, env), durable=False):
+                written.append(path)
     return written
 
 
@@ -143,15 +144,15 @@ def email_renderer(
 
 
 def write_outputs(config: Config, store: Store, digests: Sequence[Digest]) -> list[Path]:
-    """Everything published for the day's `digests` (already saved in `store`): feeds, Markdown, site.
+    """Everything published for the day's `digests` (already saved in `store`): feeds, documents, site.
 
-    Feeds and the site are rebuilt from the store; Markdown comes from `digests`.
+    Feeds and the site are rebuilt from the store; documents come from `digests`.
     Emails are not written here: they go through the delivery ledger (`deliver`).
     Returns the files written or changed.
     """
     for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
         log.info("removed %s, left by a process killed while writing", path)
     written = write_feeds(config, store)
-    written += write_markdown(config, digests)
+    written += write_documents(config, digests)
     written += write_site(config, store)
     return written

@@ -4,7 +4,8 @@ Finished ledger rows and fetch records older than `[digest] retention_days` are 
 papers, digests and unsubscribes never are, and neither is a ledger row whose email may
 still go out or that belongs to a digest a feed still shows. Because a pruned ledger no
 longer knows an old digest was mailed, a digest day older than the retention is never
-built or sent again (`check_day`). This module decides what to prune; the SQL is the store's.
+built or sent again (`check_day`). This module decides the cutoff; the application
+(`App.prune`) says which records feeds still need, and the SQL is the store's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from digest.config import Config
-from digest.store import PruneCounts, Store
 
 
 class TooOld(ValueError):
@@ -32,14 +32,3 @@ def check_day(config: Config, day: date, today: date) -> None:
             f"{day.isoformat()} is more than retention_days = {config.retention_days} days ago: its delivery "
             "ledger may have been pruned, so that digest is neither built nor sent again"
         )
-
-
-def prune_old_records(config: Config, store: Store, today: date, *, dry_run: bool = False) -> PruneCounts:
-    """Delete what is past the retention period, keeping each configured profile's ledger
-    rows for the digests its feed still shows (its most recent `feed_size` entries)."""
-    keep_from = {}
-    for profile in config.profiles:
-        oldest = store.feed_oldest_day(profile.id, config.feed_size)
-        if oldest is not None:
-            keep_from[profile.id] = oldest
-    return store.prune(cutoff(config, today), keep_from, dry_run=dry_run)

@@ -1,22 +1,24 @@
 """The service behind `digest serve`: APScheduler 3.x runs each profile's job on its cron, in its time zone.
 
-Jobs are callables handed in, so this module never builds, renders, sends or parses:
+This module knows APScheduler and the application facade (`digest.app.App`), nothing
+else: the jobs are the facade's (`Service`), so it never builds, renders, sends or parses.
 
+- `ingest_job()` reads the live source (when enabled) and the inbox, every `ingest_every`;
 - `run_profile(profile, day)` makes sure the profile's digest for `day` is built,
-  published and sent (it must not rebuild a digest the store already has);
-- `run_ingest()` ingests new dumps from the inbox, every `ingest_every`;
-- `is_done(profile, day)` reads the store: was that digest built and sent already?
-- `is_reopened(profile, day)` (optional) reads the store: is that digest built but not
-  final (see `digest_is_final`), with new papers for its day? After each ingest, the
-  profile's job runs again for such a day, so papers that arrive late still make it.
+  published and sent (it never rebuilds a digest that stands);
+- `is_done(profile, day)` reads the store: was that digest built and sent already (and
+  not reopened by papers that came late)?
+- `rebuild_due(profile, day)`: is that digest built but not final, with new papers for
+  its day? After each ingest, the profile's job runs again for such a day, so papers
+  that arrive late still make it.
 
-The digest day is the date of the cron tick in the profile's time zone. A tick missed
-by at most `grace` (a machine that slept, a service that was down) is run late, once:
-missed ticks coalesce, and the store, not the scheduler's memory, says whether that
-day's digest was already done, so a restart never builds a day twice. An older tick is
-skipped: its papers go into the profile's next digest. Jobs run one at a time;
-SIGTERM and Ctrl-C stop the service after the job in progress. Each run of each job
-logs one line: what ran, for which day, how it ended, its counts and its duration.
+The digest day is the date of the cron tick in the profile's time zone (`cron.due_day`).
+A tick missed by at most `grace` (a machine that slept, a service that was down) is run
+late, once: missed ticks coalesce, and the store, not the scheduler's memory, says
+whether that day's digest was already done, so a restart never builds a day twice. An
+older tick is skipped: its papers go into the profile's next digest. Jobs run one at a
+time; SIGTERM and Ctrl-C stop the service after the job in progress. Each run of each
+job logs one line: what ran, for which day, how it ended, its counts and its duration.
 """
 
 from __future__ import annotations
@@ -25,49 +27,42 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from functools import partial
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from types import FrameType
-from zoneinfo import ZoneInfo
+from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest.cron import cron_trigger
-from digest.deliver import DeliveryReport
-from digest.models import Digest, Profile
-from digest.pipeline import find_dump_files, ingest_files
-from digest.store import DigestStatus, Store
+from digest.app import App, JobReport
+from digest.clock import Clock, utc_now
+from digest.cron import due_day, profile_trigger
+from digest.models import Profile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GRACE = timedelta(hours=12)
 DEFAULT_INGEST_EVERY = timedelta(minutes=5)
 INGEST_JOB = "ingest"
 
 
-@dataclass(frozen=True, slots=True)
-class JobReport:
-    """What a job says it did: counts for the log line (`{"papers": 7, "sent": 2}`), a note.
-
-    `problems` are one-line reports of input that was rejected (a dump entry skipped, a
-    file quarantined, a day that could not be fetched), each logged on its own line;
-    `rejected` says there were some, while the rest of the job was done.
-    """
-
-    counts: Mapping[str, int] = field(default_factory=dict)
-    note: str = ""
-    ok: bool = True
-    problems: tuple[str, ...] = ()
+class Service(Protocol):
+    """What the scheduler runs: `App` is one (tests use small stand-ins)."""
 
     @property
-    def rejected(self) -> bool:
-        return bool(self.problems)
+    def grace(self) -> timedelta: ...
+
+    def profiles(self) -> list[Profile]: ...
+
+    def ingest_job(self) -> JobReport: ...
+
+    def run_profile(self, profile: Profile, day: date, *, should_stop: Callable[[], bool]) -> JobReport: ...
+
+    def is_done(self, profile: Profile, day: date) -> bool: ...
+
+    def rebuild_due(self, profile: Profile, day: date) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,152 +93,59 @@ class JobRun:
         return text
 
 
-ProfileJob = Callable[[Profile, date], JobReport]
-IngestJob = Callable[[], JobReport]
-DoneCheck = Callable[[Profile, date], bool]
-
-
-def profile_trigger(profile: Profile) -> BaseTrigger:
-    """The profile's cron expression in its own time zone."""
-    return cron_trigger(profile.schedule, ZoneInfo(profile.timezone))
-
-
-def last_tick(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -> datetime | None:
-    """The profile's latest scheduled time in `(now - grace, now]`, or None."""
-    trigger = profile_trigger(profile)
-    limit = now.astimezone(UTC)
-    # Compared in UTC: two datetimes in the same zone compare by wall clock, and the autumn
-    # change repeats an hour of wall clock.
-    tick = trigger.get_next_fire_time(None, now - grace)
-    found = None
-    while tick is not None and tick.astimezone(UTC) <= limit:
-        found = tick
-        tick = trigger.get_next_fire_time(tick, tick)
-    return found
-
-
-def due_day(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -> date | None:
-    """The digest day due at `now`: the date, in the profile's time zone, of its latest tick."""
-    tick = last_tick(profile, now, grace)
-    return tick.astimezone(ZoneInfo(profile.timezone)).date() if tick else None
-
-
-def rebuild_deadline(profile: Profile, day: date, grace: timedelta = DEFAULT_GRACE) -> datetime:
-    """Until when a digest of `day` that delivered nothing may still be rebuilt.
-
-    The end of the day's catch-up window: its last tick plus `grace` (`[digest]
-    catch_up_hours`), or the end of the day plus `grace` when the schedule has no tick that
-    day; and never later than the profile's next tick, so one digest at most is open.
-    """
-    zone = ZoneInfo(profile.timezone)
-    trigger = profile_trigger(profile)
-    start = datetime(day.year, day.month, day.day, tzinfo=zone)
-    following = day + timedelta(days=1)
-    end = datetime(following.year, following.month, following.day, tzinfo=zone).astimezone(UTC)
-    last = None
-    tick = trigger.get_next_fire_time(None, start)
-    while tick is not None and tick.astimezone(UTC) < end:
-        last = tick
-        tick = trigger.get_next_fire_time(tick, tick)
-    closes = (last.astimezone(UTC) if last else end) + grace
-    return min(closes, tick.astimezone(UTC)) if tick is not None else closes
-
-
-def digest_is_final(status: DigestStatus, *, now: datetime, deadline: datetime) -> bool:
-    """Whether a saved digest stands for good, or is still open to papers that arrive late.
-
-    A digest is final once anything of it may have reached a reader: a feed published its
-    entries or an email was accepted (state 'delivered'), an email is 'sending' or may have
-    arrived (a possible duplicate), or every email failed for good ('failed'). It is final
-    too once the profile has a digest of a later day, and after `deadline`
-    (`rebuild_deadline`): later papers go into the profile's next digest. Until then a
-    digest that delivered nothing (an empty one, or one whose emails all still wait) is
-    rebuilt when new papers for its day arrive: nobody saw it, so the new one, sent under
-    the same Message-IDs, is still that day's digest delivered once, only fuller.
-    """
-    if status.state != "built" or status.reached_someone or status.later_digest:
-        return True
-    return now > deadline
-
-
 def run_profile_if_due(
-    profile: Profile,
-    *,
-    now: datetime,
-    run_profile: ProfileJob,
-    is_done: DoneCheck,
-    grace: timedelta = DEFAULT_GRACE,
+    service: Service, profile: Profile, *, now: datetime, stop: threading.Event | None = None
 ) -> JobRun:
     """Run the profile's job for its due day unless nothing is due or the store says it is done."""
     job = f"profile {profile.id}"
-    day = due_day(profile, now, grace)
+    day = due_day(profile, now, service.grace)
     if day is None:
         return _logged(JobRun(job, None, "not-due"))
-    if is_done(profile, day):
+    if service.is_done(profile, day):
         return _logged(JobRun(job, day, "done-before"))
-    return _timed(job, day, lambda: run_profile(profile, day))
+    return _timed(job, day, lambda: service.run_profile(profile, day, should_stop=_stopper(stop)))
 
 
-def run_ingest_job(run_ingest: IngestJob) -> JobRun:
-    return _timed(INGEST_JOB, None, run_ingest)
+def run_ingest_job(service: Service) -> JobRun:
+    return _timed(INGEST_JOB, None, service.ingest_job)
 
 
-def run_reopened(
-    profiles: Sequence[Profile],
-    *,
-    now: datetime,
-    run_profile: ProfileJob,
-    is_reopened: DoneCheck,
-    grace: timedelta = DEFAULT_GRACE,
-    stop: threading.Event | None = None,
-) -> list[JobRun]:
+def run_reopened(service: Service, *, now: datetime, stop: threading.Event | None = None) -> list[JobRun]:
     """Run the job of each profile whose due digest is built, not final and has new papers."""
     runs = []
-    for profile in profiles:
-        day = due_day(profile, now, grace)
-        if day is None or (stop is not None and stop.is_set()) or not is_reopened(profile, day):
+    for profile in service.profiles():
+        day = due_day(profile, now, service.grace)
+        if day is None or (stop is not None and stop.is_set()) or not service.rebuild_due(profile, day):
             continue
-        runs.append(_timed(f"profile {profile.id}", day, partial(run_profile, profile, day)))
+        runs.append(_timed(f"profile {profile.id}", day, _job(service, profile, day, stop)))
     return runs
 
 
-def run_due_once(
-    profiles: Sequence[Profile],
-    *,
-    now: datetime,
-    run_profile: ProfileJob,
-    run_ingest: IngestJob,
-    is_done: DoneCheck,
-    grace: timedelta = DEFAULT_GRACE,
-) -> list[JobRun]:
+def run_due_once(service: Service, *, now: datetime) -> list[JobRun]:
     """`digest serve --once`: ingest, then every profile whose digest is due at `now`, then return."""
-    runs = [run_ingest_job(run_ingest)]
-    for profile in profiles:
-        runs.append(run_profile_if_due(profile, now=now, run_profile=run_profile, is_done=is_done, grace=grace))
+    runs = [run_ingest_job(service)]
+    for profile in service.profiles():
+        runs.append(run_profile_if_due(service, profile, now=now))
     return runs
 
 
 def build_scheduler(
-    profiles: Sequence[Profile],
+    service: Service,
     *,
-    run_profile: ProfileJob,
-    run_ingest: IngestJob,
-    is_done: DoneCheck,
     stop: threading.Event,
     ingest_every: timedelta = DEFAULT_INGEST_EVERY,
-    grace: timedelta = DEFAULT_GRACE,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    is_reopened: DoneCheck | None = None,
+    clock: Clock = utc_now,
 ) -> BackgroundScheduler:
     """A scheduler (not started) with the ingest job and one cron job per profile.
 
     At start the ingest runs, then each profile's job once, to catch up a tick missed
-    while the service was down. After each ingest, a profile whose due digest
-    `is_reopened` runs again (a tick will not: `is_done` said yes before the papers came).
+    while the service was down. After each ingest, a profile whose due digest is reopened
+    (`rebuild_due`) runs again (a tick will not: `is_done` said yes before the papers came).
     One worker: jobs run one at a time, in order.
     """
+    grace = service.grace
     scheduler = BackgroundScheduler(
-        timezone=UTC,
+        timezone="UTC",
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(grace.total_seconds())},
     )
@@ -252,24 +154,21 @@ def build_scheduler(
     def ingest() -> None:
         if stop.is_set():
             return
-        run_ingest_job(run_ingest)
-        if is_reopened is not None:
-            run_reopened(
-                profiles, now=clock(), run_profile=run_profile, is_reopened=is_reopened, grace=grace, stop=stop
-            )
+        run_ingest_job(service)
+        run_reopened(service, now=clock(), stop=stop)
 
     scheduler.add_job(
         ingest,
-        IntervalTrigger(seconds=ingest_every.total_seconds(), timezone=UTC),
+        IntervalTrigger(seconds=ingest_every.total_seconds(), timezone="UTC"),
         id=INGEST_JOB,
         name=INGEST_JOB,
         next_run_time=start,
     )
-    for profile in profiles:
+    for profile in service.profiles():
 
         def tick(profile: Profile = profile) -> None:
             if not stop.is_set():
-                run_profile_if_due(profile, now=clock(), run_profile=run_profile, is_done=is_done, grace=grace)
+                run_profile_if_due(service, profile, now=clock(), stop=stop)
 
         scheduler.add_job(
             tick,
@@ -282,39 +181,27 @@ def build_scheduler(
 
 
 def run_service(
-    profiles: Sequence[Profile],
+    service: Service,
     *,
-    run_profile: ProfileJob,
-    run_ingest: IngestJob,
-    is_done: DoneCheck,
     ingest_every: timedelta = DEFAULT_INGEST_EVERY,
-    grace: timedelta = DEFAULT_GRACE,
     stop: threading.Event | None = None,
-    is_reopened: DoneCheck | None = None,
+    clock: Clock = utc_now,
 ) -> None:
-    """`digest serve`: run until SIGTERM or Ctrl-C (or `stop` is set), then finish the job in progress.
+    """Run until SIGTERM or Ctrl-C (or `stop` is set), then finish the job in progress.
 
-    Share `stop` with long jobs (e.g. `send_digests(should_stop=stop.is_set)`) so they
-    can end between two messages instead of finishing the whole batch.
+    `stop` also reaches a batch being sent, which ends between two messages instead of
+    finishing the whole batch.
     """
     stop = stop or threading.Event()
-    scheduler = build_scheduler(
-        profiles,
-        run_profile=run_profile,
-        run_ingest=run_ingest,
-        is_done=is_done,
-        stop=stop,
-        ingest_every=ingest_every,
-        grace=grace,
-        is_reopened=is_reopened,
-    )
+    scheduler = build_scheduler(service, stop=stop, ingest_every=ingest_every, clock=clock)
     previous = _install_stop_handlers(stop)
+    profiles = service.profiles()
     log.info(
         "serving %d profile%s; ingest every %s; catch-up grace %s",
         len(profiles),
         "" if len(profiles) == 1 else "s",
         ingest_every,
-        grace,
+        service.grace,
     )
     scheduler.start()
     try:
@@ -327,56 +214,24 @@ def run_service(
     log.info("stopped")
 
 
-def inbox_ingest_job(
-    store: Store, *, inbox: Path, quarantine: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-) -> IngestJob:
-    """The ingest job: every new dump file in `inbox` goes into `store` (see `pipeline.ingest_files`)."""
-
-    def ingest() -> JobReport:
-        if not inbox.exists():
-            return JobReport(note=f"no inbox folder {inbox}")
-        now = clock()
-        files = find_dump_files([inbox], skip=[quarantine])
-        summary = ingest_files(store, files, quarantine=quarantine, today=now.date(), now=now)
-        counts = {
-            "files": summary.files,
-            "dumps_new": summary.dumps_new,
-            "papers_new": summary.papers_new,
-            "quarantined": len(summary.quarantined),
-            "problems": len(summary.problems),
-        }
-        return JobReport(counts=counts, problems=tuple(summary.lines()))
-
-    return ingest
+def serve(app: App) -> None:
+    """`digest serve`: check that sending can work, then run the scheduler (`run_service`)."""
+    app.check_sending()
+    run_service(app, clock=app.clock)
 
 
-def digest_job(
-    *,
-    build: Callable[[Profile, date], tuple[Digest, bool]],
-    send: Callable[[Sequence[Digest]], DeliveryReport] | None = None,
-    publish: Callable[[Digest], object] | None = None,
-) -> ProfileJob:
-    """A `run_profile` made of the pipeline's steps: build (or load), publish, send.
+def serve_once(app: App) -> list[JobRun]:
+    """`digest serve --once`: the ingest, then every profile whose digest is due now (or reopened)."""
+    app.check_sending()
+    return run_due_once(app, now=app.clock())
 
-    `build(profile, day)` returns the stored digest when it stands, else ranks and saves
-    one (`store.save_digest`, or `store.replace_digest` for a rebuild), and whether it
-    built one; `publish(digest)` writes its feeds, Markdown and site pages;
-    `send(digests)` is e.g. `lambda ds: send_digests(store, config.smtp, outgoing_emails(ds, render), ...)`.
-    """
 
-    def run(profile: Profile, day: date) -> JobReport:
-        digest, built = build(profile, day)
-        if publish is not None:
-            publish(digest)
-        counts = {"built": int(built), "papers": len(digest.items)}
-        if send is None:
-            return JobReport(counts=counts)
-        report = send([digest])
-        counts |= {"sent": len(report.sent), "failed": len(report.failed)}
-        counts["pending"] = len(report.pending) + report.not_reached
-        return JobReport(counts=counts, note=report.stopped or "", ok=report.stopped is None)
+def _job(service: Service, profile: Profile, day: date, stop: threading.Event | None) -> Callable[[], JobReport]:
+    return lambda: service.run_profile(profile, day, should_stop=_stopper(stop))
 
-    return run
+
+def _stopper(stop: threading.Event | None) -> Callable[[], bool]:
+    return stop.is_set if stop is not None else (lambda: False)
 
 
 def _timed(job: str, day: date | None, work: Callable[[], JobReport]) -> JobRun:
@@ -418,20 +273,14 @@ def _restore_handlers(previous: dict[int, _Handler]) -> None:
 
 
 __all__ = [
-    "DEFAULT_GRACE",
     "DEFAULT_INGEST_EVERY",
-    "JobReport",
     "JobRun",
+    "Service",
     "build_scheduler",
-    "digest_is_final",
-    "digest_job",
-    "due_day",
-    "inbox_ingest_job",
-    "last_tick",
-    "profile_trigger",
-    "rebuild_deadline",
     "run_due_once",
     "run_profile_if_due",
     "run_reopened",
     "run_service",
+    "serve",
+    "serve_once",
 ]

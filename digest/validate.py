@@ -10,6 +10,7 @@ table and key by reading the source text: headers, dotted keys and inline tables
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
@@ -36,8 +37,46 @@ REQUIRED: Any = _Required()
 
 @dataclass(frozen=True, slots=True)
 class Field:
+    """One key of a table: how its value is checked, and its default (or `REQUIRED`).
+
+    `attribute` names the dataclass field the value goes to, when it differs from the key.
+    A callable `factory` gives the default afresh each time it is needed.
+    """
+
     check: Checker
     default: Any = REQUIRED
+    attribute: str = ""
+    factory: Callable[[], Any] | None = None
+
+    def default_value(self) -> Any:
+        return self.factory() if self.factory is not None else self.default
+
+
+def fields_of(
+    cls: type,
+    checks: Mapping[str, Checker],
+    *,
+    keys: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> dict[str, Field]:
+    """The keys of a table whose values become the dataclass `cls`: one per entry of `checks`
+    (attribute name -> checker), with the dataclass's own default, so a default is written
+    once. `keys` renames keys (attribute -> TOML key); `defaults` gives the few keys whose
+    default the dataclass cannot state (e.g. None until a later rule fills it in)."""
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    table = {}
+    for attribute, check in checks.items():
+        spec = declared[attribute]
+        key = (keys or {}).get(attribute, attribute)
+        if defaults and attribute in defaults:
+            table[key] = Field(check, defaults[attribute], attribute)
+        elif spec.default_factory is not dataclasses.MISSING:
+            table[key] = Field(check, attribute=attribute, factory=spec.default_factory)
+        elif spec.default is not dataclasses.MISSING:
+            table[key] = Field(check, spec.default, attribute)
+        else:
+            table[key] = Field(check, attribute=attribute)
+    return table
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -211,16 +250,22 @@ def read_table(raw: Any, fields: Mapping[str, Field], where: Where, problems: li
             problems.append(where.problem(key, f"unknown key (known keys: {known})"))
     for key, field in fields.items():
         if key not in raw:
-            if field.default is REQUIRED:
+            default = field.default_value()
+            if default is REQUIRED:
                 problems.append(where.problem(None, f"missing required key '{key}'"))
             else:
-                values[key] = field.default
+                values[key] = default
             continue
         try:
             values[key] = field.check(raw[key])
         except Invalid as exc:
             problems.append(where.problem(key, str(exc)))
     return values
+
+
+def attributes(values: Mapping[str, Any], fields: Mapping[str, Field]) -> dict[str, Any]:
+    """Values read by `read_table`, keyed by the dataclass attribute each goes to."""
+    return {(fields[key].attribute or key): value for key, value in values.items()}
 
 
 def describe(value: Any) -> str:

@@ -8,31 +8,44 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
-from digest.schedule import JobReport, run_service
+from digest.app import JobReport
+from digest.models import Profile
+from digest.schedule import run_service
 
 
 def main() -> None:
     events = Path(sys.argv[1])
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    def slow_ingest() -> JobReport:
-        with events.open("a") as log:
-            log.write("job started\n")
-        time.sleep(1.0)
-        with events.open("a") as log:
-            log.write("job finished\n")
-        return JobReport(counts={"slept": 1})
+    class SlowIngest:
+        """The service with no profile and an ingest job that takes a second."""
 
-    run_service(
-        [],
-        run_profile=lambda profile, day: JobReport(),
-        run_ingest=slow_ingest,
-        is_done=lambda profile, day: True,
-        ingest_every=timedelta(seconds=0.1),
-    )
+        grace = timedelta(hours=12)
+
+        def profiles(self) -> list[Profile]:
+            return []
+
+        def ingest_job(self) -> JobReport:
+            with events.open("a") as log:
+                log.write("job started\n")
+            time.sleep(1.0)
+            with events.open("a") as log:
+                log.write("job finished\n")
+            return JobReport(counts={"slept": 1})
+
+        def run_profile(self, profile: Profile, day: date, *, should_stop: object = None) -> JobReport:
+            return JobReport()
+
+        def is_done(self, profile: Profile, day: date) -> bool:
+            return True
+
+        def rebuild_due(self, profile: Profile, day: date) -> bool:
+            return False
+
+    run_service(SlowIngest(), ingest_every=timedelta(seconds=0.1))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from digest.deliver import (
     plan_deliveries,
     send_digests,
 )
+from digest.models import TransportKind
 from digest.store import Store, open_store
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, backoff_max=0.05, jitter=0.0, max_connection_failures=5)
@@ -315,7 +316,12 @@ def test_a_stop_request_leaves_the_rest_pending(store: Store, tmp_path: Path) ->
 def test_dry_run_plan_changes_nothing(store: Store, tmp_path: Path) -> None:
     outgoing = two_profiles(store)
     store.unsubscribe(GRACE, None, clock())
-    assert [p.state for p in plan_deliveries(store, outgoing)] == ["new", "new", "unsubscribed", "new"]
+    assert [p.state for p in plan_deliveries(store, outgoing, TransportKind.SMTP)] == [
+        "new",
+        "new",
+        "unsubscribed",
+        "new",
+    ]
     assert store.deliveries() == []
 
 
@@ -344,8 +350,8 @@ def test_once_smtp_is_configured_an_outbox_only_day_is_sent_once_with_its_messag
     outgoing = two_profiles(store)
     send(store, None, outgoing, tmp_path)
     written = {row.subscriber: row.message_id for row in store.deliveries()}
-    assert [p.state for p in plan_deliveries(store, outgoing, "outbox")] == ["sent"] * 4
-    assert [p.state for p in plan_deliveries(store, outgoing, "smtp")] == ["pending"] * 4
+    assert [p.state for p in plan_deliveries(store, outgoing, TransportKind.OUTBOX)] == ["sent"] * 4
+    assert [p.state for p in plan_deliveries(store, outgoing, TransportKind.SMTP)] == ["pending"] * 4
     with MailServer() as server:
         report = send(store, server.port, outgoing, tmp_path)
         assert len(report.sent) == 4 and report.complete

@@ -16,23 +16,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import SEEDS
-from mailserver import outgoing_for, profile, save_digests
+from mailserver import profile, save_digests
 
-from digest.deliver import digest_done, due_digests, send_digests
-from digest.models import Digest, Profile
-from digest.schedule import (
-    JobReport,
-    build_scheduler,
-    digest_is_final,
-    digest_job,
-    due_day,
-    inbox_ingest_job,
-    last_tick,
-    profile_trigger,
-    rebuild_deadline,
-    run_due_once,
-)
-from digest.store import DigestStatus, Store, open_store
+from digest.app import App, JobReport
+from digest.config import load_config
+from digest.cron import DEFAULT_GRACE, due_day, last_tick, profile_trigger
+from digest.deliver import digest_emails_done, due_digests
+from digest.models import Digest, EmptyReason, Profile, TransportKind
+from digest.rows import DeliveryKey
+from digest.schedule import build_scheduler, run_due_once
+from digest.store import Store, open_store
 
 TESTS = Path(__file__).resolve().parent
 BERLIN = "Europe/Berlin"
@@ -44,34 +37,41 @@ def utc(*parts: int) -> datetime:
 
 
 class Recorder:
-    """A profile job that remembers what it was asked to do, and an `is_done` backed by that memory."""
+    """A stand-in for the application (`schedule.Service`): a profile job that remembers what
+    it was asked to do, and an `is_done` backed by that memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, profiles: list[Profile], grace: timedelta = DEFAULT_GRACE) -> None:
         self.runs: list[tuple[str, date, datetime]] = []
         self.now = utc(2000, 1, 1)
+        self._profiles = profiles
+        self.grace = grace
 
-    def run_profile(self, p: Profile, day: date) -> JobReport:
+    def profiles(self) -> list[Profile]:
+        return self._profiles
+
+    def ingest_job(self) -> JobReport:
+        return JobReport()
+
+    def run_profile(self, p: Profile, day: date, *, should_stop: object = None) -> JobReport:
         self.runs.append((p.id, day, self.now))
         return JobReport(counts={"papers": 1})
 
     def is_done(self, p: Profile, day: date) -> bool:
         return any(pid == p.id and d == day for pid, d, _ in self.runs)
 
+    def rebuild_due(self, p: Profile, day: date) -> bool:
+        return False
 
-def simulate(profiles: list[Profile], start: datetime, end: datetime, step: timedelta, **extra) -> Recorder:
+
+def simulate(
+    profiles: list[Profile], start: datetime, end: datetime, step: timedelta, grace: timedelta = DEFAULT_GRACE
+) -> Recorder:
     """`digest serve --once` from cron every `step` between `start` and `end` (a controlled clock)."""
-    recorder = Recorder()
+    recorder = Recorder(profiles, grace)
     now = start
     while now <= end:
         recorder.now = now
-        run_due_once(
-            profiles,
-            now=now,
-            run_profile=recorder.run_profile,
-            run_ingest=JobReport,
-            is_done=recorder.is_done,
-            **extra,
-        )
+        run_due_once(recorder, now=now)
         now += step
     return recorder
 
@@ -137,19 +137,18 @@ def test_a_restart_never_builds_a_day_twice_because_the_store_says_so(store: Sto
     p = profile("cl", ["ada@example.org"], schedule="0 7 * * *", timezone=BERLIN)
     built: list[date] = []
 
-    def build(p: Profile, day: date) -> JobReport:
-        built.append(day)
-        assert store.save_digest(Digest(p, day, (), utc(2026, 3, 29, 5), empty_reason="no-new-papers"), 0)
-        return JobReport(counts={"papers": 0})
+    class Building(Recorder):
+        def run_profile(self, p: Profile, day: date, *, should_stop: object = None) -> JobReport:
+            built.append(day)
+            digest = Digest(p, day, (), utc(2026, 3, 29, 5), empty_reason=EmptyReason.NO_NEW_PAPERS)
+            assert store.save_digest(digest, 0)
+            return JobReport(counts={"papers": 0})
+
+        def is_done(self, p: Profile, day: date) -> bool:
+            return store.load_digest(p, day) is not None  # the store's memory, not this object's
 
     for _restart in range(3):
-        runs = run_due_once(
-            [p],
-            now=utc(2026, 3, 29, 5, 30),
-            run_profile=build,
-            run_ingest=JobReport,
-            is_done=lambda p, d: digest_done(store, p, d),
-        )
+        runs = run_due_once(Building([p]), now=utc(2026, 3, 29, 5, 30))
     assert built == [date(2026, 3, 29)]
     assert [run.status for run in runs] == ["ok", "done-before"]
 
@@ -157,22 +156,22 @@ def test_a_restart_never_builds_a_day_twice_because_the_store_says_so(store: Sto
 def test_a_built_digest_whose_emails_did_not_all_go_is_not_done(store: Store) -> None:
     p = profile("cl", ["ada@example.org", "alan@example.org"])
     (digest,) = save_digests(store, [p])
-    assert not digest_done(store, p, digest.date)
-    store.add_deliveries([(p.id, digest.date, "ada@example.org")], lambda key: "<x@y>", "smtp", utc(2026, 1, 1))
-    store.mark_delivery_sent((p.id, digest.date, "ada@example.org"), utc(2026, 1, 1))
-    assert not digest_done(store, p, digest.date)
+    smtp = TransportKind.SMTP
+    assert not digest_emails_done(store, digest, smtp)
+    key = DeliveryKey(p.id, digest.date, "ada@example.org")
+    store.add_deliveries([key], lambda key: "<x@y>", smtp, utc(2026, 1, 1))
+    store.mark_delivery_sent(key, utc(2026, 1, 1))
+    assert not digest_emails_done(store, digest, smtp)
     store.unsubscribe("alan@example.org", None, utc(2026, 1, 1))
-    assert digest_done(store, p, digest.date)
+    assert digest_emails_done(store, digest, smtp)
 
 
 def test_missed_ticks_coalesce_into_one_run_with_the_real_scheduler(caplog: pytest.LogCaptureFixture) -> None:
     # Every minute, and the machine "slept" for 30 minutes: the job's next run is half an hour ago.
     p = profile("often", [], schedule="* * * * *", timezone=BERLIN)
-    recorder = Recorder()
+    recorder = Recorder([p])
     stop = threading.Event()
-    scheduler = build_scheduler(
-        [p], run_profile=recorder.run_profile, run_ingest=JobReport, is_done=recorder.is_done, stop=stop
-    )
+    scheduler = build_scheduler(recorder, stop=stop)
     caplog.set_level(logging.INFO, logger="digest.schedule")
     while datetime.now(UTC).second >= 57:  # no real tick during the 1.5 s below: only the missed ones
         time.sleep(0.1)
@@ -194,14 +193,11 @@ def test_a_dump_dropped_in_the_inbox_is_ingested_by_the_running_service(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    store = open_store(tmp_path / "state.db")
+    config = replace(load_config(None, tmp_path, environ={}), inbox=inbox, db=tmp_path / "state.db")
+    app = App(config, environ={})
     watcher = open_store(tmp_path / "state.db")
-    job = inbox_ingest_job(store, inbox=inbox, quarantine=tmp_path / "quarantine")
     stop = threading.Event()
-    scheduler = build_scheduler(
-        [], run_profile=Recorder().run_profile, run_ingest=job, is_done=Recorder().is_done, stop=stop,
-        ingest_every=timedelta(seconds=0.2),
-    )  # fmt: skip
+    scheduler = build_scheduler(app, stop=stop, ingest_every=timedelta(seconds=0.2))
     caplog.set_level(logging.INFO, logger="digest.schedule")
     scheduler.start()
     try:
@@ -216,7 +212,7 @@ def test_a_dump_dropped_in_the_inbox_is_ingested_by_the_running_service(
     assert watcher.dump_count() == 1 and watcher.paper_count() == 38
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ingest: ok")]
     assert any("dumps_new=1, papers_new=38" in line for line in lines), lines
-    store.close()
+    app.close()
     watcher.close()
 
 
@@ -245,44 +241,28 @@ def test_a_signal_stops_the_service_after_the_job_in_progress(tmp_path: Path, si
     assert "ingest: ok in" in err and "(slept=1)" in err
 
 
-def test_the_digest_job_builds_once_publishes_and_sends_what_is_due(store: Store, tmp_path: Path) -> None:
+def test_the_profile_job_builds_once_publishes_and_sends_what_is_due(tmp_path: Path) -> None:
     p = profile("cl", ["ada@example.org", "alan@example.org"], schedule="0 7 * * *", timezone=BERLIN)
+    p = replace(p, description="Continual learning without catastrophic forgetting.", min_score=0.0)
+    config = replace(load_config(None, tmp_path, environ={}), profiles=(p,), inbox=SEEDS, db=tmp_path / "state.db")
     day = date(2026, 3, 29)
-    calls: list[str] = []
-
-    def build(p: Profile, day: date) -> tuple[Digest, bool]:
-        stored = store.load_digest(p, day)
-        if stored is not None:
-            return stored, False
-        calls.append("build")
-        (digest,) = save_digests(store, [p], day)
-        return digest, True
-
-    def send(digests):
-        calls.append("send")
-        outgoing = outgoing_for(list(digests))
-        return send_digests(store, None, outgoing, outbox=tmp_path / "outbox", clock=lambda: utc(2026, 3, 29, 5))
-
-    job = digest_job(build=build, send=send, publish=lambda d: calls.append(f"publish {len(d.items)}"))
-    first = run_due_once(
-        [p], now=utc(2026, 3, 29, 5, 30), run_profile=job, run_ingest=JobReport,
-        is_done=lambda p, d: digest_done(store, p, d, "outbox"),
-    )  # fmt: skip
-    assert first[1].report is not None and dict(first[1].report.counts) == {
-        "built": 1,
-        "papers": 3,
-        "sent": 2,
-        "failed": 0,
-        "pending": 0,
-    }
-    assert calls == ["build", "publish 3", "send"]
-    assert len(list((tmp_path / "outbox").iterdir())) == 2
-    # Run by hand again (digest build --send): the stored digest is reused, nothing new is sent.
-    again = job(p, day)
-    assert calls[3:] == ["publish 3", "send"] and again.counts["built"] == 0 and again.counts["sent"] == 0
-    assert due_digests(store, [p], today=day, transport="outbox") == []
-    # Written to the outbox only: once SMTP is configured, the day is still to be sent.
-    assert [d.date for d in due_digests(store, [p], today=day, transport="smtp")] == [day]
+    with App(config, clock=lambda: utc(2026, 3, 29, 5, 30), environ={}) as app:
+        first = run_due_once(app, now=utc(2026, 3, 29, 5, 30))
+        assert first[1].report is not None and dict(first[1].report.counts) == {
+            "built": 1,
+            "papers": p.max_items,
+            "sent": 2,
+            "failed": 0,
+            "pending": 0,
+        }
+        assert len(list(config.outbox.iterdir())) == 2 and (config.feeds / "cl.atom").exists()
+        # Run by hand again (digest build): the stored digest is reused, nothing new is sent.
+        again = app.run_profile(p, day)
+        assert again.counts["built"] == 0 and again.counts["sent"] == 0
+        assert [r.status for r in run_due_once(app, now=utc(2026, 3, 29, 6))][1:] == ["done-before"]
+        assert due_digests(app.store, [p], today=day, transport=TransportKind.OUTBOX) == []
+        # Written to the outbox only: once SMTP is configured, the day is still to be sent.
+        assert [d.date for d in due_digests(app.store, [p], today=day, transport=TransportKind.SMTP)] == [day]
 
 
 def test_due_digests_are_the_recent_ones_with_emails_to_go(store: Store) -> None:
@@ -290,45 +270,10 @@ def test_due_digests_are_the_recent_ones_with_emails_to_go(store: Store) -> None
     (old,) = save_digests(store, [p], date(2026, 3, 1))
     (recent,) = save_digests(store, [p], date(2026, 3, 28))
     today = date(2026, 3, 29)
-    assert [d.date for d in due_digests(store, [p], today=today)] == [recent.date]
-    assert [d.date for d in due_digests(store, [p], today=today, day=old.date)] == [old.date]
-    assert due_digests(store, [p], today=today, days=60) == [  # oldest first
+    smtp = TransportKind.SMTP
+    assert [d.date for d in due_digests(store, [p], today=today, transport=smtp)] == [recent.date]
+    assert [d.date for d in due_digests(store, [p], today=today, day=old.date, transport=smtp)] == [old.date]
+    assert due_digests(store, [p], today=today, days=60, transport=smtp) == [  # oldest first
         store.load_digest(p, old.date),
         store.load_digest(p, recent.date),
     ]
-
-
-# -- when a digest that delivered nothing may still be rebuilt ---------------------------------
-
-
-def status(**changes: object) -> DigestStatus:
-    base = DigestStatus("built", 3, reached_someone=False, later_digest=False)
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
-def test_a_digest_is_final_once_anything_of_it_may_have_reached_someone() -> None:
-    deadline = utc(2026, 3, 29, 17)
-    before, after = utc(2026, 3, 29, 9), utc(2026, 3, 29, 17, 0, 1)
-    assert not digest_is_final(status(), now=before, deadline=deadline)  # empty, or every email still waiting
-    assert not digest_is_final(status(), now=deadline, deadline=deadline)
-    assert digest_is_final(status(), now=after, deadline=deadline)
-    assert digest_is_final(status(state="delivered"), now=before, deadline=deadline)  # a feed or an email
-    assert digest_is_final(status(state="failed"), now=before, deadline=deadline)  # given up: papers come back
-    assert digest_is_final(status(reached_someone=True), now=before, deadline=deadline)  # 'sending', or maybe sent
-    assert digest_is_final(status(later_digest=True), now=before, deadline=deadline)  # the next one has begun
-
-
-def test_the_rebuild_deadline_is_the_end_of_the_days_catch_up_window() -> None:
-    berlin = profile("b", [], schedule="0 7 * * *", timezone=BERLIN)
-    # 07:00 CEST plus 12 hours; with a week of catch-up, the next day's tick comes first.
-    assert rebuild_deadline(berlin, date(2026, 3, 29)) == utc(2026, 3, 29, 17)
-    assert rebuild_deadline(berlin, date(2026, 3, 29), timedelta(hours=168)) == utc(2026, 3, 30, 5)
-    # The window matches the scheduler's: the day is due exactly until its deadline.
-    assert due_day(berlin, utc(2026, 3, 29, 17, 0)) == date(2026, 3, 29)
-    assert due_day(berlin, utc(2026, 3, 29, 17, 0, 1)) is None
-    # Several ticks a day: from the last one; a day without a tick (a manual build): from its end.
-    twice = profile("t", [], schedule="0 6,18 * * *", timezone="UTC")
-    assert rebuild_deadline(twice, date(2026, 3, 29), timedelta(hours=3)) == utc(2026, 3, 29, 21)
-    mondays = profile("m", [], schedule="0 7 * * mon", timezone="UTC")  # 2026-04-01 is a Wednesday
-    assert rebuild_deadline(mondays, date(2026, 4, 1)) == utc(2026, 4, 2, 12)
-    assert rebuild_deadline(mondays, date(2026, 4, 4), timedelta(hours=168)) == utc(2026, 4, 6, 7)

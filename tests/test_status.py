@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from digest.app import App
 from digest.config import Config, ConfigError, load_config
-from digest.health import Attention, HealthInputs, assess, read_inputs
+from digest.health import Attention, Health, HealthInputs, assess
 from digest.models import Digest, Dump, Entry, Profile, ScoredPaper
-from digest.retention import prune_old_records
+from digest.rows import PruneCounts
 from digest.store import Store, Validators, open_store
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -75,6 +76,15 @@ def build(store: Store, profile: Profile, day: date, *, papers: int = 2, at: dat
     return digest
 
 
+def health_of(config: Config, store: Store, now: datetime) -> Health:
+    return App(config, clock=lambda: now, environ={}, store=store).status()
+
+
+def prune(config: Config, store: Store, today: date, *, dry_run: bool = False) -> PruneCounts:
+    now = datetime.combine(today, datetime.min.time(), UTC)
+    return App(config, clock=lambda: now, environ={}, store=store).prune(dry_run=dry_run)[1]
+
+
 def mail(store: Store, profile: Profile, day: date, state: str = "sent", at: datetime | None = None) -> None:
     at = at or datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=7, minutes=1)
     keys = [(profile.id, day, s) for s in profile.subscribers]
@@ -108,7 +118,7 @@ def kinds(health) -> list[tuple[str | None, Attention]]:
 
 def test_a_deployment_doing_its_job_is_healthy(db: Store, config: Config) -> None:
     healthy_store(db, config)
-    health = assess(read_inputs(config, db, NOW))
+    health = health_of(config, db, NOW)
     assert health.healthy and health.findings == ()
     data = health.to_json()
     assert data["healthy"] is True and data["dumps"] == {
@@ -133,14 +143,14 @@ def test_a_stale_inbox_needs_attention(db: Store, config: Config) -> None:
     healthy_store(db, config, today=TODAY - timedelta(days=4))
     alpha, _ = config.profiles
     build(db, alpha, TODAY)
-    health = assess(read_inputs(config, db, NOW))
+    health = health_of(config, db, NOW)
     assert kinds(health) == [(None, Attention.STALE)]
     assert health.findings[0].message.startswith("no new papers since 2026-11-18: the newest dump is 4 days old")
     assert health.stale and health.to_json()["dumps"]["stale"] is True
 
 
 def test_no_dumps_at_all_need_attention(db: Store, config: Config) -> None:
-    assert kinds(assess(read_inputs(config, db, NOW)))[0] == (None, Attention.NO_DUMPS)
+    assert kinds(health_of(config, db, NOW))[0] == (None, Attention.NO_DUMPS)
 
 
 def test_an_email_still_pending_or_refused_needs_attention(db: Store, config: Config) -> None:
@@ -149,7 +159,7 @@ def test_an_email_still_pending_or_refused_needs_attention(db: Store, config: Co
     db.add_deliveries([("alpha", TODAY, "late@example.org")], lambda key: "<late@test>", "smtp", NOW)
     mail(db, weekly, TODAY - timedelta(days=3), state="failed")
     mail(db, weekly, TODAY - timedelta(days=30), state="failed")  # older than the retry week: history
-    health = assess(read_inputs(config, db, NOW))
+    health = health_of(config, db, NOW)
     assert kinds(health) == [("alpha", Attention.EMAILS_PENDING), ("weekly", Attention.EMAILS_FAILED)]
     assert [f.message for f in health.findings] == [
         "alpha: 1 email not sent yet",
@@ -162,7 +172,7 @@ def test_a_profile_never_built_needs_attention(db: Store, config: Config) -> Non
     alpha, _ = config.profiles
     build(db, alpha, TODAY)
     mail(db, alpha, TODAY)
-    health = assess(read_inputs(config, db, NOW))
+    health = health_of(config, db, NOW)
     assert kinds(health) == [("weekly", Attention.NEVER_BUILT)]
     assert health.to_json()["profiles"][1]["built"] is None
 
@@ -172,7 +182,7 @@ def test_a_profile_behind_its_schedule_needs_attention(db: Store, config: Config
     healthy_store(db, config)
     later = NOW + timedelta(days=3)
     add_listing(db, later.date(), tag="later")
-    health = assess(read_inputs(config, db, later))
+    health = health_of(config, db, later)
     assert kinds(health) == [("alpha", Attention.BEHIND), ("weekly", Attention.BEHIND)]
     assert [f.message for f in health.findings] == [
         "alpha: the last digest is of 2026-11-22, but its schedule was due on 2026-11-25",
@@ -184,8 +194,8 @@ def test_a_tick_that_has_just_passed_is_not_due_yet(db: Store, config: Config) -
     healthy_store(db, config, today=TODAY - timedelta(days=1))
     add_listing(db, TODAY, tag="today")
     just_after = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)  # alpha ticks at 07:00 UTC, the job may be running
-    assert assess(read_inputs(config, db, just_after)).healthy
-    assert kinds(assess(read_inputs(config, db, just_after + timedelta(hours=1)))) == [("alpha", Attention.BEHIND)]
+    assert health_of(config, db, just_after).healthy
+    assert kinds(health_of(config, db, just_after + timedelta(hours=1))) == [("alpha", Attention.BEHIND)]
 
 
 def test_no_database_needs_attention_and_nothing_else() -> None:
@@ -301,11 +311,11 @@ def test_prune_forgets_old_finished_records_only(db: Store, config: Config) -> N
     db.add_deliveries([("alpha", old, "late@example.org")], lambda key: "<late@test>", "smtp", NOW)
     papers = db.paper_count()
 
-    dry = prune_old_records(config, db, TODAY, dry_run=True)
+    dry = prune(config, db, TODAY, dry_run=True)
     assert (dry.deliveries, dry.fetches) == (1, 1)
     assert len(db.deliveries()) == 5, "a dry run deletes nothing"
 
-    counts = prune_old_records(config, db, TODAY)
+    counts = prune(config, db, TODAY)
     assert (counts.deliveries, counts.fetches) == (1, 1)
     left = {(r.profile_id, r.day, r.subscriber) for r in db.deliveries()}
     assert left == {

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import NOW, SEEDS, TODAY
 
-from digest import store as store_module
 from digest.chars import strip_format
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
 from digest.models import Digest, Dump, Entry, Profile, ScoredPaper
 from digest.store import SCHEMA_VERSION, Store, StoreError, Validators, open_store, paper_id, title_key
+from digest.store import schema as store_module
 
 
 def ingest_text(store: Store, text: str, name: str = "d.txt"):
@@ -187,7 +187,7 @@ def test_repeated_entry_within_one_dump_is_one_sighting(store: Store) -> None:
     text = format_dump(date(2025, 12, 1), [Entry("Twice", "A."), Entry("Other", "B."), Entry("twice", "C.")])
     result = ingest_text(store, text)
     assert (result.papers_new, len(result.duplicates)) == (2, 1)
-    assert "same paper as line" in result.duplicates[0][1]
+    assert (result.duplicates[0].line, result.duplicates[0].first) == (21, 13)
 
 
 def test_the_first_copy_of_a_paper_in_one_dump_wins(store: Store) -> None:
@@ -198,10 +198,7 @@ def test_the_first_copy_of_a_paper_in_one_dump_wins(store: Store) -> None:
     entries = [first, Entry("Stored", "Newer view.", 2, None, date(2025, 11, 30), 6), second, again]
     result = ingest_text(store, format_dump(date(2025, 12, 3), entries))
     assert (result.papers_new, result.papers_updated) == (1, 1)
-    assert [message for _, message in result.duplicates] == [
-        "same paper as line 13; entry skipped",
-        "same paper as line 21; entry skipped",
-    ]
+    assert [(d.line, d.first) for d in result.duplicates] == [(29, 13), (37, 21)]
     papers = all_papers(store)
     twice, stored = papers["Twice"], papers["Stored"]
     assert (twice.abstract, twice.authors_count, twice.published, twice.upvotes) == (

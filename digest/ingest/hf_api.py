@@ -37,7 +37,8 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
-from digest.ingest.hf_dump import NotADump, latest_listing
+from digest.ingest.common import NotADump, snippet
+from digest.ingest.hf_dump import latest_listing
 from digest.ingest.limits import (
     ABSTRACT_CAP,
     EARLIEST_YEAR,
@@ -106,7 +107,7 @@ def decode_api_response(data: bytes) -> list[Any]:
         raise NotAnApiResponse(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
     stripped = text.lstrip()
     if stripped.startswith("<"):
-        raise NotAnApiResponse(f"not JSON: an HTML or XML page (starts with {_snippet(stripped.splitlines()[0])!r})")
+        raise NotAnApiResponse(f"not JSON: an HTML or XML page (starts with {snippet(stripped.splitlines()[0])!r})")
     try:
         value = json.loads(text, parse_int=_parse_int)
     except RecursionError:
@@ -120,7 +121,7 @@ def decode_api_response(data: bytes) -> list[Any]:
         raise NotAnApiResponse(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if isinstance(value, dict):
         said = value.get("error")
-        detail = f" (the API said: {_snippet(said)!r})" if isinstance(said, str) else ""
+        detail = f" (the API said: {snippet(said)!r})" if isinstance(said, str) else ""
         raise NotAnApiResponse(f"expected a JSON list of papers, got an object{detail}")
     if not isinstance(value, list):
         raise NotAnApiResponse(f"expected a JSON list of papers, got {_describe(value)}")
@@ -224,7 +225,7 @@ def _entry(item: Any, number: int, day: date, notes: list[str]) -> Entry:
     raw_id = check.string(paper, "id", "paper.id", required=True)
     the_id = arxiv_id(raw_id) if raw_id else None
     if raw_id and the_id is None:
-        errors.append(f"paper.id {_snippet(raw_id)!r} is not an arXiv id")
+        errors.append(f"paper.id {snippet(raw_id)!r} is not an arXiv id")
     title_at = _pick(paper, item, "title")
     title = _one_line(check.string(*title_at, required=True) or "")
     summary_at = _pick(paper, item, "summary")
@@ -300,9 +301,9 @@ class _Checker:
             return None
         moment = _timestamp(value)
         if moment is None:
-            self.errors.append(f"{path}: {_snippet(value)!r} is not an ISO 8601 time")
+            self.errors.append(f"{path}: {snippet(value)!r} is not an ISO 8601 time")
         elif moment.year < EARLIEST_YEAR:
-            self.errors.append(f"{path}: {_snippet(value)!r} is before {EARLIEST_YEAR}")
+            self.errors.append(f"{path}: {snippet(value)!r} is before {EARLIEST_YEAR}")
             return None
         return moment
 
@@ -376,7 +377,3 @@ def _describe(value: Any) -> str:
         return kind
     text = repr(value)
     return f"{kind} {text}" if len(text) <= 40 else kind
-
-
-def _snippet(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

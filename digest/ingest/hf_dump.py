@@ -40,6 +40,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
+from digest.ingest.common import NotADump, snippet
 from digest.ingest.limits import (
     ABSTRACT_CAP,
     EARLIEST_YEAR,
@@ -68,10 +69,7 @@ _ENTRY_DATE = re.compile(r"([A-Za-z]{3,9})\.? (\d{1,2})(?:, (\d{4}))?(?: (\d+))?
 _AUTHORS = re.compile(r"•\s*(\d+)\s+authors?")
 _ORG_ID = re.compile(r"[A-Za-z0-9][\w.\-]*")
 _SEPARATOR = "·"
-
-
-class NotADump(ValueError):
-    """The input is not a Daily Papers dump at all (binary, empty, another format)."""
+TEXT_KIND = "hf-text"  # the kind of dumps read from text (`Dump.kind`)
 
 
 class WrongYear(ValueError):
@@ -254,7 +252,7 @@ def _find_listing_date(lines: list[str]) -> tuple[int, int, int]:
             return month, int(match[2]), index + 1
         raise NotADump(
             f"line {index + 1}: not a Daily Papers dump: expected the header and the listing "
-            f"date (like 'Dec 31'), found {_snippet(stripped)!r}"
+            f"date (like 'Dec 31'), found {snippet(stripped)!r}"
         )
     raise NotADump("not a Daily Papers dump: no listing date (like 'Dec 31') found")
 
@@ -286,7 +284,7 @@ def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem], *, 
         if len(pending) < 2:
             what = "a byline with no title and abstract before it"
             if pending:
-                what = f"title {_snippet(pending[0].text)!r} has a byline but no abstract"
+                what = f"title {snippet(pending[0].text)!r} has a byline but no abstract"
             problems.append(Problem(source, block.line, f"{what}; entry skipped"))
             pending = []
             continue
@@ -305,7 +303,7 @@ def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem], *, 
             Problem(
                 source,
                 title.line,
-                f"the file ends after title {_snippet(title.text)!r} and its abstract with no byline or date "
+                f"the file ends after title {snippet(title.text)!r} and its abstract with no byline or date "
                 "(looks truncated); entry skipped",
             )
         )
@@ -320,7 +318,7 @@ def _unbylined(blocks: list[_Block], source: str, problems: list[Problem], at_en
     if len(blocks) % 2:
         lone = blocks[-1]
         why = "the file ends after a title with no abstract (truncated?)" if at_end else "paragraph has no partner"
-        problems.append(Problem(source, lone.line, f"{why}: {_snippet(lone.text)!r}; entry skipped"))
+        problems.append(Problem(source, lone.line, f"{why}: {snippet(lone.text)!r}; entry skipped"))
 
 
 def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Byline | None:
@@ -329,7 +327,7 @@ def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Bylin
 
     lines = block.lines
     if _SEPARATOR not in lines:
-        fail(0, f"byline {_snippet(lines[0])!r} has no '·' line and no date after it")
+        fail(0, f"byline {snippet(lines[0])!r} has no '·' line and no date after it")
         return None
     sep = lines.index(_SEPARATOR)
     if sep != 1:
@@ -339,7 +337,7 @@ def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Bylin
         fail(1, "byline and '·' with no date after them")
         return None
     if len(lines) > 3:
-        fail(3, f"unexpected line after the date: {_snippet(lines[3])!r}")
+        fail(3, f"unexpected line after the date: {snippet(lines[3])!r}")
         return None
 
     authors_count: int | None = None
@@ -348,7 +346,7 @@ def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Bylin
     if byline.startswith("•"):
         match = _AUTHORS.fullmatch(byline)
         if not match:
-            fail(0, f"malformed author count {_snippet(byline)!r} (expected '• N authors')")
+            fail(0, f"malformed author count {snippet(byline)!r} (expected '• N authors')")
             return None
         authors_count = _bounded(match[1], MIN_AUTHORS, MAX_AUTHORS)
         if authors_count is None:
@@ -357,7 +355,7 @@ def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Bylin
     else:
         org_id, _, org_name = byline.partition(" ")
         if not _ORG_ID.fullmatch(org_id):
-            fail(0, f"malformed byline {_snippet(byline)!r} (expected '• N authors' or an organisation)")
+            fail(0, f"malformed byline {snippet(byline)!r} (expected '• N authors' or an organisation)")
             return None
         organization = Organization(org_id, org_name.strip() or org_id)
 
@@ -365,11 +363,11 @@ def _parse_byline(block: _Block, source: str, problems: list[Problem]) -> _Bylin
     match = _ENTRY_DATE.fullmatch(date_text)
     month = _month(match[1]) if match else None
     if not match or month is None or not 1 <= int(match[2]) <= 31:
-        fail(2, f"{_snippet(date_text)!r} is not a date (expected like 'Sep 23', 'Feb 2, 2024' or 'Nov 14, 2023 2')")
+        fail(2, f"{snippet(date_text)!r} is not a date (expected like 'Sep 23', 'Feb 2, 2024' or 'Nov 14, 2023 2')")
         return None
     year = int(match[3]) if match[3] else None
     if year is not None and year < EARLIEST_YEAR:
-        fail(2, f"the year {match[3]} in {_snippet(date_text)!r} is before {EARLIEST_YEAR}")
+        fail(2, f"the year {match[3]} in {snippet(date_text)!r} is before {EARLIEST_YEAR}")
         return None
     upvotes = _bounded(match[4], 0, MAX_UPVOTES) if match[4] else None
     if match[4] and upvotes is None:
@@ -442,10 +440,6 @@ def _capped(entry: Entry, item: _RawEntry, source: str, problems: list[Problem])
 
 def _long_number(digits: str) -> str:
     return digits if len(digits) <= 24 else f"{digits[:8]}… ({len(digits):,} digits)"
-
-
-def _snippet(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def format_dump(listing: date, entries: list[Entry] | tuple[Entry, ...]) -> str:

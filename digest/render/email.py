@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode
 import css_inline
 from jinja2 import Environment
 
+from digest.formats import FormatKind, chosen
 from digest.models import Digest
 from digest.render.links import UNSUBSCRIBE, SiteLinks
 from digest.render.templates import template_environment
@@ -128,7 +129,7 @@ def _context(digest: Digest, subscriber: str, links: SiteLinks, key: bytes | Non
     query = {"list": profile.id}
     if key is not None:
         query["token"] = unsubscribe_token(key, profile.id, subscriber)
-    feeds = [kind for kind in ("atom", "rss", "json") if kind in profile.formats]
+    feeds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
     context = _Context(
         subject=email_subject(digest),
         profile_title=one_line(profile.title),

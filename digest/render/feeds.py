@@ -36,8 +36,10 @@ from feedgen.feed import FeedGenerator
 from jinja2 import Environment
 from markupsafe import escape
 
+from digest.clock import aware
+from digest.formats import OUTPUT_FORMATS, FormatKind, chosen, output_formats
 from digest.models import DigestEntry, Paper, Profile
-from digest.render.links import ALL_PAPERS, FEED_KINDS, FEED_TYPES, SiteLinks, profile_feeds
+from digest.render.links import ALL_PAPERS, SiteLinks
 from digest.render.templates import template_environment
 from digest.render.text import one_line
 from digest.render.views import PaperView, paper_view, plain_paper_view
@@ -59,7 +61,9 @@ def feed_id(feed_name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Item:
+class FeedItem:
+    """One entry of a feed, ready for any feed format."""
+
     id: str
     paper: PaperView
     moment: datetime
@@ -67,13 +71,15 @@ class _Item:
 
 
 @dataclass(frozen=True, slots=True)
-class _Feed:
+class FeedData:
+    """A feed, ready for any feed format: what a `FEED` format's renderer is given."""
+
     name: str
     title: str
     description: str
     home: str
     updated: datetime
-    items: tuple[_Item, ...]
+    items: tuple[FeedItem, ...]
 
 
 def render_profile_feeds(
@@ -86,7 +92,7 @@ def render_profile_feeds(
     env: Environment | None = None,
     empty_updated: datetime | None = None,
 ) -> dict[str, bytes]:
-    """A profile's feeds, one per kind in `kinds` (default: the feed kinds in its `formats`).
+    """A profile's feeds, one per feed format in `kinds` (default: those in its `formats`).
 
     `entries` are the profile's most recent entries, newest digest first and best first
     within a digest, as `Store.digest_entries` returns them (it already keeps the most
@@ -99,10 +105,10 @@ def render_profile_feeds(
     for entry in entries:
         view = paper_view(entry.item)
         place = placed[entry.day] = placed.get(entry.day, -1) + 1
-        moment = _aware(entry.built_at) - timedelta(seconds=place)
-        items.append(_Item(entry_id(profile.id, view.id), view, moment, template.render(paper=view, day=entry.day)))
+        moment = aware(entry.built_at) - timedelta(seconds=place)
+        items.append(FeedItem(entry_id(profile.id, view.id), view, moment, template.render(paper=view, day=entry.day)))
     title = one_line(profile.title)
-    feed = _Feed(
+    feed = FeedData(
         name=profile.id,
         title=f"{title} · {one_line(site_title)}",
         description=one_line(profile.description) or f"Papers picked for “{title}” every day.",
@@ -110,8 +116,8 @@ def render_profile_feeds(
         updated=max((i.moment for i in items), default=empty_updated or NO_ENTRIES_YET),
         items=tuple(items),
     )
-    wanted = profile_feeds(profile.formats) if kinds is None else tuple(kinds)
-    return {kind: _RENDERERS[kind](feed, links) for kind in wanted}
+    wanted = chosen(profile.formats, FormatKind.FEED) if kinds is None else [OUTPUT_FORMATS[k] for k in kinds]
+    return {output.name: output.render(feed, links) for output in wanted}
 
 
 def render_all_papers_feeds(
@@ -119,7 +125,7 @@ def render_all_papers_feeds(
     *,
     links: SiteLinks,
     site_title: str,
-    kinds: Sequence[str] = FEED_KINDS,
+    kinds: Sequence[str] | None = None,
     env: Environment | None = None,
     day_orders: Mapping[str, int] | None = None,
     empty_updated: datetime | None = None,
@@ -137,8 +143,8 @@ def render_all_papers_feeds(
     for paper in papers:
         view = plain_paper_view(paper)
         moment = datetime.combine(paper.first_seen, time(0), UTC) + timedelta(seconds=orders.get(paper.id, 0))
-        items.append(_Item(entry_id(ALL_PAPERS, paper.id), view, moment, template.render(paper=view, day=None)))
-    feed = _Feed(
+        items.append(FeedItem(entry_id(ALL_PAPERS, paper.id), view, moment, template.render(paper=view, day=None)))
+    feed = FeedData(
         name=ALL_PAPERS,
         title=f"All papers · {one_line(site_title)}",
         description="Every paper of the Hugging Face Daily Papers listing, newest first.",
@@ -146,21 +152,18 @@ def render_all_papers_feeds(
         updated=max((i.moment for i in items), default=empty_updated or NO_ENTRIES_YET),
         items=tuple(items),
     )
-    return {kind: _RENDERERS[kind](feed, links) for kind in kinds}
+    wanted = output_formats(FormatKind.FEED) if kinds is None else [OUTPUT_FORMATS[k] for k in kinds]
+    return {output.name: output.render(feed, links) for output in wanted}
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _generator(feed: _Feed, links: SiteLinks, kind: str) -> FeedGenerator:
+def _generator(feed: FeedData, links: SiteLinks, kind: str) -> FeedGenerator:
     fg = FeedGenerator()
     fg.id(feed_id(feed.name))
     fg.title(feed.title)
     fg.description(feed.description)
     fg.author(name=GENERATOR)
     # feedgen gives RSS's <link> the href of the last link added: the page, not the feed itself.
-    fg.link(href=links.feed(feed.name, kind), rel="self", type=FEED_TYPES[kind])
+    fg.link(href=links.feed(feed.name, kind), rel="self", type=OUTPUT_FORMATS[kind].content_type)
     fg.link(href=feed.home, rel="alternate", type="text/html")
     fg.language("en")
     fg.generator(GENERATOR)
@@ -179,11 +182,13 @@ def _generator(feed: _Feed, links: SiteLinks, kind: str) -> FeedGenerator:
     return fg
 
 
-def _atom(feed: _Feed, links: SiteLinks) -> bytes:
+def atom_feed(feed: FeedData, links: SiteLinks) -> bytes:
+    """The `atom` format's renderer."""
     return _generator(feed, links, "atom").atom_str(pretty=True)
 
 
-def _rss(feed: _Feed, links: SiteLinks) -> bytes:
+def rss_feed(feed: FeedData, links: SiteLinks) -> bytes:
+    """The `rss` format's renderer."""
     return _plain_text_references(_generator(feed, links, "rss").rss_str(pretty=True))
 
 
@@ -205,7 +210,8 @@ def _plain_text_references(rss: bytes) -> bytes:
     return _CHANNEL_TEXT.sub(hex_references, channel) + item + _ITEM_TEXT.sub(hex_references, items)
 
 
-def _json(feed: _Feed, links: SiteLinks) -> bytes:
+def json_feed(feed: FeedData, links: SiteLinks) -> bytes:
+    """The `json` format's renderer (JSON Feed 1.1, written with the standard library)."""
     document = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": feed.title,
@@ -235,6 +241,14 @@ def _json(feed: _Feed, links: SiteLinks) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-_RENDERERS = {"atom": _atom, "rss": _rss, "json": _json}
-
-__all__ = ["entry_id", "feed_id", "render_all_papers_feeds", "render_profile_feeds"]
+__all__ = [
+    "FeedData",
+    "FeedItem",
+    "atom_feed",
+    "entry_id",
+    "feed_id",
+    "json_feed",
+    "render_all_papers_feeds",
+    "render_profile_feeds",
+    "rss_feed",
+]

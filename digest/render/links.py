@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
 
-FEED_KINDS = ("atom", "rss", "json")
-FEED_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml", "json": "application/feed+json"}
-FEED_LABELS = {"atom": "Atom", "rss": "RSS", "json": "JSON Feed"}
+from digest.formats import OUTPUT_FORMATS
+
 ALL_PAPERS = "all"  # the feed of every paper: feeds/all.atom (no profile may take this id)
 
 INDEX = "index.html"
@@ -21,8 +20,9 @@ UNSUBSCRIBE = "unsubscribe.html"
 
 
 def feed_path(name: str, kind: str) -> str:
-    """`feeds/<profile id>.atom|rss|json`, or `feeds/all.*` for the feed of all papers."""
-    return f"feeds/{name}.{kind}"
+    """Where the feed of format `kind` lives (`feeds/<profile id>.atom`, or `feeds/all.atom`
+    for the feed of all papers): the format's own file pattern (`formats`)."""
+    return OUTPUT_FORMATS[kind].file(name=name)
 
 
 def profile_path(profile_id: str) -> str:
@@ -31,11 +31,6 @@ def profile_path(profile_id: str) -> str:
 
 def digest_path(profile_id: str, day: date) -> str:
     return f"digests/{profile_id}/{day.isoformat()}.html"
-
-
-def profile_feeds(formats: tuple[str, ...]) -> tuple[str, ...]:
-    """The feed kinds a profile's `formats` ask for, in a fixed order."""
-    return tuple(kind for kind in FEED_KINDS if kind in formats)
 
 
 @dataclass(frozen=True, slots=True)

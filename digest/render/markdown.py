@@ -50,3 +50,8 @@ def render_markdown(digest: Digest, *, env: Environment | None = None) -> str:
         min_score=digest.profile.min_score,
         runners_up=[paper_view(item) for item in digest.runners_up[:RUNNERS_UP_SHOWN]],
     )
+
+
+def render_markdown_document(digest: Digest, env: Environment) -> str:
+    """The `markdown` format's renderer (see `digest.formats`)."""
+    return render_markdown(digest, env=env)

@@ -24,19 +24,16 @@ import nh3
 from jinja2 import Environment
 from markupsafe import Markup
 
+from digest.formats import FormatKind, OutputFormat, chosen, output_formats
 from digest.models import Digest, Profile
 from digest.render.links import (
     ALL_PAPERS,
-    FEED_KINDS,
-    FEED_LABELS,
-    FEED_TYPES,
     INDEX,
     OPML,
     UNSUBSCRIBE,
     SiteLinks,
     digest_path,
     feed_path,
-    profile_feeds,
     profile_path,
 )
 from digest.render.markdown import RUNNERS_UP_SHOWN, render_markdown
@@ -188,17 +185,7 @@ def _digest_view(digest: Digest, previous: Digest | None) -> DigestView:
 
 def _profile_view(profile: Profile, views: list[DigestView], links: SiteLinks, prefix: str) -> ProfileView:
     title = one_line(profile.title)
-    feeds = tuple(
-        FeedLink(
-            kind=kind,
-            label=FEED_LABELS[kind],
-            type=FEED_TYPES[kind],
-            title=f"{title} ({FEED_LABELS[kind]})",
-            href=prefix + feed_path(profile.id, kind),
-            url=links.feed(profile.id, kind),
-        )
-        for kind in profile_feeds(profile.formats)
-    )
+    feeds = tuple(_feed_link(output, profile.id, title, links, prefix) for output in _feeds_of(profile))
     return ProfileView(
         id=profile.id,
         title=title,
@@ -212,16 +199,23 @@ def _profile_view(profile: Profile, views: list[DigestView], links: SiteLinks, p
 
 def _all_feeds(links: SiteLinks, prefix: str) -> tuple[FeedLink, ...]:
     return tuple(
-        FeedLink(
-            kind=kind,
-            label=FEED_LABELS[kind],
-            type=FEED_TYPES[kind],
-            title=f"All papers ({FEED_LABELS[kind]})",
-            href=prefix + feed_path(ALL_PAPERS, kind),
-            url=links.feed(ALL_PAPERS, kind),
-        )
-        for kind in FEED_KINDS
+        _feed_link(output, ALL_PAPERS, "All papers", links, prefix) for output in output_formats(FormatKind.FEED)
     )
+
+
+def _feed_link(output: OutputFormat, name: str, title: str, links: SiteLinks, prefix: str) -> FeedLink:
+    return FeedLink(
+        kind=output.name,
+        label=output.label,
+        type=output.content_type,
+        title=f"{title} ({output.label})",
+        href=prefix + feed_path(name, output.name),
+        url=links.feed(name, output.name),
+    )
+
+
+def _feeds_of(profile: Profile) -> tuple[OutputFormat, ...]:
+    return chosen(profile.formats, FormatKind.FEED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,14 +229,14 @@ def _opml_feeds(profiles: Sequence[Profile], links: SiteLinks) -> list[_OpmlFeed
     """One outline per subscription: all papers (Atom), then each profile's preferred feed.
 
     A reader importing an OPML file subscribes to every outline in it, so a profile is listed
-    once, in the first of its kinds in `FEED_KINDS` order (Atom, else RSS, else JSON Feed),
+    once, in the first of its feed formats in registry order (Atom, else RSS, else JSON Feed),
     never three times; a profile with no feed is left out.
     """
     feeds = [_OpmlFeed("All papers", links.feed(ALL_PAPERS, "atom"), links.index)]
     for profile in profiles:
-        kinds = profile_feeds(profile.formats)
+        kinds = _feeds_of(profile)
         if kinds:
             feeds.append(
-                _OpmlFeed(one_line(profile.title), links.feed(profile.id, kinds[0]), links.profile(profile.id))
+                _OpmlFeed(one_line(profile.title), links.feed(profile.id, kinds[0].name), links.profile(profile.id))
             )
     return feeds

@@ -1,4 +1,4 @@
-"""The day's job end to end: the real seeds, the shipped profiles, real files, a real SMTP server."""
+"""The application facade end to end: the real seeds, the shipped profiles, real files, a real SMTP server."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from conftest import ROOT, SEEDS
 from mailserver import Faults, MailServer
 
+from digest.app import App
 from digest.config import Config, ConfigError, SmtpSettings, load_config
 from digest.deliver import RETRY_DAYS
 from digest.ingest.hf_dump import format_dump
-from digest.jobs import run_profiles
 from digest.models import Entry
 from digest.pipeline import find_dump_files, ingest_files
 from digest.store import Store
@@ -41,8 +41,12 @@ def ingest(store: Store, paths: list[Path], tmp_path: Path, now: datetime = NOW)
     ingest_files(store, files, quarantine=tmp_path / "quarantine", today=now.date(), now=now)
 
 
-def run(config: Config, store: Store, now: datetime = NOW, **options: object):
-    return run_profiles(config, store, config.profiles, clock=clock_at(now), environ=NO_KEY, **options)  # type: ignore[arg-type]
+def app_at(config: Config, store: Store, now: datetime = NOW, environ: dict[str, str] = NO_KEY) -> App:
+    return App(config, clock=clock_at(now), environ=environ, store=store)
+
+
+def run(config: Config, store: Store, now: datetime = NOW, *, smtp: bool = False):
+    return app_at(config, store, now).build(config.profiles, send=smtp)
 
 
 def eml_recipients(folder: Path) -> list[str]:
@@ -161,7 +165,7 @@ def test_a_short_unsubscribe_key_stops_the_run_before_anything_is_written(store:
     config = shipped_config(tmp_path)
     ingest(store, [SEEDS], tmp_path)
     with pytest.raises(ConfigError, match="too short"):
-        run_profiles(config, store, config.profiles, clock=clock_at(NOW), environ={"DIGEST_UNSUBSCRIBE_KEY": "x"})
+        app_at(config, store, environ={"DIGEST_UNSUBSCRIBE_KEY": "x"}).build(config.profiles)
     assert not config.feeds.exists() and store.digest_days("continual-learning") == []
 
 
@@ -233,7 +237,7 @@ def test_the_real_emails_reach_the_server_with_every_header(store: Store, tmp_pa
     environ = {"DIGEST_UNSUBSCRIBE_KEY": "a-key-of-at-least-16-characters"}
     with MailServer() as server:
         config = smtp_config(tmp_path, server.port)
-        run_profiles(config, store, config.profiles, clock=clock_at(NOW), environ=environ, smtp=True)
+        app_at(config, store, environ=environ).build(config.profiles, send=True)
         received = server.by_recipient()
     ledger = {row.subscriber: row for row in store.deliveries() if row.profile_id == "continual-learning"}
     (copy,) = received["ada@example.org"]
@@ -250,16 +254,16 @@ def test_the_real_emails_reach_the_server_with_every_header(store: Store, tmp_pa
 
 
 def test_a_tick_missed_longer_ago_than_catch_up_hours_is_skipped(store: Store, tmp_path: Path) -> None:
-    from digest.jobs import serve_once
+    from digest.schedule import serve_once
 
     ingest(store, [SEEDS], tmp_path)
     woke = datetime(2026, 1, 10, 20, 0, tzinfo=UTC)  # the 07:00 digest was missed by 13 hours
     config = shipped_config(tmp_path)
     config = replace(config, profiles=(replace(config.profiles[0], schedule="0 7 * * *", timezone="UTC"),))
-    skipped = serve_once(config, store, clock=clock_at(woke))
+    skipped = serve_once(app_at(config, store, woke))
     assert [run.status for run in skipped if run.job.startswith("profile")] == ["not-due"]
     assert store.digest_days(config.profiles[0].id) == []
-    caught = serve_once(replace(config, catch_up_hours=14), store, clock=clock_at(woke))
+    caught = serve_once(app_at(replace(config, catch_up_hours=14), store, woke))
     assert [(run.status, run.day) for run in caught if run.job.startswith("profile")] == [("ok", date(2026, 1, 10))]
     assert store.digest_days(config.profiles[0].id) == [date(2026, 1, 10)]
 
@@ -358,7 +362,7 @@ def test_a_digest_one_email_reached_is_never_rebuilt(store: Store, tmp_path: Pat
 
 
 def test_serve_once_rebuilds_a_due_digest_when_its_papers_come(tmp_path: Path) -> None:
-    from digest.jobs import serve_once
+    from digest.schedule import serve_once
     from digest.store import open_store
 
     inbox = tmp_path / "inbox"
@@ -367,16 +371,16 @@ def test_serve_once_rebuilds_a_due_digest_when_its_papers_come(tmp_path: Path) -
     config = replace(config, profiles=(replace(config.profiles[0], schedule="0 7 * * *", timezone="UTC"),))
     store = open_store(config.db)
     try:
-        first = serve_once(config, store, clock=clock_at(NOW))
+        first = serve_once(app_at(config, store, NOW))
         assert [(r.status, r.day) for r in first if r.job.startswith("profile")] == [("ok", date(2026, 1, 10))]
         assert not store.load_digest(config.profiles[0], NOW.date()).items  # type: ignore[union-attr]
         shutil.copy(SEEDS / "000_9d0724fe38360f6f.txt", inbox)
-        second = serve_once(config, store, clock=clock_at(NOW + timedelta(minutes=15)))
+        second = serve_once(app_at(config, store, NOW + timedelta(minutes=15)))
         profile_runs = [r for r in second if r.job.startswith("profile")]
         assert [(r.status, r.day) for r in profile_runs] == [("ok", date(2026, 1, 10))]
         assert profile_runs[0].report is not None and profile_runs[0].report.counts["built"] == 1
         assert store.load_digest(config.profiles[0], NOW.date()).items  # type: ignore[union-attr]
-        third = serve_once(config, store, clock=clock_at(NOW + timedelta(minutes=30)))
+        third = serve_once(app_at(config, store, NOW + timedelta(minutes=30)))
         assert [r.status for r in third if r.job.startswith("profile")] == ["done-before"]
     finally:
         store.close()
@@ -389,7 +393,6 @@ def test_the_running_service_rebuilds_when_the_ingest_job_brings_papers(
     import threading
     import time
 
-    from digest.jobs import service_jobs
     from digest.schedule import build_scheduler
     from digest.store import open_store
 
@@ -402,11 +405,8 @@ def test_the_running_service_rebuilds_when_the_ingest_job_brings_papers(
     store = open_store(config.db)
     watcher = open_store(config.db)
     stop = threading.Event()
-    jobs = service_jobs(config, store, clock=lambda: datetime.now(UTC), stop=stop)
-    scheduler = build_scheduler(
-        config.profiles, run_profile=jobs.run_profile, run_ingest=jobs.run_ingest, is_done=jobs.is_done,
-        is_reopened=jobs.is_reopened, stop=stop, ingest_every=timedelta(seconds=0.3),
-    )  # fmt: skip
+    service = App(config, environ=NO_KEY, store=store)
+    scheduler = build_scheduler(service, stop=stop, ingest_every=timedelta(seconds=0.3))
     caplog.set_level(logging.INFO, logger="digest.schedule")
     scheduler.start()
     try:

@@ -1,0 +1,560 @@
+"""The application: the one front door that the CLI, the scheduler and any web side call.
+
+`App` holds the validated config, the state database (opened on first use), the clock,
+the environment and how paths are named in messages, and has the verbs of the product:
+read the inbox and the live source, build, publish and email digests, send what is due,
+rank for a profile, unsubscribe, check profiles, export, report health, prune. Each rule
+that ties the stages together is written here once, so that every caller gets the same
+result: a digest is built at most once per profile and day, unless it delivered nothing
+and new papers for its day arrived before its deadline (`lifecycle.digest_is_final`);
+every email goes through the ledger; a manual build reads the inbox first, as the daily
+job and the service do.
+
+This module orders the steps and owns no stage: parsing is `ingest`, storing `store`,
+ranking `rank`, rendering `render` and `publish`, sending `deliver`, the states
+`lifecycle`. It never parses arguments, prints, or knows APScheduler.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from email.utils import parseaddr
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from digest.clock import Clock, utc_now
+from digest.config import Config, SmtpSettings
+from digest.cron import profile_trigger
+from digest.deliver import (
+    RETRY_DAYS,
+    SEND_LOCK_TIMEOUT,
+    DeliveryError,
+    DeliveryReport,
+    Planned,
+    digest_emails_done,
+    due_digests,
+    give_up_stale_emails,
+    outgoing_emails,
+    plan_deliveries,
+    send_digests,
+    smtp_login_problem,
+    transport_kind,
+    with_earlier_due,
+)
+from digest.fetch import FAILED, DayResult, FetchReport, fetch_days, fetch_recent_days
+from digest.formats import FormatKind, wants
+from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, scheduled_day
+from digest.lifecycle import digest_is_final, rebuild_deadline, state_after_publishing
+from digest.models import Digest, EmptyReason, Paper, Problem, Profile, ScoredPaper, TransportKind
+from digest.pipeline import IngestSummary, find_dump_files, ingest_files
+from digest.profiles import find_profile
+from digest.publish import email_renderer, write_outputs
+from digest.retention import check_day, cutoff
+from digest.rows import Delivery, PruneCounts
+from digest.store import Store, open_store
+from digest.unsubscribe import unsubscribe_key
+
+if TYPE_CHECKING:
+    from digest.rank import Embedder
+
+# Papers that set word rarity and each day's most upvoted paper for the ranker, so that
+# a score does not depend on which other papers are new that day (see rank.score_papers).
+BACKGROUND_PAPERS = 5000
+
+
+class Built(StrEnum):
+    """What building a profile's day did."""
+
+    NEW = "built"
+    REBUILT = "rebuilt"  # the saved digest delivered nothing and new papers came before its deadline
+    BEFORE = "built before"  # the saved digest stands
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """What one build did: the digests (built now or before), those built or rebuilt now,
+    the files written, the emails."""
+
+    digests: list[Digest] = field(default_factory=list)
+    built: list[Digest] = field(default_factory=list)
+    rebuilt: list[Digest] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    delivery: DeliveryReport | None = None
+
+
+@dataclass(slots=True)
+class Refresh:
+    """What reading the inputs did: the live source's days (None when it is off), the inbox."""
+
+    fetched: FetchReport | None
+    ingested: IngestSummary
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.ingested.rejected or (self.fetched and self.fetched.rejected))
+
+    def problems(self) -> list[str]:
+        """One line per rejected input: a day that could not be fetched, a bad item, a bad file."""
+        found: list[str] = []
+        if self.fetched is not None:
+            found += [f"{day.day}: {day.message}" for day in self.fetched.days if day.outcome == FAILED]
+            found += [str(problem) for problem in self.fetched.problems]
+        return found + self.ingested.lines()
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """How a profile ranks papers (`digest rank`): the best first, of how many, for which day."""
+
+    day: date
+    considered: int
+    ranked: list[ScoredPaper]
+
+
+@dataclass(frozen=True, slots=True)
+class JobReport:
+    """What a service job says it did: counts for the log line (`{"papers": 7, "sent": 2}`), a note.
+
+    `problems` are one-line reports of input that was rejected (a dump entry skipped, a
+    file quarantined, a day that could not be fetched), each logged on its own line.
+    """
+
+    counts: Mapping[str, int] = field(default_factory=dict)
+    note: str = ""
+    ok: bool = True
+    problems: tuple[str, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.problems)
+
+
+class App:
+    """The product's verbs over one config and one state database (see the module docstring).
+
+    `clock` gives aware datetimes; `label` names a path in messages (the CLI: relative to
+    the working folder); `environ` holds the secrets. The store is opened on first use and
+    closed by `close` (or the `with` block).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = utc_now,
+        environ: Mapping[str, str] | None = None,
+        label: Callable[[Path], str] = str,
+        lock_timeout: float = SEND_LOCK_TIMEOUT,
+        store: Store | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.environ = os.environ if environ is None else environ
+        self.label = label
+        self.lock_timeout = lock_timeout
+        self._store = store
+        self._embed: Embedder | None = None
+        self._embed_loaded = False
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.config.db)
+        return self._store
+
+    @property
+    def grace(self) -> timedelta:
+        """How late a missed tick still runs, and how long a digest stays open (`catch_up_hours`)."""
+        return timedelta(hours=self.config.catch_up_hours)
+
+    def profiles(self, profile_id: str | None = None) -> list[Profile]:
+        """Every configured profile, or the one named (`KeyError` naming the known ones)."""
+        if profile_id is None:
+            return list(self.config.profiles)
+        return [find_profile(self.config.profiles, profile_id)]
+
+    def profile_day(self, profile: Profile) -> date:
+        """Today in the profile's time zone: the day its digest is for."""
+        from zoneinfo import ZoneInfo
+
+        return self.clock().astimezone(ZoneInfo(profile.timezone)).date()
+
+    # -- checks made before anything is done ------------------------------------------------
+
+    def smtp(self, send: bool) -> SmtpSettings | None:
+        """The SMTP settings a command uses: `[smtp]` when it sends and they are configured."""
+        return self.config.smtp if send else None
+
+    def check_sending(self, *, send: bool = True) -> None:
+        """Raise what would stop sending (a login without its password, a bad signing key)
+        before anything is built or published: `DeliveryError`, `ConfigError`."""
+        unsubscribe_key(self.environ)
+        problem = smtp_login_problem(self.smtp(send))
+        if problem:
+            raise DeliveryError(problem)
+
+    def check_day(self, day: date | None) -> None:
+        """Raise `retention.TooOld` for a digest day whose ledger may have been pruned."""
+        if day is not None:
+            check_day(self.config, day, self.clock().date())
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Sequence[Path] | None = None,
+        *,
+        year: int | None = None,
+        on_file: Callable[[Path], None] | None = None,
+    ) -> IngestSummary:
+        """Store the dumps in `paths` (files or folders; default: the inbox)."""
+        config = self.config
+        files = self.dump_files(paths)
+        now = self.clock()
+        return ingest_files(
+            self.store,
+            files,
+            quarantine=config.quarantine,
+            today=now.date(),
+            now=now,
+            year=year,
+            label=self.label,
+            on_file=on_file,
+        )
+
+    def dump_files(self, paths: Sequence[Path] | None = None) -> list[Path]:
+        """The files an ingest of `paths` (default: the inbox) looks at: the files given, and
+        every visible file under the folders given, leaving out the quarantine folder."""
+        given = [p for p in (paths or [self.config.inbox]) if p.exists()]
+        return find_dump_files(given, skip=[self.config.quarantine])
+
+    def fetch(self, days: Iterable[date], *, on_day: Callable[[DayResult], None] | None = None) -> FetchReport:
+        """Fetch, save and ingest these days of the live source (whether or not it is enabled)."""
+        return fetch_days(self.config, self.store, days, clock=self.clock, label=self.label, on_day=on_day)
+
+    def refresh(self, *, fetch: bool = True, on_file: Callable[[Path], None] | None = None) -> Refresh:
+        """What every job starts with: the live source's recent days (when `fetch` and
+        `[source] enabled`), then every new dump in the inbox."""
+        fetched = fetch_recent_days(self.config, self.store, clock=self.clock, label=self.label) if fetch else None
+        return Refresh(fetched, self.ingest(on_file=on_file))
+
+    def stale(self) -> str | None:
+        """Why the inbox looks stale (its newest listing is over `stale_after_days` old), or None."""
+        newest, limit = self.store.latest_listing_date(), self.config.stale_after_days
+        if newest is None:
+            return "no dumps stored yet: nothing to digest (put dumps in the inbox, or enable [source])"
+        age = (self.clock().date() - newest).days
+        if age <= limit:
+            return None
+        return (
+            f"the newest dump is from {newest.isoformat()}, {age} days ago (more than stale_after_days = {limit}): "
+            "feeds will not change until new dumps arrive (digest fetch, or [source] enabled = true)"
+        )
+
+    # -- ranking and building ---------------------------------------------------------------------
+
+    def embedder(self) -> Embedder | None:
+        """The semantic embedder when `[digest] semantic = true` (raises `SemanticUnavailable`
+        with the install command when the extra is missing), else None. Loaded once."""
+        if not self._embed_loaded and self.config.semantic:
+            from digest.semantic import load_embedder
+
+            self._embed = load_embedder()
+        self._embed_loaded = True
+        return self._embed
+
+    def rank_papers(
+        self, profile: Profile, papers: Sequence[Paper], *, limit: int | None = None, day: date | None = None
+    ) -> list[ScoredPaper]:
+        """The profile's ranking of `papers`: its liked papers resolved from the store, the
+        papers it was given left out (but those of `day`'s own digest, which a rebuild
+        replaces), the store's recent papers as the background."""
+        from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
+
+        store = self.store
+        ranked = score_papers(
+            papers,
+            [profile],
+            liked={profile.id: store.find_papers(profile.liked)},
+            delivered={profile.id: store.delivered_paper_ids(profile.id, except_day=day)},
+            embed=self.embedder(),
+            limit=limit,
+            background=store.recent_papers(BACKGROUND_PAPERS),
+        )
+        return ranked[profile.id]
+
+    def rank(self, profile: Profile, *, day: date | None = None, every_paper: bool = False, limit: int) -> Ranking:
+        """How `profile` ranks the papers its digest of `day` would consider (or every stored paper)."""
+        day = day or self.profile_day(profile)
+        papers = list(self.store.iter_papers()) if every_paper else self.store.candidate_papers(profile.id, day)
+        return Ranking(day, len(papers), self.rank_papers(profile, papers, limit=limit, day=day))
+
+    def rebuild_due(self, profile: Profile, day: date) -> bool:
+        """True when the saved digest of `profile` for `day` is not final and papers for its
+        day were stored after it was built."""
+        status = self.store.digest_status(profile.id, day)
+        now = self.clock()
+        if status is None or digest_is_final(status, now=now, deadline=rebuild_deadline(profile, day, self.grace)):
+            return False
+        return self.store.new_candidates(profile.id, day, status.watermark) > 0
+
+    def build_digest(self, profile: Profile, day: date) -> tuple[Digest, Built]:
+        """The profile's digest for `day`: the stored one, or one ranked and saved now (also
+        a rebuild, when `rebuild_due`). Returns the digest and what this call did."""
+        store = self.store
+        stored = store.digest_status(profile.id, day)
+        if stored is not None and not self.rebuild_due(profile, day):
+            return self._stored(profile, day), Built.BEFORE
+        # Read before the candidates: a dump stored meanwhile is then still "new" next time.
+        watermark = store.watermark()
+        candidates = store.candidate_papers(profile.id, day)
+        from digest.rank import select_digest  # imported here: a stored digest needs no ranker
+
+        items, runners_up = select_digest(self.rank_papers(profile, candidates, day=day), profile)
+        digest = Digest(
+            profile=profile,
+            date=day,
+            items=tuple(items),
+            built_at=self.clock(),
+            candidates=len(candidates),
+            empty_reason=None if items else EmptyReason.BELOW_THRESHOLD if candidates else EmptyReason.NO_NEW_PAPERS,
+            runners_up=() if items else tuple(runners_up),
+        )
+        if stored is None and store.save_digest(digest, watermark):
+            return digest, Built.NEW
+        if stored is not None and store.replace_digest(digest, watermark, replaces=stored.watermark):
+            return digest, Built.REBUILT
+        # Another process saved (or rebuilt, or began to deliver) this day's digest first: theirs stands.
+        return self._stored(profile, day), Built.BEFORE
+
+    def _stored(self, profile: Profile, day: date) -> Digest:
+        digest = self.store.load_digest(profile, day)
+        assert digest is not None, "digests are never deleted"
+        return digest
+
+    def publish(self, digests: Sequence[Digest]) -> list[Path]:
+        """Feeds, documents and site pages; a digest with items in a feed counts as delivered."""
+        written = write_outputs(self.config, self.store, digests)
+        now = self.clock()
+        for digest in digests:
+            state = self.store.digest_state(digest.profile.id, digest.date)
+            if state is None:
+                continue
+            in_a_feed = wants(digest.profile.formats, FormatKind.FEED)
+            after = state_after_publishing(state, has_items=bool(digest.items), in_a_feed=in_a_feed)
+            if after != state:
+                self.store.set_digest_state(digest.profile.id, digest.date, after, now)
+        return written
+
+    def email(
+        self,
+        digests: Sequence[Digest],
+        *,
+        send: bool,
+        catch_up: bool = True,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> DeliveryReport:
+        """Each subscriber's email of each digest, through the ledger: over SMTP when `send`
+        and `[smtp]` is configured, else into the outbox folder as `.eml` files.
+
+        With `catch_up`, the profiles' earlier digests whose emails a failed run left pending
+        go first, and emails older than a week are given up (their papers come back).
+        Written to the outbox while `[smtp]` is configured, an email is a preview: it does
+        not make its papers count as delivered.
+        """
+        config, store = self.config, self.store
+        smtp = self.smtp(send)
+        kind = transport_kind(smtp)
+        sender = smtp.sender if smtp and smtp.sender else config.sender
+        render = email_renderer(config, sender=sender, unsubscribe_key=unsubscribe_key(self.environ))
+        if catch_up and digests:
+            profiles = list({d.profile.id: d.profile for d in digests}.values())
+            today = max(d.date for d in digests)
+            give_up_stale_emails(store, profiles, today=today, at=self.clock(), transport=kind)
+            digests = with_earlier_due(store, digests, transport=kind)
+        return send_digests(
+            store,
+            smtp,
+            outgoing_emails(digests, render),
+            outbox=config.outbox,
+            clock=self.clock,
+            message_id_domain=parseaddr(sender)[1].rpartition("@")[2] or None,
+            should_stop=should_stop,
+            delivers=smtp is not None or config.smtp is None,
+            lock_timeout=self.lock_timeout,
+        )
+
+    def build(
+        self,
+        profiles: Sequence[Profile],
+        *,
+        day: date | None = None,
+        send: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> BuildReport:
+        """Build (or load, or rebuild) each profile's digest for `day` (default: today in its
+        time zone), publish them, and email them (see `email`)."""
+        self.check_sending(send=send)
+        self.embedder()  # a missing extra stops the run before anything is written
+        report = BuildReport()
+        for profile in profiles:
+            digest, built = self.build_digest(profile, day or self.profile_day(profile))
+            report.digests.append(digest)
+            if built is not Built.BEFORE:
+                report.built.append(digest)
+            if built is Built.REBUILT:
+                report.rebuilt.append(digest)
+        report.written = self.publish(report.digests)
+        report.delivery = self.email(report.digests, send=send, should_stop=should_stop)
+        return report
+
+    # -- sending what is due ------------------------------------------------------------------
+
+    def due(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Digest]:
+        """Built digests whose emails are still to go: of `day`, or of the last week."""
+        kind = transport_kind(self.config.smtp)
+        return due_digests(self.store, profiles, today=self.clock().date(), day=day, transport=kind)
+
+    def plan_send(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Planned]:
+        """What `send` would do with each email, changing nothing."""
+        render = email_renderer(self.config, sender=self.config.sender, unsubscribe_key=None)
+        kind = transport_kind(self.config.smtp)
+        return plan_deliveries(self.store, outgoing_emails(self.due(profiles, day=day), render), kind)
+
+    def send(self, profiles: Sequence[Profile], *, day: date | None = None) -> tuple[int, DeliveryReport]:
+        """Send every email of the built digests that the ledger does not record as done
+        (of `day`, else of the last week): over SMTP when configured, else into the outbox.
+        Returns how many digests had emails due, and what the batch did."""
+        self.check_sending()
+        kind = transport_kind(self.config.smtp)
+        give_up_stale_emails(self.store, profiles, today=self.clock().date(), at=self.clock(), transport=kind)
+        digests = self.due(profiles, day=day)
+        return len(digests), self.email(digests, send=True, catch_up=False)
+
+    # -- the service's jobs ---------------------------------------------------------------------
+
+    def ingest_job(self) -> JobReport:
+        """The service's periodic job: read the live source (when enabled) and the inbox."""
+        refresh = self.refresh()
+        summary = refresh.ingested
+        counts = {
+            "files": summary.files,
+            "dumps_new": summary.dumps_new,
+            "papers_new": summary.papers_new,
+            "quarantined": len(summary.quarantined),
+            "problems": len(summary.problems),
+        }
+        if refresh.fetched is not None:
+            counts["days_fetched"] = len(refresh.fetched.days)
+        note = "" if self.config.inbox.exists() else f"no inbox folder {self.config.inbox}"
+        return JobReport(counts=counts, note=note, problems=tuple(refresh.problems()))
+
+    def run_profile(self, profile: Profile, day: date, *, should_stop: Callable[[], bool] = lambda: False) -> JobReport:
+        """The service's job for one profile's day: build (only if not done), publish, send."""
+        digest, built = self.build_digest(profile, day)
+        self.publish([digest])
+        report = self.email([digest], send=True, should_stop=should_stop)
+        counts = {
+            "built": int(built is not Built.BEFORE),
+            "papers": len(digest.items),
+            "sent": len(report.sent),
+            "failed": len(report.failed),
+            "pending": len(report.pending) + report.not_reached,
+        }
+        return JobReport(counts=counts, note=report.stopped or "", ok=report.stopped is None)
+
+    def is_done(self, profile: Profile, day: date) -> bool:
+        """Whether the digest of `profile` for `day` is built, its emails done, and not reopened."""
+        digest = self.store.load_digest(profile, day)
+        if digest is None or self.rebuild_due(profile, day):
+            return False
+        return digest_emails_done(self.store, digest, transport_kind(self.config.smtp))
+
+    # -- readers ----------------------------------------------------------------------------------
+
+    def unsubscribe(self, address: str, profile_id: str | None, *, undo: bool = False) -> bool:
+        """Stop (or, with `undo`, resume) sending to `address`, for one profile or all; False
+        when nothing changed. `KeyError` for an unknown profile."""
+        if profile_id is not None:
+            find_profile(self.config.profiles, profile_id)
+        if undo:
+            return self.store.resubscribe(address, profile_id)
+        return self.store.unsubscribe(address, profile_id, self.clock())
+
+    def is_subscriber(self, address: str) -> bool:
+        return address.lower() in {s.lower() for p in self.config.profiles for s in p.subscribers}
+
+    def deliveries(self, *, day: date | None = None, profile_id: str | None = None) -> list[Delivery]:
+        return self.store.deliveries(day=day, profile_id=profile_id)
+
+    def papers(self) -> Iterator[Paper]:
+        """Every stored paper, in order of first sighting."""
+        return self.store.iter_papers()
+
+    def totals(self) -> tuple[int, int]:
+        """How many papers, from how many dumps, the store holds."""
+        return self.store.paper_count(), self.store.dump_count()
+
+    def unknown_liked(self) -> list[Problem]:
+        """A warning for each liked paper that names no stored paper (yet): it counts once
+        ingested. Matched as the ranker matches them (`Store.resolve_references`). Nothing
+        when there is no database."""
+        if not self.config.db.exists():
+            return []
+        source = self.label(self.config.path) if self.config.path else "defaults"
+        found = []
+        for index, profile in enumerate(self.config.profiles):
+            for reference, paper in self.store.resolve_references(profile.liked).items():
+                if paper is None:
+                    message = f"{reference!r} is not a stored paper (yet); it counts once ingested"
+                    found.append(Problem(source, profile.line, f"profiles[{index}].liked: warning: {message}"))
+        return found
+
+    def status(self) -> Health:
+        """The deployment's health (`health.assess`); a health check never creates a database."""
+        config, now = self.config, self.clock()
+        if not config.db.exists():
+            return assess(HealthInputs(now, config.db, None, None, config.stale_after_days))
+        failed_since = now.date() - timedelta(days=RETRY_DAYS)
+        profiles = tuple(
+            ProfileInputs(
+                activity=self.store.profile_activity(profile.id, failed_since=failed_since),
+                due_day=scheduled_day(profile, now),
+                next_tick=profile_trigger(profile).get_next_fire_time(None, now),
+            )
+            for profile in config.profiles
+        )
+        newest = self.store.latest_listing_date()
+        return assess(
+            HealthInputs(now, config.db, database_bytes(config.db), newest, config.stale_after_days, profiles)
+        )
+
+    def prune(self, *, dry_run: bool = False) -> tuple[date, PruneCounts]:
+        """Delete what is past the retention period, keeping each profile's ledger rows for
+        the digests its feed still shows (its most recent `feed_size` entries). Returns the
+        cutoff day and what was (or would be) deleted."""
+        keep_from = {}
+        for profile in self.config.profiles:
+            oldest = self.store.feed_oldest_day(profile.id, self.config.feed_size)
+            if oldest is not None:
+                keep_from[profile.id] = oldest
+        before = cutoff(self.config, self.clock().date())
+        return before, self.store.prune(before, keep_from, dry_run=dry_run)
+
+    def transport(self, send: bool) -> TransportKind:
+        return transport_kind(self.smtp(send))

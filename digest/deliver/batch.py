@@ -1,0 +1,395 @@
+"""Sending a batch of emails once each, through the delivery ledger.
+
+For each message, in order:
+
+1. the ledger row and the subscriber's unsubscribe state are read again (another process
+   or an unsubscribe may have changed them), and `lifecycle.next_step` says what to do;
+2. the caller's `render(message_id)` gives the `EmailMessage`;
+3. the transport sends it; the row becomes 'sending' (committed) just before the final
+   "." that lets the server accept the message;
+4. on the server's 250 the row becomes 'sent' (committed), and the digest 'delivered'.
+
+So the only moment at which the server may hold the message while the ledger does not
+say 'sent' is between the final "." and that commit. A row found 'sending' when a batch
+starts was left by a process that died in that window: it is sent again with the same
+Message-ID and flagged `possible_duplicate` (see the README, "Delivery").
+
+Temporary failures (4xx replies, refused, dropped or timed-out connections) are retried
+with exponential backoff (stamina) and, if still failing, left 'pending' for the next
+run; a 5xx reply for a recipient marks that row 'failed'; several consecutive connection
+failures stop the run. An answer lost after the final "." is not retried in the same run
+(every retry could add a copy). This module never renders, ranks or builds digests.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from email.utils import parseaddr
+from pathlib import Path
+
+import stamina
+from filelock import FileLock, Timeout
+
+from digest.config import SmtpSettings
+from digest.deliver.due import Outgoing
+from digest.deliver.transports import (
+    FatalFailure,
+    PermanentFailure,
+    RetryPolicy,
+    SendFailure,
+    TemporaryFailure,
+    Transport,
+    message_bytes,
+    open_transport,
+    transport_kind,
+)
+from digest.lifecycle import Step, is_done, next_step
+from digest.models import DeliveryState, TransportKind
+from digest.rows import Delivery, DeliveryKey
+from digest.store import Store
+
+log = logging.getLogger(__name__)
+
+SEND_LOCK_TIMEOUT = 60.0  # seconds to wait for another process that is sending
+INTERRUPTED_NOTE = (
+    "a process died after handing the message to the server and before recording its answer; "
+    "sent again with the same Message-ID"
+)
+LOST_REPLY_NOTE = (
+    "the connection was lost after the whole message was sent, before the server's answer; "
+    "sent again with the same Message-ID"
+)
+LOST_REPLY_ERROR = "the server's answer was lost after the whole message was sent: sent once more by the next run"
+LOST_TWICE_ERROR = (
+    "the server's answer was lost twice after the whole message was sent: it may have arrived (twice); not sent again"
+)
+
+
+class DeliveryError(Exception):
+    """Nothing can be sent as configured (an SMTP login without its password). One line."""
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    """What one batch did. `stopped` says why the run ended early (None: it went through)."""
+
+    transport: TransportKind
+    sent: list[DeliveryKey] = field(default_factory=list)
+    already: int = 0
+    failed: list[tuple[DeliveryKey, str]] = field(default_factory=list)
+    pending: list[tuple[DeliveryKey, str]] = field(default_factory=list)
+    skipped: list[DeliveryKey] = field(default_factory=list)
+    possible_duplicates: list[DeliveryKey] = field(default_factory=list)
+    digests_failed: list[tuple[str, date]] = field(default_factory=list)
+    not_reached: int = 0
+    stopped: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing is left for a later run."""
+        return not self.pending and not self.not_reached and self.stopped is None
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(self.sent)} sent",
+            f"{self.already} done before",
+            f"{len(self.failed)} failed",
+            f"{len(self.pending) + self.not_reached} left pending",
+        ]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} unsubscribed")
+        if self.possible_duplicates:
+            parts.append(f"{len(self.possible_duplicates)} sent again after an interruption")
+        text = f"{self.transport}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        return f"{text}; stopped: {self.stopped}" if self.stopped else text
+
+
+def send_digests(
+    store: Store,
+    smtp: SmtpSettings | None,
+    outgoing: Sequence[Outgoing],
+    *,
+    outbox: Path,
+    clock: Callable[[], datetime],
+    retry: RetryPolicy | None = None,
+    message_id_domain: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    tls_context: ssl.SSLContext | None = None,
+    lock_timeout: float = SEND_LOCK_TIMEOUT,
+    delivers: bool = True,
+) -> DeliveryReport:
+    """Send every message in `outgoing` that the ledger does not record as done.
+
+    With `smtp`, over one SMTP connection (reopened when the server drops it); without,
+    each message becomes `outbox/<day>_<profile>_<address hash>.eml`, through the same
+    ledger. `clock` gives aware datetimes. One process sends at a time (a lock file beside
+    the database): when another one holds it for `lock_timeout` seconds, nothing is sent
+    and the report says why (`stopped`; the emails stay pending for the next run).
+    `should_stop()` is checked before each message and each retry. `delivers=False` says an
+    accepted message does not deliver its digest (an outbox preview while SMTP is
+    configured): its papers are not yet taken as given. Raises `DeliveryError` (nothing
+    sent) for configuration problems (`smtp_login_problem`).
+    """
+    started = time.monotonic()
+    policy = retry or (RetryPolicy.from_settings(smtp) if smtp else RetryPolicy())
+    problem = smtp_login_problem(smtp)
+    if problem:
+        raise DeliveryError(problem)
+    kind = transport_kind(smtp)
+    domain = message_id_domain or _domain(smtp.sender if smtp else None) or "paper-digest.invalid"
+    report = DeliveryReport(transport=kind)
+    lock = FileLock(f"{store.path}.send.lock", timeout=lock_timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        report.stopped = f"another process is sending (it holds {lock.lock_file}); the emails stay pending"
+        rows = (store.get_delivery(item.key) for item in outgoing)
+        report.already = sum(row is not None and is_done(row, kind) for row in rows)
+        report.not_reached = len(outgoing) - report.already
+        report.seconds = time.monotonic() - started
+        log.warning("delivery %s", report.summary())
+        return report
+    transport = open_transport(smtp, outbox=outbox, policy=policy, tls_context=tls_context)
+    try:
+        store.add_deliveries([o.key for o in outgoing], lambda key: make_message_id(key, domain), kind, clock())
+        batch = _Sender(store, transport, policy, clock, should_stop, smtp.sender if smtp else None, report, delivers)
+        for index, item in enumerate(outgoing):
+            if should_stop():
+                report.stopped = "stop requested"
+                report.not_reached = len(outgoing) - index
+                break
+            if not batch.deliver(item):
+                report.not_reached = len(outgoing) - index - 1
+                break
+        for profile_id, day in dict.fromkeys((o.profile_id, o.day) for o in outgoing):
+            if store.settle_digest(profile_id, day, clock()):
+                report.digests_failed.append((profile_id, day))
+    finally:
+        transport.close()
+        lock.release()
+    report.seconds = time.monotonic() - started
+    log.info("delivery %s", report.summary())
+    return report
+
+
+def smtp_login_problem(smtp: SmtpSettings | None) -> str | None:
+    """Why sending over `smtp` cannot log in (a username without its password), or None."""
+    if smtp is not None and smtp.username and not smtp.password:
+        return "[smtp] username is set but DIGEST_SMTP_PASSWORD is not set in the environment"
+    return None
+
+
+def make_message_id(key: DeliveryKey, domain: str) -> str:
+    """A new, unique Message-ID for a ledger row: `<day.random@domain>` (short: no header folding)."""
+    return f"<{key.day:%Y%m%d}.{secrets.token_hex(8)}@{domain}>"
+
+
+def _domain(address: str | None) -> str | None:
+    if not address:
+        return None
+    return parseaddr(address)[1].rpartition("@")[2] or None
+
+
+# -- the batch -----------------------------------------------------------------------------
+
+
+class _LostReply(Exception):
+    """The server's answer to the final "." never came: the message may have arrived.
+
+    Not retried in this run. `again`: a copy may have arrived before too (a resend), so
+    the message is not sent again at all.
+    """
+
+    def __init__(self, message: str, *, again: bool) -> None:
+        super().__init__(message)
+        self.again = again
+
+
+class _Unsubscribed(Exception):
+    """The subscriber unsubscribed while their message waited."""
+
+
+class _Stopped(Exception):
+    """`should_stop()` said so."""
+
+
+class _Sender:
+    """Sends one batch through the ledger, message by message (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        policy: RetryPolicy,
+        clock: Callable[[], datetime],
+        should_stop: Callable[[], bool],
+        sender: str | None,
+        report: DeliveryReport,
+        delivers: bool,
+    ) -> None:
+        self.store = store
+        self.delivers = delivers
+        self.transport = transport
+        self.policy = policy
+        self.clock = clock
+        self.should_stop = should_stop
+        self.sender = sender
+        self.report = report
+
+    def deliver(self, item: Outgoing) -> bool:
+        """Try to deliver one message; False when the run must stop."""
+        row = self.store.get_delivery(item.key)
+        assert row is not None, "add_deliveries made every row"
+        step = next_step(
+            row, self.transport.kind, unsubscribed=self.store.is_unsubscribed(item.subscriber, item.profile_id)
+        )
+        if step == Step.DONE:
+            self.report.already += 1
+            return True
+        if step == Step.SKIP:
+            self._skip_unsubscribed(item)
+            return True
+        if step == Step.REOPEN:
+            self.store.reopen_outbox_delivery(item.key, self.clock())
+        resent = row.possible_duplicate
+        if step == Step.RESUME:
+            self.store.resume_interrupted_delivery(item.key, self.clock(), INTERRUPTED_NOTE)
+            log.warning("%s %s %s: %s", item.profile_id, item.day, item.subscriber, INTERRUPTED_NOTE)
+            resent = True
+        who = f"{item.profile_id} {item.day} {item.subscriber}"
+        try:
+            payload, sender = self._prepare(item, row)
+        except ValueError as exc:
+            error = f"cannot prepare the message: {exc}"
+            self.store.record_delivery_attempt(item.key, DeliveryState.PENDING, self.clock(), error=error, counted=True)
+            self._left_pending(item, error)
+            return True
+        try:
+            resent = self._send_with_retries(item, payload, sender, resent)
+        except _Unsubscribed:
+            self._skip_unsubscribed(item)
+            return True
+        except PermanentFailure as exc:
+            self.report.failed.append((item.key, str(exc)))
+            log.warning("%s: failed for good: %s", who, exc)
+            return True
+        except _LostReply as exc:
+            if exc.again:
+                self.report.failed.append((item.key, str(exc)))
+                log.warning("%s: %s", who, exc)
+            else:
+                self._left_pending(item, str(exc))
+            return True
+        except TemporaryFailure as exc:
+            self._left_pending(item, str(exc))
+            return True
+        except (FatalFailure, _Stopped) as exc:
+            self.report.stopped = str(exc)
+            self._left_pending(item, str(exc))
+            return False
+        self.report.sent.append(item.key)
+        if resent:
+            self.report.possible_duplicates.append(item.key)
+        log.debug("%s: sent", who)
+        return True
+
+    def _prepare(self, item: Outgoing, row: Delivery) -> tuple[bytes, str]:
+        try:
+            message = item.render(row.message_id)
+        except Exception as exc:
+            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+        if message is None:
+            raise ValueError("the renderer gave no message")
+        given = message.get("Message-ID")
+        if given is None:
+            message["Message-ID"] = row.message_id
+        elif str(given).strip() != row.message_id:
+            raise ValueError(f"the message's Message-ID {given!s} is not the ledger's {row.message_id}")
+        sender = parseaddr(self.sender or str(message.get("From", "")))[1]
+        if "@" not in sender:
+            raise ValueError("no sender address: set [smtp] from, or give the message a From")
+        return message_bytes(message), sender
+
+    def _send_with_retries(self, item: Outgoing, payload: bytes, sender: str, resent: bool) -> bool:
+        """Send until accepted; returns whether a copy may have been accepted before (a resend).
+
+        A try that ends after the final "." without the server's answer is not retried in
+        this run (`_LostReply`): every retry could add a copy. The row stays pending, flagged,
+        for one more send by the next run; if that one ends the same way, the row fails for
+        good (two copies may have arrived) instead of sending a third.
+        """
+        for attempt in stamina.retry_context(
+            on=TemporaryFailure,
+            attempts=self.policy.attempts,
+            timeout=None,
+            wait_initial=self.policy.backoff,
+            wait_max=self.policy.backoff_max,
+            wait_jitter=self.policy.jitter,
+        ):
+            with attempt:
+                if self.should_stop():
+                    raise _Stopped("stop requested")
+                if self.store.is_unsubscribed(item.subscriber, item.profile_id):
+                    raise _Unsubscribed  # re-read before every try: a backoff can last a minute
+                if attempt.num > 1:
+                    log.info("%s %s %s: attempt %d", item.profile_id, item.day, item.subscriber, attempt.num)
+                try:
+                    self._send_once(item, payload, sender)
+                except SendFailure as exc:
+                    if exc.after_dot and not isinstance(exc, FatalFailure | PermanentFailure):
+                        lost = _LostReply(LOST_TWICE_ERROR if resent else LOST_REPLY_ERROR, again=resent)
+                        self._record_lost_reply(item, lost, exc)
+                        raise lost from exc
+                    # Every try is recorded as it ends: if the process dies during a backoff, the ledger knows.
+                    self.store.record_delivery_attempt(
+                        item.key,
+                        DeliveryState.FAILED if isinstance(exc, PermanentFailure) else DeliveryState.PENDING,
+                        self.clock(),
+                        error=str(exc),
+                        counted=self._counted,
+                        possible_duplicate=exc.after_dot,
+                        note=LOST_REPLY_NOTE if exc.after_dot else None,
+                    )
+                    resent = resent or exc.after_dot
+                    raise
+        return resent
+
+    def _record_lost_reply(self, item: Outgoing, lost: _LostReply, cause: SendFailure) -> None:
+        self.store.record_delivery_attempt(
+            item.key,
+            DeliveryState.FAILED if lost.again else DeliveryState.PENDING,
+            self.clock(),
+            error=f"{lost} ({cause})",
+            counted=self._counted,
+            possible_duplicate=True,
+            note=LOST_REPLY_NOTE,
+        )
+
+    _counted = False
+
+    def _send_once(self, item: Outgoing, payload: bytes, sender: str) -> None:
+        self._counted = False
+
+        def before_dot() -> None:
+            self.store.mark_delivery_sending(item.key, self.clock())
+            self._counted = True
+
+        self.transport.send(item.key, sender, payload, before_dot)
+        self.store.mark_delivery_sent(item.key, self.clock(), counted=self._counted, delivers=self.delivers)
+
+    def _skip_unsubscribed(self, item: Outgoing) -> None:
+        self.store.record_delivery_attempt(
+            item.key, DeliveryState.SKIPPED, self.clock(), error="unsubscribed", counted=True
+        )
+        self.report.skipped.append(item.key)
+
+    def _left_pending(self, item: Outgoing, error: str) -> None:
+        self.report.pending.append((item.key, error))
+        log.warning("%s %s %s: left for the next run: %s", item.profile_id, item.day, item.subscriber, error)

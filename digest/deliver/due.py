@@ -1,0 +1,168 @@
+"""Which emails are due: one per subscriber of each digest, and the ledger's say on each.
+
+An email is due until its ledger row is done (`lifecycle.is_done`); a digest's emails are
+due until each is done or its subscriber unsubscribed (`lifecycle.emails_done`). Emails
+still unsent `RETRY_DAYS` after their digest's day are given up, so their papers come back
+in the next digest. This module reads the ledger and records give-ups; it never sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from functools import partial
+
+from digest.formats import FormatKind, wants
+from digest.lifecycle import DONE_STATES, emails_done, is_done
+from digest.models import DeliveryState, Digest, Profile, TransportKind
+from digest.rows import DeliveryKey
+from digest.store import Store
+
+log = logging.getLogger(__name__)
+
+RETRY_DAYS = 7  # an email not accepted this many days after its digest's day is given up
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One subscriber's copy of one profile's digest for one day.
+
+    `render(message_id)` returns the message to send; it is called only when the message
+    is actually due, with the ledger's Message-ID (the same on every retry).
+    """
+
+    profile_id: str
+    day: date
+    subscriber: str
+    render: Callable[[str], EmailMessage | None]
+
+    @property
+    def key(self) -> DeliveryKey:
+        return DeliveryKey(self.profile_id, self.day, self.subscriber)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What `send_digests` would do with one outgoing message (`digest send --dry-run`)."""
+
+    outgoing: Outgoing
+    state: str  # 'new', a ledger state, or 'unsubscribed'
+    message_id: str | None
+
+    @property
+    def to_send(self) -> bool:
+        return self.state in ("new", DeliveryState.PENDING, DeliveryState.SENDING)
+
+
+def sends_email(digest: Digest) -> bool:
+    """Whether a digest has emails at all: papers, and a profile that asks for email."""
+    return bool(digest.items) and wants(digest.profile.formats, FormatKind.EMAIL)
+
+
+def outgoing_emails(
+    digests: Sequence[Digest], render: Callable[[Digest, str, str], EmailMessage | None]
+) -> list[Outgoing]:
+    """One `Outgoing` per subscriber of each digest that sends email (`sends_email`).
+
+    `render(digest, subscriber, message_id)` makes the message, e.g. a call of
+    `render_email(digest, subscriber=..., sender=..., message_id=..., ...)`.
+    """
+    return [
+        Outgoing(digest.profile.id, digest.date, subscriber, partial(render, digest, subscriber))
+        for digest in digests
+        if sends_email(digest)
+        for subscriber in digest.profile.subscribers
+    ]
+
+
+def digest_emails_done(store: Store, digest: Digest, transport: TransportKind) -> bool:
+    """True when no email of `digest` is still to go (an empty digest, or a profile without
+    email, has none)."""
+    if not sends_email(digest):
+        return True
+    profile = digest.profile
+    rows = {row.subscriber: row for row in store.deliveries(day=digest.date, profile_id=profile.id)}
+    return emails_done(
+        profile.subscribers,
+        rows,
+        transport=transport,
+        unsubscribed=store.unsubscribed(profile.subscribers, profile.id),
+        digest_state=store.digest_state(profile.id, digest.date),
+    )
+
+
+def due_digests(
+    store: Store,
+    profiles: Sequence[Profile],
+    *,
+    today: date,
+    transport: TransportKind,
+    day: date | None = None,
+    days: int = RETRY_DAYS,
+) -> list[Digest]:
+    """Built digests whose emails are still to go: of `day`, or of the `days` days up to `today`, oldest first."""
+    found = []
+    for profile in profiles:
+        for built in store.digest_days(profile.id):
+            in_range = built == day if day is not None else today - timedelta(days=days) < built <= today
+            digest = store.load_digest(profile, built) if in_range else None
+            if digest is not None and not digest_emails_done(store, digest, transport):
+                found.append(digest)
+    return sorted(found, key=lambda d: d.date)
+
+
+def with_earlier_due(store: Store, digests: Sequence[Digest], *, transport: TransportKind) -> list[Digest]:
+    """`digests`, after their profiles' earlier digests whose emails are still due (left
+    pending by a failed run): each scheduled run also finishes what an earlier one could not."""
+    found: dict[tuple[str, date], Digest] = {}
+    for digest in digests:
+        for earlier in due_digests(store, [digest.profile], today=digest.date, transport=transport):
+            found.setdefault((earlier.profile.id, earlier.date), earlier)
+    for digest in digests:
+        found.setdefault((digest.profile.id, digest.date), digest)
+    return sorted(found.values(), key=lambda d: d.date)
+
+
+def give_up_stale_emails(
+    store: Store,
+    profiles: Sequence[Profile],
+    *,
+    today: date,
+    at: datetime,
+    transport: TransportKind,
+    days: int = RETRY_DAYS,
+) -> list[tuple[str, date]]:
+    """Mark 'failed' every email still unsent `days` days after its digest's day.
+
+    A digest that nothing delivered then becomes 'failed' too (`lifecycle.state_after_emails`),
+    so its papers come back in the profile's next digest instead of waiting forever.
+    Returns those digests.
+    """
+    error = f"not accepted within {days} days: given up"
+    last_day = today - timedelta(days=days)
+    failed = []
+    for profile in profiles:
+        rows = store.deliveries(profile_id=profile.id)  # one read per profile, not one per day
+        stale = [r for r in rows if r.day <= last_day and not is_done(r, transport)]
+        for row in stale:
+            store.record_delivery_attempt(row.key, DeliveryState.FAILED, at, error=error, counted=True)
+            log.warning("%s %s %s: %s", profile.id, row.day, row.subscriber, error)
+        for day in dict.fromkeys(row.day for row in stale):
+            if store.settle_digest(profile.id, day, at):
+                failed.append((profile.id, day))
+    return failed
+
+
+def plan_deliveries(store: Store, outgoing: Sequence[Outgoing], transport: TransportKind) -> list[Planned]:
+    """The state of each message in the ledger, changing nothing."""
+    plans = []
+    for item in outgoing:
+        row = store.get_delivery(item.key)
+        state: str = "new" if row is None else (DeliveryState.PENDING if not is_done(row, transport) else row.state)
+        if state not in DONE_STATES and store.is_unsubscribed(item.subscriber, item.profile_id):
+            state = "unsubscribed"
+        plans.append(Planned(item, state, row.message_id if row else None))
+    return plans

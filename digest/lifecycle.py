@@ -1,0 +1,189 @@
+"""The life of a digest and of each of its emails: every rule that decides a state, in one place.
+
+A digest is `built`, then `delivered` (a feed published it or an email of it was
+accepted) or `failed` (every email failed for good: its papers come back). Each email is
+one ledger row: `pending`, `sending` (handed to the server, its answer not recorded yet),
+then `sent`, `failed` (refused for good) or `skipped` (unsubscribed). The rules here
+decide what a digest considers, what to do next with a ledger row, when a digest's
+emails are done, what a digest becomes after its emails, and whether a saved digest is
+final or may still be rebuilt.
+
+Pure: states, rows and dates in, decisions out. The store saves states and asks here
+what they become; nothing here reads the store, the clock or the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from digest.cron import DEFAULT_GRACE, profile_trigger
+from digest.models import DeliveryState, DigestState, Profile, TransportKind
+from digest.rows import Delivery, DigestStatus, PreviousDigest
+
+DONE_STATES = frozenset({DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED})
+
+
+# -- what a digest considers -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateFacts:
+    """What the candidate rule looks at for one paper and one profile.
+
+    `given`: the paper was an item of a digest of another day that was (or is still being)
+    delivered. `returned`: it was an item of a digest whose delivery failed for good.
+    `first_dump`: the sequence number of the first dump that showed it.
+    """
+
+    first_seen: date
+    first_dump: int
+    given: bool = False
+    returned: bool = False
+
+
+def is_candidate(paper: CandidateFacts, day: date, previous: PreviousDigest | None) -> bool:
+    """Whether a new digest for `day` considers the paper.
+
+    It must be listed on or before `day`; not given to the profile in a digest of another
+    day (the day's own digest does not count: a rebuild considers its papers again); and
+    new since the profile's previous digest: listed after its day, or stored after it was
+    built (a late or back-filled dump). Papers of a digest whose delivery failed come back.
+    """
+    if paper.first_seen > day or paper.given:
+        return False
+    if previous is None or paper.returned:
+        return True
+    return paper.first_seen > previous.day or paper.first_dump > previous.watermark
+
+
+def previous_digest(digests: Iterable[PreviousDigest], day: date) -> PreviousDigest | None:
+    """The profile's latest digest before `day` (of any state): papers are new since it."""
+    earlier = [d for d in digests if d.day < day]
+    return max(earlier, key=lambda d: d.day, default=None)
+
+
+# -- what to do with a ledger row --------------------------------------------------------------
+
+
+class Step(StrEnum):
+    """What a sender does next with one ledger row."""
+
+    DONE = "done"  # nothing more: sent, refused for good or unsubscribed
+    SKIP = "skip"  # the subscriber unsubscribed: record it, send nothing
+    REOPEN = "reopen"  # only written to the outbox, now SMTP is configured: send it over SMTP
+    RESUME = "resume"  # left 'sending' by a process that died: send again, flagged a possible duplicate
+    SEND = "send"
+
+
+def is_done(row: Delivery, transport: TransportKind) -> bool:
+    """True when a ledger row needs nothing more over `transport`.
+
+    A message only written to the outbox is not done once SMTP is configured: it is then
+    sent over SMTP, with the same Message-ID.
+    """
+    if transport == TransportKind.SMTP and row.transport == TransportKind.OUTBOX and row.state == DeliveryState.SENT:
+        return False
+    return row.state in DONE_STATES
+
+
+def next_step(row: Delivery, transport: TransportKind, *, unsubscribed: bool) -> Step:
+    """What to do with `row` now (see `Step`)."""
+    if is_done(row, transport):
+        return Step.DONE
+    if unsubscribed:
+        return Step.SKIP
+    if row.state == DeliveryState.SENT:
+        return Step.REOPEN
+    if row.state == DeliveryState.SENDING:
+        return Step.RESUME
+    return Step.SEND
+
+
+def emails_done(
+    subscribers: Iterable[str],
+    rows: Mapping[str, Delivery],
+    *,
+    transport: TransportKind,
+    unsubscribed: Collection[str],
+    digest_state: DigestState | None = None,
+) -> bool:
+    """True when no email of a digest is still to go: each subscriber's row is done, or the
+    subscriber unsubscribed; or the digest failed for good (its papers come back instead)."""
+    if digest_state == DigestState.FAILED:
+        return True
+    return all(
+        (address in rows and is_done(rows[address], transport)) or address in unsubscribed for address in subscribers
+    )
+
+
+# -- what a digest becomes ----------------------------------------------------------------------
+
+
+def state_after_acceptance(state: DigestState, *, delivers: bool) -> DigestState:
+    """A digest's state once one of its emails was accepted: delivered from the first one on,
+    unless the email does not deliver (an outbox preview while SMTP is configured)."""
+    return DigestState.DELIVERED if delivers else state
+
+
+def state_after_publishing(state: DigestState, *, has_items: bool, in_a_feed: bool) -> DigestState:
+    """A digest's state once its outputs were written: a feed entry delivers its papers."""
+    return DigestState.DELIVERED if has_items and in_a_feed else state
+
+
+def state_after_emails(state: DigestState, rows: Collection[DeliveryState]) -> DigestState:
+    """A digest's state once its emails ended: `failed` when nothing delivered it (still
+    `built`) and every email of it ended without a send, so its papers come back."""
+    if state != DigestState.BUILT or not rows:
+        return state
+    unsent = {DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.SENT}
+    return state if any(row in unsent for row in rows) else DigestState.FAILED
+
+
+# -- whether a saved digest may still be rebuilt -------------------------------------------------
+
+
+def digest_is_final(status: DigestStatus, *, now: datetime, deadline: datetime) -> bool:
+    """Whether a saved digest stands for good, or is still open to papers that arrive late.
+
+    A digest is final once anything of it may have reached a reader: a feed published its
+    entries or an email was accepted (state 'delivered'), an email is 'sending' or may have
+    arrived (a possible duplicate), or every email failed for good ('failed'). It is final
+    too once the profile has a digest of a later day, and after `deadline`
+    (`rebuild_deadline`): later papers go into the profile's next digest. Until then a
+    digest that delivered nothing (an empty one, or one whose emails all still wait) is
+    rebuilt when new papers for its day arrive: nobody saw it, so the new one, sent under
+    the same Message-IDs, is still that day's digest delivered once, only fuller.
+    """
+    return not may_be_replaced(status) or now > deadline
+
+
+def may_be_replaced(status: DigestStatus) -> bool:
+    """Whether nothing of a saved digest can have reached anyone yet (the part of
+    `digest_is_final` that does not depend on the time; the store checks it again inside
+    the transaction that replaces a digest)."""
+    return status.state == DigestState.BUILT and not status.reached_someone and not status.later_digest
+
+
+def rebuild_deadline(profile: Profile, day: date, grace: timedelta = DEFAULT_GRACE) -> datetime:
+    """Until when a digest of `day` that delivered nothing may still be rebuilt.
+
+    The end of the day's catch-up window: its last tick plus `grace` (`[digest]
+    catch_up_hours`), or the end of the day plus `grace` when the schedule has no tick that
+    day; and never later than the profile's next tick, so one digest at most is open.
+    """
+    zone = ZoneInfo(profile.timezone)
+    trigger = profile_trigger(profile)
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    following = day + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=zone).astimezone(UTC)
+    last = None
+    tick = trigger.get_next_fire_time(None, start)
+    while tick is not None and tick.astimezone(UTC) < end:
+        last = tick
+        tick = trigger.get_next_fire_time(tick, tick)
+    closes = (last.astimezone(UTC) if last else end) + grace
+    return min(closes, tick.astimezone(UTC)) if tick is not None else closes

@@ -1,0 +1,92 @@
+"""What the commands print as data: papers, ranked papers and ledger rows as JSON-ready records, and CSV.
+
+Plain functions from named rows to dicts of JSON types (dates as ISO strings). Nothing
+here reads the store or prints: the CLI writes what these return.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from typing import IO, Any
+
+from digest.models import Paper, ScoredPaper
+from digest.rows import Delivery
+
+EXPORT_FIELDS = (
+    "id",
+    "title",
+    "abstract",
+    "authors_count",
+    "organization",
+    "published",
+    "upvotes",
+    "first_seen",
+    "sightings",
+    "arxiv_id",
+    "authors",
+    "url",
+    "comments",
+)
+CSV_AUTHOR_SEPARATOR = "; "
+
+
+def paper_record(paper: Paper) -> dict[str, Any]:
+    """A paper as `digest export` writes it (JSON types; dates as ISO strings)."""
+    org = paper.organization
+    return {
+        "id": paper.id,
+        "title": paper.title,
+        "abstract": paper.abstract,
+        "authors_count": paper.authors_count,
+        "organization": {"id": org.id, "name": org.name} if org else None,
+        "published": paper.published.isoformat() if paper.published else None,
+        "upvotes": paper.upvotes,
+        "first_seen": paper.first_seen.isoformat(),
+        "sightings": paper.sightings,
+        "arxiv_id": paper.arxiv_id,
+        "authors": list(paper.authors),
+        "url": paper.url,
+        "comments": paper.comments,
+    }
+
+
+def scored_record(scored: ScoredPaper) -> dict[str, Any]:
+    """A ranked paper as `digest rank --json` prints it."""
+    return {**paper_record(scored.paper), "score": scored.score, "reasons": list(scored.reasons)}
+
+
+def delivery_record(row: Delivery) -> dict[str, Any]:
+    """A ledger row as `digest deliveries --json` prints it."""
+    return {
+        "day": row.day.isoformat(),
+        "profile": row.profile_id,
+        "subscriber": row.subscriber,
+        "transport": row.transport,
+        "state": row.state,
+        "attempts": row.attempts,
+        "message_id": row.message_id,
+        "last_error": row.last_error,
+        "possible_duplicate": row.possible_duplicate,
+        "note": row.note,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+    }
+
+
+def write_csv(out: IO[str], records: Iterable[dict[str, Any]]) -> None:
+    """Records of `paper_record` as CSV: the organisation in two columns, the authors in one cell."""
+    columns = [c for c in EXPORT_FIELDS if c != "organization"]
+    columns[columns.index("authors_count") + 1 : columns.index("authors_count") + 1] = [
+        "organization_id",
+        "organization_name",
+    ]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        org = record.pop("organization")
+        record["organization_id"] = org["id"] if org else None
+        record["organization_name"] = org["name"] if org else None
+        record["authors"] = CSV_AUTHOR_SEPARATOR.join(record["authors"])
+        writer.writerow(record)

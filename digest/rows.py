@@ -1,0 +1,154 @@
+"""The named rows the store hands out and takes in: frozen dataclasses and named tuples.
+
+Plain data: nothing here touches SQL or decides anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import NamedTuple
+
+from digest.models import DeliveryState, DigestState, TransportKind
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """An entry of a dump that repeated an earlier entry of the same paper (and was skipped).
+
+    Both are the entries' lines, or item numbers in a JSON response (`Entry.line`)."""
+
+    line: int
+    first: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What adding one dump did. `new` is False when its content was already stored."""
+
+    new: bool
+    papers_new: int = 0
+    papers_updated: int = 0
+    duplicates: tuple[Duplicate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What an HTTP server said identifies a response (for conditional requests)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class DeliveryKey(NamedTuple):
+    """Which ledger row: one subscriber's copy of one profile's digest for one day."""
+
+    profile_id: str
+    day: date
+    subscriber: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One ledger row: one subscriber's copy of one profile's digest for one day.
+
+    `possible_duplicate` is set when the message was sent again after an attempt whose
+    outcome was unknown, and `note` says when and why.
+    """
+
+    profile_id: str
+    day: date
+    subscriber: str
+    transport: TransportKind
+    state: DeliveryState
+    attempts: int
+    message_id: str
+    last_error: str | None
+    possible_duplicate: bool
+    note: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+    @property
+    def key(self) -> DeliveryKey:
+        return DeliveryKey(self.profile_id, self.day, self.subscriber)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestStatus:
+    """How far a saved digest got: what decides whether it may still be rebuilt
+    (`lifecycle.digest_is_final`).
+
+    `reached_someone`: an email of it is 'sent' or 'sending', or may have reached its
+    reader (a possible duplicate). `later_digest`: the profile has a digest of a later day.
+    `watermark`: the newest dump it was built from.
+    """
+
+    state: DigestState
+    watermark: int
+    reached_someone: bool
+    later_digest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousDigest:
+    """A profile's digest before the day being built: what makes a paper "new" since it."""
+
+    day: date
+    watermark: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscription:
+    """An address that asked to stop: for one profile, or for all (`profile_id` None)."""
+
+    address: str
+    profile_id: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LastBuilt:
+    """A profile's newest digest: its day, when it was built, how many papers it gave."""
+
+    day: date
+    at: datetime
+    papers: int
+
+
+@dataclass(frozen=True, slots=True)
+class LastEvent:
+    """The digest day and the moment of a profile's latest publication (feed or accepted email)."""
+
+    day: date
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LastMailed:
+    """A profile's latest email accepted: its digest day, when, and over what."""
+
+    day: date
+    at: datetime
+    transport: TransportKind
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileActivity:
+    """What `digest status` reads from the store about one profile."""
+
+    profile_id: str
+    built: LastBuilt | None
+    published: LastEvent | None
+    mailed: LastMailed | None
+    emails_pending: int
+    emails_failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCounts:
+    """What `Store.prune` deleted (or, in a dry run, would delete)."""
+
+    deliveries: int
+    fetches: int

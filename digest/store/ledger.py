@@ -1,0 +1,222 @@
+"""The delivery ledger (one row per profile, subscriber and digest day) and the unsubscribes.
+
+A row's Message-ID is made once, when the row is; every later attempt reuses it. Each
+change of a row is saved as the sender records it, in its own transaction, so a process
+killed at any moment leaves a ledger that says what may have happened. What a row's
+state means and what comes next is `lifecycle`'s to decide. Nothing here sends.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from typing import Any
+
+from digest.lifecycle import state_after_acceptance
+from digest.models import DeliveryState, DigestState, TransportKind
+from digest.rows import Delivery, DeliveryKey, Unsubscription
+from digest.store.base import StoreBase, moment
+from digest.store.digests import save_digest_state
+
+ALL_PROFILES = "*"  # an unsubscribe from every profile
+_COLUMNS = (
+    "profile_id, day, subscriber, transport, state, attempts, message_id, last_error, "
+    "possible_duplicate, note, created_at, updated_at, sent_at"
+)
+_ATTEMPT_OUTCOMES = (DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.SKIPPED)
+
+
+def subscriber_key(address: str) -> str:
+    """How unsubscribes match addresses: trimmed and lower-cased."""
+    return address.strip().lower()
+
+
+class LedgerMixin(StoreBase):
+    """The delivery ledger and the unsubscribes (see the module docstring)."""
+
+    def add_deliveries(
+        self,
+        keys: Iterable[DeliveryKey],
+        message_id: Callable[[DeliveryKey], str],
+        transport: TransportKind,
+        at: datetime,
+    ) -> int:
+        """Create a 'pending' ledger row for each key that has none; return how many were new."""
+        created = 0
+        with self.transaction() as db:
+            for key in map(_key, keys):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO deliveries (profile_id, day, subscriber, transport, message_id, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key.profile_id,
+                        key.day.isoformat(),
+                        key.subscriber,
+                        transport,
+                        message_id(key),
+                        at.isoformat(),
+                        at.isoformat(),
+                    ),
+                )
+                created += cursor.rowcount
+        return created
+
+    def get_delivery(self, key: DeliveryKey) -> Delivery | None:
+        """The ledger row as it is now."""
+        key = _key(key)
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE profile_id = ? AND day = ? AND subscriber = ?",
+            (key.profile_id, key.day.isoformat(), key.subscriber),
+        ).fetchone()
+        return _delivery(row) if row else None
+
+    def deliveries(self, *, day: date | None = None, profile_id: str | None = None) -> list[Delivery]:
+        """Ledger rows, oldest day first, optionally of one day and/or one profile."""
+        where, params = [], []
+        if day is not None:
+            where.append("day = ?")
+            params.append(day.isoformat())
+        if profile_id is not None:
+            where.append("profile_id = ?")
+            params.append(profile_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        query = f"SELECT {_COLUMNS} FROM deliveries {clause} ORDER BY day, profile_id, subscriber"
+        return [_delivery(row) for row in self._db.execute(query, params)]
+
+    def reopen_outbox_delivery(self, key: DeliveryKey, at: datetime) -> None:
+        """A message only written to the outbox becomes 'pending' over SMTP, keeping its Message-ID."""
+        note = f"written to the outbox on {at.date().isoformat()} before SMTP was configured; sent over SMTP"
+        self._update(
+            key,
+            "state = 'pending', transport = 'smtp', sent_at = NULL, note = ?, updated_at = ?",
+            (note, at.isoformat()),
+        )
+
+    def mark_delivery_sending(self, key: DeliveryKey, at: datetime) -> None:
+        """Record that the message is about to be handed over (the attempt counts from here)."""
+        self._update(key, "state = 'sending', attempts = attempts + 1, updated_at = ?", (at.isoformat(),))
+
+    def mark_delivery_sent(
+        self, key: DeliveryKey, at: datetime, *, counted: bool = True, delivers: bool = True
+    ) -> None:
+        """Record acceptance, and what it makes of the digest (`lifecycle.state_after_acceptance`;
+        `delivers` is False for an outbox preview while SMTP is configured)."""
+        key = _key(key)
+        with self.transaction() as db:
+            self._update(
+                key,
+                "state = 'sent', attempts = attempts + ?, last_error = NULL, updated_at = ?, sent_at = ?",
+                (0 if counted else 1, at.isoformat(), at.isoformat()),
+                db=db,
+            )
+            row = db.execute(
+                "SELECT state FROM digests WHERE profile_id = ? AND day = ?", (key.profile_id, key.day.isoformat())
+            ).fetchone()
+            if row is None:
+                return
+            state = DigestState(row[0])
+            after = state_after_acceptance(state, delivers=delivers)
+            if after != state:
+                save_digest_state(db, key.profile_id, key.day, after, at)
+
+    def record_delivery_attempt(
+        self,
+        key: DeliveryKey,
+        state: DeliveryState,
+        at: datetime,
+        *,
+        error: str | None,
+        counted: bool = False,
+        possible_duplicate: bool = False,
+        note: str | None = None,
+    ) -> None:
+        """Record a try that did not end in 'sent': 'pending' (retry later), 'failed' or 'skipped'.
+
+        `counted` says the attempt was already counted by `mark_delivery_sending`; a `note`
+        (kept once the row is sent) explains a possible duplicate.
+        """
+        if state not in _ATTEMPT_OUTCOMES:
+            raise ValueError(f"not an outcome of an attempt: {state!r}")
+        self._update(
+            key,
+            "state = ?, attempts = attempts + ?, last_error = ?, updated_at = ?, "
+            "possible_duplicate = MAX(possible_duplicate, ?), note = COALESCE(?, note)",
+            (state, 0 if counted else 1, error, at.isoformat(), int(possible_duplicate), note),
+        )
+
+    def resume_interrupted_delivery(self, key: DeliveryKey, at: datetime, note: str) -> None:
+        """A row left 'sending' by a process that died: pending again, flagged as a possible duplicate."""
+        self._update(key, "state = 'pending', possible_duplicate = 1, note = ?, updated_at = ?", (note, at.isoformat()))
+
+    def _update(
+        self, key: DeliveryKey, assignments: str, values: tuple[Any, ...], *, db: sqlite3.Connection | None = None
+    ) -> None:
+        key = _key(key)
+        statement = f"UPDATE deliveries SET {assignments} WHERE profile_id = ? AND day = ? AND subscriber = ?"
+        params = (*values, key.profile_id, key.day.isoformat(), key.subscriber)
+        if db is not None:
+            db.execute(statement, params)
+            return
+        with self.transaction() as own:
+            own.execute(statement, params)
+
+    # -- unsubscribes -------------------------------------------------------------
+
+    def unsubscribe(self, address: str, profile_id: str | None, at: datetime) -> bool:
+        """Stop sending to `address` (for one profile, or all with None); False if it already was."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO unsubscribes (address, profile_id, at) VALUES (?, ?, ?)",
+                (subscriber_key(address), profile_id or ALL_PROFILES, at.isoformat()),
+            )
+            return cursor.rowcount > 0
+
+    def resubscribe(self, address: str, profile_id: str | None) -> bool:
+        """Undo `unsubscribe` for the same scope; False if there was nothing to undo."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM unsubscribes WHERE address = ? AND profile_id = ?",
+                (subscriber_key(address), profile_id or ALL_PROFILES),
+            )
+            return cursor.rowcount > 0
+
+    def is_unsubscribed(self, address: str, profile_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM unsubscribes WHERE address = ? AND profile_id IN (?, ?)",
+            (subscriber_key(address), profile_id, ALL_PROFILES),
+        ).fetchone()
+        return row is not None
+
+    def unsubscribed(self, addresses: Iterable[str], profile_id: str) -> set[str]:
+        """Those of `addresses` that asked to stop receiving `profile_id` (or everything)."""
+        return {address for address in addresses if self.is_unsubscribed(address, profile_id)}
+
+    def unsubscribes(self) -> list[Unsubscription]:
+        """Every unsubscribe, by address."""
+        rows = self._db.execute("SELECT address, profile_id, at FROM unsubscribes ORDER BY address, profile_id")
+        return [Unsubscription(a, None if p == ALL_PROFILES else p, moment(at)) for a, p, at in rows]
+
+
+def _key(key: tuple[str, date, str]) -> DeliveryKey:
+    # Any (profile, day, subscriber) triple names a row; the named tuple reads better.
+    return key if isinstance(key, DeliveryKey) else DeliveryKey(*key)
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    profile_id, day, subscriber, transport, state, attempts, mid, error, dup, note, created, updated, sent = row
+    return Delivery(
+        profile_id=profile_id,
+        day=date.fromisoformat(day),
+        subscriber=subscriber,
+        transport=TransportKind(transport),
+        state=DeliveryState(state),
+        attempts=attempts,
+        message_id=mid,
+        last_error=error,
+        possible_duplicate=bool(dup),
+        note=note,
+        created_at=datetime.fromisoformat(created),
+        updated_at=datetime.fromisoformat(updated),
+        sent_at=datetime.fromisoformat(sent) if sent else None,
+    )
