@@ -433,3 +433,26 @@ def test_the_running_service_rebuilds_when_the_ingest_job_brings_papers(
     assert eml_recipients(config.outbox) == sorted(profile.subscribers)
     store.close()
     watcher.close()
+
+
+def test_a_liked_paper_found_through_a_title_it_had_before_is_no_warning(tmp_path: Path) -> None:
+    """One matching rule for liked papers: what the ranker finds, `profiles check` finds."""
+    import json
+
+    from hub import paper_item
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    old, new = paper_item("2601.00042", "The Title It Had First"), paper_item("2601.00042", "The Title It Has Now")
+    (inbox / "hf-daily-2026-01-01.json").write_text(json.dumps([old]))
+    (inbox / "hf-daily-2026-01-02.json").write_text(json.dumps([new]))
+    config = replace(shipped_config(tmp_path), inbox=inbox)
+    profile = replace(config.profiles[0], liked=("The Title It Had First", "A Paper Nobody Wrote"))
+    config = replace(config, profiles=(profile,))
+    with App(config, clock=clock_at(NOW), environ=NO_KEY) as app:
+        assert app.ingest().papers_new == 1
+        (paper,) = app.papers()
+        assert paper.title == "The Title It Has Now"
+        assert [p.id for p in app.store.find_papers(profile.liked)] == [paper.id]
+        warnings = [str(w) for w in app.unknown_liked()]
+    assert len(warnings) == 1 and "'A Paper Nobody Wrote' is not a stored paper" in warnings[0]
