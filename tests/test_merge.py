@@ -92,8 +92,9 @@ CASES = {
     # A bare view never replaces a richer one, even when newer.
     "bare never replaces rich": (STORED, BARE_ENTRY, DEC_3, STORED),
     # A bare view replaces another bare view when it is newer.
-    "bare replaces bare": (BARE, BARE_ENTRY, DEC_3, replace(BARE, title="Bare View",
-                                                             abstract="Only a title and an abstract.", last_seen=DEC_3)),
+    "bare replaces bare": (
+        BARE, BARE_ENTRY, DEC_3, replace(BARE, title="Bare View", abstract=BARE_ENTRY.abstract, last_seen=DEC_3)
+    ),
     # A bare view from an older listing moves first_seen back and changes nothing else.
     "older bare moves first_seen": (STORED, BARE_ENTRY, DEC_1, replace(STORED, first_seen=DEC_1)),
 }  # fmt: skip
