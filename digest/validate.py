@@ -88,6 +88,11 @@ _BLANK = re.compile(r"(?:[ \t]|#[^\n]*)*")
 _BLANK_LINES = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
 
 
+TablePath = tuple[str | int, ...]
+"""Where a table sits: `("digest",)`, `("profiles", 0)` for the first `[[profiles]]`."""
+KeyPath = tuple[TablePath, str]
+
+
 class TomlLines:
     """Line numbers of tables and keys in a TOML text.
 
@@ -99,13 +104,13 @@ class TomlLines:
     """
 
     def __init__(self, text: str) -> None:
-        self._tables: dict[tuple, int] = {}
-        self._keys: dict[tuple, int] = {}
-        self._arrays: dict[tuple, int] = {}  # [[array]] tables seen so far, by path
+        self._tables: dict[TablePath, int] = {}
+        self._keys: dict[KeyPath, int] = {}
+        self._arrays: dict[TablePath, int] = {}  # [[array]] tables seen so far, by path
         self._text = text
         self._pos = 0
         self._line = 1
-        table: tuple = ()
+        table: TablePath = ()
         while self._skip(newlines=True):
             start = self._pos
             if self._text.startswith("[", self._pos):
@@ -115,17 +120,17 @@ class TomlLines:
             if self._pos == start:  # not TOML after all: never loop on it
                 self._advance(1)
 
-    def table(self, table: tuple) -> int:
+    def table(self, table: TablePath) -> int:
         return self._tables.get(table, 0)
 
-    def key(self, table: tuple, key: str) -> int:
+    def key(self, table: TablePath, key: str) -> int:
         return self._keys.get((table, key)) or self.table(table)
 
-    def _header(self) -> tuple:
+    def _header(self) -> TablePath:
         line = self._line
         array = self._text.startswith("[[", self._pos)
         self._advance(2 if array else 1)
-        path: tuple = ()
+        path: TablePath = ()
         parts = self._key_parts()
         for depth, part in enumerate(parts):
             self._keys.setdefault((path, part), line)
@@ -142,7 +147,7 @@ class TomlLines:
         self._advance(2 if array else 1)
         return path
 
-    def _dotted_key(self, table: tuple) -> tuple:
+    def _dotted_key(self, table: TablePath) -> TablePath:
         """Read `a.b.c =`; record each part as a key of the table before it. Returns the value's path."""
         line = self._line
         path = table
@@ -170,7 +175,7 @@ class TomlLines:
                 return parts
             self._advance(1)
 
-    def _value(self, path: tuple) -> None:
+    def _value(self, path: TablePath) -> None:
         if self._text.startswith("{", self._pos):
             self._advance(1)
             self._tables.setdefault(path, self._line)
@@ -182,7 +187,7 @@ class TomlLines:
             token = _STRING.match(self._text, self._pos) or _BARE_VALUE.match(self._text, self._pos)
             self._advance(len(token[0]) if token else 0)
 
-    def _items(self, path: tuple, end: str, *, inline_table: bool) -> None:
+    def _items(self, path: TablePath, end: str, *, inline_table: bool) -> None:
         """The keys of an inline table, or the values of an array (indexed from 0), up to `end`."""
         index = 0
         while self._skip(newlines=True) and not self._text.startswith(end, self._pos):
@@ -225,7 +230,7 @@ class Where:
 
     source: str
     lines: TomlLines
-    table: tuple
+    table: TablePath
     label: str
 
     def problem(self, key: str | None, message: str) -> Problem:
@@ -339,7 +344,7 @@ def array(
     """An array of `item`s. With `unique`, two items that `same` maps to one value are a
     duplicate (the second is reported, naming both spellings when they differ)."""
 
-    def check(value: Any) -> tuple:
+    def check(value: Any) -> TablePath:
         if not isinstance(value, list):
             raise Invalid(f"expected an array, got {describe(value)}")
         if not allow_empty and not value:

@@ -35,6 +35,7 @@ looks at the clock (the caller passes `today`).
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterator
 import hashlib
 import re
 from dataclasses import dataclass, replace
@@ -275,7 +276,9 @@ def _blocks(lines: list[str], start: int) -> list[_Block]:
     return blocks
 
 
-def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem], *, from_file: bool = False):
+def _raw_entries(
+    blocks: list[_Block], source: str, problems: list[Problem], *, from_file: bool = False
+) -> Iterator[_RawEntry]:
     pending: list[_Block] = []
     for block in blocks:
         if not block.is_byline:
@@ -311,7 +314,9 @@ def _raw_entries(blocks: list[_Block], source: str, problems: list[Problem], *, 
     yield from _unbylined(pending, source, problems, at_end=True)
 
 
-def _unbylined(blocks: list[_Block], source: str, problems: list[Problem], at_end: bool = False):
+def _unbylined(
+    blocks: list[_Block], source: str, problems: list[Problem], at_end: bool = False
+) -> Iterator[_RawEntry]:
     """Paragraphs with no byline pair up as title + abstract (papers with no date)."""
     for i in range(0, len(blocks) - 1, 2):
         yield _RawEntry(blocks[i].text, blocks[i + 1].text, blocks[i].line, None, blocks[i + 1].line)
