@@ -35,9 +35,9 @@ looks at the clock (the caller passes `today`).
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
