@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import shutil
 import signal
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -42,6 +47,45 @@ def finishes_within(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def run_digest(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    token: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The `digest` command, run in this process through `main(argv)`, in `cwd`, with `env`
+    added to the environment (and `HF_TOKEN` only when `token` is given): its exit code,
+    stdout and stderr, as a subprocess would give them. A hang fails the test."""
+    from digest.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_environ, saved_cwd = dict(os.environ), Path.cwd()
+    os.environ.pop("HF_TOKEN", None)
+    os.environ.update((env or {}) | ({"HF_TOKEN": token} if token else {}))
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), finishes_within(120):
+            try:
+                code = main(list(args), clock=clock)
+            except SystemExit as exc:  # argparse: --help, usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+    return subprocess.CompletedProcess(["digest", *args], code, out.getvalue(), err.getvalue())
+
+
+def console(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `digest` command as its own process (`python -m digest`), for what only a
+    process shows: the console script itself, signals, an environment set at start."""
+    environ = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=environ
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""The `digest` command as a user runs it: a real subprocess, real files."""
+"""The `digest` command as a user runs it: real files, real servers on loopback.
+
+Most commands run in this process through `main(argv)` (`run_digest`); a few run as a
+real process (`console`) to prove the console script works.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import console, run_digest
 from hub import PagedListing, day_of_papers, gzip_bomb
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -23,15 +28,7 @@ from digest.cli import build_parser
 FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
 
 
-def digest(
-    *args: str, cwd: Path, token: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = (
-        {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | ({"HF_TOKEN": token} if token else {}) | (env or {})
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
-    )
+digest = run_digest
 
 
 def subcommands(parser=None, prefix=()) -> list[tuple[str, ...]]:
@@ -43,6 +40,14 @@ def subcommands(parser=None, prefix=()) -> list[tuple[str, ...]]:
                 found.append((*prefix, name))
                 found += subcommands(sub, (*prefix, name))
     return found
+
+
+def test_the_console_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "digest"
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("digest ")
+    result = console("ingest", str(Path(__file__).parent.parent / "seeds"), cwd=tmp_path)
+    assert result.returncode == 0 and "309 new papers" in result.stdout
 
 
 @pytest.mark.parametrize("command", subcommands())
@@ -916,14 +921,14 @@ def test_the_core_works_without_the_semantic_extra(tmp_path: Path) -> None:
     (blocker / "sitecustomize.py").write_text(BLOCK_SEMANTIC)
     env = {"PYTHONPATH": str(blocker)}
     folder = project(tmp_path)
-    result = digest("run", cwd=folder, env=env)
+    result = console("run", cwd=folder, env=env)
     assert result.returncode == 0, result.stderr
     assert sum(line.endswith("[built]") for line in result.stdout.splitlines()) == 5
-    ranked = digest("rank", "--profile", "continual-learning", "--json", "--limit", "3", cwd=folder, env=env)
+    ranked = console("rank", "--profile", "continual-learning", "--json", "--limit", "3", cwd=folder, env=env)
     assert ranked.returncode == 0 and len(json.loads(ranked.stdout)) == 3
     toml = folder / "digest.toml"
     toml.write_text(toml.read_text().replace("[digest]\n", "[digest]\nsemantic = true\n", 1))
-    asked = digest("rank", "--profile", "continual-learning", cwd=folder, env=env)
+    asked = console("rank", "--profile", "continual-learning", cwd=folder, env=env)
     assert asked.returncode == 2
     assert asked.stderr.count("\n") == 1 and "paper-digest[semantic]" in asked.stderr
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TODAY
+from conftest import TODAY, run_digest
 from filelock import FileLock
 from mailserver import SENDER, Faults, MailServer, digest_message, outgoing_for, profile, save_digests
 
@@ -537,7 +537,7 @@ def test_digest_message_helper_uses_the_ledger_message_id(store: Store) -> None:
 
 
 def digest_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "digest", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    return run_digest(*args, cwd=cwd)
 
 
 CONFIG = """\
