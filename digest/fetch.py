@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import ipaddress
 import json
 import logging
 import os
@@ -77,7 +76,8 @@ import httpx
 import stamina
 
 from digest import __version__
-from digest.config import Config, SourceConfig
+from digest.clock import utc_now
+from digest.config import Config, SourceConfig, is_loopback
 from digest.files import free_name, write_atomic
 from digest.ingest.hf_api import NotAnApiResponse, arxiv_id, decode_api_response
 from digest.models import Problem
@@ -248,7 +248,7 @@ def open_client(source: SourceConfig, *, token: str | None = None) -> httpx.Clie
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip"}
     if token:
         parts = urlsplit(source.base_url)
-        if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+        if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
             raise FetchError(
                 f"refusing to send {TOKEN_VARIABLE} over plain http to {parts.hostname}: "
                 "use an https [source] base_url, or unset the token"
@@ -263,10 +263,6 @@ def open_client(source: SourceConfig, *, token: str | None = None) -> httpx.Clie
 def day_range(since: date, until: date) -> list[date]:
     """Every day from `since` to `until`, both included."""
     return [since + timedelta(days=n) for n in range((until - since).days + 1)]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def fetch_days(
@@ -862,12 +858,3 @@ def _fetched(summary: IngestSummary) -> str:
         count = len(summary.problems)
         text += f", {count} item{'' if count == 1 else 's'} rejected"
     return text
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -13,3 +13,16 @@ class NotADump(ValueError):
 def snippet(text: str, limit: int = 60) -> str:
     """`text` cut to at most `limit` characters (with '…'), for quoting input in a message."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def decode_text(data: bytes, error: type[NotADump], *, empty: str, binary: str) -> str:
+    """UTF-8 bytes (a BOM allowed) as text; `error(empty)` for nothing but white space,
+    `error(binary)` for NUL bytes, `error` naming the offset for bytes that are not UTF-8."""
+    if not data.strip():
+        raise error(empty)
+    if b"\x00" in data:
+        raise error(binary)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text (invalid byte at offset {exc.start})") from None

@@ -37,7 +37,7 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
-from digest.ingest.common import NotADump, snippet
+from digest.ingest.common import NotADump, decode_text, snippet
 from digest.ingest.hf_dump import latest_listing
 from digest.ingest.limits import (
     ABSTRACT_CAP,
@@ -97,14 +97,9 @@ def looks_like_api_response(data: bytes, name: str) -> bool:
 
 def decode_api_response(data: bytes) -> list[Any]:
     """Bytes of a response body to its list of items; raise `NotAnApiResponse` if it is none."""
-    if not data.strip():
-        raise NotAnApiResponse("empty response")
-    if b"\x00" in data:
-        raise NotAnApiResponse("binary data (contains NUL bytes), not JSON")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise NotAnApiResponse(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+    text = decode_text(
+        data, NotAnApiResponse, empty="empty response", binary="binary data (contains NUL bytes), not JSON"
+    )
     stripped = text.lstrip()
     if stripped.startswith("<"):
         raise NotAnApiResponse(f"not JSON: an HTML or XML page (starts with {snippet(stripped.splitlines()[0])!r})")

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from digest.ingest.common import NotADump, snippet
+from digest.ingest.common import NotADump, decode_text, snippet
 from digest.ingest.limits import (
     ABSTRACT_CAP,
     EARLIEST_YEAR,
@@ -117,14 +117,7 @@ class _RawEntry:
 
 def decode_dump(data: bytes) -> str:
     """Bytes to normalised text: UTF-8 (BOM allowed), LF line ends, no trailing spaces."""
-    if not data.strip():
-        raise NotADump("empty file")
-    if b"\x00" in data:
-        raise NotADump("binary file (contains NUL bytes)")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise NotADump(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+    text = decode_text(data, NotADump, empty="empty file", binary="binary file (contains NUL bytes)")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return "\n".join(line.rstrip() for line in lines)
 
