@@ -63,6 +63,9 @@ from digest.models import Paper, Profile, ScoredPaper
 from digest.pipeline import IngestSummary, QuarantineError, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
 from digest.publish import email_renderer
+from digest.reason_records import reason_record
+from digest.render.reasons import word_reason
+from digest.render.templates import template_environment
 from digest.retention import TooOld, check_day, cutoff, prune_old_records
 from digest.semantic import SemanticUnavailable
 from digest.store import Delivery, Store, StoreError, open_store, title_key
@@ -79,6 +82,7 @@ PROGRESS_MIN_DAYS = 7
 
 if TYPE_CHECKING:
     import rich.progress
+    from jinja2 import Environment
 
 
 class UsageError(Exception):
@@ -567,22 +571,28 @@ def run_rank(ctx: Context) -> int:
         ranked = rank_profile(
             store, profile, papers, embed=embed, limit=ctx.args.limit, day=None if ctx.args.all else day
         )
+    env = template_environment(config.templates)
     if ctx.args.json:
-        print(json.dumps([scored_record(s) for s in ranked], ensure_ascii=False, indent=1))
+        print(json.dumps([scored_record(s, env) for s in ranked], ensure_ascii=False, indent=1))
         return EXIT_OK
     for position, scored in enumerate(ranked, start=1):
         mark = " " if scored.score >= profile.min_score else "-"
         print(f"{position:3}. {scored.score:.3f}{mark} {scored.paper.title}")
         for reason in scored.reasons:
-            print(f"            {reason}")
+            print(f"            {word_reason(reason, env)}")
     shown = "every stored paper" if ctx.args.all else f"the papers new for {profile.id} on {day}"
     print(f"{len(ranked)} of {len(papers)} papers ({shown}); '-' marks a score below min_score {profile.min_score}")
     return EXIT_OK
 
 
-def scored_record(scored: ScoredPaper) -> dict[str, Any]:
-    """A ranked paper as `digest rank --json` prints it."""
-    return {**paper_record(scored.paper), "score": scored.score, "reasons": list(scored.reasons)}
+def scored_record(scored: ScoredPaper, env: Environment) -> dict[str, Any]:
+    """A ranked paper as `digest rank --json` prints it: `reasons` in words, `why` as data."""
+    return {
+        **paper_record(scored.paper),
+        "score": scored.score,
+        "reasons": [word_reason(r, env) for r in scored.reasons],
+        "why": [reason_record(r) for r in scored.reasons],
+    }
 
 
 def run_build(ctx: Context) -> int:

@@ -30,6 +30,7 @@ from filelock import FileLock, Timeout
 
 from digest.chars import strip_format
 from digest.models import Digest, DigestEntry, Dump, Entry, Organization, Paper, Profile, ScoredPaper
+from digest.reason_records import dump_reasons, load_reasons
 
 
 def _add_title_keys(db: sqlite3.Connection) -> None:
@@ -572,7 +573,7 @@ class Store:
         papers = {p.id: p for p in self.get_papers([r[0] for r in rows])}
         picked: dict[str, list[ScoredPaper]] = {"item": [], "runner-up": []}
         for pid, kind, score, reasons in rows:
-            picked[kind].append(ScoredPaper(papers[pid], score, tuple(json.loads(reasons))))
+            picked[kind].append(ScoredPaper(papers[pid], score, load_reasons(reasons)))
         return Digest(
             profile=profile,
             date=day,
@@ -609,7 +610,7 @@ class Store:
                 profile_id=profile_id,
                 day=date.fromisoformat(day),
                 built_at=_aware(datetime.fromisoformat(built_at)),
-                item=ScoredPaper(papers[pid], score, tuple(json.loads(reasons))),
+                item=ScoredPaper(papers[pid], score, load_reasons(reasons)),
             )
             for pid, day, built_at, score, reasons in rows
         ]
@@ -980,7 +981,7 @@ _LATER = "EXISTS (SELECT 1 FROM digests h WHERE h.profile_id = g.profile_id AND 
 def _insert_items(db: sqlite3.Connection, digest: Digest) -> None:
     key = (digest.profile.id, digest.date.isoformat())
     rows = [
-        (*key, item.paper.id, kind, rank, item.score, json.dumps(list(item.reasons), ensure_ascii=False))
+        (*key, item.paper.id, kind, rank, item.score, dump_reasons(item.reasons))
         for kind, items in (("item", digest.items), ("runner-up", digest.runners_up))
         for rank, item in enumerate(items, start=1)
     ]
