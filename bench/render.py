@@ -39,13 +39,17 @@ sys.path.insert(0, str(ROOT))
 
 from digest.config import Config, load_config  # noqa: E402
 from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump  # noqa: E402
-from digest.models import Digest, Profile, ScoredPaper  # noqa: E402
+from digest.models import Digest, PaperPart, Profile, Reason, ReasonKind, ScoredPaper  # noqa: E402
 from digest.store import open_store  # noqa: E402
 
 DATA = ROOT / "bench" / ".data" / "render"
 DAY = date(2025, 12, 31)
 BUILT_AT = datetime(2025, 12, 31, 7, 0, tzinfo=UTC)
 KEY = b"bench-key-0123456789abcdef"
+REASONS = (
+    Reason(ReasonKind.KEYWORDS, terms=("keyword",), where=PaperPart.TITLE),
+    Reason(ReasonKind.LIKED, paper_id="liked", title="a liked paper"),
+)
 
 
 def profiles(count: int) -> tuple[Profile, ...]:
@@ -78,10 +82,7 @@ def make_database(count: int, per_profile: int) -> Path:
     rng = random.Random(7)
     for profile in profiles(count):
         chosen = rng.sample(papers, per_profile)
-        items = tuple(
-            ScoredPaper(p, 0.9 - i * 0.03, ("matches a keyword", "similar to a liked paper"))
-            for i, p in enumerate(chosen)
-        )
+        items = tuple(ScoredPaper(p, 0.9 - i * 0.03, REASONS) for i, p in enumerate(chosen))
         store.save_digest(Digest(profile, DAY, items, BUILT_AT, candidates=300), store.watermark())
     store.close()
     stamp.write_text(json.dumps(shape))
@@ -96,8 +97,9 @@ def config_in(folder: Path, count: int) -> Config:
 
 def measure(mode: str, count: int) -> dict[str, float]:
     """One measurement in this process (called in a child process)."""
-    from digest.deliver import make_message_id
     from digest.jobs import email_digests
+
+    from digest.deliver import make_message_id
     from digest.publish import site_links, write_outputs
     from digest.render import render_all_papers_feeds, render_email, render_markdown, render_profile_feeds
     from digest.render.site import render_site

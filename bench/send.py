@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from digest.config import SmtpSettings  # noqa: E402
 from digest.deliver import Outgoing, outgoing_emails, send_digests  # noqa: E402
 from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump  # noqa: E402
-from digest.models import Digest, Profile, ScoredPaper  # noqa: E402
+from digest.models import Digest, Profile, Reason, ReasonKind, ScoredPaper  # noqa: E402
 from digest.store import Store, open_store  # noqa: E402
 
 DAY = date(2025, 12, 31)
@@ -68,7 +68,10 @@ def prepare(db: Path, messages: int, per_profile: int) -> list[Digest]:
     for n in range(messages // per_profile):
         subscribers = tuple(f"reader{n}-{k}@example.org" for k in range(per_profile))
         profile = Profile(f"profile-{n}", f"Profile {n}", description="d", subscribers=subscribers)
-        items = tuple(ScoredPaper(papers[(n + i) % len(papers)], 0.8, ("keyword",)) for i in range(10))
+        items = tuple(
+            ScoredPaper(papers[(n + i) % len(papers)], 0.8, (Reason(ReasonKind.LEGACY, text="keyword"),))
+            for i in range(10)
+        )
         digest = Digest(profile, DAY, items, NOW, candidates=len(papers))
         store.save_digest(digest, store.watermark())
         digests.append(digest)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from digest.config import load_config  # noqa: E402
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump  # noqa: E402
-from digest.models import Digest, Dump, Entry, ScoredPaper  # noqa: E402
+from digest.models import Digest, Dump, Entry, PaperPart, Reason, ReasonKind, ScoredPaper  # noqa: E402
 from digest.retention import prune_old_records  # noqa: E402
 from digest.store import Store, Validators, open_store  # noqa: E402
 
@@ -105,7 +105,12 @@ def simulate_day(store: Store, config, day: date, number: int, seeds: list[list[
     for number_in_day, profile in enumerate(config.profiles):
         watermark = store.watermark()
         picked = candidates[number_in_day : number_in_day + profile.max_items]
-        items = tuple(ScoredPaper(p, round(0.9 - 0.05 * i, 3), ("matches 'x' in title",)) for i, p in enumerate(picked))
+        items = tuple(
+            ScoredPaper(
+                p, round(0.9 - 0.05 * i, 3), (Reason(ReasonKind.KEYWORDS, terms=("x",), where=PaperPart.TITLE),)
+            )
+            for i, p in enumerate(picked)
+        )
         digest = Digest(profile=profile, date=day, items=items, built_at=at, candidates=len(candidates))
         store.save_digest(digest, watermark)
         store.set_digest_state(profile.id, day, "delivered", at)

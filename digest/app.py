@@ -304,6 +304,14 @@ class App:
         papers = list(self.store.iter_papers()) if every_paper else self.store.candidate_papers(profile.id, day)
         return Ranking(day, len(papers), self.rank_papers(profile, papers, limit=limit, day=day))
 
+    def reason_words(self, scored: ScoredPaper) -> list[str]:
+        """A ranked paper's reasons as the templates word them (`templates/reasons.txt`)."""
+        from digest.render.reasons import word_reason
+        from digest.render.templates import template_environment
+
+        env = template_environment(self.config.templates)
+        return [word_reason(reason, env) for reason in scored.reasons]
+
     def rebuild_due(self, profile: Profile, day: date) -> bool:
         """True when the saved digest of `profile` for `day` is not final and papers for its
         day were stored after it was built."""

@@ -451,13 +451,15 @@ def run_rank(ctx: Context) -> int:
     with ctx.app() as app:
         (profile,) = _selected(app, ctx.args.profile)
         ranking = app.rank(profile, day=ctx.args.date, every_paper=ctx.args.all, limit=ctx.args.limit)
+        worded = [app.reason_words(scored) for scored in ranking.ranked]
     if ctx.args.json:
-        print(json.dumps([scored_record(s) for s in ranking.ranked], ensure_ascii=False, indent=1))
+        records = [scored_record(s, words) for s, words in zip(ranking.ranked, worded, strict=True)]
+        print(json.dumps(records, ensure_ascii=False, indent=1))
         return EXIT_OK
-    for position, scored in enumerate(ranking.ranked, start=1):
+    for position, (scored, words) in enumerate(zip(ranking.ranked, worded, strict=True), start=1):
         mark = " " if scored.score >= profile.min_score else "-"
         print(f"{position:3}. {scored.score:.3f}{mark} {scored.paper.title}")
-        for reason in scored.reasons:
+        for reason in words:
             print(f"            {reason}")
     shown = "every stored paper" if ctx.args.all else f"the papers new for {profile.id} on {ranking.day}"
     print(

@@ -159,13 +159,69 @@ class Profile:
     line: int = 0
 
 
+class ReasonKind(StrEnum):
+    """What a reason points at. `templates/reasons.txt` words each kind; `REASON_FIELDS` says
+    which fields of a `Reason` each kind uses.
+
+    A new kind is a value here, its fields in `REASON_FIELDS` (new fields get a default on
+    `Reason`) and a branch of the macro.
+    """
+
+    KEYWORDS = "keywords"  # the profile's keywords, found as whole phrases in the title or abstract
+    DESCRIPTION = "description"  # close to the description and keywords (in words, or in meaning)
+    LIKED = "liked"  # close to one of the profile's liked papers
+    FOLLOWED = "followed"  # from an organisation the profile follows
+    UPVOTES = "upvotes"  # the listing's upvotes
+    LEGACY = "legacy"  # a reason an older version stored as words: shown as it was
+
+
+class PaperPart(StrEnum):
+    TITLE = "title"
+    ABSTRACT = "abstract"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One piece of evidence for a score, as data; its words come from `templates/reasons.txt`.
+
+    Only the fields its kind uses (`REASON_FIELDS`) mean anything; the others keep their
+    defaults. `terms` are the keywords matched (KEYWORDS) or the words shared with the
+    description, best first (DESCRIPTION); `where` is the part of the paper the keywords
+    are in; `semantic` says the description matched by meaning (the embedding extra);
+    `paper_id` and `title` name the liked paper; `organization` is the followed
+    organisation's name; `count` the upvotes, `most_of_day` whether no paper of the same
+    listing day had more; `text` the words of a LEGACY reason.
+    """
+
+    kind: ReasonKind
+    terms: tuple[str, ...] = ()
+    where: PaperPart | None = None
+    semantic: bool = False
+    paper_id: str = ""
+    title: str = ""
+    organization: str = ""
+    count: int = 0
+    most_of_day: bool = False
+    text: str = ""
+
+
+REASON_FIELDS: dict[ReasonKind, tuple[str, ...]] = {
+    ReasonKind.KEYWORDS: ("terms", "where"),
+    ReasonKind.DESCRIPTION: ("terms", "semantic"),
+    ReasonKind.LIKED: ("paper_id", "title"),
+    ReasonKind.FOLLOWED: ("organization",),
+    ReasonKind.UPVOTES: ("count", "most_of_day"),
+    ReasonKind.LEGACY: ("text",),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredPaper:
     """A paper with its score for one profile, in [0, 1], and why it got it."""
 
     paper: Paper
     score: float
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from digest.models import Paper, ScoredPaper
+from digest.reason_records import reason_record
 from digest.rows import Delivery
 
 EXPORT_FIELDS = (
@@ -51,9 +52,15 @@ def paper_record(paper: Paper) -> dict[str, Any]:
     }
 
 
-def scored_record(scored: ScoredPaper) -> dict[str, Any]:
-    """A ranked paper as `digest rank --json` prints it."""
-    return {**paper_record(scored.paper), "score": scored.score, "reasons": list(scored.reasons)}
+def scored_record(scored: ScoredPaper, words: list[str]) -> dict[str, Any]:
+    """A ranked paper as `digest rank --json` prints it: `reasons` in `words` (as the
+    templates word them), `why` as data."""
+    return {
+        **paper_record(scored.paper),
+        "score": scored.score,
+        "reasons": words,
+        "why": [reason_record(r) for r in scored.reasons],
+    }
 
 
 def delivery_record(row: Delivery) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from conftest import NOW, SEEDS, TODAY
 
 from digest.deliver import Outgoing, outgoing_emails
 from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump
-from digest.models import Digest, Profile, ScoredPaper
+from digest.models import Digest, Profile, Reason, ReasonKind, ScoredPaper
 from digest.store import Store
 
 SENDER = "Paper Digest <digest@example.org>"
@@ -203,7 +203,10 @@ def save_digests(store: Store, profiles: list[Profile], day: date = TODAY, paper
     digests = []
     for index, p in enumerate(profiles):
         chosen = stored[index * papers : (index + 1) * papers]
-        items = tuple(ScoredPaper(paper, 0.9 - rank / 10, ("matches 'learning'",)) for rank, paper in enumerate(chosen))
+        items = tuple(
+            ScoredPaper(paper, 0.9 - rank / 10, (Reason(ReasonKind.LEGACY, text="matches 'learning'"),))
+            for rank, paper in enumerate(chosen)
+        )
         digest = Digest(p, day, items, NOW, candidates=len(stored))
         assert store.save_digest(digest, store.watermark())
         loaded = store.load_digest(p, day)

@@ -18,7 +18,7 @@ from conftest import NOW, SEEDS, TODAY
 
 from digest.config import Config, load_config
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
-from digest.models import Digest, Entry, Organization, Paper, Profile, ScoredPaper
+from digest.models import Digest, Entry, Organization, Paper, Profile, Reason, ReasonKind, ScoredPaper
 from digest.store import Store, open_store
 
 HOSTILE_TITLE = '<script>alert(1)</script> & ]]> "x"'
@@ -117,9 +117,16 @@ def profile(pid: str = "continual-learning", **changes: object) -> Profile:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+def legacy(*texts: str) -> tuple[Reason, ...]:
+    """Reasons as a version before structured reasons stored them: as their words."""
+    return tuple(Reason(ReasonKind.LEGACY, text=text) for text in texts)
+
+
 def scored(papers: tuple[Paper, ...], *, top: float = 0.82) -> tuple[ScoredPaper, ...]:
     return tuple(
-        ScoredPaper(paper, round(top - 0.04 * rank, 2), (f"matches “{paper.title.split()[0]}” in the title", "recent"))
+        ScoredPaper(
+            paper, round(top - 0.04 * rank, 2), legacy(f"matches “{paper.title.split()[0]}” in the title", "recent")
+        )
         for rank, paper in enumerate(papers)
     )
 

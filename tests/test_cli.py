@@ -24,6 +24,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from digest.cli import build_parser
+from digest.reason_records import reason_from_record
+from digest.render.reasons import word_reason
+from digest.render.templates import template_environment
 
 FIXTURE = Path(__file__).parent / "fixtures" / "daily_papers_2026-01-02.json"
 
@@ -754,7 +757,7 @@ def test_rank_shows_scores_and_reasons(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ranked = json.loads(result.stdout)
     assert len(ranked) == 5
-    assert {"id", "title", "score", "reasons"} <= set(ranked[0])
+    assert {"id", "title", "score", "reasons", "why"} <= set(ranked[0])
     assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
     assert all(0 <= r["score"] <= 1 and r["reasons"] for r in ranked)
     assert any("Continual" in r["title"] or "Incremental" in r["title"] for r in ranked[:3])
@@ -762,6 +765,38 @@ def test_rank_shows_scores_and_reasons(tmp_path: Path) -> None:
     assert table.returncode == 0
     assert "similar to a paper you liked: " in table.stdout
     assert table.stdout.rstrip().endswith("'-' marks a score below min_score 0.15")
+
+
+def test_rank_json_gives_reasons_in_words_and_as_data(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    assert digest("ingest", cwd=folder).returncode == 0
+    result = digest("rank", "--profile", "from-my-library", "--all", "--json", "--limit", "3", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    ranked = json.loads(result.stdout)
+    for record in ranked:
+        # `reasons` are the words (as before), `why` the same reasons as data, in the same order.
+        assert record["reasons"] == [word_reason(reason_from_record(w), template_environment()) for w in record["why"]]
+    liked = [w for record in ranked for w in record["why"] if w["kind"] == "liked"]
+    assert liked and set(liked[0]) == {"kind", "paper_id", "title"}
+    assert f"similar to a paper you liked: {liked[0]['title']}" in ranked[0]["reasons"]
+    titles = {row["id"]: row["title"] for row in map(json.loads, digest("export", cwd=folder).stdout.splitlines())}
+    assert titles[liked[0]["paper_id"]] == liked[0]["title"]
+
+
+def test_rank_words_reasons_with_the_user_templates(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    config = (folder / "digest.toml").read_text(encoding="utf-8")
+    (folder / "digest.toml").write_text(config.replace("[digest]\n", '[digest]\ntemplates = "mine"\n', 1))
+    (folder / "mine").mkdir()
+    (folder / "mine" / "reasons.txt").write_text(
+        "{% macro reason(r) %}{{ r.kind }} (mine){% endmacro %}\n", encoding="utf-8"
+    )
+    assert digest("ingest", cwd=folder).returncode == 0
+    table = digest("rank", "--profile", "from-my-library", "--all", "--limit", "3", cwd=folder)
+    assert table.returncode == 0, table.stderr
+    assert "            liked (mine)\n" in table.stdout and "similar to" not in table.stdout
+    result = digest("rank", "--profile", "from-my-library", "--all", "--json", "--limit", "3", cwd=folder)
+    assert "liked (mine)" in json.loads(result.stdout)[0]["reasons"]
 
 
 def test_rank_an_unknown_profile(tmp_path: Path) -> None:

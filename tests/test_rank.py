@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from digest.models import Keyword, Organization, Paper, Profile, ScoredPaper
+from digest.models import Keyword, Organization, Paper, PaperPart, Profile, Reason, ReasonKind, ScoredPaper
 from digest.rank import UPVOTE_BOOST, score_papers, select_digest, text_similarity, upvote_prior
 
 DAY = date(2025, 12, 1)
@@ -58,6 +58,10 @@ def rank(papers: list[Paper], who: Profile, **options: object) -> list[ScoredPap
     return score_papers(papers, [who], **options)[who.id]  # type: ignore[arg-type]
 
 
+def keywords(*terms: str, where: PaperPart) -> Reason:
+    return Reason(ReasonKind.KEYWORDS, terms=terms, where=where)
+
+
 def titles(ranked: list[ScoredPaper]) -> list[str]:
     return [s.paper.title for s in ranked]
 
@@ -71,15 +75,15 @@ def test_a_keyword_in_the_title_outranks_it_in_the_abstract() -> None:
     in_abstract = paper("How Vision Models Lose Skills", "We study catastrophic forgetting in networks.")
     ranked = rank([in_abstract, in_title, *filler()], profile(keywords=(Keyword("catastrophic forgetting"),)))
     assert titles(ranked)[:2] == [in_title.title, in_abstract.title]
-    assert ranked[0].reasons[0] == "matches 'catastrophic forgetting' in title"
-    assert ranked[1].reasons[0] == "matches 'catastrophic forgetting' in abstract"
+    assert ranked[0].reasons[0] == keywords("catastrophic forgetting", where=PaperPart.TITLE)
+    assert ranked[1].reasons[0] == keywords("catastrophic forgetting", where=PaperPart.ABSTRACT)
 
 
 def test_stemming_lets_quantize_find_quantization() -> None:
     target = paper("Post-Training Quantization of Large Language Models", "Weights are quantized to four bits.")
     ranked = rank([*filler(), target], profile(keywords=(Keyword("quantize"),)))
     assert titles(ranked)[0] == target.title and ranked[0].score >= 0.15
-    assert "matches 'quantize' in title" in ranked[0].reasons
+    assert keywords("quantize", where=PaperPart.TITLE) in ranked[0].reasons
 
 
 def test_a_phrase_keyword_needs_the_whole_phrase() -> None:
@@ -88,7 +92,7 @@ def test_a_phrase_keyword_needs_the_whole_phrase() -> None:
     ranked = rank([scattered, phrase, *filler()], profile(keywords=(Keyword("knowledge distillation"),)))
     assert ranked[0].paper.title == phrase.title
     scattered_reasons = next(s.reasons for s in ranked if s.paper.title == scattered.title)
-    assert not any(r.startswith("matches") for r in scattered_reasons)
+    assert not any(r.kind is ReasonKind.KEYWORDS for r in scattered_reasons)
 
 
 def test_a_heavier_keyword_counts_more() -> None:
@@ -124,7 +128,7 @@ def test_a_liked_papers_near_twin_rises() -> None:
     who = profile(liked=(liked.title,))
     ranked = rank([*filler(), twin, liked], who, liked={"p": [liked]})
     assert titles(ranked)[0] == twin.title and ranked[0].score >= 0.15
-    assert f"similar to a paper you liked: {liked.title}" in ranked[0].reasons
+    assert Reason(ReasonKind.LIKED, paper_id=liked.id, title=liked.title) in ranked[0].reasons
     assert liked.title not in titles(ranked)  # already read
 
 
@@ -138,7 +142,7 @@ def test_a_followed_organisation_boosts() -> None:
     assert titles(ranked)[0] == theirs.title and plain[theirs.id] == plain["other"]
     assert score_of(ranked, theirs.title) == pytest.approx(min(1.0, 1.25 * plain[theirs.id]), abs=1e-3)
     assert ranked[1].score == plain["other"]
-    assert "from OpenBMB, which you follow" in ranked[0].reasons
+    assert Reason(ReasonKind.FOLLOWED, organization="OpenBMB") in ranked[0].reasons
 
 
 def test_already_delivered_papers_drop_out() -> None:
@@ -161,7 +165,8 @@ def test_upvotes_are_a_small_prior_and_a_reason() -> None:
     popular = paper(*base, upvotes=42)
     unknown = paper(base[0] + " Again", base[1], upvotes=None)
     ranked = rank([unknown, popular, *filler()], profile(keywords=(Keyword("diffusion models"),)))
-    assert titles(ranked)[0] == popular.title and "42 upvotes (the most of its day)" in ranked[0].reasons
+    assert titles(ranked)[0] == popular.title
+    assert Reason(ReasonKind.UPVOTES, count=42, most_of_day=True) in ranked[0].reasons
     assert score_of(ranked, popular.title) <= score_of(ranked, unknown.title) * (1 + UPVOTE_BOOST) + 1e-4
 
 
@@ -198,7 +203,8 @@ def test_the_description_alone_ranks_and_says_why() -> None:
     ranked = rank([*filler(), target], profile(description="speech recognition with far-field microphones"))
     top = ranked[0]
     assert top.paper.title in (target.title, FILLER[3][0])
-    assert any(r.startswith("close to your description: ") for r in top.reasons)
+    (description,) = [r for r in top.reasons if r.kind is ReasonKind.DESCRIPTION]
+    assert description.terms and not description.semantic
 
 
 # -- choosing the digest --------------------------------------------------------------------

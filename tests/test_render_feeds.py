@@ -32,7 +32,7 @@ from render_data import (
 )
 
 from digest.ingest.hf_dump import format_dump
-from digest.models import DigestEntry, Entry, Paper, ScoredPaper
+from digest.models import DigestEntry, Entry, Paper, Reason, ReasonKind, ScoredPaper
 from digest.publish import write_feeds
 from digest.render.feeds import NO_ENTRIES_YET, entry_id, render_all_papers_feeds, render_profile_feeds
 from digest.render.links import SiteLinks
@@ -350,7 +350,12 @@ def test_rss_titles_are_plain_text_with_hexadecimal_references(filled_store: Sto
     base = next(filled_store.iter_papers())
     titles = ["Attention < Convolution & Friends: Why a<b", "AT&T &amp; the <b> Tag, Explained", "Plain"]
     entries = [
-        DigestEntry("continual-learning", DAY, BUILT_AT, ScoredPaper(paper_titled(base, t), 0.5, ("r",)))
+        DigestEntry(
+            "continual-learning",
+            DAY,
+            BUILT_AT,
+            ScoredPaper(paper_titled(base, t), 0.5, (Reason(ReasonKind.LEGACY, text="r"),)),
+        )
         for t in titles
     ]
     prof = profile(title="Papers & <Things>", description="Less < more & so on")

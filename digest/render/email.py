@@ -99,7 +99,7 @@ def render_email(
         raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
     env = env or template_environment()
     context = _context(digest, subscriber, links, unsubscribe_key, site_title)
-    papers = [paper_view(item) for item in digest.items]
+    papers = [paper_view(item, env) for item in digest.items]
     html, html_part, shown = _fit_html(env, context, papers, html_limit)
     text = env.get_template("email.txt").render(c=context, papers=papers[:shown], more=len(papers) - shown)
     message = EmailMessage(policy=_BODY_POLICY)
@@ -171,7 +171,7 @@ def _fit_html(
     if part is not None:
         return html, part, len(papers)
     # Binary search on the number of papers. At least one is always shown: its title,
-    # reasons and summary are bounded (text.clean_item), so one paper is a few KB at most.
+    # reasons and summary are bounded (views.paper_view), so one paper is a few KB at most.
     low, high = 1, len(papers) - 1
     fitted: tuple[str, EmailMessage] | None = None  # the render of `low` papers once one fitted
     while low < high:

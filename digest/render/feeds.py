@@ -103,7 +103,7 @@ def render_profile_feeds(
     items = []
     placed: dict[date, int] = {}  # entries of each digest so far: the next one is a second earlier
     for entry in entries:
-        view = paper_view(entry.item)
+        view = paper_view(entry.item, env)
         place = placed[entry.day] = placed.get(entry.day, -1) + 1
         moment = aware(entry.built_at) - timedelta(seconds=place)
         items.append(FeedItem(entry_id(profile.id, view.id), view, moment, template.render(paper=view, day=entry.day)))

@@ -39,7 +39,7 @@ def markdown_escape(text: str) -> str:
 def render_markdown(digest: Digest, *, env: Environment | None = None) -> str:
     """The digest as a Markdown page: a heading, then one section per paper (or why there are none)."""
     env = env or template_environment()
-    items = [paper_view(item) for item in digest.items]
+    items = [paper_view(item, env) for item in digest.items]
     return env.get_template("digest.md").render(
         profile_title=one_line(digest.profile.title),
         day=format_day(digest.date),
@@ -48,7 +48,7 @@ def render_markdown(digest: Digest, *, env: Environment | None = None) -> str:
         candidates=digest.candidates,
         empty_reason=digest.empty_reason,
         min_score=digest.profile.min_score,
-        runners_up=[paper_view(item) for item in digest.runners_up[:RUNNERS_UP_SHOWN]],
+        runners_up=[paper_view(item, env) for item in digest.runners_up[:RUNNERS_UP_SHOWN]],
     )
 
 

@@ -101,7 +101,7 @@ def render_site(
     all_alternates: list[FeedLink] = list(_all_feeds(links, ""))
     for profile in profiles:
         digests = list(history.get(profile.id, ()))
-        views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None) for i, d in enumerate(digests)]
+        views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None, env) for i, d in enumerate(digests)]
         index_view = _profile_view(profile, views, links, "")
         deep_view = _profile_view(profile, views, links, _DEEP)
         index_profiles.append(index_view)
@@ -168,14 +168,14 @@ def markdown_converter() -> markdown.Markdown:
     return converter
 
 
-def _digest_view(digest: Digest, previous: Digest | None) -> DigestView:
+def _digest_view(digest: Digest, previous: Digest | None, env: Environment) -> DigestView:
     return DigestView(
         day=digest.date,
         label=format_day(digest.date),
         href=digest_path(digest.profile.id, digest.date),
         file=f"{digest.date.isoformat()}.html",
-        items=tuple(paper_view(item) for item in digest.items),
-        runners_up=tuple(paper_view(item) for item in digest.runners_up[:RUNNERS_UP_SHOWN]),
+        items=tuple(paper_view(item, env) for item in digest.items),
+        runners_up=tuple(paper_view(item, env) for item in digest.runners_up[:RUNNERS_UP_SHOWN]),
         empty_reason=digest.empty_reason,
         candidates=digest.candidates,
         min_score=digest.profile.min_score,

@@ -16,7 +16,7 @@ from datetime import date
 from urllib.parse import quote, urlsplit
 
 from digest.chars import FORMAT_CHARACTERS
-from digest.models import Organization, Paper, ScoredPaper
+from digest.models import Organization, Paper
 
 # Characters XML 1.0 forbids (feedgen fails a whole feed on one), plus DEL, the
 # non-characters and the invisible format characters (a bidi override makes a title
@@ -30,8 +30,6 @@ HF_PAPERS = "https://huggingface.co/papers/"
 HF_SEARCH = "https://huggingface.co/papers?q="
 
 TITLE_LIMIT = 300
-REASON_LIMIT = 200
-REASONS_SHOWN = 5
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -75,12 +73,6 @@ def clean_paper(paper: Paper) -> Paper:
         abstract=one_line(paper.abstract),
         organization=Organization(one_line(org.id), clip(one_line(org.name), 120)) if org else None,
     )
-
-
-def clean_item(item: ScoredPaper) -> ScoredPaper:
-    """A scored paper with its text cleaned and at most `REASONS_SHOWN` short reasons."""
-    reasons = tuple(clip(one_line(r), REASON_LIMIT) for r in item.reasons[:REASONS_SHOWN])
-    return ScoredPaper(clean_paper(item.paper), item.score, tuple(r for r in reasons if r))
 
 
 def paper_url(paper: Paper) -> str:

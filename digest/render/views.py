@@ -1,8 +1,9 @@
 """What templates see of a paper: plain, cleaned, bounded fields, computed once per render.
 
 Templates never call into the models; they get `PaperView`s. Every text field here is
-cleaned of control characters and line breaks (`text.clean_item`) but not escaped:
-escaping is the template's job (autoescape, or the `md` filter).
+cleaned of control characters and line breaks (`text.clean_paper`, `reasons.shown_reasons`)
+but not escaped: escaping is the template's job (autoescape, or the `md` filter). Reasons
+arrive worded by the environment's `reasons.txt`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from jinja2 import Environment
+
 from digest.models import Paper, ScoredPaper
-from digest.render.text import clean_item, clean_paper, meta_line, paper_url, shorten
+from digest.render.reasons import shown_reasons
+from digest.render.text import clean_paper, meta_line, paper_url, shorten
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +24,7 @@ class PaperView:
     title: str
     url: str  # always an absolute https address (see text.paper_url)
     meta: str  # "OpenBMB · 2 Feb 2024 · 12 upvotes", may be empty
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...]  # in words, at most `reasons.REASONS_SHOWN`
     summary: str  # the abstract's first sentences
     abstract: str  # the whole abstract on one line
     score: float | None
@@ -28,9 +32,9 @@ class PaperView:
 
 # One build shows each paper in several outputs (email, Markdown, feeds, site): view it once.
 @lru_cache(maxsize=8192)
-def paper_view(item: ScoredPaper) -> PaperView:
-    cleaned = clean_item(item)
-    return _view(cleaned.paper, cleaned.reasons, item.score)
+def paper_view(item: ScoredPaper, env: Environment) -> PaperView:
+    """The scored paper as templates see it, its reasons worded by `env`'s `reasons.txt`."""
+    return _view(clean_paper(item.paper), shown_reasons(item.reasons, env), item.score)
 
 
 @lru_cache(maxsize=8192)

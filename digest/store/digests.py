@@ -8,13 +8,13 @@ ranks, renders or sends.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import date, datetime
 from typing import Any
 
 from digest.lifecycle import may_be_replaced, previous_digest, state_after_emails
 from digest.models import DeliveryState, Digest, DigestEntry, DigestState, EmptyReason, Paper, Profile, ScoredPaper
+from digest.reason_records import dump_reasons, load_reasons
 from digest.rows import DigestStatus, PreviousDigest
 from digest.store.base import StoreBase, moment
 from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, read_papers
@@ -137,7 +137,7 @@ class DigestsMixin(StoreBase):
         papers = {p.id: p for p in read_papers(self._db, [r[0] for r in rows])}
         picked: dict[str, list[ScoredPaper]] = {ITEM: [], RUNNER_UP: []}
         for pid, kind, score, reasons in rows:
-            picked[kind].append(ScoredPaper(papers[pid], score, tuple(json.loads(reasons))))
+            picked[kind].append(ScoredPaper(papers[pid], score, load_reasons(reasons)))
         return Digest(
             profile=profile,
             date=day,
@@ -161,7 +161,7 @@ class DigestsMixin(StoreBase):
                 profile_id=profile_id,
                 day=date.fromisoformat(day),
                 built_at=moment(built_at),
-                item=ScoredPaper(papers[pid], score, tuple(json.loads(reasons))),
+                item=ScoredPaper(papers[pid], score, load_reasons(reasons)),
             )
             for pid, day, built_at, score, reasons in rows
         ]
@@ -245,7 +245,7 @@ def _candidate_query(columns: str, extra: str = "") -> str:
 def _insert_items(db: sqlite3.Connection, digest: Digest) -> None:
     key = (digest.profile.id, digest.date.isoformat())
     rows = [
-        (*key, item.paper.id, kind, rank, item.score, json.dumps(list(item.reasons), ensure_ascii=False))
+        (*key, item.paper.id, kind, rank, item.score, dump_reasons(item.reasons))
         for kind, items in ((ITEM, digest.items), (RUNNER_UP, digest.runners_up))
         for rank, item in enumerate(items, start=1)
     ]

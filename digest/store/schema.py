@@ -26,6 +26,10 @@ def _add_title_keys(db: sqlite3.Connection) -> None:
     db.executemany("INSERT OR IGNORE INTO titles (key, paper_id) VALUES (?, ?)", [(title_key(t), i) for i, t in rows])
 
 
+def _reasons_as_data(db: sqlite3.Connection) -> None:
+    """Migration 6 changes no table (see its comment in `_MIGRATIONS`)."""
+
+
 _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 1: dumps, papers, the normalised titles each paper was seen under, sightings
     """
@@ -136,6 +140,9 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """,
     # 5: every stored paper findable under the current title rule
     _add_title_keys,
+    # 6: digest items may hold reasons as JSON objects (`reason_records`), which versions
+    # before it cannot word: the bump makes them refuse the database instead of printing data
+    _reasons_as_data,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -1,0 +1,133 @@
+"""Scoring papers against interest profiles, and choosing a digest from the scores.
+
+Pure: papers and profiles in, scores and structured reasons out. No I/O, no clock, no
+store, and no words: a reason is data (`models.Reason`), worded by `templates/reasons.txt`.
+Every step works on whole matrices (profiles × papers), never on one pair at a time.
+
+**Text.** Title and abstract are lower-cased, split into words, stripped of English stop
+words and stemmed (Snowball, so 'quantize' meets 'quantization'); each text also gets
+its word pairs (bigrams, so 'knowledge distillation' is one feature). Counts become
+TF-IDF vectors (scikit-learn's `TfidfTransformer`: sublinear term frequency, smoothed
+IDF, unit length), the title counting `TITLE_WEIGHT` times.
+
+**Views.** A profile is seen two ways, each scored on its own:
+
+- its *text*: the description, and its keywords mixed by weight, counting equally;
+- its *liked papers*: their TF-IDF centroid (what arxiv-sanity ranks by).
+
+For each view the raw relevance of a paper is its lexical cosine, plus
+`KEYWORD_WEIGHT` per keyword weight matched (a whole phrase of stems in the title counts
+1, in the abstract `ABSTRACT_HIT`; text view only). With the `[semantic]` extra it is
+the embedding cosine (to the description, or the mean over the liked papers, as
+zotero-arxiv-daily does) plus `SEMANTIC_LEXICAL` times that lexical relevance. These
+weights were chosen on three of the six labelled profiles in `bench/quality/` and checked
+on the other three (`bench/RESULTS.md`).
+
+**Scores.** Raw relevance goes through a fixed log-logistic curve per view and mode
+(`CALIBRATION`), never a min-max over the batch, so a score means the same on every day
+and for every profile: on the labelled seeds an on-topic paper scores about 0.6 and
+95 % of off-topic papers score under 0.1, so the default `min_score = 0.15` separates
+them. Word rarity and each day's top upvotes come from the papers ranked plus a
+`background` the caller passes (the store's recent papers), so a paper's score does not
+hang on which other papers are new that day. A profile's relevance is its best view.
+Priors then multiply it, capped at 1: upvotes (log-damped, relative to the most upvoted
+paper of the same listing day) up to +`UPVOTE_BOOST`, a followed organisation
++`FOLLOW_BOOST`. A paper matching an `exclude` term, a liked paper itself, and a paper
+already delivered score 0 and are left out.
+
+`score_papers` gives every profile its papers, best first, with reasons (papers are
+scored `CHUNK` at a time so memory stays flat); `select_digest` turns one profile's
+ranked list into the digest's items (at least `min_score`, at most `max_items`,
+near-duplicates kept apart by maximal marginal relevance) and the best few below the
+threshold.
+
+The modules, one concern each: `features` (text to stems, word pairs, count matrices,
+phrases), `scoring` (the batch's matrices, the views, calibration, priors, chunked
+scoring, each profile's best N), `explain` (the reasons for a score), `choose` (the
+digest from a ranked list). This package's names below are the API; the modules'
+others are the package's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from digest.models import Paper, Profile, ScoredPaper
+from digest.rank.choose import MMR_PENALTY, MMR_POOL, RUNNERS_UP, select_digest, text_similarity
+from digest.rank.explain import REASON_THRESHOLD, explain
+from digest.rank.features import CHUNK
+from digest.rank.scoring import (
+    ABSTRACT_HIT,
+    CALIBRATION,
+    FOLLOW_BOOST,
+    KEYWORD_WEIGHT,
+    MIN_SHOWN,
+    SEMANTIC_KEYWORD_WEIGHT,
+    SEMANTIC_LEXICAL,
+    TITLE_WEIGHT,
+    UPVOTE_BOOST,
+    WORKERS,
+    Embedder,
+    best_papers,
+    calibrate,
+    prepare_batch,
+    upvote_prior,
+)
+
+__all__ = [
+    "ABSTRACT_HIT",
+    "CALIBRATION",
+    "CHUNK",
+    "FOLLOW_BOOST",
+    "KEYWORD_WEIGHT",
+    "MIN_SHOWN",
+    "MMR_PENALTY",
+    "MMR_POOL",
+    "REASON_THRESHOLD",
+    "RUNNERS_UP",
+    "SEMANTIC_KEYWORD_WEIGHT",
+    "SEMANTIC_LEXICAL",
+    "TITLE_WEIGHT",
+    "UPVOTE_BOOST",
+    "WORKERS",
+    "Embedder",
+    "calibrate",
+    "score_papers",
+    "select_digest",
+    "text_similarity",
+    "upvote_prior",
+]
+
+
+def score_papers(
+    papers: Sequence[Paper],
+    profiles: Sequence[Profile],
+    *,
+    liked: Mapping[str, Sequence[Paper]] | None = None,
+    delivered: Mapping[str, set[str]] | None = None,
+    embed: Embedder | None = None,
+    limit: int | None = None,
+    background: Sequence[Paper] = (),
+) -> dict[str, list[ScoredPaper]]:
+    """Every profile's papers, best first, with scores in [0, 1] and reasons.
+
+    `liked` maps a profile id to the papers its `liked` list names (resolved by the
+    caller); `delivered` to the ids of papers it was already given. `embed` adds the
+    semantic signal. `background` are other papers (e.g. the store's recent ones) that
+    only set word rarity (IDF) and each listing day's most upvoted paper: with the same
+    background, a paper scores the same whichever other papers are ranked with it.
+    Papers scoring 0 are left out; `limit` keeps each profile's best N (reasons are only
+    worked out for those).
+    """
+    if not papers or not profiles:
+        return {profile.id: [] for profile in profiles}
+    liked_lists = [list((liked or {}).get(p.id, ())) for p in profiles]
+    batch = prepare_batch(papers, profiles, liked_lists, delivered or {}, embed, background)
+    best = best_papers(batch, len(profiles), len(papers), min(limit or len(papers), len(papers)))
+    return {
+        profile.id: [
+            ScoredPaper(papers[b.column], round(b.score, 4), explain(batch, liked_lists[row], papers, row, b))
+            for b in best[row]
+        ]
+        for row, profile in enumerate(profiles)
+    }

@@ -1,0 +1,93 @@
+"""Explaining a score: the structured reasons (`models.Reason`) behind one paper's score for one profile.
+
+Reads the same `BatchMatrices` the score came from: which of the profile's keywords the
+paper has as whole phrases (title first, then abstract), the words it shares with the
+description, the liked paper it is closest to, a followed organisation, its upvotes.
+A view is named only when it scored at least `REASON_THRESHOLD`.
+
+Never words a reason (`templates/reasons.txt` does, through `digest.render.reasons`)
+and never changes a score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from digest.models import Paper, PaperPart, Reason, ReasonKind
+from digest.rank.scoring import BatchMatrices, BestPaper
+
+REASON_THRESHOLD = 0.15
+SHARED_TERMS = 3  # words shared with the description named in its reason
+
+
+def explain(
+    batch: BatchMatrices, liked: list[Paper], papers: Sequence[Paper], row: int, best: BestPaper
+) -> tuple[Reason, ...]:
+    """Why paper `best.column` scored as it did for profile `row` (whose liked papers are `liked`)."""
+    col = best.column
+    found = _keyword_reasons(batch, row, col)
+    if best.text_view >= REASON_THRESHOLD:
+        semantic = batch.semantic_papers is not None
+        found.append(Reason(ReasonKind.DESCRIPTION, terms=tuple(_shared_terms(batch, row, col)), semantic=semantic))
+    if best.liked_view >= REASON_THRESHOLD and liked:
+        nearest = liked[_nearest_liked(batch, row, col)]
+        found.append(Reason(ReasonKind.LIKED, paper_id=nearest.id, title=nearest.title))
+    paper = papers[col]
+    if paper.organization and batch.followed[row, col]:
+        found.append(Reason(ReasonKind.FOLLOWED, organization=paper.organization.name))
+    if paper.upvotes:
+        most = bool(batch.upvotes[col] >= 1.0 and paper.upvotes > 1)
+        found.append(Reason(ReasonKind.UPVOTES, count=paper.upvotes, most_of_day=most))
+    return tuple(found)
+
+
+def _keyword_reasons(batch: BatchMatrices, row: int, col: int) -> list[Reason]:
+    mine = set(_row(batch.keywords.owners, row)[0].tolist())
+    in_title = [k for k in _row(batch.title_hits, col)[0].tolist() if k in mine]
+    in_abstract = [k for k in _row(batch.abstract_hits, col)[0].tolist() if k in mine and k not in in_title]
+    return [
+        Reason(ReasonKind.KEYWORDS, terms=tuple(batch.keywords.labels[k] for k in matched), where=where)
+        for where, matched in ((PaperPart.TITLE, sorted(in_title)), (PaperPart.ABSTRACT, sorted(in_abstract)))
+        if matched
+    ]
+
+
+def _shared_terms(batch: BatchMatrices, row: int, col: int) -> list[str]:
+    query_cols, query_values = _row(batch.queries, row)
+    paper_cols, paper_values = _row(batch.papers, col)
+    shared, in_query, in_paper = np.intersect1d(query_cols, paper_cols, assume_unique=True, return_indices=True)
+    order = np.argsort(-(query_values[in_query] * paper_values[in_paper]), kind="stable")
+    chosen: list[str] = []
+    for feature in shared[order]:
+        words = batch.features.describe(int(feature), batch.tokenizer)
+        # A word pair says more than the words in it: keep the pair, drop its words.
+        if any(words in kept.split(" ") for kept in chosen):
+            continue
+        chosen = [kept for kept in chosen if kept not in words.split(" ")] + [words]
+        if len(chosen) == SHARED_TERMS:
+            break
+    return chosen
+
+
+def _nearest_liked(batch: BatchMatrices, row: int, col: int) -> int:
+    """The index, in the profile's liked list, of the liked paper closest to paper `col`."""
+    members, _ = _row(batch.liked_owners, row)
+    return int(np.argmax([_dot(batch.liked, int(member), batch.papers, col) for member in members]))
+
+
+def _dot(left: sparse.csr_matrix, i: int, right: sparse.csr_matrix, j: int) -> float:
+    """Row i of `left` · row j of `right`, without building a matrix."""
+    left_cols, left_values = _row(left, i)
+    right_cols, right_values = _row(right, j)
+    _, at_left, at_right = np.intersect1d(left_cols, right_cols, assume_unique=True, return_indices=True)
+    return float(left_values[at_left] @ right_values[at_right])
+
+
+def _row(matrix: sparse.csr_matrix, row: int) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
+    """The columns and values of one row of a CSR matrix, without copying."""
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    return matrix.indices[start:end], matrix.data[start:end]

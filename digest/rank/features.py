@@ -1,0 +1,299 @@
+"""Text to features: the words the ranker reads, as stem ids, word pairs and count matrices.
+
+Title and abstract are lower-cased, split into words, stripped of English stop words and
+stemmed (Snowball, so 'quantize' meets 'quantization'); each text also gets its word
+pairs (bigrams, so 'knowledge distillation' is one feature). `Features` turns texts into
+count rows over one feature space (every stem, and the word pairs that can relate two
+texts); `Phrases` finds the profiles' keywords and exclusions in them.
+
+Never weighs anything (no TF-IDF, no scores: `scoring` does) and never looks at profiles
+beyond the phrases they own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import Stemmer
+from numpy.typing import NDArray
+from scipy import sparse
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from digest.models import Paper, Profile
+
+CHUNK = 4096  # texts tokenised, matrix rows built and papers scored this many at a time
+
+_WORD = re.compile(r"[a-z0-9]+")
+_PAIR = np.int64(1 << 31)  # a word pair's key: first stem id * _PAIR + second stem id
+
+Ids = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Texts:
+    """Many texts as stem ids, one after another: text i is `flat[starts[i]:starts[i + 1]]`."""
+
+    flat: Ids
+    starts: Ids
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def text(self, index: int) -> Ids:
+        return self.flat[self.starts[index] : self.starts[index + 1]]
+
+    def rows(self) -> Ids:
+        return np.repeat(np.arange(len(self)), np.diff(self.starts))
+
+    def pairs(self) -> tuple[Ids, Ids]:
+        """(row, key) of every word pair inside a text (two equal stems in a row make no pair)."""
+        rows = self.rows()
+        first, second = self.flat[:-1], self.flat[1:]
+        keep = (rows[:-1] == rows[1:]) & (first != second)
+        return rows[:-1][keep], first[keep] * _PAIR + second[keep]
+
+
+class Tokenizer:
+    """Texts to stem ids, in bulk; remembers how each stem was most often spelled."""
+
+    def __init__(self) -> None:
+        self._stemmer = Stemmer.Stemmer("english")
+        self._word_index: dict[str, int] = {}
+        self._words: list[str] = []
+        self._word_stem = np.zeros(0, dtype=np.int64)  # word id -> stem id, or -1 (stop word)
+        self._word_count = np.zeros(0, dtype=np.int64)
+        self._stem_index: dict[str, int] = {}
+        self.stems: list[str] = []
+        self._spelling: NDArray[np.object_] | None = None
+
+    def texts(self, texts: Sequence[str]) -> Texts:
+        # A slice at a time: the word strings of a whole corpus at once would take gigabytes.
+        parts = [self._slice(texts[start : start + CHUNK]) for start in range(0, len(texts), CHUNK)]
+        if len(parts) <= 1:
+            return parts[0] if parts else self._slice([])
+        flat = np.concatenate([part.flat for part in parts])
+        offsets = np.cumsum([0] + [len(part.flat) for part in parts[:-1]])
+        starts = np.concatenate([part.starts[:-1] + offset for part, offset in zip(parts, offsets, strict=True)])
+        return Texts(flat, np.concatenate([starts, [len(flat)]]))
+
+    def _slice(self, texts: Sequence[str]) -> Texts:
+        self._spelling = None  # counts change: spell anew when asked
+        found = [_WORD.findall(text.lower()) for text in texts]
+        tokens = [word for words in found for word in words]
+        self._learn(set(tokens).difference(self._word_index))
+        words = np.fromiter(map(self._word_index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        self._word_count += np.bincount(words, minlength=len(self._words))
+        stems = self._word_stem[words]
+        kept = stems >= 0
+        lengths = np.array([len(words) for words in found], dtype=np.int64)
+        ends = np.cumsum(lengths)
+        kept_before = np.concatenate([[0], np.cumsum(kept)])
+        starts = np.concatenate([[0], kept_before[ends]])
+        return Texts(stems[kept], starts)
+
+    def _learn(self, new: set[str]) -> None:
+        if not new:
+            return
+        words = sorted(new)
+        content = [w for w in words if len(w) > 1 and w not in ENGLISH_STOP_WORDS]
+        stem_of = dict(zip(content, self._stemmer.stemWords(content), strict=True))
+        ids = []
+        for word in words:
+            self._word_index[word] = len(self._words)
+            self._words.append(word)
+            stem = stem_of.get(word)
+            if stem is None:
+                ids.append(-1)
+                continue
+            if stem not in self._stem_index:
+                self._stem_index[stem] = len(self.stems)
+                self.stems.append(stem)
+            ids.append(self._stem_index[stem])
+        self._word_stem = np.concatenate([self._word_stem, np.array(ids, dtype=np.int64)])
+        self._word_count = np.concatenate([self._word_count, np.zeros(len(words), dtype=np.int64)])
+
+    def spell(self, stem_id: int) -> str:
+        """The stem as the batch spelled it most often."""
+        if self._spelling is None:
+            # For each stem, its most frequent word: words by falling count, first per stem.
+            order = np.argsort(-self._word_count, kind="stable")
+            stems = self._word_stem[order]
+            content = stems >= 0
+            found, first = np.unique(stems[content], return_index=True)
+            spelling = np.array(self.stems, dtype=object)
+            spelling[found] = np.array(self._words, dtype=object)[order[content][first]]
+            self._spelling = spelling
+        return str(self._spelling[stem_id])
+
+
+class Features:
+    """One feature space for a batch: every stem, and the word pairs that can relate two texts.
+
+    A word pair seen once in all the documents can link no two of them, so it is left out
+    (scikit-learn's `min_df=2`, for pairs only) unless a query or keyword has it.
+    """
+
+    def __init__(self, stem_count: int, documents: Sequence[Texts], wanted: Sequence[Texts]) -> None:
+        self.stem_count = stem_count
+        pairs = [d.pairs() for d in documents]
+        keys = np.concatenate([k for _, k in pairs]) if pairs else np.zeros(0, dtype=np.int64)
+        unique, inverse, occurrences = np.unique(keys, return_inverse=True, return_counts=True)
+        wanted_keys = np.concatenate([w.pairs()[1] for w in wanted]) if wanted else np.zeros(0, dtype=np.int64)
+        keep = (occurrences >= 2) | np.isin(unique, wanted_keys)
+        self.pair_keys = unique[keep]
+        self.size = stem_count + len(self.pair_keys)
+        column_of = np.where(keep, stem_count + np.cumsum(keep) - 1, -1)
+        self.document_counts: list[sparse.csr_matrix] = []
+        offset = 0
+        for texts, (rows, pair_keys) in zip(documents, pairs, strict=True):
+            columns = column_of[inverse[offset : offset + len(pair_keys)]]
+            offset += len(pair_keys)
+            kept = columns >= 0
+            self.document_counts.append(self._matrix(texts, rows[kept], columns[kept]))
+
+    def counts(self, texts: Texts) -> sparse.csr_matrix:
+        """texts × features for texts outside `documents` (queries, keywords, liked papers)."""
+        rows, keys = texts.pairs()
+        found = self._pair_columns(keys)
+        return self._matrix(texts, rows[found >= 0], found[found >= 0])
+
+    def columns(self, phrases: Sequence[Ids]) -> Ids:
+        """Per phrase, the feature that finds it: its stem, or its first word pair (-1: none has it)."""
+        firsts = np.array([int(p[0]) for p in phrases], dtype=np.int64)
+        seconds = np.array([int(p[1]) if len(p) > 1 else 0 for p in phrases], dtype=np.int64)
+        single = np.array([len(p) == 1 for p in phrases], dtype=bool)
+        return np.where(single, firsts, self._pair_columns(firsts * _PAIR + seconds))
+
+    def _pair_columns(self, keys: Ids) -> Ids:
+        if not len(self.pair_keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.pair_keys, keys), len(self.pair_keys) - 1)
+        return np.where(self.pair_keys[at] == keys, self.stem_count + at, -1)
+
+    def _matrix(self, texts: Texts, pair_rows: Ids, pair_columns: Ids) -> sparse.csr_matrix:
+        # Built CHUNK rows at a time, with 32-bit indices: one pass over a corpus would
+        # hold several copies of every (row, column) pair at once.
+        bounds = np.append(np.arange(0, len(texts), CHUNK), len(texts))
+        pair_bounds = np.searchsorted(pair_rows, bounds)
+        blocks = [sparse.csr_matrix((0, self.size), dtype=np.float32)]
+        for block in range(len(bounds) - 1):
+            start, stop = int(bounds[block]), int(bounds[block + 1])
+            words = slice(texts.starts[start], texts.starts[stop])
+            pairs = slice(pair_bounds[block], pair_bounds[block + 1])
+            lengths = np.diff(texts.starts[start : stop + 1])
+            rows = np.concatenate(
+                [
+                    np.repeat(np.arange(stop - start, dtype=np.int32), lengths),
+                    (pair_rows[pairs] - start).astype(np.int32),
+                ]
+            )
+            columns = np.concatenate([texts.flat[words], pair_columns[pairs]]).astype(np.int32)
+            blocks.append(
+                sparse.csr_matrix(
+                    (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(stop - start, self.size)
+                )
+            )
+        return sparse.csr_matrix(sparse.vstack(blocks, format="csr"), dtype=np.float64)
+
+    def describe(self, feature: int, tokenizer: Tokenizer) -> str:
+        if feature < self.stem_count:
+            return tokenizer.spell(feature)
+        key = int(self.pair_keys[feature - self.stem_count])
+        return f"{tokenizer.spell(key // int(_PAIR))} {tokenizer.spell(key % int(_PAIR))}"
+
+
+@dataclass(frozen=True, slots=True)
+class Phrases:
+    """Phrases of stems that profiles own (keywords, exclusions), with a weight per owner."""
+
+    phrases: list[Ids]
+    labels: list[str]
+    owners: sparse.csr_matrix  # profiles × phrases
+
+    @classmethod
+    def of(
+        cls,
+        profiles: Sequence[Profile],
+        terms: Callable[[Profile], Sequence[tuple[str, float]]],
+        tokenizer: Tokenizer,
+    ) -> Phrases:
+        owned = [(row, term, weight) for row, profile in enumerate(profiles) for term, weight in terms(profile)]
+        tokens = tokenizer.texts([term for _, term, _ in owned])
+        index: dict[tuple[int, ...], int] = {}
+        phrases: list[Ids] = []
+        labels: list[str] = []
+        rows, cols, values = [], [], []
+        for position, (row, term, weight) in enumerate(owned):
+            ids = tokens.text(position)
+            if not len(ids):
+                continue
+            key = tuple(ids.tolist())
+            if key not in index:
+                index[key] = len(phrases)
+                phrases.append(ids)
+                labels.append(term)
+            rows.append(row)
+            cols.append(index[key])
+            values.append(weight)
+        owners = sparse.csr_matrix((values, (rows, cols)), shape=(len(profiles), len(phrases)), dtype=np.float64)
+        owners.sum_duplicates()
+        return cls(phrases, labels, owners)
+
+    def as_texts(self) -> Texts:
+        lengths = np.array([len(p) for p in self.phrases], dtype=np.int64)
+        flat = np.concatenate(self.phrases) if self.phrases else np.zeros(0, dtype=np.int64)
+        return Texts(flat, np.concatenate([[0], np.cumsum(lengths)]))
+
+    def hits(self, counts: sparse.spmatrix, texts: Sequence[Texts], features: Features) -> sparse.csr_matrix:
+        """rows of `counts` × phrases: 1 where the whole phrase occurs in one of `texts`.
+
+        A phrase of one stem is that stem's column, of two stems that word pair's column;
+        longer phrases are checked word by word where their first pair occurs.
+        """
+        shape = (counts.shape[0], len(self.phrases))
+        wanted = features.columns(self.phrases)
+        present = np.flatnonzero(wanted >= 0)
+        # Picking columns by a product reads the matrix once, instead of converting it to columns.
+        pick = sparse.csr_matrix(
+            (np.ones(len(present)), (wanted[present], present)), shape=(counts.shape[1], len(self.phrases))
+        )
+        rows, cols = (counts @ pick).nonzero()
+        lengths = np.array([len(p) for p in self.phrases], dtype=np.int64)
+        long = lengths[cols] > 2
+        if long.any():
+            confirmed = [
+                any(_contains(t.text(r), self.phrases[c]) for t in texts)
+                for r, c in zip(rows[long], cols[long], strict=True)
+            ]
+            keep = ~long
+            keep[np.flatnonzero(long)[np.array(confirmed, dtype=bool)]] = True
+            rows, cols = rows[keep], cols[keep]
+        return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
+
+
+def _contains(ids: Ids, phrase: Ids) -> bool:
+    width = len(phrase)
+    if len(ids) < width:
+        return False
+    return bool((np.lib.stride_tricks.sliding_window_view(ids, width) == phrase).all(axis=1).any())
+
+
+def paper_text(paper: Paper) -> str:
+    """Title and abstract as one text (what the embedding model and the digest's MMR read)."""
+    return f"{paper.title}. {paper.abstract}"
+
+
+def query_text(profile: Profile) -> str:
+    """The description and keywords as one text (what the embedding model reads of a profile)."""
+    return " ".join([profile.description, *(k.term for k in profile.keywords)])
+
+
+def dense(matrix: Any) -> NDArray[np.float64]:
+    """A sparse or dense matrix (a product of the two kinds can be either) as a float array."""
+    if sparse.issparse(matrix):
+        matrix = matrix.toarray()
+    return np.asarray(matrix, dtype=np.float64)

@@ -1,0 +1,344 @@
+"""Scoring: every profile against every paper, as whole matrices, down to each profile's best papers.
+
+`prepare_batch` turns one call's papers and profiles into a `BatchMatrices` (TF-IDF rows,
+keyword hits, priors, embeddings); `best_papers` scores it `CHUNK` papers at a time on
+`WORKERS` threads and keeps each profile's best. How a score is made (the two views,
+the calibration curve, the priors) is told in the package's docstring (`digest.rank`).
+
+Never explains a score (`explain` does, from the same `BatchMatrices`) and never chooses
+a digest (`choose` does).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfTransformer
+
+from digest.models import Paper, Profile
+from digest.rank.features import CHUNK, Features, Phrases, Tokenizer, dense, paper_text, query_text
+
+TITLE_WEIGHT = 2
+ABSTRACT_HIT = 0.5
+KEYWORD_WEIGHT = 0.02
+SEMANTIC_KEYWORD_WEIGHT = 0.01
+SEMANTIC_LEXICAL = 0.5
+UPVOTE_BOOST = 0.01
+FOLLOW_BOOST = 0.25
+MIN_SHOWN = 0.0001  # scores are rounded to 4 places; below this a paper is left out
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads scoring chunks (memory grows with each)
+
+# (mode, view) -> (m, s) of the curve raw**s / (raw**s + m**s): m is the raw relevance
+# that scores 0.5, s how sharply scores rise around it. Fitted to the labelled seeds.
+CALIBRATION: dict[tuple[str, str], tuple[float, float]] = {
+    ("lexical", "text"): (0.099, 2.1),
+    ("lexical", "liked"): (0.077, 4.5),
+    ("semantic", "text"): (0.581, 8.0),
+    ("semantic", "liked"): (0.572, 8.0),
+}
+
+Floats = NDArray[np.float64]
+Embedder = Callable[[Sequence[str]], Floats]
+"""Texts to L2-normalised embedding rows (`digest.semantic.load_embedder` gives one)."""
+
+ChunkScores = tuple[NDArray[Any], NDArray[Any], NDArray[Any]]
+"""profiles × a chunk of papers: the final scores, the text view's and the liked view's."""
+
+
+def calibrate(raw: NDArray[Any], mode: str, view: str) -> NDArray[np.float32]:
+    """Raw relevance to a score in [0, 1) on the fixed scale described in `digest.rank`."""
+    m, s = CALIBRATION[(mode, view)]
+    # 1 / (1 + (m / raw)**s), in single precision: scores are shown to four places.
+    ratio = np.float32(m) / np.maximum(raw, 1e-12).astype(np.float32)
+    with np.errstate(over="ignore"):  # a tiny raw value makes the ratio overflow: its score is 0
+        scores: NDArray[np.float32] = 1.0 / (1.0 + ratio ** np.float32(s))
+        return scores
+
+
+def upvote_prior(papers: Sequence[Paper], background: Sequence[Paper] = ()) -> Floats:
+    """Per paper, in [0, 1]: log-damped upvotes over those of the most upvoted paper of
+    its listing day (among `papers` and `background`)."""
+    best: dict[object, float] = {}
+    for paper in [*background, *papers]:
+        best[paper.last_seen] = max(best.get(paper.last_seen, 0.0), math.log1p(paper.upvotes or 0))
+    damped = np.log1p(np.array([p.upvotes or 0 for p in papers], dtype=np.float64))
+    top = np.array([best[p.last_seen] for p in papers])
+    return np.divide(damped, top, out=np.zeros_like(damped), where=top > 0)
+
+
+@dataclass
+class BatchMatrices:
+    """One call's papers and profiles as the matrices that scoring and explaining read."""
+
+    tokenizer: Tokenizer
+    features: Features
+    papers: sparse.csr_matrix  # papers × features, TF-IDF
+    queries: sparse.csr_matrix  # profiles × features, the text view's query
+    centroids: sparse.csr_matrix  # profiles × features, the liked view's query
+    liked: sparse.csr_matrix  # liked papers × features
+    liked_owners: sparse.csr_matrix  # profiles × liked papers
+    keywords: Phrases
+    title_hits: sparse.csr_matrix  # papers × keyword phrases
+    abstract_hits: sparse.csr_matrix
+    excluded: sparse.csr_matrix  # papers × exclusion phrases
+    exclusions: Phrases
+    upvotes: Floats
+    followed: sparse.csr_matrix  # profiles × papers
+    known: sparse.csr_matrix  # profiles × papers: liked or delivered
+    has_text: NDArray[np.bool_]
+    has_liked: NDArray[np.bool_]
+    semantic_papers: Floats | None
+    semantic_queries: Floats | None
+    semantic_liked: Floats | None
+
+
+def prepare_batch(
+    papers: Sequence[Paper],
+    profiles: Sequence[Profile],
+    liked_lists: list[list[Paper]],
+    delivered: Mapping[str, set[str]],
+    embed: Embedder | None,
+    background: Sequence[Paper],
+) -> BatchMatrices:
+    tokenizer = Tokenizer()
+    titles = tokenizer.texts([p.title for p in papers])
+    abstracts = tokenizer.texts([p.abstract for p in papers])
+    liked_papers = [p for items in liked_lists for p in items]
+    # Word rarity comes from every distinct paper known here, so it does not hang on the batch.
+    others = _others([*background, *liked_papers], {p.id for p in papers})
+    other_titles = tokenizer.texts([p.title for p in others])
+    other_abstracts = tokenizer.texts([p.abstract for p in others])
+    liked_titles = tokenizer.texts([p.title for p in liked_papers])
+    liked_abstracts = tokenizer.texts([p.abstract for p in liked_papers])
+    descriptions = tokenizer.texts([p.description for p in profiles])
+    keywords = Phrases.of(profiles, lambda p: [(k.term, k.weight) for k in p.keywords], tokenizer)
+    exclusions = Phrases.of(profiles, lambda p: [(term, 1.0) for term in p.exclude], tokenizer)
+    features = Features(
+        len(tokenizer.stems),
+        documents=[titles, abstracts, other_titles, other_abstracts],
+        wanted=[descriptions, keywords.as_texts()],
+    )
+    title_counts, abstract_counts, other_title_counts, other_abstract_counts = features.document_counts
+    paper_counts = TITLE_WEIGHT * title_counts + abstract_counts
+    other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
+    tfidf = TfidfTransformer(sublinear_tf=True).fit(sparse.vstack([paper_counts, other_counts]))
+    liked_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
+    queries = _weigh(tfidf, features.counts(descriptions))
+    if keywords.phrases:
+        mixed = keywords.owners @ _weigh(tfidf, features.counts(keywords.as_texts()))
+        queries = _normalised(queries + _normalised(mixed))
+    owners = _owners(liked_lists)
+
+    semantic = _embed_all(embed, papers, profiles, liked_papers, owners) if embed else (None, None, None)
+    return BatchMatrices(
+        tokenizer=tokenizer,
+        features=features,
+        papers=_weigh(tfidf, paper_counts),
+        queries=queries,
+        centroids=_normalised(owners @ liked_vectors),
+        liked=liked_vectors,
+        liked_owners=owners,
+        keywords=keywords,
+        title_hits=keywords.hits(title_counts, [titles], features),
+        abstract_hits=keywords.hits(abstract_counts, [abstracts], features),
+        # Title and abstract are looked at apart: an exclusion never spans the two.
+        excluded=exclusions.hits(title_counts + abstract_counts, [titles, abstracts], features),
+        exclusions=exclusions,
+        upvotes=upvote_prior(papers, background),
+        followed=_followed(profiles, papers),
+        known=_known(profiles, papers, liked_lists, delivered),
+        has_text=np.array([bool(p.description.strip() or p.keywords) for p in profiles]),
+        has_liked=np.array([bool(items) for items in liked_lists]),
+        semantic_papers=semantic[0],
+        semantic_queries=semantic[1],
+        semantic_liked=semantic[2],
+    )
+
+
+def _embed_all(
+    embed: Embedder,
+    papers: Sequence[Paper],
+    profiles: Sequence[Profile],
+    liked_papers: list[Paper],
+    owners: sparse.csr_matrix,
+) -> tuple[Floats, Floats, Floats]:
+    vectors = embed([paper_text(p) for p in papers])
+    texts = [query_text(p) for p in profiles]
+    queries = np.zeros((len(profiles), vectors.shape[1]))
+    with_text = [i for i, text in enumerate(texts) if text.strip()]
+    if with_text:
+        queries[with_text] = embed([texts[i] for i in with_text])
+    means = np.zeros_like(queries)
+    if liked_papers:
+        counts = np.maximum(np.asarray(owners.sum(axis=1)).ravel(), 1.0)
+        # The mean cosine over the liked papers is the cosine to their (unnormalised) mean.
+        means = np.asarray(owners @ embed([paper_text(p) for p in liked_papers])) / counts[:, None]
+    return vectors, queries, means
+
+
+@dataclass(frozen=True, slots=True)
+class BestPaper:
+    """One of a profile's best papers: its column in the batch, its score and the two views' scores."""
+
+    column: int
+    score: float
+    text_view: float
+    liked_view: float
+
+
+def best_papers(batch: BatchMatrices, profiles: int, papers: int, keep: int) -> list[list[BestPaper]]:
+    """Per profile (row), its `keep` best papers scoring at least `MIN_SHOWN`, best first."""
+    best = _Best(profiles, keep)
+    for start, scored in _scored_chunks(batch, papers):
+        best.merge(start, *scored)
+    return [best.of(row) for row in range(profiles)]
+
+
+def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
+    """profiles × papers[start:stop]: final scores, and the two calibrated views."""
+    papers = batch.papers[start:stop]
+    lexical = dense(batch.queries @ papers.T)
+    hit_strength = batch.title_hits[start:stop].maximum(batch.abstract_hits[start:stop] * ABSTRACT_HIT)
+    matched = dense(batch.keywords.owners @ hit_strength.T)
+    liked_lexical = dense(batch.centroids @ papers.T)
+    if batch.semantic_papers is None:
+        mode = "lexical"
+        raw_text = lexical + KEYWORD_WEIGHT * matched
+        raw_liked = liked_lexical
+    else:
+        mode = "semantic"
+        vectors = batch.semantic_papers[start:stop]
+        assert batch.semantic_queries is not None and batch.semantic_liked is not None
+        raw_text = batch.semantic_queries @ vectors.T + SEMANTIC_LEXICAL * (lexical + SEMANTIC_KEYWORD_WEIGHT * matched)
+        raw_liked = batch.semantic_liked @ vectors.T + SEMANTIC_LEXICAL * liked_lexical
+    text = np.zeros(raw_text.shape, dtype=np.float32)
+    text[batch.has_text] = calibrate(raw_text[batch.has_text], mode, "text")
+    liked = np.zeros(raw_liked.shape, dtype=np.float32)
+    liked[batch.has_liked] = calibrate(raw_liked[batch.has_liked], mode, "liked")
+    boost = (
+        1.0 + UPVOTE_BOOST * batch.upvotes[np.newaxis, start:stop] + FOLLOW_BOOST * dense(batch.followed[:, start:stop])
+    )
+    scores = np.minimum(1.0, np.maximum(text, liked) * boost)
+    excluded = dense(batch.exclusions.owners @ batch.excluded[start:stop].T) > 0
+    scores[excluded | (dense(batch.known[:, start:stop]) > 0)] = 0.0
+    return scores, text, liked
+
+
+def _scored_chunks(batch: BatchMatrices, count: int) -> Iterator[tuple[int, ChunkScores]]:
+    """Every chunk's scores, in order, `WORKERS` chunks at a time: scipy's sparse products
+    release the GIL, so threads share the work, and at most `WORKERS` + 1 chunks are held."""
+    pending: deque[tuple[int, Future[ChunkScores]]] = deque()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for start in range(0, count, CHUNK):
+            pending.append((start, pool.submit(_score_chunk, batch, start, min(start + CHUNK, count))))
+            if len(pending) > WORKERS:
+                first, scored = pending.popleft()
+                yield first, scored.result()
+        while pending:
+            first, scored = pending.popleft()
+            yield first, scored.result()
+
+
+class _Best:
+    """Each profile's best papers so far, with the views that explain them."""
+
+    def __init__(self, profiles: int, keep: int) -> None:
+        self.keep = keep
+        self.cols = np.zeros((profiles, 0), dtype=np.int64)
+        self.values = np.zeros((3, profiles, 0))
+
+    def merge(self, start: int, scores: NDArray[Any], text: NDArray[Any], liked: NDArray[Any]) -> None:
+        cols = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+        all_cols = np.concatenate([self.cols, cols], axis=1)
+        all_values = np.concatenate([self.values, np.stack([scores, text, liked])], axis=2)
+        if all_cols.shape[1] > self.keep:
+            top = np.argpartition(-all_values[0], self.keep - 1, axis=1)[:, : self.keep]
+            all_cols = np.take_along_axis(all_cols, top, axis=1)
+            all_values = np.take_along_axis(all_values, top[np.newaxis], axis=2)
+        self.cols, self.values = all_cols, all_values
+
+    def of(self, row: int) -> list[BestPaper]:
+        scores = self.values[0, row]
+        order = np.lexsort((self.cols[row], -scores))
+        return [
+            BestPaper(
+                int(self.cols[row, i]), float(scores[i]), float(self.values[1, row, i]), float(self.values[2, row, i])
+            )
+            for i in order
+            if scores[i] >= MIN_SHOWN
+        ]
+
+
+# -- small matrices -----------------------------------------------------------------------
+
+
+def _weigh(tfidf: TfidfTransformer, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Counts to TF-IDF rows (scikit-learn refuses a matrix with no rows)."""
+    if counts.shape[0] == 0:
+        return sparse.csr_matrix(counts.shape)
+    return sparse.csr_matrix(tfidf.transform(counts))
+
+
+def _others(papers: Sequence[Paper], excluded: set[str]) -> list[Paper]:
+    """Each paper once, leaving out those whose ids are `excluded`."""
+    found: dict[str, Paper] = {}
+    for paper in papers:
+        if paper.id not in excluded:
+            found.setdefault(paper.id, paper)
+    return list(found.values())
+
+
+def _normalised(matrix: Any) -> sparse.csr_matrix:
+    matrix = sparse.csr_matrix(matrix)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sparse.csr_matrix(sparse.diags(scale) @ matrix)
+
+
+def _owners(liked_lists: list[list[Paper]]) -> sparse.csr_matrix:
+    """profiles × liked papers: which profile each liked paper belongs to."""
+    rows = [row for row, items in enumerate(liked_lists) for _ in items]
+    total = len(rows)
+    return sparse.csr_matrix((np.ones(total), (rows, range(total))), shape=(len(liked_lists), total))
+
+
+def _incidence(pairs: list[tuple[int, int]], shape: tuple[int, int]) -> sparse.csr_matrix:
+    rows = [r for r, _ in pairs]
+    cols = [c for _, c in pairs]
+    matrix = sparse.csr_matrix((np.ones(len(pairs)), (rows, cols)), shape=shape)
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _followed(profiles: Sequence[Profile], papers: Sequence[Paper]) -> sparse.csr_matrix:
+    """profiles × papers: 1 where the paper's organisation is one the profile follows."""
+    by_org: dict[str, list[int]] = {}
+    for col, paper in enumerate(papers):
+        if paper.organization:
+            by_org.setdefault(paper.organization.id.lower(), []).append(col)
+    pairs = [(row, col) for row, p in enumerate(profiles) for org in p.follow for col in by_org.get(org.lower(), ())]
+    return _incidence(pairs, (len(profiles), len(papers)))
+
+
+def _known(
+    profiles: Sequence[Profile],
+    papers: Sequence[Paper],
+    liked_lists: list[list[Paper]],
+    delivered: Mapping[str, set[str]],
+) -> sparse.csr_matrix:
+    """profiles × papers: 1 for a paper the profile liked or was already given."""
+    column = {paper.id: i for i, paper in enumerate(papers)}
+    pairs: list[tuple[int, int]] = []
+    for row, profile in enumerate(profiles):
+        known = {p.id for p in liked_lists[row]} | delivered.get(profile.id, set())
+        pairs.extend((row, column[pid]) for pid in known if pid in column)
+    return _incidence(pairs, (len(profiles), len(papers)))
