@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from digest.config import parse_config  # noqa: E402
 from digest.models import Paper, Profile  # noqa: E402
 from digest.pipeline import find_dump_files, ingest_files  # noqa: E402
-from digest.rank import score_papers  # noqa: E402
+from digest.rank import Embedder, score_papers  # noqa: E402
 from digest.store import open_store  # noqa: E402
 
 QUALITY = ROOT / "bench" / "quality"
@@ -59,14 +59,13 @@ def load_papers() -> list[Paper]:
     return papers
 
 
-def load_profiles() -> list[Profile]:
-    path = QUALITY / "profiles.toml"
+def load_profiles(path: Path = QUALITY / "profiles.toml") -> list[Profile]:
     text = path.read_text(encoding="utf-8")
-    return list(parse_config(tomllib.loads(text), text, str(path), base=QUALITY, environ={}).profiles)
+    return list(parse_config(tomllib.loads(text), text, str(path), base=path.parent, environ={}).profiles)
 
 
-def load_labels() -> dict[str, dict[str, int]]:
-    with (QUALITY / "labels.tsv").open(encoding="utf-8") as handle:
+def load_labels(path: Path = QUALITY / "labels.tsv") -> dict[str, dict[str, int]]:
+    with path.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     profiles = [c for c in rows[0] if c not in ("paper_id", "title")]
     return {pid: {row["paper_id"]: int(row[pid]) for row in rows} for pid in profiles}
@@ -92,7 +91,7 @@ def forms(profile: Profile, papers_by_title: dict[str, Paper]) -> dict[str, tupl
     }
 
 
-def ours(embed=None) -> Ranker:
+def ours(embed: Embedder | None = None) -> Ranker:
     def rank(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> list[str]:
         ranked = score_papers(papers, [profile], liked={profile.id: liked}, embed=embed, background=papers)[profile.id]
         seen = {s.paper.id for s in ranked}
@@ -101,27 +100,64 @@ def ours(embed=None) -> Ranker:
     return rank
 
 
-def tfidf_cosine(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> list[str]:
-    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
+def query_text(profile: Profile) -> str:
+    """The description and keywords as one text: the query every baseline is given."""
+    return " ".join([profile.description, *(k.term for k in profile.keywords)])
+
+
+def paper_text(paper: Paper) -> str:
+    return f"{paper.title}. {paper.abstract}"
+
+
+def by_score(papers: Sequence[Paper], scores: np.ndarray) -> list[str]:
+    """Paper ids, best score first (ties in the papers' order)."""
+    return [papers[i].id for i in np.argsort(-scores, kind="stable")]
+
+
+def tfidf_scores(
+    profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper], ngram_range: tuple[int, int] = (1, 1)
+) -> np.ndarray:
+    """TF-IDF cosine of each paper to the query, or to the liked papers' centroid."""
+    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, ngram_range=ngram_range)
     matrix = vectorizer.fit_transform([f"{p.title} {p.abstract}" for p in papers])
     if liked:
         query = np.asarray(vectorizer.transform([f"{p.title} {p.abstract}" for p in liked]).mean(axis=0))
     else:
-        text = " ".join([profile.description, *(k.term for k in profile.keywords)])
-        query = vectorizer.transform([text]).toarray()
-    scores = np.asarray(matrix @ query.ravel()).ravel()
-    return [papers[i].id for i in np.argsort(-scores, kind="stable")]
+        query = vectorizer.transform([query_text(profile)]).toarray()
+    return np.asarray(matrix @ query.ravel()).ravel()
 
 
-def embedding_alone(embed) -> Ranker:
+def tfidf_cosine(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> list[str]:
+    return by_score(papers, tfidf_scores(profile, papers, liked))
+
+
+def cached(embed: Embedder) -> Embedder:
+    """The embedder, remembering every text's vector: each method and profile embeds the
+    same papers again, and a model on two CPU cores embeds about 30 abstracts a second."""
+    memo: dict[str, np.ndarray] = {}
+
+    def embed_cached(texts: Sequence[str]) -> np.ndarray:
+        new = list(dict.fromkeys(t for t in texts if t not in memo))
+        if new:
+            memo.update(zip(new, np.asarray(embed(new), dtype=np.float64), strict=True))
+        if not texts:
+            return np.zeros((0, next(iter(memo.values())).shape[0] if memo else 0))
+        return np.stack([memo[t] for t in texts])
+
+    return embed_cached
+
+
+def embedding_scores(embed: Embedder, profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> np.ndarray:
+    """Cosine of each paper to the description, or its mean cosine to the liked papers."""
+    vectors = embed([paper_text(p) for p in papers])
+    if liked:
+        return (embed([paper_text(p) for p in liked]) @ vectors.T).mean(axis=0)
+    return embed([query_text(profile)])[0] @ vectors.T
+
+
+def embedding_alone(embed: Embedder) -> Ranker:
     def rank(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> list[str]:
-        vectors = embed([f"{p.title}. {p.abstract}" for p in papers])
-        if liked:
-            scores = (embed([f"{p.title}. {p.abstract}" for p in liked]) @ vectors.T).mean(axis=0)
-        else:
-            text = " ".join([profile.description, *(k.term for k in profile.keywords)])
-            scores = embed([text])[0] @ vectors.T
-        return [papers[i].id for i in np.argsort(-scores, kind="stable")]
+        return by_score(papers, embedding_scores(embed, profile, papers, liked))
 
     return rank
 
@@ -172,7 +208,7 @@ def main() -> None:
     if args.semantic:
         from digest.semantic import load_embedder
 
-        embed = load_embedder()
+        embed = cached(load_embedder())
         systems["ours+semantic"] = ours(embed)
         systems["embedding"] = embedding_alone(embed)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {date.today()}\n")
