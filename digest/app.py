@@ -49,7 +49,18 @@ from digest.fetch import FAILED, DayResult, FetchReport, fetch_days, fetch_recen
 from digest.formats import FormatKind, wants
 from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, scheduled_day
 from digest.lifecycle import digest_is_final, rebuild_deadline, state_after_publishing
-from digest.models import Digest, EmptyReason, Paper, Problem, Profile, ScoredPaper, TransportKind
+from digest.models import (
+    Cadence,
+    Digest,
+    EmptyReason,
+    Paper,
+    Problem,
+    Profile,
+    ScoredPaper,
+    Subscriber,
+    TransportKind,
+    Votes,
+)
 from digest.pipeline import IngestSummary, find_dump_files, ingest_files
 from digest.profiles import find_profile
 from digest.publish import email_renderer, write_outputs
@@ -188,6 +199,14 @@ class App:
             return list(self.config.profiles)
         return [find_profile(self.config.profiles, profile_id)]
 
+    def subscribers(self, profile: Profile) -> list[Subscriber]:
+        """Everyone who reads `profile`'s emails: the addresses in `digest.toml`."""
+        return [Subscriber(address) for address in profile.subscribers]
+
+    def audience(self, profile: Profile) -> list[str]:
+        """The addresses that get each of `profile`'s digests by email (daily readers)."""
+        return [s.address for s in self.subscribers(profile) if s.cadence == Cadence.DAILY]
+
     def profile_day(self, profile: Profile) -> date:
         """Today in the profile's time zone: the day its digest is for."""
         from zoneinfo import ZoneInfo
@@ -278,12 +297,23 @@ class App:
         self._embed_loaded = True
         return self._embed
 
+    def votes(self, profile: Profile) -> Votes:
+        """What the profile's reader said through the digest (nothing yet: no web side)."""
+        return Votes()
+
     def rank_papers(
-        self, profile: Profile, papers: Sequence[Paper], *, limit: int | None = None, day: date | None = None
+        self,
+        profile: Profile,
+        papers: Sequence[Paper],
+        *,
+        limit: int | None = None,
+        day: date | None = None,
+        votes: Votes | None = None,
     ) -> list[ScoredPaper]:
         """The profile's ranking of `papers`: its liked papers resolved from the store, the
         papers it was given left out (but those of `day`'s own digest, which a rebuild
-        replaces), the store's recent papers as the background."""
+        replaces), the store's recent papers as the background, and `votes` (default: the
+        profile's own, `votes`)."""
         from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
 
         store = self.store
@@ -295,6 +325,7 @@ class App:
             embed=self.embedder(),
             limit=limit,
             background=store.recent_papers(BACKGROUND_PAPERS),
+            votes={profile.id: self.votes(profile) if votes is None else votes},
         )
         return ranked[profile.id]
 
@@ -394,11 +425,11 @@ class App:
             profiles = list({d.profile.id: d.profile for d in digests}.values())
             today = max(d.date for d in digests)
             give_up_stale_emails(store, profiles, today=today, at=self.clock(), transport=kind)
-            digests = with_earlier_due(store, digests, transport=kind)
+            digests = with_earlier_due(store, digests, transport=kind, audience=self.audience)
         return send_digests(
             store,
             smtp,
-            outgoing_emails(digests, render),
+            outgoing_emails(digests, render, self.audience),
             outbox=config.outbox,
             clock=self.clock,
             message_id_domain=parseaddr(sender)[1].rpartition("@")[2] or None,
@@ -436,13 +467,15 @@ class App:
     def due(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Digest]:
         """Built digests whose emails are still to go: of `day`, or of the last week."""
         kind = transport_kind(self.config.smtp)
-        return due_digests(self.store, profiles, today=self.clock().date(), day=day, transport=kind)
+        return due_digests(
+            self.store, profiles, today=self.clock().date(), day=day, transport=kind, audience=self.audience
+        )
 
     def plan_send(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Planned]:
         """What `send` would do with each email, changing nothing."""
         render = email_renderer(self.config, sender=self.config.sender, unsubscribe_key=None)
         kind = transport_kind(self.config.smtp)
-        return plan_deliveries(self.store, outgoing_emails(self.due(profiles, day=day), render), kind)
+        return plan_deliveries(self.store, outgoing_emails(self.due(profiles, day=day), render, self.audience), kind)
 
     def send(self, profiles: Sequence[Profile], *, day: date | None = None) -> tuple[int, DeliveryReport]:
         """Send every email of the built digests that the ledger does not record as done
@@ -491,7 +524,7 @@ class App:
         digest = self.store.load_digest(profile, day)
         if digest is None or self.rebuild_due(profile, day):
             return False
-        return digest_emails_done(self.store, digest, transport_kind(self.config.smtp))
+        return digest_emails_done(self.store, digest, transport_kind(self.config.smtp), self.audience)
 
     # -- readers ----------------------------------------------------------------------------------
 

@@ -37,6 +37,14 @@ class TransportKind(StrEnum):
     OUTBOX = "outbox"
 
 
+class Cadence(StrEnum):
+    """How often a reader gets a profile's email: each digest, or a roll-up of a week or a month."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
 class EmptyReason(StrEnum):
     """Why a digest has no papers."""
 
@@ -172,6 +180,8 @@ class ReasonKind(StrEnum):
     LIKED = "liked"  # close to one of the profile's liked papers
     FOLLOWED = "followed"  # from an organisation the profile follows
     UPVOTES = "upvotes"  # the listing's upvotes
+    MORE_LIKE_THIS = "more-like-this"  # close to papers the reader marked "more like this"
+    LESS_LIKE_THIS = "less-like-this"  # pushed down: close to papers the reader marked "less like this"
     LEGACY = "legacy"  # a reason an older version stored as words: shown as it was
 
 
@@ -188,9 +198,10 @@ class Reason:
     defaults. `terms` are the keywords matched (KEYWORDS) or the words shared with the
     description, best first (DESCRIPTION); `where` is the part of the paper the keywords
     are in; `semantic` says the description matched by meaning (the embedding extra);
-    `paper_id` and `title` name the liked paper; `organization` is the followed
-    organisation's name; `count` the upvotes, `most_of_day` whether no paper of the same
-    listing day had more; `text` the words of a LEGACY reason.
+    `paper_id` and `title` name the liked paper (or the closest voted one);
+    `organization` is the followed organisation's name; `count` the upvotes, or how many
+    voted papers are close; `most_of_day` whether no paper of the same listing day had
+    more; `text` the words of a LEGACY reason.
     """
 
     kind: ReasonKind
@@ -211,8 +222,33 @@ REASON_FIELDS: dict[ReasonKind, tuple[str, ...]] = {
     ReasonKind.LIKED: ("paper_id", "title"),
     ReasonKind.FOLLOWED: ("organization",),
     ReasonKind.UPVOTES: ("count", "most_of_day"),
+    ReasonKind.MORE_LIKE_THIS: ("paper_id", "title", "count"),
+    ReasonKind.LESS_LIKE_THIS: ("paper_id", "title", "count"),
     ReasonKind.LEGACY: ("text",),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One reader of a profile's emails, as the application sees them (`App.subscribers`):
+    named in `digest.toml`, or subscribed through the web side."""
+
+    address: str
+    cadence: Cadence = Cadence.DAILY
+
+
+@dataclass(frozen=True, slots=True)
+class Votes:
+    """What one reader said about a profile's papers, as the ranker reads it (papers resolved
+    by the caller): "more like this" papers count as liked ones, "less like this" papers
+    push similar papers down, and papers of a muted organisation are left out."""
+
+    more: tuple[Paper, ...] = ()
+    less: tuple[Paper, ...] = ()
+    muted: tuple[str, ...] = ()  # organisation ids
+
+    def __bool__(self) -> bool:
+        return bool(self.more or self.less or self.muted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from digest.models import Keyword, Organization, Paper, PaperPart, Profile, Reason, ReasonKind, ScoredPaper
+from digest.models import Keyword, Organization, Paper, PaperPart, Profile, Reason, ReasonKind, ScoredPaper, Votes
 from digest.rank import UPVOTE_BOOST, score_papers, select_digest, text_similarity, upvote_prior
 
 DAY = date(2025, 12, 1)
@@ -235,3 +235,61 @@ def test_the_digest_respects_the_threshold_and_keeps_runners_up() -> None:
     assert [s.score for s in runners_up] == [0.14, 0.1, 0.05]
     nothing, below = select_digest(ranked[2:], profile(min_score=0.15))
     assert nothing == [] and len(below) == 3
+
+
+# -- votes: "more like this", "less like this", muted organisations -----------------------------
+
+FORGETTING = paper(
+    "Catastrophic Forgetting in Sequential Tasks", "Networks forget earlier tasks when trained on new ones."
+)
+REPLAY = paper(
+    "Replay Buffers Against Catastrophic Forgetting", "A small rehearsal buffer of earlier tasks limits forgetting."
+)
+FEDERATED = paper(
+    "Federated Averaging on Mobile Phones", "Phones train a shared model by federated averaging of updates."
+)
+FEDERATED_TOO = paper(
+    "Federated Averaging at the Edge", "Edge devices train a shared model by federated averaging of updates."
+)
+INTERESTS = "catastrophic forgetting of earlier tasks, and federated averaging"
+
+
+def test_a_paper_marked_more_like_this_counts_as_a_liked_one() -> None:
+    papers = [*filler(), REPLAY, FEDERATED]
+    reader = profile(description="", liked=())
+    assert rank(papers, reader) == []  # nothing to go on yet
+    voted = rank(papers, reader, votes={"p": Votes(more=(FORGETTING,))})
+    assert voted[0].paper == REPLAY and voted[0].score >= reader.min_score
+    (why,) = [r for r in voted[0].reasons if r.kind == ReasonKind.MORE_LIKE_THIS]
+    assert (why.paper_id, why.title, why.count) == (FORGETTING.id, FORGETTING.title, 1)
+
+
+def test_a_paper_marked_less_like_this_pushes_its_likes_down_and_says_so() -> None:
+    papers = [*filler(), REPLAY, FEDERATED_TOO]
+    reader = profile(description=INTERESTS)
+    before = {s.paper.id: s for s in rank(papers, reader)}
+    after = {s.paper.id: s for s in rank(papers, reader, votes={"p": Votes(less=(FEDERATED,))})}
+    assert after[FEDERATED_TOO.id].score < before[FEDERATED_TOO.id].score / 2  # a near-duplicate of the vote
+    assert after[REPLAY.id].score > 0.8 * before[REPLAY.id].score  # a paper unlike it keeps most of its score
+    (why,) = [r for r in after[FEDERATED_TOO.id].reasons if r.kind == ReasonKind.LESS_LIKE_THIS]
+    assert (why.paper_id, why.count) == (FEDERATED.id, 1)
+    assert not any(r.kind == ReasonKind.LESS_LIKE_THIS for r in after[REPLAY.id].reasons)
+
+
+def test_a_muted_organisation_is_left_out_and_voted_papers_never_come_back() -> None:
+    lab = Organization("lab", "The Lab")
+    from_lab = replace(REPLAY, id="from-lab", organization=lab)
+    papers = [*filler(), from_lab, FEDERATED, FORGETTING]
+    reader = profile(description=INTERESTS)
+    assert {s.paper.id for s in rank(papers, reader)} >= {from_lab.id, FEDERATED.id, FORGETTING.id}
+    votes = {"p": Votes(more=(FORGETTING,), less=(FEDERATED,), muted=("LAB",))}
+    shown = {s.paper.id for s in rank(papers, reader, votes=votes)}
+    assert not shown & {from_lab.id, FEDERATED.id, FORGETTING.id}
+
+
+def test_votes_change_only_their_own_profile() -> None:
+    papers = [*filler(), REPLAY, FEDERATED_TOO]
+    mine, theirs = profile(id="mine", description=INTERESTS), profile(id="theirs", description=INTERESTS)
+    both = score_papers(papers, [mine, theirs], votes={"mine": Votes(less=(FEDERATED,))})
+    alone = score_papers(papers, [theirs])
+    assert both["theirs"] == alone["theirs"] != [] and both["mine"] != both["theirs"]

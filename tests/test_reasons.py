@@ -56,6 +56,22 @@ WORDED = [
     (Reason(ReasonKind.UPVOTES, count=1), "1 upvote"),
     (Reason(ReasonKind.UPVOTES, count=12), "12 upvotes"),
     (Reason(ReasonKind.UPVOTES, count=42, most_of_day=True), "42 upvotes (the most of its day)"),
+    (
+        Reason(ReasonKind.MORE_LIKE_THIS, paper_id="p1", title="Replay-Free Learning", count=1),
+        "similar to a paper you marked 'more like this': Replay-Free Learning",
+    ),
+    (
+        Reason(ReasonKind.MORE_LIKE_THIS, paper_id="p1", title="Replay-Free Learning", count=2),
+        "similar to 2 papers you marked 'more like this', like: Replay-Free Learning",
+    ),
+    (
+        Reason(ReasonKind.LESS_LIKE_THIS, paper_id="p2", title="Federated Forgetting", count=1),
+        "down: like a paper you marked 'less like this': Federated Forgetting",
+    ),
+    (
+        Reason(ReasonKind.LESS_LIKE_THIS, paper_id="p2", title="Federated Forgetting", count=3),
+        "down: like 3 papers you marked 'less like this', such as: Federated Forgetting",
+    ),
     (Reason(ReasonKind.LEGACY, text="matches 'x' in title; as an old version wrote it"), None),
 ]
 
@@ -194,5 +210,5 @@ def test_a_user_template_folder_rewords_every_output(filled_store: Store, tmp_pa
 
 
 def test_an_unknown_kind_is_an_error_not_a_guess() -> None:
-    with pytest.raises(ValueError, match="'more-like-this'"):
-        load_reasons('[{"kind": "more-like-this", "count": 2}]')
+    with pytest.raises(ValueError, match="'from-the-future'"):
+        load_reasons('[{"kind": "from-the-future", "count": 2}]')

@@ -62,10 +62,21 @@ def sends_email(digest: Digest) -> bool:
     return bool(digest.items) and wants(digest.profile.formats, FormatKind.EMAIL)
 
 
+Audience = Callable[[Profile], Sequence[str]]
+"""Who gets a profile's digest emails (`App.audience`); by default its `subscribers`."""
+
+
+def profile_subscribers(profile: Profile) -> Sequence[str]:
+    return profile.subscribers
+
+
 def outgoing_emails(
-    digests: Sequence[Digest], render: Callable[[Digest, str, str], EmailMessage | None]
+    digests: Sequence[Digest],
+    render: Callable[[Digest, str, str], EmailMessage | None],
+    audience: Audience = profile_subscribers,
 ) -> list[Outgoing]:
-    """One `Outgoing` per subscriber of each digest that sends email (`sends_email`).
+    """One `Outgoing` per address of each digest that sends email (`sends_email`), to its
+    profile's `audience`.
 
     `render(digest, subscriber, message_id)` makes the message, e.g. a call of
     `render_email(digest, subscriber=..., sender=..., message_id=..., ...)`.
@@ -74,22 +85,25 @@ def outgoing_emails(
         Outgoing(digest.profile.id, digest.date, subscriber, partial(render, digest, subscriber))
         for digest in digests
         if sends_email(digest)
-        for subscriber in digest.profile.subscribers
+        for subscriber in audience(digest.profile)
     ]
 
 
-def digest_emails_done(store: Store, digest: Digest, transport: TransportKind) -> bool:
-    """True when no email of `digest` is still to go (an empty digest, or a profile without
-    email, has none)."""
+def digest_emails_done(
+    store: Store, digest: Digest, transport: TransportKind, audience: Audience = profile_subscribers
+) -> bool:
+    """True when no email of `digest` is still to go to its profile's `audience` (an empty
+    digest, or a profile without email, has none)."""
     if not sends_email(digest):
         return True
     profile = digest.profile
+    addresses = audience(profile)
     rows = {row.subscriber: row for row in store.deliveries(day=digest.date, profile_id=profile.id)}
     return emails_done(
-        profile.subscribers,
+        addresses,
         rows,
         transport=transport,
-        unsubscribed=store.unsubscribed(profile.subscribers, profile.id),
+        unsubscribed=store.unsubscribed(addresses, profile.id),
         digest_state=store.digest_state(profile.id, digest.date),
     )
 
@@ -102,6 +116,7 @@ def due_digests(
     transport: TransportKind,
     day: date | None = None,
     days: int = RETRY_DAYS,
+    audience: Audience = profile_subscribers,
 ) -> list[Digest]:
     """Built digests whose emails are still to go: of `day`, or of the `days` days up to `today`, oldest first."""
     found = []
@@ -109,17 +124,19 @@ def due_digests(
         for built in store.digest_days(profile.id):
             in_range = built == day if day is not None else today - timedelta(days=days) < built <= today
             digest = store.load_digest(profile, built) if in_range else None
-            if digest is not None and not digest_emails_done(store, digest, transport):
+            if digest is not None and not digest_emails_done(store, digest, transport, audience):
                 found.append(digest)
     return sorted(found, key=lambda d: d.date)
 
 
-def with_earlier_due(store: Store, digests: Sequence[Digest], *, transport: TransportKind) -> list[Digest]:
+def with_earlier_due(
+    store: Store, digests: Sequence[Digest], *, transport: TransportKind, audience: Audience = profile_subscribers
+) -> list[Digest]:
     """`digests`, after their profiles' earlier digests whose emails are still due (left
     pending by a failed run): each scheduled run also finishes what an earlier one could not."""
     found: dict[tuple[str, date], Digest] = {}
     for digest in digests:
-        for earlier in due_digests(store, [digest.profile], today=digest.date, transport=transport):
+        for earlier in due_digests(store, [digest.profile], today=digest.date, transport=transport, audience=audience):
             found.setdefault((earlier.profile.id, earlier.date), earlier)
     for digest in digests:
         found.setdefault((digest.profile.id, digest.date), digest)

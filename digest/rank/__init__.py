@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from digest.models import Paper, Profile, ScoredPaper
+from digest.models import Paper, Profile, ScoredPaper, Votes
 from digest.rank.choose import MMR_PENALTY, MMR_POOL, RUNNERS_UP, select_digest, text_similarity
 from digest.rank.explain import REASON_THRESHOLD, explain
 from digest.rank.features import CHUNK
@@ -61,6 +61,7 @@ from digest.rank.scoring import (
     CALIBRATION,
     FOLLOW_BOOST,
     KEYWORD_WEIGHT,
+    LESS_WEIGHT,
     MIN_SHOWN,
     SEMANTIC_KEYWORD_WEIGHT,
     SEMANTIC_LEXICAL,
@@ -80,6 +81,7 @@ __all__ = [
     "CHUNK",
     "FOLLOW_BOOST",
     "KEYWORD_WEIGHT",
+    "LESS_WEIGHT",
     "MIN_SHOWN",
     "MMR_PENALTY",
     "MMR_POOL",
@@ -108,6 +110,7 @@ def score_papers(
     embed: Embedder | None = None,
     limit: int | None = None,
     background: Sequence[Paper] = (),
+    votes: Mapping[str, Votes] | None = None,
 ) -> dict[str, list[ScoredPaper]]:
     """Every profile's papers, best first, with scores in [0, 1] and reasons.
 
@@ -118,16 +121,31 @@ def score_papers(
     background, a paper scores the same whichever other papers are ranked with it.
     Papers scoring 0 are left out; `limit` keeps each profile's best N (reasons are only
     worked out for those).
+
+    `votes` maps a profile id to what its reader said through the digest (`Votes`): papers
+    marked "more like this" join the liked papers; papers marked "less like this" push
+    papers like them down (a score is multiplied by one less `LESS_WEIGHT` times the
+    cosine to the closest one); papers of a muted organisation are left out. Papers voted
+    on are never ranked again.
     """
     if not papers or not profiles:
         return {profile.id: [] for profile in profiles}
-    liked_lists = [list((liked or {}).get(p.id, ())) for p in profiles]
-    batch = prepare_batch(papers, profiles, liked_lists, delivered or {}, embed, background)
+    reader = [(votes or {}).get(p.id, Votes()) for p in profiles]
+    liked_lists = [_distinct([*(liked or {}).get(p.id, ()), *v.more]) for p, v in zip(profiles, reader, strict=True)]
+    batch = prepare_batch(papers, profiles, liked_lists, delivered or {}, embed, background, reader)
     best = best_papers(batch, len(profiles), len(papers), min(limit or len(papers), len(papers)))
     return {
         profile.id: [
-            ScoredPaper(papers[b.column], round(b.score, 4), explain(batch, liked_lists[row], papers, row, b))
+            ScoredPaper(
+                papers[b.column],
+                round(b.score, 4),
+                explain(batch, liked_lists[row], reader[row], papers, row, b),
+            )
             for b in best[row]
         ]
         for row, profile in enumerate(profiles)
     }
+
+
+def _distinct(papers: Sequence[Paper]) -> list[Paper]:
+    return list({paper.id: paper for paper in papers}.values())

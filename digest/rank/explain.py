@@ -17,25 +17,28 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from digest.models import Paper, PaperPart, Reason, ReasonKind
+from digest.models import Paper, PaperPart, Reason, ReasonKind, Votes
 from digest.rank.scoring import BatchMatrices, BestPaper
 
 REASON_THRESHOLD = 0.15
+CLOSE = 0.1  # a voted paper at least this close (cosine) counts among those a reason names
 SHARED_TERMS = 3  # words shared with the description named in its reason
 
 
 def explain(
-    batch: BatchMatrices, liked: list[Paper], papers: Sequence[Paper], row: int, best: BestPaper
+    batch: BatchMatrices, liked: list[Paper], votes: Votes, papers: Sequence[Paper], row: int, best: BestPaper
 ) -> tuple[Reason, ...]:
-    """Why paper `best.column` scored as it did for profile `row` (whose liked papers are `liked`)."""
+    """Why paper `best.column` scored as it did for profile `row` (whose liked papers,
+    "more like this" ones included, are `liked`, and whose reader voted `votes`)."""
     col = best.column
     found = _keyword_reasons(batch, row, col)
     if best.text_view >= REASON_THRESHOLD:
         semantic = batch.semantic_papers is not None
         found.append(Reason(ReasonKind.DESCRIPTION, terms=tuple(_shared_terms(batch, row, col)), semantic=semantic))
     if best.liked_view >= REASON_THRESHOLD and liked:
-        nearest = liked[_nearest_liked(batch, row, col)]
-        found.append(Reason(ReasonKind.LIKED, paper_id=nearest.id, title=nearest.title))
+        found.append(_liked_reason(batch, liked, votes, row, col))
+    if best.unlike >= REASON_THRESHOLD and votes.less:
+        found.append(_less_reason(batch, votes, row, col))
     paper = papers[col]
     if paper.organization and batch.followed[row, col]:
         found.append(Reason(ReasonKind.FOLLOWED, organization=paper.organization.name))
@@ -43,6 +46,27 @@ def explain(
         most = bool(batch.upvotes[col] >= 1.0 and paper.upvotes > 1)
         found.append(Reason(ReasonKind.UPVOTES, count=paper.upvotes, most_of_day=most))
     return tuple(found)
+
+
+def _liked_reason(batch: BatchMatrices, liked: list[Paper], votes: Votes, row: int, col: int) -> Reason:
+    """The liked paper closest to paper `col`; when it is one the reader marked "more like
+    this", how many of those are close too."""
+    members, _ = _row(batch.liked_owners, row)
+    closeness = [_dot(batch.liked, int(member), batch.papers, col) for member in members]
+    nearest = liked[int(np.argmax(closeness))]
+    voted = {paper.id for paper in votes.more}
+    if nearest.id not in voted:
+        return Reason(ReasonKind.LIKED, paper_id=nearest.id, title=nearest.title)
+    close = sum(1 for paper, cosine in zip(liked, closeness, strict=True) if paper.id in voted and cosine >= CLOSE)
+    return Reason(ReasonKind.MORE_LIKE_THIS, paper_id=nearest.id, title=nearest.title, count=max(close, 1))
+
+
+def _less_reason(batch: BatchMatrices, votes: Votes, row: int, col: int) -> Reason:
+    members, _ = _row(batch.less_owners, row)
+    closeness = [_dot(batch.less, int(member), batch.papers, col) for member in members]
+    nearest = votes.less[int(np.argmax(closeness))]
+    close = sum(1 for cosine in closeness if cosine >= REASON_THRESHOLD)
+    return Reason(ReasonKind.LESS_LIKE_THIS, paper_id=nearest.id, title=nearest.title, count=max(close, 1))
 
 
 def _keyword_reasons(batch: BatchMatrices, row: int, col: int) -> list[Reason]:
@@ -71,12 +95,6 @@ def _shared_terms(batch: BatchMatrices, row: int, col: int) -> list[str]:
         if len(chosen) == SHARED_TERMS:
             break
     return chosen
-
-
-def _nearest_liked(batch: BatchMatrices, row: int, col: int) -> int:
-    """The index, in the profile's liked list, of the liked paper closest to paper `col`."""
-    members, _ = _row(batch.liked_owners, row)
-    return int(np.argmax([_dot(batch.liked, int(member), batch.papers, col) for member in members]))
 
 
 def _dot(left: sparse.csr_matrix, i: int, right: sparse.csr_matrix, j: int) -> float:

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfTransformer
 
-from digest.models import Paper, Profile
+from digest.models import Paper, Profile, Votes
 from digest.rank.features import CHUNK, Features, Phrases, Tokenizer, dense, paper_text, query_text
 
 TITLE_WEIGHT = 2
@@ -34,6 +34,9 @@ SEMANTIC_KEYWORD_WEIGHT = 0.01
 SEMANTIC_LEXICAL = 0.5
 UPVOTE_BOOST = 0.01
 FOLLOW_BOOST = 0.25
+# A paper as close as a near-duplicate (cosine 1) to a paper marked "less like this" scores
+# nothing; at cosine 0.3 it keeps 70 % of its score.
+LESS_WEIGHT = 1.0
 MIN_SHOWN = 0.0001  # scores are rounded to 4 places; below this a paper is left out
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads scoring chunks (memory grows with each)
 
@@ -50,8 +53,9 @@ Floats = NDArray[np.float64]
 Embedder = Callable[[Sequence[str]], Floats]
 """Texts to L2-normalised embedding rows (`digest.semantic.load_embedder` gives one)."""
 
-ChunkScores = tuple[NDArray[Any], NDArray[Any], NDArray[Any]]
-"""profiles × a chunk of papers: the final scores, the text view's and the liked view's."""
+ChunkScores = tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]
+"""profiles × a chunk of papers: the final scores, the text view's, the liked view's, and
+the likeness to papers marked "less like this" that pushed the score down."""
 
 
 def calibrate(raw: NDArray[Any], mode: str, view: str) -> NDArray[np.float32]:
@@ -93,7 +97,10 @@ class BatchMatrices:
     exclusions: Phrases
     upvotes: Floats
     followed: sparse.csr_matrix  # profiles × papers
-    known: sparse.csr_matrix  # profiles × papers: liked or delivered
+    known: sparse.csr_matrix  # profiles × papers: liked, voted on or delivered
+    muted: sparse.csr_matrix  # profiles × papers: from an organisation the reader muted
+    less: sparse.csr_matrix  # papers marked "less like this" × features
+    less_owners: sparse.csr_matrix  # profiles × those papers
     has_text: NDArray[np.bool_]
     has_liked: NDArray[np.bool_]
     semantic_papers: Floats | None
@@ -108,11 +115,17 @@ def prepare_batch(
     delivered: Mapping[str, set[str]],
     embed: Embedder | None,
     background: Sequence[Paper],
+    votes: Sequence[Votes] = (),
 ) -> BatchMatrices:
+    """The matrices of one call. `liked_lists` holds each profile's liked papers, its
+    "more like this" papers included (see `score_papers`); `votes` each profile's votes."""
+    votes = list(votes) or [Votes() for _ in profiles]
+    less_lists = [list(v.less) for v in votes]
     tokenizer = Tokenizer()
     titles = tokenizer.texts([p.title for p in papers])
     abstracts = tokenizer.texts([p.abstract for p in papers])
     liked_papers = [p for items in liked_lists for p in items]
+    less_papers = [p for items in less_lists for p in items]
     # Word rarity comes from every distinct paper known here, so it does not hang on the batch.
     others = _others([*background, *liked_papers], {p.id for p in papers})
     other_titles = tokenizer.texts([p.title for p in others])
@@ -132,6 +145,11 @@ def prepare_batch(
     other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
     tfidf = TfidfTransformer(sublinear_tf=True).fit(sparse.vstack([paper_counts, other_counts]))
     liked_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
+    less_titles, less_abstracts = (
+        tokenizer.texts([p.title for p in less_papers]),
+        tokenizer.texts([p.abstract for p in less_papers]),
+    )
+    less_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
     queries = _weigh(tfidf, features.counts(descriptions))
     if keywords.phrases:
         mixed = keywords.owners @ _weigh(tfidf, features.counts(keywords.as_texts()))
@@ -155,7 +173,10 @@ def prepare_batch(
         exclusions=exclusions,
         upvotes=upvote_prior(papers, background),
         followed=_followed(profiles, papers),
-        known=_known(profiles, papers, liked_lists, delivered),
+        known=_known(profiles, papers, [a + b for a, b in zip(liked_lists, less_lists, strict=True)], delivered),
+        muted=_muted(votes, papers),
+        less=less_vectors,
+        less_owners=_owners(less_lists),
         has_text=np.array([bool(p.description.strip() or p.keywords) for p in profiles]),
         has_liked=np.array([bool(items) for items in liked_lists]),
         semantic_papers=semantic[0],
@@ -187,12 +208,14 @@ def _embed_all(
 
 @dataclass(frozen=True, slots=True)
 class BestPaper:
-    """One of a profile's best papers: its column in the batch, its score and the two views' scores."""
+    """One of a profile's best papers: its column in the batch, its score, the two views'
+    scores, and how like it is to a paper marked "less like this" (0: not at all)."""
 
     column: int
     score: float
     text_view: float
     liked_view: float
+    unlike: float = 0.0
 
 
 def best_papers(batch: BatchMatrices, profiles: int, papers: int, keep: int) -> list[list[BestPaper]]:
@@ -228,9 +251,12 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
         1.0 + UPVOTE_BOOST * batch.upvotes[np.newaxis, start:stop] + FOLLOW_BOOST * dense(batch.followed[:, start:stop])
     )
     scores = np.minimum(1.0, np.maximum(text, liked) * boost)
+    unlike = _likeness(batch.less, batch.less_owners, papers)
+    scores *= 1.0 - LESS_WEIGHT * unlike
     excluded = dense(batch.exclusions.owners @ batch.excluded[start:stop].T) > 0
-    scores[excluded | (dense(batch.known[:, start:stop]) > 0)] = 0.0
-    return scores, text, liked
+    left_out = excluded | (dense(batch.known[:, start:stop]) > 0) | (dense(batch.muted[:, start:stop]) > 0)
+    scores[left_out] = 0.0
+    return scores, text, liked, unlike
 
 
 def _scored_chunks(batch: BatchMatrices, count: int) -> Iterator[tuple[int, ChunkScores]]:
@@ -254,12 +280,14 @@ class _Best:
     def __init__(self, profiles: int, keep: int) -> None:
         self.keep = keep
         self.cols = np.zeros((profiles, 0), dtype=np.int64)
-        self.values = np.zeros((3, profiles, 0))
+        self.values = np.zeros((4, profiles, 0))
 
-    def merge(self, start: int, scores: NDArray[Any], text: NDArray[Any], liked: NDArray[Any]) -> None:
+    def merge(
+        self, start: int, scores: NDArray[Any], text: NDArray[Any], liked: NDArray[Any], unlike: NDArray[Any]
+    ) -> None:
         cols = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
         all_cols = np.concatenate([self.cols, cols], axis=1)
-        all_values = np.concatenate([self.values, np.stack([scores, text, liked])], axis=2)
+        all_values = np.concatenate([self.values, np.stack([scores, text, liked, unlike])], axis=2)
         if all_cols.shape[1] > self.keep:
             top = np.argpartition(-all_values[0], self.keep - 1, axis=1)[:, : self.keep]
             all_cols = np.take_along_axis(all_cols, top, axis=1)
@@ -271,7 +299,11 @@ class _Best:
         order = np.lexsort((self.cols[row], -scores))
         return [
             BestPaper(
-                int(self.cols[row, i]), float(scores[i]), float(self.values[1, row, i]), float(self.values[2, row, i])
+                int(self.cols[row, i]),
+                float(scores[i]),
+                float(self.values[1, row, i]),
+                float(self.values[2, row, i]),
+                float(self.values[3, row, i]),
             )
             for i in order
             if scores[i] >= MIN_SHOWN
@@ -327,6 +359,28 @@ def _followed(profiles: Sequence[Profile], papers: Sequence[Paper]) -> sparse.cs
             by_org.setdefault(paper.organization.id.lower(), []).append(col)
     pairs = [(row, col) for row, p in enumerate(profiles) for org in p.follow for col in by_org.get(org.lower(), ())]
     return _incidence(pairs, (len(profiles), len(papers)))
+
+
+def _muted(votes: Sequence[Votes], papers: Sequence[Paper]) -> sparse.csr_matrix:
+    """profiles × papers: 1 where the paper's organisation is one the reader muted."""
+    by_org: dict[str, list[int]] = {}
+    for col, paper in enumerate(papers):
+        if paper.organization:
+            by_org.setdefault(paper.organization.id.lower(), []).append(col)
+    pairs = [(row, col) for row, v in enumerate(votes) for org in v.muted for col in by_org.get(org.lower(), ())]
+    return _incidence(pairs, (len(votes), len(papers)))
+
+
+def _likeness(less: sparse.csr_matrix, owners: sparse.csr_matrix, papers: sparse.csr_matrix) -> Floats:
+    """profiles × papers: each paper's cosine to the closest paper its profile marked "less like this"."""
+    found = np.zeros((owners.shape[0], papers.shape[0]))
+    if not less.shape[0]:
+        return found
+    cosines = dense(less @ papers.T)
+    for row in np.flatnonzero(np.diff(owners.indptr)):
+        members = owners.indices[owners.indptr[row] : owners.indptr[row + 1]]
+        found[row] = np.clip(cosines[members].max(axis=0), 0.0, 1.0)
+    return found
 
 
 def _known(
