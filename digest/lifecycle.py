@@ -76,6 +76,7 @@ class Step(StrEnum):
     SKIP = "skip"  # the subscriber unsubscribed: record it, send nothing
     REOPEN = "reopen"  # only written to the outbox, now SMTP is configured: send it over SMTP
     RESUME = "resume"  # left 'sending' by a process that died: send again, flagged a possible duplicate
+    LEAVE = "leave"  # due over SMTP, and this run has none: left pending for one that has
     SEND = "send"
 
 
@@ -83,15 +84,21 @@ def is_done(row: Delivery, transport: TransportKind) -> bool:
     """True when a ledger row needs nothing more over `transport`.
 
     A message only written to the outbox is not done once SMTP is configured: it is then
-    sent over SMTP, with the same Message-ID.
+    sent over SMTP, with the same Message-ID. A message due over SMTP is never done by an
+    outbox file: a run without SMTP (the publish workflow's build step, which holds no
+    SMTP secret) leaves it pending for the next run that has SMTP.
     """
     if transport == TransportKind.SMTP and row.transport == TransportKind.OUTBOX and row.state == DeliveryState.SENT:
         return False
+    if transport == TransportKind.OUTBOX and row.transport == TransportKind.SMTP:
+        return True
     return row.state in DONE_STATES
 
 
 def next_step(row: Delivery, transport: TransportKind, *, unsubscribed: bool) -> Step:
     """What to do with `row` now (see `Step`)."""
+    if transport == TransportKind.OUTBOX and row.transport == TransportKind.SMTP and row.state not in DONE_STATES:
+        return Step.LEAVE
     if is_done(row, transport):
         return Step.DONE
     if unsubscribed:

@@ -456,3 +456,27 @@ def test_a_liked_paper_found_through_a_title_it_had_before_is_no_warning(tmp_pat
         assert [p.id for p in app.store.find_papers(profile.liked)] == [paper.id]
         warnings = [str(w) for w in app.unknown_liked()]
     assert len(warnings) == 1 and "'A Paper Nobody Wrote' is not a stored paper" in warnings[0]
+
+
+def test_an_email_waiting_for_smtp_is_left_to_a_run_with_smtp(store: Store, tmp_path: Path) -> None:
+    """The publish workflow's build step has no SMTP secret: it must not take an email that
+    waits for SMTP (the send step left it pending) as done by writing it to the outbox."""
+    ingest(store, [SEEDS], tmp_path)
+    port = free_port()
+    with_smtp = email_only(smtp_config(tmp_path, port))
+    without = replace(with_smtp, smtp=None)
+    profile = with_smtp.profiles[0]
+    down = run(with_smtp, store, smtp=True)  # nothing listens on the port: every email waits
+    day = down.digests[0].date
+    assert {r.state for r in store.deliveries(day=day)} == {"pending"}
+    run(without, store, NOW + timedelta(days=1))  # the next day's build: outbox only
+    again = app_at(without, store, NOW + timedelta(hours=1)).build(without.profiles, day=day)  # that day, by hand
+    assert again.delivery is not None and again.delivery.left_for_smtp == len(profile.subscribers)
+    assert "waiting for a run with SMTP" in again.delivery.summary() and again.delivery.sent == []
+    assert {(r.state, r.transport) for r in store.deliveries(day=day)} == {("pending", "smtp")}
+    assert not list(with_smtp.outbox.glob(f"{day.isoformat()}_*.eml"))
+    with MailServer(port=port) as server:
+        app_at(with_smtp, store, NOW + timedelta(days=1)).send(with_smtp.profiles)
+        received = server.by_recipient()
+    assert sorted(received) == sorted(profile.subscribers) and all(len(c) == 1 for c in received.values())
+    assert all(c[0].message["Subject"].endswith("Sat 10 Jan 2026") for c in received.values())

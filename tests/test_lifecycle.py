@@ -98,6 +98,9 @@ def row(state: DeliveryState, transport: TransportKind = SMTP) -> Delivery:
         (DeliveryState.SENT, OUTBOX, OUTBOX, False, Step.DONE),
         (DeliveryState.SENT, OUTBOX, SMTP, False, Step.REOPEN),  # an outbox preview, now SMTP is configured
         (DeliveryState.PENDING, OUTBOX, OUTBOX, False, Step.SEND),
+        (DeliveryState.PENDING, SMTP, OUTBOX, False, Step.LEAVE),  # a run without SMTP leaves it for one with
+        (DeliveryState.SENDING, SMTP, OUTBOX, False, Step.LEAVE),
+        (DeliveryState.SENT, SMTP, OUTBOX, False, Step.DONE),
     ],
 )
 def test_next_step_for_a_ledger_row(

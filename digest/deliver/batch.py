@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parseaddr
 from pathlib import Path
+from typing import NamedTuple
 
 import stamina
 from filelock import FileLock, Timeout
@@ -75,6 +76,13 @@ class DeliveryError(Exception):
     """Nothing can be sent as configured (an SMTP login without its password). One line."""
 
 
+class Undelivered(NamedTuple):
+    """A message a batch did not deliver, and why."""
+
+    key: DeliveryKey
+    error: str
+
+
 @dataclass(slots=True)
 class DeliveryReport:
     """What one batch did. `stopped` says why the run ended early (None: it went through)."""
@@ -82,12 +90,13 @@ class DeliveryReport:
     transport: TransportKind
     sent: list[DeliveryKey] = field(default_factory=list)
     already: int = 0
-    failed: list[tuple[DeliveryKey, str]] = field(default_factory=list)
-    pending: list[tuple[DeliveryKey, str]] = field(default_factory=list)
+    failed: list[Undelivered] = field(default_factory=list)
+    pending: list[Undelivered] = field(default_factory=list)
     skipped: list[DeliveryKey] = field(default_factory=list)
     possible_duplicates: list[DeliveryKey] = field(default_factory=list)
     digests_failed: list[tuple[str, date]] = field(default_factory=list)
     not_reached: int = 0
+    left_for_smtp: int = 0  # due over SMTP, and this run had none (see `lifecycle.Step.LEAVE`)
     stopped: str | None = None
     seconds: float = 0.0
 
@@ -107,6 +116,8 @@ class DeliveryReport:
             parts.append(f"{len(self.skipped)} unsubscribed")
         if self.possible_duplicates:
             parts.append(f"{len(self.possible_duplicates)} sent again after an interruption")
+        if self.left_for_smtp:
+            parts.append(f"{self.left_for_smtp} waiting for a run with SMTP")
         text = f"{self.transport}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
         return f"{text}; stopped: {self.stopped}" if self.stopped else text
 
@@ -253,6 +264,9 @@ class _Sender:
         if step == Step.DONE:
             self.report.already += 1
             return True
+        if step == Step.LEAVE:
+            self.report.left_for_smtp += 1
+            return True
         if step == Step.SKIP:
             self._skip_unsubscribed(item)
             return True
@@ -277,12 +291,12 @@ class _Sender:
             self._skip_unsubscribed(item)
             return True
         except PermanentFailure as exc:
-            self.report.failed.append((item.key, str(exc)))
+            self.report.failed.append(Undelivered(item.key, str(exc)))
             log.warning("%s: failed for good: %s", who, exc)
             return True
         except _LostReply as exc:
             if exc.again:
-                self.report.failed.append((item.key, str(exc)))
+                self.report.failed.append(Undelivered(item.key, str(exc)))
                 log.warning("%s: %s", who, exc)
             else:
                 self._left_pending(item, str(exc))
@@ -391,5 +405,5 @@ class _Sender:
         self.report.skipped.append(item.key)
 
     def _left_pending(self, item: Outgoing, error: str) -> None:
-        self.report.pending.append((item.key, error))
+        self.report.pending.append(Undelivered(item.key, error))
         log.warning("%s %s %s: left for the next run: %s", item.profile_id, item.day, item.subscriber, error)
