@@ -46,6 +46,7 @@ from digest.deliver import (
     with_earlier_due,
 )
 from digest.fetch import FAILED, DayResult, FetchReport, fetch_days, fetch_recent_days
+from digest.files import display_path
 from digest.formats import FormatKind, wants
 from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, scheduled_day
 from digest.lifecycle import digest_is_final, rebuild_deadline, state_after_publishing
@@ -158,7 +159,7 @@ class App:
         *,
         clock: Clock = utc_now,
         environ: Mapping[str, str] | None = None,
-        label: Callable[[Path], str] = str,
+        label: Callable[[Path], str] = display_path,
         lock_timeout: float = SEND_LOCK_TIMEOUT,
         store: Store | None = None,
     ) -> None:

@@ -3,7 +3,8 @@
 A zero-width space inside a word makes two spellings of one title; U+202E (right-to-left
 override) and the other bidirectional controls make text read differently from what it
 says. Title matching (`store.title_key`) and the text cleaning every renderer uses
-(`render.text.clean`) drop them, as they drop control characters.
+(`render.text.clean`) drop them, as they drop control characters; messages that name
+something from the outside (a file name) escape them (`printable`).
 
 The ranges are those of Unicode 15.1 (Python 3.11 ships 14.0, 3.13 ships 15.1);
 tests/test_store.py checks they cover every Cf character the running Python knows.
@@ -22,8 +23,16 @@ FORMAT_CHARACTERS = (
 """The body of a regular expression character class matching every format character."""
 
 _FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
+_UNPRINTABLE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{FORMAT_CHARACTERS}]")
 
 
 def strip_format(text: str) -> str:
     """`text` without format characters (zero-width spaces and joiners, bidi controls, soft hyphens...)."""
     return _FORMAT.sub("", text)
+
+
+def printable(text: str) -> str:
+    """`text` with every control, format or undecodable character written as an escape
+    (`\\n`, `\\x1b`, `\\u202e`), so that a name from the outside (a file in the inbox)
+    stays one line on a terminal and cannot move its cursor or reverse its text."""
+    return _UNPRINTABLE.sub(lambda match: repr(match.group())[1:-1], text)

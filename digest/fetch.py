@@ -362,10 +362,10 @@ def fetch_day(
     now = clock()
     summary = ingest_files(store, [path], quarantine=config.quarantine, today=now.date(), now=now, label=label)
     if summary.quarantined:
-        _, moved_to, reason = summary.quarantined[0]
+        aside = summary.quarantined[0]
         forget_validators(store, source.base_url, query, day, len(known), now)
-        message = f"unusable response: {reason}; moved to {label(moved_to)}"
-        return DayResult(day, FAILED, message, path=moved_to, attempts=attempts, ingest=summary)
+        message = f"unusable response: {aside.reason}; moved to {aside.moved_name}"
+        return DayResult(day, FAILED, message, path=aside.moved_to, attempts=attempts, ingest=summary)
     if summary.problems and not summary.dumps_new and not summary.dumps_seen:
         return DayResult(day, FAILED, str(summary.problems[0]), path=path, attempts=attempts, ingest=summary)
     if listing.state is ListingState.TOO_LONG:

@@ -8,12 +8,15 @@ killed in between leaves such a file behind: `remove_stale_temporaries` removes 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from digest.chars import printable
 
 # A temporary file is stale when it is this old and the process named in it is gone: a
 # write takes well under a second, so a younger one may be another process's, in use.
@@ -50,16 +53,29 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, durable: b
         raise
 
 
-def display_path(path: Path, cwd: Path) -> str:
-    """How messages name `path`: relative to `cwd` when it is inside it, else as it is."""
+def display_path(path: Path, cwd: Path | None = None) -> str:
+    """How messages name `path`: relative to `cwd` when it is inside it, else as it is, with
+    control and format characters escaped (a file name is text from the outside)."""
     try:
-        return str(path.resolve().relative_to(cwd.resolve()))
+        shown = str(path.resolve().relative_to(cwd.resolve())) if cwd is not None else str(path)
     except ValueError:
-        return str(path)
+        shown = str(path)
+    return printable(shown)
+
+
+# A name kept, with room for what is added to it: `.N`, `.error`, and the temporary file
+# `write_atomic` writes first (`.NAME.PID.RANDOM.tmp`), within 255 bytes.
+MAX_KEPT_NAME = 200
 
 
 def free_name(folder: Path, name: str) -> Path:
-    """`folder/name`, or `folder/name.1`, `.2`, … if that is taken."""
+    """`folder/name`, or `folder/name.1`, `.2`, … if that is taken. A name too long to
+    take those suffixes is shortened, keeping its start and a hash of the whole."""
+    if len(os.fsencode(name)) > MAX_KEPT_NAME:
+        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+        while len(os.fsencode(name)) > MAX_KEPT_NAME - len(digest) - 1:
+            name = name[:-1]
+        name = f"{name}~{digest}"
     candidate = folder / name
     number = 0
     while candidate.exists() or candidate.with_name(candidate.name + ".error").exists():

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from digest.files import free_name, write_atomic
 from digest.ingest import NotADump, ReadContext, Source, source_for
@@ -27,6 +28,22 @@ class QuarantineError(Exception):
     """The quarantine folder cannot be used (a file is in its place, no permission): one line, exit 2."""
 
 
+class SetAside(NamedTuple):
+    """A file no source could read, moved to the quarantine folder: where it was, where it
+    went, why (and the line that shows it, 0 for none), and both as messages name them."""
+
+    original: Path
+    moved_to: Path
+    reason: str
+    line: int
+    name: str
+    moved_name: str
+
+    def __str__(self) -> str:
+        where = f"{self.name}:{self.line}" if self.line else self.name
+        return f"{where}: {self.reason}; set aside as {self.moved_name}"
+
+
 @dataclass(slots=True)
 class IngestSummary:
     """What one ingest run did, for the command's report and exit code."""
@@ -34,7 +51,7 @@ class IngestSummary:
     files: int = 0
     dumps_new: int = 0
     dumps_seen: int = 0
-    quarantined: list[tuple[Path, Path, str]] = field(default_factory=list)
+    quarantined: list[SetAside] = field(default_factory=list)
     entries: int = 0
     papers_new: int = 0
     papers_updated: int = 0
@@ -48,7 +65,7 @@ class IngestSummary:
     def lines(self) -> list[str]:
         """One line per rejected input: each problem, then each file set aside."""
         found = [str(problem) for problem in self.problems]
-        found += [f"{moved_to.name}: not a dump, moved to {moved_to}: {why}" for _, moved_to, why in self.quarantined]
+        found += [str(aside) for aside in self.quarantined]
         return found
 
 
@@ -91,7 +108,7 @@ def ingest_files(
         _check_folder(quarantine)
     for path in files:
         summary.files += 1
-        _ingest_one(store, path, summary, quarantine=quarantine, today=today, now=now, year=year, name=label(path))
+        _ingest_one(store, path, summary, quarantine=quarantine, today=today, now=now, year=year, label=label)
         if on_file:
             on_file(path)
     return summary
@@ -106,8 +123,9 @@ def _ingest_one(
     today: date,
     now: datetime,
     year: int | None,
-    name: str,
+    label: Callable[[Path], str],
 ) -> None:
+    name = label(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -117,7 +135,7 @@ def _ingest_one(
         parsed = _parse(data, path.name, name, store, today=today, year=year)
     except NotADump as exc:
         moved_to = quarantine_file(path, str(exc), quarantine, now)
-        summary.quarantined.append((path, moved_to, str(exc)))
+        summary.quarantined.append(SetAside(path, moved_to, str(exc), exc.line, name, label(moved_to)))
         return
     except WrongYear as exc:
         summary.problems.append(Problem(name, 0, str(exc)))

@@ -54,7 +54,7 @@ HOSTILE_FILES: dict[str, tuple[str | bytes, str]] = {
         + "\n\n  • 2 authors\n·\nDec 30 1\n",
         "truncated to",
     ),
-    "binary.txt": (b"\x00\xff\x00 not text", "not a dump, moved to"),
+    "binary.txt": (b"\x00\xff\x00 not text", "set aside as"),
 }
 
 

@@ -133,7 +133,7 @@ def test_a_json_file_that_is_not_a_response_is_quarantined(store: Store, tmp_pat
     (inbox / "hf-daily-2026-01-02.json").write_text('{"error": "Invalid date"}')
     (inbox / "list.json").write_text("[]")  # a valid empty day, but which day?
     summary = run(store, [inbox], tmp_path / "q")
-    reasons = sorted(reason for _, _, reason in summary.quarantined)
+    reasons = sorted(aside.reason for aside in summary.quarantined)
     assert reasons == [
         "cannot tell which listing day this response is for: no date in the file name (like "
         "hf-daily-2025-12-31.json) and no paper says when it was listed",
@@ -157,7 +157,7 @@ def test_inputs_that_crashed_or_hung_are_rejected_and_the_rest_ingested(store: S
         summary = ingest_files(
             store, find_dump_files([inbox]), quarantine=quarantine, today=TODAY, now=NOW, label=lambda p: p.name
         )
-    assert sorted((moved.name, reason) for _, moved, reason in summary.quarantined) == [
+    assert sorted((aside.moved_to.name, aside.reason) for aside in summary.quarantined) == [
         ("feb30.txt", "the listing date Feb 30 does not exist in any year"),
         ("hf-daily-2099-12-31.json", "the listing day 2099-12-31 is in the future (more than a day after 2026-11-22)"),
     ]
@@ -188,3 +188,19 @@ def test_a_year_that_puts_the_listing_in_the_future_leaves_the_file_in_place(sto
     assert summary.rejected and path.exists() and not quarantine.exists() and store.dump_count() == 0
     again = ingest_files(store, [path], quarantine=quarantine, today=TODAY, now=NOW)  # the year inferred: fine
     assert (again.dumps_new, again.papers_new, again.rejected) == (1, 1, False)
+
+
+def test_a_file_whose_name_is_too_long_to_mark_is_still_set_aside(store: Store, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    long_name = "x" * 251 + ".txt"  # 255 bytes: no room for ".error" beside it
+    (inbox / long_name).write_bytes(b"\x00\xff not text")
+    (inbox / "good.txt").write_text("Daily Papers\n\nDec 30\n\nFresh Paper\n\nNew.\n\n  • 2 authors\n·\nDec 29 1\n")
+    quarantine = tmp_path / "quarantine"
+    summary = ingest_files(store, find_dump_files([inbox]), quarantine=quarantine, today=TODAY, now=NOW)
+    assert summary.dumps_new == 1 and len(summary.quarantined) == 1
+    moved = summary.quarantined[0].moved_to
+    assert moved.exists() and moved.with_name(moved.name + ".error").exists() and not (inbox / long_name).exists()
+    assert len(moved.name.encode()) <= 200 and moved.name.startswith("xxxx")
+    again = ingest_files(store, find_dump_files([inbox]), quarantine=quarantine, today=TODAY, now=NOW)
+    assert again.dumps_seen == 1 and not again.quarantined

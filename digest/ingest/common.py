@@ -7,7 +7,14 @@ from __future__ import annotations
 
 
 class NotADump(ValueError):
-    """The input is not one the source can read at all (binary, empty, another format)."""
+    """The input is not one the source can read at all (binary, empty, another format).
+
+    `line` is where the input shows it (1-based), when one line does.
+    """
+
+    def __init__(self, message: str, *, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def snippet(text: str, limit: int = 60) -> str:

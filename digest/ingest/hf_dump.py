@@ -155,10 +155,13 @@ def parse_dump(text: str, source: str, *, today: date, year: int | None = None, 
 
     explicit_years = [e.byline.year for e in raw if e.byline and e.byline.year is not None]
     inferred = year is None
-    if year is None:
-        listing = date(infer_year(listing_month, listing_day, explicit_years, today), listing_month, listing_day)
-    else:
-        listing = _given_listing(year, listing_month, listing_day, today)
+    try:
+        if year is None:
+            listing = date(infer_year(listing_month, listing_day, explicit_years, today), listing_month, listing_day)
+        else:
+            listing = _given_listing(year, listing_month, listing_day, today)
+    except NotADump as exc:
+        raise NotADump(str(exc), line=body_start) from None
 
     entries = []
     for item in raw:
@@ -245,8 +248,9 @@ def _find_listing_date(lines: list[str]) -> tuple[int, int, int]:
         if match and (month := _month(match[1])) and 1 <= int(match[2]) <= 31:
             return month, int(match[2]), index + 1
         raise NotADump(
-            f"line {index + 1}: not a Daily Papers dump: expected the header and the listing "
-            f"date (like 'Dec 31'), found {snippet(stripped)!r}"
+            f"not a Daily Papers dump: expected the header and the listing date (like 'Dec 31'), "
+            f"found {snippet(stripped)!r}",
+            line=index + 1,
         )
     raise NotADump("not a Daily Papers dump: no listing date (like 'Dec 31') found")
 
