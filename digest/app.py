@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -46,7 +46,7 @@ from digest.deliver import (
     with_earlier_due,
 )
 from digest.fetch import FAILED, DayResult, FetchReport, fetch_days, fetch_recent_days
-from digest.files import display_path
+from digest.files import display_path, remove_stale_temporaries
 from digest.formats import FormatKind, wants
 from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, scheduled_day
 from digest.lifecycle import digest_is_final, rebuild_deadline, state_after_publishing
@@ -62,10 +62,10 @@ from digest.models import (
     TransportKind,
     Votes,
 )
-from digest.pipeline import IngestSummary, find_dump_files, ingest_files
+from digest.pipeline import IngestSummary, check_quarantine, find_dump_files, ingest_files
 from digest.profiles import find_profile
 from digest.publish import email_renderer, write_outputs
-from digest.retention import check_day, cutoff
+from digest.retention import DayRefused, check_day, cutoff
 from digest.rows import Delivery, PruneCounts
 from digest.store import Store, open_store
 from digest.unsubscribe import unsubscribe_key
@@ -139,6 +139,7 @@ class JobReport:
     note: str = ""
     ok: bool = True
     problems: tuple[str, ...] = ()
+    undelivered: bool = False  # some emails were refused for good or left pending
 
     @property
     def rejected(self) -> bool:
@@ -228,10 +229,22 @@ class App:
         if problem:
             raise DeliveryError(problem)
 
+    def check_ready(self, *, send: bool = True) -> None:
+        """Raise what would stop a job before anything is done: sending that cannot work
+        (`check_sending`), a quarantine folder that cannot be one (`QuarantineError`)."""
+        self.check_sending(send=send)
+        check_quarantine(self.config.quarantine)
+
     def check_day(self, day: date | None) -> None:
-        """Raise `retention.TooOld` for a digest day whose ledger may have been pruned."""
-        if day is not None:
-            check_day(self.config, day, self.clock().date())
+        """Raise `retention.DayRefused` for a digest day no command may build or send: one
+        whose ledger may have been pruned (`retention.TooOld`), or one after tomorrow (UTC):
+        a digest of the future would make every earlier one final before its papers came."""
+        if day is None:
+            return
+        today = self.clock().astimezone(UTC).date()
+        if day > today + timedelta(days=1):
+            raise DayRefused(f"{day.isoformat()} is in the future: a digest is for today or an earlier day")
+        check_day(self.config, day, today)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -270,6 +283,7 @@ class App:
     def refresh(self, *, fetch: bool = True, on_file: Callable[[Path], None] | None = None) -> Refresh:
         """What every job starts with: the live source's recent days (when `fetch` and
         `[source] enabled`), then every new dump in the inbox."""
+        remove_stale_temporaries([p for p in (self.config.inbox, self.config.quarantine) if p.is_dir()])
         fetched = fetch_recent_days(self.config, self.store, clock=self.clock, label=self.label) if fetch else None
         return Refresh(fetched, self.ingest(on_file=on_file))
 
@@ -492,6 +506,7 @@ class App:
 
     def ingest_job(self) -> JobReport:
         """The service's periodic job: read the live source (when enabled) and the inbox."""
+        self.check_ready()
         refresh = self.refresh()
         summary = refresh.ingested
         counts = {
@@ -518,7 +533,8 @@ class App:
             "failed": len(report.failed),
             "pending": len(report.pending) + report.not_reached,
         }
-        return JobReport(counts=counts, note=report.stopped or "", ok=report.stopped is None)
+        undelivered = not report.complete or bool(report.failed)
+        return JobReport(counts=counts, note=report.stopped or "", ok=report.stopped is None, undelivered=undelivered)
 
     def is_done(self, profile: Profile, day: date) -> bool:
         """Whether the digest of `profile` for `day` is built, its emails done, and not reopened."""

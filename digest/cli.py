@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ from digest.models import EmptyReason, Profile, TransportKind
 from digest.pipeline import IngestSummary, QuarantineError
 from digest.profiles import email_address
 from digest.records import delivery_record, paper_record, scored_record, write_csv
-from digest.retention import TooOld
+from digest.retention import DayRefused
 from digest.schedule import serve, serve_once
 from digest.semantic import SemanticUnavailable
 from digest.store import StoreError
@@ -360,7 +360,11 @@ def run_fetch(ctx: Context) -> int:
     args = ctx.args
     if args.until and not args.since:
         raise UsageError("--until needs --since")
-    today = ctx.clock().date()
+    today = ctx.clock().astimezone(UTC).date()
+    for option in ("date", "since", "until"):
+        asked = getattr(args, option)
+        if asked is not None and asked > today + timedelta(days=1):
+            raise UsageError(f"--{option} {asked} is in the future: the API has no listing for it yet")
     if args.date:
         days = [args.date]
     elif args.since:
@@ -495,11 +499,12 @@ def run_run(ctx: Context) -> int:
 
 
 def _check(app: App, ctx: Context, *, send: bool) -> None:
-    """What stops a command before it does anything: sending that cannot work, a day too old."""
-    app.check_sending(send=send)
+    """What stops a command before it does anything: sending that cannot work, a quarantine
+    folder that cannot be one, a day too old or in the future."""
+    app.check_ready(send=send)
     try:
         app.check_day(ctx.args.date)
-    except TooOld as exc:
+    except DayRefused as exc:
         raise UsageError(f"--date {exc}") from None
 
 
@@ -553,7 +558,7 @@ def run_send(ctx: Context) -> int:
         profiles = _selected(app, ctx.args.profile)
         try:
             app.check_day(ctx.args.date)
-        except TooOld as exc:
+        except DayRefused as exc:
             raise UsageError(f"--date {exc}") from None
         if ctx.args.dry_run:
             plans = app.plan_send(profiles, day=ctx.args.date)
@@ -574,7 +579,7 @@ def run_serve(ctx: Context) -> int:
             serve(app)
             return EXIT_OK
         runs = serve_once(app)
-    if any(run.status == "failed" for run in runs):
+    if any(run.status == "failed" or (run.report and run.report.undelivered) for run in runs):
         return EXIT_UNDELIVERED
     return EXIT_REJECTED if any(run.report and run.report.rejected for run in runs) else EXIT_OK
 

@@ -105,7 +105,7 @@ def ingest_files(
     """
     summary = IngestSummary()
     if files:
-        _check_folder(quarantine)
+        check_quarantine(quarantine)
     for path in files:
         summary.files += 1
         _ingest_one(store, path, summary, quarantine=quarantine, today=today, now=now, year=year, label=label)
@@ -208,7 +208,7 @@ def quarantine_file(path: Path, reason: str, folder: Path, now: datetime) -> Pat
     return target
 
 
-def _check_folder(folder: Path) -> None:
+def check_quarantine(folder: Path) -> None:
     """Raise `QuarantineError` if `folder` cannot be a folder: it, or the nearest of its
     parents that exists, is not one. (It is made only when a file is set aside.)"""
     probe = folder

@@ -15,7 +15,11 @@ from datetime import date, timedelta
 from digest.config import Config
 
 
-class TooOld(ValueError):
+class DayRefused(ValueError):
+    """A digest day no command may build or send (too old, or in the future)."""
+
+
+class TooOld(DayRefused):
     """A digest day older than the retention period: its ledger may be pruned."""
 
 

@@ -216,13 +216,13 @@ def run_service(
 
 def serve(app: App) -> None:
     """`digest serve`: check that sending can work, then run the scheduler (`run_service`)."""
-    app.check_sending()
+    app.check_ready()
     run_service(app, clock=app.clock)
 
 
 def serve_once(app: App) -> list[JobRun]:
     """`digest serve --once`: the ingest, then every profile whose digest is due now (or reopened)."""
-    app.check_sending()
+    app.check_ready()
     return run_due_once(app, now=app.clock())
 
 

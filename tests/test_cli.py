@@ -1045,3 +1045,60 @@ def test_a_file_name_with_control_characters_stays_one_line(tmp_path: Path) -> N
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith("inbox/evil\\n\\x1b[31mred\\u202e.txt: binary file") and "\x1b" not in line
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_once_says_when_emails_were_left_pending(tmp_path: Path) -> None:
+    smtp = f'\n[smtp]\nhost = "127.0.0.1"\nport = {closed_port()}\nsecurity = "none"\nattempts = 1\nbackoff = 0\n'
+    folder = project(tmp_path, smtp)
+    config = (folder / "digest.toml").read_text().replace('schedule = "0 7 * * *"', 'schedule = "* * * * *"')
+    (folder / "digest.toml").write_text(config.replace("[[profiles]]\n", '[[profiles]]\nschedule = "* * * * *"\n', 1))
+    result = digest("serve", "--once", cwd=folder)
+    assert result.returncode == 3, result.stderr
+    assert "pending=1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_digest_day_in_the_future_is_refused_before_anything_is_done(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    tomorrow, later = datetime.now(UTC).date() + timedelta(days=1), datetime.now(UTC).date() + timedelta(days=2)
+    result = digest("build", "--date", later.isoformat(), cwd=folder)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"digest: error: --date {later} is in the future: a digest is for today or an earlier day\n"
+    assert not (folder / ".digest").exists() or digest("export", cwd=folder).stdout == ""
+    assert digest("build", "--date", tomorrow.isoformat(), cwd=folder).returncode == 0  # ahead by a time zone
+
+
+def test_fetch_refuses_days_in_the_future_without_asking_the_network(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text('[source]\nbase_url = "http://127.0.0.1:9"\n')
+    later = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
+    for args in (("--date", later), ("--since", "2026-01-01", "--until", later)):
+        result = digest("fetch", *args, cwd=tmp_path)
+        assert result.returncode == 2 and "is in the future: the API has no listing for it yet" in result.stderr
+
+
+def test_serve_once_with_a_quarantine_path_that_is_a_file_does_nothing(tmp_path: Path) -> None:
+    folder = project(tmp_path, "")
+    text = (folder / "digest.toml").read_text().replace('inbox = "seeds"', 'inbox = "seeds"\nquarantine = "q"')
+    (folder / "digest.toml").write_text(text)
+    (folder / "q").write_text("a file where the quarantine folder should be")
+    result = digest("serve", "--once", cwd=folder)
+    assert result.returncode == 2 and "cannot use the quarantine folder" in result.stderr
+    assert not (folder / "site").exists() and not (folder / ".digest" / "state.db").exists()
+
+
+def test_a_run_removes_stale_temporary_files_a_killed_fetch_left_in_the_inbox(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    stale = folder / "seeds" / ".hf-daily-2026-01-02.json.999999999.abcd1234.tmp"
+    stale.write_bytes(b"half a response")
+    old = datetime.now(UTC).timestamp() - 3600
+    os.utime(stale, (old, old))
+    result = digest("run", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists()
