@@ -17,18 +17,22 @@ ranking `rank`, rendering `render` and `publish`, sending `deliver`, the states
 
 from __future__ import annotations
 
+import io
+import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+from apscheduler.triggers.base import BaseTrigger
 
 from digest.clock import Clock, utc_now
 from digest.config import Config, SmtpSettings
-from digest.cron import profile_trigger
+from digest.cron import due_day, profile_trigger
 from digest.deliver import (
     RETRY_DAYS,
     SEND_LOCK_TIMEOUT,
@@ -45,10 +49,10 @@ from digest.deliver import (
     transport_kind,
     with_earlier_due,
 )
-from digest.fetch import FAILED, DayResult, FetchReport, fetch_days, fetch_recent_days
+from digest.fetch import FAILED, DayResult, FetchReport, day_range, fetch_days, fetch_recent_days
 from digest.files import display_path, remove_stale_temporaries
 from digest.formats import FormatKind, wants
-from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, scheduled_day
+from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, is_stale, scheduled_day
 from digest.lifecycle import digest_is_final, rebuild_deadline, state_after_publishing
 from digest.models import (
     Cadence,
@@ -63,8 +67,9 @@ from digest.models import (
     Votes,
 )
 from digest.pipeline import IngestSummary, check_quarantine, find_dump_files, ingest_files
-from digest.profiles import find_profile
+from digest.profiles import email_address, find_profile
 from digest.publish import email_renderer, write_outputs
+from digest.records import paper_record, write_csv
 from digest.retention import DayRefused, check_day, cutoff
 from digest.rows import Delivery, PruneCounts
 from digest.store import Store, open_store
@@ -116,6 +121,13 @@ class Refresh:
             found += [f"{day.day}: {day.message}" for day in self.fetched.days if day.outcome == FAILED]
             found += [str(problem) for problem in self.fetched.problems]
         return found + self.ingested.lines()
+
+
+class AddressChange(NamedTuple):
+    """What a change of an address's subscription did: the address as kept, whether it changed."""
+
+    address: str
+    changed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +221,15 @@ class App:
         """The addresses that get each of `profile`'s digests by email (daily readers)."""
         return [s.address for s in self.subscribers(profile) if s.cadence == Cadence.DAILY]
 
+    def due_day(self, profile: Profile, now: datetime) -> date | None:
+        """The digest day due at `now`: the day of the profile's latest tick, if it is at most
+        `catch_up_hours` old (`cron.due_day`)."""
+        return due_day(profile, now, self.grace)
+
+    def trigger(self, profile: Profile) -> BaseTrigger:
+        """The profile's schedule, as the scheduler fires it (`cron.profile_trigger`)."""
+        return profile_trigger(profile)
+
     def profile_day(self, profile: Profile) -> date:
         """Today in the profile's time zone: the day its digest is for."""
         from zoneinfo import ZoneInfo
@@ -276,9 +297,24 @@ class App:
         given = [p for p in (paths or [self.config.inbox]) if p.exists()]
         return find_dump_files(given, skip=[self.config.quarantine])
 
-    def fetch(self, days: Iterable[date], *, on_day: Callable[[DayResult], None] | None = None) -> FetchReport:
-        """Fetch, save and ingest these days of the live source (whether or not it is enabled)."""
+    def fetch(
+        self, since: date, until: date | None = None, *, on_day: Callable[[DayResult], None] | None = None
+    ) -> FetchReport:
+        """Fetch, save and ingest the days from `since` to `until` (default: `since` alone) of
+        the live source, whether or not it is enabled; a range stops at the latest day it has."""
+        days = day_range(since, until or since)
         return fetch_days(self.config, self.store, days, clock=self.clock, label=self.label, on_day=on_day)
+
+    def export(self, form: str) -> Iterator[str]:
+        """Every stored paper, in order of first sighting, as JSON lines or CSV (`form`),
+        one piece of text at a time (`records`)."""
+        records = (paper_record(paper) for paper in self.store.iter_papers())
+        if form == "jsonl":
+            yield from (json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            return
+        buffer = io.StringIO()
+        write_csv(buffer, records)
+        yield buffer.getvalue()
 
     def refresh(self, *, fetch: bool = True, on_file: Callable[[Path], None] | None = None) -> Refresh:
         """What every job starts with: the live source's recent days (when `fetch` and
@@ -288,16 +324,17 @@ class App:
         return Refresh(fetched, self.ingest(on_file=on_file))
 
     def stale(self) -> str | None:
-        """Why the inbox looks stale (its newest listing is over `stale_after_days` old), or None."""
-        newest, limit = self.store.latest_listing_date(), self.config.stale_after_days
+        """Why the inbox looks stale (`health.is_stale`: its newest listing is over
+        `stale_after_days` old, or there is none), or None."""
+        newest, limit, today = self.store.latest_listing_date(), self.config.stale_after_days, self.clock().date()
+        if not is_stale(newest, today, limit):
+            return None
         if newest is None:
             return "no dumps stored yet: nothing to digest (put dumps in the inbox, or enable [source])"
-        age = (self.clock().date() - newest).days
-        if age <= limit:
-            return None
         return (
-            f"the newest dump is from {newest.isoformat()}, {age} days ago (more than stale_after_days = {limit}): "
-            "feeds will not change until new dumps arrive (digest fetch, or [source] enabled = true)"
+            f"the newest dump is from {newest.isoformat()}, {(today - newest).days} days ago (more than "
+            f"stale_after_days = {limit}): feeds will not change until new dumps arrive (digest fetch, or "
+            "[source] enabled = true)"
         )
 
     # -- ranking and building ---------------------------------------------------------------------
@@ -545,14 +582,16 @@ class App:
 
     # -- readers ----------------------------------------------------------------------------------
 
-    def unsubscribe(self, address: str, profile_id: str | None, *, undo: bool = False) -> bool:
-        """Stop (or, with `undo`, resume) sending to `address`, for one profile or all; False
-        when nothing changed. `KeyError` for an unknown profile."""
+    def unsubscribe(self, address: str, profile_id: str | None, *, undo: bool = False) -> AddressChange:
+        """Stop (or, with `undo`, resume) sending to `address`, for one profile or all: the
+        address as it is kept, and whether anything changed. `validate.Invalid` for an
+        address that is not one, `KeyError` for an unknown profile."""
+        address = email_address(address)
         if profile_id is not None:
             find_profile(self.config.profiles, profile_id)
         if undo:
-            return self.store.resubscribe(address, profile_id)
-        return self.store.unsubscribe(address, profile_id, self.clock())
+            return AddressChange(address, self.store.resubscribe(address, profile_id))
+        return AddressChange(address, self.store.unsubscribe(address, profile_id, self.clock()))
 
     def is_subscriber(self, address: str) -> bool:
         return address.lower() in {s.lower() for p in self.config.profiles for s in p.subscribers}

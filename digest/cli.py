@@ -14,7 +14,6 @@ deployment is healthy and 1 when something needs attention.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -31,13 +30,12 @@ from digest.app import App, BuildReport, Refresh
 from digest.clock import Clock, utc_now
 from digest.config import ConfigError, find_config, load_config
 from digest.deliver import SEND_LOCK_TIMEOUT, DeliveryError, DeliveryReport
-from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError, day_range
+from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError
 from digest.files import display_path, write_atomic
 from digest.health import Health
 from digest.models import EmptyReason, Profile, TransportKind
 from digest.pipeline import IngestSummary, QuarantineError
-from digest.profiles import email_address
-from digest.records import delivery_record, paper_record, scored_record, write_csv
+from digest.records import delivery_record, scored_record
 from digest.retention import DayRefused
 from digest.schedule import serve, serve_once
 from digest.semantic import SemanticUnavailable
@@ -366,22 +364,22 @@ def run_fetch(ctx: Context) -> int:
         if asked is not None and asked > today + timedelta(days=1):
             raise UsageError(f"--{option} {asked} is in the future: the API has no listing for it yet")
     if args.date:
-        days = [args.date]
+        since, until = args.date, args.date
     elif args.since:
-        until = args.until or today
-        if args.since > until:
-            raise UsageError(f"--since {args.since} is after --until {until}")
-        days = day_range(args.since, until)
+        since, until = args.since, args.until or today
+        if since > until:
+            raise UsageError(f"--since {since} is after --until {until}")
     else:
-        days = [today]
-    with ctx.app() as app, _day_progress(len(days)) as advance:
+        since, until = today, today
+    days = (until - since).days + 1
+    with ctx.app() as app, _day_progress(days) as advance:
 
         def show(result: DayResult) -> None:
             _report_day(result, ctx)
             if advance:
                 advance()
 
-        report = app.fetch(days, on_day=show)
+        report = app.fetch(since, until, on_day=show)
         for problem in report.problems:
             print(problem, file=sys.stderr)
         n = len(report.days)
@@ -389,7 +387,7 @@ def run_fetch(ctx: Context) -> int:
             f"{n} day{_s(n)}: {report.count(FETCHED)} fetched, {report.count(NOT_MODIFIED)} not modified, "
             f"{report.count(NOT_AVAILABLE)} not available yet, {report.count(FAILED)} failed"
         )
-        if report.stopped_at and report.stopped_at != days[-1]:
+        if report.stopped_at and report.stopped_at != until:
             print(f"stopped at {report.stopped_at}: the API has no later days yet")
         papers, dumps = app.totals()
         print(f"store: {papers} papers from {dumps} dumps in {ctx.display(app.config.db)}")
@@ -406,23 +404,19 @@ def _report_day(result: DayResult, ctx: Context) -> None:
 
 
 def run_export(ctx: Context) -> int:
-    buffer = io.StringIO() if ctx.args.output else sys.stdout
     with ctx.app() as app:
-        records = (paper_record(p) for p in app.papers())
-        if ctx.args.format == "jsonl":
-            for record in records:
-                buffer.write(json.dumps(record, ensure_ascii=False) + "\n")
-        else:
-            write_csv(buffer, records)
-    if ctx.args.output:
-        assert isinstance(buffer, io.StringIO)
-        try:
-            write_atomic(ctx.args.output, buffer.getvalue())
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            if isinstance(exc, FileExistsError) and exc.filename:  # a file where a folder of the path must be
-                reason = f"{exc.filename} is a file, not a folder"
-            raise UsageError(f"cannot write {ctx.args.output}: {reason}") from None
+        if not ctx.args.output:
+            for text in app.export(ctx.args.format):
+                sys.stdout.write(text)
+            return EXIT_OK
+        whole = "".join(app.export(ctx.args.format))
+    try:
+        write_atomic(ctx.args.output, whole)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError) and exc.filename:  # a file where a folder of the path must be
+            reason = f"{exc.filename} is a file, not a folder"
+        raise UsageError(f"cannot write {ctx.args.output}: {reason}") from None
     return EXIT_OK
 
 
@@ -625,15 +619,13 @@ def run_deliveries(ctx: Context) -> int:
 
 
 def run_unsubscribe(ctx: Context) -> int:
-    try:
-        address = email_address(ctx.args.address)
-    except Invalid as exc:
-        raise UsageError(str(exc)) from None
     scope = ctx.args.profile
     where = f"profile {scope}" if scope else "all profiles"
     with ctx.app() as app:
         try:
-            changed = app.unsubscribe(address, scope, undo=ctx.args.undo)
+            address, changed = app.unsubscribe(ctx.args.address, scope, undo=ctx.args.undo)
+        except Invalid as exc:
+            raise UsageError(str(exc)) from None
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
         if ctx.args.undo:

@@ -14,12 +14,14 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from digest.cron import DEFAULT_GRACE
 from digest.files import display_path
 from digest.models import Problem, Profile
 from digest.profiles import email_address, parse_profiles, timezone
@@ -114,7 +116,7 @@ class DigestSettings:
     templates: str = ""
     stale_after_days: int = 3
     semantic: bool = False
-    catch_up_hours: int = 12
+    catch_up_hours: int = DEFAULT_GRACE // timedelta(hours=1)
     retention_days: int = 400
 
 

@@ -117,13 +117,18 @@ def assess(inputs: HealthInputs) -> Health:
     return Health(inputs, tuple(findings))
 
 
+def is_stale(newest: date | None, today: date, stale_after_days: int) -> bool:
+    """The stale-inbox rule: no dump at all, or the newest listing more than `stale_after_days` old."""
+    return newest is None or (today - newest).days > stale_after_days
+
+
 def _dump_findings(inputs: HealthInputs) -> list[Finding]:
     newest = inputs.newest_dump
     if newest is None:
         return [Finding(Attention.NO_DUMPS, "no dumps stored yet: nothing to digest")]
-    age = (inputs.now.date() - newest).days
-    if age <= inputs.stale_after_days:
+    if not is_stale(newest, inputs.now.date(), inputs.stale_after_days):
         return []
+    age = (inputs.now.date() - newest).days
     message = (
         f"no new papers since {newest.isoformat()}: the newest dump is {age} days old "
         f"(more than stale_after_days = {inputs.stale_after_days})"

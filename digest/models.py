@@ -113,7 +113,7 @@ class Dump:
     entries: tuple[Entry, ...]
     problems: tuple[Problem, ...] = ()
     year_inferred: bool = False
-    kind: str = "hf-text"  # which source read it (`digest.ingest.SOURCES`)
+    kind: str = field(kw_only=True)  # which source read it (`digest.ingest.SOURCES`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,8 +82,18 @@ def delivery_record(row: Delivery) -> dict[str, Any]:
     }
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, with a `'` before it (shown as text)."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def write_csv(out: IO[str], records: Iterable[dict[str, Any]]) -> None:
-    """Records of `paper_record` as CSV: the organisation in two columns, the authors in one cell."""
+    """Records of `paper_record` as CSV: the organisation in two columns, the authors in one
+    cell, and no text that a spreadsheet would run as a formula (`spreadsheet_safe`)."""
     columns = [c for c in EXPORT_FIELDS if c != "organization"]
     columns[columns.index("authors_count") + 1 : columns.index("authors_count") + 1] = [
         "organization_id",
@@ -96,4 +106,4 @@ def write_csv(out: IO[str], records: Iterable[dict[str, Any]]) -> None:
         record["organization_id"] = org["id"] if org else None
         record["organization_name"] = org["name"] if org else None
         record["authors"] = CSV_AUTHOR_SEPARATOR.join(record["authors"])
-        writer.writerow(record)
+        writer.writerow({key: spreadsheet_safe(value) for key, value in record.items()})

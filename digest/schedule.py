@@ -12,7 +12,7 @@ else: the jobs are the facade's (`Service`), so it never builds, renders, sends 
   its day? After each ingest, the profile's job runs again for such a day, so papers
   that arrive late still make it.
 
-The digest day is the date of the cron tick in the profile's time zone (`cron.due_day`).
+The digest day is the date of the cron tick in the profile's time zone (`App.due_day`).
 A tick missed by at most `grace` (a machine that slept, a service that was down) is run
 late, once: missed ticks coalesce, and the store, not the scheduler's memory, says
 whether that day's digest was already done, so a restart never builds a day twice. An
@@ -35,11 +35,11 @@ from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.app import App, JobReport
 from digest.clock import Clock, utc_now
-from digest.cron import due_day, profile_trigger
 from digest.models import Profile
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ class Service(Protocol):
     def is_done(self, profile: Profile, day: date) -> bool: ...
 
     def rebuild_due(self, profile: Profile, day: date) -> bool: ...
+
+    def due_day(self, profile: Profile, now: datetime) -> date | None: ...
+
+    def trigger(self, profile: Profile) -> BaseTrigger: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,7 @@ def run_profile_if_due(
 ) -> JobRun:
     """Run the profile's job for its due day unless nothing is due or the store says it is done."""
     job = f"profile {profile.id}"
-    day = due_day(profile, now, service.grace)
+    day = service.due_day(profile, now)
     if day is None:
         return _logged(JobRun(job, None, "not-due"))
     if service.is_done(profile, day):
@@ -114,7 +118,7 @@ def run_reopened(service: Service, *, now: datetime, stop: threading.Event | Non
     """Run the job of each profile whose due digest is built, not final and has new papers."""
     runs = []
     for profile in service.profiles():
-        day = due_day(profile, now, service.grace)
+        day = service.due_day(profile, now)
         if day is None or (stop is not None and stop.is_set()) or not service.rebuild_due(profile, day):
             continue
         runs.append(_timed(f"profile {profile.id}", day, _job(service, profile, day, stop)))
@@ -172,7 +176,7 @@ def build_scheduler(
 
         scheduler.add_job(
             tick,
-            profile_trigger(profile),
+            service.trigger(profile),
             id=f"profile:{profile.id}",
             name=f"profile {profile.id}",
             next_run_time=start + timedelta(seconds=1),

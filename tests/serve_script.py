@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from apscheduler.triggers.base import BaseTrigger
+
 from digest.app import JobReport
+from digest.cron import profile_trigger
 from digest.models import Profile
 from digest.schedule import run_service
 
@@ -44,6 +47,12 @@ def main() -> None:
 
         def rebuild_due(self, profile: Profile, day: date) -> bool:
             return False
+
+        def due_day(self, profile: Profile, now: datetime) -> date | None:
+            return None
+
+        def trigger(self, profile: Profile) -> BaseTrigger:
+            return profile_trigger(profile)
 
     run_service(SlowIngest(), ingest_every=timedelta(seconds=0.1))
 

@@ -1102,3 +1102,15 @@ def test_a_run_removes_stale_temporary_files_a_killed_fetch_left_in_the_inbox(tm
     result = digest("run", cwd=folder)
     assert result.returncode == 0, result.stderr
     assert not stale.exists()
+
+
+def test_csv_export_never_holds_a_formula(tmp_path: Path) -> None:
+    (tmp_path / "formula.txt").write_text(
+        'Daily Papers\n\nDec 30\n\n=HYPERLINK("http://evil.example","click")\n\n@SUM(A1:A9) +1 -2\n\n'
+        "  • 2 authors\n·\nDec 29 1\n",
+        encoding="utf-8",
+    )
+    assert digest("ingest", "formula.txt", cwd=tmp_path).returncode == 0
+    (row,) = list(csv.DictReader(io.StringIO(digest("export", "--format", "csv", cwd=tmp_path).stdout)))
+    assert row["title"] == '\'=HYPERLINK("http://evil.example","click")' and row["abstract"].startswith("'@SUM")
+    assert json.loads(digest("export", cwd=tmp_path).stdout)["title"].startswith("=HYPERLINK")  # JSON stays exact

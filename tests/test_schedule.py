@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.base import BaseTrigger
 from conftest import SEEDS
 from mailserver import profile, save_digests
 
@@ -61,6 +62,12 @@ class Recorder:
 
     def rebuild_due(self, p: Profile, day: date) -> bool:
         return False
+
+    def due_day(self, p: Profile, now: datetime) -> date | None:
+        return due_day(p, now, self.grace)
+
+    def trigger(self, p: Profile) -> BaseTrigger:
+        return profile_trigger(p)
 
 
 def simulate(

@@ -62,7 +62,7 @@ def add_listing(store: Store, day: date, count: int = 3, tag: str = "") -> None:
         for n in range(1, count + 1)
     )
     at = datetime.combine(day, datetime.min.time(), UTC)
-    store.add_dump(Dump(source=f"{day}.txt", date=day, entries=entries), f"sha-{tag}{day}", at)
+    store.add_dump(Dump(source=f"{day}.txt", date=day, entries=entries, kind="hf-text"), f"sha-{tag}{day}", at)
 
 
 def build(store: Store, profile: Profile, day: date, *, papers: int = 2, at: datetime | None = None) -> Digest:

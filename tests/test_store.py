@@ -310,7 +310,7 @@ def test_not_a_database(tmp_path: Path) -> None:
 
 
 def test_failed_transaction_leaves_no_trace(store: Store) -> None:
-    bad = Dump("bad", date(2025, 12, 1), (Entry("Fine", "A."), Entry(None, "B.")))  # type: ignore[arg-type]
+    bad = Dump("bad", date(2025, 12, 1), (Entry("Fine", "A."), Entry(None, "B.")), kind="hf-text")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         store.add_dump(bad, "sha-bad", NOW)
     assert store.dump_count() == 0 and store.paper_count() == 0

@@ -175,6 +175,7 @@ def parse_dump(text: str, source: str, *, today: date, year: int | None = None, 
         entries=tuple(entries),
         problems=tuple(problems),
         year_inferred=inferred,
+        kind=TEXT_KIND,
     )
 
 
