@@ -312,6 +312,22 @@ _years = st.integers(0, 9999) | st.integers(2015, 2035) | st.integers(1895, 1905
 def test_year_inference_always_ends_with_a_year_of_the_rule_or_a_rejection(
     month: int, day: int, written: list[int], today: date
 ) -> None:
+    check_year_rule(month, day, written, today)
+
+
+@pytest.mark.parametrize("today", [date(2026, 11, 30), date(2028, 2, 28), date(2028, 2, 29), date(2024, 12, 31)])
+def test_year_inference_for_every_listing_date_and_every_entry_year(today: date) -> None:
+    """Every (month, day) a listing can name, 1-12 and 1-31 (impossible days included),
+    with no written year, or one written year from a decade before `today` to two years after."""
+    for month in range(1, 13):
+        for day in range(1, 32):
+            check_year_rule(month, day, [], today)
+            for year in range(today.year - 10, today.year + 3):
+                check_year_rule(month, day, [year], today)
+
+
+def check_year_rule(month: int, day: int, written: list[int], today: date) -> None:
+    """`infer_year` ends, with a year of the rule (module docstring) or a clean rejection."""
     latest = latest_listing(today)
     with finishes_within(5):
         try:

@@ -23,6 +23,7 @@ from digest.ingest import ReadContext, Reading, Source
 from digest.ingest import register as register_source
 from digest.ingest import unregister as unregister_source
 from digest.models import Digest, Dump, Entry, Problem
+from digest.render.feeds import FeedData
 
 NOW = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
 
@@ -127,3 +128,33 @@ def test_the_text_dump_still_reads_everything_else(paper_lists: Source, tmp_path
     config = replace(load_config(None, tmp_path, environ={}), inbox=SEEDS, db=tmp_path / "state.db")
     with App(config, clock=lambda: NOW, environ={}) as app:
         assert app.ingest().papers_new == 309
+
+
+def titles_feed(feed: FeedData, links: object) -> bytes:
+    """A test-only feed format: one entry title a line."""
+    return "".join(f"{item.paper.title}\n" for item in feed.items).encode("utf-8")
+
+
+@pytest.fixture
+def titles_format() -> Iterator[OutputFormat]:
+    output = register(OutputFormat("titles", FormatKind.FEED, "Titles", "text/plain", "feeds/{name}.txt", titles_feed))
+    yield output
+    unregister("titles")
+
+
+def test_a_new_feed_format_is_written_linked_and_autodiscovered(titles_format: OutputFormat, tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text(
+        f'[digest]\ninbox = "{SEEDS}"\n\n[[profiles]]\nid = "cl"\ndescription = "continual learning"\n'
+        'formats = ["titles"]\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "digest.toml", tmp_path, environ={})
+    with App(config, clock=lambda: NOW, environ={}) as app:
+        app.ingest()
+        report = app.build(app.profiles())
+    lines = (config.feeds / "cl.txt").read_text(encoding="utf-8").splitlines()
+    assert lines == [item.paper.title for item in report.digests[0].items]
+    assert (config.site / "feeds" / "all.txt").exists()  # the feed of all papers comes in every feed format
+    page = (config.site / "digests" / "cl" / "index.html").read_text(encoding="utf-8")
+    assert 'type="text/plain"' in page and "../../feeds/cl.txt" in page
+    assert "feeds/cl.txt" in (config.site / "feeds.opml").read_text(encoding="utf-8")
