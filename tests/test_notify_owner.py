@@ -35,6 +35,14 @@ def load_notifier() -> Any:
 notifier = load_notifier()
 
 
+BOT = {"login": "github-actions[bot]", "type": "Bot"}
+
+
+def health_issue(number: int, title: str = "paper-digest: publishing is failing") -> dict[str, object]:
+    """An open issue as the notifier opens it: its marker in the body, opened by the workflow's bot."""
+    return {"number": number, "state": "open", "title": title, "body": notifier.MARKER, "user": BOT}
+
+
 class FakeGitHub:
     """The issues API of one repository: open issues, comments; every request recorded."""
 
@@ -64,13 +72,15 @@ class FakeGitHub:
             return Response(json.dumps(chunk), 200, headers, content_type="application/json")
         payload = json.loads(body or b"{}")
         if request.method == "POST" and path == f"/repos/{REPO}/issues":
-            issue = {"number": len(self.issues) + 1, "state": "open", **payload}
+            issue = {"number": len(self.issues) + 1, "state": "open", "user": BOT, **payload}
             self.issues.append(issue)
             return Response(json.dumps(issue), 201, content_type="application/json")
         match = re.fullmatch(rf"/repos/{REPO}/issues/(\d+)(/comments)?", path)
         if match and request.method == "POST" and match.group(2):
             self.comments.setdefault(int(match.group(1)), []).append(payload["body"])
             return Response(json.dumps({"id": 1, "body": payload["body"]}), 201, content_type="application/json")
+        if request.method == "PUT" and re.fullmatch(rf"/repos/{REPO}/actions/workflows/[\w.-]+/enable", path):
+            return Response("", 204)
         if match and request.method == "PATCH" and not match.group(2):
             issue = next(i for i in self.issues if i["number"] == int(match.group(1)))
             issue.update(payload)
@@ -169,7 +179,13 @@ def test_an_open_issue_gets_a_comment_instead_of_a_second_issue(github: FakeGitH
     github.issues += [
         {"number": 1, "state": "open", "title": "Unrelated", "body": "hello"},
         {"number": 2, "state": "open", "title": "A pull request", "body": notifier.MARKER, "pull_request": {}},
-        {"number": 3, "state": "open", "title": "paper-digest: publishing is failing", "body": notifier.MARKER},
+        {
+            "number": 3,
+            "state": "open",
+            "title": "paper-digest: publishing is failing",
+            "body": notifier.MARKER,
+            "user": BOT,
+        },
     ]
     logs = write_logs(tmp_path / "logs", save="::error::the digest-state branch moved during this run")
     result = run_notifier(github.server, logs, needs(save="failure"))
@@ -202,7 +218,7 @@ def test_a_failed_run_with_a_stale_inbox_says_both(github: FakeGitHub, tmp_path:
 
 
 def test_the_first_successful_fresh_run_closes_the_issue(github: FakeGitHub, tmp_path: Path) -> None:
-    github.issues.append({"number": 1, "state": "open", "title": "paper-digest: publishing is failing", "body": ""})
+    github.issues.append(health_issue(1))
     logs = write_logs(tmp_path / "logs", status_json=status(stale=False))
     result = run_notifier(github.server, logs, needs())
     assert result.returncode == 0, result.stdout + result.stderr
@@ -217,11 +233,23 @@ def test_the_first_successful_fresh_run_closes_the_issue(github: FakeGitHub, tmp
 
 
 def test_a_successful_but_stale_run_keeps_the_issue_open(github: FakeGitHub, tmp_path: Path) -> None:
-    github.issues.append({"number": 1, "state": "open", "title": "paper-digest: publishing is failing", "body": ""})
+    github.issues.append(health_issue(1))
     logs = write_logs(tmp_path / "logs", status_json=status(stale=True))
     assert run_notifier(github.server, logs, needs()).returncode == 0
     assert github.issues[0]["state"] == "open"
     assert ("PATCH", f"/repos/{REPO}/issues/1") not in github.calls()
+
+
+def test_an_issue_a_person_opened_is_never_taken_for_the_health_issue(github: FakeGitHub, tmp_path: Path) -> None:
+    person = {"login": "someone", "type": "User"}
+    github.issues += [
+        {"number": 1, "state": "open", "title": "paper-digest: publishing is failing", "body": "", "user": person},
+        {"number": 2, "state": "open", "title": "paper-digest: hi", "body": notifier.MARKER, "user": person},
+    ]
+    logs = write_logs(tmp_path / "logs", status_json=status(stale=False))
+    assert run_notifier(github.server, logs, needs()).returncode == 0
+    assert github.calls() == [("GET", f"/repos/{REPO}/issues")]  # nothing commented, nothing closed
+    assert [i["state"] for i in github.issues] == ["open", "open"]
 
 
 def test_a_healthy_run_without_an_issue_only_looks(github: FakeGitHub, tmp_path: Path) -> None:
@@ -243,7 +271,7 @@ def test_the_issue_is_found_on_a_later_page_and_no_link_elsewhere_is_followed(
 ) -> None:
     github.page_size = 2
     github.issues += [{"number": n, "state": "open", "title": f"issue {n}", "body": ""} for n in range(1, 5)]
-    github.issues.append({"number": 5, "state": "open", "title": "paper-digest: no new papers since x", "body": ""})
+    github.issues.append(health_issue(5, "paper-digest: no new papers since x"))
     logs = write_logs(tmp_path / "logs", status_json=status(stale=False))
     assert run_notifier(github.server, logs, needs()).returncode == 0
     assert [c for c in github.calls() if c[0] == "GET"] == [("GET", f"/repos/{REPO}/issues")] * 3
@@ -347,3 +375,26 @@ def test_secret_values_cover_their_encoded_forms() -> None:
     text = "a hf-secret/value b hf-secret%2Fvalue c aGYtc2VjcmV0L3ZhbHVl d"
     assert notifier.scrub(text, values) == "a *** b *** c *** d"
     assert "/usr/bin" not in values and "abc" not in values
+
+
+def test_keepalive_enables_the_workflow_with_the_token_in_a_header_only(github: FakeGitHub, tmp_path: Path) -> None:
+    environ = {
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_API_URL": github.server.url_for("/").rstrip("/"),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "keepalive", "publish.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert github.calls() == [("PUT", f"/repos/{REPO}/actions/workflows/publish.yml/enable")]
+    github.assert_token_only_in_the_authorization_header()
+    bad = subprocess.run(
+        [sys.executable, str(SCRIPT), "keepalive", "../../x"], capture_output=True, text=True, timeout=60, env=environ
+    )
+    assert bad.returncode == 1 and "not a workflow file name" in bad.stdout

@@ -78,6 +78,7 @@ def test_publish_triggers_permissions_and_concurrency() -> None:
         "build": {"contents": "read"},
         "save-state": {"contents": "write"},
         "deploy": {"pages": "write", "id-token": "write"},
+        "keepalive": {"contents": "read", "actions": "write"},
         "notify": {"contents": "read", "issues": "write"},
     }
     deploy = jobs["deploy"]
