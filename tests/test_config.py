@@ -95,7 +95,7 @@ liked = "one title"
         "retention_days)",
         "digest.toml:3: digest.feed_size: expected an integer, got a string 'many'",
         "digest.toml:9: profiles[0].colour: unknown key (known keys: id, title, description, keywords, exclude, "
-        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats)",
+        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner)",
         "digest.toml:6: profiles[0].id: 'Bad Slug' is not valid: lowercase letters, digits and '-', like "
         "'continual-learning'",
         "digest.toml:15: profiles[1].keywords: item 1: a keyword is a string or a table {term, weight}, "
@@ -420,7 +420,7 @@ limits.max_items = 3
         "digest.toml:1: unknown table or key 'title_of_nothing'",
         "digest.toml:2: digest.site_url: 'ftp://x' is not an http(s) address like 'https://USER.github.io/REPO/'",
         "digest.toml:14: profiles[0].limits: unknown key (known keys: id, title, description, keywords, exclude, "
-        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats)",
+        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner)",
         "digest.toml:10: profiles[0].keywords: item 2: must be at least 0.0, got -1",
         "digest.toml:3: source.timeout: must be at least 0.1, got 0",
         "digest.toml:6: smtp.security: expected one of starttls, ssl, none; got a table {'level': 1}",
