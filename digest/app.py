@@ -850,7 +850,7 @@ class App:
             date=now,
             env=template_environment(config.templates),
         )
-        name = f"confirm_{profile.id}_{hashed[:12]}_{int(now.timestamp())}"
+        name = f"confirm_{profile.id}_{hashed[:12]}_{int(now.timestamp())}_{secrets.token_hex(4)}"
         send_notice(smtp, message, outbox=config.outbox, name=name, day=now.date())
 
     def confirmation(self, link: Link) -> Confirmation:
@@ -968,6 +968,10 @@ class App:
             if digest is not None:
                 found.append(digest)
         return found
+
+    def papers_named(self, ids: Sequence[str]) -> list[Paper]:
+        """The stored papers with these ids (those that exist)."""
+        return self.store.get_papers(list(ids))
 
     def reader_vote_records(self, link: Link) -> list[VoteRecord]:
         """The reader's votes on the link's profile, newest first, those taken back included."""

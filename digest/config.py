@@ -442,7 +442,10 @@ def parse_config(
     if "smtp" in raw:
         smtp_where = Where(source, lines, ("smtp",), "smtp")
         smtp = _parse_smtp(raw["smtp"], smtp_where, problems, environ, from_environment)
-    web = read_table(raw.get("web", {}), WEB_FIELDS, Where(source, lines, ("web",), "web"), problems)
+    web_where = Where(source, lines, ("web",), "web")
+    web = read_table(raw.get("web", {}), WEB_FIELDS, web_where, problems)
+    if web.get("listen") and not web.get("base_url") and "base_url" not in raw.get("web", {}):
+        problems.append(web_where.problem("listen", "needs base_url too: the address readers reach the web side at"))
     if db is not None:
         paths["db"] = db.resolve()
         too_long = _too_long(paths["db"], _DB_SUFFIX)
