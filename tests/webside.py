@@ -13,7 +13,7 @@ import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +22,7 @@ from conftest import ROOT, SEEDS
 
 from digest.app import App
 from digest.config import Config, load_config
+from digest.models import Entry, Organization, Paper
 from digest.render.links import WebLinks
 from digest.web.app import create_app
 from digest.web.server import WebServer
@@ -133,3 +134,38 @@ def links_in(message: EmailMessage) -> list[str]:
 def confirm_link(message: EmailMessage) -> str:
     (link,) = [u for u in links_in(message) if "/c/" in u]
     return link
+
+
+# -- a day of near-duplicates ------------------------------------------------------------------
+
+_FILLER = (
+    "We evaluate on standard benchmarks and report accuracy over several runs. Our experiments use common "
+    "image classification datasets and compare with strong baselines."
+)
+OTHERS = (
+    (
+        "Learning New Speech Accents Over Time",
+        "Speech recognisers meet new accents after deployment. We adapt a recogniser to a sequence of accents and "
+        "keep its accuracy on earlier ones with a small regulariser on the decoder, in the spirit of continual "
+        "learning, without storing old audio.",
+    ),
+    (
+        "Prototype Memories for Graph Neural Networks",
+        "We keep one prototype per node type in a graph neural network so that it still recognises earlier node "
+        "types as new ones appear in a growing graph, and evaluate it on citation and product graphs.",
+    ),
+)
+
+
+def near_duplicates(paper: Paper, day: date, organization: Organization | None = None) -> list[Entry]:
+    """Four papers saying more and more of what `paper` says (its first quarter, 40 %, 60 %, all
+    of its sentences, then the same two sentences of filler), then two others near the topic
+    (for continual-learning: they score below the look-alikes, until a reader marks `paper`
+    "less like this")."""
+    sentences = re.split(r"(?<=[.!?])\s+", paper.abstract)
+    entries = []
+    for number, share in enumerate((0.25, 0.4, 0.6, 1.0), start=1):
+        kept = " ".join(sentences[: max(1, int(len(sentences) * share))])
+        entries.append(Entry(f"{paper.title}: Variant {number}", f"{kept} {_FILLER}", 4, organization, day, 3))
+    entries += [Entry(title, abstract, 5, organization, day, 2) for title, abstract in OTHERS]
+    return entries

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment
@@ -128,9 +128,11 @@ class Pages:
             VoteKind.LESS: "Show fewer papers like this one in your digest?",
             VoteKind.MUTE: f"Leave papers from {organization} out of your digest?",
         }[kind]
+        confirm_label = f"Yes, mute {organization}" if kind == VoteKind.MUTE else f"Yes, {VOTE_LABELS[kind].lower()}"
         return self.render(
             "web/vote.html",
             what=one_line(what),
+            confirm_label=one_line(confirm_label),
             question=one_line(question),
             effect=VOTE_EFFECTS[kind],
             paper=plain_paper_view(paper),
@@ -266,7 +268,3 @@ class _OwnFeedLinks(SiteLinks):
 
 def _when(moment: datetime) -> str:
     return f"{format_day(moment.astimezone(UTC).date())}"
-
-
-def paused_label(until: date | None) -> str:
-    return f"until {format_day(until)}" if until else "not paused"
