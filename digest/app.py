@@ -810,7 +810,8 @@ class App:
         if store.count_request(OVERALL_LIMIT.name, OVERALL_LIMIT.window(now)) > OVERALL_LIMIT.limit:
             return Requested.BUSY
         store.forget_expired_confirmations(now)
-        store.forget_request_counts(ADDRESS_LIMIT.window(now) - 1)
+        for limit in (CLIENT_LIMIT, ADDRESS_LIMIT, OVERALL_LIMIT):
+            store.forget_request_counts(limit.name, limit.window(now))
         reader = store.reader_id(address, create=True, at=now)
         assert reader is not None
         expires = confirmation_expiry(now)

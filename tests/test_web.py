@@ -258,6 +258,10 @@ def test_an_expired_confirmation_is_refused_and_subscribes_nobody(site: Site) ->
         shown, posted = client.get(url), client.post(url)
     assert shown.status_code == 410 and posted.status_code == 410 and "expired" in posted.text
     assert site.app.store.web_subscriptions() == []
+    assert site.app.store.reader_id(BOB) is not None
+    subscribe(site, "carol@example.org")  # any request clears what expired: bob's address is not kept
+    assert site.app.store.reader_id(BOB) is None and site.app.store.reader_id("carol@example.org") is not None
+    assert site.app.store.reader_id(ADA) is not None  # digest.toml's reader, emailed before, stays
 
 
 def test_an_address_that_unsubscribed_needs_a_new_confirmation(site: Site) -> None:
@@ -308,6 +312,10 @@ def test_rate_limits_per_client_and_per_address(site: Site) -> None:
     assert subscribe(site, "another@example.org", client_ip="192.0.2.2").status_code == 200
     site.clock.advance(hours=1)
     assert subscribe(site, "later@example.org", client_ip="192.0.2.1").status_code == 200
+    counted = [row for row in site.rows() if "request_counts" in row and "client:" in row]
+    assert counted == [
+        f"INSERT INTO \"request_counts\" VALUES('client:192.0.2.1',{int(site.clock().timestamp()) // 3600},1);"
+    ]
     limited = subscribe(site, "x@example.org", client_ip="192.0.2.2")
     assert limited.status_code == 200
     for _ in range(10):

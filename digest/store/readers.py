@@ -146,8 +146,29 @@ class ReadersMixin(StoreBase):
             return Confirmed.SUBSCRIBED
 
     def forget_expired_confirmations(self, now: datetime) -> int:
+        """Delete the requests whose link expired, and the addresses only they had brought (no
+        subscription, vote, preference, own digest or email of theirs): an address typed into
+        the form and never confirmed is not kept. Returns how many requests were deleted."""
+        kept_by = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table} t WHERE t.reader_id = r.id)"
+            for table in ("confirmations", "subscriptions", "votes", "preferences", "personal_digests")
+        )
         with self.transaction() as db:
-            return db.execute("DELETE FROM confirmations WHERE expires_at <= ?", (now.isoformat(),)).rowcount
+            expired = [
+                row[0]
+                for row in db.execute("SELECT reader_id FROM confirmations WHERE expires_at <= ?", (now.isoformat(),))
+            ]
+            db.execute("DELETE FROM confirmations WHERE expires_at <= ?", (now.isoformat(),))
+            for reader in dict.fromkeys(expired):
+                row = db.execute(f"SELECT r.address, {kept_by} FROM readers r WHERE r.id = ?", (reader,)).fetchone()
+                if row is None or row[1]:
+                    continue
+                mailed = db.execute(
+                    "SELECT 1 FROM deliveries WHERE lower(subscriber) = ? LIMIT 1", (row[0],)
+                ).fetchone()
+                if mailed is None:
+                    db.execute("DELETE FROM readers WHERE id = ?", (reader,))
+            return len(expired)
 
     # -- votes ------------------------------------------------------------------------------------
 
@@ -291,9 +312,13 @@ class ReadersMixin(StoreBase):
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def forget_request_counts(self, before_window: int) -> int:
+    def forget_request_counts(self, prefix: str, before_window: int) -> int:
+        """Delete the counts of buckets named `prefix`... of windows before `before_window`."""
         with self.transaction() as db:
-            return db.execute("DELETE FROM request_counts WHERE window < ?", (before_window,)).rowcount
+            return db.execute(
+                "DELETE FROM request_counts WHERE substr(bucket, 1, ?) = ? AND window < ?",
+                (len(prefix), prefix, before_window),
+            ).rowcount
 
     # -- personal digests -------------------------------------------------------------------------
 

@@ -39,7 +39,6 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from digest.app import App
 from digest.models import Cadence
@@ -78,6 +77,8 @@ class WebSide:
             raise ValueError("the web side needs [web] base_url")
         self.web: WebLinks = web
         self.local = threading.local()
+        self.opened: list[App] = []
+        self.lock = threading.Lock()
         config = root.config
         self.pages = Pages(
             template_environment(config.templates),
@@ -93,7 +94,16 @@ class WebSide:
         mine: App | None = getattr(self.local, "app", None)
         if mine is None:
             mine = self.local.app = self.root.fresh()
+            with self.lock:
+                self.opened.append(mine)
         return mine
+
+    def close(self) -> None:
+        """Close every thread's database connection (the server has stopped)."""
+        with self.lock:
+            for app in self.opened:
+                app.close()
+            self.opened.clear()
 
     async def call(self, work: Callable[[App], T]) -> T:
         """`work(app)` in the thread pool, with that thread's `App`."""
@@ -336,7 +346,7 @@ class WebSide:
         return self.not_found()
 
 
-def create_app(root: App) -> ASGIApp:
+def create_app(root: App) -> Guard:
     """The web side over `root`'s config, clock and environment (each thread opens its own
     `App` from it), wrapped in its `Guard`. `ConfigError` when `[web] base_url` is set but
     no key signs its links; `ValueError` when `[web] base_url` is not set."""
@@ -365,7 +375,7 @@ def create_app(root: App) -> ASGIApp:
     )
     application.router.redirect_slashes = False  # a redirect would be built from the request's Host
     styles = style_hashes(side.pages.not_found())
-    return Guard(application, security_headers(styles))
+    return Guard(application, security_headers(styles), on_close=side.close)
 
 
 def _whole(value: object) -> int:

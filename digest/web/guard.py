@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,10 +56,21 @@ def security_headers(styles: Iterable[str]) -> list[tuple[bytes, bytes]]:
 class Guard:
     """The ASGI wrapper described in the module docstring."""
 
-    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]], max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        headers: list[tuple[bytes, bytes]],
+        max_body: int = MAX_BODY,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
         self.app = app
         self.headers = headers
         self.max_body = max_body
+        self.on_close = on_close
+
+    def close(self) -> None:
+        """Release what the application holds (its database connections), once it is stopped."""
+        self.on_close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

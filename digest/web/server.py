@@ -28,6 +28,7 @@ class WebServer:
     """uvicorn serving `app` on `listen` (`HOST:PORT`, `[::1]:PORT` for IPv6) in a thread."""
 
     def __init__(self, app: ASGIApp, listen: str) -> None:
+        self.app = app
         self.host, port = split_listen(listen)
         self.requested_port = int(port)
         self.config = uvicorn.Config(
@@ -88,6 +89,9 @@ class WebServer:
         if self.socket is not None:
             self.socket.close()
             self.socket = None
+        close = getattr(self.app, "close", None)  # the application's own connections (`Guard.close`)
+        if callable(close):
+            close()
 
     def __enter__(self) -> WebServer:
         return self.start()
