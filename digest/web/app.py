@@ -26,6 +26,7 @@ for each other instead of failing).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from digest.app import App
-from digest.models import Cadence
+from digest.models import Cadence, Digest
 from digest.readers import Confirmation, Link, Requested
 from digest.render.links import (
     CONFIRM_PATH,
@@ -51,12 +52,14 @@ from digest.render.links import (
     SUBSCRIBE_PATH,
     UNSUBSCRIBE_PATH,
     VOTE_PATH,
+    ReaderLinks,
     WebLinks,
 )
 from digest.render.templates import template_environment
 from digest.tokens import Action
 from digest.web.guard import Guard, security_headers, style_hashes
 from digest.web.pages import PageLink, Pages
+from digest.web.writer import GroupWriter
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class WebSide:
         self.local = threading.local()
         self.opened: list[App] = []
         self.lock = threading.Lock()
+        self.writer = GroupWriter(root)
         config = root.config
         self.pages = Pages(
             template_environment(config.templates),
@@ -99,25 +103,26 @@ class WebSide:
         return mine
 
     def close(self) -> None:
-        """Close every thread's database connection (the server has stopped)."""
+        """Stop the writer and close every thread's database connection (the server has stopped)."""
+        self.writer.close()
         with self.lock:
             for app in self.opened:
                 app.close()
             self.opened.clear()
 
     async def call(self, work: Callable[[App], T]) -> T:
-        """`work(app)` in the thread pool, with that thread's `App`."""
+        """`work(app)` in the thread pool, with that thread's `App` (reads)."""
         return await run_in_threadpool(lambda: work(self.app()))
+
+    async def write(self, work: Callable[[App], T]) -> T:
+        """`work(app)` in the next group commit (`writer`); returns once it is on disk."""
+        return await asyncio.wrap_future(self.writer.submit(work))
 
     def html(self, page: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
         return HTMLResponse(page, status_code=status, headers=headers)
 
     def not_found(self) -> HTMLResponse:
         return self.html(self.pages.not_found(), 404)
-
-    async def link(self, request: Request, *actions: Action) -> Link | None:
-        token = request.path_params["token"]
-        return await self.call(lambda app: app.follow_link(token, *actions))
 
     async def form(self, request: Request) -> FormData | None:
         """The request's form fields (urlencoded or multipart, no files), or None when it is not one."""
@@ -173,26 +178,35 @@ class WebSide:
         return self.html(self.pages.message("Check your inbox", *lines))
 
     async def confirm_page(self, request: Request) -> Response:
-        link = await self.link(request, Action.CONFIRM)
-        if link is None:
+        token = request.path_params["token"]
+
+        def look(app: App) -> tuple[Link, Confirmation] | None:
+            link = app.follow_link(token, Action.CONFIRM)
+            return (link, app.confirmation(link)) if link else None
+
+        found = await self.call(look)
+        if found is None:
             return self.not_found()
-        state = await self.call(lambda app: app.confirmation(link))
+        link, state = found
         if state == Confirmation.WAITING:
             return self.html(self.pages.confirm(link.profile, link.address))
         return self.confirmed(link, state)
 
     async def confirm(self, request: Request) -> Response:
-        link = await self.link(request, Action.CONFIRM)
-        if link is None:
-            return self.not_found()
-        return self.confirmed(link, await self.call(lambda app: app.confirm(link)))
+        token = request.path_params["token"]
+
+        def confirm(app: App) -> tuple[Link, Confirmation] | None:
+            link = app.follow_link(token, Action.CONFIRM)
+            return (link, app.confirm(link)) if link else None
+
+        found = await self.write(confirm)
+        return self.not_found() if found is None else self.confirmed(*found)
 
     def confirmed(self, link: Link, state: Confirmation) -> Response:
         if state == Confirmation.EXPIRED:
             lines = ("This confirmation link has expired.", "Ask again on the subscribe page: a new link is sent.")
-            return self.html(
-                self.pages.message("Expired", *lines, links=[PageLink(self.web.subscribe, "Subscribe")]), 410
-            )
+            page = self.pages.message("Expired", *lines, links=[PageLink(self.web.subscribe, "Subscribe")])
+            return self.html(page, 410)
         if state not in (Confirmation.SUBSCRIBED, Confirmation.ALREADY):
             return self.not_found()
         preferences = self.web.preferences(link.profile.id, link.reader_id)
@@ -201,21 +215,32 @@ class WebSide:
         return self.html(self.pages.message(heading, line, links=[PageLink(preferences, "Your preferences")]))
 
     async def unsubscribe_page(self, request: Request) -> Response:
-        link = await self.link(request, Action.UNSUBSCRIBE)
-        if link is None:
-            return self.not_found()
-        stopped = await self.call(lambda app: app.is_unsubscribed(link))
-        return self.unsubscribe_answer(link, stopped)
+        token = request.path_params["token"]
+
+        def look(app: App) -> tuple[Link, bool] | None:
+            link = app.follow_link(token, Action.UNSUBSCRIBE)
+            return (link, app.is_unsubscribed(link)) if link else None
+
+        found = await self.call(look)
+        return self.not_found() if found is None else self.unsubscribe_answer(*found)
 
     async def unsubscribe(self, request: Request) -> Response:
-        link = await self.link(request, Action.UNSUBSCRIBE)
-        if link is None:
-            return self.not_found()
+        token = request.path_params["token"]
         form = await self.form(request)
         if form is None or form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
+            found = await self.call(lambda app: app.follow_link(token, Action.UNSUBSCRIBE))
+            if found is None:
+                return self.not_found()
             return self.bad_request("An unsubscribe is a POST of List-Unsubscribe=One-Click (RFC 8058).")
-        await self.call(lambda app: app.unsubscribe_link(link))
-        return self.unsubscribe_answer(link, True)
+
+        def unsubscribe(app: App) -> Link | None:
+            link = app.follow_link(token, Action.UNSUBSCRIBE)
+            if link is not None:
+                app.unsubscribe_link(link)
+            return link
+
+        link = await self.write(unsubscribe)
+        return self.not_found() if link is None else self.unsubscribe_answer(link, True)
 
     def unsubscribe_answer(self, link: Link, stopped: bool) -> Response:
         preferences = self.web.preferences(link.profile.id, link.reader_id)
@@ -224,72 +249,70 @@ class WebSide:
         )
 
     async def vote_page(self, request: Request) -> Response:
-        link = await self.link(request, *VOTES)
-        if link is None:
-            return self.not_found()
-        recorded = await self.call(lambda app: app.vote_recorded(link))
-        return self.vote_answer(link, "recorded" if recorded else "ask")
-
-    async def vote(self, request: Request) -> Response:
-        link = await self.link(request, *VOTES)
-        if link is None:
-            return self.not_found()
-        try:
-            await self.call(lambda app: app.vote(link))
-        except ValueError:
-            return self.not_found()
-        return self.vote_answer(link, "recorded")
+        return await self.vote_step(request, lambda app, link: "recorded" if app.vote_recorded(link) else "ask")
 
     async def undo_page(self, request: Request) -> Response:
-        link = await self.link(request, *VOTES)
-        if link is None:
-            return self.not_found()
-        recorded = await self.call(lambda app: app.vote_recorded(link))
-        return self.vote_answer(link, "ask-undo" if recorded else "undone")
+        return await self.vote_step(request, lambda app, link: "ask-undo" if app.vote_recorded(link) else "undone")
+
+    async def vote(self, request: Request) -> Response:
+        return await self.vote_step(request, _record_vote, write=True)
 
     async def undo(self, request: Request) -> Response:
-        link = await self.link(request, *VOTES)
-        if link is None:
-            return self.not_found()
-        await self.call(lambda app: app.undo_vote(link))
-        return self.vote_answer(link, "undone")
+        return await self.vote_step(request, _undo_vote, write=True)
 
-    def vote_answer(self, link: Link, stage: str) -> Response:
+    async def vote_step(self, request: Request, step: Callable[[App, Link], str], *, write: bool = False) -> Response:
+        """Follow a vote link and take `step` (reading, or with `write` in the next group commit);
+        the page for the stage it returns ('ask', 'recorded', 'ask-undo', 'undone')."""
+        token = request.path_params["token"]
+
+        def work(app: App) -> tuple[Link, str] | None:
+            link = app.follow_link(token, *VOTES)
+            return (link, step(app, link)) if link else None
+
+        try:
+            found = await (self.write(work) if write else self.call(work))
+        except ValueError:  # a mute of a paper of no organisation: no such link is ever made
+            return self.not_found()
+        if found is None:
+            return self.not_found()
+        link, stage = found
         assert link.paper is not None and link.vote is not None
         links = self.web.reader(link.profile.id, link.reader_id)
         url = self.web.vote(link.token.action, link.profile.id, link.reader_id, link.paper.id)
         return self.html(self.pages.vote(link.profile, link.paper, link.vote, links, vote_url=url, stage=stage))
 
     async def preferences_page(self, request: Request) -> Response:
-        link = await self.link(request, Action.PREFERENCES)
+        token = request.path_params["token"]
+        link = await self.call(lambda app: app.follow_link(token, Action.PREFERENCES))
         if link is None:
             return self.not_found()
         return await self.preferences_answer(link)
 
     async def preferences(self, request: Request) -> Response:
-        link = await self.link(request, Action.PREFERENCES)
+        token = request.path_params["token"]
+        form = await self.form(request)
+        link = await self.call(lambda app: app.follow_link(token, Action.PREFERENCES))
         if link is None:
             return self.not_found()
-        form = await self.form(request)
         if form is None:
             return self.bad_request("The form was not sent whole.")
         action = form.get("action")
         try:
             if action == "pause":
                 weeks = _whole(form.get("weeks"))
-                until = await self.call(lambda app: app.pause(link, weeks))
+                until = await self.write(lambda app: app.pause(link, weeks))
                 notice = f"Paused: no email until {until:%a %d %b %Y}." if until else "Not paused."
             elif action == "resume":
-                await self.call(lambda app: app.pause(link, 0))
+                await self.write(lambda app: app.pause(link, 0))
                 notice = "Resumed: you get the next digest."
             elif action == "save":
                 max_items = _whole(form.get("max_items")) if form.get("max_items") else None
                 cadence = Cadence(str(form.get("cadence", Cadence.DAILY)))
-                await self.call(lambda app: app.choose(link, max_items=max_items, cadence=cadence))
+                await self.write(lambda app: app.choose(link, max_items=max_items, cadence=cadence))
                 notice = "Saved: it applies from the next digest."
             elif action in ("unsubscribe", "unsubscribe-all"):
                 everything = action == "unsubscribe-all"
-                await self.call(lambda app: app.unsubscribe_link(link, everything=everything))
+                await self.write(lambda app: app.unsubscribe_link(link, everything=everything))
                 notice = "Unsubscribed from every digest." if everything else "Unsubscribed from this digest."
             else:
                 return self.bad_request("Unknown action.")
@@ -317,23 +340,33 @@ class WebSide:
         return self.html(page, status)
 
     async def reader_page(self, request: Request) -> Response:
-        link = await self.link(request, Action.READER)
-        if link is None:
+        found = await self.reader_digests(request)
+        if found is None:
             return self.not_found()
-        digests = await self.call(lambda app: app.reader_digests(link))
-        papers = tuple(item.paper for d in digests for item in d.items)
-        links = self.web.reader(link.profile.id, link.reader_id, papers)
+        link, digests, links = found
         return self.html(self.pages.reader(link.profile, digests, links))
 
     async def reader_feed(self, request: Request) -> Response:
-        link = await self.link(request, Action.READER)
-        if link is None:
+        found = await self.reader_digests(request)
+        if found is None:
             return self.not_found()
-        digests = await self.call(lambda app: app.reader_digests(link))
-        papers = tuple(item.paper for d in digests for item in d.items)
-        links = self.web.reader(link.profile.id, link.reader_id, papers)
+        link, digests, links = found
         body = self.pages.reader_feed(link.profile, digests, links)
         return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+    async def reader_digests(self, request: Request) -> tuple[Link, list[Digest], ReaderLinks] | None:
+        token = request.path_params["token"]
+
+        def look(app: App) -> tuple[Link, list[Digest]] | None:
+            link = app.follow_link(token, Action.READER)
+            return (link, app.reader_digests(link)) if link else None
+
+        found = await self.call(look)
+        if found is None:
+            return None
+        link, digests = found
+        papers = tuple(item.paper for d in digests for item in d.items)
+        return link, digests, self.web.reader(link.profile.id, link.reader_id, papers)
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         if not isinstance(exc, HTTPException):
@@ -376,6 +409,16 @@ def create_app(root: App) -> Guard:
     application.router.redirect_slashes = False  # a redirect would be built from the request's Host
     styles = style_hashes(side.pages.not_found())
     return Guard(application, security_headers(styles), on_close=side.close)
+
+
+def _record_vote(app: App, link: Link) -> str:
+    app.vote(link)  # a second press changes nothing, and shows the same page
+    return "recorded"
+
+
+def _undo_vote(app: App, link: Link) -> str:
+    app.undo_vote(link)
+    return "undone"
 
 
 def _whole(value: object) -> int:
