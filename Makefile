@@ -56,14 +56,15 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# `make run` needs only the package; `make test` adds the test tools and the semantic extra.
+# `make run` needs the package and the web extra (so `digest serve` serves the web side); `make test`
+# adds the test tools and the semantic extra.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[web]'
 	touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/python -m pip install --quiet -e '.[test,semantic]'
+	$(BIN)/python -m pip install --quiet -e '.[test,semantic,web]'
 	touch $(STAMP) $(TEST_STAMP)
 
 clean:

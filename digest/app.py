@@ -17,12 +17,16 @@ ranking `rank`, rendering `render` and `publish`, sending `deliver`, the states
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from apscheduler.triggers.base import BaseTrigger
 
 from digest.clock import Clock, utc_now
-from digest.config import Config, SmtpSettings
+from digest.config import Config, ConfigError, SmtpSettings
 from digest.cron import due_day, profile_trigger
 from digest.deliver import (
     RETRY_DAYS,
@@ -42,20 +46,25 @@ from digest.deliver import (
     digest_emails_done,
     due_digests,
     give_up_stale_emails,
+    make_message_id,
     outgoing_emails,
     plan_deliveries,
     send_digests,
+    sends_email,
     smtp_login_problem,
     transport_kind,
     with_earlier_due,
 )
+from digest.deliver.dkim import dkim_problem
+from digest.deliver.notices import NoticeError, send_notice
 from digest.fetch import FAILED, DayResult, FetchReport, day_range, fetch_days, fetch_recent_days
 from digest.files import display_path, remove_stale_temporaries
 from digest.formats import FormatKind, wants
 from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, is_stale, scheduled_day
-from digest.lifecycle import digest_is_final, rebuild_deadline, state_after_publishing
+from digest.lifecycle import digest_is_final, is_done, rebuild_deadline, state_after_publishing
 from digest.models import (
     Cadence,
+    DeliveryState,
     Digest,
     EmptyReason,
     Paper,
@@ -64,23 +73,50 @@ from digest.models import (
     ScoredPaper,
     Subscriber,
     TransportKind,
+    VoteKind,
     Votes,
 )
 from digest.pipeline import IngestSummary, check_quarantine, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
 from digest.publish import email_renderer, write_outputs
+from digest.readers import (
+    ADDRESS_LIMIT,
+    CLIENT_LIMIT,
+    MAX_PAUSE_WEEKS,
+    OVERALL_LIMIT,
+    PAGE_DAYS,
+    Confirmation,
+    Link,
+    Requested,
+    confirmation_expiry,
+    is_paused,
+    may_choose_digest,
+    merge_subscribers,
+    owner_address,
+    pause_until,
+    reader_votes,
+    replaced_by,
+    wants_own_digest,
+)
 from digest.records import paper_record, write_csv
+from digest.render.links import ReaderLinks, WebLinks
 from digest.retention import DayRefused, check_day, cutoff
-from digest.rows import Delivery, PruneCounts
+from digest.rows import Confirmed, Delivery, DeliveryKey, PruneCounts, ReaderPreferences, VoteRecord
 from digest.store import Store, open_store
+from digest.tokens import KEY_VARIABLE, Action, expired, secret_key, verify
 from digest.unsubscribe import unsubscribe_key
+from digest.validate import Invalid
 
 if TYPE_CHECKING:
     from digest.rank import Embedder
 
+log = logging.getLogger(__name__)
+
 # Papers that set word rarity and each day's most upvoted paper for the ranker, so that
 # a score does not depend on which other papers are new that day (see rank.score_papers).
 BACKGROUND_PAPERS = 5000
+MAX_ADDRESS_LENGTH = 254  # RFC 5321's limit on a forward path
+NOTHING_LEFT = "no papers left for this reader: their votes and preferences left none in this digest"
 
 
 class Built(StrEnum):
@@ -214,12 +250,21 @@ class App:
         return [find_profile(self.config.profiles, profile_id)]
 
     def subscribers(self, profile: Profile) -> list[Subscriber]:
-        """Everyone who reads `profile`'s emails: the addresses in `digest.toml`."""
-        return [Subscriber(address) for address in profile.subscribers]
+        """Everyone who reads `profile`'s emails: the addresses in `digest.toml`, then those
+        confirmed on the web side, each once, with the preferences they chose
+        (`readers.merge_subscribers`). Unsubscribed and paused readers are among them."""
+        store = self.store
+        ids = store.reader_ids(profile.subscribers)
+        web = store.web_subscriptions(profile.id)
+        return merge_subscribers(profile.subscribers, web, ids, store.all_preferences(profile.id))
 
     def audience(self, profile: Profile) -> list[str]:
-        """The addresses that get each of `profile`'s digests by email (daily readers)."""
-        return [s.address for s in self.subscribers(profile) if s.cadence == Cadence.DAILY]
+        """The addresses that get each of `profile`'s digests by email: daily readers, less
+        those who paused (until the day their pause ends) or unsubscribed."""
+        today = self.profile_day(profile)
+        daily = [s.address for s in self.subscribers(profile) if s.cadence == Cadence.DAILY and not is_paused(s, today)]
+        stopped = self.store.unsubscribed(daily, profile.id)
+        return [address for address in daily if address not in stopped]
 
     def due_day(self, profile: Profile, now: datetime) -> date | None:
         """The digest day due at `now`: the day of the profile's latest tick, if it is at most
@@ -243,10 +288,12 @@ class App:
         return self.config.smtp if send else None
 
     def check_sending(self, *, send: bool = True) -> None:
-        """Raise what would stop sending (a login without its password, a bad signing key)
+        """Raise what would stop sending (a login without its password, a bad signing key,
+        a web address without a key to sign its links, a DKIM key missing or unreadable)
         before anything is built or published: `DeliveryError`, `ConfigError`."""
         unsubscribe_key(self.environ)
-        problem = smtp_login_problem(self.smtp(send))
+        self.web_links()
+        problem = smtp_login_problem(self.smtp(send)) or dkim_problem(self.smtp(send))
         if problem:
             raise DeliveryError(problem)
 
@@ -255,6 +302,18 @@ class App:
         (`check_sending`), a quarantine folder that cannot be one (`QuarantineError`)."""
         self.check_sending(send=send)
         check_quarantine(self.config.quarantine)
+
+    def web_links(self) -> WebLinks | None:
+        """The web side's signed addresses when `[web] base_url` is set (else None); a
+        `ConfigError` when it is set and no key signs its links."""
+        base = self.config.web.base_url
+        if base is None:
+            return None
+        key = secret_key(self.environ)
+        if key is None:
+            message = "is not set, and [web] base_url needs it to sign the links in emails (16+ random characters)"
+            raise ConfigError([Problem(KEY_VARIABLE, 0, message)])
+        return WebLinks(base, key)
 
     def check_day(self, day: date | None) -> None:
         """Raise `retention.DayRefused` for a digest day no command may build or send: one
@@ -350,8 +409,17 @@ class App:
         return self._embed
 
     def votes(self, profile: Profile) -> Votes:
-        """What the profile's reader said through the digest (nothing yet: no web side)."""
-        return Votes()
+        """The votes the profile's own digest (its feeds, site and the emails of readers
+        without votes) follows: its owner's (`readers.owner_address`), else none."""
+        owner = owner_address(profile)
+        reader = self.store.reader_id(owner) if owner else None
+        return self.reader_votes(profile, reader) if reader else Votes()
+
+    def reader_votes(self, profile: Profile, reader_id: str) -> Votes:
+        """One reader's active votes on `profile`'s papers, as the ranker reads them."""
+        records = self.store.votes(profile.id, reader_id, active=True)
+        papers = {paper.id: paper for paper in self.store.get_papers([r.paper_id for r in records])}
+        return reader_votes(records, papers)
 
     def rank_papers(
         self,
@@ -472,23 +540,129 @@ class App:
         smtp = self.smtp(send)
         kind = transport_kind(smtp)
         sender = smtp.sender if smtp and smtp.sender else config.sender
-        render = email_renderer(config, sender=sender, unsubscribe_key=unsubscribe_key(self.environ))
+        domain = parseaddr(sender)[1].rpartition("@")[2] or None
+        profiles = list({d.profile.id: d.profile for d in digests}.values())
         if catch_up and digests:
-            profiles = list({d.profile.id: d.profile for d in digests}.values())
             today = max(d.date for d in digests)
             give_up_stale_emails(store, profiles, today=today, at=self.clock(), transport=kind)
             digests = with_earlier_due(store, digests, transport=kind, audience=self.audience)
+        self._skip_stopped_readers(profiles)
+        web = self.web_links()
+        if web is not None:
+            now = self.clock()
+            for profile in profiles:
+                for address in self.audience(profile):
+                    store.reader_id(address, create=True, at=now)  # their links need their id
+        own = self._own_digests(digests, kind, domain or "paper-digest.invalid")
+        base = email_renderer(
+            config,
+            sender=sender,
+            unsubscribe_key=unsubscribe_key(self.environ),
+            reader_links=self._email_links(web) if web is not None else None,
+        )
+
+        def render(digest: Digest, subscriber: str, message_id: str) -> EmailMessage | None:
+            chosen = own.get(DeliveryKey(digest.profile.id, digest.date, subscriber), digest)
+            return base(chosen, subscriber, message_id)
+
         return send_digests(
             store,
             smtp,
             outgoing_emails(digests, render, self.audience),
             outbox=config.outbox,
             clock=self.clock,
-            message_id_domain=parseaddr(sender)[1].rpartition("@")[2] or None,
+            message_id_domain=domain,
             should_stop=should_stop,
             delivers=smtp is not None or config.smtp is None,
             lock_timeout=self.lock_timeout,
         )
+
+    def _email_links(self, web: WebLinks) -> Callable[[Digest, str], ReaderLinks | None]:
+        def links(digest: Digest, address: str) -> ReaderLinks | None:
+            reader = self.store.reader_id(address)
+            papers = tuple(item.paper for item in digest.items)
+            return web.reader(digest.profile.id, reader, papers) if reader else None
+
+        return links
+
+    def _skip_stopped_readers(self, profiles: Sequence[Profile]) -> None:
+        """Record as skipped the emails still waiting for readers who unsubscribed or paused
+        since they became due (the batch only sees the audience, which leaves them out)."""
+        now = self.clock()
+        for profile in profiles:
+            today = self.profile_day(profile)
+            readers = {s.address.lower(): s for s in self.subscribers(profile)}
+            for row in self.store.deliveries(profile_id=profile.id):
+                if row.state != DeliveryState.PENDING:
+                    continue
+                reader = readers.get(row.subscriber.lower())
+                if self.store.is_unsubscribed(row.subscriber, profile.id):
+                    why = "unsubscribed"
+                elif reader is not None and is_paused(reader, today):
+                    why = f"paused until {reader.paused_until}"
+                else:
+                    continue
+                self.store.record_delivery_attempt(row.key, DeliveryState.SKIPPED, now, error=why, counted=True)
+
+    def _own_digests(self, digests: Sequence[Digest], kind: TransportKind, domain: str) -> dict[DeliveryKey, Digest]:
+        """The digests of their own that readers get instead of their profile's (`readers`),
+        by ledger row; a reader left with no paper gets no email (their row is skipped)."""
+        own: dict[DeliveryKey, Digest] = {}
+        for digest in digests:
+            if not sends_email(digest):
+                continue
+            profile = digest.profile
+            readers = {s.address: s for s in self.subscribers(profile)}
+            owner = (owner_address(profile) or "").lower()
+            for address in self.audience(profile):
+                reader = readers.get(address)
+                key = DeliveryKey(profile.id, digest.date, address)
+                row = self.store.get_delivery(key)
+                if reader is None or reader.id is None or (row is not None and is_done(row, kind)):
+                    continue
+                chosen = self._own_digest(digest, reader, owner=address.lower() == owner, choose=may_choose_digest(row))
+                if chosen is None:
+                    continue
+                if chosen.items:
+                    own[key] = chosen
+                    continue
+                now = self.clock()
+                self.store.add_deliveries([key], lambda k: make_message_id(k, domain), kind, now)
+                self.store.record_delivery_attempt(key, DeliveryState.SKIPPED, now, error=NOTHING_LEFT, counted=True)
+        return own
+
+    def _own_digest(self, digest: Digest, reader: Subscriber, *, owner: bool, choose: bool) -> Digest | None:
+        """`reader`'s own digest of `digest`'s day, made now if `choose` and their votes or
+        preferences call for one (`readers.wants_own_digest`); None: the profile's digest."""
+        store, profile, day = self.store, digest.profile, digest.date
+        assert reader.id is not None
+        mine = replace(profile, max_items=reader.max_items or profile.max_items)
+        stored = store.personal_digest(profile.id, day, reader.id)
+        if not choose:
+            return store.load_personal_digest(mine, day, reader.id) if stored else None
+        votes = self.reader_votes(profile, reader.id)
+        if not wants_own_digest(profile, votes, reader.max_items, owner=owner):
+            if stored:
+                store.forget_personal_digest(profile.id, day, reader.id)
+            return None
+        status = store.digest_status(profile.id, day)
+        assert status is not None, "the profile's digest is saved before it is emailed"
+        if stored and stored.source_watermark == status.watermark:
+            return store.load_personal_digest(mine, day, reader.id)
+        from digest.rank import select_digest
+
+        candidates = store.candidate_papers(profile.id, day, until=status.watermark)
+        items, _ = select_digest(self.rank_papers(profile, candidates, day=day, votes=votes), mine)
+        made = Digest(
+            profile=mine,
+            date=day,
+            items=tuple(items),
+            built_at=self.clock(),
+            candidates=len(candidates),
+            empty_reason=None if items else EmptyReason.BELOW_THRESHOLD if candidates else EmptyReason.NO_NEW_PAPERS,
+        )
+        store.save_personal_digest(made, reader.id, status.watermark)
+        return made
 
     def build(
         self,
@@ -594,7 +768,9 @@ class App:
         return AddressChange(address, self.store.unsubscribe(address, profile_id, self.clock()))
 
     def is_subscriber(self, address: str) -> bool:
-        return address.lower() in {s.lower() for p in self.config.profiles for s in p.subscribers}
+        """Whether `address` reads any profile (in `digest.toml`, or confirmed on the web side)."""
+        listed = {s.lower() for p in self.config.profiles for s in p.subscribers}
+        return address.lower() in listed or any(s.address == address.lower() for s in self.store.web_subscriptions())
 
     def deliveries(self, *, day: date | None = None, profile_id: str | None = None) -> list[Delivery]:
         return self.store.deliveries(day=day, profile_id=profile_id)
@@ -621,6 +797,251 @@ class App:
                     message = f"{reference!r} is not a stored paper (yet); it counts once ingested"
                     found.append(Problem(source, profile.line, f"profiles[{index}].liked: warning: {message}"))
         return found
+
+    # -- readers talk back: the verbs of the web side ---------------------------------------------
+
+    def fresh(self) -> App:
+        """Another `App` over the same config, clock and environment, with its own connection
+        to the state database (one per thread of the web side)."""
+        return App(
+            self.config, clock=self.clock, environ=self.environ, label=self.label, lock_timeout=self.lock_timeout
+        )
+
+    def open_profiles(self) -> list[Profile]:
+        """The profiles readers may subscribe to themselves (`open = true`)."""
+        return [profile for profile in self.config.profiles if profile.open]
+
+    def follow_link(self, text: str, *actions: Action) -> Link | None:
+        """What the token `text` of a followed link stands for, when it is one of ours made for
+        one of `actions`, a configured profile, a known reader and (for a vote) a stored
+        paper; else None, whatever is wrong with it (the caller answers with a plain 404).
+        An expired link is returned: the caller tells it apart (`link_expired`)."""
+        key = secret_key(self.environ)
+        token = verify(key, text) if key is not None else None
+        if token is None or token.action not in actions:
+            return None
+        profile = next((p for p in self.config.profiles if p.id == token.profile_id), None)
+        address = self.store.reader_address(token.subscriber_id)
+        if profile is None or address is None:
+            return None
+        if not token.paper_id:
+            return Link(token, profile, address)
+        papers = self.store.get_papers([token.paper_id])
+        return Link(token, profile, address, papers[0]) if papers else None
+
+    def link_expired(self, link: Link) -> bool:
+        return expired(link.token, self.clock())
+
+    def reader_links(self, link: Link, papers: Sequence[Paper] = ()) -> ReaderLinks:
+        """The reader's own signed links for the link's profile, with feedback on `papers`."""
+        web = self.web_links()
+        if web is None:
+            raise ConfigError([Problem("web.base_url", 0, "the web side needs [web] base_url")])
+        return web.reader(link.profile.id, link.reader_id, tuple(papers))
+
+    # subscribing
+
+    def request_subscription(self, profile_id: str, address: str, *, client: str) -> Requested:
+        """Ask for `address` to get an open profile's emails: a confirmation email goes out
+        with a link that expires (`readers.CONFIRMATION_HOURS`); nothing else changes until
+        the link is confirmed. Rate-limited per `client`, per address and overall; an address
+        already reading the profile gets nothing (the answer does not tell)."""
+        profile = next((p for p in self.open_profiles() if p.id == profile_id), None)
+        if profile is None:
+            return Requested.CLOSED
+        try:
+            if len(address) > MAX_ADDRESS_LENGTH:
+                raise Invalid("too long")
+            address = email_address(address.strip())
+        except Invalid:
+            return Requested.INVALID
+        store, now = self.store, self.clock()
+        if store.count_request(f"{CLIENT_LIMIT.name}:{client}", CLIENT_LIMIT.window(now)) > CLIENT_LIMIT.limit:
+            return Requested.BUSY
+        if address.lower() in self.audience_of_any(profile):
+            return Requested.QUIET
+        hashed = hashlib.sha256(address.lower().encode("utf-8")).hexdigest()[:32]  # no address in the table
+        if store.count_request(f"{ADDRESS_LIMIT.name}:{hashed}", ADDRESS_LIMIT.window(now)) > ADDRESS_LIMIT.limit:
+            return Requested.QUIET
+        if store.count_request(OVERALL_LIMIT.name, OVERALL_LIMIT.window(now)) > OVERALL_LIMIT.limit:
+            return Requested.BUSY
+        store.forget_expired_confirmations(now)
+        for limit in (CLIENT_LIMIT, ADDRESS_LIMIT, OVERALL_LIMIT):
+            store.forget_request_counts(limit.name, limit.window(now))
+        reader = store.reader_id(address, create=True, at=now)
+        assert reader is not None
+        expires = confirmation_expiry(now)
+        store.request_confirmation(profile.id, reader, now, expires)
+        try:
+            self._send_confirmation(profile, address, reader, expires, hashed)
+        except NoticeError as exc:
+            log.warning("confirmation for %s of %s not sent: %s", hashed[:12], profile.id, exc)
+            return Requested.FAILED
+        return Requested.SENT
+
+    def audience_of_any(self, profile: Profile) -> set[str]:
+        """The addresses (lower case) already reading `profile`: subscribed and not unsubscribed."""
+        readers = [s.address for s in self.subscribers(profile)]
+        stopped = self.store.unsubscribed(readers, profile.id)
+        return {address.lower() for address in readers if address not in stopped}
+
+    def _send_confirmation(self, profile: Profile, address: str, reader: str, expires: datetime, hashed: str) -> None:
+        from digest.render.notices import render_confirmation
+        from digest.render.templates import template_environment
+
+        config, now = self.config, self.clock()
+        web = self.web_links()
+        if web is None:
+            raise NoticeError("[web] base_url is not set: the confirmation link would lead nowhere")
+        smtp = config.smtp
+        sender = smtp.sender if smtp and smtp.sender else config.sender
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "paper-digest.invalid"
+        message = render_confirmation(
+            profile,
+            address=address,
+            confirm_url=web.confirm(profile.id, reader, expires),
+            expires=expires,
+            sender=sender,
+            site_title=config.title,
+            message_id=f"<confirm.{secrets.token_hex(8)}@{domain}>",
+            date=now,
+            env=template_environment(config.templates),
+        )
+        name = f"confirm_{profile.id}_{hashed[:12]}_{int(now.timestamp())}_{secrets.token_hex(4)}"
+        send_notice(smtp, message, outbox=config.outbox, name=name, day=now.date())
+
+    def confirmation(self, link: Link) -> Confirmation:
+        """Where the confirmation link stands (changes nothing)."""
+        if not link.profile.open:
+            return Confirmation.UNKNOWN
+        if self.link_expired(link):
+            return Confirmation.EXPIRED
+        pending = self.store.pending_confirmation(link.profile.id, link.reader_id)
+        if pending is not None and pending.expires_at == link.token.expires:
+            return Confirmation.WAITING
+        return Confirmation.ALREADY if link.address in self.audience_of_any(link.profile) else Confirmation.UNKNOWN
+
+    def confirm(self, link: Link) -> Confirmation:
+        """Confirm the subscription the link was sent for: the address gets the profile's
+        emails from the next build (an unsubscribe from it is lifted)."""
+        if not link.profile.open:
+            return Confirmation.UNKNOWN
+        if self.link_expired(link) or link.token.expires is None:
+            return Confirmation.EXPIRED
+        done = self.store.confirm_subscription(
+            link.profile.id,
+            link.reader_id,
+            expires_at=link.token.expires,
+            at=self.clock(),
+            other_profiles=[p.id for p in self.config.profiles],
+        )
+        return {
+            Confirmed.SUBSCRIBED: Confirmation.SUBSCRIBED,
+            Confirmed.ALREADY: Confirmation.ALREADY,
+            Confirmed.UNKNOWN: Confirmation.UNKNOWN,
+        }[done]
+
+    # unsubscribing, votes, preferences
+
+    def is_unsubscribed(self, link: Link, *, everything: bool = False) -> bool:
+        if everything:
+            return any(u.address == link.address and u.profile_id is None for u in self.store.unsubscribes())
+        return self.store.is_unsubscribed(link.address, link.profile.id)
+
+    def unsubscribe_link(self, link: Link, *, everything: bool = False) -> bool:
+        """Stop the link's profile (or, with `everything`, every profile) for its reader at
+        once; False when it already was."""
+        return self.unsubscribe(link.address, None if everything else link.profile.id).changed
+
+    def vote(self, link: Link) -> bool:
+        """Record the vote the link casts on its paper (again, if it was taken back); False
+        when it was already recorded. A mute needs a paper of an organisation (`ValueError`)."""
+        kind, paper = link.vote, link.paper
+        assert kind is not None and paper is not None, "a vote link names a vote and a paper"
+        organization = paper.organization.id if paper.organization else None
+        if kind == VoteKind.MUTE and organization is None:
+            raise ValueError("this paper names no organisation to mute")
+        return self.store.record_vote(
+            link.profile.id,
+            link.reader_id,
+            paper.id,
+            kind,
+            self.clock(),
+            organization=organization,
+            replaces=replaced_by(kind),
+        )
+
+    def undo_vote(self, link: Link) -> bool:
+        """Take back the vote the link cast (a mute: for the organisation); False when there was none."""
+        kind, paper = link.vote, link.paper
+        assert kind is not None and paper is not None, "a vote link names a vote and a paper"
+        organization = paper.organization.id if paper.organization else None
+        return self.store.undo_vote(
+            link.profile.id, link.reader_id, paper.id, kind, self.clock(), organization=organization
+        )
+
+    def vote_recorded(self, link: Link) -> bool:
+        """Whether the vote the link casts stands now."""
+        kind, paper = link.vote, link.paper
+        assert kind is not None and paper is not None, "a vote link names a vote and a paper"
+        if kind == VoteKind.MUTE and paper.organization:
+            return self.store.muted(link.profile.id, link.reader_id, paper.organization.id)
+        record = self.store.vote(link.profile.id, link.reader_id, paper.id, kind)
+        return record is not None and record.active
+
+    def reader_preferences(self, link: Link) -> ReaderPreferences:
+        return self.store.preferences(link.profile.id, link.reader_id)
+
+    def pause(self, link: Link, weeks: int) -> date | None:
+        """Pause the reader's emails of the link's profile for `weeks` from today (0: resume).
+        Returns the day emails start again (None: not paused)."""
+        if not 0 <= weeks <= MAX_PAUSE_WEEKS:
+            raise ValueError(f"a pause lasts 0 to {MAX_PAUSE_WEEKS} weeks")
+        until = pause_until(self.profile_day(link.profile), weeks)
+        chosen = replace(self.reader_preferences(link), paused_until=until)
+        self.store.set_preferences(link.profile.id, link.reader_id, chosen, self.clock())
+        return until
+
+    def choose(self, link: Link, *, max_items: int | None, cadence: Cadence) -> bool:
+        """Save the reader's number of papers (None: the profile's) and cadence for the link's
+        profile; they apply from the next build. False when nothing changed."""
+        if max_items is not None and not 1 <= max_items <= 200:
+            raise ValueError("the number of papers is from 1 to 200")
+        if max_items == link.profile.max_items:
+            max_items = None
+        cadence_or_default = None if cadence == Cadence.DAILY else cadence
+        chosen = replace(self.reader_preferences(link), max_items=max_items, cadence=cadence_or_default)
+        return self.store.set_preferences(link.profile.id, link.reader_id, chosen, self.clock())
+
+    def reader_digests(self, link: Link, days: int = PAGE_DAYS) -> list[Digest]:
+        """The reader's most recent digests of the link's profile, newest first: their own
+        where they have one, else the profile's (their private page and feed)."""
+        profile, store = link.profile, self.store
+        max_items = store.preferences(profile.id, link.reader_id).max_items
+        mine = replace(profile, max_items=max_items or profile.max_items)
+        found = []
+        for day in store.digest_days(profile.id)[:days]:
+            digest = store.load_personal_digest(mine, day, link.reader_id) or store.load_digest(profile, day)
+            if digest is not None:
+                found.append(digest)
+        return found
+
+    def papers_named(self, ids: Sequence[str]) -> list[Paper]:
+        """The stored papers with these ids (those that exist)."""
+        return self.store.get_papers(list(ids))
+
+    def reader_vote_records(self, link: Link) -> list[VoteRecord]:
+        """The reader's votes on the link's profile, newest first, those taken back included."""
+        return list(reversed(self.store.votes(link.profile.id, link.reader_id)))
+
+    def feedback(self, profile_id: str | None = None) -> list[VoteRecord]:
+        """Every vote (of one profile), oldest first, those taken back included (`digest feedback`).
+        `KeyError` for an unknown profile."""
+        if profile_id is not None:
+            find_profile(self.config.profiles, profile_id)
+        if not self.config.db.exists():
+            return []
+        return self.store.votes(profile_id)
 
     def status(self) -> Health:
         """The deployment's health (`health.assess`); a health check never creates a database."""

@@ -8,7 +8,8 @@ aside), the rest done; 2 usage or configuration error (an SMTP username without
 DIGEST_SMTP_PASSWORD included), nothing done; 3 some emails were not delivered (failed
 for good, or left pending for the next run, e.g. because another process was sending);
 4 the inbox is stale (`digest run --stale fail`). `digest status` exits 0 when the
-deployment is healthy and 1 when something needs attention.
+deployment is healthy and 1 when something needs attention. `digest serve` that cannot
+start its web side (the extra missing, an address in use) exits 2.
 """
 
 from __future__ import annotations
@@ -21,26 +22,27 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest import __version__
 from digest.app import App, BuildReport, Refresh
 from digest.clock import Clock, utc_now
-from digest.config import ConfigError, find_config, load_config
+from digest.config import ConfigError, find_config, listen_address, load_config
 from digest.deliver import SEND_LOCK_TIMEOUT, DeliveryError, DeliveryReport
 from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError
 from digest.files import display_path, write_atomic
 from digest.health import Health
 from digest.models import EmptyReason, Profile, TransportKind
 from digest.pipeline import IngestSummary, QuarantineError
-from digest.records import delivery_record, scored_record
+from digest.records import delivery_record, scored_record, vote_record
 from digest.retention import DayRefused
 from digest.schedule import serve, serve_once
 from digest.semantic import SemanticUnavailable
 from digest.store import StoreError
 from digest.validate import Invalid
+from digest.web import WebUnavailable
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unsubscribe(commands)
     _add_status(commands)
     _add_prune(commands)
+    _add_feedback(commands)
     return parser
 
 
@@ -230,10 +233,30 @@ def _add_serve(commands: Any) -> None:
         help="run the scheduler: ingest and digests on each profile's schedule",
         description="Run until stopped (SIGTERM, Ctrl-C): ingest the inbox every few minutes (fetching from the "
         "live source when [source] enabled = true), and build, publish and send each profile's digest on its "
-        "schedule, in its time zone. Missed runs are caught up once. --once runs what is due now and exits.",
+        "schedule, in its time zone. Missed runs are caught up once. --once runs what is due now and exits. "
+        "With [web] listen (or --http), the web side (unsubscribe, subscribe, votes, preferences) runs in the "
+        "same process.",
     )
     p.add_argument("--once", action="store_true", help="run everything due now, then exit (for cron and CI)")
+    p.add_argument(
+        "--http",
+        type=_listen,
+        metavar="ADDR",
+        help="serve the web side on ADDR (HOST:PORT; overrides [web] listen)",
+    )
+    p.add_argument(
+        "--no-schedule",
+        action="store_true",
+        help="run the web side alone, without the scheduler (needs --http or [web] listen)",
+    )
     p.set_defaults(run=run_serve)
+
+
+def _listen(text: str) -> str:
+    try:
+        return listen_address(text)
+    except Invalid as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_run(commands: Any) -> None:
@@ -305,6 +328,18 @@ def _add_prune(commands: Any) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     p.set_defaults(run=run_prune)
+
+
+def _add_feedback(commands: Any) -> None:
+    p = commands.add_parser(
+        "feedback",
+        help="list the votes readers cast on papers (more like this, less like this, mute)",
+        description="List every vote readers cast through the web side, oldest first: when, profile, reader, "
+        "the vote, the paper, and when it was taken back.",
+    )
+    p.add_argument("--profile", metavar="ID", help="only this profile")
+    p.add_argument("--json", action="store_true", help="print JSON (one array of objects) instead of a table")
+    p.set_defaults(run=run_feedback)
 
 
 def _date(text: str) -> date:
@@ -568,9 +603,13 @@ def run_send(ctx: Context) -> int:
 
 
 def run_serve(ctx: Context) -> int:
+    if ctx.args.once and (ctx.args.http or ctx.args.no_schedule):
+        raise UsageError("--once runs the scheduled jobs and exits: it takes neither --http nor --no-schedule")
     with ctx.app() as app, _logging_to_stderr():
+        if ctx.args.no_schedule and not (ctx.args.http or app.config.web.listen):
+            raise UsageError("--no-schedule runs the web side alone: give --http ADDR or set [web] listen")
         if not ctx.args.once:
-            serve(app)
+            serve(app, http=ctx.args.http, schedule=not ctx.args.no_schedule)
             return EXIT_OK
         runs = serve_once(app)
     if any(run.status == "failed" or (run.report and run.report.undelivered) for run in runs):
@@ -635,6 +674,40 @@ def run_unsubscribe(ctx: Context) -> int:
         if not app.is_subscriber(address):
             print(f"note: {address} is not a subscriber of any configured profile", file=sys.stderr)
     return EXIT_OK
+
+
+def run_feedback(ctx: Context) -> int:
+    with ctx.app() as app:
+        try:
+            votes = app.feedback(ctx.args.profile)
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
+        titles = {paper.id: paper.title for paper in app.papers_named([v.paper_id for v in votes])} if votes else {}
+    records = [vote_record(vote, titles.get(vote.paper_id, "")) for vote in votes]
+    if ctx.args.json:
+        print(json.dumps(records, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    table = [("when", "profile", "reader", "vote", "paper", "title")]
+    for vote, record in zip(votes, records, strict=True):
+        what = f"{vote.kind} {vote.organization}" if vote.organization else str(vote.kind)
+        title = record["title"] + (f" (taken back {_utc(vote.undone_at)})" if vote.undone_at else "")
+        table.append((_utc(vote.at), vote.profile_id, vote.address, what, vote.paper_id, title))
+    widths = [max(len(line[i]) for line in table) for i in range(5)]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[5])
+    counts: dict[str, int] = {}
+    for vote in votes:
+        if vote.active:
+            counts[vote.kind] = counts.get(vote.kind, 0) + 1
+    undone = sum(not vote.active for vote in votes)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    summary = f"{len(votes)} vote{_s(len(votes))}" + (f": {kinds}" if kinds else "")
+    print(summary + (f" ({undone} taken back)" if undone else ""))
+    return EXIT_OK
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def run_status(ctx: Context) -> int:
@@ -748,7 +821,15 @@ def main(
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, StoreError, FetchError, SemanticUnavailable, QuarantineError, DeliveryError) as exc:
+    except (
+        UsageError,
+        StoreError,
+        FetchError,
+        SemanticUnavailable,
+        QuarantineError,
+        DeliveryError,
+        WebUnavailable,
+    ) as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

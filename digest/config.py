@@ -148,6 +148,59 @@ def http_url(value: Any) -> str:
     return text.rstrip("/")
 
 
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+
+
+def _dns_name(value: Any, expected: str) -> str:
+    text = string(allow_empty=False)(value).strip()
+    if len(text) > 253 or not _DNS_NAME.fullmatch(text):
+        raise Invalid(f"{text!r} is not {expected}")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The `[web]` table: the web side of `digest serve` (`digest.web`).
+
+    `listen` is where it accepts connections (`"127.0.0.1:8080"`; None: no web side unless
+    `digest serve --http` asks for one); `base_url` the public https address readers reach
+    it at (None: the emails link to the static site only, as without a web side).
+    """
+
+    listen: str | None = None
+    base_url: str | None = None
+
+
+def listen_address(value: Any) -> str:
+    """`HOST:PORT` (`[::1]:8080` for IPv6), the port from 1 to 65535."""
+    text = string(allow_empty=False)(value).strip()
+    host, port = split_listen(text)
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise Invalid(f"{text!r} is not an address to listen on, like '127.0.0.1:8080'")
+    return text
+
+
+def split_listen(text: str) -> tuple[str, str]:
+    """`HOST:PORT` as (host, port), the brackets of an IPv6 host removed."""
+    host, _, port = text.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def web_base_url(value: Any) -> str:
+    """The web side's public address: https (plain http only on this machine, for tests), ending in '/'."""
+    text = _absolute_url(value, "an https address like 'https://digest.example.org/'")
+    if "?" in text or "#" in text:
+        raise Invalid(f"{text!r}: the web address takes no '?query' or '#fragment'")
+    parts = urlsplit(text)
+    if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
+        raise Invalid(f"{text!r} must be https: its links carry signed tokens (plain http only for this machine)")
+    return text if text.endswith("/") else text + "/"
+
+
+WEB_FIELDS: dict[str, Field] = fields_of(WebSettings, {"listen": listen_address, "base_url": web_base_url})
+
+
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     """The `[source]` table: the live Daily Papers API (see `digest.fetch`).
@@ -194,10 +247,11 @@ SOURCE_FIELDS: dict[str, Field] = fields_of(
 
 
 PASSWORD_VARIABLE = "DIGEST_SMTP_PASSWORD"
+DKIM_KEY_VARIABLE = "DIGEST_DKIM_KEY"
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 
-_TOP_LEVEL = ("digest", "profiles", "source", "smtp")
+_TOP_LEVEL = ("digest", "profiles", "source", "smtp", "web")
 
 
 class ConfigError(Exception):
@@ -229,6 +283,14 @@ class SmtpSettings:
     backoff_max: float = 60.0
     max_connection_failures: int = 5
     password: str | None = field(default=None, repr=False)
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_key: str | None = field(default=None, repr=False)  # the private key (PEM), from DIGEST_DKIM_KEY
+
+    @property
+    def signs(self) -> bool:
+        """Whether outgoing mail is DKIM-signed (`dkim_selector` and `dkim_domain` set)."""
+        return bool(self.dkim_selector and self.dkim_domain)
 
 
 SMTP_FIELDS: dict[str, Field] = fields_of(
@@ -244,6 +306,8 @@ SMTP_FIELDS: dict[str, Field] = fields_of(
         "backoff": number(minimum=0, maximum=600),
         "backoff_max": number(minimum=0, maximum=3600),
         "max_connection_failures": integer(minimum=1, maximum=100),
+        "dkim_selector": lambda value: _dns_name(value, "a DKIM selector like 'mail' or '2026a'"),
+        "dkim_domain": lambda value: _dns_name(value, "a domain like 'example.org'"),
     },
     keys={"sender": "from"},
     defaults={"port": None},  # then the usual port of `security`
@@ -276,6 +340,7 @@ class Config:
     templates: Path | None
     source: SourceConfig
     smtp: SmtpSettings | None
+    web: WebSettings = field(default_factory=WebSettings)
 
 
 def find_config(explicit: Path | None, cwd: Path) -> Path | None:
@@ -379,6 +444,10 @@ def parse_config(
     if "smtp" in raw:
         smtp_where = Where(source, lines, ("smtp",), "smtp")
         smtp = _parse_smtp(raw["smtp"], smtp_where, problems, environ, from_environment)
+    web_where = Where(source, lines, ("web",), "web")
+    web = read_table(raw.get("web", {}), WEB_FIELDS, web_where, problems)
+    if web.get("listen") and not web.get("base_url") and "base_url" not in raw.get("web", {}):
+        problems.append(web_where.problem("listen", "needs base_url too: the address readers reach the web side at"))
     if db is not None:
         paths["db"] = db.resolve()
         too_long = _too_long(paths["db"], _DB_SUFFIX)
@@ -401,6 +470,7 @@ def parse_config(
         sender=settings["sender"],
         templates=templates,
         smtp=smtp,
+        web=WebSettings(**attributes(web, WEB_FIELDS)),
         **paths,
     )
 
@@ -473,9 +543,16 @@ def _parse_smtp(
             Problem(variable, 0, f"smtp.security: {message}") if variable else where.problem("security", message)
         )
         return None
+    if bool(values["dkim_selector"]) != bool(values["dkim_domain"]):
+        given, missing = ("dkim_selector", "dkim_domain")
+        if not values["dkim_selector"]:
+            given, missing = missing, given
+        problems.append(where.problem(given, f"DKIM signing needs {missing} too"))
+        return None
     values = attributes(values, SMTP_FIELDS)
     values["port"] = values["port"] or SECURITY_PORTS[values["security"]]
-    return SmtpSettings(password=environ.get(PASSWORD_VARIABLE) or None, **values)
+    dkim_key = environ.get(DKIM_KEY_VARIABLE) or None
+    return SmtpSettings(password=environ.get(PASSWORD_VARIABLE) or None, dkim_key=dkim_key, **values)
 
 
 def is_loopback(host: str) -> bool:

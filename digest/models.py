@@ -165,6 +165,8 @@ class Profile:
     timezone: str = "UTC"
     formats: tuple[str, ...] = field(default_factory=format_names)  # every registered format
     line: int = 0
+    open: bool = False  # readers may subscribe themselves through the web side
+    owner: str | None = None  # whose votes the profile's feeds and site follow (see `readers.owner_address`)
 
 
 class ReasonKind(StrEnum):
@@ -231,10 +233,27 @@ REASON_FIELDS: dict[ReasonKind, tuple[str, ...]] = {
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One reader of a profile's emails, as the application sees them (`App.subscribers`):
-    named in `digest.toml`, or subscribed through the web side."""
+    named in `digest.toml`, or subscribed through the web side (`web`).
+
+    `id` is their opaque subscriber id once the web side knows them (never an address);
+    `paused_until` the first day they get emails again after a pause; `max_items` their
+    own number of papers (None: the profile's).
+    """
 
     address: str
     cadence: Cadence = Cadence.DAILY
+    id: str | None = None
+    paused_until: date | None = None
+    max_items: int | None = None
+    web: bool = False
+
+
+class VoteKind(StrEnum):
+    """What a reader said about one paper of a digest."""
+
+    MORE = "more"  # more like this: joins the liked papers
+    LESS = "less"  # less like this: pushes look-alikes down
+    MUTE = "mute"  # leave out the paper's organisation
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from digest.validate import (
     TomlLines,
     Where,
     array,
+    boolean,
     describe,
     fields_of,
     integer,
@@ -126,6 +127,8 @@ PROFILE_FIELDS: dict[str, Field] = fields_of(
         "schedule": cron,
         "timezone": timezone,
         "formats": array(string(), unique=True),
+        "open": boolean,
+        "owner": email_address,
     },
     # A title defaults to the id, a time zone to [digest] timezone (see parse_profiles).
     defaults={"title": None, "timezone": None},

@@ -29,7 +29,7 @@ from digest.formats import FormatKind, chosen, wants
 from digest.models import Digest, Profile
 from digest.render.email import render_email
 from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
-from digest.render.links import ALL_PAPERS, SiteLinks, feed_path
+from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path
 from digest.render.site import render_site
 from digest.render.templates import template_environment
 from digest.store import Store
@@ -108,6 +108,7 @@ def write_site(config: Config, store: Store) -> list[Path]:
         site_title=config.title,
         sender=config.sender,
         env=template_environment(config.templates),
+        web_url=config.web.base_url,
     )
     pages[".nojekyll"] = b""  # serve files as they are; Jekyll would skip some and slow the deploy
     written = []
@@ -119,11 +120,17 @@ def write_site(config: Config, store: Store) -> list[Path]:
 
 
 def email_renderer(
-    config: Config, *, sender: str, unsubscribe_key: bytes | None
+    config: Config,
+    *,
+    sender: str,
+    unsubscribe_key: bytes | None,
+    reader_links: Callable[[Digest, str], ReaderLinks | None] | None = None,
 ) -> Callable[[Digest, str, str], EmailMessage | None]:
     """`render(digest, subscriber, message_id)` for the delivery ledger (`deliver.outgoing_emails`).
 
     The ledger owns Message-IDs, so a resend reuses the one the first attempt had.
+    `reader_links(digest, subscriber)` gives the subscriber's signed links on the web side
+    (None, or no `reader_links`: the email links to the static site only).
     """
     links = site_links(config)
     env = template_environment(config.templates)
@@ -138,6 +145,7 @@ def email_renderer(
             unsubscribe_key=unsubscribe_key,
             site_title=config.title,
             env=env,
+            reader=reader_links(digest, subscriber) if reader_links is not None else None,
         )
 
     return render

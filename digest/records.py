@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from digest.models import Paper, ScoredPaper
 from digest.reason_records import reason_record
-from digest.rows import Delivery
+from digest.rows import Delivery, VoteRecord
 
 EXPORT_FIELDS = (
     "id",
@@ -30,6 +30,21 @@ EXPORT_FIELDS = (
     "comments",
 )
 CSV_AUTHOR_SEPARATOR = "; "
+
+
+def vote_record(vote: VoteRecord, title: str) -> dict[str, Any]:
+    """A vote as `digest feedback --json` prints it (`title`: the paper's)."""
+    return {
+        "profile": vote.profile_id,
+        "reader": vote.address,
+        "reader_id": vote.reader_id,
+        "vote": str(vote.kind),
+        "paper_id": vote.paper_id,
+        "title": title,
+        "organization": vote.organization,
+        "at": vote.at.isoformat(),
+        "undone_at": vote.undone_at.isoformat() if vote.undone_at else None,
+    }
 
 
 def paper_record(paper: Paper) -> dict[str, Any]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from typing import NamedTuple
 
-from digest.models import DeliveryState, DigestState, TransportKind
+from digest.models import Cadence, DeliveryState, DigestState, TransportKind, VoteKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +153,71 @@ class PruneCounts:
 
     deliveries: int
     fetches: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebSubscription:
+    """An address subscribed to a profile through the web side, once it confirmed."""
+
+    profile_id: str
+    reader_id: str
+    address: str
+    confirmed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingConfirmation:
+    """A subscription asked for and not confirmed yet: its link works until `expires_at`."""
+
+    profile_id: str
+    reader_id: str
+    requested_at: datetime
+    expires_at: datetime
+
+
+class Confirmed(StrEnum):
+    """What confirming a subscription did."""
+
+    SUBSCRIBED = "subscribed"
+    ALREADY = "already"  # confirmed before: nothing changed
+    UNKNOWN = "unknown"  # no such request (used, replaced by a newer one, or never made)
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRecord:
+    """One vote of one reader on one paper of a profile; `undone_at` when it was taken back.
+
+    `organization` is the paper's organisation id when the vote is a mute."""
+
+    profile_id: str
+    reader_id: str
+    address: str
+    paper_id: str
+    kind: VoteKind
+    organization: str | None
+    at: datetime
+    undone_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.undone_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderPreferences:
+    """What a reader chose for one profile on the web side; None: as the profile says."""
+
+    paused_until: date | None = None
+    max_items: int | None = None
+    cadence: Cadence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalDigest:
+    """Which build of a profile's digest a reader's own digest of that day was made from
+    (`source_watermark`: the profile digest's watermark then)."""
+
+    profile_id: str
+    day: date
+    reader_id: str
+    source_watermark: int

@@ -2,6 +2,8 @@
 
 This module knows APScheduler and the application facade (`digest.app.App`), nothing
 else: the jobs are the facade's (`Service`), so it never builds, renders, sends or parses.
+When `[web] listen` (or `--http`) is set, the web side (`digest.web`, imported only then)
+runs in the same process, stopped after the scheduler.
 
 - `ingest_job()` reads the live source (when enabled) and the inbox, every `ingest_every`;
 - `run_profile(profile, day)` makes sure the profile's digest for `day` is built,
@@ -31,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,6 +43,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest.app import App, JobReport
 from digest.clock import Clock, utc_now
 from digest.models import Profile
+
+if TYPE_CHECKING:
+    from digest.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +223,53 @@ def run_service(
     log.info("stopped")
 
 
-def serve(app: App) -> None:
-    """`digest serve`: check that sending can work, then run the scheduler (`run_service`)."""
+def serve(app: App, *, http: str | None = None, schedule: bool = True) -> None:
+    """`digest serve`: check that sending can work, then run the web side (on `http`, else
+    `[web] listen`, when either is set) and the scheduler (`run_service`; without
+    `schedule`, the web side alone) in this process until SIGTERM or Ctrl-C."""
     app.check_ready()
-    run_service(app, clock=app.clock)
+    listen = http or app.config.web.listen
+    web = start_web_side(app, listen) if listen else None
+    try:
+        if schedule:
+            run_service(app, clock=app.clock)
+        else:
+            wait_for_stop()
+    finally:
+        if web is not None:
+            web.stop()
+            log.info("web side stopped")
+
+
+def start_web_side(app: App, listen: str) -> WebServer:
+    """The web side (`digest.web`) over `app`, listening on `listen`; `WebUnavailable` when
+    its extra is missing or the address cannot be had."""
+    from digest.web import INSTALL, WebUnavailable
+
+    try:
+        from digest.web.app import create_app
+        from digest.web.server import WebServer
+    except ImportError as exc:
+        raise WebUnavailable(f"the web side needs its extra ({exc.name} is missing): {INSTALL}") from None
+    if app.config.web.base_url is None:
+        raise WebUnavailable(
+            "the web side needs [web] base_url, the address readers reach it at "
+            '(for a test on this machine: base_url = "http://127.0.0.1:8080/")'
+        )
+    server = WebServer(create_app(app), listen).start()
+    log.info("web side on %s (readers reach it at %s)", server.url, app.config.web.base_url)
+    return server
+
+
+def wait_for_stop(stop: threading.Event | None = None) -> None:
+    """Block until SIGTERM or Ctrl-C (or `stop` is set): the web side alone (`--no-schedule`)."""
+    stop = stop or threading.Event()
+    previous = _install_stop_handlers(stop)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        _restore_handlers(previous)
 
 
 def serve_once(app: App) -> list[JobRun]:
@@ -287,4 +335,6 @@ __all__ = [
     "run_service",
     "serve",
     "serve_once",
+    "start_web_side",
+    "wait_for_stop",
 ]

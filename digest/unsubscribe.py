@@ -1,9 +1,12 @@
-"""Signed unsubscribe tokens: HMAC-SHA256 over a profile id and a subscriber address.
+"""Signed unsubscribe tokens for the static site: HMAC-SHA256 over a profile id and a subscriber address.
 
-The key comes from the environment (`DIGEST_UNSUBSCRIBE_KEY`), never from a file.
-A token names no address, so the unsubscribe URL leaks nothing into server logs; the
-service that processes an unsubscribe finds the subscriber by checking the profile's
-addresses (`find_subscriber`). This module reads no files and sends nothing.
+Used when there is no web side (`[web] base_url` unset): the email's unsubscribe link
+points at the site's static page with this token. The web side's links use
+`digest.tokens` instead. The key comes from the environment (`DIGEST_SECRET_KEY`, or
+the older `DIGEST_UNSUBSCRIBE_KEY`), never from a file. A token names no address, so
+the unsubscribe URL leaks nothing into server logs; whoever processes an unsubscribe
+finds the subscriber by checking the profile's addresses (`find_subscriber`). This
+module reads no files and sends nothing.
 """
 
 from __future__ import annotations
@@ -13,23 +16,15 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 
-from digest.config import ConfigError
-from digest.models import Problem
+from digest.tokens import OLD_KEY_VARIABLE, secret_key
 
-KEY_VARIABLE = "DIGEST_UNSUBSCRIBE_KEY"
-MIN_KEY_LENGTH = 16
+KEY_VARIABLE = OLD_KEY_VARIABLE
 
 
 def unsubscribe_key(environ: Mapping[str, str]) -> bytes | None:
-    """The signing key from the environment, or None when it is not set (no one-click unsubscribe)."""
-    value = environ.get(KEY_VARIABLE, "")
-    if not value:
-        return None
-    if len(value) < MIN_KEY_LENGTH:
-        raise ConfigError(
-            [Problem(KEY_VARIABLE, 0, f"too short: use at least {MIN_KEY_LENGTH} random characters (or unset it)")]
-        )
-    return value.encode("utf-8")
+    """The signing key from the environment (`tokens.secret_key`), or None when it is not
+    set (no one-click unsubscribe)."""
+    return secret_key(environ)
 
 
 def unsubscribe_token(key: bytes, profile_id: str, subscriber: str) -> str:

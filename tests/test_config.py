@@ -95,7 +95,7 @@ liked = "one title"
         "retention_days)",
         "digest.toml:3: digest.feed_size: expected an integer, got a string 'many'",
         "digest.toml:9: profiles[0].colour: unknown key (known keys: id, title, description, keywords, exclude, "
-        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats)",
+        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner)",
         "digest.toml:6: profiles[0].id: 'Bad Slug' is not valid: lowercase letters, digits and '-', like "
         "'continual-learning'",
         "digest.toml:15: profiles[1].keywords: item 1: a keyword is a string or a table {term, weight}, "
@@ -420,7 +420,7 @@ limits.max_items = 3
         "digest.toml:1: unknown table or key 'title_of_nothing'",
         "digest.toml:2: digest.site_url: 'ftp://x' is not an http(s) address like 'https://USER.github.io/REPO/'",
         "digest.toml:14: profiles[0].limits: unknown key (known keys: id, title, description, keywords, exclude, "
-        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats)",
+        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner)",
         "digest.toml:10: profiles[0].keywords: item 2: must be at least 0.0, got -1",
         "digest.toml:3: source.timeout: must be at least 0.1, got 0",
         "digest.toml:6: smtp.security: expected one of starttls, ssl, none; got a table {'level': 1}",
@@ -487,3 +487,38 @@ def test_urls_with_percent_escapes_and_ipv6_hosts_are_accepted(tmp_path: Path) -
     )
     config = load_config(path, tmp_path)
     assert (config.site_url, config.source.base_url) == ("https://example.org/b%C3%BCcher/~me/", "http://[::1]:8080")
+
+
+def test_the_web_side_is_configured_in_its_own_table_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[web]\nlisten = "127.0.0.1:8080"\nbase_url = "https://digest.example.org/readers"\n'
+        '[[profiles]]\nid = "a"\ndescription = "x"\nopen = true\nowner = "Ada@Example.org"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path, tmp_path)
+    assert (config.web.listen, config.web.base_url) == ("127.0.0.1:8080", "https://digest.example.org/readers/")
+    assert config.profiles[0].open and config.profiles[0].owner == "Ada@example.org"
+    assert load_config(None, tmp_path).web.base_url is None  # no [web]: no web side, links to the site only
+    text = (
+        '[web]\nlisten = "8080"\nbase_url = "http://digest.example.org/"\nport = 1\n'
+        '[smtp]\nhost = "x"\ndkim_selector = "bad selector"\n'
+        '[[profiles]]\nid = "a"\ndescription = "x"\nopen = "yes"\nowner = "nobody"\n'
+    )
+    assert problems(tmp_path, text) == [
+        "digest.toml:11: profiles[0].open: expected true or false, got a string 'yes'",
+        "digest.toml:12: profiles[0].owner: 'nobody' is not an email address: An email address must have an @-sign.",
+        "digest.toml:7: smtp.dkim_selector: 'bad selector' is not a DKIM selector like 'mail' or '2026a'",
+        "digest.toml:4: web.port: unknown key (known keys: listen, base_url)",
+        "digest.toml:2: web.listen: '8080' is not an address to listen on, like '127.0.0.1:8080'",
+        "digest.toml:3: web.base_url: 'http://digest.example.org/' must be https: its links carry signed tokens "
+        "(plain http only for this machine)",
+    ]
+    half = '[smtp]\nhost = "x"\ndkim_domain = "example.org"\n[web]\nlisten = "[::1]:8080"\n'
+    assert problems(tmp_path, half) == [
+        "digest.toml:3: smtp.dkim_domain: DKIM signing needs dkim_selector too",
+        "digest.toml:5: web.listen: needs base_url too: the address readers reach the web side at",
+    ]
+    loopback = '[web]\nbase_url = "http://[::1]:8080"\n'
+    path.write_text(loopback, encoding="utf-8")
+    assert load_config(path, tmp_path).web.base_url == "http://[::1]:8080/"

@@ -73,10 +73,15 @@ def transport_kind(smtp: SmtpSettings | None) -> TransportKind:
 def open_transport(
     smtp: SmtpSettings | None, *, outbox: Path, policy: RetryPolicy, tls_context: ssl.SSLContext | None = None
 ) -> Transport:
-    """SMTP when `smtp` is given, else the outbox folder: the one place the transport is chosen."""
+    """SMTP when `smtp` is given, else the outbox folder: the one place the transport is chosen.
+    SMTP with `[smtp] dkim_selector` signs each message first (`deliver.dkim`)."""
     if smtp is None:
         return OutboxTransport(outbox)
-    return SmtpTransport(smtp, policy, tls_context)
+    from digest.deliver.dkim import SigningTransport, dkim_signer  # it wraps this module's transports
+
+    signer = dkim_signer(smtp)
+    smtp_transport = SmtpTransport(smtp, policy, tls_context)
+    return SigningTransport(smtp_transport, signer) if signer is not None else smtp_transport
 
 
 def outbox_name(key: DeliveryKey) -> str:

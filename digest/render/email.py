@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -30,7 +31,7 @@ from jinja2 import Environment
 
 from digest.formats import FormatKind, chosen
 from digest.models import Digest
-from digest.render.links import UNSUBSCRIBE, SiteLinks
+from digest.render.links import UNSUBSCRIBE, PaperFeedback, ReaderLinks, SiteLinks
 from digest.render.templates import template_environment
 from digest.render.text import clip, format_day, is_http_url, one_line, papers_count
 from digest.render.views import PaperView, paper_view
@@ -65,6 +66,7 @@ class _Context:
     feed_url: str | None
     site_url: str
     unsubscribe_url: str
+    preferences_url: str | None = None  # the reader's preferences on the web side, when there is one
 
 
 def email_subject(digest: Digest) -> str:
@@ -85,23 +87,30 @@ def render_email(
     date: datetime | None = None,
     env: Environment | None = None,
     html_limit: int = HTML_LIMIT,
+    reader: ReaderLinks | None = None,
 ) -> EmailMessage | None:
     """The digest as an email to `subscriber`, or None when the digest is empty (send nothing).
 
     `message_id` ('<...@...>') comes from the caller's delivery ledger, so a resend reuses
     it. `date` defaults to the digest's `built_at`. With `unsubscribe_key` (see
     `digest.unsubscribe`) the message carries a signed one-click unsubscribe link (RFC 8058);
-    without it, only the mailto: and the site's unsubscribe page.
+    without it, only the mailto: and the site's unsubscribe page. With `reader` (the
+    subscriber's links on the web side), the unsubscribe link is the web side's one-click
+    address, each paper carries "more like this", "less like this" and "mute" links, and
+    the footer links to the subscriber's preferences.
     """
     if not digest.items:
         return None
     if not _MESSAGE_ID.fullmatch(message_id):
         raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
     env = env or template_environment()
-    context = _context(digest, subscriber, links, unsubscribe_key, site_title)
+    context = _context(digest, subscriber, links, unsubscribe_key, site_title, reader)
     papers = [paper_view(item, env) for item in digest.items]
-    html, html_part, shown = _fit_html(env, context, papers, html_limit)
-    text = env.get_template("email.txt").render(c=context, papers=papers[:shown], more=len(papers) - shown)
+    feedback = dict(reader.papers) if reader is not None else {}
+    html, html_part, shown = _fit_html(env, context, papers, html_limit, feedback)
+    text = env.get_template("email.txt").render(
+        c=context, papers=papers[:shown], more=len(papers) - shown, feedback=feedback
+    )
     message = EmailMessage(policy=_BODY_POLICY)
     message["Subject"] = context.subject
     message["From"] = sender
@@ -110,7 +119,11 @@ def render_email(
     message["Message-ID"] = message_id
     message["List-Id"] = _list_id(digest, links)
     mailto = _mailto(sender, digest.profile.id)
-    if unsubscribe_key is not None and links.https:
+    if reader is not None:
+        # The web side takes the one-click POST (RFC 8058); its address is https, or this machine's.
+        message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    elif unsubscribe_key is not None and links.https:
         message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     else:
@@ -124,11 +137,14 @@ def render_email(
     return message
 
 
-def _context(digest: Digest, subscriber: str, links: SiteLinks, key: bytes | None, site_title: str) -> _Context:
+def _context(
+    digest: Digest, subscriber: str, links: SiteLinks, key: bytes | None, site_title: str, reader: ReaderLinks | None
+) -> _Context:
     profile = digest.profile
     query = {"list": profile.id}
     if key is not None:
         query["token"] = unsubscribe_token(key, profile.id, subscriber)
+    unsubscribe = reader.unsubscribe if reader is not None else f"{links.url(UNSUBSCRIBE)}?{urlencode(query)}"
     feeds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
     context = _Context(
         subject=email_subject(digest),
@@ -141,16 +157,24 @@ def _context(digest: Digest, subscriber: str, links: SiteLinks, key: bytes | Non
         web_url=links.digest(profile.id, digest.date),
         feed_url=links.feed(profile.id, feeds[0]) if feeds else None,
         site_url=links.index,
-        unsubscribe_url=f"{links.url(UNSUBSCRIBE)}?{urlencode(query)}",
+        unsubscribe_url=unsubscribe,
+        preferences_url=reader.preferences if reader is not None else None,
     )
-    for url in (context.web_url, context.feed_url, context.site_url, context.unsubscribe_url):
+    urls = [context.web_url, context.feed_url, context.site_url, context.unsubscribe_url, context.preferences_url]
+    for feedback in reader.papers.values() if reader is not None else ():
+        urls += [feedback.more, feedback.less, feedback.mute]
+    for url in urls:
         if url is not None and not is_http_url(url):
             raise ValueError(f"refusing a link that is not http(s): {url!r}")
     return context
 
 
 def _fit_html(
-    env: Environment, context: _Context, papers: list[PaperView], limit: int
+    env: Environment,
+    context: _Context,
+    papers: list[PaperView],
+    limit: int,
+    feedback: Mapping[str, PaperFeedback],
 ) -> tuple[str, EmailMessage, int]:
     """The inlined HTML and its encoded part, with as many papers as keep the part under `limit` bytes.
 
@@ -160,7 +184,8 @@ def _fit_html(
 
     def render(count: int) -> tuple[str, EmailMessage | None]:
         """The HTML with `count` papers, and its part if that is under `limit` bytes (else None)."""
-        html = _INLINER.inline(template.render(c=context, papers=papers[:count], more=len(papers) - count))
+        page = template.render(c=context, papers=papers[:count], more=len(papers) - count, feedback=feedback)
+        html = _INLINER.inline(page)
         # Encoding never makes the HTML smaller: when the decoded HTML is already too big, skip encoding it.
         if len(html.encode("utf-8")) >= limit:
             return html, None

@@ -30,6 +30,7 @@ from digest.render.links import (
     ALL_PAPERS,
     INDEX,
     OPML,
+    SUBSCRIBE_PATH,
     UNSUBSCRIBE,
     SiteLinks,
     digest_path,
@@ -77,6 +78,7 @@ class ProfileView:
     feeds: tuple[FeedLink, ...]
     latest: DigestView | None
     days: int
+    subscribe: str | None = None  # the web side's subscribe page, for a profile open to subscribers
 
 
 def render_site(
@@ -87,11 +89,15 @@ def render_site(
     site_title: str,
     sender: str,
     env: Environment | None = None,
+    web_url: str | None = None,
 ) -> dict[str, bytes]:
     """Every page of the site, by path relative to the site root.
 
     `history` maps a profile id to its digests, newest first (a profile missing from it
     has no digest yet). Feeds are not included: the publisher adds them under `feeds/`.
+    `web_url` is the web side's address (`[web] base_url`): profiles open to subscribers
+    then link to its subscribe page, and the unsubscribe page says how its links work.
+    No page carries anyone's token.
     """
     env = env or template_environment()
     title = one_line(site_title)
@@ -102,8 +108,9 @@ def render_site(
     for profile in profiles:
         digests = list(history.get(profile.id, ()))
         views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None, env) for i, d in enumerate(digests)]
-        index_view = _profile_view(profile, views, links, "")
-        deep_view = _profile_view(profile, views, links, _DEEP)
+        subscribe = web_url + SUBSCRIBE_PATH if web_url and profile.open else None
+        index_view = _profile_view(profile, views, links, "", subscribe)
+        deep_view = _profile_view(profile, views, links, _DEEP, subscribe)
         index_profiles.append(index_view)
         all_alternates.extend(index_view.feeds)
         common = {"site_title": title, "root": _DEEP, "alternates": deep_view.feeds, "profile": deep_view}
@@ -131,6 +138,7 @@ def render_site(
         alternates=(),
         sender_address=address,
         mailto=f"mailto:{address}?subject={quote('unsubscribe')}",
+        web_url=web_url,
     )
     pages[OPML] = env.get_template("site/feeds.opml").render(site_title=title, feeds=_opml_feeds(profiles, links))
     return {path: text.encode("utf-8") for path, text in pages.items()}
@@ -183,7 +191,9 @@ def _digest_view(digest: Digest, previous: Digest | None, env: Environment) -> D
     )
 
 
-def _profile_view(profile: Profile, views: list[DigestView], links: SiteLinks, prefix: str) -> ProfileView:
+def _profile_view(
+    profile: Profile, views: list[DigestView], links: SiteLinks, prefix: str, subscribe: str | None
+) -> ProfileView:
     title = one_line(profile.title)
     feeds = tuple(_feed_link(output, profile.id, title, links, prefix) for output in _feeds_of(profile))
     return ProfileView(
@@ -194,6 +204,7 @@ def _profile_view(profile: Profile, views: list[DigestView], links: SiteLinks, p
         feeds=feeds,
         latest=views[0] if views else None,
         days=len(views),
+        subscribe=subscribe,
     )
 
 

@@ -1,12 +1,13 @@
 """What every part of the store shares: the open connection, its transactions, its error.
 
 Each write is one transaction taken with `BEGIN IMMEDIATE`, so two processes serialise
-on SQLite's own lock instead of racing between a read and a write. This module holds no
-SQL about any table.
+on SQLite's own lock instead of racing between a read and a write; a write made inside
+another one is a savepoint of it. This module holds no SQL about any table.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from digest.clock import aware
+
+_SAVEPOINTS = itertools.count(1)
 
 
 class StoreError(RuntimeError):
@@ -29,7 +32,22 @@ class StoreBase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate write transaction: committed on success, rolled back on error."""
+        """An immediate write transaction: committed on success, rolled back on error.
+
+        Inside another one (a batch of writes committed together, as the web side's group
+        commit makes), a savepoint: its writes are undone alone on error, and committed with
+        the batch."""
+        if self._db.in_transaction:
+            name = f"part{next(_SAVEPOINTS)}"
+            self._db.execute(f"SAVEPOINT {name}")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute(f"ROLLBACK TO {name}")
+                self._db.execute(f"RELEASE {name}")
+                raise
+            self._db.execute(f"RELEASE {name}")
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db

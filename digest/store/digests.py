@@ -46,10 +46,13 @@ _FEED_ENTRIES = """
 class DigestsMixin(StoreBase):
     """Digests, their items and the feed history (see the module docstring)."""
 
-    def candidate_papers(self, profile_id: str, day: date) -> list[Paper]:
-        """Papers a new digest of `profile_id` for `day` considers (`lifecycle.is_candidate`)."""
-        query = _candidate_query(PAPER_COLUMNS) + f" ORDER BY {FIRST_SIGHTING}"
-        return [paper_of(row) for row in self._db.execute(query, self._candidate_parameters(profile_id, day))]
+    def candidate_papers(self, profile_id: str, day: date, *, until: int | None = None) -> list[Paper]:
+        """Papers a new digest of `profile_id` for `day` considers (`lifecycle.is_candidate`);
+        with `until`, only those stored by dump `until` (what a digest built then considered)."""
+        parameters = self._candidate_parameters(profile_id, day) | {"w": until}
+        extra = "AND p.first_dump <= :w" if until is not None else ""
+        query = _candidate_query(PAPER_COLUMNS, extra) + f" ORDER BY {FIRST_SIGHTING}"
+        return [paper_of(row) for row in self._db.execute(query, parameters)]
 
     def new_candidates(self, profile_id: str, day: date, watermark: int) -> int:
         """How many of the day's candidates (`candidate_papers`) were stored after dump `watermark`."""

@@ -143,6 +143,76 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 6: digest items may hold reasons as JSON objects (`reason_records`), which versions
     # before it cannot word: the bump makes them refuse the database instead of printing data
     _reasons_as_data,
+    # 7 (issue 15, the web side): readers and their opaque ids, web subscriptions and the
+    # requests waiting for confirmation, votes, preferences, request counters for rate
+    # limits, and each reader's own digest when their votes or preferences make one.
+    # IF NOT EXISTS: the step may be renumbered when branches merge, and running it twice is harmless.
+    """
+    CREATE TABLE IF NOT EXISTS readers (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS subscriptions (
+        profile_id TEXT NOT NULL,
+        reader_id TEXT NOT NULL REFERENCES readers(id),
+        confirmed_at TEXT NOT NULL,
+        PRIMARY KEY (profile_id, reader_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS confirmations (
+        profile_id TEXT NOT NULL,
+        reader_id TEXT NOT NULL REFERENCES readers(id),
+        requested_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (profile_id, reader_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS votes (
+        profile_id TEXT NOT NULL,
+        reader_id TEXT NOT NULL REFERENCES readers(id),
+        paper_id TEXT NOT NULL REFERENCES papers(id),
+        kind TEXT NOT NULL CHECK (kind IN ('more', 'less', 'mute')),
+        organization TEXT,
+        at TEXT NOT NULL,
+        undone_at TEXT,
+        PRIMARY KEY (profile_id, reader_id, paper_id, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS preferences (
+        profile_id TEXT NOT NULL,
+        reader_id TEXT NOT NULL REFERENCES readers(id),
+        paused_until TEXT,
+        max_items INTEGER,
+        cadence TEXT CHECK (cadence IN ('daily', 'weekly', 'monthly')),
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (profile_id, reader_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS request_counts (
+        bucket TEXT NOT NULL,
+        window INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (bucket, window)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS personal_digests (
+        profile_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        reader_id TEXT NOT NULL REFERENCES readers(id),
+        built_at TEXT NOT NULL,
+        source_watermark INTEGER NOT NULL,
+        candidates INTEGER NOT NULL,
+        empty_reason TEXT,
+        PRIMARY KEY (profile_id, day, reader_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS personal_items (
+        profile_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        reader_id TEXT NOT NULL,
+        paper_id TEXT NOT NULL REFERENCES papers(id),
+        rank INTEGER NOT NULL,
+        score REAL NOT NULL,
+        reasons TEXT NOT NULL,
+        PRIMARY KEY (profile_id, day, reader_id, paper_id),
+        FOREIGN KEY (profile_id, day, reader_id) REFERENCES personal_digests(profile_id, day, reader_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
