@@ -200,8 +200,10 @@ class App:
         return [find_profile(self.config.profiles, profile_id)]
 
     def subscribers(self, profile: Profile) -> list[Subscriber]:
-        """Everyone who reads `profile`'s emails: the addresses in `digest.toml`."""
-        return [Subscriber(address) for address in profile.subscribers]
+        """Everyone who reads `profile`'s emails: the addresses in `digest.toml`, each with
+        their cadence (their own, else the profile's)."""
+        own = {address.lower(): chosen for address, chosen in profile.subscriber_cadences}
+        return [Subscriber(address, own.get(address.lower(), profile.cadence)) for address in profile.subscribers]
 
     def audience(self, profile: Profile) -> list[str]:
         """The addresses that get each of `profile`'s digests by email (daily readers)."""

@@ -607,7 +607,8 @@ def run_deliveries(ctx: Context) -> int:
         if row.possible_duplicate:
             details = f"possible duplicate: {row.note}" + (f"; {details}" if details else "")
         when = (row.sent_at or row.updated_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.append((row.day.isoformat(), row.profile_id, row.subscriber, row.state, str(row.attempts), when, details))
+        day = row.period or row.day.isoformat()  # a roll-up's email: its week, month or the days missed
+        table.append((day, row.profile_id, row.subscriber, row.state, str(row.attempts), when, details))
     widths = [max(len(line[i]) for line in table) for i in range(6)]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[6])
