@@ -327,6 +327,7 @@ def test_a_ledger_made_before_roll_ups_keeps_its_rows_and_columns_another_migrat
     with pytest.raises(sqlite3.IntegrityError):
         db.execute("UPDATE deliveries SET state = 'lost' WHERE period = ''")
     assert [r[1] for r in db.execute("PRAGMA index_list(deliveries)")].count("deliveries_day") == 1
+    assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]  # what the state branch checks before a push
     db.close()
 
 

@@ -32,6 +32,7 @@ def _reasons_as_data(db: sqlite3.Connection) -> None:
 
 
 _LEDGER_KEY = re.compile(r"PRIMARY KEY\s*\(\s*profile_id\s*,\s*day\s*,\s*subscriber\s*\)")
+_LEDGER_DAY = re.compile(r"(\n(\s*)day\s+TEXT\s+NOT\s+NULL\s*,)")
 _LEDGER_STATES = re.compile(r"(CHECK\s*\(\s*state\s+IN\s*\([^)]*'skipped')(\s*\))")
 _ROLLUP_TABLES = """
     CREATE TABLE IF NOT EXISTS rollups (
@@ -102,11 +103,12 @@ def _rollups(db: sqlite3.Connection) -> None:
                 "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' AND sql IS NOT NULL"
             )
         ]
-        rebuilt, keys = _LEDGER_KEY.subn(
-            "period TEXT NOT NULL DEFAULT '',\n        PRIMARY KEY (profile_id, day, period, subscriber)", definition
-        )
+        # The key's columns lead the table, in the key's order (SQLite's checks of a WITHOUT
+        # ROWID table misread its rows otherwise: quick_check reports NULLs in 3.40).
+        rebuilt, days = _LEDGER_DAY.subn(r"\1\n\2period TEXT NOT NULL DEFAULT '',", definition, count=1)
+        rebuilt, keys = _LEDGER_KEY.subn("PRIMARY KEY (profile_id, day, period, subscriber)", rebuilt)
         rebuilt, states = _LEDGER_STATES.subn(r"\1, 'rolled-up'\2", rebuilt)
-        if keys != 1 or states != 1:
+        if days != 1 or keys != 1 or states != 1:
             raise StoreError("cannot add roll-ups to the delivery ledger: its table is not as expected")
         rebuilt = rebuilt.replace("CREATE TABLE deliveries", "CREATE TABLE deliveries_by_period", 1)
         listed = ", ".join(columns)
