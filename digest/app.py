@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -96,6 +96,7 @@ if TYPE_CHECKING:
 # Papers that set word rarity and each day's most upvoted paper for the ranker, so that
 # a score does not depend on which other papers are new that day (see rank.score_papers).
 BACKGROUND_PAPERS = 5000
+CAUGHT_UP = "what-you-missed"  # `digest send --dry-run`: this email would go in a "what you missed" message
 
 
 class Built(StrEnum):
@@ -675,6 +676,24 @@ class App:
         message_id = partial(_message_id, domain=domain or "paper-digest.invalid")
         found: list[Outgoing] = []
         rolled: set[DeliveryKey] = set()
+        for profile, address, stale in self._stale_emails(earlier, kind):
+            period = missed_days(min(w.first for w in stale), max(w.last for w in stale))
+            ((everyone, _),) = self.build_rollups([(profile, period)])
+            pool = store.rollup_pool(profile.id, period)
+            assert pool is not None, "just built"
+            into = DeliveryKey(profile.id, period.last, address, period.key)
+            copy = self._copy_for(everyone, pool, address, Cadence.DAILY, ignoring=[w.key for w in stale])
+            if store.roll_up([w.key for w in stale], into, copy, message_id=message_id, transport=kind, at=now):
+                rolled.update(w.key for w in stale)
+                found += self._rollup_outgoing(profile, period, address, render)
+        return found, rolled
+
+    def _stale_emails(
+        self, earlier: Sequence[Digest], kind: TransportKind
+    ) -> Iterator[tuple[Profile, str, list[Waiting]]]:
+        """Each daily reader's earlier emails that go as one "what you missed" message now
+        (`lifecycle.to_catch_up`), with their profile and address."""
+        store, now = self.store, self.clock()
         for profile in self._profiles_of(earlier):
             digests = [d for d in earlier if d.profile.id == profile.id and sends_email(d)]
             if not digests:
@@ -687,20 +706,9 @@ class App:
             for address in self.audience(profile):
                 if store.is_unsubscribed(address, profile.id):
                     continue
-                waiting = self._waiting(profile, address, digests, open_rows, kind)
-                stale = to_catch_up(waiting, now)
-                if not stale:
-                    continue
-                period = missed_days(min(w.first for w in stale), max(w.last for w in stale))
-                ((everyone, _),) = self.build_rollups([(profile, period)])
-                pool = store.rollup_pool(profile.id, period)
-                assert pool is not None, "just built"
-                into = DeliveryKey(profile.id, period.last, address, period.key)
-                copy = self._copy_for(everyone, pool, address, Cadence.DAILY, ignoring=[w.key for w in stale])
-                if store.roll_up([w.key for w in stale], into, copy, message_id=message_id, transport=kind, at=now):
-                    rolled.update(w.key for w in stale)
-                    found += self._rollup_outgoing(profile, period, address, render)
-        return found, rolled
+                stale = to_catch_up(self._waiting(profile, address, digests, open_rows, kind), now)
+                if stale:
+                    yield profile, address, stale
 
     def _waiting(
         self,
@@ -765,8 +773,15 @@ class App:
     def plan_send(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Planned]:
         """What `send` would do with each email, changing nothing."""
         render = email_renderer(self.config, sender=self.config.sender, unsubscribe_key=None)
+        render_rollup = rollup_email_renderer(self.config, sender=self.config.sender, unsubscribe_key=None)
         kind = transport_kind(self.config.smtp)
-        return plan_deliveries(self.store, outgoing_emails(self.due(profiles, day=day), render, self.audience), kind)
+        digests = self.due(profiles, day=day)
+        outgoing = outgoing_emails(digests, render, self.audience)
+        outgoing += self._due_rollup_emails(profiles, kind, render_rollup, day=day)
+        plans = plan_deliveries(self.store, outgoing, kind)
+        # Asked for by day, a digest goes as it is; else a reader's stale emails go as one message.
+        stale = set() if day is not None else {w.key for _, _, ws in self._stale_emails(digests, kind) for w in ws}
+        return [replace(plan, state=CAUGHT_UP) if plan.outgoing.key in stale else plan for plan in plans]
 
     def send(self, profiles: Sequence[Profile], *, day: date | None = None) -> tuple[int, DeliveryReport]:
         """Send every email of the built digests that the ledger does not record as done

@@ -174,6 +174,27 @@ def test_a_reader_switching_from_daily_to_weekly_mid_week_gets_neither_a_duplica
     assert "15 papers considered, 8 above your threshold" in text
 
 
+def test_a_reader_switching_from_weekly_to_daily_mid_week_gets_what_they_missed_once(
+    store: Store, tmp_path: Path
+) -> None:
+    weekly, daily = profile(ADA, (BOB, Cadence.WEEKLY)), profile(ADA, BOB)
+    a_week_of_papers(store)
+    config = config_with(tmp_path, weekly)
+    for day in WEEK[:4]:
+        chosen = weekly if day < date(2026, 1, 8) else daily  # bob turns daily on Thursday
+        app_at(replace(config, profiles=(chosen,)), store, at_eight(day)).build([chosen])
+    app_at(replace(config, profiles=(daily,)), store, at_eight(date(2026, 1, 12))).build([daily])
+    to_bob = mails_to(config, BOB)
+    # What he missed as a weekly reader in one message; then each digest (Monday's holds Friday to Sunday).
+    assert sorted(name.split("_")[0] for name in to_bob) == ["2026-01-05--2026-01-07", "2026-01-08", "2026-01-12"]
+    missed = store.rollup_mail(daily, parse_period("2026-01-05--2026-01-07"), BOB)
+    assert missed is not None
+    given = {day: {i.paper.id for i in store.load_digest(daily, day).items} for day in WEEK[:4]}  # type: ignore[union-attr]
+    # Monday to Wednesday's papers in one message, Thursday's in its digest: each once, none missing.
+    assert {s.paper.id for s in (*missed.items, *missed.also)} == given[WEEK[0]] | given[WEEK[1]] | given[WEEK[2]]
+    assert store.rollup_mail(daily, parse_period("2026-W02"), BOB) is None  # no weekly roll-up for a daily reader
+
+
 def test_a_paper_whose_upvotes_rose_during_the_week_climbs_in_the_rollup(store: Store, tmp_path: Path) -> None:
     cl = profile(ADA, (BOB, Cadence.WEEKLY))
     config = config_with(tmp_path, cl)
@@ -280,6 +301,12 @@ def test_a_daily_reader_whose_emails_failed_for_days_gets_one_what_you_missed_me
         report = app_at(config, store, at_eight(day)).build([cl], send=True)
         assert report.delivery is not None and report.delivery.sent == []
     thursday = WEEK[3]
+    # What `digest send --dry-run` says now: Wednesday's email, and the message of Monday and
+    # Tuesday that could not go either, would go as one.
+    plans = {
+        (p.outgoing.day, p.outgoing.period): p.state for p in app_at(config, store, at_eight(thursday)).plan_send([cl])
+    }
+    assert plans == {(down[2], ""): "what-you-missed", (down[1], "2026-01-05--2026-01-06"): "what-you-missed"}
     listed(store, thursday, [on_topic(thursday, 1)])
     with MailServer(port=port) as server:
         up = app_at(config, store, at_eight(thursday)).build([cl], send=True)
