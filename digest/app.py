@@ -706,7 +706,7 @@ class App:
             for address in self.audience(profile):
                 if store.is_unsubscribed(address, profile.id):
                     continue
-                stale = to_catch_up(self._waiting(profile, address, digests, open_rows, kind), now)
+                stale = to_catch_up(self._waiting(profile, address, digests, open_rows, kind), now, kind)
                 if stale:
                     yield profile, address, stale
 

@@ -241,17 +241,29 @@ class Waiting:
     row: Delivery | None = None
 
 
-def may_have_arrived(row: Delivery | None) -> bool:
+def may_have_arrived(row: Delivery | None, transport: TransportKind) -> bool:
     """A ledger row whose message may be with its reader already: it is resent as it is."""
-    return row is not None and (row.possible_duplicate or row.state != DeliveryState.PENDING)
+    return row is not None and not nobody_got(row.state, row.possible_duplicate, row.transport, transport)
 
 
-def to_catch_up(waiting: Sequence[Waiting], now: datetime) -> list[Waiting]:
+def nobody_got(
+    state: DeliveryState, possible_duplicate: bool, written: TransportKind, transport: TransportKind
+) -> bool:
+    """Whether a ledger row's message cannot have reached its reader: it is still to go
+    (pending), or it was only written to the outbox as a preview while it is to go over
+    SMTP (`transport`); never a possible duplicate."""
+    if possible_duplicate:
+        return False
+    preview = transport == TransportKind.SMTP and written == TransportKind.OUTBOX and state == DeliveryState.SENT
+    return state == DeliveryState.PENDING or preview
+
+
+def to_catch_up(waiting: Sequence[Waiting], now: datetime, transport: TransportKind) -> list[Waiting]:
     """The emails of one daily reader that go out as one "what you missed" message instead
     of a burst of stale mails: those stale at `now` (past their catch-up window, the rule
     `digest serve` runs a missed tick by) that cannot have arrived, when there are at least
     `CATCH_UP_FROM` of them. One stale email alone goes out as it is, late."""
-    stale = [w for w in waiting if now > w.deadline and not may_have_arrived(w.row)]
+    stale = [w for w in waiting if now > w.deadline and not may_have_arrived(w.row, transport)]
     return stale if len(stale) >= CATCH_UP_FROM else []
 
 

@@ -336,6 +336,23 @@ def test_a_daily_reader_whose_emails_failed_for_days_gets_one_what_you_missed_me
     assert all(store.digest_state("cl", day) != "failed" for day in down)  # their papers went out
 
 
+def test_emails_paused_for_days_go_as_one_what_you_missed_message_when_sending_resumes(
+    store: Store, tmp_path: Path
+) -> None:
+    with MailServer() as server:
+        cl = profile(ADA, formats=("email",))
+        config = config_with(tmp_path, cl, smtp=smtp_on(server.port))
+        for day in WEEK[:3]:  # built every day, but sending was paused: only previews in the outbox
+            listed(store, day, [on_topic(day, 1)])
+            app_at(config, store, at_eight(day)).build([cl], send=False)
+        assert len(list(config.outbox.glob("*.eml"))) == 3 and server.by_recipient() == {}
+        digests, report = app_at(config, store, at_eight(WEEK[3])).send([cl])  # sending resumes on Thursday
+        subjects = [copy.message["Subject"] for copy in server.by_recipient()[ADA]]
+    assert digests == 3 and len(report.sent) == 1
+    assert subjects == ["What you missed: 3 papers for Continual learning — 5–7 Jan 2026"]
+    assert [r.state for r in store.deliveries(profile_id="cl", period="")] == ["rolled-up"] * 3
+
+
 def test_one_stale_email_goes_as_it_is_and_a_fresh_one_is_never_rolled_up(store: Store, tmp_path: Path) -> None:
     port = free_port()
     cl = profile(ADA, formats=("email",))

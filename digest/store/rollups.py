@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from digest.lifecycle import nobody_got
 from digest.models import DeliveryState, Paper, Profile, Rollup, ScoredPaper, TransportKind
 from digest.periods import Period, PeriodKind, parse_period
 from digest.reason_records import dump_reasons, load_reasons
@@ -208,7 +209,8 @@ class RollupsMixin(StoreBase):
         """Roll the emails `rolled` up into the "what you missed" message `into`, in one
         transaction: each becomes 'rolled-up' (made so when it had no ledger row yet), and the
         message's row (pending) and the subscriber's `copy` are saved. False, and nothing
-        changed, when one of them is no longer pending (another process sent it meanwhile)."""
+        changed, when one of them may have reached its reader meanwhile (another process sent
+        it): only a row nobody got (`lifecycle.nobody_got`) is rolled up."""
         note = f"not sent on its own: in the message of what they missed, {into.period}"
         try:
             with self.transaction() as db:
@@ -230,11 +232,13 @@ class RollupsMixin(StoreBase):
     ) -> None:
         for key in rolled:
             row = db.execute(
-                "SELECT state, possible_duplicate FROM deliveries WHERE profile_id = ? AND day = ? "
+                "SELECT state, possible_duplicate, transport FROM deliveries WHERE profile_id = ? AND day = ? "
                 "AND period = ? AND subscriber = ?",
                 (key.profile_id, key.day.isoformat(), key.period, key.subscriber),
             ).fetchone()
-            if row is not None and (row[0] != DeliveryState.PENDING or row[1]):
+            if row is not None and not nobody_got(
+                DeliveryState(row[0]), bool(row[1]), TransportKind(row[2]), transport
+            ):
                 raise _Moved
             values = (key.profile_id, key.day.isoformat(), key.period, key.subscriber)
             db.execute(
