@@ -62,6 +62,7 @@ from digest.lifecycle import (
     due_periods,
     is_done,
     rebuild_deadline,
+    rollup_deadline,
     rollup_emails_done,
     row_cadence,
     state_after_publishing,
@@ -436,10 +437,15 @@ class App:
         for members in groups.values():
             papers = members[0][2]
             ranked = self._rank_period([profile for profile, _, _ in members], papers)
+            built = []
             for profile, period, _ in members:
                 pool = order_pool(ranked[profile.id], profile)
-                rollup = public_rollup(profile, period, pool, built_at=self.clock(), considered=len(papers))
-                if store.save_rollup(rollup, pool):
+                built.append(
+                    (public_rollup(profile, period, pool, built_at=self.clock(), considered=len(papers)), pool)
+                )
+            for (rollup, _), new in zip(built, store.save_rollups(built), strict=True):
+                profile, period = rollup.profile, rollup.period
+                if new:
                     found[profile.id, period.key] = (rollup, Built.NEW)
                 else:  # another process saved it first: theirs stands
                     saved = store.load_rollup(profile, period)
@@ -489,7 +495,7 @@ class App:
         report = BuildReport()
         self._add_rollups(report, wanted)
         report.written = self.publish([], report.rollups)
-        report.delivery = self.email([], send=send, rollups=report.rollups, should_stop=should_stop)
+        report.delivery = self.email([], send=send, rollups=report.rollups, by_hand=True, should_stop=should_stop)
         return report
 
     def _add_rollups(self, report: BuildReport, wanted: Sequence[tuple[Profile, Period]]) -> None:
@@ -519,11 +525,13 @@ class App:
         send: bool,
         catch_up: bool = True,
         rollups: Sequence[Rollup] = (),
+        by_hand: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> DeliveryReport:
         """Each subscriber's email of each digest, and of each roll-up (to the subscribers of
-        its cadence), through the ledger: over SMTP when `send` and `[smtp]` is configured,
-        else into the outbox folder as `.eml` files.
+        its cadence, until `lifecycle.rollup_deadline`, or whenever `by_hand`), through the
+        ledger: over SMTP when `send` and `[smtp]` is configured, else into the outbox folder
+        as `.eml` files.
 
         With `catch_up`, the profiles' earlier emails that a failed run left pending go too,
         and emails older than a week are given up (their papers come back); a daily reader's
@@ -541,7 +549,9 @@ class App:
             everything = with_earlier_due(self.store, digests, transport=kind, audience=self.audience)
             earlier = [d for d in everything if (d.profile.id, d.date) not in asked]
         pending_of = self._profiles_of(digests, rollups) if catch_up else []
-        return self._deliver(digests, earlier, rollups, send=send, pending_of=pending_of, should_stop=should_stop)
+        return self._deliver(
+            digests, earlier, rollups, send=send, pending_of=pending_of, by_hand=by_hand, should_stop=should_stop
+        )
 
     def _deliver(
         self,
@@ -552,6 +562,7 @@ class App:
         send: bool,
         pending_of: Sequence[Profile],
         day: date | None = None,
+        by_hand: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> DeliveryReport:
         """Send `digests` as they are, `earlier` ones as they are unless they went stale (then
@@ -569,7 +580,7 @@ class App:
         daily = outgoing_emails([*earlier, *digests], render, self.audience)
         outgoing = [o for o in sorted(daily, key=lambda o: o.day) if o.key not in rolled] + caught
         outgoing += self._due_rollup_emails(pending_of, kind, render_rollup, day=day)
-        outgoing += self._rollup_emails(rollups, render_rollup)
+        outgoing += self._rollup_emails(rollups, render_rollup, by_hand=by_hand)
         return send_digests(
             store,
             smtp,
@@ -589,10 +600,15 @@ class App:
     # -- roll-up emails -----------------------------------------------------------------------
 
     def _rollup_emails(
-        self, rollups: Sequence[Rollup], render: Callable[[Rollup, str, str], EmailMessage | None]
+        self,
+        rollups: Sequence[Rollup],
+        render: Callable[[Rollup, str, str], EmailMessage | None],
+        *,
+        by_hand: bool = False,
     ) -> list[Outgoing]:
         """One email per subscriber of each roll-up's cadence: their copy, made now if it was
-        not made before (then saved, so that a resend is the same message)."""
+        not made before (then saved, so that a resend is the same message), until the
+        roll-up's deadline (`lifecycle.rollup_deadline`), or whenever `by_hand`."""
         store = self.store
         found = []
         for rollup in rollups:
@@ -602,8 +618,9 @@ class App:
             pool = store.rollup_pool(profile.id, period)
             if not readers or pool is None or not wants(profile.formats, FormatKind.EMAIL):
                 continue
+            late = not by_hand and self.clock() > rollup_deadline(profile, period, rollup.built_at, self.grace)
             for address in readers:
-                if store.rollup_mail(profile, period, address) is None:
+                if store.rollup_mail(profile, period, address) is None and not late:
                     store.save_rollup_mail(address, self._copy_for(rollup, pool, address, cadence), self.clock())
                 found += self._rollup_outgoing(profile, period, address, render)
         return found
@@ -844,16 +861,20 @@ class App:
     def _rollup_done(self, profile: Profile, period: Period, kind: TransportKind) -> bool:
         """Whether the roll-up of `period` is built and its emails done (`lifecycle.rollup_emails_done`)."""
         store = self.store
-        if store.rollup_pool(profile.id, period) is None:
+        rollup = store.load_rollup(profile, period)
+        if rollup is None:
             return False
         if not wants(profile.formats, FormatKind.EMAIL):
             return True
         cadence = PERIOD_CADENCE[period.kind]
         readers = [s.address for s in self.subscribers(profile) if s.cadence == cadence]
         rows = {row.subscriber: row for row in store.deliveries(profile_id=profile.id, period=period.key)}
+        made = store.rollup_mail_sizes(profile.id, period)
+        if self.clock() > rollup_deadline(profile, period, rollup.built_at, self.grace):
+            readers = [address for address in readers if address in made]  # no copy is made any more
         return rollup_emails_done(
             readers,
-            store.rollup_mail_sizes(profile.id, period),
+            made,
             rows,
             transport=kind,
             unsubscribed=store.unsubscribed(readers, profile.id),

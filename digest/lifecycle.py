@@ -207,6 +207,19 @@ def due_periods(day: date) -> list[Period]:
     return [period_of(kind, day).previous() for kind in ROLLUP_KINDS]
 
 
+def rollup_deadline(profile: Profile, period: Period, built_at: datetime, grace: timedelta = DEFAULT_GRACE) -> datetime:
+    """Until when a roll-up of `period` is made for its readers on its own: the catch-up
+    window (`grace`) of the profile's first tick after the period ended, or of the roll-up's
+    build when that came later (a service that was down then). A reader whose copy was not
+    made by then (they took this cadence later) gets none: their first roll-up is the next
+    one, without what they were sent meanwhile. By hand (`digest build --period`), a
+    roll-up is made for its readers whenever it is asked for."""
+    following = period.last + timedelta(days=1)
+    start = datetime(following.year, following.month, following.day, tzinfo=ZoneInfo(profile.timezone))
+    tick = profile_trigger(profile).get_next_fire_time(None, start)
+    return max((tick or start).astimezone(UTC), built_at.astimezone(UTC)) + grace
+
+
 def row_cadence(period: str) -> Cadence:
     """The cadence of the readers a ledger row's email is for: a daily digest's and a "what
     you missed" message's go to daily readers, a week's or a month's roll-up to weekly or

@@ -5,9 +5,9 @@ period's papers as the profile's digests rank theirs, except for the community s
 upvotes settle over days, so every paper of the period is weighed by its latest count
 relative to the most upvoted paper of the whole period, not of its own listing day
 (`period_view`). The ranked papers become the roll-up's *pool*: those scoring at least
-`min_score`, the best `POOL_DEPTH` times `max_items` of them ordered by maximal marginal
-relevance (as a digest's items are picked, so the top is not five versions of one paper),
-the rest by score. Everyone's roll-up (feeds, site, Markdown) shows the first
+`min_score`, the best `MMR_POOL` times `max_items` of them ordered by maximal marginal
+relevance (the pool a digest picks its items from, the same way, so the top is not five
+versions of one paper), the rest by score. Everyone's roll-up (feeds, site, Markdown) shows the first
 `max_items` of the pool in full and the next `ALSO_SHOWN` by title ("also this week").
 
 A subscriber's copy (`for_subscriber`) is the same pool without the papers they were
@@ -28,7 +28,6 @@ from digest.models import Paper, Profile, Reason, ReasonKind, Rollup, ScoredPape
 from digest.periods import Period
 
 ALSO_SHOWN = 5  # titles under "also this week"
-POOL_DEPTH = 3  # the pool's head ordered by maximal marginal relevance: this many times max_items
 # The listing day every paper of a period is given while it is ranked, so that upvotes are
 # compared across the whole period. No real listing is dated before 1900 (`ingest.limits`).
 PERIOD_DAY = date.min
@@ -62,14 +61,14 @@ def _period_reasons(reasons: tuple[Reason, ...]) -> tuple[Reason, ...]:
 
 def order_pool(ranked: Sequence[ScoredPaper], profile: Profile) -> Pool:
     """The roll-up's pool from the profile's ranked papers, best first (see the module docstring)."""
-    from digest.rank import select_digest  # numpy, SciPy and scikit-learn: imported when a roll-up is built
+    from digest.rank import MMR_POOL, select_digest  # numpy, SciPy and scikit-learn: imported when a roll-up is built
 
     eligible = [s for s in ranked if s.score >= profile.min_score]
-    depth = min(len(eligible), profile.max_items * POOL_DEPTH)
-    head, runners_up = select_digest(ranked, replace(profile, max_items=max(depth, 1)))
-    head = head[:depth]
-    picked = {s.paper.id for s in head}
-    return Pool(tuple(head) + tuple(s for s in eligible if s.paper.id not in picked), tuple(runners_up))
+    below = [s for s in ranked if s.score < profile.min_score]
+    depth = min(len(eligible), profile.max_items * MMR_POOL)
+    # Only the head goes to the picker, which orders all of it: the papers a digest would pick from.
+    head, runners_up = select_digest([*eligible[:depth], *below], replace(profile, max_items=max(depth, 1)))
+    return Pool(tuple(head) + tuple(eligible[depth:]), tuple(runners_up))
 
 
 def public_rollup(profile: Profile, period: Period, pool: Pool, *, built_at: datetime, considered: int) -> Rollup:

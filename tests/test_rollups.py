@@ -195,6 +195,32 @@ def test_a_reader_switching_from_weekly_to_daily_mid_week_gets_what_they_missed_
     assert store.rollup_mail(daily, parse_period("2026-W02"), BOB) is None  # no weekly roll-up for a daily reader
 
 
+def test_a_rollup_goes_out_when_it_is_built_and_a_reader_who_comes_later_waits_for_the_next(
+    store: Store, tmp_path: Path
+) -> None:
+    for day in (date(2026, 1, 2), date(2026, 1, 3)):  # 2026-W01
+        listed(store, day, [on_topic(day, 1), on_topic(day, 2)])
+    a_week_of_papers(store)
+    before, after = profile((ADA, Cadence.WEEKLY)), profile((ADA, Cadence.WEEKLY), (CY, Cadence.WEEKLY))
+    config = config_with(tmp_path, before)
+    for day in WEEK[1:]:  # down on Monday: Tuesday's run builds 2026-W01, and ada gets it then
+        chosen = before if day < WEEK[3] else after  # cy subscribes, weekly, on Thursday
+        app_at(replace(config, profiles=(chosen,)), store, at_eight(day)).build([chosen])
+        if day == WEEK[1]:
+            assert [n.split("_")[0] for n in mails_to(config, ADA)] == ["2026-W01"]
+    # Thursday is too late for 2026-W01 to go out on its own: cy's first roll-up is 2026-W02.
+    assert mails_to(config, CY) == {}
+    app_at(replace(config, profiles=(after,)), store, at_eight(date(2026, 1, 12))).build([after])
+    assert [n.split("_")[0] for n in mails_to(config, ADA)] == ["2026-W01", "2026-W02"]
+    assert [n.split("_")[0] for n in mails_to(config, CY)] == ["2026-W02"]
+    # By hand, a roll-up goes whenever it is asked for.
+    app_at(replace(config, profiles=(after,)), store, at_eight(date(2026, 1, 12))).build_period(
+        [after], parse_period("2026-W01").kind, day=date(2026, 1, 2)
+    )
+    assert [n.split("_")[0] for n in mails_to(config, CY)] == ["2026-W01", "2026-W02"]
+    assert len(mails_to(config, ADA)) == 2  # not twice
+
+
 def test_a_paper_whose_upvotes_rose_during_the_week_climbs_in_the_rollup(store: Store, tmp_path: Path) -> None:
     cl = profile(ADA, (BOB, Cadence.WEEKLY))
     config = config_with(tmp_path, cl)

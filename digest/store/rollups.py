@@ -75,34 +75,22 @@ class RollupsMixin(StoreBase):
 
     def save_rollup(self, rollup: Rollup, pool: Pool) -> bool:
         """Record a roll-up and its pool; False (and nothing written) if the profile has one for that period."""
-        key = (rollup.profile.id, rollup.period.key)
+        return self.save_rollups([(rollup, pool)])[0]
+
+    def save_rollups(self, built: Sequence[tuple[Rollup, Pool]]) -> list[bool]:
+        """Record roll-ups and their pools, in one transaction (one write to disk for a
+        thousand profiles); each is False, and not written, when its profile has one for
+        that period already."""
+        saved = []
         with self.transaction() as db:
-            if db.execute("SELECT 1 FROM rollups WHERE profile_id = ? AND period = ?", key).fetchone():
-                return False
-            db.execute(
-                "INSERT INTO rollups (profile_id, period, kind, first_day, last_day, built_at, considered, above, "
-                "shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    *key,
-                    rollup.period.kind,
-                    rollup.period.first.isoformat(),
-                    rollup.period.last.isoformat(),
-                    rollup.built_at.isoformat(),
-                    rollup.considered,
-                    rollup.above,
-                    len(rollup.items),
-                ),
-            )
-            db.executemany(
-                "INSERT INTO rollup_items (profile_id, period, paper_id, kind, rank, score, reasons) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (*key, s.paper.id, kind, rank, s.score, dump_reasons(s.reasons))
-                    for kind, papers in ((ITEM, pool.eligible), (RUNNER_UP, pool.runners_up))
-                    for rank, s in enumerate(papers)
-                ],
-            )
-            return True
+            for rollup, pool in built:
+                key = (rollup.profile.id, rollup.period.key)
+                if db.execute("SELECT 1 FROM rollups WHERE profile_id = ? AND period = ?", key).fetchone():
+                    saved.append(False)
+                    continue
+                _insert_rollup(db, rollup, pool)
+                saved.append(True)
+        return saved
 
     def rollup_pool(self, profile_id: str, period: Period) -> Pool | None:
         """The saved pool of a roll-up, or None when there is no such roll-up."""
@@ -281,6 +269,33 @@ class RollupsMixin(StoreBase):
         for pid, kind, score, reasons in rows:
             picked[kind].append(ScoredPaper(papers[pid], score, load_reasons(reasons)))
         return picked
+
+
+def _insert_rollup(db: sqlite3.Connection, rollup: Rollup, pool: Pool) -> None:
+    key = (rollup.profile.id, rollup.period.key)
+    db.execute(
+        "INSERT INTO rollups (profile_id, period, kind, first_day, last_day, built_at, considered, above, shown) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            *key,
+            rollup.period.kind,
+            rollup.period.first.isoformat(),
+            rollup.period.last.isoformat(),
+            rollup.built_at.isoformat(),
+            rollup.considered,
+            rollup.above,
+            len(rollup.items),
+        ),
+    )
+    db.executemany(
+        "INSERT INTO rollup_items (profile_id, period, paper_id, kind, rank, score, reasons) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (*key, s.paper.id, kind, rank, s.score, dump_reasons(s.reasons))
+            for kind, papers in ((ITEM, pool.eligible), (RUNNER_UP, pool.runners_up))
+            for rank, s in enumerate(papers)
+        ],
+    )
 
 
 def _insert_mail(db: sqlite3.Connection, subscriber: str, copy: Rollup, at: datetime) -> bool:
