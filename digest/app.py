@@ -39,6 +39,7 @@ from digest.deliver import (
     SEND_LOCK_TIMEOUT,
     DeliveryError,
     DeliveryReport,
+    Outgoing,
     Planned,
     digest_emails_done,
     due_digests,
@@ -46,11 +47,11 @@ from digest.deliver import (
     outgoing_emails,
     plan_deliveries,
     send_digests,
+    sends_email,
     smtp_login_problem,
     transport_kind,
     with_earlier_due,
 )
-from digest.deliver.due import Outgoing, sends_email
 from digest.fetch import FAILED, DayResult, FetchReport, fetch_days, fetch_period, fetch_recent_days
 from digest.formats import FormatKind, wants
 from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, scheduled_day
