@@ -1,18 +1,26 @@
-"""Benchmark: rendering 1,000 profiles × 10 papers to every format, and writing it all.
+"""Benchmark: rendering 1,000 profiles × 10 papers to every format, and writing it all;
+then 1,000 weekly roll-ups of 70 candidate papers each, in the same run.
 
-    .venv/bin/python bench/render.py [--profiles 1000] [--papers 10] [--runs 5]
+    .venv/bin/python bench/render.py [--profiles 1000] [--papers 10] [--week 70] [--runs 5]
     .venv/bin/python bench/render.py --compare-inliners   # needs `pip install premailer`
 
-Builds (once, cached in bench/.data/render/) a state database holding the five seeds
-and one saved digest of `--papers` papers for each of `--profiles` profiles (one
-subscriber each, every format on). Then measures, each run in a fresh process:
+Builds (once, cached in bench/.data/render/) a state database holding the five seeds,
+one saved digest of `--papers` papers for each of `--profiles` profiles (a daily and a
+weekly subscriber each, every format on), and a week (2026-W02) of `--week` new papers
+(the seeds' abstracts under new titles, ten a day). Then measures, each run in a fresh
+process:
 
 - render: the pure renderers on data already in memory: one email per profile, one
   Markdown page, Atom + RSS + JSON Feed per profile and for all papers, the whole site;
 - write: what `digest build` does after ranking: `publish.write_outputs` (store reads,
   rendering, atomic writes of every feed, Markdown and site file into an empty folder)
-  and `jobs.email_digests` (one `.eml` per subscriber in the outbox, through the
-  delivery ledger of a copy of the database).
+  and `App.email` (one `.eml` per daily subscriber in the outbox, through the delivery
+  ledger of a copy of the database); then, on the same copy, the week's roll-ups as
+  `digest build --period week` makes them: `App.build_rollups` (every profile ranks the
+  week's papers, in one pass of the ranker, and its roll-up is saved), `App.publish`
+  (weekly and monthly feeds, Markdown, and the whole site again, roll-up pages included)
+  and `App.email` of the roll-ups (each weekly subscriber's copy made and saved, one
+  `.eml` each).
 
 Prints Markdown tables for bench/RESULTS.md (median of --runs runs).
 """
@@ -38,13 +46,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from digest.config import Config, load_config  # noqa: E402
-from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump  # noqa: E402
-from digest.models import Digest, PaperPart, Profile, Reason, ReasonKind, ScoredPaper  # noqa: E402
+from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump  # noqa: E402
+from digest.models import (  # noqa: E402
+    Cadence,
+    Digest,
+    Entry,
+    PaperPart,
+    Profile,
+    Reason,
+    ReasonKind,
+    ScoredPaper,
+)
+from digest.periods import week_of  # noqa: E402
+from digest.rows import DeliveryKey  # noqa: E402
 from digest.store import open_store  # noqa: E402
 
 DATA = ROOT / "bench" / ".data" / "render"
 DAY = date(2025, 12, 31)
 BUILT_AT = datetime(2025, 12, 31, 7, 0, tzinfo=UTC)
+WEEK = week_of(date(2026, 1, 5))  # 2026-W02
+ROLLED_AT = datetime(2026, 1, 12, 7, 0, tzinfo=UTC)
 KEY = b"bench-key-0123456789abcdef"
 REASONS = (
     Reason(ReasonKind.KEYWORDS, terms=("keyword",), where=PaperPart.TITLE),
@@ -58,18 +79,21 @@ def profiles(count: int) -> tuple[Profile, ...]:
             id=f"profile-{n:04}",
             title=f"Profile {n}",
             description="Papers about learning, models and whatever else this reader likes.",
-            subscribers=(f"reader{n}@example.org",),
+            subscribers=(f"reader{n}@example.org", f"weekly{n}@example.org"),
+            subscriber_cadences=((f"weekly{n}@example.org", Cadence.WEEKLY),),
             formats=("email", "atom", "rss", "json", "markdown"),
+            min_score=0.0,  # every paper the description shares a word with is in the roll-up's pool
         )
         for n in range(count)
     )
 
 
-def make_database(count: int, per_profile: int) -> Path:
-    """The seeds plus one saved digest per profile; reused while the shape is the same."""
+def make_database(count: int, per_profile: int, week: int) -> Path:
+    """The seeds, one saved digest per profile, and a week of `week` new papers; reused
+    while the shape is the same."""
     DATA.mkdir(parents=True, exist_ok=True)
     path, stamp = DATA / "state.db", DATA / "shape.json"
-    shape = {"profiles": count, "papers": per_profile}
+    shape = {"profiles": count, "papers": per_profile, "week": week, "version": 3}
     if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == shape:
         return path
     for old in DATA.glob("state.db*"):
@@ -84,6 +108,17 @@ def make_database(count: int, per_profile: int) -> Path:
         chosen = rng.sample(papers, per_profile)
         items = tuple(ScoredPaper(p, 0.9 - i * 0.03, REASONS) for i, p in enumerate(chosen))
         store.save_digest(Digest(profile, DAY, items, BUILT_AT, candidates=300), store.watermark())
+    # The week: real abstracts under new titles, so they are new papers, ten a day.
+    credited = [p for p in papers if p.organization or p.authors_count]
+    for offset, day in enumerate(WEEK.days()):
+        listed = [
+            Entry(f"{p.title} (week paper {n})", p.abstract, p.authors_count, p.organization, day, p.upvotes)
+            for n, p in enumerate(credited)
+            if n % 7 == offset and n < week
+        ]
+        text = format_dump(day, listed)
+        dump = parse_dump(text, f"week-{day}.txt", today=day, year=day.year)
+        store.add_dump(dump, content_hash(text), datetime.combine(day, datetime.min.time(), UTC))
     store.close()
     stamp.write_text(json.dumps(shape))
     return path
@@ -97,8 +132,7 @@ def config_in(folder: Path, count: int) -> Config:
 
 def measure(mode: str, count: int) -> dict[str, float]:
     """One measurement in this process (called in a child process)."""
-    from digest.jobs import email_digests
-
+    from digest.app import App
     from digest.deliver import make_message_id
     from digest.publish import site_links, write_outputs
     from digest.render import render_all_papers_feeds, render_email, render_markdown, render_profile_feeds
@@ -121,10 +155,12 @@ def measure(mode: str, count: int) -> dict[str, float]:
             timings["site"] = time.perf_counter() - started
             mark = time.perf_counter()
             environ = {"DIGEST_UNSUBSCRIBE_KEY": KEY.decode()}
-            emails = email_digests(config, store, digests, smtp=False, clock=lambda: BUILT_AT, environ=environ)
+            app = App(config, clock=lambda: BUILT_AT, environ=environ, store=store)
+            emails = app.email(digests, send=False, catch_up=False)
             timings["emails"] = time.perf_counter() - mark
             timings["total"] = time.perf_counter() - started
             timings["eml"] = len(emails.sent)
+            timings |= measure_rollups(App(config, clock=lambda: ROLLED_AT, environ=environ, store=store))
         else:
             links = site_links(config)
             digests = {p.id: store.load_digest(p, DAY) for p in config.profiles}
@@ -138,7 +174,7 @@ def measure(mode: str, count: int) -> dict[str, float]:
                     d,
                     subscriber=profile.subscribers[0],
                     sender=config.sender,
-                    message_id=make_message_id((profile.id, DAY, profile.subscribers[0]), links.host),
+                    message_id=make_message_id(DeliveryKey(profile.id, DAY, profile.subscribers[0]), links.host),
                     links=links,
                     unsubscribe_key=KEY,
                 )
@@ -159,6 +195,29 @@ def measure(mode: str, count: int) -> dict[str, float]:
             timings["total"] = time.perf_counter() - started
         store.close()
     timings["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return timings
+
+
+def measure_rollups(app: object) -> dict[str, float]:
+    """The week's roll-ups, as `digest build --period week` makes them, after the daily build."""
+    from digest.app import App
+
+    assert isinstance(app, App)
+    profiles = app.config.profiles
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    built = app.build_rollups([(profile, WEEK) for profile in profiles])
+    timings["rollups_build"] = time.perf_counter() - started
+    rollups = [rollup for rollup, _ in built]
+    timings["rollups_considered"] = sum(r.considered for r in rollups) / len(rollups)
+    mark = time.perf_counter()
+    timings["rollups_files"] = len(app.publish([], rollups))
+    timings["rollups_publish"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    report = app.email([], send=False, catch_up=False, rollups=rollups)
+    timings["rollups_emails"] = time.perf_counter() - mark
+    timings["rollups_eml"] = len(report.sent)
+    timings["rollups_total"] = time.perf_counter() - started
     return timings
 
 
@@ -208,6 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--papers", type=int, default=10, help="papers per digest")
+    parser.add_argument("--week", type=int, default=70, help="new papers in the week rolled up")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--compare-inliners", action="store_true")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -215,7 +275,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child[0], int(args.child[1]))))
         return
-    make_database(args.profiles, args.papers)
+    make_database(args.profiles, args.papers, args.week)
     if args.compare_inliners:
         compare_inliners()
         return
@@ -234,11 +294,24 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for part, label, count in (
         ("site", "`write_outputs`: feeds, Markdown, site", files),
-        ("emails", "`email_digests` to the outbox, through the ledger", eml),
-        ("total", "**all formats**", files + eml),
+        ("emails", "`App.email` to the outbox, through the ledger", eml),
+        ("total", "**the daily build, all formats**", files + eml),
     ):
         seconds = statistics.median(r[part] for r in writes)
         print(f"| {label} | {count:,} | {seconds:.2f} | {max(r['peak_mb'] for r in writes):.0f} |")
+    considered = int(writes[0]["rollups_considered"])
+    rolled_files, rolled_eml = int(writes[0]["rollups_files"]), int(writes[0]["rollups_eml"])
+    print(f"\nthen, in the same runs, {args.profiles} weekly roll-ups of {considered} candidate papers each:\n")
+    print("| weekly roll-ups | files | median s | per roll-up ms |")
+    print("|---|---:|---:|---:|")
+    for part, label, count in (
+        ("rollups_build", "`App.build_rollups`: rank (one pass for all), pool, save", args.profiles),
+        ("rollups_publish", "`App.publish`: roll-up feeds and Markdown, the whole site again", rolled_files),
+        ("rollups_emails", "`App.email`: each weekly reader's copy made, saved, sent to the outbox", rolled_eml),
+        ("rollups_total", "**the roll-ups, all formats**", rolled_files + rolled_eml),
+    ):
+        seconds = statistics.median(r[part] for r in writes)
+        print(f"| {label} | {count:,} | {seconds:.2f} | {seconds / args.profiles * 1000:.1f} |")
 
 
 def _cpus() -> int:

@@ -7,8 +7,11 @@ rank for a profile, unsubscribe, check profiles, export, report health, prune. E
 that ties the stages together is written here once, so that every caller gets the same
 result: a digest is built at most once per profile and day, unless it delivered nothing
 and new papers for its day arrived before its deadline (`lifecycle.digest_is_final`);
-every email goes through the ledger; a manual build reads the inbox first, as the daily
-job and the service do.
+a roll-up once per profile and period, when its period has ended (`lifecycle.due_periods`:
+every build, run and scheduled tick builds the week's and the month's just ended) or by
+hand; every email goes through the ledger, and a daily reader's stale emails go as one
+"what you missed" message (`lifecycle.to_catch_up`); a manual build reads the inbox
+first, as the daily job and the service do.
 
 This module orders the steps and owns no stage: parsing is `ingest`, storing `store`,
 ranking `rank`, rendering `render` and `publish`, sending `deliver`, the states
@@ -23,12 +26,13 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,6 +46,7 @@ from digest.deliver import (
     SEND_LOCK_TIMEOUT,
     DeliveryError,
     DeliveryReport,
+    Outgoing,
     Planned,
     digest_emails_done,
     due_digests,
@@ -57,11 +62,24 @@ from digest.deliver import (
 )
 from digest.deliver.dkim import dkim_problem
 from digest.deliver.notices import NoticeError, send_notice
-from digest.fetch import FAILED, DayResult, FetchReport, day_range, fetch_days, fetch_recent_days
+from digest.fetch import FAILED, DayResult, FetchReport, day_range, fetch_days, fetch_period, fetch_recent_days
 from digest.files import display_path, remove_stale_temporaries
 from digest.formats import FormatKind, wants
 from digest.health import Health, HealthInputs, ProfileInputs, assess, database_bytes, is_stale, scheduled_day
-from digest.lifecycle import digest_is_final, is_done, rebuild_deadline, state_after_publishing
+from digest.lifecycle import (
+    PERIOD_CADENCE,
+    Waiting,
+    carries_papers,
+    digest_is_final,
+    due_periods,
+    is_done,
+    rebuild_deadline,
+    rollup_deadline,
+    rollup_emails_done,
+    row_cadence,
+    state_after_publishing,
+    to_catch_up,
+)
 from digest.models import (
     Cadence,
     DeliveryState,
@@ -70,15 +88,17 @@ from digest.models import (
     Paper,
     Problem,
     Profile,
+    Rollup,
     ScoredPaper,
     Subscriber,
     TransportKind,
     VoteKind,
     Votes,
 )
+from digest.periods import Period, PeriodKind, missed_days, parse_period, period_of
 from digest.pipeline import IngestSummary, check_quarantine, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
-from digest.publish import email_renderer, write_outputs
+from digest.publish import email_renderer, rollup_email_renderer, write_outputs
 from digest.readers import (
     ADDRESS_LIMIT,
     CLIENT_LIMIT,
@@ -101,7 +121,8 @@ from digest.readers import (
 from digest.records import paper_record, write_csv
 from digest.render.links import ReaderLinks, WebLinks
 from digest.retention import DayRefused, check_day, cutoff
-from digest.rows import Confirmed, Delivery, DeliveryKey, PruneCounts, ReaderPreferences, VoteRecord
+from digest.rollups import Pool, as_listed, for_subscriber, order_pool, period_view, public_rollup
+from digest.rows import CarriedPaper, Confirmed, Delivery, DeliveryKey, PruneCounts, ReaderPreferences, VoteRecord
 from digest.store import Store, open_store
 from digest.tokens import KEY_VARIABLE, Action, expired, secret_key, verify
 from digest.unsubscribe import unsubscribe_key
@@ -117,6 +138,7 @@ log = logging.getLogger(__name__)
 BACKGROUND_PAPERS = 5000
 MAX_ADDRESS_LENGTH = 254  # RFC 5321's limit on a forward path
 NOTHING_LEFT = "no papers left for this reader: their votes and preferences left none in this digest"
+CAUGHT_UP = "what-you-missed"  # `digest send --dry-run`: this email would go in a "what you missed" message
 
 
 class Built(StrEnum):
@@ -130,13 +152,15 @@ class Built(StrEnum):
 @dataclass(slots=True)
 class BuildReport:
     """What one build did: the digests (built now or before), those built or rebuilt now,
-    the files written, the emails."""
+    the roll-ups (built now or before) and those built now, the files written, the emails."""
 
     digests: list[Digest] = field(default_factory=list)
     built: list[Digest] = field(default_factory=list)
     rebuilt: list[Digest] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     delivery: DeliveryReport | None = None
+    rollups: list[Rollup] = field(default_factory=list)
+    rollups_built: list[Rollup] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -252,11 +276,16 @@ class App:
     def subscribers(self, profile: Profile) -> list[Subscriber]:
         """Everyone who reads `profile`'s emails: the addresses in `digest.toml`, then those
         confirmed on the web side, each once, with the preferences they chose
-        (`readers.merge_subscribers`). Unsubscribed and paused readers are among them."""
+        (`readers.merge_subscribers`); a cadence is the reader's own choice on the web side,
+        else the one `digest.toml` gives them, else the profile's. Unsubscribed and paused
+        readers are among them."""
         store = self.store
         ids = store.reader_ids(profile.subscribers)
         web = store.web_subscriptions(profile.id)
-        return merge_subscribers(profile.subscribers, web, ids, store.all_preferences(profile.id))
+        listed = {address.lower(): chosen for address, chosen in profile.subscriber_cadences}
+        return merge_subscribers(
+            profile.subscribers, web, ids, store.all_preferences(profile.id), cadences=listed, default=profile.cadence
+        )
 
     def audience(self, profile: Profile) -> list[str]:
         """The addresses that get each of `profile`'s digests by email: daily readers, less
@@ -374,6 +403,11 @@ class App:
         buffer = io.StringIO()
         write_csv(buffer, records)
         yield buffer.getvalue()
+
+    def fetch_period(self, period: Period, *, on_day: Callable[[DayResult], None] | None = None) -> FetchReport:
+        """Backfill a week or month of the live source with the API's period query: one file
+        per listing day, the days fetched before left as they are."""
+        return fetch_period(self.config, self.store, period, clock=self.clock, label=self.label, on_day=on_day)
 
     def refresh(self, *, fetch: bool = True, on_file: Callable[[Path], None] | None = None) -> Refresh:
         """What every job starts with: the live source's recent days (when `fetch` and
@@ -506,9 +540,95 @@ class App:
         assert digest is not None, "digests are never deleted"
         return digest
 
-    def publish(self, digests: Sequence[Digest]) -> list[Path]:
+    def build_rollups(self, wanted: Sequence[tuple[Profile, Period]]) -> list[tuple[Rollup, Built]]:
+        """Each profile's roll-up of its period (everyone's: feeds, site, Markdown): the stored
+        one, or one ranked and saved now. Built once: a roll-up built before its period ended
+        keeps what it had, and papers of its period stored later go into the next one (they
+        are given in the digests of its days). Profiles whose periods hold the same papers are
+        ranked together, in one pass of the ranker."""
+        store = self.store
+        found: dict[tuple[str, str], tuple[Rollup, Built]] = {}
+        groups: dict[tuple[str, ...], list[tuple[Profile, Period, list[Paper]]]] = {}
+        for profile, period in wanted:
+            stored = store.load_rollup(profile, period)
+            if stored is not None:
+                found[profile.id, period.key] = (stored, Built.BEFORE)
+                continue
+            papers = store.rollup_candidates(profile.id, period)
+            groups.setdefault(tuple(p.id for p in papers), []).append((profile, period, papers))
+        for members in groups.values():
+            papers = members[0][2]
+            ranked = self._rank_period([profile for profile, _, _ in members], papers)
+            built = []
+            for profile, period, _ in members:
+                pool = order_pool(ranked[profile.id], profile)
+                built.append(
+                    (public_rollup(profile, period, pool, built_at=self.clock(), considered=len(papers)), pool)
+                )
+            for (rollup, _), new in zip(built, store.save_rollups(built), strict=True):
+                profile, period = rollup.profile, rollup.period
+                if new:
+                    found[profile.id, period.key] = (rollup, Built.NEW)
+                else:  # another process saved it first: theirs stands
+                    saved = store.load_rollup(profile, period)
+                    assert saved is not None, "roll-ups are never deleted"
+                    found[profile.id, period.key] = (saved, Built.BEFORE)
+        return [found[profile.id, period.key] for profile, period in wanted]
+
+    def _rank_period(self, profiles: Sequence[Profile], papers: Sequence[Paper]) -> dict[str, list[ScoredPaper]]:
+        """How each profile ranks the papers of a period: as its digests rank theirs, but
+        nothing left out for having been given in a digest (a roll-up is for readers who did
+        not get those), and upvotes weighed over the whole period (`rollups.period_view`)."""
+        if not papers:
+            return {profile.id: [] for profile in profiles}
+        from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
+
+        store = self.store
+        ranked = score_papers(
+            period_view(papers),
+            profiles,
+            liked={profile.id: store.find_papers(profile.liked) for profile in profiles},
+            delivered={},
+            embed=self.embedder(),
+            background=store.recent_papers(BACKGROUND_PAPERS),
+            votes={profile.id: self.votes(profile) for profile in profiles},
+        )
+        return {profile_id: as_listed(scored, papers) for profile_id, scored in ranked.items()}
+
+    def due_rollups(self, profile: Profile, day: date) -> list[Period]:
+        """The roll-ups a build or tick of `profile` for `day` makes sure of (`lifecycle.due_periods`)."""
+        return due_periods(day)
+
+    def build_period(
+        self,
+        profiles: Sequence[Profile],
+        kind: PeriodKind,
+        *,
+        day: date | None = None,
+        send: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> BuildReport:
+        """`digest build --period`: each profile's roll-up of the week or month holding `day`
+        (default: today in its time zone), built (or loaded), published, and emailed to the
+        subscribers whose cadence is that period's."""
+        self.check_sending(send=send)
+        self.embedder()
+        wanted = [(profile, period_of(kind, day or self.profile_day(profile))) for profile in profiles]
+        report = BuildReport()
+        self._add_rollups(report, wanted)
+        report.written = self.publish([], report.rollups)
+        report.delivery = self.email([], send=send, rollups=report.rollups, by_hand=True, should_stop=should_stop)
+        return report
+
+    def _add_rollups(self, report: BuildReport, wanted: Sequence[tuple[Profile, Period]]) -> None:
+        for rollup, built in self.build_rollups(wanted):
+            report.rollups.append(rollup)
+            if built is not Built.BEFORE:
+                report.rollups_built.append(rollup)
+
+    def publish(self, digests: Sequence[Digest], rollups: Sequence[Rollup] = ()) -> list[Path]:
         """Feeds, documents and site pages; a digest with items in a feed counts as delivered."""
-        written = write_outputs(self.config, self.store, digests)
+        written = write_outputs(self.config, self.store, digests, rollups)
         now = self.clock()
         for digest in digests:
             state = self.store.digest_state(digest.profile.id, digest.date)
@@ -526,38 +646,69 @@ class App:
         *,
         send: bool,
         catch_up: bool = True,
+        rollups: Sequence[Rollup] = (),
+        by_hand: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> DeliveryReport:
-        """Each subscriber's email of each digest, through the ledger: over SMTP when `send`
-        and `[smtp]` is configured, else into the outbox folder as `.eml` files.
+        """Each subscriber's email of each digest, and of each roll-up (to the subscribers of
+        its cadence, until `lifecycle.rollup_deadline`, or whenever `by_hand`), through the
+        ledger: over SMTP when `send` and `[smtp]` is configured, else into the outbox folder
+        as `.eml` files.
 
-        With `catch_up`, the profiles' earlier digests whose emails a failed run left pending
-        go first, and emails older than a week are given up (their papers come back).
-        Written to the outbox while `[smtp]` is configured, an email is a preview: it does
-        not make its papers count as delivered.
+        With `catch_up`, the profiles' earlier emails that a failed run left pending go too,
+        and emails older than a week are given up (their papers come back); a daily reader's
+        earlier digests that went stale unsent go as one "what you missed" message instead
+        (`lifecycle.to_catch_up`). Written to the outbox while `[smtp]` is configured, an
+        email is a preview: it does not make its papers count as delivered.
         """
+        earlier: list[Digest] = []
+        if catch_up and (digests or rollups):
+            asked = {(d.profile.id, d.date) for d in digests}
+            profiles = self._profiles_of(digests, rollups)
+            kind = transport_kind(self.smtp(send))
+            today = max((d.date for d in digests), default=self.clock().date())
+            give_up_stale_emails(self.store, profiles, today=today, at=self.clock(), transport=kind)
+            everything = with_earlier_due(self.store, digests, transport=kind, audience=self.audience)
+            earlier = [d for d in everything if (d.profile.id, d.date) not in asked]
+        pending_of = self._profiles_of(digests, rollups) if catch_up else []
+        return self._deliver(
+            digests, earlier, rollups, send=send, pending_of=pending_of, by_hand=by_hand, should_stop=should_stop
+        )
+
+    def _deliver(
+        self,
+        digests: Sequence[Digest],
+        earlier: Sequence[Digest],
+        rollups: Sequence[Rollup],
+        *,
+        send: bool,
+        pending_of: Sequence[Profile],
+        day: date | None = None,
+        by_hand: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> DeliveryReport:
+        """Send `digests` as they are, `earlier` ones as they are unless they went stale (then
+        as "what you missed"), the emails of `rollups`, and the roll-up emails earlier runs
+        left pending for the profiles `pending_of` (of `day` only, when given)."""
         config, store = self.config, self.store
         smtp = self.smtp(send)
         kind = transport_kind(smtp)
         sender = smtp.sender if smtp and smtp.sender else config.sender
         domain = parseaddr(sender)[1].rpartition("@")[2] or None
-        profiles = list({d.profile.id: d.profile for d in digests}.values())
-        if catch_up and digests:
-            today = max(d.date for d in digests)
-            give_up_stale_emails(store, profiles, today=today, at=self.clock(), transport=kind)
-            digests = with_earlier_due(store, digests, transport=kind, audience=self.audience)
-        self._skip_stopped_readers(profiles)
+        involved = {p.id: p for p in (*self._profiles_of(digests, earlier, rollups), *pending_of)}
+        self._skip_stopped_readers(list(involved.values()))
         web = self.web_links()
         if web is not None:
             now = self.clock()
-            for profile in profiles:
-                for address in self.audience(profile):
-                    store.reader_id(address, create=True, at=now)  # their links need their id
-        own = self._own_digests(digests, kind, domain or "paper-digest.invalid")
+            for profile in involved.values():
+                for reader in self.subscribers(profile):
+                    store.reader_id(reader.address, create=True, at=now)  # their links need their id
+        own = self._own_digests([*earlier, *digests], kind, domain or "paper-digest.invalid")
+        key = unsubscribe_key(self.environ)
         base = email_renderer(
             config,
             sender=sender,
-            unsubscribe_key=unsubscribe_key(self.environ),
+            unsubscribe_key=key,
             reader_links=self._email_links(web) if web is not None else None,
         )
 
@@ -565,10 +716,21 @@ class App:
             chosen = own.get(DeliveryKey(digest.profile.id, digest.date, subscriber), digest)
             return base(chosen, subscriber, message_id)
 
+        render_rollup = rollup_email_renderer(
+            config,
+            sender=sender,
+            unsubscribe_key=key,
+            reader_links=self._email_links(web) if web is not None else None,
+        )
+        caught, rolled = self._catch_ups(earlier, kind, domain, render_rollup)
+        daily = outgoing_emails([*earlier, *digests], render, self.audience)
+        outgoing = [o for o in sorted(daily, key=lambda o: o.day) if o.key not in rolled] + caught
+        outgoing += self._due_rollup_emails(pending_of, kind, render_rollup, day=day)
+        outgoing += self._rollup_emails(rollups, render_rollup, by_hand=by_hand)
         return send_digests(
             store,
             smtp,
-            outgoing_emails(digests, render, self.audience),
+            _once(outgoing),
             outbox=config.outbox,
             clock=self.clock,
             message_id_domain=domain,
@@ -577,11 +739,13 @@ class App:
             lock_timeout=self.lock_timeout,
         )
 
-    def _email_links(self, web: WebLinks) -> Callable[[Digest, str], ReaderLinks | None]:
-        def links(digest: Digest, address: str) -> ReaderLinks | None:
+    def _email_links(self, web: WebLinks) -> Callable[[Digest | Rollup, str], ReaderLinks | None]:
+        """A reader's signed links on the web side; a roll-up's papers carry no vote links (yet)."""
+
+        def links(sent: Digest | Rollup, address: str) -> ReaderLinks | None:
             reader = self.store.reader_id(address)
-            papers = tuple(item.paper for item in digest.items)
-            return web.reader(digest.profile.id, reader, papers) if reader else None
+            papers = tuple(item.paper for item in sent.items) if isinstance(sent, Digest) else ()
+            return web.reader(sent.profile.id, reader, papers) if reader else None
 
         return links
 
@@ -664,6 +828,164 @@ class App:
         store.save_personal_digest(made, reader.id, status.watermark)
         return made
 
+    @staticmethod
+    def _profiles_of(*groups: Sequence[Digest | Rollup]) -> list[Profile]:
+        return list({item.profile.id: item.profile for group in groups for item in group}.values())
+
+    # -- roll-up emails -----------------------------------------------------------------------
+
+    def _rollup_emails(
+        self,
+        rollups: Sequence[Rollup],
+        render: Callable[[Rollup, str, str], EmailMessage | None],
+        *,
+        by_hand: bool = False,
+    ) -> list[Outgoing]:
+        """One email per subscriber of each roll-up's cadence: their copy, made now if it was
+        not made before (then saved, so that a resend is the same message), until the
+        roll-up's deadline (`lifecycle.rollup_deadline`), or whenever `by_hand`."""
+        store = self.store
+        found = []
+        for rollup in rollups:
+            profile, period = rollup.profile, rollup.period
+            cadence = PERIOD_CADENCE[period.kind]
+            today = self.profile_day(profile)
+            readers = [s.address for s in self.subscribers(profile) if s.cadence == cadence and not is_paused(s, today)]
+            pool = store.rollup_pool(profile.id, period)
+            if not readers or pool is None or not wants(profile.formats, FormatKind.EMAIL):
+                continue
+            late = not by_hand and self.clock() > rollup_deadline(profile, period, rollup.built_at, self.grace)
+            for address in readers:
+                if store.rollup_mail(profile, period, address) is None and not late:
+                    store.save_rollup_mail(address, self._copy_for(rollup, pool, address, cadence), self.clock())
+                found += self._rollup_outgoing(profile, period, address, render)
+        return found
+
+    def _rollup_outgoing(
+        self, profile: Profile, period: Period, address: str, render: Callable[[Rollup, str, str], EmailMessage | None]
+    ) -> list[Outgoing]:
+        """The email of a subscriber's saved copy of a roll-up (none when it shows no paper)."""
+        copy = self.store.rollup_mail(profile, period, address)
+        if copy is None or not copy.items:
+            return []
+        return [Outgoing(profile.id, period.last, address, partial(render, copy, address), period=period.key)]
+
+    def _copy_for(
+        self, everyone: Rollup, pool: Pool, address: str, cadence: Cadence, ignoring: Collection[DeliveryKey] = ()
+    ) -> Rollup:
+        """A subscriber's copy of a roll-up: without the papers they were sent (`sent_to`)."""
+        sent = self.sent_to(everyone.profile, address, cadence, ignoring=ignoring)
+        ids = {c.paper_id for c in sent}
+        known = {s.paper.id for s in (*pool.eligible, *pool.runners_up)}
+        in_period = {c.paper_id for c in sent if c.first_seen in everyone.period or c.paper_id in known}
+        return for_subscriber(everyone, pool, ids, len(in_period))
+
+    def sent_to(
+        self, profile: Profile, address: str, cadence: Cadence, *, ignoring: Collection[DeliveryKey] = ()
+    ) -> list[CarriedPaper]:
+        """The papers of `profile` that count as sent to `address`, whose cadence is `cadence`
+        (`lifecycle.carries_papers`), leaving out what the ledger rows `ignoring` carry."""
+        skip = {(k.day, k.period) for k in ignoring}
+        return [
+            c
+            for c in self.store.carried_papers(profile.id, address)
+            if (c.day, c.period) not in skip
+            and carries_papers(c.state, c.possible_duplicate, still_due=row_cadence(c.period) == cadence)
+        ]
+
+    def _due_rollup_emails(
+        self,
+        profiles: Sequence[Profile],
+        kind: TransportKind,
+        render: Callable[[Rollup, str, str], EmailMessage | None],
+        *,
+        day: date | None = None,
+    ) -> list[Outgoing]:
+        """The roll-up emails (and "what you missed" messages) earlier runs left pending, of the
+        last `RETRY_DAYS` (or of `day`), to subscribers whose cadence still takes them."""
+        oldest = self.clock().date() - timedelta(days=RETRY_DAYS)
+        found = []
+        for profile in profiles:
+            cadences = {s.address: s.cadence for s in self.subscribers(profile)}
+            for row in self.store.deliveries(profile_id=profile.id, day=day):
+                if not row.period or row.day <= oldest or is_done(row, kind):
+                    continue
+                if cadences.get(row.subscriber) == row_cadence(row.period):
+                    found += self._rollup_outgoing(profile, parse_period(row.period), row.subscriber, render)
+        return found
+
+    def _catch_ups(
+        self,
+        earlier: Sequence[Digest],
+        kind: TransportKind,
+        domain: str | None,
+        render: Callable[[Rollup, str, str], EmailMessage | None],
+    ) -> tuple[list[Outgoing], set[DeliveryKey]]:
+        """For each daily reader whose earlier emails went stale unsent (`lifecycle.to_catch_up`):
+        one "what you missed" message, a roll-up of the days they missed (and of an earlier
+        such message still unsent), instead of those emails. Returns the messages and the
+        emails they replace."""
+        store, now = self.store, self.clock()
+        message_id = partial(_message_id, domain=domain or "paper-digest.invalid")
+        found: list[Outgoing] = []
+        rolled: set[DeliveryKey] = set()
+        for profile, address, stale in self._stale_emails(earlier, kind):
+            period = missed_days(min(w.first for w in stale), max(w.last for w in stale))
+            ((everyone, _),) = self.build_rollups([(profile, period)])
+            pool = store.rollup_pool(profile.id, period)
+            assert pool is not None, "just built"
+            into = DeliveryKey(profile.id, period.last, address, period.key)
+            copy = self._copy_for(everyone, pool, address, Cadence.DAILY, ignoring=[w.key for w in stale])
+            if store.roll_up([w.key for w in stale], into, copy, message_id=message_id, transport=kind, at=now):
+                rolled.update(w.key for w in stale)
+                found += self._rollup_outgoing(profile, period, address, render)
+        return found, rolled
+
+    def _stale_emails(
+        self, earlier: Sequence[Digest], kind: TransportKind
+    ) -> Iterator[tuple[Profile, str, list[Waiting]]]:
+        """Each daily reader's earlier emails that go as one "what you missed" message now
+        (`lifecycle.to_catch_up`), with their profile and address."""
+        store, now = self.store, self.clock()
+        for profile in self._profiles_of(earlier):
+            digests = [d for d in earlier if d.profile.id == profile.id and sends_email(d)]
+            if not digests:
+                continue
+            open_rows = [
+                r
+                for r in store.deliveries(profile_id=profile.id)
+                if r.period and parse_period(r.period).kind is PeriodKind.MISSED and not is_done(r, kind)
+            ]
+            for address in self.audience(profile):
+                if store.is_unsubscribed(address, profile.id):
+                    continue
+                stale = to_catch_up(self._waiting(profile, address, digests, open_rows, kind), now, kind)
+                if stale:
+                    yield profile, address, stale
+
+    def _waiting(
+        self,
+        profile: Profile,
+        address: str,
+        digests: Sequence[Digest],
+        open_rows: Sequence[Delivery],
+        kind: TransportKind,
+    ) -> list[Waiting]:
+        """A daily reader's emails still to go: of `digests`, and earlier "what you missed"
+        messages (`open_rows`), each with the moment it went stale."""
+        waiting = []
+        for digest in digests:
+            key = DeliveryKey(profile.id, digest.date, address)
+            row = self.store.get_delivery(key)
+            if row is None or not is_done(row, kind):
+                deadline = rebuild_deadline(profile, digest.date, self.grace)
+                waiting.append(Waiting(key, digest.date, digest.date, deadline, row))
+        for row in open_rows:
+            if row.subscriber == address:
+                span = parse_period(row.period)
+                waiting.append(Waiting(row.key, span.first, span.last, row.created_at, row))
+        return waiting
+
     def build(
         self,
         profiles: Sequence[Profile],
@@ -673,7 +995,8 @@ class App:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> BuildReport:
         """Build (or load, or rebuild) each profile's digest for `day` (default: today in its
-        time zone), publish them, and email them (see `email`)."""
+        time zone) and the roll-ups due that day (the week's and the month's just ended),
+        publish them, and email them (see `email`)."""
         self.check_sending(send=send)
         self.embedder()  # a missing extra stops the run before anything is written
         report = BuildReport()
@@ -684,8 +1007,11 @@ class App:
                 report.built.append(digest)
             if built is Built.REBUILT:
                 report.rebuilt.append(digest)
-        report.written = self.publish(report.digests)
-        report.delivery = self.email(report.digests, send=send, should_stop=should_stop)
+        self._add_rollups(
+            report, [(d.profile, period) for d in report.digests for period in self.due_rollups(d.profile, d.date)]
+        )
+        report.written = self.publish(report.digests, report.rollups)
+        report.delivery = self.email(report.digests, send=send, rollups=report.rollups, should_stop=should_stop)
         return report
 
     # -- sending what is due ------------------------------------------------------------------
@@ -700,8 +1026,15 @@ class App:
     def plan_send(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Planned]:
         """What `send` would do with each email, changing nothing."""
         render = email_renderer(self.config, sender=self.config.sender, unsubscribe_key=None)
+        render_rollup = rollup_email_renderer(self.config, sender=self.config.sender, unsubscribe_key=None)
         kind = transport_kind(self.config.smtp)
-        return plan_deliveries(self.store, outgoing_emails(self.due(profiles, day=day), render, self.audience), kind)
+        digests = self.due(profiles, day=day)
+        outgoing = outgoing_emails(digests, render, self.audience)
+        outgoing += self._due_rollup_emails(profiles, kind, render_rollup, day=day)
+        plans = plan_deliveries(self.store, outgoing, kind)
+        # Asked for by day, a digest goes as it is; else a reader's stale emails go as one message.
+        stale = set() if day is not None else {w.key for _, _, ws in self._stale_emails(digests, kind) for w in ws}
+        return [replace(plan, state=CAUGHT_UP) if plan.outgoing.key in stale else plan for plan in plans]
 
     def send(self, profiles: Sequence[Profile], *, day: date | None = None) -> tuple[int, DeliveryReport]:
         """Send every email of the built digests that the ledger does not record as done
@@ -711,7 +1044,9 @@ class App:
         kind = transport_kind(self.config.smtp)
         give_up_stale_emails(self.store, profiles, today=self.clock().date(), at=self.clock(), transport=kind)
         digests = self.due(profiles, day=day)
-        return len(digests), self.email(digests, send=True, catch_up=False)
+        # Asked for by day, a digest goes as it is; else a reader's stale ones go as "what you missed".
+        asked, earlier = (digests, []) if day is not None else ([], digests)
+        return len(digests), self._deliver(asked, earlier, [], send=True, pending_of=profiles, day=day)
 
     # -- the service's jobs ---------------------------------------------------------------------
 
@@ -735,8 +1070,9 @@ class App:
     def run_profile(self, profile: Profile, day: date, *, should_stop: Callable[[], bool] = lambda: False) -> JobReport:
         """The service's job for one profile's day: build (only if not done), publish, send."""
         digest, built = self.build_digest(profile, day)
-        self.publish([digest])
-        report = self.email([digest], send=True, should_stop=should_stop)
+        rollups = self.build_rollups([(profile, period) for period in self.due_rollups(profile, day)])
+        self.publish([digest], [rollup for rollup, _ in rollups])
+        report = self.email([digest], send=True, rollups=[rollup for rollup, _ in rollups], should_stop=should_stop)
         counts = {
             "built": int(built is not Built.BEFORE),
             "papers": len(digest.items),
@@ -744,6 +1080,9 @@ class App:
             "failed": len(report.failed),
             "pending": len(report.pending) + report.not_reached,
         }
+        rollups_built = sum(made is not Built.BEFORE for _, made in rollups)
+        if rollups_built:
+            counts["rollups"] = rollups_built
         undelivered = not report.complete or bool(report.failed)
         return JobReport(counts=counts, note=report.stopped or "", ok=report.stopped is None, undelivered=undelivered)
 
@@ -752,7 +1091,32 @@ class App:
         digest = self.store.load_digest(profile, day)
         if digest is None or self.rebuild_due(profile, day):
             return False
-        return digest_emails_done(self.store, digest, transport_kind(self.config.smtp), self.audience)
+        kind = transport_kind(self.config.smtp)
+        if not digest_emails_done(self.store, digest, kind, self.audience):
+            return False
+        return all(self._rollup_done(profile, period, kind) for period in self.due_rollups(profile, day))
+
+    def _rollup_done(self, profile: Profile, period: Period, kind: TransportKind) -> bool:
+        """Whether the roll-up of `period` is built and its emails done (`lifecycle.rollup_emails_done`)."""
+        store = self.store
+        rollup = store.load_rollup(profile, period)
+        if rollup is None:
+            return False
+        if not wants(profile.formats, FormatKind.EMAIL):
+            return True
+        cadence = PERIOD_CADENCE[period.kind]
+        readers = [s.address for s in self.subscribers(profile) if s.cadence == cadence]
+        rows = {row.subscriber: row for row in store.deliveries(profile_id=profile.id, period=period.key)}
+        made = store.rollup_mail_sizes(profile.id, period)
+        if self.clock() > rollup_deadline(profile, period, rollup.built_at, self.grace):
+            readers = [address for address in readers if address in made]  # no copy is made any more
+        return rollup_emails_done(
+            readers,
+            made,
+            rows,
+            transport=kind,
+            unsubscribed=store.unsubscribed(readers, profile.id),
+        )
 
     # -- readers ----------------------------------------------------------------------------------
 
@@ -1076,3 +1440,17 @@ class App:
 
     def transport(self, send: bool) -> TransportKind:
         return transport_kind(self.smtp(send))
+
+
+def _once(outgoing: Iterable[Outgoing]) -> list[Outgoing]:
+    """Each email once (the first time it is asked for), in order."""
+    found: dict[DeliveryKey, Outgoing] = {}
+    for item in outgoing:
+        found.setdefault(item.key, item)
+    return list(found.values())
+
+
+def _message_id(key: DeliveryKey, *, domain: str) -> str:
+    from digest.deliver import make_message_id
+
+    return make_message_id(key, domain)

@@ -31,10 +31,20 @@ from digest.app import App, BuildReport, Refresh
 from digest.clock import Clock, utc_now
 from digest.config import ConfigError, find_config, listen_address, load_config
 from digest.deliver import SEND_LOCK_TIMEOUT, DeliveryError, DeliveryReport
-from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError
+from digest.fetch import (
+    ALREADY_FETCHED,
+    FAILED,
+    FETCHED,
+    NOT_AVAILABLE,
+    NOT_MODIFIED,
+    DayResult,
+    FetchError,
+    FetchReport,
+)
 from digest.files import display_path, write_atomic
 from digest.health import Health
 from digest.models import EmptyReason, Profile, TransportKind
+from digest.periods import Period, PeriodKind, parse_period
 from digest.pipeline import IngestSummary, QuarantineError
 from digest.records import delivery_record, scored_record, vote_record
 from digest.retention import DayRefused
@@ -136,13 +146,16 @@ def _add_fetch(commands: Any) -> None:
         description="Fetch listing days from the Hugging Face Daily Papers API ([source] in digest.toml; "
         "HF_TOKEN from the environment if set), save each day, every page of it, in the inbox as "
         "hf-daily-YYYY-MM-DD.json and ingest it. Days already fetched and unchanged are not downloaded "
-        "again. Default: today (UTC).",
+        "again. --week and --month backfill a whole period with the API's own query, saved one file per "
+        "listing day; days already fetched are not asked for again. Default: today (UTC).",
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="fetch this one day")
     which.add_argument(
         "--since", type=_date, metavar="YYYY-MM-DD", help="fetch every day from this one on (stops at the latest)"
     )
+    which.add_argument("--week", type=_week, metavar="YYYY-Www", help="fetch an ISO week, like 2025-W52")
+    which.add_argument("--month", type=_month, metavar="YYYY-MM", help="fetch a month, like 2025-12")
     p.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="with --since: the last day (default: today)")
     p.set_defaults(run=run_fetch)
 
@@ -205,13 +218,20 @@ def _add_build(commands: Any) -> None:
         "build",
         help="build, publish and email the digests",
         description="Ingest the inbox, then build each profile's digest for the day (ranking the papers new since "
-        "its previous digest), write the feeds, Markdown and site, and email it: into outbox/ as .eml files, or over "
-        "SMTP with --send when [smtp] is configured. A day's digest is built once; building it again publishes the "
-        "stored one, unless it delivered nothing and new papers for its day came before its deadline (then it is "
-        "rebuilt).",
+        "its previous digest) and the roll-ups of the week and month just ended, write the feeds, Markdown and site, "
+        "and email them: into outbox/ as .eml files, or over SMTP with --send when [smtp] is configured. A day's "
+        "digest is built once; building it again publishes the stored one, unless it delivered nothing and new "
+        "papers for its day came before its deadline (then it is rebuilt). With --period week or month, build the "
+        "roll-up of the period holding the day instead (once: a roll-up is never rebuilt).",
     )
     _add_selection(p)
     p.add_argument("--send", action="store_true", help="send the emails over SMTP (needs [smtp])")
+    p.add_argument(
+        "--period",
+        choices=("week", "month"),
+        help="build the roll-up of the week (ISO, Monday to Sunday) or month holding --date instead of the day's "
+        "digest, and email it to the subscribers of that cadence",
+    )
     p.set_defaults(run=run_build)
 
 
@@ -351,6 +371,24 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-12-31") from None
 
 
+def _week(text: str) -> Period:
+    return _period(text, PeriodKind.WEEK, "an ISO week like 2025-W52")
+
+
+def _month(text: str) -> Period:
+    return _period(text, PeriodKind.MONTH, "a month like 2025-12")
+
+
+def _period(text: str, kind: PeriodKind, like: str) -> Period:
+    try:
+        period = parse_period(text)
+    except ValueError:
+        period = None
+    if period is None or period.kind is not kind:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {like}")
+    return period
+
+
 def _year(text: str) -> int:
     if not text.isdigit() or not 1990 <= int(text) <= 2999:
         raise argparse.ArgumentTypeError(f"{text!r} is not a year like 2025")
@@ -393,6 +431,8 @@ def run_fetch(ctx: Context) -> int:
     args = ctx.args
     if args.until and not args.since:
         raise UsageError("--until needs --since")
+    if args.week or args.month:
+        return _fetch_period(ctx, args.week or args.month)
     today = ctx.clock().astimezone(UTC).date()
     for option in ("date", "since", "until"):
         asked = getattr(args, option)
@@ -417,16 +457,33 @@ def run_fetch(ctx: Context) -> int:
         report = app.fetch(since, until, on_day=show)
         for problem in report.problems:
             print(problem, file=sys.stderr)
-        n = len(report.days)
-        print(
-            f"{n} day{_s(n)}: {report.count(FETCHED)} fetched, {report.count(NOT_MODIFIED)} not modified, "
-            f"{report.count(NOT_AVAILABLE)} not available yet, {report.count(FAILED)} failed"
-        )
+        _report_fetch_counts(report)
         if report.stopped_at and report.stopped_at != until:
             print(f"stopped at {report.stopped_at}: the API has no later days yet")
         papers, dumps = app.totals()
         print(f"store: {papers} papers from {dumps} dumps in {ctx.display(app.config.db)}")
     return EXIT_REJECTED if report.rejected else EXIT_OK
+
+
+def _fetch_period(ctx: Context, period: Period) -> int:
+    with ctx.app() as app:
+        report = app.fetch_period(period, on_day=lambda result: _report_day(result, ctx))
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        _report_fetch_counts(report)
+        papers, dumps = app.totals()
+        print(f"store: {papers} papers from {dumps} dumps in {ctx.display(app.config.db)}")
+    return EXIT_REJECTED if report.rejected else EXIT_OK
+
+
+def _report_fetch_counts(report: FetchReport) -> None:
+    n = len(report.days)
+    already = report.count(ALREADY_FETCHED)
+    print(
+        f"{n} day{_s(n)}: {report.count(FETCHED)} fetched, {report.count(NOT_MODIFIED)} not modified, "
+        f"{report.count(NOT_AVAILABLE)} not available yet, {report.count(FAILED)} failed"
+        + (f", {already} already fetched" if already else "")
+    )
 
 
 def _report_day(result: DayResult, ctx: Context) -> None:
@@ -507,7 +564,11 @@ def run_build(ctx: Context) -> int:
         profiles = _selected(app, ctx.args.profile)
         _check(app, ctx, send=ctx.args.send)
         refresh = _refresh(app, ctx, fetch=False)
-        report = app.build(profiles, day=ctx.args.date, send=ctx.args.send)
+        if ctx.args.period:
+            kind = PeriodKind(ctx.args.period)
+            report = app.build_period(profiles, kind, day=ctx.args.date, send=ctx.args.send)
+        else:
+            report = app.build(profiles, day=ctx.args.date, send=ctx.args.send)
         code = _report_build(report, app, ctx, smtp_asked=ctx.args.send)
     return max(EXIT_REJECTED if refresh.rejected else EXIT_OK, code)
 
@@ -564,6 +625,14 @@ def _report_build(report: BuildReport, app: App, ctx: Context, *, smtp_asked: bo
             why = "no new papers" if digest.empty_reason == EmptyReason.NO_NEW_PAPERS else "none above min_score"
             what = f"empty ({why})"
         print(f"digest {digest.profile.id} {digest.date}: {what} [{state}]")
+    for rollup in report.rollups:
+        state = "built" if rollup in report.rollups_built else "built before"
+        considered = f"{rollup.considered} considered, {rollup.above} above min_score"
+        if rollup.items:
+            what = f"{len(rollup.items)} paper{_s(len(rollup.items))} ({considered})"
+        else:
+            what = f"empty ({considered})" if rollup.considered else "empty (no papers listed)"
+        print(f"rollup {rollup.profile.id} {rollup.period.key}: {what} [{state}]")
     folders = {"feeds": config.feeds, "site": config.site, "markdown": config.digests}
     for name, folder in folders.items():
         changed = sum(1 for path in report.written if path.is_relative_to(folder))
@@ -645,7 +714,8 @@ def run_deliveries(ctx: Context) -> int:
         if row.possible_duplicate:
             details = f"possible duplicate: {row.note}" + (f"; {details}" if details else "")
         when = (row.sent_at or row.updated_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.append((row.day.isoformat(), row.profile_id, row.subscriber, row.state, str(row.attempts), when, details))
+        day = row.period or row.day.isoformat()  # a roll-up's email: its week, month or the days missed
+        table.append((day, row.profile_id, row.subscriber, row.state, str(row.attempts), when, details))
     widths = [max(len(line[i]) for line in table) for i in range(6)]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[6])

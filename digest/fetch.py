@@ -41,6 +41,16 @@ when the deadline passes, even while the headers are still coming. Either way no
 reaches the inbox; a note saying the URL and why is left in the quarantine folder
 (`NAME.error`, without the body), the day fails and the run exits 1. Neither is retried.
 
+**Weeks and months** (`fetch_period`): the API's own period query (`week=2025-W52`,
+`month=2025-12`) is paged the same way, once for the whole period, and its items are
+saved as one file per listing day (`hf-daily-YYYY-MM-DD.json`, the day each item was put
+on the listing: `item_listing_day`), so re-ingesting the inbox gives each paper its own
+listing day, as a day's fetch does; a day of the period with no item gets an empty list.
+Days already fetched (an API response for them is stored, and they are over: not today
+or yesterday, in UTC, whose listings still fill up) are neither asked for nor saved
+again; when every day of the period is, nothing is requested. An item that names no
+listing day, or one outside the period, is reported and not saved.
+
 **Politeness.** Requests go one at a time, `[source] pace` seconds apart (between pages
 and between days); 429 and 5xx answers and network errors are retried with exponential
 backoff (stamina), honouring `Retry-After`. A 400 for the first page means the API does
@@ -79,8 +89,9 @@ from digest import __version__
 from digest.clock import utc_now
 from digest.config import Config, SourceConfig, is_loopback
 from digest.files import free_name, write_atomic
-from digest.ingest.hf_api import NotAnApiResponse, arxiv_id, decode_api_response
+from digest.ingest.hf_api import NotAnApiResponse, arxiv_id, decode_api_response, item_listing_day
 from digest.models import Problem
+from digest.periods import Period
 from digest.pipeline import IngestSummary, QuarantineError, ingest_files
 from digest.store import Store, Validators
 
@@ -93,6 +104,7 @@ FETCHED = "fetched"
 NOT_MODIFIED = "not-modified"
 NOT_AVAILABLE = "not-available"
 FAILED = "failed"
+ALREADY_FETCHED = "already-fetched"  # a day of a week or month fetched before: not asked for again
 
 _MEGABYTE = 1_000_000
 _INFLATE_CHUNK = 64 * 1024  # the most one decompression step may produce
@@ -132,19 +144,21 @@ class DayResult:
 
 @dataclass(slots=True)
 class FetchReport:
-    """What a fetch run did, day by day; `stopped_at` is a day a range stopped before."""
+    """What a fetch run did, day by day; `stopped_at` is a day a range stopped before.
+    `unplaced` are items of a week's or month's listing that no day of it could be given."""
 
     days: list[DayResult] = field(default_factory=list)
     stopped_at: date | None = None
+    unplaced: list[Problem] = field(default_factory=list)
 
     @property
     def rejected(self) -> bool:
-        return any(day.rejected for day in self.days)
+        return any(day.rejected for day in self.days) or bool(self.unplaced)
 
     @property
     def problems(self) -> list[Problem]:
-        """Items reported and skipped in the responses that were ingested."""
-        return [p for day in self.days if day.ingest for p in day.ingest.problems]
+        """Items reported and skipped in the responses that were ingested, or not placed."""
+        return [p for day in self.days if day.ingest for p in day.ingest.problems] + self.unplaced
 
     def count(self, outcome: str) -> int:
         return sum(day.outcome == outcome for day in self.days)
@@ -376,6 +390,129 @@ def fetch_day(
         )
         return DayResult(day, FAILED, message, path=path, attempts=attempts, ingest=summary)
     remember_validators(store, source.base_url, query, day, listing.pages, len(known), now)
+    return DayResult(day, FETCHED, _fetched(summary), path=path, attempts=attempts, ingest=summary)
+
+
+def period_query(period: Period) -> dict[str, str]:
+    """The API's query of a week or month: `{"week": "2025-W52"}`, `{"month": "2025-12"}`."""
+    return {period.kind.value: period.key}
+
+
+def fetch_period(
+    config: Config,
+    store: Store,
+    period: Period,
+    *,
+    client: httpx.Client | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+    label: Callable[[Path], str] = lambda path: path.name,
+    on_day: Callable[[DayResult], None] | None = None,
+) -> FetchReport:
+    """Backfill a week or month with the API's period query, saving and ingesting one file
+    per listing day not fetched before (see the module docstring). Each day of the period
+    up to today (UTC) gets a `DayResult`."""
+    today = clock().astimezone(UTC).date()
+    days = [day for day in period.days() if day <= today]
+    fetched = store.api_listing_days(period.first, period.last)
+    settled = {day for day in fetched if day < today - timedelta(days=1)}
+    report = FetchReport()
+    missing = [day for day in days if day not in settled]
+    results = {day: DayResult(day, ALREADY_FETCHED, "already fetched") for day in days if day in settled}
+    if missing:
+        own_client = client is None
+        http = client or open_client(config.source, token=token_from_environment())
+        try:
+            results |= _fetch_period(config, store, http, period, missing, report, clock, sleep, label)
+        finally:
+            if own_client:
+                http.close()
+    for day in days:
+        report.days.append(results[day])
+        if on_day:
+            on_day(results[day])
+    return report
+
+
+def _fetch_period(
+    config: Config,
+    store: Store,
+    client: httpx.Client,
+    period: Period,
+    missing: Sequence[date],
+    report: FetchReport,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    label: Callable[[Path], str],
+) -> dict[date, DayResult]:
+    """The days `missing` of `period`, from one paged listing of the whole period."""
+    source = config.source
+    query = period_query(period)
+    known = known_validators(store, source.base_url, query)
+    try:
+        listing = fetch_listing(client, source, query, known=known, clock=clock, sleep=sleep)
+    except ListingError as exc:
+        message = exc.message
+        if exc.set_aside is not None:
+            kept = _set_aside(config.quarantine, f"hf-{period.kind}-{period.key}.json", exc, clock())
+            message = f"{message}; see {label(kept)}"
+        return {day: DayResult(day, FAILED, f"{period.key}: {message}", attempts=exc.attempts) for day in missing}
+    if listing.state is ListingState.NOT_MODIFIED:
+        message = f"not modified since the last fetch of {period.key}"
+        return {day: DayResult(day, NOT_MODIFIED, message, attempts=listing.attempts) for day in missing}
+    if listing.state is ListingState.NOT_AVAILABLE:
+        message = f"not available yet (the API answered 400{listing.said} for {period.key})"
+        return {day: DayResult(day, NOT_AVAILABLE, message, attempts=listing.attempts) for day in missing}
+    by_day: dict[date, list[Any]] = {day: [] for day in missing}
+    for number, item in enumerate(listing.items, start=1):
+        day = item_listing_day(item)
+        if day is None:
+            why = "names no listing day (paper.submittedOnDailyAt, publishedAt); not saved"
+        elif day not in period:
+            why = f"listed on {day}, outside {period.key}; not saved (fetch that day with --date)"
+        else:
+            if day in by_day:
+                by_day[day].append(item)
+            continue
+        report.unplaced.append(Problem(period.key, 0, why, item=number))
+    now = clock()
+    results = {}
+    for day, items in by_day.items():
+        path = saved_response_path(config.inbox, day)
+        try:
+            write_atomic(path, json.dumps(items, ensure_ascii=False).encode("utf-8"))
+        except OSError as exc:
+            results[day] = DayResult(day, FAILED, f"cannot save the response to {path}: {exc.strerror or exc}")
+            continue
+        summary = ingest_files(store, [path], quarantine=config.quarantine, today=now.date(), now=now, label=label)
+        results[day] = _saved_day(day, path, summary, listing, source, label)
+    if listing.state is ListingState.TOO_LONG:
+        forget_validators(store, source.base_url, query, period.last, len(known), now)
+    else:
+        remember_validators(store, source.base_url, query, period.last, listing.pages, len(known), now)
+    return results
+
+
+def _saved_day(
+    day: date,
+    path: Path,
+    summary: IngestSummary,
+    listing: Listing,
+    source: SourceConfig,
+    label: Callable[[Path], str],
+) -> DayResult:
+    """What saving and ingesting one day of a period's listing did."""
+    attempts = listing.attempts
+    if summary.quarantined:
+        aside = summary.quarantined[0]
+        message = f"unusable response: {aside.reason}; moved to {aside.moved_name}"
+        return DayResult(day, FAILED, message, path=aside.moved_to, attempts=attempts, ingest=summary)
+    if listing.state is ListingState.TOO_LONG:
+        message = (
+            f"incomplete: the listing goes on after [source] max_pages = {source.max_pages} pages of {PAGE_SIZE}; "
+            f"saved what came, {_fetched(summary)} -> {label(path)}; raise max_pages to fetch the rest"
+        )
+        return DayResult(day, FAILED, message, path=path, attempts=attempts, ingest=summary)
     return DayResult(day, FETCHED, _fetched(summary), path=path, attempts=attempts, ingest=summary)
 
 

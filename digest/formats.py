@@ -12,7 +12,9 @@ Kinds and their renderers:
 - `FEED`: `render(feed: FeedData, links: SiteLinks) -> bytes`, written to `path` under
   the site (`name` is a profile id, or `all` for the feed of every paper);
 - `DOCUMENT`: `render(digest: Digest, env: jinja2.Environment) -> str`, one file per
-  digest, written to `path` under `[digest] digests`;
+  digest, written to `path` under `[digest] digests`; with a `rollup` renderer
+  (`rollup(rollup: Rollup, env) -> str`), one file per weekly and monthly roll-up too,
+  the period's key (`2025-W52`, `2025-12`) in place of the day;
 - `EMAIL`: one message per subscriber, through the delivery ledger (`render/email.py`;
   no `path`).
 
@@ -45,20 +47,29 @@ class OutputFormat:
     content_type: str
     path: str = ""  # "feeds/{name}.atom" for feeds, "{profile}/{day}.md" for documents
     renderer: Callable[..., Any] | str | None = None
+    rollup: Callable[..., Any] | str | None = None  # a document format's renderer of roll-ups
 
     def render(self, *args: Any) -> Any:
         """Call the renderer (importing it the first time when it is a "module:function" path)."""
-        renderer = self.renderer
-        if isinstance(renderer, str):
-            module, _, name = renderer.partition(":")
-            renderer = getattr(importlib.import_module(module), name)
-        if renderer is None:
-            raise TypeError(f"the {self.name} format has no renderer")
-        return renderer(*args)
+        return _call(self.renderer, self.name, args)
+
+    def render_rollup(self, *args: Any) -> Any:
+        """Call the roll-up renderer, as `render` calls the renderer."""
+        return _call(self.rollup, self.name, args)
 
     def file(self, **fields: str) -> str:
         """The output's file, relative to its folder: `path` with `name`, `profile`, `day` filled in."""
         return self.path.format(**fields)
+
+
+def _call(renderer: Callable[..., Any] | str | None, name: str, args: tuple[Any, ...]) -> Any:
+    if isinstance(renderer, str):
+        module, _, function = renderer.partition(":")
+        found: Callable[..., Any] = getattr(importlib.import_module(module), function)
+        return found(*args)
+    if renderer is None:
+        raise TypeError(f"the {name} format has no renderer for this")
+    return renderer(*args)
 
 
 OUTPUT_FORMATS: dict[str, OutputFormat] = {}
@@ -124,5 +135,6 @@ register(
         "text/markdown",
         "{profile}/{day}.md",
         "digest.render.markdown:render_markdown_document",
+        "digest.render.rollups:render_rollup_markdown",
     )
 )

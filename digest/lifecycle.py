@@ -3,10 +3,12 @@
 A digest is `built`, then `delivered` (a feed published it or an email of it was
 accepted) or `failed` (every email failed for good: its papers come back). Each email is
 one ledger row: `pending`, `sending` (handed to the server, its answer not recorded yet),
-then `sent`, `failed` (refused for good) or `skipped` (unsubscribed). The rules here
-decide what a digest considers, what to do next with a ledger row, when a digest's
-emails are done, what a digest becomes after its emails, and whether a saved digest is
-final or may still be rebuilt.
+then `sent`, `failed` (refused for good), `skipped` (unsubscribed) or `rolled-up` (a
+daily email that was not sent on its own: its papers went into a "what you missed"
+message). The rules here decide what a digest considers, what to do next with a ledger
+row, when a digest's emails are done, what a digest becomes after its emails, whether a
+saved digest is final or may still be rebuilt, which roll-ups are due, which papers a
+subscriber counts as sent, and when stale daily emails become one catch-up message.
 
 Pure: states, rows and dates in, decisions out. The store saves states and asks here
 what they become; nothing here reads the store, the clock or the network.
@@ -14,17 +16,18 @@ what they become; nothing here reads the store, the clock or the network.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from digest.cron import DEFAULT_GRACE, profile_trigger
-from digest.models import DeliveryState, DigestState, Profile, TransportKind
-from digest.rows import Delivery, DigestStatus, PreviousDigest
+from digest.models import Cadence, DeliveryState, DigestState, Profile, TransportKind
+from digest.periods import Period, PeriodKind, parse_period, period_of
+from digest.rows import Delivery, DeliveryKey, DigestStatus, PreviousDigest
 
-DONE_STATES = frozenset({DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED})
+DONE_STATES = frozenset({DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED, DeliveryState.ROLLED_UP})
 
 
 # -- what a digest considers -----------------------------------------------------------------
@@ -146,7 +149,8 @@ def state_after_emails(state: DigestState, rows: Collection[DeliveryState]) -> D
     `built`) and every email of it ended without a send, so its papers come back."""
     if state != DigestState.BUILT or not rows:
         return state
-    unsent = {DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.SENT}
+    # A rolled-up email's papers went on in a "what you missed" message: they did not fail.
+    unsent = {DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.ROLLED_UP}
     return state if any(row in unsent for row in rows) else DigestState.FAILED
 
 
@@ -194,3 +198,108 @@ def rebuild_deadline(profile: Profile, day: date, grace: timedelta = DEFAULT_GRA
         tick = trigger.get_next_fire_time(tick, tick)
     closes = (last.astimezone(UTC) if last else end) + grace
     return min(closes, tick.astimezone(UTC)) if tick is not None else closes
+
+
+# -- roll-ups ----------------------------------------------------------------------------------
+
+ROLLUP_KINDS = (PeriodKind.WEEK, PeriodKind.MONTH)
+PERIOD_CADENCE = {PeriodKind.WEEK: Cadence.WEEKLY, PeriodKind.MONTH: Cadence.MONTHLY, PeriodKind.MISSED: Cadence.DAILY}
+CATCH_UP_FROM = 2  # stale daily emails of one reader that become one "what you missed" message
+
+
+def due_periods(day: date) -> list[Period]:
+    """The roll-ups due on a profile's tick of `day`: the week and the month that ended
+    before the ones holding `day`. Each is due on every tick of the next period and built
+    once, so the first tick of a new week (or month) builds it."""
+    return [period_of(kind, day).previous() for kind in ROLLUP_KINDS]
+
+
+def rollup_deadline(profile: Profile, period: Period, built_at: datetime, grace: timedelta = DEFAULT_GRACE) -> datetime:
+    """Until when a roll-up of `period` is made for its readers on its own: the catch-up
+    window (`grace`) of the profile's first tick after the period ended, or of the roll-up's
+    build when that came later (a service that was down then). A reader whose copy was not
+    made by then (they took this cadence later) gets none: their first roll-up is the next
+    one, without what they were sent meanwhile. By hand (`digest build --period`), a
+    roll-up is made for its readers whenever it is asked for."""
+    following = period.last + timedelta(days=1)
+    start = datetime(following.year, following.month, following.day, tzinfo=ZoneInfo(profile.timezone))
+    tick = profile_trigger(profile).get_next_fire_time(None, start)
+    return max((tick or start).astimezone(UTC), built_at.astimezone(UTC)) + grace
+
+
+def row_cadence(period: str) -> Cadence:
+    """The cadence of the readers a ledger row's email is for: a daily digest's and a "what
+    you missed" message's go to daily readers, a week's or a month's roll-up to weekly or
+    monthly ones."""
+    return PERIOD_CADENCE[parse_period(period).kind] if period else Cadence.DAILY
+
+
+def carries_papers(state: DeliveryState, possible_duplicate: bool, *, still_due: bool) -> bool:
+    """Whether the papers of a subscriber's ledger row count as sent to them, so that no
+    roll-up or catch-up offers them again.
+
+    They do once the message may have reached them (sent, being sent, or a possible
+    duplicate), and while it is on its way (pending) to a reader whose cadence still takes
+    it (`still_due`). A row given up (failed), skipped (unsubscribed) or rolled up into
+    another message carries nothing: its papers are offered again.
+    """
+    if possible_duplicate or state in (DeliveryState.SENT, DeliveryState.SENDING):
+        return True
+    return state == DeliveryState.PENDING and still_due
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """One of a daily reader's emails still to go: a daily digest's (`row` None when not even
+    its ledger row exists yet) or an earlier "what you missed" message's. `first` and `last`
+    are the days it covers; after `deadline` it is stale."""
+
+    key: DeliveryKey
+    first: date
+    last: date
+    deadline: datetime
+    row: Delivery | None = None
+
+
+def may_have_arrived(row: Delivery | None, transport: TransportKind) -> bool:
+    """A ledger row whose message may be with its reader already: it is resent as it is."""
+    return row is not None and not nobody_got(row.state, row.possible_duplicate, row.transport, transport)
+
+
+def nobody_got(
+    state: DeliveryState, possible_duplicate: bool, written: TransportKind, transport: TransportKind
+) -> bool:
+    """Whether a ledger row's message cannot have reached its reader: it is still to go
+    (pending), or it was only written to the outbox as a preview while it is to go over
+    SMTP (`transport`); never a possible duplicate."""
+    if possible_duplicate:
+        return False
+    preview = transport == TransportKind.SMTP and written == TransportKind.OUTBOX and state == DeliveryState.SENT
+    return state == DeliveryState.PENDING or preview
+
+
+def to_catch_up(waiting: Sequence[Waiting], now: datetime, transport: TransportKind) -> list[Waiting]:
+    """The emails of one daily reader that go out as one "what you missed" message instead
+    of a burst of stale mails: those stale at `now` (past their catch-up window, the rule
+    `digest serve` runs a missed tick by) that cannot have arrived, when there are at least
+    `CATCH_UP_FROM` of them. One stale email alone goes out as it is, late."""
+    stale = [w for w in waiting if now > w.deadline and not may_have_arrived(w.row, transport)]
+    return stale if len(stale) >= CATCH_UP_FROM else []
+
+
+def rollup_emails_done(
+    subscribers: Iterable[str],
+    mails: Mapping[str, int],
+    rows: Mapping[str, Delivery],
+    *,
+    transport: TransportKind,
+    unsubscribed: Collection[str],
+) -> bool:
+    """True when no email of a roll-up is still to go: each subscriber's copy was made
+    (`mails` maps them to how many papers it holds) and holds nothing, or its row is done,
+    or they unsubscribed."""
+    return all(
+        address in unsubscribed
+        or (address in mails and (mails[address] == 0 or (address in rows and is_done(rows[address], transport))))
+        for address in subscribers
+    )

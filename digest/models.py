@@ -10,6 +10,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from digest.formats import format_names
+from digest.periods import Period
 
 
 class DigestState(StrEnum):
@@ -28,6 +29,7 @@ class DeliveryState(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # refused for good
     SKIPPED = "skipped"  # unsubscribed
+    ROLLED_UP = "rolled-up"  # not sent on its own: its papers went into a "what you missed" message instead
 
 
 class TransportKind(StrEnum):
@@ -167,6 +169,10 @@ class Profile:
     line: int = 0
     open: bool = False  # readers may subscribe themselves through the web side
     owner: str | None = None  # whose votes the profile's feeds and site follow (see `readers.owner_address`)
+    # How often its subscribers get email by default: each digest, or a weekly or monthly roll-up.
+    cadence: Cadence = Cadence.DAILY
+    # The subscribers (of `subscribers`) who chose their own cadence, as (address, cadence) pairs.
+    subscriber_cadences: tuple[tuple[str, Cadence], ...] = ()
 
 
 class ReasonKind(StrEnum):
@@ -308,3 +314,24 @@ class DigestEntry:
     day: date
     built_at: datetime
     item: ScoredPaper
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One profile's roll-up of a period (a week, a month, or the days a reader missed).
+
+    `items` are shown in full, best first (at most `max_items`); `also` are the next best,
+    shown by title ("also this week"). `considered` papers were ranked, `above` of them
+    scored at least `min_score`. Built for everyone (feeds, site, Markdown), or for one
+    subscriber: then the papers they were already sent are left out of all four. When
+    nothing is above the threshold, `runners_up` holds the best papers below it.
+    """
+
+    profile: Profile
+    period: Period
+    items: tuple[ScoredPaper, ...]
+    also: tuple[ScoredPaper, ...]
+    built_at: datetime
+    considered: int
+    above: int
+    runners_up: tuple[ScoredPaper, ...] = ()

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.cron import cron_trigger
+from digest.cron import cron_trigger, cron_weekdays
 from digest.formats import format_names
-from digest.models import Keyword, Problem, Profile
+from digest.models import Cadence, Keyword, Problem, Profile
 from digest.validate import (
     REQUIRED,
     Field,
@@ -42,6 +42,10 @@ _KEYWORD_KEYS = ("term", "weight")
 MAX_ID_LENGTH = 64
 # Every date that exists comes back within 8 years (February 29 skips 2100).
 _CRON_LOOK_AHEAD = timedelta(days=8 * 366)
+_SUBSCRIBER_KEYS = ("address", "cadence")
+# A weekly or monthly profile without a `schedule` sends its roll-up on Monday, or on the 1st.
+CADENCE_SCHEDULES = {Cadence.WEEKLY: "0 7 * * mon", Cadence.MONTHLY: "0 7 1 * *"}
+_LAST_DAY_OF_EVERY_MONTH = 28
 
 
 def keyword(value: Any) -> Keyword:
@@ -85,6 +89,36 @@ def cron(value: Any) -> str:
     return text
 
 
+def cadence(value: Any) -> Cadence:
+    """`daily`, `weekly` or `monthly`."""
+    text = string()(value)
+    try:
+        return Cadence(text)
+    except ValueError:
+        raise Invalid(f"{text!r} is not a cadence: daily, weekly or monthly") from None
+
+
+def subscriber(value: Any) -> tuple[str, Cadence | None]:
+    """A subscriber: `"address"`, or `{address = "...", cadence = "weekly"}` (their own cadence)."""
+    if isinstance(value, str):
+        return email_address(value), None
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in _SUBSCRIBER_KEYS]
+        if unknown:
+            raise Invalid(f"unknown key {unknown[0]!r} in subscriber table (known: address, cadence)")
+        if "address" not in value:
+            raise Invalid("a subscriber table needs an address")
+        return email_address(value["address"]), cadence(value["cadence"]) if "cadence" in value else None
+    raise Invalid(f"a subscriber is an address or a table {{address, cadence}}, got {describe(value)}")
+
+
+def subscriber_list(value: Any) -> tuple[tuple[str, Cadence | None], ...]:
+    """Subscribers, each address once (compared ignoring case)."""
+    entries: tuple[tuple[str, Cadence | None], ...] = array(subscriber)(value)
+    array(string(), unique=True, same=str.lower)([address for address, _ in entries])
+    return entries
+
+
 def timezone(value: Any) -> str:
     text = string(allow_empty=False)(value)
     try:
@@ -123,15 +157,17 @@ PROFILE_FIELDS: dict[str, Field] = fields_of(
         "follow": _text_list,
         "max_items": integer(minimum=1, maximum=200),
         "min_score": number(minimum=0.0, maximum=1.0),
-        "subscribers": array(email_address, unique=True, same=str.lower),
+        "subscribers": subscriber_list,
         "schedule": cron,
         "timezone": timezone,
         "formats": array(string(), unique=True),
         "open": boolean,
         "owner": email_address,
+        "cadence": cadence,
     },
-    # A title defaults to the id, a time zone to [digest] timezone (see parse_profiles).
-    defaults={"title": None, "timezone": None},
+    # A title defaults to the id, a time zone to [digest] timezone, a schedule to one that fits
+    # the cadence (see parse_profiles).
+    defaults={"title": None, "timezone": None, "schedule": None},
 )
 
 
@@ -152,6 +188,8 @@ def parse_profiles(
         before = len(problems)
         values = read_table(table, PROFILE_FIELDS, where, problems)
         _check_formats(values, where, problems)
+        _split_subscribers(values)
+        _check_cadence(values, where, problems)
         if isinstance(table, dict) and _is_empty(table, values):
             problems.append(where.problem(None, "empty profile: give at least one of description, keywords or liked"))
         pid = values.get("id")
@@ -167,6 +205,67 @@ def parse_profiles(
                 )
             )
     return profiles, problems
+
+
+def _split_subscribers(values: dict[str, Any]) -> None:
+    """`subscribers` as the addresses (what `Profile.subscribers` holds) and, apart, the
+    cadences of those who chose their own."""
+    entries = values.pop("subscribers", None)
+    if entries is None:
+        return
+    values["subscribers"] = tuple(address for address, _ in entries)
+    values["subscriber_cadences"] = tuple((address, chosen) for address, chosen in entries if chosen is not None)
+
+
+def _check_cadence(values: dict[str, Any], where: Where, problems: list[Problem]) -> None:
+    """A weekly profile's schedule fires on one weekday and a monthly one's on one day of
+    every month: the tick that sends the roll-up of the period before. Its subscribers may
+    choose a cadence its schedule can keep (a monthly profile sends no weekly roll-ups)."""
+    chosen = values.get("cadence", Cadence.DAILY)
+    if values.get("schedule") is None:
+        values["schedule"] = CADENCE_SCHEDULES.get(chosen, "0 7 * * *")
+        key = "cadence"
+    else:
+        key = "schedule"
+    problem = schedule_problem(values["schedule"], chosen)
+    if problem:
+        problems.append(where.problem(key, problem))
+    if chosen == Cadence.MONTHLY:
+        weekly = [address for address, own in values.get("subscriber_cadences", ()) if own == Cadence.WEEKLY]
+        if weekly:
+            problems.append(
+                where.problem(
+                    "subscribers",
+                    f"{weekly[0]!r} asks for weekly roll-ups, but this profile is monthly: its schedule fires once "
+                    "a month (choose monthly or daily, or make the profile weekly or daily)",
+                )
+            )
+
+
+def schedule_problem(schedule: str, chosen: Cadence) -> str:
+    """What is wrong with `schedule` for a profile of cadence `chosen`, or ''."""
+    fields = schedule.split()
+    if chosen == Cadence.DAILY or len(fields) != 5:
+        return ""
+    _, _, day, month, weekday = fields
+    if chosen == Cadence.WEEKLY:
+        try:
+            one_day = day == "*" and month == "*" and weekday != "*" and "," not in cron_weekdays(weekday)
+        except ValueError:
+            return ""  # reported as a bad schedule already
+        if not one_day:
+            return (
+                f"a weekly profile's schedule fires on one weekday, like '0 7 * * mon' (it sends the roll-up of "
+                f"the week before, Monday to Sunday); {schedule!r} does not"
+            )
+        return ""
+    every_month = weekday == "*" and month == "*" and day.isdigit() and 1 <= int(day) <= _LAST_DAY_OF_EVERY_MONTH
+    if not every_month:
+        return (
+            f"a monthly profile's schedule fires on one day of every month (1 to {_LAST_DAY_OF_EVERY_MONTH}), like "
+            f"'0 7 1 * *' (it sends the roll-up of the month before); {schedule!r} does not"
+        )
+    return ""
 
 
 def _is_empty(table: dict[str, Any], values: dict[str, Any]) -> bool:

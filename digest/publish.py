@@ -8,8 +8,10 @@ file, since every build rewrites what differs). Nothing is sent.
 
 Feeds are written to `site/feeds/`, so the Pages workflow can publish `site/` alone,
 and hard-linked into `[digest] feeds`. Each profile's `formats` decide what it gets, by
-the format registry (`digest.formats`): its feed formats, and its document formats (one
-file per digest under `[digest] digests`, e.g. `<profile>/<date>.md`). Emails are
+the format registry (`digest.formats`): its feed formats (daily, and per cadence:
+`<profile>.weekly.atom`, `<profile>.monthly.atom`, ...), and its document formats (one
+file per digest under `[digest] digests`, e.g. `<profile>/<date>.md`, and per weekly or
+monthly roll-up, `<profile>/2025-W52.md`). Emails are
 rendered here (`email_renderer`) but written or sent by `deliver`, through the ledger.
 Every profile has pages on the site: an email's "web version" link points there.
 A publish first removes the temporary files that a process killed while writing left in
@@ -26,10 +28,13 @@ from pathlib import Path
 from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
 from digest.formats import FormatKind, chosen, wants
-from digest.models import Digest, Profile
-from digest.render.email import render_email
+from digest.lifecycle import ROLLUP_KINDS
+from digest.models import Digest, Profile, Rollup
+from digest.periods import PeriodKind
+from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
-from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path
+from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, rollup_feed_name
+from digest.render.rollups import render_rollup_feeds
 from digest.render.site import render_site
 from digest.render.templates import template_environment
 from digest.store import Store
@@ -60,6 +65,13 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
             profile, entries, links=links, site_title=config.title, env=env, empty_updated=started
         )
         outputs.update({feed_path(profile.id, kind): data for kind, data in feeds.items()})
+        for period_kind in ROLLUP_KINDS:
+            rollups = _rollups(store, profile, period_kind, config.feed_size)
+            by_cadence = render_rollup_feeds(
+                profile, period_kind, rollups, links=links, site_title=config.title, env=env, empty_updated=started
+            )
+            name = rollup_feed_name(profile.id, period_kind)
+            outputs.update({feed_path(name, kind): data for kind, data in by_cadence.items()})
     papers = store.recent_papers(config.feed_size)
     all_papers = render_all_papers_feeds(
         papers,
@@ -82,9 +94,10 @@ def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None
     return written
 
 
-def write_documents(config: Config, digests: Iterable[Digest]) -> list[Path]:
+def write_documents(config: Config, digests: Iterable[Digest], rollups: Iterable[Rollup] = ()) -> list[Path]:
     """One file per digest and document format its profile asks for (e.g. `<profile>/<date>.md`
-    under `[digest] digests`)."""
+    under `[digest] digests`), and per weekly or monthly roll-up (`<profile>/2025-W52.md`)
+    for the formats that render roll-ups."""
     env = template_environment(config.templates)
     written = []
     for digest in digests:
@@ -92,15 +105,32 @@ def write_documents(config: Config, digests: Iterable[Digest]) -> list[Path]:
             path = config.digests / output.file(profile=digest.profile.id, day=digest.date.isoformat())
             if write_if_changed(path, output.render(digest, env), durable=False):
                 written.append(path)
+    for rollup in rollups:
+        if rollup.period.kind not in ROLLUP_KINDS:
+            continue  # a reader's "what you missed" is their email, not a page
+        for output in chosen(rollup.profile.formats, FormatKind.DOCUMENT):
+            if output.rollup is None:
+                continue
+            path = config.digests / output.file(profile=rollup.profile.id, day=rollup.period.key)
+            if write_if_changed(path, output.render_rollup(rollup, env), durable=False):
+                written.append(path)
     return written
+
+
+def _rollups(store: Store, profile: Profile, kind: PeriodKind, limit: int | None = None) -> list[Rollup]:
+    """The profile's roll-ups of `kind`, newest first (at most `limit`)."""
+    loaded = (store.load_rollup(profile, period) for period in store.rollup_periods(profile.id, kind, limit))
+    return [rollup for rollup in loaded if rollup is not None]
 
 
 def write_site(config: Config, store: Store) -> list[Path]:
     """Every page of the site from the stored digests of every configured profile (not the feeds)."""
     history = {}
+    rollups = {}
     for profile in config.profiles:
         loaded = (store.load_digest(profile, day) for day in store.digest_days(profile.id))
         history[profile.id] = [d for d in loaded if d is not None]
+        rollups[profile.id] = [r for kind in ROLLUP_KINDS for r in _rollups(store, profile, kind)]
     pages = render_site(
         config.profiles,
         history,
@@ -109,6 +139,7 @@ def write_site(config: Config, store: Store) -> list[Path]:
         sender=config.sender,
         env=template_environment(config.templates),
         web_url=config.web.base_url,
+        rollups=rollups,
     )
     pages[".nojekyll"] = b""  # serve files as they are; Jekyll would skip some and slow the deploy
     written = []
@@ -151,16 +182,47 @@ def email_renderer(
     return render
 
 
-def write_outputs(config: Config, store: Store, digests: Sequence[Digest]) -> list[Path]:
-    """Everything published for the day's `digests` (already saved in `store`): feeds, documents, site.
+def rollup_email_renderer(
+    config: Config,
+    *,
+    sender: str,
+    unsubscribe_key: bytes | None,
+    reader_links: Callable[[Rollup, str], ReaderLinks | None] | None = None,
+) -> Callable[[Rollup, str, str], EmailMessage | None]:
+    """`render(rollup, subscriber, message_id)`: a subscriber's copy of a roll-up as their
+    email (see `email_renderer`)."""
+    links = site_links(config)
+    env = template_environment(config.templates)
 
-    Feeds and the site are rebuilt from the store; documents come from `digests`.
+    def render(rollup: Rollup, subscriber: str, message_id: str) -> EmailMessage | None:
+        return render_rollup_email(
+            rollup,
+            subscriber=subscriber,
+            sender=sender,
+            message_id=message_id,
+            links=links,
+            unsubscribe_key=unsubscribe_key,
+            site_title=config.title,
+            env=env,
+            reader=reader_links(rollup, subscriber) if reader_links is not None else None,
+        )
+
+    return render
+
+
+def write_outputs(
+    config: Config, store: Store, digests: Sequence[Digest], rollups: Sequence[Rollup] = ()
+) -> list[Path]:
+    """Everything published for the day's `digests` and `rollups` (already saved in `store`):
+    feeds, documents, site.
+
+    Feeds and the site are rebuilt from the store; documents come from `digests` and `rollups`.
     Emails are not written here: they go through the delivery ledger (`deliver`).
     Returns the files written or changed.
     """
     for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
         log.info("removed %s, left by a process killed while writing", path)
     written = write_feeds(config, store)
-    written += write_documents(config, digests)
+    written += write_documents(config, digests, rollups)
     written += write_site(config, store)
     return written

@@ -116,27 +116,39 @@ def merge_subscribers(
     web: Sequence[WebSubscription],
     ids: Mapping[str, str],
     preferences: Mapping[str, ReaderPreferences],
+    *,
+    cadences: Mapping[str, Cadence] | None = None,
+    default: Cadence = Cadence.DAILY,
 ) -> list[Subscriber]:
     """`digest.toml`'s addresses, then the web subscriptions not among them, each once, with
-    their id (`ids`, by address as written) and preferences (by reader id)."""
+    their id (`ids`, by address as written) and preferences (by reader id). A cadence is the
+    one chosen on the web side, else the one `digest.toml` gives the address (`cadences`, by
+    lower-cased address), else the profile's (`default`)."""
+    listed_cadences = cadences or {}
     found: dict[str, Subscriber] = {}
     for address in listed:
-        found.setdefault(address.lower(), _subscriber(address, ids.get(address), preferences, web=False))
+        own = listed_cadences.get(address.lower(), default)
+        found.setdefault(address.lower(), _subscriber(address, ids.get(address), preferences, own, web=False))
     for subscription in web:
         found.setdefault(
             subscription.address.lower(),
-            _subscriber(subscription.address, subscription.reader_id, preferences, web=True),
+            _subscriber(subscription.address, subscription.reader_id, preferences, default, web=True),
         )
     return list(found.values())
 
 
 def _subscriber(
-    address: str, reader_id: str | None, preferences: Mapping[str, ReaderPreferences], *, web: bool
+    address: str,
+    reader_id: str | None,
+    preferences: Mapping[str, ReaderPreferences],
+    cadence: Cadence,
+    *,
+    web: bool,
 ) -> Subscriber:
     chosen = preferences.get(reader_id, ReaderPreferences()) if reader_id else ReaderPreferences()
     return Subscriber(
         address=address,
-        cadence=chosen.cadence or Cadence.DAILY,
+        cadence=chosen.cadence or cadence,
         id=reader_id,
         paused_until=chosen.paused_until,
         max_items=chosen.max_items,

@@ -82,6 +82,7 @@ def delivery_record(row: Delivery) -> dict[str, Any]:
     """A ledger row as `digest deliveries --json` prints it."""
     return {
         "day": row.day.isoformat(),
+        "period": row.period or None,
         "profile": row.profile_id,
         "subscriber": row.subscriber,
         "transport": row.transport,

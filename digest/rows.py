@@ -42,16 +42,20 @@ class Validators:
 
 
 class DeliveryKey(NamedTuple):
-    """Which ledger row: one subscriber's copy of one profile's digest for one day."""
+    """Which ledger row: one subscriber's copy of one profile's digest for one day, or of its
+    roll-up of a `period` (`2025-W52`, `2025-12`, the days they missed): then `day` is the
+    period's last day."""
 
     profile_id: str
     day: date
     subscriber: str
+    period: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One ledger row: one subscriber's copy of one profile's digest for one day.
+    """One ledger row: one subscriber's copy of one profile's digest for one day, or of a
+    roll-up (`period`, see `DeliveryKey`).
 
     `possible_duplicate` is set when the message was sent again after an attempt whose
     outcome was unknown, and `note` says when and why.
@@ -70,10 +74,11 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    period: str = ""
 
     @property
     def key(self) -> DeliveryKey:
-        return DeliveryKey(self.profile_id, self.day, self.subscriber)
+        return DeliveryKey(self.profile_id, self.day, self.subscriber, self.period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,3 +226,16 @@ class PersonalDigest:
     day: date
     reader_id: str
     source_watermark: int
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedPaper:
+    """A paper one of a subscriber's ledger rows carries (a daily digest's item, or a paper
+    their roll-up email listed), with that row's state and the paper's first listing day."""
+
+    paper_id: str
+    first_seen: date
+    day: date
+    period: str
+    state: DeliveryState
+    possible_duplicate: bool

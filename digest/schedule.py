@@ -7,9 +7,10 @@ runs in the same process, stopped after the scheduler.
 
 - `ingest_job()` reads the live source (when enabled) and the inbox, every `ingest_every`;
 - `run_profile(profile, day)` makes sure the profile's digest for `day` is built,
-  published and sent (it never rebuilds a digest that stands);
+  published and sent (it never rebuilds a digest that stands), and so are the roll-ups
+  due that day (the week and month just ended: built on the first tick of a new period);
 - `is_done(profile, day)` reads the store: was that digest built and sent already (and
-  not reopened by papers that came late)?
+  not reopened by papers that came late), and the roll-ups due that day?
 - `rebuild_due(profile, day)`: is that digest built but not final, with new papers for
   its day? After each ingest, the profile's job runs again for such a day, so papers
   that arrive late still make it.

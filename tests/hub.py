@@ -38,6 +38,11 @@ def paper_item(arxiv: str, title: str, upvotes: int = 1) -> dict[str, Any]:
     return {"paper": paper, "title": title, "numComments": 4, "publishedAt": "2026-01-02T02:00:00.000Z"}
 
 
+def listed_on(item: dict[str, Any], day: str) -> dict[str, Any]:
+    """The item as the API gives it within a week's or a month's listing: saying its listing day."""
+    return {**item, "paper": {**item["paper"], "submittedOnDailyAt": f"{day}T09:00:00.000Z"}}
+
+
 def day_of_papers(count: int, *, series: int = 1) -> list[dict[str, Any]]:
     """`count` distinct papers, `2601.{series}{n:04d}`; another series gives other papers."""
     return [paper_item(f"2601.{series}{n:04d}", f"Paper {n} Of Series {series}") for n in range(1, count + 1)]
@@ -56,7 +61,7 @@ class Asked:
 
 @dataclass(slots=True)
 class PagedListing:
-    """Serves `days` (date -> items) page by page like the Hub; change `days` between fetches.
+    """Serves `days` (a date, week or month -> items) page by page like the Hub; change `days` between fetches.
 
     `etags=False` leaves the ETag off the last page of a day. `between_pages`, when set, is
     called after each page is served (a test moves the listing while it is paged).
@@ -68,7 +73,8 @@ class PagedListing:
     between_pages: Any = None
 
     def __call__(self, request: Request) -> Response:
-        day = request.args.get("date", "")
+        # A day (`date=2026-01-02`), or the API's week and month queries (`week=2026-W01`, `month=2025-12`).
+        day = request.args.get("date") or request.args.get("week") or request.args.get("month") or ""
         limit = min(int(request.args.get("limit", HUB_DEFAULT_LIMIT)), HUB_MAX_LIMIT)
         page = int(request.args.get("p", 0))
         items = self.days.get(day, [])

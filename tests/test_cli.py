@@ -220,7 +220,7 @@ def test_the_daily_job_and_the_service_finish_with_an_impossible_date_in_the_inb
     assert run.returncode == 1
     assert "seeds/feb30.txt:3: the listing date Feb 30 does not exist in any year; set aside as" in run.stderr
     assert "Traceback" not in run.stderr
-    assert sum(line.endswith("[built]") for line in run.stdout.splitlines()) == 5
+    assert sum(line.startswith("digest ") and line.endswith("[built]") for line in run.stdout.splitlines()) == 5
     (folder / "seeds" / "feb30.txt").write_text(LOOPING_DUMP)
     served = digest("serve", "--once", cwd=folder)
     assert "ingest: ok" in served.stderr and "quarantined=1" in served.stderr, served.stderr
@@ -604,7 +604,9 @@ def test_run_does_the_whole_job_and_says_where_everything_went(tmp_path: Path) -
     assert (folder / "site" / "index.html").exists() and len(list((folder / "outbox").glob("*.eml"))) == 6
     again = digest("run", cwd=folder)
     assert again.returncode == 0
-    assert sum(line.endswith("[built before]") for line in again.stdout.splitlines()) == 5
+    assert (
+        sum(line.startswith("digest ") and line.endswith("[built before]") for line in again.stdout.splitlines()) == 5
+    )
     assert "feeds: feeds/ (0 files changed)" in again.stdout and "0 sent" in again.stdout
 
 
@@ -661,7 +663,9 @@ def test_a_digest_built_before_the_dumps_is_rebuilt_by_the_run_that_brings_them(
     assert len(rebuilt) == 5 and all(" papers [rebuilt]" in line for line in rebuilt), rebuilt
     assert f"emails: outbox: {SHIPPED_SUBSCRIBERS} sent" in later.stdout
     again = digest("run", "--date", day, cwd=folder)
-    assert sum(line.endswith("[built before]") for line in again.stdout.splitlines()) == 5
+    assert (
+        sum(line.startswith("digest ") and line.endswith("[built before]") for line in again.stdout.splitlines()) == 5
+    )
     assert "emails: outbox: 0 sent" in again.stdout
 
 
@@ -965,7 +969,7 @@ def test_the_core_works_without_the_semantic_extra(tmp_path: Path) -> None:
     folder = project(tmp_path)
     result = console("run", cwd=folder, env=env)
     assert result.returncode == 0, result.stderr
-    assert sum(line.endswith("[built]") for line in result.stdout.splitlines()) == 5
+    assert sum(line.startswith("digest ") and line.endswith("[built]") for line in result.stdout.splitlines()) == 5
     ranked = console("rank", "--profile", "continual-learning", "--json", "--limit", "3", cwd=folder, env=env)
     assert ranked.returncode == 0 and len(json.loads(ranked.stdout)) == 3
     toml = folder / "digest.toml"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from digest.app import App
 from digest.config import ConfigError, SourceConfig, load_config
-from digest.models import Keyword
+from digest.models import Cadence, Keyword, Subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +96,7 @@ liked = "one title"
         "retention_days)",
         "digest.toml:3: digest.feed_size: expected an integer, got a string 'many'",
         "digest.toml:9: profiles[0].colour: unknown key (known keys: id, title, description, keywords, exclude, "
-        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner)",
+        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner, cadence)",
         "digest.toml:6: profiles[0].id: 'Bad Slug' is not valid: lowercase letters, digits and '-', like "
         "'continual-learning'",
         "digest.toml:15: profiles[1].keywords: item 1: a keyword is a string or a table {term, weight}, "
@@ -366,6 +367,95 @@ def test_subscribers_that_differ_only_in_case_are_listed_twice(tmp_path: Path) -
     assert problems(tmp_path, exact) == ["digest.toml:4: profiles[0].subscribers: 'b@example.org' is listed twice"]
 
 
+def test_subscribers_with_their_own_cadence_beside_plain_addresses(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[[profiles]]\nid = "a"\ndescription = "d"\n'
+        'subscribers = ["ada@example.org", {address = "Bob@Example.org", cadence = "weekly"}, '
+        '{address = "cy@example.org"}, {address = "di@example.org", cadence = "monthly"}]\n'
+        '\n[[profiles]]\nid = "w"\ndescription = "d"\ncadence = "weekly"\n'
+        'subscribers = ["ada@example.org", {address = "bob@example.org", cadence = "daily"}]\n'
+    )
+    daily, weekly = load_config(path, tmp_path).profiles
+    # The addresses stay a plain tuple; the cadences chosen are kept beside them.
+    assert daily.subscribers == ("ada@example.org", "Bob@example.org", "cy@example.org", "di@example.org")
+    assert daily.cadence == Cadence.DAILY and daily.schedule == "0 7 * * *"
+    assert daily.subscriber_cadences == (("Bob@example.org", Cadence.WEEKLY), ("di@example.org", Cadence.MONTHLY))
+    assert App(load_config(path, tmp_path)).subscribers(daily) == [
+        Subscriber("ada@example.org", Cadence.DAILY),
+        Subscriber("Bob@example.org", Cadence.WEEKLY),
+        Subscriber("cy@example.org", Cadence.DAILY),
+        Subscriber("di@example.org", Cadence.MONTHLY),
+    ]
+    # A weekly profile without a schedule sends on Mondays; its readers are weekly unless they chose.
+    assert weekly.cadence == Cadence.WEEKLY and weekly.schedule == "0 7 * * mon"
+    assert [s.cadence for s in App(load_config(path, tmp_path)).subscribers(weekly)] == [
+        Cadence.WEEKLY,
+        Cadence.DAILY,
+    ]
+
+
+def test_a_monthly_profile_sends_on_the_first_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text('[[profiles]]\nid = "m"\ndescription = "d"\ncadence = "monthly"\nschedule = "30 6 15 * *"\n')
+    (monthly,) = load_config(path, tmp_path).profiles
+    assert monthly.cadence == Cadence.MONTHLY and monthly.schedule == "30 6 15 * *"
+    path.write_text('[[profiles]]\nid = "m"\ndescription = "d"\ncadence = "monthly"\n')
+    assert load_config(path, tmp_path).profiles[0].schedule == "0 7 1 * *"
+
+
+def test_cadence_problems_name_their_lines(tmp_path: Path) -> None:
+    text = """\
+[[profiles]]
+id = "a"
+description = "d"
+cadence = "weekly"
+schedule = "0 7 * * *"
+
+[[profiles]]
+id = "b"
+description = "d"
+cadence = "monthly"
+schedule = "0 7 31 * *"
+subscribers = [{address = "x@example.org", cadence = "weekly"}]
+
+[[profiles]]
+id = "c"
+description = "d"
+cadence = "hourly"
+subscribers = [{address = "y@example.org", cadence = "yearly"}, {email = "z@example.org"}]
+
+[[profiles]]
+id = "d"
+description = "d"
+cadence = "weekly"
+schedule = "0 7 1 * mon"
+subscribers = ["p@example.org", {address = "P@example.org", cadence = "monthly"}, {cadence = "daily"}]
+"""
+    assert problems(tmp_path, text) == [
+        "digest.toml:5: profiles[0].schedule: a weekly profile's schedule fires on one weekday, like '0 7 * * mon' "
+        "(it sends the roll-up of the week before, Monday to Sunday); '0 7 * * *' does not",
+        "digest.toml:11: profiles[1].schedule: a monthly profile's schedule fires on one day of every month (1 to "
+        "28), like '0 7 1 * *' (it sends the roll-up of the month before); '0 7 31 * *' does not",
+        "digest.toml:12: profiles[1].subscribers: 'x@example.org' asks for weekly roll-ups, but this profile is "
+        "monthly: its schedule fires once a month (choose monthly or daily, or make the profile weekly or daily)",
+        "digest.toml:18: profiles[2].subscribers: item 1: 'yearly' is not a cadence: daily, weekly or monthly",
+        "digest.toml:17: profiles[2].cadence: 'hourly' is not a cadence: daily, weekly or monthly",
+        "digest.toml:25: profiles[3].subscribers: item 3: a subscriber table needs an address",
+        "digest.toml:24: profiles[3].schedule: a weekly profile's schedule fires on one weekday, like '0 7 * * mon' "
+        "(it sends the roll-up of the week before, Monday to Sunday); '0 7 1 * mon' does not",
+    ]
+    text = '[[profiles]]\nid = "a"\ndescription = "d"\nsubscribers = ["p@example.org", {address = "P@example.org"}]\n'
+    assert problems(tmp_path, text) == [
+        "digest.toml:4: profiles[0].subscribers: 'P@example.org' is listed twice (also as 'p@example.org')"
+    ]
+    text = '[[profiles]]\nid = "a"\ndescription = "d"\nsubscribers = [{email = "p@example.org"}]\n'
+    assert problems(tmp_path, text) == [
+        "digest.toml:4: profiles[0].subscribers: item 1: unknown key 'email' in subscriber table (known: address, "
+        "cadence)"
+    ]
+
+
 CLEAR_TEXT = (
     "'none' would send the login of 'digest' in clear text to 'mail.example.org'; use starttls or ssl "
     "(clear text is allowed only to localhost, 127.0.0.0/8 and ::1)"
@@ -420,7 +510,7 @@ limits.max_items = 3
         "digest.toml:1: unknown table or key 'title_of_nothing'",
         "digest.toml:2: digest.site_url: 'ftp://x' is not an http(s) address like 'https://USER.github.io/REPO/'",
         "digest.toml:14: profiles[0].limits: unknown key (known keys: id, title, description, keywords, exclude, "
-        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner)",
+        "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner, cadence)",
         "digest.toml:10: profiles[0].keywords: item 2: must be at least 0.0, got -1",
         "digest.toml:3: source.timeout: must be at least 0.1, got 0",
         "digest.toml:6: smtp.security: expected one of starttls, ssl, none; got a table {'level': 1}",

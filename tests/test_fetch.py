@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SEEDS
-from hub import DrippingServer, PagedListing, day_of_papers, gzip_bomb
+from conftest import SEEDS, run_digest
+from hub import DrippingServer, PagedListing, day_of_papers, gzip_bomb, listed_on
 from hub import paper_item as item
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -753,3 +753,82 @@ def test_a_server_dripping_its_headers_fails_at_the_deadline(tmp_path: Path, sto
         "not kept; see hf-daily-2026-01-02.json.error"
     )
     assert not config.inbox.exists() and store.dump_count() == 0
+
+
+# -- weeks and months -------------------------------------------------------------------------------
+
+
+def test_a_week_is_fetched_with_the_week_query_and_saved_as_one_file_per_listing_day(
+    tmp_path: Path, server: HTTPServer
+) -> None:
+    # 2026-W01 runs from Monday 29 December 2025 to Sunday 4 January 2026.
+    write_config(tmp_path, server)
+    by_day = {"2025-12-31": 60, "2026-01-02": 55, "2026-01-04": 40}
+    week = [
+        listed_on(item(f"2512.{offset}{i:04d}", f"Week Paper {offset}-{i}"), day)
+        for offset, (day, n) in enumerate(by_day.items())
+        for i in range(n)
+    ]
+    undated = item("2512.09998", "A Paper That Says No Day")
+    del undated["publishedAt"]
+    week += [undated, listed_on(item("2512.09999", "A Paper Of The Next Week"), "2026-01-05")]
+    earlier = [item("2512.08000", "Fetched Before")]
+    hub = serve_listing(server, PagedListing({"2026-W01": week, "2025-12-30": earlier}))
+    clock = lambda: datetime(2026, 1, 6, 8, tzinfo=UTC)  # noqa: E731
+    assert run_digest("fetch", "--date", "2025-12-30", cwd=tmp_path, clock=clock).returncode == 0
+    hub.asked.clear()
+    result = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=clock)
+    assert result.returncode == 1, result.stderr  # two items could not be placed: reported, not saved
+    assert [(a.day, a.page, a.limit) for a in hub.asked] == [("2026-W01", 0, 100), ("2026-W01", 1, 100)]
+    assert result.stderr.splitlines() == [
+        "2026-W01:item 156: names no listing day (paper.submittedOnDailyAt, publishedAt); not saved",
+        "2026-W01:item 157: listed on 2026-01-05, outside 2026-W01; not saved (fetch that day with --date)",
+    ]
+    assert "2025-12-30: already fetched" in result.stdout
+    assert "7 days: 6 fetched, 0 not modified, 0 not available yet, 0 failed, 1 already fetched" in result.stdout
+    inbox = tmp_path / "inbox"
+    saved = {p.name: json.loads(p.read_bytes()) for p in sorted(inbox.glob("hf-daily-*.json"))}
+    assert {name: len(items) for name, items in saved.items()} == {
+        "hf-daily-2025-12-29.json": 0,  # nothing listed that day: an empty list says so
+        "hf-daily-2025-12-30.json": 1,  # the day fetched before, as it was
+        "hf-daily-2025-12-31.json": 60,
+        "hf-daily-2026-01-01.json": 0,
+        "hf-daily-2026-01-02.json": 55,
+        "hf-daily-2026-01-03.json": 0,
+        "hf-daily-2026-01-04.json": 40,
+    }
+    store = open_store(tmp_path / "state.db")
+    try:
+        first_seen = {p.title: p.first_seen for p in store.iter_papers()}
+        assert first_seen["Week Paper 0-0"] == date(2025, 12, 31) and first_seen["Week Paper 2-39"] == date(2026, 1, 4)
+        assert len(first_seen) == 1 + 155 and "A Paper Of The Next Week" not in first_seen
+    finally:
+        store.close()
+    # Every day of the week is fetched now: nothing is asked for again.
+    hub.asked.clear()
+    again = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=clock)
+    assert again.returncode == 0 and hub.asked == []
+    assert "7 days: 0 fetched, 0 not modified, 0 not available yet, 0 failed, 7 already fetched" in again.stdout
+
+
+def test_a_month_is_fetched_with_the_month_query_and_today_is_fetched_again(tmp_path: Path, server: HTTPServer) -> None:
+    write_config(tmp_path, server)
+    month = [listed_on(item(f"2601.{i:05d}", f"Month Paper {i}"), f"2026-01-{i % 5 + 1:02d}") for i in range(20)]
+    hub = serve_listing(server, PagedListing({"2026-01": month}))
+    clock = lambda: datetime(2026, 1, 5, 8, tzinfo=UTC)  # noqa: E731
+    result = run_digest("fetch", "--month", "2026-01", cwd=tmp_path, clock=clock)
+    assert result.returncode == 0, result.stderr
+    assert "5 days: 5 fetched, 0 not modified, 0 not available yet, 0 failed" in result.stdout  # up to today
+    assert [(a.day, a.page) for a in hub.asked] == [("2026-01", 0)]
+    month.append(listed_on(item("2601.09000", "Later Today"), "2026-01-05"))
+    again = run_digest("fetch", "--month", "2026-01", cwd=tmp_path, clock=clock)
+    # Today and yesterday still fill up: asked for again (the validators say the listing changed).
+    assert "5 days: 2 fetched, 0 not modified, 0 not available yet, 0 failed, 3 already fetched" in again.stdout
+    assert len(json.loads((tmp_path / "inbox" / "hf-daily-2026-01-05.json").read_bytes())) == 5
+
+
+@pytest.mark.parametrize(("option", "value"), [("--week", "2025-W53"), ("--week", "2025-12"), ("--month", "2025-W52")])
+def test_a_period_that_is_not_one_is_a_usage_error(tmp_path: Path, server: HTTPServer, option: str, value: str) -> None:
+    write_config(tmp_path, server)
+    result = run_digest("fetch", option, value, cwd=tmp_path)
+    assert result.returncode == 2 and f"'{value}' is not " in result.stderr

@@ -51,10 +51,11 @@ def test_write_outputs_writes_what_each_profile_asks_for(filled_store: Store, tm
         "feeds/all.atom",
         "feeds/all.rss",
         "feeds/all.json",
-        "feeds/feed-only.atom",
+        *(f"feeds/feed-only{cadence}.atom" for cadence in ("", ".weekly", ".monthly")),
         *(
-            f"feeds/{pid}.{kind}"
+            f"feeds/{pid}{cadence}.{kind}"
             for pid in ("continual-learning", "hostile", "empty")
+            for cadence in ("", ".weekly", ".monthly")  # each profile's feeds of every cadence
             for kind in ("atom", "rss", "json")
         ),
     }

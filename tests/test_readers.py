@@ -24,7 +24,7 @@ from digest.app import App
 from digest.config import Config
 from digest.ingest.hf_dump import format_dump
 from digest.models import Cadence, Organization, Paper, VoteKind
-from digest.rows import ReaderPreferences
+from digest.rows import DeliveryKey, ReaderPreferences
 
 BOB = "bob@example.org"
 DAY2 = NOW.date() + timedelta(days=1)
@@ -263,7 +263,7 @@ def test_a_readers_own_digest_is_stored_so_a_retry_sends_what_was_first_rendered
                 vote(app, BOB, item.paper, VoteKind.LESS)  # would change his digest, were it chosen again
             _, report = app.send(config.profiles[:1])
             again = app.store.load_personal_digest(config.profiles[0], DAY2, bob)
-        assert report.sent == [(OPEN, DAY2, BOB)]
+        assert report.sent == [DeliveryKey(OPEN, DAY2, BOB)]
         (copy,) = [r.message for r in server.by_recipient()[BOB] if str(r.message["Date"]).find("11 Jan") >= 0]
     assert again == first
     shown = html_text(copy)
@@ -321,3 +321,28 @@ def test_emails_link_to_the_web_side_only_when_it_has_an_address(tmp_path: Path,
     assert bool(TOKEN.search(text)) is with_web
     assert ("Preferences" in html_text(message)) is with_web
     assert ("/unsubscribe.html?list=" in str(message["List-Unsubscribe"])) is not with_web
+
+
+def test_a_weekly_web_reader_gets_the_rollup_with_their_web_links_and_no_daily_email(tmp_path: Path) -> None:
+    from digest.periods import PeriodKind
+
+    config, clock = setup(tmp_path)
+    with app_of(config, clock) as app:
+        reader = web_subscribe(app, BOB)
+        app.store.set_preferences(OPEN, reader, ReaderPreferences(cadence=Cadence.WEEKLY), app.clock())
+        (subscriber,) = [s for s in app.subscribers(config.profiles[0]) if s.address == BOB]
+        assert subscriber.cadence is Cadence.WEEKLY  # the web side's choice, over the profile's daily
+    build(config, clock)
+    daily = [read_eml(p)["To"] for p in config.outbox.glob(f"{NOW.date()}_{OPEN}_*.eml")]
+    assert ADA in daily and BOB not in daily
+    with app_of(config, clock) as app:
+        report = app.build_period([config.profiles[0]], PeriodKind.WEEK, day=NOW.date())
+    assert report.rollups
+    found = [read_eml(p) for p in config.outbox.glob("*.eml")]
+    to_bob = [m for m in found if m["To"] == BOB]
+    # The week before (due with the daily build, on the first day of a new week) and this one, by hand.
+    assert sorted(str(m["Subject"]).split(":")[0] for m in to_bob) == ["Week 1", "Week 2"]
+    for rollup in to_bob:
+        assert TOKEN.search(str(rollup["List-Unsubscribe"])), rollup["List-Unsubscribe"]
+        assert rollup["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert "Preferences" in html_text(rollup) and "Preferences:" in text_of(rollup)

@@ -432,7 +432,14 @@ def test_write_feeds_twice_writes_nothing_the_second_time(filled_store: Store, t
     assert names == sorted(
         f"{folder}/{name}.{kind}"
         for folder in ("feeds", "site/feeds")
-        for name in ("continual-learning", "empty-one", "all")
+        for name in (
+            *(
+                f"{pid}{cadence}"
+                for pid in ("continual-learning", "empty-one")
+                for cadence in ("", ".weekly", ".monthly")
+            ),
+            "all",
+        )
         for kind in ("atom", "rss", "json")
     )
     snapshot = {p: p.read_bytes() for p in first}

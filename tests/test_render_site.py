@@ -83,16 +83,19 @@ def test_index_lists_every_profile_with_its_feeds_and_autodiscovery(filled_store
     sections = {s.get("id"): s for s in index.iter("section")}
     assert list(sections) == ["continual-learning", "diffusion-generation", "quiet"]
     feeds = {pid: [a.get("href") for a in s.xpath(".//p[@class='feeds']/a")] for pid, s in sections.items()}
+    cadences = ("", ".weekly", ".monthly")  # each profile's daily feeds, then its roll-ups' in the same formats
     assert feeds == {
-        "continual-learning": [f"feeds/continual-learning.{k}" for k in ("atom", "rss", "json")],
-        "diffusion-generation": ["feeds/diffusion-generation.atom"],
-        "quiet": ["feeds/quiet.rss"],
+        "continual-learning": [f"feeds/continual-learning{c}.{k}" for c in cadences for k in ("atom", "rss", "json")],
+        "diffusion-generation": [f"feeds/diffusion-generation{c}.atom" for c in cadences],
+        "quiet": [f"feeds/quiet{c}.rss" for c in cadences],
     }
     alternates = [(link.get("type"), link.get("href")) for link in index.xpath("//head/link[@rel='alternate']")]
     assert ("application/atom+xml", "feeds/all.atom") in alternates
     assert ("application/feed+json", "feeds/continual-learning.json") in alternates
     assert ("application/rss+xml", "feeds/quiet.rss") in alternates
-    assert len(alternates) == 3 + 3 + 1 + 1
+    assert ("application/atom+xml", "feeds/diffusion-generation.weekly.atom") in alternates
+    assert ("application/rss+xml", "feeds/quiet.monthly.rss") in alternates
+    assert len(alternates) == 3 + 3 * (3 + 1 + 1)
     assert (
         "Quiet &lt;profile&gt;" in pages["index.html"].decode() and "No digest yet." in sections["quiet"].text_content()
     )
@@ -158,6 +161,28 @@ def test_opml_lists_every_feed_with_absolute_addresses(filled_store: Store) -> N
             "Quiet <profile>",
             "https://example.org/paper-digest/feeds/quiet.rss",
             "https://example.org/paper-digest/digests/quiet/index.html",
+        ),
+        *(
+            outline
+            for cadence in ("weekly", "monthly")
+            for outline in (
+                (f"{cadence.capitalize()} roll-ups", None, None),  # a folder of its own in the reader
+                (
+                    f"Continual learning, {cadence}",
+                    f"https://example.org/paper-digest/feeds/continual-learning.{cadence}.atom",
+                    "https://example.org/paper-digest/digests/continual-learning/index.html",
+                ),
+                (
+                    f"Diffusion and flow models, {cadence}",
+                    f"https://example.org/paper-digest/feeds/diffusion-generation.{cadence}.atom",
+                    "https://example.org/paper-digest/digests/diffusion-generation/index.html",
+                ),
+                (
+                    f"Quiet <profile>, {cadence}",
+                    f"https://example.org/paper-digest/feeds/quiet.{cadence}.rss",
+                    "https://example.org/paper-digest/digests/quiet/index.html",
+                ),
+            )
         ),
     ]
 

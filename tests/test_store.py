@@ -14,7 +14,8 @@ from conftest import NOW, SEEDS, TODAY
 
 from digest.chars import strip_format
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
-from digest.models import Digest, Dump, Entry, Profile, Reason, ReasonKind, ScoredPaper
+from digest.models import DeliveryState, Digest, Dump, Entry, Profile, Reason, ReasonKind, ScoredPaper, TransportKind
+from digest.rows import DeliveryKey
 from digest.store import SCHEMA_VERSION, Store, StoreError, Validators, open_store, paper_id, title_key
 from digest.store import schema as store_module
 
@@ -287,6 +288,47 @@ def test_papers_stored_under_the_old_title_rule_are_still_found(tmp_path: Path) 
         assert [p.sightings for p in papers.values()] == [2, 2, 1]
     finally:
         opened.close()
+
+
+def test_a_ledger_made_before_roll_ups_keeps_its_rows_and_columns_another_migration_added(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    before = [step for step in store_module._MIGRATIONS if step is not store_module._rollups]
+    for migration in before:
+        if callable(migration):
+            migration(db)
+            continue
+        for statement in store_module._split_sql(migration):
+            db.execute(statement)
+    # Another helper's migration, run before this one after a renumbering, added a column.
+    db.execute("ALTER TABLE deliveries ADD COLUMN claimed_by TEXT")
+    db.execute(
+        "INSERT INTO deliveries (profile_id, day, subscriber, transport, state, attempts, message_id, created_at, "
+        "updated_at, sent_at, claimed_by) VALUES ('cl', '2025-12-31', 'ada@example.org', 'smtp', 'sent', 1, "
+        "'<old@x>', '2025-12-31T07:00:00+00:00', '2025-12-31T07:00:01+00:00', '2025-12-31T07:00:01+00:00', 'w1')"
+    )
+    db.execute(f"PRAGMA user_version = {len(before)}")
+    db.close()
+    opened = open_store(path)
+    try:
+        (row,) = opened.deliveries()
+        assert (row.period, row.state, row.message_id, row.key.period) == ("", "sent", "<old@x>", "")
+        # A roll-up's email to the same reader, ending the same day, is a row of its own.
+        weekly = DeliveryKey("cl", date(2025, 12, 31), "ada@example.org", "2026-W01")
+        assert opened.add_deliveries([weekly], lambda key: "<new@x>", TransportKind.SMTP, NOW) == 1
+        opened.record_delivery_attempt(weekly, DeliveryState.PENDING, NOW, error="later")
+        assert [r.period for r in opened.deliveries()] == ["", "2026-W01"]
+        assert opened.get_delivery(weekly) is not None and opened.get_delivery(row.key) == row
+    finally:
+        opened.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT claimed_by FROM deliveries WHERE period = ''").fetchone() == ("w1",)
+    db.execute("UPDATE deliveries SET state = 'rolled-up' WHERE period = ''")  # the new state is allowed
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE deliveries SET state = 'lost' WHERE period = ''")
+    assert [r[1] for r in db.execute("PRAGMA index_list(deliveries)")].count("deliveries_day") == 1
+    assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]  # what the state branch checks before a push
+    db.close()
 
 
 def test_schema_is_versioned(tmp_path: Path) -> None:

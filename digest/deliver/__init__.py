@@ -7,7 +7,7 @@
   in one place (`open_transport`).
 
 The ledger (`deliveries` in the store) has one row per profile, subscriber and digest
-day; its states and their changes are `lifecycle`'s. This package never renders, ranks
+day, or roll-up period; its states and their changes are `lifecycle`'s. This package never renders, ranks
 or builds digests.
 """
 

@@ -179,7 +179,7 @@ def send_digests(
             if not batch.deliver(item):
                 report.not_reached = len(outgoing) - index - 1
                 break
-        for profile_id, day in dict.fromkeys((o.profile_id, o.day) for o in outgoing):
+        for profile_id, day in dict.fromkeys((o.profile_id, o.day) for o in outgoing if not o.period):
             if store.settle_digest(profile_id, day, clock()):
                 report.digests_failed.append((profile_id, day))
     finally:

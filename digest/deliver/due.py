@@ -2,8 +2,9 @@
 
 An email is due until its ledger row is done (`lifecycle.is_done`); a digest's emails are
 due until each is done or its subscriber unsubscribed (`lifecycle.emails_done`). Emails
-still unsent `RETRY_DAYS` after their digest's day are given up, so their papers come back
-in the next digest. This module reads the ledger and records give-ups; it never sends.
+still unsent `RETRY_DAYS` after their digest's day (a roll-up's: its period's last day) are
+given up, so the papers of a digest nobody got come back in the next digest. This module
+reads the ledger and records give-ups; it never sends.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ RETRY_DAYS = 7  # an email not accepted this many days after its digest's day is
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One subscriber's copy of one profile's digest for one day.
+    """One subscriber's copy of one profile's digest for one day, or of its roll-up of a
+    `period` (then `day` is the period's last day; see `DeliveryKey`).
 
     `render(message_id)` returns the message to send; it is called only when the message
     is actually due, with the ledger's Message-ID (the same on every retry).
@@ -38,10 +40,11 @@ class Outgoing:
     day: date
     subscriber: str
     render: Callable[[str], EmailMessage | None]
+    period: str = ""
 
     @property
     def key(self) -> DeliveryKey:
-        return DeliveryKey(self.profile_id, self.day, self.subscriber)
+        return DeliveryKey(self.profile_id, self.day, self.subscriber, self.period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ def digest_emails_done(
         return True
     profile = digest.profile
     addresses = audience(profile)
-    rows = {row.subscriber: row for row in store.deliveries(day=digest.date, profile_id=profile.id)}
+    rows = {row.subscriber: row for row in store.deliveries(day=digest.date, profile_id=profile.id, period="")}
     return emails_done(
         addresses,
         rows,
@@ -167,7 +170,7 @@ def give_up_stale_emails(
         for row in stale:
             store.record_delivery_attempt(row.key, DeliveryState.FAILED, at, error=error, counted=True)
             log.warning("%s %s %s: %s", profile.id, row.day, row.subscriber, error)
-        for day in dict.fromkeys(row.day for row in stale):
+        for day in dict.fromkeys(row.day for row in stale if not row.period):
             if store.settle_digest(profile.id, day, at):
                 failed.append((profile.id, day))
     return failed

@@ -85,9 +85,10 @@ def open_transport(
 
 
 def outbox_name(key: DeliveryKey) -> str:
-    """`<day>_<profile>_<hash of the address>.eml`: no raw address in file names."""
+    """`<day>_<profile>_<hash of the address>.eml` (a roll-up's: `<period>_...`, e.g.
+    `2025-W52_...`): no raw address in file names."""
     who = hashlib.sha256(key.subscriber.strip().lower().encode("utf-8")).hexdigest()[:12]
-    return f"{key.day.isoformat()}_{key.profile_id}_{who}.eml"
+    return f"{key.period or key.day.isoformat()}_{key.profile_id}_{who}.eml"
 
 
 def message_bytes(message: EmailMessage) -> bytes:

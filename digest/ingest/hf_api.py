@@ -150,6 +150,19 @@ def _named_day(name: str) -> date | None:
     return None
 
 
+def item_listing_day(item: Any) -> date | None:
+    """The listing day (UTC) one item was put on: its paper's `submittedOnDailyAt`, else the
+    item's `publishedAt`; None when it says neither. A week's or a month's listing is saved
+    as one file per such day (`fetch.fetch_period`)."""
+    if not isinstance(item, dict):
+        return None
+    paper = item.get("paper")
+    for when in (paper.get("submittedOnDailyAt") if isinstance(paper, dict) else None, item.get("publishedAt")):
+        if isinstance(when, str) and (moment := _timestamp(when)) is not None:
+            return moment.date()
+    return None
+
+
 def _listed_day(items: list[Any]) -> date:
     days: Counter[date] = Counter()
     for item in items:

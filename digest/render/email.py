@@ -30,8 +30,10 @@ import css_inline
 from jinja2 import Environment
 
 from digest.formats import FormatKind, chosen
-from digest.models import Digest
-from digest.render.links import UNSUBSCRIBE, PaperFeedback, ReaderLinks, SiteLinks
+from digest.models import Digest, Rollup
+from digest.periods import PeriodKind
+from digest.render.links import UNSUBSCRIBE, PaperFeedback, ReaderLinks, SiteLinks, rollup_feed_name
+from digest.render.rollups import RollupView, format_span, period_label, rollup_view
 from digest.render.templates import template_environment
 from digest.render.text import clip, format_day, is_http_url, one_line, papers_count
 from digest.render.views import PaperView, paper_view
@@ -171,16 +173,17 @@ def _context(
 
 def _fit_html(
     env: Environment,
-    context: _Context,
+    context: _Context | _RollupContext,
     papers: list[PaperView],
     limit: int,
     feedback: Mapping[str, PaperFeedback],
+    template_name: str = "email.html",
 ) -> tuple[str, EmailMessage, int]:
     """The inlined HTML and its encoded part, with as many papers as keep the part under `limit` bytes.
 
     Returns the HTML, the part (ready to attach) and how many papers it shows.
     """
-    template = env.get_template("email.html")
+    template = env.get_template(template_name)
 
     def render(count: int) -> tuple[str, EmailMessage | None]:
         """The HTML with `count` papers, and its part if that is under `limit` bytes (else None)."""
@@ -242,7 +245,7 @@ def _part_size(part: EmailMessage) -> int:
     return head + len(body) + body.count("\n")
 
 
-def _list_id(digest: Digest, links: SiteLinks) -> str:
+def _list_id(digest: Digest | Rollup, links: SiteLinks) -> str:
     phrase = clip(_LIST_ID_PHRASE.sub("", one_line(digest.profile.title)), 60)
     return f"{phrase} <{digest.profile.id}.{links.host}>"
 
@@ -262,4 +265,137 @@ def _boundary(message_id: str, *parts: str) -> str:
         seed += "+"
 
 
-__all__ = ["HTML_LIMIT", "email_subject", "render_email"]
+# -- roll-ups ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _RollupContext:
+    """Everything a roll-up email's two templates share except the list of papers."""
+
+    subject: str
+    heading: str  # "Week 52 of 2025 · 22–28 Dec 2025"
+    headline: str  # "10 papers for Continual learning"
+    counts: str  # "312 papers considered, 24 above your threshold (0.15)."
+    also_heading: str
+    also: tuple[PaperView, ...]
+    total: int
+    profile_title: str
+    profile_description: str
+    subscriber: str
+    site_title: str
+    web_url: str
+    feed_url: str | None
+    site_url: str
+    unsubscribe_url: str
+    preferences_url: str | None = None  # the reader's preferences on the web side, when there is one
+
+
+def rollup_subject(rollup: Rollup) -> str:
+    """'Week 52: 10 papers for Continual learning — 22–28 Dec 2025', 'December 2025: ...',
+    'What you missed: ... — 29 Dec 2025 – 2 Jan 2026': one clean line."""
+    title = clip(one_line(rollup.profile.title), 80)
+    count = len(rollup.items)
+    papers = f"{count} paper{'' if count == 1 else 's'} for {title}"
+    period = rollup.period
+    if period.kind is PeriodKind.WEEK:
+        return f"Week {period.first.isocalendar()[1]}: {papers} — {format_span(period.first, period.last)}"
+    if period.kind is PeriodKind.MONTH:
+        return f"{period_label(period)}: {papers}"
+    return f"{period_label(period)}: {papers} — {format_span(period.first, period.last)}"
+
+
+def render_rollup_email(
+    rollup: Rollup,
+    *,
+    subscriber: str,
+    sender: str,
+    message_id: str,
+    links: SiteLinks,
+    unsubscribe_key: bytes | None,
+    site_title: str = "Paper Digest",
+    env: Environment | None = None,
+    html_limit: int = HTML_LIMIT,
+    reader: ReaderLinks | None = None,
+) -> EmailMessage | None:
+    """A subscriber's copy of a roll-up (a week, a month, or what they missed) as their email,
+    or None when it shows no paper. Made as `render_email` makes a digest's: the same
+    headers, size limit, encodings and unsubscribe links (with `reader`, the web side's
+    one-click address and the reader's preferences); the `Date` is the roll-up's
+    `built_at`, and the web version is its page (for what they missed, the profile's)."""
+    if not rollup.items:
+        return None
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
+    env = env or template_environment()
+    view = rollup_view(rollup, env, whose="your")
+    context = _rollup_context(rollup, view, subscriber, links, unsubscribe_key, site_title, reader)
+    papers = list(view.items)
+    html, html_part, shown = _fit_html(env, context, papers, html_limit, {}, "rollup_email.html")
+    text = env.get_template("rollup_email.txt").render(c=context, papers=papers[:shown], more=len(papers) - shown)
+    message = EmailMessage(policy=_BODY_POLICY)
+    message["Subject"] = context.subject
+    message["From"] = sender
+    message["To"] = subscriber
+    message["Date"] = format_datetime(rollup.built_at)
+    message["Message-ID"] = message_id
+    message["List-Id"] = _list_id(rollup, links)
+    mailto = _mailto(sender, rollup.profile.id)
+    if reader is not None or (unsubscribe_key is not None and links.https):
+        message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    else:
+        message["List-Unsubscribe"] = f"<{mailto}>, <{context.unsubscribe_url}>"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.make_alternative()
+    message.attach(html_part)
+    message.set_boundary(_boundary(message_id, text, html))
+    message.policy = POLICY
+    return message
+
+
+def _rollup_context(
+    rollup: Rollup,
+    view: RollupView,
+    subscriber: str,
+    links: SiteLinks,
+    key: bytes | None,
+    site_title: str,
+    reader: ReaderLinks | None,
+) -> _RollupContext:
+    profile, period = rollup.profile, rollup.period
+    query = {"list": profile.id}
+    if key is not None:
+        query["token"] = unsubscribe_token(key, profile.id, subscriber)
+    feeds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
+    if period.kind is PeriodKind.MISSED:
+        web_url, feed_name = links.profile(profile.id), profile.id
+    else:
+        web_url, feed_name = links.rollup(profile.id, period), rollup_feed_name(profile.id, period.kind)
+    title = one_line(profile.title)
+    count = len(rollup.items)
+    context = _RollupContext(
+        subject=rollup_subject(rollup),
+        heading=f"{view.label} · {view.span}",
+        headline=f"{count} paper{'' if count == 1 else 's'} for {title}",
+        counts=view.counts,
+        also_heading=view.also_heading,
+        also=view.also,
+        total=count,
+        profile_title=title,
+        profile_description=clip(one_line(profile.description), 300),
+        subscriber=one_line(subscriber),
+        site_title=one_line(site_title),
+        web_url=web_url,
+        feed_url=links.feed(feed_name, feeds[0]) if feeds else None,
+        site_url=links.index,
+        unsubscribe_url=reader.unsubscribe if reader is not None else f"{links.url(UNSUBSCRIBE)}?{urlencode(query)}",
+        preferences_url=reader.preferences if reader is not None else None,
+    )
+    urls = (context.web_url, context.feed_url, context.site_url, context.unsubscribe_url, context.preferences_url)
+    for url in urls:
+        if url is not None and not is_http_url(url):
+            raise ValueError(f"refusing a link that is not http(s): {url!r}")
+    return context
+
+
+__all__ = ["HTML_LIMIT", "email_subject", "render_email", "render_rollup_email", "rollup_subject"]

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from digest.formats import OUTPUT_FORMATS
 from digest.models import Paper
+from digest.periods import Period, PeriodKind
 from digest.tokens import Action, Token, sign
 
 ALL_PAPERS = "all"  # the feed of every paper: feeds/all.atom (no profile may take this id)
@@ -37,6 +38,20 @@ def profile_path(profile_id: str) -> str:
 
 def digest_path(profile_id: str, day: date) -> str:
     return f"digests/{profile_id}/{day.isoformat()}.html"
+
+
+def rollup_path(profile_id: str, period: Period) -> str:
+    """A week's or month's roll-up page: `digests/<profile>/2025-W52.html`, `.../2025-12.html`."""
+    return f"digests/{profile_id}/{period.key}.html"
+
+
+_CADENCE_NAMES = {PeriodKind.WEEK: "weekly", PeriodKind.MONTH: "monthly"}
+
+
+def rollup_feed_name(profile_id: str, kind: PeriodKind) -> str:
+    """The name of a profile's feed of roll-ups, as `feed_path` takes it: `<profile>.weekly`
+    (so `feeds/<profile>.weekly.atom`). Profile ids have no dots, so it names no profile."""
+    return f"{profile_id}.{_CADENCE_NAMES[kind]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +83,9 @@ class SiteLinks:
 
     def digest(self, profile_id: str, day: date) -> str:
         return self.url(digest_path(profile_id, day))
+
+    def rollup(self, profile_id: str, period: Period) -> str:
+        return self.url(rollup_path(profile_id, period))
 
     @property
     def index(self) -> str:

@@ -7,15 +7,18 @@ only the OPML file, which is imported into feed readers elsewhere, uses absolute
 addresses. Archive pages are the Markdown digests rendered by Python-Markdown and
 sanitised by nh3 (Python-Markdown passes raw HTML through). No JavaScript.
 
-Layout: `index.html`, `digests/<profile>/index.html` (the profile's archive),
-`digests/<profile>/<date>.html` (one digest), `feeds.opml`, `unsubscribe.html`.
+Layout: `index.html`, `digests/<profile>/index.html` (the profile's archive, grouped by
+month and week), `digests/<profile>/<date>.html` (one digest),
+`digests/<profile>/2025-W52.html` and `.../2025-12.html` (one roll-up), `feeds.opml`,
+`unsubscribe.html`. Every page links a profile's feeds of each cadence and names them
+for autodiscovery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from email.utils import parseaddr
 from urllib.parse import quote
 
@@ -25,7 +28,8 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from digest.formats import FormatKind, OutputFormat, chosen, output_formats
-from digest.models import Digest, Profile
+from digest.models import Digest, Profile, Rollup
+from digest.periods import Period, PeriodKind, month_of, week_of
 from digest.render.links import (
     ALL_PAPERS,
     INDEX,
@@ -36,8 +40,11 @@ from digest.render.links import (
     digest_path,
     feed_path,
     profile_path,
+    rollup_feed_name,
+    rollup_path,
 )
 from digest.render.markdown import RUNNERS_UP_SHOWN, render_markdown
+from digest.render.rollups import format_span, period_label, render_rollup_markdown
 from digest.render.templates import template_environment
 from digest.render.text import format_day, one_line
 from digest.render.views import PaperView, paper_view
@@ -70,6 +77,33 @@ class DigestView:
 
 
 @dataclass(frozen=True, slots=True)
+class RollupLink:
+    """A roll-up as the archive lists it."""
+
+    key: str
+    label: str  # "Week 52 of 2025"
+    span: str  # "22–28 Dec 2025"
+    href: str  # from the site root
+    file: str  # within the profile's folder
+    summary: str  # "10 papers", "no papers listed", "nothing above the threshold"
+
+
+@dataclass(frozen=True, slots=True)
+class WeekGroup:
+    label: str  # "Week 52 of 2025"
+    span: str
+    rollup: RollupLink | None
+    days: tuple[DigestView, ...]  # the week's digests in the month it is listed under
+
+
+@dataclass(frozen=True, slots=True)
+class MonthGroup:
+    label: str  # "December 2025"
+    rollup: RollupLink | None
+    weeks: tuple[WeekGroup, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileView:
     id: str
     title: str
@@ -79,6 +113,12 @@ class ProfileView:
     latest: DigestView | None
     days: int
     subscribe: str | None = None  # the web side's subscribe page, for a profile open to subscribers
+    cadence_feeds: tuple[tuple[str, tuple[FeedLink, ...]], ...] = ()  # ("Weekly", its feed links), ...
+
+    @property
+    def alternates(self) -> tuple[FeedLink, ...]:
+        """Every feed of the profile, for autodiscovery."""
+        return self.feeds + tuple(link for _, links in self.cadence_feeds for link in links)
 
 
 def render_site(
@@ -90,14 +130,15 @@ def render_site(
     sender: str,
     env: Environment | None = None,
     web_url: str | None = None,
+    rollups: Mapping[str, Sequence[Rollup]] | None = None,
 ) -> dict[str, bytes]:
     """Every page of the site, by path relative to the site root.
 
     `history` maps a profile id to its digests, newest first (a profile missing from it
-    has no digest yet). Feeds are not included: the publisher adds them under `feeds/`.
-    `web_url` is the web side's address (`[web] base_url`): profiles open to subscribers
-    then link to its subscribe page, and the unsubscribe page says how its links work.
-    No page carries anyone's token.
+    has no digest yet); `rollups` to its weekly and monthly roll-ups. Feeds are not
+    included: the publisher adds them under `feeds/`. `web_url` is the web side's address
+    (`[web] base_url`): profiles open to subscribers then link to its subscribe page, and
+    the unsubscribe page says how its links work. No page carries anyone's token.
     """
     env = env or template_environment()
     title = one_line(site_title)
@@ -112,9 +153,13 @@ def render_site(
         index_view = _profile_view(profile, views, links, "", subscribe)
         deep_view = _profile_view(profile, views, links, _DEEP, subscribe)
         index_profiles.append(index_view)
-        all_alternates.extend(index_view.feeds)
-        common = {"site_title": title, "root": _DEEP, "alternates": deep_view.feeds, "profile": deep_view}
-        pages[profile_path(profile.id)] = env.get_template("site/profile.html").render(digests=views, **common)
+        all_alternates.extend(index_view.alternates)
+        common = {"site_title": title, "root": _DEEP, "alternates": deep_view.alternates, "profile": deep_view}
+        profile_rollups = list((rollups or {}).get(profile.id, ()))
+        months = _archive(profile.id, views, profile_rollups)
+        pages[profile_path(profile.id)] = env.get_template("site/profile.html").render(
+            digests=views, months=months, **common
+        )
         for i, (digest, view) in enumerate(zip(digests, views, strict=True)):
             body = Markup(nh3.clean(converter.reset().convert(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
             pages[digest_path(profile.id, digest.date)] = env.get_template("site/digest.html").render(
@@ -124,6 +169,18 @@ def render_site(
                 older=views[i + 1] if i + 1 < len(views) else None,
                 **common,
             )
+        for kind in (PeriodKind.WEEK, PeriodKind.MONTH):
+            ofkind = sorted((r for r in profile_rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
+            for i, rollup in enumerate(ofkind):
+                markdown_text = render_rollup_markdown(rollup, env)
+                body = Markup(nh3.clean(converter.reset().convert(markdown_text), url_schemes=_SCHEMES))
+                pages[rollup_path(profile.id, rollup.period)] = env.get_template("site/rollup.html").render(
+                    body=body,
+                    label=period_label(rollup.period),
+                    newer=_rollup_link(profile.id, ofkind[i - 1]) if i > 0 else None,
+                    older=_rollup_link(profile.id, ofkind[i + 1]) if i + 1 < len(ofkind) else None,
+                    **common,
+                )
     pages[INDEX] = env.get_template("site/index.html").render(
         site_title=title,
         root="",
@@ -140,7 +197,9 @@ def render_site(
         mailto=f"mailto:{address}?subject={quote('unsubscribe')}",
         web_url=web_url,
     )
-    pages[OPML] = env.get_template("site/feeds.opml").render(site_title=title, feeds=_opml_feeds(profiles, links))
+    pages[OPML] = env.get_template("site/feeds.opml").render(
+        site_title=title, feeds=_opml_feeds(profiles, links), groups=_opml_cadences(profiles, links)
+    )
     return {path: text.encode("utf-8") for path, text in pages.items()}
 
 
@@ -196,6 +255,16 @@ def _profile_view(
 ) -> ProfileView:
     title = one_line(profile.title)
     feeds = tuple(_feed_link(output, profile.id, title, links, prefix) for output in _feeds_of(profile))
+    cadences = tuple(
+        (
+            label,
+            tuple(
+                _feed_link(output, rollup_feed_name(profile.id, kind), f"{title}, {label.lower()}", links, prefix)
+                for output in _feeds_of(profile)
+            ),
+        )
+        for kind, label in _CADENCE_LABELS
+    )
     return ProfileView(
         id=profile.id,
         title=title,
@@ -205,7 +274,60 @@ def _profile_view(
         latest=views[0] if views else None,
         days=len(views),
         subscribe=subscribe,
+        cadence_feeds=cadences if feeds else (),
     )
+
+
+_CADENCE_LABELS = ((PeriodKind.WEEK, "Weekly"), (PeriodKind.MONTH, "Monthly"))
+
+
+def _rollup_link(profile_id: str, rollup: Rollup) -> RollupLink:
+    count = len(rollup.items)
+    if count:
+        summary = f"{count} paper{'' if count == 1 else 's'}"
+    else:
+        summary = "nothing above the threshold" if rollup.considered else "no papers listed"
+    return RollupLink(
+        key=rollup.period.key,
+        label=period_label(rollup.period),
+        span=format_span(rollup.period.first, rollup.period.last),
+        href=rollup_path(profile_id, rollup.period),
+        file=f"{rollup.period.key}.html",
+        summary=summary,
+    )
+
+
+def _archive(profile_id: str, views: Sequence[DigestView], rollups: Sequence[Rollup]) -> list[MonthGroup]:
+    """The profile's digests by month, then by ISO week within the month, newest first, with
+    the roll-up of each month and week when there is one. A week that straddles two months
+    is listed under both, each with its own days; a week with a roll-up but no digest is
+    listed under the month of its Thursday (the day ISO 8601 dates a week by)."""
+    by_period = {(r.period.kind, r.period.key): _rollup_link(profile_id, r) for r in rollups}
+    days: dict[Period, dict[Period, list[DigestView]]] = {}
+    for view in views:
+        days.setdefault(month_of(view.day), {}).setdefault(week_of(view.day), []).append(view)
+    for rollup in rollups:
+        period = rollup.period
+        if period.kind is PeriodKind.MONTH:
+            days.setdefault(period, {})
+        elif period.kind is PeriodKind.WEEK and not any(period in weeks for weeks in days.values()):
+            days.setdefault(month_of(period.first + timedelta(days=3)), {}).setdefault(period, [])
+    return [
+        MonthGroup(
+            label=period_label(month),
+            rollup=by_period.get((month.kind, month.key)),
+            weeks=tuple(
+                WeekGroup(
+                    label=period_label(week),
+                    span=format_span(week.first, week.last),
+                    rollup=by_period.get((week.kind, week.key)),
+                    days=tuple(sorted(weeks[week], key=lambda v: v.day, reverse=True)),
+                )
+                for week in sorted(weeks, reverse=True)
+            ),
+        )
+        for month, weeks in sorted(days.items(), reverse=True)
+    ]
 
 
 def _all_feeds(links: SiteLinks, prefix: str) -> tuple[FeedLink, ...]:
@@ -234,6 +356,23 @@ class _OpmlFeed:
     title: str
     xml_url: str
     html_url: str
+
+
+def _opml_cadences(profiles: Sequence[Profile], links: SiteLinks) -> list[tuple[str, list[_OpmlFeed]]]:
+    """The feeds of roll-ups, one folder per cadence ("Weekly roll-ups"), each profile once
+    in its preferred feed format (as `_opml_feeds` lists the daily ones)."""
+    groups = []
+    for kind, label in _CADENCE_LABELS:
+        feeds = []
+        for profile in profiles:
+            kinds = _feeds_of(profile)
+            if kinds:
+                title = f"{one_line(profile.title)}, {label.lower()}"
+                url = links.feed(rollup_feed_name(profile.id, kind), kinds[0].name)
+                feeds.append(_OpmlFeed(title, url, links.profile(profile.id)))
+        if feeds:
+            groups.append((f"{label} roll-ups", feeds))
+    return groups
 
 
 def _opml_feeds(profiles: Sequence[Profile], links: SiteLinks) -> list[_OpmlFeed]:

@@ -6,9 +6,10 @@ open (`schema`). The store is split by topic, as one class made of one part per 
 - `papers`: dumps, papers and the titles they were seen under, fetch validators;
 - `digests`: digests, their items, the feed history;
 - `ledger`: the delivery ledger and the unsubscribes;
-- `upkeep`: what `digest status` reads and `digest prune` deletes;
 - `readers`: what readers tell the web side (web subscriptions, votes, preferences, rate
-  limits) and their own digests.
+  limits) and their own digests;
+- `rollups`: roll-ups, each subscriber's copy of one, and the papers ledger rows carry;
+- `upkeep`: what `digest status` reads and `digest prune` deletes.
 
 Rows come and go as named types (`digest.rows`). The store saves states and stores what
 the pure rules decide (`merge` for papers, `lifecycle` for digests and emails); it never
@@ -38,12 +39,13 @@ from digest.store.digests import DigestsMixin
 from digest.store.ledger import ALL_PROFILES, LedgerMixin, subscriber_key
 from digest.store.papers import PapersMixin
 from digest.store.readers import ReadersMixin
+from digest.store.rollups import RollupsMixin
 from digest.store.schema import SCHEMA_VERSION, connect
 from digest.store.upkeep import UpkeepMixin
 from digest.titles import paper_id, title_key
 
 
-class Store(PapersMixin, DigestsMixin, LedgerMixin, UpkeepMixin, ReadersMixin):
+class Store(PapersMixin, DigestsMixin, LedgerMixin, UpkeepMixin, ReadersMixin, RollupsMixin):
     """One open state database. Use `open_store` to get one."""
 
 

@@ -24,7 +24,7 @@ RUNNER_UP = "runner-up"
 
 # Of a digest `g`: did an email of it reach (or possibly reach) someone; has its profile a later digest?
 _REACHED = (
-    "EXISTS (SELECT 1 FROM deliveries d WHERE d.profile_id = g.profile_id AND d.day = g.day "
+    "EXISTS (SELECT 1 FROM deliveries d WHERE d.profile_id = g.profile_id AND d.day = g.day AND d.period = '' "
     "AND (d.state IN ('sending', 'sent') OR d.possible_duplicate = 1))"
 )
 _LATER = "EXISTS (SELECT 1 FROM digests h WHERE h.profile_id = g.profile_id AND h.day > g.day)"
@@ -121,7 +121,9 @@ class DigestsMixin(StoreBase):
             )
             _insert_items(db, digest)
             if not digest.items:
-                db.execute("DELETE FROM deliveries WHERE profile_id = ? AND day = ? AND state = 'pending'", key)
+                db.execute(
+                    "DELETE FROM deliveries WHERE profile_id = ? AND day = ? AND period = '' AND state = 'pending'", key
+                )
             return True
 
     def load_digest(self, profile: Profile, day: date) -> Digest | None:
@@ -207,7 +209,7 @@ class DigestsMixin(StoreBase):
             return after == DigestState.FAILED
 
 
-_LEDGER_STATES = "SELECT state FROM deliveries WHERE profile_id = ? AND day = ?"
+_LEDGER_STATES = "SELECT state FROM deliveries WHERE profile_id = ? AND day = ? AND period = ''"
 
 
 def save_digest_state(db: sqlite3.Connection, profile_id: str, day: date, state: DigestState, at: datetime) -> None:

@@ -1,4 +1,4 @@
-"""The delivery ledger (one row per profile, subscriber and digest day) and the unsubscribes.
+"""The delivery ledger (one row per profile, subscriber and digest day, or roll-up period) and the unsubscribes.
 
 A row's Message-ID is made once, when the row is; every later attempt reuses it. Each
 change of a row is saved as the sender records it, in its own transaction, so a process
@@ -22,8 +22,9 @@ from digest.store.digests import save_digest_state
 ALL_PROFILES = "*"  # an unsubscribe from every profile
 _COLUMNS = (
     "profile_id, day, subscriber, transport, state, attempts, message_id, last_error, "
-    "possible_duplicate, note, created_at, updated_at, sent_at"
+    "possible_duplicate, note, created_at, updated_at, sent_at, period"
 )
+_WHERE_KEY = "profile_id = ? AND day = ? AND period = ? AND subscriber = ?"
 _ATTEMPT_OUTCOMES = (DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.SKIPPED)
 
 
@@ -48,7 +49,7 @@ class LedgerMixin(StoreBase):
             for key in map(_key, keys):
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO deliveries (profile_id, day, subscriber, transport, message_id, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "created_at, updated_at, period) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key.profile_id,
                         key.day.isoformat(),
@@ -57,6 +58,7 @@ class LedgerMixin(StoreBase):
                         message_id(key),
                         at.isoformat(),
                         at.isoformat(),
+                        key.period,
                     ),
                 )
                 created += cursor.rowcount
@@ -65,14 +67,14 @@ class LedgerMixin(StoreBase):
     def get_delivery(self, key: DeliveryKey) -> Delivery | None:
         """The ledger row as it is now."""
         key = _key(key)
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE profile_id = ? AND day = ? AND subscriber = ?",
-            (key.profile_id, key.day.isoformat(), key.subscriber),
-        ).fetchone()
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE {_WHERE_KEY}", _key_values(key)).fetchone()
         return _delivery(row) if row else None
 
-    def deliveries(self, *, day: date | None = None, profile_id: str | None = None) -> list[Delivery]:
-        """Ledger rows, oldest day first, optionally of one day and/or one profile."""
+    def deliveries(
+        self, *, day: date | None = None, profile_id: str | None = None, period: str | None = None
+    ) -> list[Delivery]:
+        """Ledger rows, oldest day first, optionally of one day, one profile and/or one period
+        ('' for the emails of daily digests only)."""
         where, params = [], []
         if day is not None:
             where.append("day = ?")
@@ -80,8 +82,11 @@ class LedgerMixin(StoreBase):
         if profile_id is not None:
             where.append("profile_id = ?")
             params.append(profile_id)
+        if period is not None:
+            where.append("period = ?")
+            params.append(period)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        query = f"SELECT {_COLUMNS} FROM deliveries {clause} ORDER BY day, profile_id, subscriber"
+        query = f"SELECT {_COLUMNS} FROM deliveries {clause} ORDER BY day, profile_id, subscriber, period"
         return [_delivery(row) for row in self._db.execute(query, params)]
 
     def reopen_outbox_delivery(self, key: DeliveryKey, at: datetime) -> None:
@@ -110,6 +115,8 @@ class LedgerMixin(StoreBase):
                 (0 if counted else 1, at.isoformat(), at.isoformat()),
                 db=db,
             )
+            if key.period:
+                return  # a roll-up's email: no daily digest's state depends on it
             row = db.execute(
                 "SELECT state FROM digests WHERE profile_id = ? AND day = ?", (key.profile_id, key.day.isoformat())
             ).fetchone()
@@ -153,8 +160,8 @@ class LedgerMixin(StoreBase):
         self, key: DeliveryKey, assignments: str, values: tuple[Any, ...], *, db: sqlite3.Connection | None = None
     ) -> None:
         key = _key(key)
-        statement = f"UPDATE deliveries SET {assignments} WHERE profile_id = ? AND day = ? AND subscriber = ?"
-        params = (*values, key.profile_id, key.day.isoformat(), key.subscriber)
+        statement = f"UPDATE deliveries SET {assignments} WHERE {_WHERE_KEY}"
+        params = (*values, *_key_values(key))
         if db is not None:
             db.execute(statement, params)
             return
@@ -198,13 +205,18 @@ class LedgerMixin(StoreBase):
         return [Unsubscription(a, None if p == ALL_PROFILES else p, moment(at)) for a, p, at in rows]
 
 
-def _key(key: tuple[str, date, str]) -> DeliveryKey:
-    # Any (profile, day, subscriber) triple names a row; the named tuple reads better.
+def _key(key: tuple[str, date, str] | tuple[str, date, str, str]) -> DeliveryKey:
+    # Any (profile, day, subscriber[, period]) tuple names a row; the named tuple reads better.
     return key if isinstance(key, DeliveryKey) else DeliveryKey(*key)
 
 
+def _key_values(key: DeliveryKey) -> tuple[str, str, str, str]:
+    """The key in the order of `_WHERE_KEY`."""
+    return key.profile_id, key.day.isoformat(), key.period, key.subscriber
+
+
 def _delivery(row: tuple[Any, ...]) -> Delivery:
-    profile_id, day, subscriber, transport, state, attempts, mid, error, dup, note, created, updated, sent = row
+    profile_id, day, subscriber, transport, state, attempts, mid, error, dup, note, created, updated, sent, period = row
     return Delivery(
         profile_id=profile_id,
         day=date.fromisoformat(day),
@@ -219,4 +231,5 @@ def _delivery(row: tuple[Any, ...]) -> Delivery:
         created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
         sent_at=datetime.fromisoformat(sent) if sent else None,
+        period=period,
     )

@@ -110,6 +110,15 @@ class PapersMixin(StoreBase):
     def latest_listing_date(self) -> date | None:
         return day_or_none(self._db.execute("SELECT MAX(listing_date) FROM dumps").fetchone()[0])
 
+    def api_listing_days(self, first: date, last: date) -> set[date]:
+        """The listing days from `first` to `last` that a stored API response holds (fetched,
+        or a saved response ingested)."""
+        rows = self._db.execute(
+            "SELECT DISTINCT listing_date FROM dumps WHERE kind = 'hf-api' AND listing_date BETWEEN ? AND ?",
+            (first.isoformat(), last.isoformat()),
+        )
+        return {date.fromisoformat(row[0]) for row in rows}
+
     def watermark(self) -> int:
         """The newest dump's sequence number: a digest records it to know what it has seen."""
         newest: int = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM dumps").fetchone()[0]

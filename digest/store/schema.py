@@ -7,6 +7,7 @@ function for what SQL cannot say. This module never reads or writes rows of its 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,97 @@ def _add_title_keys(db: sqlite3.Connection) -> None:
 
 def _reasons_as_data(db: sqlite3.Connection) -> None:
     """Migration 6 changes no table (see its comment in `_MIGRATIONS`)."""
+
+
+_LEDGER_KEY = re.compile(r"PRIMARY KEY\s*\(\s*profile_id\s*,\s*day\s*,\s*subscriber\s*\)")
+_LEDGER_DAY = re.compile(r"(\n(\s*)day\s+TEXT\s+NOT\s+NULL\s*,)")
+_LEDGER_STATES = re.compile(r"(CHECK\s*\(\s*state\s+IN\s*\([^)]*'skipped')(\s*\))")
+_ROLLUP_TABLES = """
+    CREATE TABLE IF NOT EXISTS rollups (
+        profile_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('week', 'month', 'missed')),
+        first_day TEXT NOT NULL,
+        last_day TEXT NOT NULL,
+        built_at TEXT NOT NULL,
+        considered INTEGER NOT NULL,
+        above INTEGER NOT NULL,
+        shown INTEGER NOT NULL,
+        PRIMARY KEY (profile_id, period)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS rollups_kind ON rollups(profile_id, kind, first_day);
+    CREATE TABLE IF NOT EXISTS rollup_items (
+        profile_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        paper_id TEXT NOT NULL REFERENCES papers(id),
+        kind TEXT NOT NULL CHECK (kind IN ('item', 'runner-up')),
+        rank INTEGER NOT NULL,
+        score REAL NOT NULL,
+        reasons TEXT NOT NULL,
+        PRIMARY KEY (profile_id, period, paper_id),
+        FOREIGN KEY (profile_id, period) REFERENCES rollups(profile_id, period)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS rollup_mails (
+        profile_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        considered INTEGER NOT NULL,
+        above INTEGER NOT NULL,
+        made_at TEXT NOT NULL,
+        PRIMARY KEY (profile_id, period, subscriber),
+        FOREIGN KEY (profile_id, period) REFERENCES rollups(profile_id, period)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS rollup_mail_items (
+        profile_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('item', 'also')),
+        rank INTEGER NOT NULL,
+        PRIMARY KEY (profile_id, period, subscriber, paper_id),
+        FOREIGN KEY (profile_id, period, subscriber) REFERENCES rollup_mails(profile_id, period, subscriber),
+        FOREIGN KEY (profile_id, period, paper_id) REFERENCES rollup_items(profile_id, period, paper_id)
+    ) WITHOUT ROWID
+"""
+
+
+def _rollups(db: sqlite3.Connection) -> None:
+    """Migration 7: roll-ups. The ledger's key gains `period` ('' for a daily digest's email,
+    `2025-W52`, `2025-12` or a span of missed days for a roll-up's) and its states
+    'rolled-up'; the tables of roll-ups (what each holds) and of roll-up emails (what each
+    subscriber's copy holds) are added.
+
+    Written to run after any other migration: SQLite cannot change a key in place, so the
+    ledger is copied into a table made from its own current definition (columns another
+    migration added come along), and every step checks whether it is done already."""
+    columns = [row[1] for row in db.execute("PRAGMA table_info(deliveries)")]
+    if "period" not in columns:
+        (definition,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+        ).fetchone()
+        indexes = [
+            row[0]
+            for row in db.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' AND sql IS NOT NULL"
+            )
+        ]
+        # The key's columns lead the table, in the key's order (SQLite's checks of a WITHOUT
+        # ROWID table misread its rows otherwise: quick_check reports NULLs in 3.40).
+        rebuilt, days = _LEDGER_DAY.subn(r"\1\n\2period TEXT NOT NULL DEFAULT '',", definition, count=1)
+        rebuilt, keys = _LEDGER_KEY.subn("PRIMARY KEY (profile_id, day, period, subscriber)", rebuilt)
+        rebuilt, states = _LEDGER_STATES.subn(r"\1, 'rolled-up'\2", rebuilt)
+        if days != 1 or keys != 1 or states != 1:
+            raise StoreError("cannot add roll-ups to the delivery ledger: its table is not as expected")
+        rebuilt = rebuilt.replace("CREATE TABLE deliveries", "CREATE TABLE deliveries_by_period", 1)
+        listed = ", ".join(columns)
+        db.execute(rebuilt)
+        db.execute(f"INSERT INTO deliveries_by_period ({listed}) SELECT {listed} FROM deliveries")
+        db.execute("DROP TABLE deliveries")
+        db.execute("ALTER TABLE deliveries_by_period RENAME TO deliveries")
+        for index in indexes:
+            db.execute(index)
+    for statement in _split_sql(_ROLLUP_TABLES):
+        db.execute(statement)
 
 
 _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -213,6 +305,8 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         FOREIGN KEY (profile_id, day, reader_id) REFERENCES personal_digests(profile_id, day, reader_id)
     ) WITHOUT ROWID;
     """,
+    # 8 (issue 17): roll-ups (weekly, monthly, what a reader missed) and the ledger's period
+    _rollups,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
