@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TypeVar
 
 from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
@@ -40,6 +41,8 @@ from digest.render.templates import template_environment
 from digest.store import Store
 
 log = logging.getLogger(__name__)
+
+Sent = TypeVar("Sent", Digest, Rollup)  # what an email is made of
 
 
 def site_links(config: Config) -> SiteLinks:
@@ -163,23 +166,7 @@ def email_renderer(
     `reader_links(digest, subscriber)` gives the subscriber's signed links on the web side
     (None, or no `reader_links`: the email links to the static site only).
     """
-    links = site_links(config)
-    env = template_environment(config.templates)
-
-    def render(digest: Digest, subscriber: str, message_id: str) -> EmailMessage | None:
-        return render_email(
-            digest,
-            subscriber=subscriber,
-            sender=sender,
-            message_id=message_id,
-            links=links,
-            unsubscribe_key=unsubscribe_key,
-            site_title=config.title,
-            env=env,
-            reader=reader_links(digest, subscriber) if reader_links is not None else None,
-        )
-
-    return render
+    return _renderer(render_email, config, sender, unsubscribe_key, reader_links)
 
 
 def rollup_email_renderer(
@@ -191,12 +178,22 @@ def rollup_email_renderer(
 ) -> Callable[[Rollup, str, str], EmailMessage | None]:
     """`render(rollup, subscriber, message_id)`: a subscriber's copy of a roll-up as their
     email (see `email_renderer`)."""
+    return _renderer(render_rollup_email, config, sender, unsubscribe_key, reader_links)
+
+
+def _renderer(
+    make: Callable[..., EmailMessage | None],
+    config: Config,
+    sender: str,
+    unsubscribe_key: bytes | None,
+    reader_links: Callable[[Sent, str], ReaderLinks | None] | None,
+) -> Callable[[Sent, str, str], EmailMessage | None]:
     links = site_links(config)
     env = template_environment(config.templates)
 
-    def render(rollup: Rollup, subscriber: str, message_id: str) -> EmailMessage | None:
-        return render_rollup_email(
-            rollup,
+    def render(sent: Sent, subscriber: str, message_id: str) -> EmailMessage | None:
+        return make(
+            sent,
             subscriber=subscriber,
             sender=sender,
             message_id=message_id,
@@ -204,7 +201,7 @@ def rollup_email_renderer(
             unsubscribe_key=unsubscribe_key,
             site_title=config.title,
             env=env,
-            reader=reader_links(rollup, subscriber) if reader_links is not None else None,
+            reader=reader_links(sent, subscriber) if reader_links is not None else None,
         )
 
     return render
