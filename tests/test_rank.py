@@ -116,6 +116,26 @@ def test_an_excluded_term_removes_the_paper() -> None:
     assert edge.title in titles(rank([edge, *filler()], lenient))
 
 
+def test_hugging_faces_summary_and_keywords_count_as_more_text() -> None:
+    terse = paper("SkipGate", "We make models faster.")
+    described = replace(
+        terse, id="described", ai_summary="Token routing for mixture of experts.", ai_keywords=("mixture of experts",)
+    )
+    who = profile(description="token routing in mixture of experts")
+    assert rank([terse, *filler()], who) == []  # its own words say nothing of the topic
+    (found,) = rank([described, *filler()], who)
+    assert found.paper.id == described.id and found.score >= who.min_score
+    # A keyword found only in Hugging Face's text is not said to be in the abstract.
+    with_keyword = rank([described, *filler()], profile(keywords=(Keyword("mixture of experts"),)))
+    assert with_keyword[0].paper.id == described.id
+    assert not any(r.kind is ReasonKind.KEYWORDS for r in with_keyword[0].reasons)
+    # A liked paper's extra text counts too.
+    liked = replace(terse, id="liked", title="Routing Study", ai_summary="Token routing for mixture of experts.")
+    twin = paper("Routing Tokens to Experts", "Token routing decides which expert of a mixture reads each token.")
+    ranked = rank([*filler(), twin], profile(liked=("liked",)), liked={"p": [liked]})
+    assert titles(ranked)[0] == twin.title and ranked[0].score >= 0.15
+
+
 def test_a_liked_papers_near_twin_rises() -> None:
     liked = paper(
         "Prototype Replay for Class-Incremental Learning",

@@ -25,7 +25,17 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfTransformer
 
 from digest.models import Paper, Profile, Votes
-from digest.rank.features import CHUNK, Features, Phrases, Tokenizer, dense, paper_text, query_text
+from digest.rank.features import (
+    CHUNK,
+    Features,
+    Phrases,
+    Tokenizer,
+    body_text,
+    dense,
+    extra_text,
+    paper_text,
+    query_text,
+)
 
 TITLE_WEIGHT = 2
 ABSTRACT_HIT = 0.5
@@ -124,30 +134,31 @@ def prepare_batch(
     tokenizer = Tokenizer()
     titles = tokenizer.texts([p.title for p in papers])
     abstracts = tokenizer.texts([p.abstract for p in papers])
+    extras = tokenizer.texts([extra_text(p) for p in papers])
     liked_papers = [p for items in liked_lists for p in items]
     less_papers = [p for items in less_lists for p in items]
     # Word rarity comes from every distinct paper known here, so it does not hang on the batch.
     others = _others([*background, *liked_papers], {p.id for p in papers})
     other_titles = tokenizer.texts([p.title for p in others])
-    other_abstracts = tokenizer.texts([p.abstract for p in others])
+    other_abstracts = tokenizer.texts([body_text(p) for p in others])
     liked_titles = tokenizer.texts([p.title for p in liked_papers])
-    liked_abstracts = tokenizer.texts([p.abstract for p in liked_papers])
+    liked_abstracts = tokenizer.texts([body_text(p) for p in liked_papers])
     descriptions = tokenizer.texts([p.description for p in profiles])
     keywords = Phrases.of(profiles, lambda p: [(k.term, k.weight) for k in p.keywords], tokenizer)
     exclusions = Phrases.of(profiles, lambda p: [(term, 1.0) for term in p.exclude], tokenizer)
     features = Features(
         len(tokenizer.stems),
-        documents=[titles, abstracts, other_titles, other_abstracts],
+        documents=[titles, abstracts, extras, other_titles, other_abstracts],
         wanted=[descriptions, keywords.as_texts()],
     )
-    title_counts, abstract_counts, other_title_counts, other_abstract_counts = features.document_counts
-    paper_counts = TITLE_WEIGHT * title_counts + abstract_counts
+    title_counts, abstract_counts, extra_counts, other_title_counts, other_abstract_counts = features.document_counts
+    paper_counts = TITLE_WEIGHT * title_counts + abstract_counts + extra_counts
     other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
     tfidf = TfidfTransformer(sublinear_tf=True).fit(sparse.vstack([paper_counts, other_counts]))
     liked_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
     less_titles, less_abstracts = (
         tokenizer.texts([p.title for p in less_papers]),
-        tokenizer.texts([p.abstract for p in less_papers]),
+        tokenizer.texts([body_text(p) for p in less_papers]),
     )
     less_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
     queries = _weigh(tfidf, features.counts(descriptions))

@@ -30,6 +30,17 @@ def _reasons_as_data(db: sqlite3.Connection) -> None:
     """Migration 6 changes no table (see its comment in `_MIGRATIONS`)."""
 
 
+def _add_ai_text(db: sqlite3.Connection) -> None:
+    """Papers keep Hugging Face's machine-written summary and keywords (`ai_summary`, and
+    `ai_keywords` as a JSON list). Adds only the columns a database lacks, so it does the
+    same wherever it sits among the migrations."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(papers)")}
+    if "ai_summary" not in present:
+        db.execute("ALTER TABLE papers ADD COLUMN ai_summary TEXT")
+    if "ai_keywords" not in present:
+        db.execute("ALTER TABLE papers ADD COLUMN ai_keywords TEXT NOT NULL DEFAULT '[]'")
+
+
 _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 1: dumps, papers, the normalised titles each paper was seen under, sightings
     """
@@ -143,6 +154,8 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 6: digest items may hold reasons as JSON objects (`reason_records`), which versions
     # before it cannot word: the bump makes them refuse the database instead of printing data
     _reasons_as_data,
+    # 7: Hugging Face's ai_summary and ai_keywords of each paper (issue 16)
+    _add_ai_text,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
