@@ -7,12 +7,14 @@ says. Title matching (`store.title_key`) and the text cleaning every renderer us
 
 The ranges are those of Unicode 15.1 (Python 3.11 ships 14.0, 3.13 ships 15.1);
 tests/test_store.py checks they cover every Cf character the running Python knows.
+`name_key` folds a person's name for comparison (followed authors).
 Pure: string functions only.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 FORMAT_CHARACTERS = (
     "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
@@ -27,3 +29,14 @@ _FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
 def strip_format(text: str) -> str:
     """`text` without format characters (zero-width spaces and joiners, bidi controls, soft hyphens...)."""
     return _FORMAT.sub("", text)
+
+
+_NOT_A_LETTER = re.compile(r"[^\w]+|_")
+
+
+def name_key(name: str) -> str:
+    """A person's name as compared, not as shown: case, accents, format characters and
+    punctuation set aside, so 'Yann LeCun', 'YANN LECUN' and 'Yánn  LeCun' are one name."""
+    decomposed = unicodedata.normalize("NFKD", strip_format(name))
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(_NOT_A_LETTER.sub(" ", letters.casefold()).split())

@@ -165,6 +165,25 @@ def test_a_followed_organisation_boosts() -> None:
     assert Reason(ReasonKind.FOLLOWED, organization="OpenBMB") in ranked[0].reasons
 
 
+def test_a_followed_author_boosts_whatever_the_case_accents_or_punctuation() -> None:
+    text = ("Routing Tokens", "Routing tokens to experts saves compute in sparse models.")
+    by_them = paper(*text, authors=("Ada Smith", "Yánn LéCun"))
+    by_others = paper(*text, id="other", authors=("Yann Lecunn", "Ann LeCun"))
+    both = paper(*text, id="both", authors=("yann lecun",), organization=Organization("openbmb", "OpenBMB"))
+    who = profile(description="sparse models with experts", follow_authors=("Yann  LeCun",))
+    batch = [by_others, by_them, both, *filler()]
+    plain = {s.paper.id: s.score for s in rank(batch, replace(who, follow_authors=()))}
+    ranked = {s.paper.id: s for s in rank(batch, replace(who, follow=("openbmb",)))}
+    assert ranked[by_them.id].score == pytest.approx(min(1.0, 1.25 * plain[by_them.id]), abs=1e-3)
+    assert ranked["other"].score == plain["other"]  # a like name is not the name
+    assert ranked["both"].score == ranked[by_them.id].score  # organisation and author boost once
+    assert (
+        Reason(ReasonKind.FOLLOWED_AUTHOR, author="Yánn LéCun") in ranked[by_them.id].reasons
+    )  # as the paper spells it
+    assert not any(r.kind is ReasonKind.FOLLOWED_AUTHOR for r in ranked["other"].reasons)
+    assert {r.kind for r in ranked["both"].reasons} >= {ReasonKind.FOLLOWED, ReasonKind.FOLLOWED_AUTHOR}
+
+
 def test_already_delivered_papers_drop_out() -> None:
     a = paper("Continual Learning A", "continual learning")
     b = paper("Continual Learning B", "continual learning")

@@ -4,7 +4,8 @@ Pure: papers and profiles in, scores and structured reasons out. No I/O, no cloc
 store, and no words: a reason is data (`models.Reason`), worded by `templates/reasons.txt`.
 Every step works on whole matrices (profiles × papers), never on one pair at a time.
 
-**Text.** Title and abstract are lower-cased, split into words, stripped of English stop
+**Text.** Title and abstract (with Hugging Face's `ai_summary` and
+`ai_keywords` when a paper has them) are lower-cased, split into words, stripped of English stop
 words and stemmed (Snowball, so 'quantize' meets 'quantization'); each text also gets
 its word pairs (bigrams, so 'knowledge distillation' is one feature). Counts become
 TF-IDF vectors (scikit-learn's `TfidfTransformer`: sublinear term frequency, smoothed
@@ -31,9 +32,10 @@ them. Word rarity and each day's top upvotes come from the papers ranked plus a
 `background` the caller passes (the store's recent papers), so a paper's score does not
 hang on which other papers are new that day. A profile's relevance is its best view.
 Priors then multiply it, capped at 1: upvotes (log-damped, relative to the most upvoted
-paper of the same listing day) up to +`UPVOTE_BOOST`, a followed organisation
-+`FOLLOW_BOOST`. A paper matching an `exclude` term, a liked paper itself, and a paper
-already delivered score 0 and are left out.
+paper of the same listing day) up to +`UPVOTE_BOOST`, a followed organisation or author
+(names compared without case, accents or punctuation) +`FOLLOW_BOOST`, once. A paper
+matching an `exclude` term, a liked paper itself, and a paper already delivered score 0
+and are left out.
 
 `score_papers` gives every profile its papers, best first, with reasons (papers are
 scored `CHUNK` at a time so memory stays flat); `select_digest` turns one profile's

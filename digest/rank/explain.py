@@ -2,7 +2,7 @@
 
 Reads the same `BatchMatrices` the score came from: which of the profile's keywords the
 paper has as whole phrases (title first, then abstract), the words it shares with the
-description, the liked paper it is closest to, a followed organisation, its upvotes.
+description, the liked paper it is closest to, a followed organisation or author, its upvotes.
 A view is named only when it scored at least `REASON_THRESHOLD`.
 
 Never words a reason (`templates/reasons.txt` does, through `digest.render.reasons`)
@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from digest.chars import name_key
 from digest.models import Paper, PaperPart, Reason, ReasonKind, Votes
 from digest.rank.scoring import BatchMatrices, BestPaper
 
@@ -42,6 +43,9 @@ def explain(
     paper = papers[col]
     if paper.organization and batch.followed[row, col]:
         found.append(Reason(ReasonKind.FOLLOWED, organization=paper.organization.name))
+    if batch.followed_authors[row, col]:
+        keys = batch.author_keys[row]
+        found.extend(Reason(ReasonKind.FOLLOWED_AUTHOR, author=a) for a in paper.authors if name_key(a) in keys)
     if paper.upvotes:
         most = bool(batch.upvotes[col] >= 1.0 and paper.upvotes > 1)
         found.append(Reason(ReasonKind.UPVOTES, count=paper.upvotes, most_of_day=most))

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfTransformer
 
+from digest.chars import name_key
 from digest.models import Paper, Profile, Votes
 from digest.rank.features import (
     CHUNK,
@@ -106,7 +107,9 @@ class BatchMatrices:
     excluded: sparse.csr_matrix  # papers × exclusion phrases
     exclusions: Phrases
     upvotes: Floats
-    followed: sparse.csr_matrix  # profiles × papers
+    followed: sparse.csr_matrix  # profiles × papers: from a followed organisation
+    followed_authors: sparse.csr_matrix  # profiles × papers: by a followed author
+    author_keys: list[frozenset[str]]  # per profile, its followed authors' `name_key`s
     known: sparse.csr_matrix  # profiles × papers: liked, voted on or delivered
     muted: sparse.csr_matrix  # profiles × papers: from an organisation the reader muted
     less: sparse.csr_matrix  # papers marked "less like this" × features
@@ -166,6 +169,7 @@ def prepare_batch(
         mixed = keywords.owners @ _weigh(tfidf, features.counts(keywords.as_texts()))
         queries = _normalised(queries + _normalised(mixed))
     owners = _owners(liked_lists)
+    author_keys = [frozenset(filter(None, map(name_key, p.follow_authors))) for p in profiles]
 
     semantic = _embed_all(embed, papers, profiles, liked_papers, owners) if embed else (None, None, None)
     return BatchMatrices(
@@ -184,6 +188,8 @@ def prepare_batch(
         exclusions=exclusions,
         upvotes=upvote_prior(papers, background),
         followed=_followed(profiles, papers),
+        followed_authors=_followed_authors(author_keys, papers),
+        author_keys=author_keys,
         known=_known(profiles, papers, [a + b for a, b in zip(liked_lists, less_lists, strict=True)], delivered),
         muted=_muted(votes, papers),
         less=less_vectors,
@@ -258,9 +264,9 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     text[batch.has_text] = calibrate(raw_text[batch.has_text], mode, "text")
     liked = np.zeros(raw_liked.shape, dtype=np.float32)
     liked[batch.has_liked] = calibrate(raw_liked[batch.has_liked], mode, "liked")
-    boost = (
-        1.0 + UPVOTE_BOOST * batch.upvotes[np.newaxis, start:stop] + FOLLOW_BOOST * dense(batch.followed[:, start:stop])
-    )
+    # Following a paper's organisation and one of its authors boosts it once, not twice.
+    followed = dense(batch.followed[:, start:stop].maximum(batch.followed_authors[:, start:stop]))
+    boost = 1.0 + UPVOTE_BOOST * batch.upvotes[np.newaxis, start:stop] + FOLLOW_BOOST * followed
     scores = np.minimum(1.0, np.maximum(text, liked) * boost)
     unlike = _likeness(batch.less, batch.less_owners, papers)
     scores *= 1.0 - LESS_WEIGHT * unlike
@@ -370,6 +376,18 @@ def _followed(profiles: Sequence[Profile], papers: Sequence[Paper]) -> sparse.cs
             by_org.setdefault(paper.organization.id.lower(), []).append(col)
     pairs = [(row, col) for row, p in enumerate(profiles) for org in p.follow for col in by_org.get(org.lower(), ())]
     return _incidence(pairs, (len(profiles), len(papers)))
+
+
+def _followed_authors(author_keys: list[frozenset[str]], papers: Sequence[Paper]) -> sparse.csr_matrix:
+    """profiles × papers: 1 where one of the paper's authors is one the profile follows."""
+    wanted = set().union(*author_keys) if author_keys else set()
+    by_author: dict[str, list[int]] = {}
+    if wanted:
+        for col, paper in enumerate(papers):
+            for key in {name_key(author) for author in paper.authors} & wanted:
+                by_author.setdefault(key, []).append(col)
+    pairs = [(row, col) for row, keys in enumerate(author_keys) for key in keys for col in by_author.get(key, ())]
+    return _incidence(pairs, (len(author_keys), len(papers)))
 
 
 def _muted(votes: Sequence[Votes], papers: Sequence[Paper]) -> sparse.csr_matrix:
