@@ -315,6 +315,40 @@ def test_a_paper_marked_less_like_this_pushes_its_likes_down_and_says_so() -> No
     assert not any(r.kind == ReasonKind.LESS_LIKE_THIS for r in after[REPLAY.id].reasons)
 
 
+def test_more_like_this_moves_the_description_toward_the_votes_and_says_so() -> None:
+    papers = [*filler(), REPLAY, FEDERATED_TOO]
+    reader = profile(description="tasks learned in sequence and shared models")
+    before = {s.paper.id: s for s in rank(papers, reader)}
+    after = {s.paper.id: s for s in rank(papers, reader, votes={"p": Votes(more=(FORGETTING,))})}
+    lift = {pid: after[pid].score - before[pid].score for pid in (REPLAY.id, FEDERATED_TOO.id)}
+    assert lift[REPLAY.id] > 0.1 and lift[REPLAY.id] > 3 * abs(lift[FEDERATED_TOO.id])  # like the vote: up
+    assert after[REPLAY.id].score > after[FEDERATED_TOO.id].score  # ... past a paper it was behind
+    (why,) = [r for r in after[REPLAY.id].reasons if r.kind == ReasonKind.MORE_LIKE_THIS]
+    assert (why.paper_id, why.count) == (FORGETTING.id, 1)
+    assert not any(r.kind == ReasonKind.MORE_LIKE_THIS for r in after[FEDERATED_TOO.id].reasons)
+    # The vote moves the description's view; it does not become a view of its own that
+    # could outrank what the description asks for with one paper's words.
+    assert not any(r.kind == ReasonKind.LIKED for s in after.values() for r in s.reasons)
+
+
+def test_less_like_this_moves_both_views_away_from_the_votes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.rank.scoring as scoring
+
+    liked = paper("Federated Learning on Phones", "Phones train a shared model without sending their data.")
+    papers = [*filler(), REPLAY, FEDERATED_TOO]
+    for reader, extra in (
+        (profile(description=INTERESTS), {}),
+        (profile(liked=(liked.title,)), {"liked": {"p": [liked]}}),
+    ):
+        votes = {"p": Votes(less=(FEDERATED,))}
+        with_term = {s.paper.id: s.score for s in rank(papers, reader, votes=votes, **extra)}
+        monkeypatch.setattr(scoring, "LESS_ROCCHIO", 0.0)
+        without = {s.paper.id: s.score for s in rank(papers, reader, votes=votes, **extra)}
+        monkeypatch.undo()
+        assert with_term[FEDERATED_TOO.id] < without[FEDERATED_TOO.id]
+        assert all(0.0 <= score <= 1.0 for score in with_term.values())
+
+
 def test_a_muted_organisation_is_left_out_and_voted_papers_never_come_back() -> None:
     lab = Organization("lab", "The Lab")
     from_lab = replace(REPLAY, id="from-lab", organization=lab)

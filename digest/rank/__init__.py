@@ -63,8 +63,10 @@ from digest.rank.scoring import (
     CALIBRATION,
     FOLLOW_BOOST,
     KEYWORD_WEIGHT,
+    LESS_ROCCHIO,
     LESS_WEIGHT,
     MIN_SHOWN,
+    MORE_ROCCHIO,
     SEMANTIC_KEYWORD_WEIGHT,
     SEMANTIC_LEXICAL,
     TITLE_WEIGHT,
@@ -83,10 +85,12 @@ __all__ = [
     "CHUNK",
     "FOLLOW_BOOST",
     "KEYWORD_WEIGHT",
+    "LESS_ROCCHIO",
     "LESS_WEIGHT",
     "MIN_SHOWN",
     "MMR_PENALTY",
     "MMR_POOL",
+    "MORE_ROCCHIO",
     "REASON_THRESHOLD",
     "RUNNERS_UP",
     "SEMANTIC_KEYWORD_WEIGHT",
@@ -124,11 +128,16 @@ def score_papers(
     Papers scoring 0 are left out; `limit` keeps each profile's best N (reasons are only
     worked out for those).
 
-    `votes` maps a profile id to what its reader said through the digest (`Votes`): papers
-    marked "more like this" join the liked papers; papers marked "less like this" push
-    papers like them down (a score is multiplied by one less `LESS_WEIGHT` times the
-    cosine to the closest one); papers of a muted organisation are left out. Papers voted
-    on are never ranked again.
+    `votes` maps a profile id to what its reader said through the digest (`Votes`), read
+    as Rocchio's relevance feedback in both views: the raw relevance gains `MORE_ROCCHIO`
+    times a paper's mean likeness to the papers marked "more like this" and loses
+    `LESS_ROCCHIO` times its mean likeness to those marked "less like this", before the
+    same calibration curve, so a score means what it meant and `min_score` keeps its
+    meaning. (A profile with neither words nor liked papers of its own ranks by its "more
+    like this" papers as its liked view.) A near-duplicate of a "less like this" paper is
+    also pushed down: its score is multiplied by one less `LESS_WEIGHT` times the cosine to
+    the closest one. Papers of a muted organisation are left out; papers voted on are never
+    ranked again. Without votes nothing of this changes a score.
     """
     if not papers or not profiles:
         return {profile.id: [] for profile in profiles}

@@ -48,6 +48,11 @@ FOLLOW_BOOST = 0.25
 # A paper as close as a near-duplicate (cosine 1) to a paper marked "less like this" scores
 # nothing; at cosine 0.3 it keeps 70 % of its score.
 LESS_WEIGHT = 1.0
+# Rocchio's terms, in both views: the raw relevance gains MORE_ROCCHIO times the paper's
+# mean likeness to the papers marked "more like this" and loses LESS_ROCCHIO times its mean
+# likeness to those marked "less like this" (chosen on the `tune` split, bench/feedback.py).
+MORE_ROCCHIO = 0.25
+LESS_ROCCHIO = 0.25
 MIN_SHOWN = 0.0001  # scores are rounded to 4 places; below this a paper is left out
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads scoring chunks (memory grows with each)
 
@@ -99,8 +104,9 @@ class BatchMatrices:
     papers: sparse.csr_matrix  # papers × features, TF-IDF
     queries: sparse.csr_matrix  # profiles × features, the text view's query
     centroids: sparse.csr_matrix  # profiles × features, the liked view's query
-    liked: sparse.csr_matrix  # liked papers × features
+    liked: sparse.csr_matrix  # liked papers × features ("more like this" ones included)
     liked_owners: sparse.csr_matrix  # profiles × liked papers
+    more_means: sparse.csr_matrix  # profiles × features: the mean of each profile's "more" papers (Rocchio)
     keywords: Phrases
     title_hits: sparse.csr_matrix  # papers × keyword phrases
     abstract_hits: sparse.csr_matrix
@@ -114,11 +120,14 @@ class BatchMatrices:
     muted: sparse.csr_matrix  # profiles × papers: from an organisation the reader muted
     less: sparse.csr_matrix  # papers marked "less like this" × features
     less_owners: sparse.csr_matrix  # profiles × those papers
+    less_means: sparse.csr_matrix  # profiles × features: the mean of each profile's "less" papers
     has_text: NDArray[np.bool_]
     has_liked: NDArray[np.bool_]
     semantic_papers: Floats | None
     semantic_queries: Floats | None
     semantic_liked: Floats | None
+    semantic_more: Floats | None
+    semantic_less: Floats | None  # profiles × dimensions: the mean of each profile's "less" papers
 
 
 def prepare_batch(
@@ -169,17 +178,33 @@ def prepare_batch(
         mixed = keywords.owners @ _weigh(tfidf, features.counts(keywords.as_texts()))
         queries = _normalised(queries + _normalised(mixed))
     owners = _owners(liked_lists)
+    # "More like this" papers move both views toward them (Rocchio). A profile with neither
+    # words nor liked papers of its own has only them: they are its liked view instead.
+    more_ids = [{p.id for p in v.more} for v in votes]
+    has_text = np.array([bool(p.description.strip() or p.keywords) for p in profiles])
+    own = [any(p.id not in ids for p in items) for items, ids in zip(liked_lists, more_ids, strict=True)]
+    by_votes = [not (own[row] or has_text[row]) for row in range(len(profiles))]
+    in_centroid = [p.id not in more_ids[row] or by_votes[row] for row, items in enumerate(liked_lists) for p in items]
+    in_more = [p.id in more_ids[row] and not by_votes[row] for row, items in enumerate(liked_lists) for p in items]
+    centroid_owners = sparse.csr_matrix(owners.multiply(np.array(in_centroid, dtype=np.float64)))
+    more_owners = sparse.csr_matrix(owners.multiply(np.array(in_more, dtype=np.float64)))
     author_keys = [frozenset(filter(None, map(name_key, p.follow_authors))) for p in profiles]
 
-    semantic = _embed_all(embed, papers, profiles, liked_papers, owners) if embed else (None, None, None)
+    less_owners = _owners(less_lists)
+    semantic = (
+        _embed_all(embed, papers, profiles, liked_papers, (centroid_owners, more_owners), less_papers, less_owners)
+        if embed
+        else (None, None, None, None, None)
+    )
     return BatchMatrices(
         tokenizer=tokenizer,
         features=features,
         papers=_weigh(tfidf, paper_counts),
         queries=queries,
-        centroids=_normalised(owners @ liked_vectors),
+        centroids=_normalised(centroid_owners @ liked_vectors),
         liked=liked_vectors,
         liked_owners=owners,
+        more_means=_means(more_owners) @ liked_vectors,
         keywords=keywords,
         title_hits=keywords.hits(title_counts, [titles], features),
         abstract_hits=keywords.hits(abstract_counts, [abstracts], features),
@@ -193,12 +218,15 @@ def prepare_batch(
         known=_known(profiles, papers, [a + b for a, b in zip(liked_lists, less_lists, strict=True)], delivered),
         muted=_muted(votes, papers),
         less=less_vectors,
-        less_owners=_owners(less_lists),
-        has_text=np.array([bool(p.description.strip() or p.keywords) for p in profiles]),
-        has_liked=np.array([bool(items) for items in liked_lists]),
+        less_owners=less_owners,
+        less_means=_means(less_owners) @ less_vectors,
+        has_text=has_text,
+        has_liked=np.asarray(centroid_owners.sum(axis=1)).ravel() > 0,
         semantic_papers=semantic[0],
         semantic_queries=semantic[1],
         semantic_liked=semantic[2],
+        semantic_more=semantic[3],
+        semantic_less=semantic[4],
     )
 
 
@@ -207,20 +235,27 @@ def _embed_all(
     papers: Sequence[Paper],
     profiles: Sequence[Profile],
     liked_papers: list[Paper],
-    owners: sparse.csr_matrix,
-) -> tuple[Floats, Floats, Floats]:
+    owners: tuple[sparse.csr_matrix, sparse.csr_matrix],
+    less_papers: list[Paper],
+    less_owners: sparse.csr_matrix,
+) -> tuple[Floats, Floats, Floats, Floats, Floats]:
+    """Embeddings of the papers and queries, and per profile the means over its liked
+    papers, its "more like this" papers (`owners`: which liked papers are which) and its
+    "less like this" papers."""
     vectors = embed([paper_text(p) for p in papers])
     texts = [query_text(p) for p in profiles]
     queries = np.zeros((len(profiles), vectors.shape[1]))
     with_text = [i for i, text in enumerate(texts) if text.strip()]
     if with_text:
         queries[with_text] = embed([texts[i] for i in with_text])
-    means = np.zeros_like(queries)
+    means, more, less = np.zeros_like(queries), np.zeros_like(queries), np.zeros_like(queries)
     if liked_papers:
-        counts = np.maximum(np.asarray(owners.sum(axis=1)).ravel(), 1.0)
         # The mean cosine over the liked papers is the cosine to their (unnormalised) mean.
-        means = np.asarray(owners @ embed([paper_text(p) for p in liked_papers])) / counts[:, None]
-    return vectors, queries, means
+        liked = embed([paper_text(p) for p in liked_papers])
+        means, more = (np.asarray(_means(which) @ liked) for which in owners)
+    if less_papers:
+        less = np.asarray(_means(less_owners) @ embed([paper_text(p) for p in less_papers]))
+    return vectors, queries, means, more, less
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +285,13 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     hit_strength = batch.title_hits[start:stop].maximum(batch.abstract_hits[start:stop] * ABSTRACT_HIT)
     matched = dense(batch.keywords.owners @ hit_strength.T)
     liked_lexical = dense(batch.centroids @ papers.T)
+    # Rocchio: each view's query moves toward the mean of the papers marked "more like this"
+    # and away from the mean of those marked "less like this" (for a profile without votes
+    # nothing moves, so its scores are unchanged).
+    voted = batch.more_means.nnz > 0 or batch.less.shape[0] > 0
+    rocchio = (
+        dense(MORE_ROCCHIO * batch.more_means @ papers.T - LESS_ROCCHIO * batch.less_means @ papers.T) if voted else 0.0
+    )
     if batch.semantic_papers is None:
         mode = "lexical"
         raw_text = lexical + KEYWORD_WEIGHT * matched
@@ -258,8 +300,15 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
         mode = "semantic"
         vectors = batch.semantic_papers[start:stop]
         assert batch.semantic_queries is not None and batch.semantic_liked is not None
+        assert batch.semantic_more is not None and batch.semantic_less is not None
         raw_text = batch.semantic_queries @ vectors.T + SEMANTIC_LEXICAL * (lexical + SEMANTIC_KEYWORD_WEIGHT * matched)
         raw_liked = batch.semantic_liked @ vectors.T + SEMANTIC_LEXICAL * liked_lexical
+        if voted:
+            toward = MORE_ROCCHIO * batch.semantic_more - LESS_ROCCHIO * batch.semantic_less
+            rocchio = toward @ vectors.T + SEMANTIC_LEXICAL * rocchio
+    if voted:
+        raw_text = raw_text + rocchio
+        raw_liked = raw_liked + rocchio
     text = np.zeros(raw_text.shape, dtype=np.float32)
     text[batch.has_text] = calibrate(raw_text[batch.has_text], mode, "text")
     liked = np.zeros(raw_liked.shape, dtype=np.float32)
@@ -358,6 +407,13 @@ def _owners(liked_lists: list[list[Paper]]) -> sparse.csr_matrix:
     rows = [row for row, items in enumerate(liked_lists) for _ in items]
     total = len(rows)
     return sparse.csr_matrix((np.ones(total), (rows, range(total))), shape=(len(liked_lists), total))
+
+
+def _means(owners: sparse.csr_matrix) -> sparse.csr_matrix:
+    """`owners` with each row summing to 1 (a product with it averages each profile's papers)."""
+    counts = np.asarray(owners.sum(axis=1)).ravel()
+    scale = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+    return sparse.csr_matrix(sparse.diags(scale) @ owners)
 
 
 def _incidence(pairs: list[tuple[int, int]], shape: tuple[int, int]) -> sparse.csr_matrix:
