@@ -146,7 +146,8 @@ def prepare_batch(
     tokenizer = Tokenizer()
     titles = tokenizer.texts([p.title for p in papers])
     abstracts = tokenizer.texts([p.abstract for p in papers])
-    extras = tokenizer.texts([extra_text(p) for p in papers])
+    # Most papers (all from text dumps) have no extra text: then it costs nothing.
+    extras = tokenizer.texts([extra_text(p) for p in papers]) if any(extra_text(p) for p in papers) else None
     liked_papers = [p for items in liked_lists for p in items]
     less_papers = [p for items in less_lists for p in items]
     # Word rarity comes from every distinct paper known here, so it does not hang on the batch.
@@ -160,11 +161,13 @@ def prepare_batch(
     exclusions = Phrases.of(profiles, lambda p: [(term, 1.0) for term in p.exclude], tokenizer)
     features = Features(
         len(tokenizer.stems),
-        documents=[titles, abstracts, extras, other_titles, other_abstracts],
+        documents=[titles, abstracts, other_titles, other_abstracts, *([extras] if extras is not None else [])],
         wanted=[descriptions, keywords.as_texts()],
     )
-    title_counts, abstract_counts, extra_counts, other_title_counts, other_abstract_counts = features.document_counts
-    paper_counts = TITLE_WEIGHT * title_counts + abstract_counts + extra_counts
+    title_counts, abstract_counts, other_title_counts, other_abstract_counts = features.document_counts[:4]
+    paper_counts = TITLE_WEIGHT * title_counts + abstract_counts
+    if extras is not None:
+        paper_counts = paper_counts + features.document_counts[4]
     other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
     tfidf = TfidfTransformer(sublinear_tf=True).fit(sparse.vstack([paper_counts, other_counts]))
     liked_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
