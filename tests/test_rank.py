@@ -349,6 +349,16 @@ def test_less_like_this_moves_both_views_away_from_the_votes(monkeypatch: pytest
         assert all(0.0 <= score <= 1.0 for score in with_term.values())
 
 
+def test_a_paper_marked_less_like_this_may_have_words_no_other_paper_has() -> None:
+    # An old vote need not be among the papers ranked or the background: its words are still features.
+    odd = paper("Quokka Zymurgy Xylophones", "Quokkas brew zymurgic xylophone lacquers; federated averaging aside.")
+    papers = [*filler(), FEDERATED_TOO]
+    reader = profile(description=INTERESTS)
+    before = {s.paper.id: s.score for s in rank(papers, reader)}
+    after = {s.paper.id: s.score for s in rank(papers, reader, votes={"p": Votes(less=(odd,))})}
+    assert 0.0 < after[FEDERATED_TOO.id] < before[FEDERATED_TOO.id]
+
+
 def test_a_muted_organisation_is_left_out_and_voted_papers_never_come_back() -> None:
     lab = Organization("lab", "The Lab")
     from_lab = replace(REPLAY, id="from-lab", organization=lab)

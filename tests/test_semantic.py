@@ -21,7 +21,7 @@ if os.environ.get("DIGEST_REQUIRE_SEMANTIC") != "1":
 from test_rank import filler, keywords, paper, profile, rank
 
 from digest import semantic
-from digest.models import Keyword, PaperPart, Reason, ReasonKind
+from digest.models import Keyword, PaperPart, Reason, ReasonKind, Votes
 from digest.semantic import SemanticUnavailable, available, load_embedder
 
 REFERENCE = {
@@ -111,3 +111,16 @@ def test_the_onnx_model_embeds_as_the_original_model_does(embed) -> None:
     vectors = embed(list(REFERENCE))
     for vector, expected in zip(vectors, REFERENCE.values(), strict=True):
         assert np.allclose(vector[:8], expected, atol=0.004), (vector[:8], expected)
+
+
+def test_votes_move_the_semantic_views_too(embed) -> None:
+    liked = paper("Replay Buffers for Lifelong Robots", "Robots keep a memory of old tasks to avoid forgetting them.")
+    twin = paper("Remembering Old Skills", "An agent that learns tasks one after another must not lose earlier ones.")
+    other = paper("Federated Averaging on Phones", "Phones train a shared model by averaging their updates.")
+    papers = [*filler(), twin, other]
+    who = profile(description="robots and phones")
+    before = {s.paper.id: s.score for s in rank(papers, who, embed=embed)}
+    more = {s.paper.id: s.score for s in rank(papers, who, embed=embed, votes={"p": Votes(more=(liked,))})}
+    less = {s.paper.id: s.score for s in rank(papers, who, embed=embed, votes={"p": Votes(less=(liked,))})}
+    assert more[twin.id] > before[twin.id] > less.get(twin.id, 0.0)
+    assert all(0.0 <= score <= 1.0 for score in [*more.values(), *less.values()])

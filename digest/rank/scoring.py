@@ -156,6 +156,10 @@ def prepare_batch(
     other_abstracts = tokenizer.texts([body_text(p) for p in others])
     liked_titles = tokenizer.texts([p.title for p in liked_papers])
     liked_abstracts = tokenizer.texts([body_text(p) for p in liked_papers])
+    # Read before the feature space is made, so every word of a voted paper has a column
+    # (an old vote need not be among the papers known here; it never changes word rarity).
+    less_titles = tokenizer.texts([p.title for p in less_papers])
+    less_abstracts = tokenizer.texts([body_text(p) for p in less_papers])
     descriptions = tokenizer.texts([p.description for p in profiles])
     keywords = Phrases.of(profiles, lambda p: [(k.term, k.weight) for k in p.keywords], tokenizer)
     exclusions = Phrases.of(profiles, lambda p: [(term, 1.0) for term in p.exclude], tokenizer)
@@ -171,10 +175,6 @@ def prepare_batch(
     other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
     tfidf = TfidfTransformer(sublinear_tf=True).fit(sparse.vstack([paper_counts, other_counts]))
     liked_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
-    less_titles, less_abstracts = (
-        tokenizer.texts([p.title for p in less_papers]),
-        tokenizer.texts([body_text(p) for p in less_papers]),
-    )
     less_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
     queries = _weigh(tfidf, features.counts(descriptions))
     if keywords.phrases:
