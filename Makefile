@@ -6,10 +6,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-# The semantic extra needs PyTorch: the CPU build, from TORCH_INDEX_URL when set (CI sets
-# https://download.pytorch.org/whl/cpu), else from the package index pip is configured with.
-TORCH ?= torch==2.13.0
-TORCH_INDEX_URL ?=
 
 .PHONY: run install test lint format bench clean browser
 
@@ -63,7 +59,6 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/python -m pip install --quiet -e '.[test,semantic,web]'
 	touch $(STAMP) $(TEST_STAMP)
 

@@ -8,12 +8,14 @@ something from the outside (a file name) escape them (`printable`).
 
 The ranges are those of Unicode 15.1 (Python 3.11 ships 14.0, 3.13 ships 15.1);
 tests/test_store.py checks they cover every Cf character the running Python knows.
+`name_key` folds a person's name for comparison (followed authors).
 Pure: string functions only.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 FORMAT_CHARACTERS = (
     "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
@@ -36,3 +38,14 @@ def printable(text: str) -> str:
     (`\\n`, `\\x1b`, `\\u202e`), so that a name from the outside (a file in the inbox)
     stays one line on a terminal and cannot move its cursor or reverse its text."""
     return _UNPRINTABLE.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+_NOT_A_LETTER = re.compile(r"[^\w]+|_")
+
+
+def name_key(name: str) -> str:
+    """A person's name as compared, not as shown: case, accents, format characters and
+    punctuation set aside, so 'Yann LeCun', 'YANN LECUN' and 'Yánn  LeCun' are one name."""
+    decomposed = unicodedata.normalize("NFKD", strip_format(name))
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(_NOT_A_LETTER.sub(" ", letters.casefold()).split())

@@ -10,7 +10,10 @@ store already has, `merge_sighting` decides what the row becomes:
   byline-less entry) wins only over another bare view: it never replaces a richer title,
   abstract or upvote count;
 - an older listing (or a bare view that does not win) only fills what is still unknown,
-  and may move `first_seen` earlier.
+  and may move `first_seen` earlier;
+- Hugging Face's `ai_summary` and `ai_keywords` follow the same rule, with an empty summary
+  or keyword list counting as unknown: the newest non-empty one wins, and a listing
+  without them never erases them.
 
 Pure: records and entries in, a record out. The store reads the stored record, asks here,
 and writes what comes back; nothing here touches SQL.
@@ -44,6 +47,8 @@ class PaperRecord:
     url: str | None = None
     comments: int | None = None
     published_at: datetime | None = None
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
 
     @property
     def bare(self) -> bool:
@@ -67,6 +72,8 @@ def new_record(entry: Entry, listed: date) -> PaperRecord:
         url=entry.url,
         comments=entry.comments,
         published_at=entry.published_at,
+        ai_summary=entry.ai_summary or None,
+        ai_keywords=entry.ai_keywords,
     )
 
 
@@ -87,6 +94,8 @@ def merge_sighting(stored: PaperRecord, entry: Entry, listed: date) -> PaperReco
             url=_first(entry.url, stored.url),
             comments=_first(entry.comments, stored.comments),
             published_at=_first(entry.published_at, stored.published_at),
+            ai_summary=entry.ai_summary or stored.ai_summary,
+            ai_keywords=entry.ai_keywords or stored.ai_keywords,
         )
     return replace(
         stored,
@@ -99,6 +108,8 @@ def merge_sighting(stored: PaperRecord, entry: Entry, listed: date) -> PaperReco
         url=_first(stored.url, entry.url),
         comments=_first(stored.comments, entry.comments),
         published_at=_first(stored.published_at, entry.published_at),
+        ai_summary=stored.ai_summary or entry.ai_summary or None,
+        ai_keywords=stored.ai_keywords or entry.ai_keywords,
     )
 
 

@@ -68,6 +68,8 @@ class Entry:
 
     `line` is where the entry starts in its file (1-based); for a JSON API response, which
     has no meaningful lines, it is the item's position in the response's list (1-based).
+    `ai_summary` and `ai_keywords` are what Hugging Face's model wrote about the paper (the
+    API gives them for some papers; text dumps never do).
     """
 
     title: str
@@ -82,6 +84,8 @@ class Entry:
     url: str | None = None
     comments: int | None = None
     published_at: datetime | None = None
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class Paper:
     `id` is assigned when the paper is first stored and never changes (feed entry ids
     and delivery records derive from it). `upvotes` is what the latest dump showed;
     `first_seen`/`last_seen` are the dates of the earliest and latest dumps that showed it.
+    `ai_summary` and `ai_keywords` are Hugging Face's machine-written summary and keywords,
+    when a source gave them (the ranker reads them as more text about the paper).
     """
 
     id: str
@@ -141,6 +147,8 @@ class Paper:
     authors: tuple[str, ...] = ()
     url: str | None = None
     comments: int | None = None
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +167,8 @@ class Profile:
     keywords: tuple[Keyword, ...] = ()
     exclude: tuple[str, ...] = ()
     liked: tuple[str, ...] = ()
-    follow: tuple[str, ...] = ()
+    follow: tuple[str, ...] = ()  # organisation ids
+    follow_authors: tuple[str, ...] = ()  # author names, as the profile spells them
     max_items: int = 10
     min_score: float = 0.15
     subscribers: tuple[str, ...] = ()
@@ -187,6 +196,7 @@ class ReasonKind(StrEnum):
     DESCRIPTION = "description"  # close to the description and keywords (in words, or in meaning)
     LIKED = "liked"  # close to one of the profile's liked papers
     FOLLOWED = "followed"  # from an organisation the profile follows
+    FOLLOWED_AUTHOR = "followed-author"  # written by an author the profile follows
     UPVOTES = "upvotes"  # the listing's upvotes
     MORE_LIKE_THIS = "more-like-this"  # close to papers the reader marked "more like this"
     LESS_LIKE_THIS = "less-like-this"  # pushed down: close to papers the reader marked "less like this"
@@ -209,7 +219,8 @@ class Reason:
     `paper_id` and `title` name the liked paper (or the closest voted one);
     `organization` is the followed organisation's name; `count` the upvotes, or how many
     voted papers are close; `most_of_day` whether no paper of the same listing day had
-    more; `text` the words of a LEGACY reason.
+    more; `text` the words of a LEGACY reason; `author` the followed author's name, as the
+    paper gives it.
     """
 
     kind: ReasonKind
@@ -222,6 +233,7 @@ class Reason:
     count: int = 0
     most_of_day: bool = False
     text: str = ""
+    author: str = ""
 
 
 REASON_FIELDS: dict[ReasonKind, tuple[str, ...]] = {
@@ -229,6 +241,7 @@ REASON_FIELDS: dict[ReasonKind, tuple[str, ...]] = {
     ReasonKind.DESCRIPTION: ("terms", "semantic"),
     ReasonKind.LIKED: ("paper_id", "title"),
     ReasonKind.FOLLOWED: ("organization",),
+    ReasonKind.FOLLOWED_AUTHOR: ("author",),
     ReasonKind.UPVOTES: ("count", "most_of_day"),
     ReasonKind.MORE_LIKE_THIS: ("paper_id", "title", "count"),
     ReasonKind.LESS_LIKE_THIS: ("paper_id", "title", "count"),

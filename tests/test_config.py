@@ -59,6 +59,32 @@ def test_profile_values(tmp_path: Path) -> None:
     assert profile.max_items == 10 and profile.min_score == 0.15 and profile.schedule == "0 7 * * *"
 
 
+def test_follow_takes_organisations_and_authors(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[[profiles]]\nid = "a"\ndescription = "d"\n'
+        'follow = ["openbmb", {author = " Yann  LeCun "}, "nvidia", {author = "Yann LeCun"}]\n',
+        encoding="utf-8",
+    )
+    (profile,) = load_config(path, tmp_path).profiles
+    assert profile.follow == ("openbmb", "nvidia")
+    assert profile.follow_authors == ("Yann LeCun",)
+
+
+def test_a_bad_follow_item_names_its_file_and_line(tmp_path: Path) -> None:
+    bad = [
+        ("[3]", 'item 1: follow lists organisation ids (strings) and authors ({author = "Name"}), got an integer 3'),
+        ('[""]', "item 1: an organisation id must not be empty"),
+        ('["x", {name = "Ann"}]', "item 2: unknown key 'name' in a followed author (known: author)"),
+        ("[{}]", 'item 1: a followed author is a table {author = "Name"}'),
+        ('[{author = "  "}]', "item 1: an author's name must not be empty"),
+        ("[{author = 7}]", "item 1: expected a string, got an integer 7"),
+    ]
+    for value, message in bad:
+        found = problems(tmp_path, f'[[profiles]]\nid = "a"\ndescription = "d"\nfollow = {value}\n')
+        assert found == [f"digest.toml:4: profiles[0].follow: {message}"], value
+
+
 def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
     text = """\
 [digest]

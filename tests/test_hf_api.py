@@ -68,6 +68,31 @@ def test_fixture_gives_every_field() -> None:
     assert cfm.organization == Organization("openbmb", "OpenBMB") and (cfm.upvotes, cfm.comments) == (31, 0)
     assert sparse.title == "Sparse Attention Without Tears: <b>Fast</b> & Exact"  # kept as text, escaped later
     assert (sparse.upvotes, sparse.comments, sparse.line) == (0, 5, 3)
+    assert light.ai_summary == "A lightweight, simulation-free Schrödinger Bridge solver."
+    assert light.ai_keywords == ("Schrödinger Bridge", "optimal transport")
+    assert (cfm.ai_summary, cfm.ai_keywords) == (None, ())
+
+
+def test_hugging_faces_summary_and_keywords_are_extras() -> None:
+    items = [
+        api_item("2601.00020", "Tidy", ai_summary="  Two\nlines. ", ai_keywords=["MoE", " ", "MoE", "routing"]),
+        api_item("2601.00021", "Odd summary", ai_summary=["not", "text"], ai_keywords="MoE, routing"),
+        api_item("2601.00022", "Odd keyword", ai_keywords=["MoE", 7]),
+        api_item("2601.00023", "Long", ai_summary="x" * 6000, ai_keywords=[f"k{i}" for i in range(150)]),
+    ]
+    dump = parse_api_items(items, "f.json", DAY)
+    tidy, odd_summary, odd_keyword, long = dump.entries  # a mistyped extra never costs the paper
+    assert (tidy.ai_summary, tidy.ai_keywords) == ("Two lines.", ("MoE", "routing"))
+    assert (odd_summary.ai_summary, odd_summary.ai_keywords, odd_keyword.ai_keywords) == (None, (), ())
+    assert len(long.ai_summary or "") == 5000 and len(long.ai_keywords) == 100
+    assert [str(p) for p in dump.problems] == [
+        "f.json:item 2: paper.ai_summary: expected a string, got a list; ignored",
+        "f.json:item 2: paper.ai_keywords: expected a list of strings, got a string 'MoE, routing'; ignored",
+        "f.json:item 3: paper.ai_keywords: expected a list of strings, got a list with an item that is not a "
+        "string; ignored",
+        "f.json:item 4: paper.ai_summary truncated to 5,000 characters",
+        "f.json:item 4: paper.ai_keywords: cut to 100 keywords of at most 200 characters",
+    ]
 
 
 def test_version_suffix_is_dropped_and_old_style_ids_are_accepted() -> None:

@@ -23,6 +23,7 @@ STORED = PaperRecord(
     upvotes=10,
 )
 BARE = PaperRecord(title="Bare Title", abstract="Bare abstract.", first_seen=DEC_2, last_seen=DEC_2)
+AI_STORED = replace(STORED, ai_summary="Stored summary.", ai_keywords=("stored",))
 
 FULL = Entry(
     "New Title",
@@ -97,6 +98,25 @@ CASES = {
     ),
     # A bare view from an older listing moves first_seen back and changes nothing else.
     "older bare moves first_seen": (STORED, BARE_ENTRY, DEC_1, replace(STORED, first_seen=DEC_1)),
+    # Hugging Face's summary and keywords: the newest non-empty ones win...
+    "newer ai text replaces": (
+        AI_STORED, replace(FULL, ai_summary="Newer summary.", ai_keywords=("newer",)), DEC_3,
+        replace(merge_sighting(AI_STORED, FULL, DEC_3), ai_summary="Newer summary.", ai_keywords=("newer",)),
+    ),
+    # ...a newer listing without them (or with empty ones) keeps them...
+    "newer without ai text keeps it": (
+        AI_STORED, replace(FULL, ai_summary="", ai_keywords=()), DEC_3,
+        replace(merge_sighting(STORED, FULL, DEC_3), ai_summary="Stored summary.", ai_keywords=("stored",)),
+    ),
+    # ...and an older listing only fills them in when they are unknown.
+    "older ai text fills in": (
+        STORED, replace(FULL, ai_summary="Old summary.", ai_keywords=("old",)), DEC_1,
+        replace(merge_sighting(STORED, FULL, DEC_1), ai_summary="Old summary.", ai_keywords=("old",)),
+    ),
+    "older ai text never replaces": (
+        AI_STORED, replace(FULL, ai_summary="Old summary.", ai_keywords=("old",)), DEC_1,
+        replace(merge_sighting(STORED, FULL, DEC_1), ai_summary="Stored summary.", ai_keywords=("stored",)),
+    ),
 }  # fmt: skip
 
 

@@ -116,6 +116,26 @@ def test_an_excluded_term_removes_the_paper() -> None:
     assert edge.title in titles(rank([edge, *filler()], lenient))
 
 
+def test_hugging_faces_summary_and_keywords_count_as_more_text() -> None:
+    terse = paper("SkipGate", "We make models faster.")
+    described = replace(
+        terse, id="described", ai_summary="Token routing for mixture of experts.", ai_keywords=("mixture of experts",)
+    )
+    who = profile(description="token routing in mixture of experts")
+    assert rank([terse, *filler()], who) == []  # its own words say nothing of the topic
+    (found,) = rank([described, *filler()], who)
+    assert found.paper.id == described.id and found.score >= who.min_score
+    # A keyword found only in Hugging Face's text is not said to be in the abstract.
+    with_keyword = rank([described, *filler()], profile(keywords=(Keyword("mixture of experts"),)))
+    assert with_keyword[0].paper.id == described.id
+    assert not any(r.kind is ReasonKind.KEYWORDS for r in with_keyword[0].reasons)
+    # A liked paper's extra text counts too.
+    liked = replace(terse, id="liked", title="Routing Study", ai_summary="Token routing for mixture of experts.")
+    twin = paper("Routing Tokens to Experts", "Token routing decides which expert of a mixture reads each token.")
+    ranked = rank([*filler(), twin], profile(liked=("liked",)), liked={"p": [liked]})
+    assert titles(ranked)[0] == twin.title and ranked[0].score >= 0.15
+
+
 def test_a_liked_papers_near_twin_rises() -> None:
     liked = paper(
         "Prototype Replay for Class-Incremental Learning",
@@ -143,6 +163,25 @@ def test_a_followed_organisation_boosts() -> None:
     assert score_of(ranked, theirs.title) == pytest.approx(min(1.0, 1.25 * plain[theirs.id]), abs=1e-3)
     assert ranked[1].score == plain["other"]
     assert Reason(ReasonKind.FOLLOWED, organization="OpenBMB") in ranked[0].reasons
+
+
+def test_a_followed_author_boosts_whatever_the_case_accents_or_punctuation() -> None:
+    text = ("Routing Tokens", "Routing tokens to experts saves compute in sparse models.")
+    by_them = paper(*text, authors=("Ada Smith", "Yánn LéCun"))
+    by_others = paper(*text, id="other", authors=("Yann Lecunn", "Ann LeCun"))
+    both = paper(*text, id="both", authors=("yann lecun",), organization=Organization("openbmb", "OpenBMB"))
+    who = profile(description="sparse models with experts", follow_authors=("Yann  LeCun",))
+    batch = [by_others, by_them, both, *filler()]
+    plain = {s.paper.id: s.score for s in rank(batch, replace(who, follow_authors=()))}
+    ranked = {s.paper.id: s for s in rank(batch, replace(who, follow=("openbmb",)))}
+    assert ranked[by_them.id].score == pytest.approx(min(1.0, 1.25 * plain[by_them.id]), abs=1e-3)
+    assert ranked["other"].score == plain["other"]  # a like name is not the name
+    assert ranked["both"].score == ranked[by_them.id].score  # organisation and author boost once
+    assert (
+        Reason(ReasonKind.FOLLOWED_AUTHOR, author="Yánn LéCun") in ranked[by_them.id].reasons
+    )  # as the paper spells it
+    assert not any(r.kind is ReasonKind.FOLLOWED_AUTHOR for r in ranked["other"].reasons)
+    assert {r.kind for r in ranked["both"].reasons} >= {ReasonKind.FOLLOWED, ReasonKind.FOLLOWED_AUTHOR}
 
 
 def test_already_delivered_papers_drop_out() -> None:
@@ -274,6 +313,47 @@ def test_a_paper_marked_less_like_this_pushes_its_likes_down_and_says_so() -> No
     (why,) = [r for r in after[FEDERATED_TOO.id].reasons if r.kind == ReasonKind.LESS_LIKE_THIS]
     assert (why.paper_id, why.count) == (FEDERATED.id, 1)
     assert not any(r.kind == ReasonKind.LESS_LIKE_THIS for r in after[REPLAY.id].reasons)
+
+
+def test_more_like_this_moves_the_description_toward_the_votes_and_says_so() -> None:
+    papers = [*filler(), REPLAY, FEDERATED_TOO]
+    reader = profile(description="tasks learned in sequence and shared models")
+    before = {s.paper.id: s for s in rank(papers, reader)}
+    after = {s.paper.id: s for s in rank(papers, reader, votes={"p": Votes(more=(FORGETTING,))})}
+    lift = {pid: after[pid].score - before[pid].score for pid in (REPLAY.id, FEDERATED_TOO.id)}
+    assert lift[REPLAY.id] > 0.1 and lift[REPLAY.id] > 3 * abs(lift[FEDERATED_TOO.id])  # like the vote: up
+    assert after[REPLAY.id].score > after[FEDERATED_TOO.id].score  # ... past a paper it was behind
+    (why,) = [r for r in after[REPLAY.id].reasons if r.kind == ReasonKind.MORE_LIKE_THIS]
+    assert (why.paper_id, why.count) == (FORGETTING.id, 1)
+    assert not any(r.kind == ReasonKind.MORE_LIKE_THIS for r in after[FEDERATED_TOO.id].reasons)
+    # The vote moves the description's view; it does not become a view of its own that
+    # could outrank what the description asks for with one paper's words.
+    assert not any(r.kind == ReasonKind.LIKED for s in after.values() for r in s.reasons)
+
+
+def test_less_like_this_pushes_look_alikes_down_in_both_views() -> None:
+    liked = paper("Federated Learning on Phones", "Phones train a shared model without sending their data.")
+    papers = [*filler(), REPLAY, FEDERATED_TOO]
+    for reader, extra in (
+        (profile(description=INTERESTS), {}),
+        (profile(liked=(liked.title,)), {"liked": {"p": [liked]}}),
+    ):
+        before = {s.paper.id: s.score for s in rank(papers, reader, **extra)}
+        after = {s.paper.id: s.score for s in rank(papers, reader, votes={"p": Votes(less=(FEDERATED,))}, **extra)}
+        assert after.get(FEDERATED_TOO.id, 0.0) < before[FEDERATED_TOO.id]
+        # A paper unlike the vote stays where it was.
+        assert after.get(REPLAY.id, 0.0) == pytest.approx(before.get(REPLAY.id, 0.0), rel=0.1)
+        assert all(0.0 <= score <= 1.0 for score in after.values())
+
+
+def test_a_paper_marked_less_like_this_may_have_words_no_other_paper_has() -> None:
+    # An old vote need not be among the papers ranked or the background: its words are still features.
+    odd = paper("Quokka Zymurgy Xylophones", "Quokkas brew zymurgic xylophone lacquers; federated averaging aside.")
+    papers = [*filler(), FEDERATED_TOO]
+    reader = profile(description=INTERESTS)
+    before = {s.paper.id: s.score for s in rank(papers, reader)}
+    after = {s.paper.id: s.score for s in rank(papers, reader, votes={"p": Votes(less=(odd,))})}
+    assert 0.0 < after[FEDERATED_TOO.id] < before[FEDERATED_TOO.id]
 
 
 def test_a_muted_organisation_is_left_out_and_voted_papers_never_come_back() -> None:

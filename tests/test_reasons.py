@@ -53,6 +53,7 @@ WORDED = [
         "similar to a paper you liked: CODA-Prompt: COntinual Decomposed Prompting",
     ),
     (Reason(ReasonKind.FOLLOWED, organization="OpenBMB"), "from OpenBMB, which you follow"),
+    (Reason(ReasonKind.FOLLOWED_AUTHOR, author="Yann LeCun"), "by Yann LeCun, whom you follow"),
     (Reason(ReasonKind.UPVOTES, count=1), "1 upvote"),
     (Reason(ReasonKind.UPVOTES, count=12), "12 upvotes"),
     (Reason(ReasonKind.UPVOTES, count=42, most_of_day=True), "42 upvotes (the most of its day)"),

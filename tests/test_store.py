@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import unicodedata
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -160,6 +161,47 @@ def test_an_older_api_view_fills_every_unknown_field(store: Store) -> None:
     assert store._db.execute("SELECT published_at FROM papers").fetchone()[0] == "2025-11-01T09:30:00+00:00"
 
 
+def test_hugging_faces_summary_and_keywords_are_kept_until_a_newer_one_comes(store: Store) -> None:
+    first = Entry(
+        "Routing Experts",
+        "Abstract.",
+        arxiv_id="2512.00002",
+        ai_summary="Routes tokens.",
+        ai_keywords=("mixture of experts", "routing"),
+    )
+    store.add_dump(Dump("api", date(2025, 12, 1), (first,), kind="hf-api"), "sha-ai-1", NOW)
+    (paper,) = store.iter_papers()
+    assert (paper.ai_summary, paper.ai_keywords) == ("Routes tokens.", ("mixture of experts", "routing"))
+    # A newer listing without them (a text dump never has them) keeps them.
+    ingest_text(
+        store, format_dump(date(2025, 12, 2), [Entry("Routing Experts", "Abstract.", 2, None, date(2025, 11, 2), 5)])
+    )
+    (paper,) = store.iter_papers()
+    assert (paper.ai_summary, paper.ai_keywords, paper.upvotes) == (
+        "Routes tokens.",
+        ("mixture of experts", "routing"),
+        5,
+    )
+    newer = replace(first, ai_summary="Routes tokens to experts.", ai_keywords=("MoE",))
+    store.add_dump(Dump("api", date(2025, 12, 3), (newer,), kind="hf-api"), "sha-ai-2", NOW)
+    (paper,) = store.get_papers([paper.id])
+    assert (paper.ai_summary, paper.ai_keywords) == ("Routes tokens to experts.", ("MoE",))
+
+
+def test_a_database_from_before_the_ai_text_gains_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_database(path, [("Stored Paper", "stored paper")])
+    opened = open_store(path)
+    try:
+        (paper,) = opened.iter_papers()
+        assert (paper.title, paper.ai_summary, paper.ai_keywords) == ("Stored Paper", None, ())
+        # The migration adds only what is missing, so running it again (at another position) changes nothing.
+        store_module._add_ai_text(opened._db)
+        assert [p.title for p in opened.iter_papers()] == ["Stored Paper"]
+    finally:
+        opened.close()
+
+
 def test_same_title_with_another_arxiv_id_is_another_paper(store: Store) -> None:
     first = Entry("Attention Is All You Need", "A.", arxiv_id="1706.03762")
     second = Entry("Attention is all you need!", "B.", arxiv_id="2401.99999")
@@ -293,7 +335,8 @@ def test_papers_stored_under_the_old_title_rule_are_still_found(tmp_path: Path) 
 def test_a_ledger_made_before_roll_ups_keeps_its_rows_and_columns_another_migration_added(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     db = sqlite3.connect(path, isolation_level=None)
-    before = [step for step in store_module._MIGRATIONS if step is not store_module._rollups]
+    # The migrations up to roll-ups (any later one runs after it, when the store opens).
+    before = store_module._MIGRATIONS[: store_module._MIGRATIONS.index(store_module._rollups)]
     for migration in before:
         if callable(migration):
             migration(db)

@@ -11,6 +11,7 @@ huggingface_hub's `PaperInfo` (src/huggingface_hub/hf_api.py, used by `list_dail
                 "publishedAt": "2025-12-30T18:59:59.000Z",   # arXiv publication time
                 "upvotes": 12,
                 "organization": {"name": "openbmb", "fullname": "OpenBMB"},  # optional
+                "ai_summary": "...", "ai_keywords": ["...", ...],     # optional, machine-written
                 "submittedOnDailyAt": "2025-12-31T...", ...},
       "title": "...", "summary": "...",            # copies of the paper's
       "publishedAt": "2025-12-31T...",             # when it was put on the listing
@@ -22,7 +23,8 @@ rejected whole (`NotAnApiResponse`), and so is one for a listing day in the futu
 than a day after the caller's `today`); an item with a missing or mistyped field, or a
 number outside its plausible range (`ingest.limits`), is reported as
 `FILE:item N: what is wrong` and skipped, and the other items are kept. A title or
-summary longer than its cap is reported and kept, shortened.
+summary longer than its cap is reported and kept, shortened. `ai_summary` and
+`ai_keywords` are extras: a mistyped one is reported and ignored, and the paper is kept.
 
 Pure: this module never fetches, reads files or touches the store (see `digest.fetch`).
 """
@@ -41,6 +43,9 @@ from digest.ingest.common import NotADump, decode_text, snippet
 from digest.ingest.hf_dump import latest_listing
 from digest.ingest.limits import (
     ABSTRACT_CAP,
+    AI_KEYWORD_CAP,
+    AI_KEYWORDS_CAP,
+    AI_SUMMARY_CAP,
     EARLIEST_YEAR,
     MAX_AUTHORS,
     MAX_COMMENTS,
@@ -253,6 +258,7 @@ def _entry(item: Any, number: int, day: date, notes: list[str]) -> Entry:
     for (_, _, path), text, limit in ((title_at, title, TITLE_CAP), (summary_at, abstract, ABSTRACT_CAP)):
         if len(text) > limit:
             notes.append(f"{path} truncated to {limit:,} characters")
+    ai_summary, ai_keywords = _ai_summary(paper, item, notes), _ai_keywords(paper, item, notes)
     return Entry(
         title=cap(title, TITLE_CAP),
         abstract=cap(abstract, ABSTRACT_CAP),
@@ -266,7 +272,40 @@ def _entry(item: Any, number: int, day: date, notes: list[str]) -> Entry:
         url=PAPER_PAGE + the_id,
         comments=comments,
         published_at=published_at,
+        ai_summary=ai_summary,
+        ai_keywords=ai_keywords,
     )
+
+
+def _ai_summary(paper: dict[str, Any], item: dict[str, Any], notes: list[str]) -> str | None:
+    """Hugging Face's summary of the paper, one line, capped; a mistyped one is noted and ignored."""
+    obj, key, path = _pick(paper, item, "ai_summary")
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        notes.append(f"{path}: expected a string, got {_describe(value)}; ignored")
+        return None
+    text = _one_line(value)
+    if len(text) > AI_SUMMARY_CAP:
+        notes.append(f"{path} truncated to {AI_SUMMARY_CAP:,} characters")
+    return cap(text, AI_SUMMARY_CAP) or None
+
+
+def _ai_keywords(paper: dict[str, Any], item: dict[str, Any], notes: list[str]) -> tuple[str, ...]:
+    """Hugging Face's keywords for the paper, each one line; a mistyped list is noted and ignored."""
+    obj, key, path = _pick(paper, item, "ai_keywords")
+    value = obj.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        what = _describe(value) if not isinstance(value, list) else "a list with an item that is not a string"
+        notes.append(f"{path}: expected a list of strings, got {what}; ignored")
+        return ()
+    keywords = list(dict.fromkeys(k for k in (_one_line(k) for k in value) if k))
+    if len(keywords) > AI_KEYWORDS_CAP or any(len(k) > AI_KEYWORD_CAP for k in keywords):
+        notes.append(f"{path}: cut to {AI_KEYWORDS_CAP} keywords of at most {AI_KEYWORD_CAP} characters")
+    return tuple(cap(k, AI_KEYWORD_CAP) for k in keywords[:AI_KEYWORDS_CAP])
 
 
 class _Checker:

@@ -20,6 +20,10 @@ MAX_AUTHORS = 100_000
 EARLIEST_YEAR = 1900
 TITLE_CAP = 1_000
 ABSTRACT_CAP = 20_000
+# Hugging Face's machine-written summary (one or two sentences) and keywords (a handful).
+AI_SUMMARY_CAP = 5_000
+AI_KEYWORDS_CAP = 100  # keywords kept per paper
+AI_KEYWORD_CAP = 200  # characters per keyword
 
 
 def cap(text: str, limit: int) -> str:

@@ -4,7 +4,8 @@ Pure: papers and profiles in, scores and structured reasons out. No I/O, no cloc
 store, and no words: a reason is data (`models.Reason`), worded by `templates/reasons.txt`.
 Every step works on whole matrices (profiles × papers), never on one pair at a time.
 
-**Text.** Title and abstract are lower-cased, split into words, stripped of English stop
+**Text.** Title and abstract (with Hugging Face's `ai_summary` and
+`ai_keywords` when a paper has them) are lower-cased, split into words, stripped of English stop
 words and stemmed (Snowball, so 'quantize' meets 'quantization'); each text also gets
 its word pairs (bigrams, so 'knowledge distillation' is one feature). Counts become
 TF-IDF vectors (scikit-learn's `TfidfTransformer`: sublinear term frequency, smoothed
@@ -31,9 +32,10 @@ them. Word rarity and each day's top upvotes come from the papers ranked plus a
 `background` the caller passes (the store's recent papers), so a paper's score does not
 hang on which other papers are new that day. A profile's relevance is its best view.
 Priors then multiply it, capped at 1: upvotes (log-damped, relative to the most upvoted
-paper of the same listing day) up to +`UPVOTE_BOOST`, a followed organisation
-+`FOLLOW_BOOST`. A paper matching an `exclude` term, a liked paper itself, and a paper
-already delivered score 0 and are left out.
+paper of the same listing day) up to +`UPVOTE_BOOST`, a followed organisation or author
+(names compared without case, accents or punctuation) +`FOLLOW_BOOST`, once. A paper
+matching an `exclude` term, a liked paper itself, and a paper already delivered score 0
+and are left out.
 
 `score_papers` gives every profile its papers, best first, with reasons (papers are
 scored `CHUNK` at a time so memory stays flat); `select_digest` turns one profile's
@@ -61,8 +63,10 @@ from digest.rank.scoring import (
     CALIBRATION,
     FOLLOW_BOOST,
     KEYWORD_WEIGHT,
+    LESS_ROCCHIO,
     LESS_WEIGHT,
     MIN_SHOWN,
+    MORE_ROCCHIO,
     SEMANTIC_KEYWORD_WEIGHT,
     SEMANTIC_LEXICAL,
     TITLE_WEIGHT,
@@ -81,10 +85,12 @@ __all__ = [
     "CHUNK",
     "FOLLOW_BOOST",
     "KEYWORD_WEIGHT",
+    "LESS_ROCCHIO",
     "LESS_WEIGHT",
     "MIN_SHOWN",
     "MMR_PENALTY",
     "MMR_POOL",
+    "MORE_ROCCHIO",
     "REASON_THRESHOLD",
     "RUNNERS_UP",
     "SEMANTIC_KEYWORD_WEIGHT",
@@ -122,11 +128,16 @@ def score_papers(
     Papers scoring 0 are left out; `limit` keeps each profile's best N (reasons are only
     worked out for those).
 
-    `votes` maps a profile id to what its reader said through the digest (`Votes`): papers
-    marked "more like this" join the liked papers; papers marked "less like this" push
-    papers like them down (a score is multiplied by one less `LESS_WEIGHT` times the
-    cosine to the closest one); papers of a muted organisation are left out. Papers voted
-    on are never ranked again.
+    `votes` maps a profile id to what its reader said through the digest (`Votes`), read
+    as Rocchio's relevance feedback in both views: the raw relevance gains `MORE_ROCCHIO`
+    times a paper's mean likeness to the papers marked "more like this" and loses
+    `LESS_ROCCHIO` (now 0: off, see `scoring`) times its mean likeness to those marked
+    "less like this", before the same calibration curve, so a score means what it meant
+    and `min_score` keeps its meaning. (A profile with neither words nor liked papers of its own ranks by its "more
+    like this" papers as its liked view.) A near-duplicate of a "less like this" paper is
+    also pushed down: its score is multiplied by one less `LESS_WEIGHT` times the cosine to
+    the closest one. Papers of a muted organisation are left out; papers voted on are never
+    ranked again. Without votes nothing of this changes a score.
     """
     if not papers or not profiles:
         return {profile.id: [] for profile in profiles}

@@ -2,7 +2,7 @@
 
 Reads the same `BatchMatrices` the score came from: which of the profile's keywords the
 paper has as whole phrases (title first, then abstract), the words it shares with the
-description, the liked paper it is closest to, a followed organisation, its upvotes.
+description, the liked paper it is closest to, a followed organisation or author, its upvotes.
 A view is named only when it scored at least `REASON_THRESHOLD`.
 
 Never words a reason (`templates/reasons.txt` does, through `digest.render.reasons`)
@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from digest.chars import name_key
 from digest.models import Paper, PaperPart, Reason, ReasonKind, Votes
 from digest.rank.scoring import BatchMatrices, BestPaper
 
@@ -37,11 +38,16 @@ def explain(
         found.append(Reason(ReasonKind.DESCRIPTION, terms=tuple(_shared_terms(batch, row, col)), semantic=semantic))
     if best.liked_view >= REASON_THRESHOLD and liked:
         found.append(_liked_reason(batch, liked, votes, row, col))
+    elif votes.more and (more := _more_reason(batch, liked, votes, row, col)):
+        found.append(more)
     if best.unlike >= REASON_THRESHOLD and votes.less:
         found.append(_less_reason(batch, votes, row, col))
     paper = papers[col]
     if paper.organization and batch.followed[row, col]:
         found.append(Reason(ReasonKind.FOLLOWED, organization=paper.organization.name))
+    if batch.followed_authors[row, col]:
+        keys = batch.author_keys[row]
+        found.extend(Reason(ReasonKind.FOLLOWED_AUTHOR, author=a) for a in paper.authors if name_key(a) in keys)
     if paper.upvotes:
         most = bool(batch.upvotes[col] >= 1.0 and paper.upvotes > 1)
         found.append(Reason(ReasonKind.UPVOTES, count=paper.upvotes, most_of_day=most))
@@ -59,6 +65,22 @@ def _liked_reason(batch: BatchMatrices, liked: list[Paper], votes: Votes, row: i
         return Reason(ReasonKind.LIKED, paper_id=nearest.id, title=nearest.title)
     close = sum(1 for paper, cosine in zip(liked, closeness, strict=True) if paper.id in voted and cosine >= CLOSE)
     return Reason(ReasonKind.MORE_LIKE_THIS, paper_id=nearest.id, title=nearest.title, count=max(close, 1))
+
+
+def _more_reason(batch: BatchMatrices, liked: list[Paper], votes: Votes, row: int, col: int) -> Reason | None:
+    """When the liked view did not name one: the paper marked "more like this" that paper
+    `col` is closest to, if it is close enough to have moved it (Rocchio's term)."""
+    members, _ = _row(batch.liked_owners, row)
+    voted = {paper.id for paper in votes.more}
+    close = [
+        (cosine, paper)
+        for paper, member in zip(liked, members, strict=True)
+        if paper.id in voted and (cosine := _dot(batch.liked, int(member), batch.papers, col)) >= CLOSE
+    ]
+    if not close or max(cosine for cosine, _ in close) < REASON_THRESHOLD:
+        return None
+    _, nearest = max(close, key=lambda pair: pair[0])
+    return Reason(ReasonKind.MORE_LIKE_THIS, paper_id=nearest.id, title=nearest.title, count=len(close))
 
 
 def _less_reason(batch: BatchMatrices, votes: Votes, row: int, col: int) -> Reason:

@@ -287,6 +287,20 @@ def paper_text(paper: Paper) -> str:
     return f"{paper.title}. {paper.abstract}"
 
 
+def extra_text(paper: Paper) -> str:
+    """Hugging Face's machine-written summary and keywords, when a source gave them: more
+    words about the paper, read with the abstract (but a keyword found only here is not
+    said to be "in abstract")."""
+    return " . ".join([paper.ai_summary or "", *paper.ai_keywords]).strip(" .")
+
+
+def body_text(paper: Paper) -> str:
+    """The abstract and the extra text, as the ranker reads a paper it does not score
+    (background, liked and voted papers)."""
+    extra = extra_text(paper)
+    return f"{paper.abstract} . {extra}" if extra else paper.abstract
+
+
 def query_text(profile: Profile) -> str:
     """The description and keywords as one text (what the embedding model reads of a profile)."""
     return " ".join([profile.description, *(k.term for k in profile.keywords)])

@@ -26,14 +26,14 @@ from digest.titles import paper_id, title_key
 
 PAPER_COLUMNS = (
     "p.id, p.title, p.abstract, p.authors_count, p.org_id, p.org_name, p.published, p.upvotes, "
-    "p.first_seen, p.last_seen, p.arxiv_id, p.authors, p.url, p.comments, "
+    "p.first_seen, p.last_seen, p.arxiv_id, p.authors, p.url, p.comments, p.ai_summary, p.ai_keywords, "
     "(SELECT COUNT(DISTINCT d.listing_date) FROM sightings s JOIN dumps d ON d.id = s.dump_id "
     "WHERE s.paper_id = p.id)"
 )
 FIRST_SIGHTING = "p.first_seen, p.first_dump, p.rowid"
 _RECORD_COLUMNS = (
     "title, abstract, first_seen, last_seen, arxiv_id, authors_count, org_id, org_name, published, upvotes, "
-    "authors, url, comments, published_at"
+    "authors, url, comments, published_at, ai_summary, ai_keywords"
 )
 
 
@@ -219,9 +219,10 @@ def read_papers(db: sqlite3.Connection, ids: Sequence[str]) -> list[Paper]:
 
 def paper_of(row: Sequence[Any]) -> Paper:
     """A row of `PAPER_COLUMNS` as a `Paper`."""
-    pid, title, abstract, count, org_id, org_name, published, upvotes, first, last, arxiv, authors, url, comments, n = (
-        row
+    (pid, title, abstract, count, org_id, org_name, published, upvotes, first, last, arxiv, authors, url, comments) = (
+        row[:14]
     )
+    ai_summary, ai_keywords, n = row[14:]
     return Paper(
         id=pid,
         title=title,
@@ -237,6 +238,8 @@ def paper_of(row: Sequence[Any]) -> Paper:
         authors=tuple(json.loads(authors)),
         url=url,
         comments=comments,
+        ai_summary=ai_summary,
+        ai_keywords=tuple(json.loads(ai_keywords)),
     )
 
 
@@ -269,7 +272,10 @@ def _find_paper(db: sqlite3.Connection, entry: Entry, key: str) -> tuple[_Match 
 
 
 def _record(row: Sequence[Any]) -> PaperRecord:
-    title, abstract, first, last, arxiv, count, org_id, org_name, published, upvotes, authors, url, comments, at = row
+    title, abstract, first, last, arxiv, count, org_id, org_name, published, upvotes, authors, url, comments, at = row[
+        :14
+    ]
+    ai_summary, ai_keywords = row[14:]
     return PaperRecord(
         title=title,
         abstract=abstract,
@@ -284,6 +290,8 @@ def _record(row: Sequence[Any]) -> PaperRecord:
         url=url,
         comments=comments,
         published_at=datetime.fromisoformat(at) if at else None,
+        ai_summary=ai_summary,
+        ai_keywords=tuple(json.loads(ai_keywords)),
     )
 
 
@@ -305,6 +313,8 @@ def _values(record: PaperRecord) -> tuple[Any, ...]:
         record.url,
         record.comments,
         record.published_at.isoformat() if record.published_at else None,
+        record.ai_summary,
+        json.dumps(list(record.ai_keywords), ensure_ascii=False),
     )
 
 

@@ -122,6 +122,17 @@ def _rollups(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _add_ai_text(db: sqlite3.Connection) -> None:
+    """Papers keep Hugging Face's machine-written summary and keywords (`ai_summary`, and
+    `ai_keywords` as a JSON list). Adds only the columns a database lacks, so it does the
+    same wherever it sits among the migrations."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(papers)")}
+    if "ai_summary" not in present:
+        db.execute("ALTER TABLE papers ADD COLUMN ai_summary TEXT")
+    if "ai_keywords" not in present:
+        db.execute("ALTER TABLE papers ADD COLUMN ai_keywords TEXT NOT NULL DEFAULT '[]'")
+
+
 _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 1: dumps, papers, the normalised titles each paper was seen under, sightings
     """
@@ -307,6 +318,8 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """,
     # 8 (issue 17): roll-ups (weekly, monthly, what a reader missed) and the ledger's period
     _rollups,
+    # 9: Hugging Face's ai_summary and ai_keywords of each paper (issue 16)
+    _add_ai_text,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
