@@ -14,25 +14,35 @@ rendered here (`email_renderer`) but written or sent by `deliver`, through the l
 Every profile has pages on the site: an email's "web version" link points there.
 A publish first removes the temporary files that a process killed while writing left in
 the output folders (`files.remove_stale_temporaries`).
+
+`write_outputs` renders profile by profile, in shards handed to a `parallel.Runner`
+(worker processes, or a Dask cluster): the store is read and the files are written here,
+the rendering is `tasks.render_shard`'s, so the bytes are the same however many workers
+render them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
-from digest.formats import FormatKind, chosen, wants
+from digest.formats import OUTPUT_FORMATS, FormatKind, chosen, wants
 from digest.models import Digest, Profile
 from digest.render.email import render_email
 from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
 from digest.render.links import ALL_PAPERS, SiteLinks, feed_path
-from digest.render.site import render_site
-from digest.render.templates import template_environment
+from digest.render.site import render_site, render_site_pages
+from digest.render.templates import read_templates, template_environment
 from digest.store import Store
+
+if TYPE_CHECKING:
+    from digest.parallel import Runner
+    from digest.tasks import ProfileOutputs, RenderSettings
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +153,94 @@ def email_renderer(
     return render
 
 
-def write_outputs(config: Config, store: Store, digests: Sequence[Digest]) -> list[Path]:
+def write_outputs(config: Config, store: Store, digests: Sequence[Digest], runner: Runner | None = None) -> list[Path]:
     """Everything published for the day's `digests` (already saved in `store`): feeds, documents, site.
 
     Feeds and the site are rebuilt from the store; documents come from `digests`.
     Emails are not written here: they go through the delivery ledger (`deliver`).
-    Returns the files written or changed.
+    Profiles are rendered in shards of `[digest] shard_size` by `runner` (default: in
+    this process). Returns the files written or changed.
     """
+    from digest.parallel import InlineRunner, shards
+    from digest.tasks import render_all_papers, render_shard
+
     for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
         log.info("removed %s, left by a process killed while writing", path)
-    written = write_feeds(config, store)
-    written += write_documents(config, digests)
-    written += write_site(config, store)
+    settings = render_settings(config, store)
+    written: list[Path] = []
+    index = []
+    jobs = shards(_profile_outputs(config, store, digests), config.shard_size)
+    for rendered in (runner or InlineRunner()).map(render_shard, settings, jobs):
+        for files in rendered:
+            written += _write_feeds(config, files.feeds)
+            written += _write_files(config.digests, files.documents)
+            written += _write_files(config.site, files.pages)
+            if files.index is not None:
+                index.append(files.index)
+    papers = store.recent_papers(config.feed_size)
+    written += _write_feeds(config, render_all_papers(settings, papers, store.first_day_orders([p.id for p in papers])))
+    pages = render_site_pages(
+        config.profiles,
+        index,
+        links=site_links(config),
+        site_title=config.title,
+        sender=config.sender,
+        env=template_environment(config.templates),
+    )
+    pages[".nojekyll"] = b""  # serve files as they are; Jekyll would skip some and slow the deploy
+    written += _write_files(config.site, tuple(pages.items()))
+    return written
+
+
+def render_settings(config: Config, store: Store | None = None, *, sender: str | None = None) -> RenderSettings:
+    """What the renderers need of the config, as plain data for a worker (`tasks.RenderSettings`)."""
+    from digest.tasks import RenderSettings
+
+    return RenderSettings(
+        site_url=config.site_url,
+        site_title=config.title,
+        sender=sender or config.sender,
+        templates=read_templates(config.templates),
+        formats=tuple(OUTPUT_FORMATS.values()),
+        # A feed without entries is dated when the store got its first data: stable, and plausible.
+        empty_updated=store.started_at() if store is not None else None,
+    )
+
+
+def _profile_outputs(config: Config, store: Store, digests: Sequence[Digest]) -> Iterator[ProfileOutputs]:
+    """What each profile's outputs are made of, read from the store one profile at a time:
+    every configured profile, then the profiles of `digests` that are not configured."""
+    from digest.tasks import ProfileOutputs
+
+    documents: dict[str, list[Digest]] = {}
+    for digest in digests:
+        documents.setdefault(digest.profile.id, []).append(digest)
+    for profile in config.profiles:
+        entries = store.digest_entries(profile.id, config.feed_size) if wants(profile.formats, FormatKind.FEED) else []
+        loaded = (store.load_digest(profile, day) for day in store.digest_days(profile.id))
+        history = tuple(d for d in loaded if d is not None)
+        yield ProfileOutputs(profile, tuple(entries), history, tuple(documents.pop(profile.id, ())))
+    for extra in documents.values():
+        yield ProfileOutputs(extra[0].profile, documents=tuple(extra), published=False)
+
+
+def _write_feeds(config: Config, feeds: Iterable[tuple[str, bytes]]) -> list[Path]:
+    """Feeds under the site (`site/feeds/`), hard-linked into `[digest] feeds`."""
+    written = []
+    for relative, data in feeds:
+        name = relative.removeprefix("feeds/")
+        published, kept = config.site / "feeds" / name, config.feeds / name
+        if write_if_changed(published, data, durable=False):
+            written.append(published)
+        if copy_if_changed(published, kept, data):
+            written.append(kept)
+    return written
+
+
+def _write_files(folder: Path, files: Iterable[tuple[str, bytes]]) -> list[Path]:
+    written = []
+    for relative, data in files:
+        path = folder / relative
+        if write_if_changed(path, data, durable=False):
+            written.append(path)
     return written

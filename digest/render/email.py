@@ -85,20 +85,23 @@ def render_email(
     date: datetime | None = None,
     env: Environment | None = None,
     html_limit: int = HTML_LIMIT,
+    unsubscribe_token: str | None = None,
 ) -> EmailMessage | None:
     """The digest as an email to `subscriber`, or None when the digest is empty (send nothing).
 
     `message_id` ('<...@...>') comes from the caller's delivery ledger, so a resend reuses
     it. `date` defaults to the digest's `built_at`. With `unsubscribe_key` (see
     `digest.unsubscribe`) the message carries a signed one-click unsubscribe link (RFC 8058);
-    without it, only the mailto: and the site's unsubscribe page.
+    without it, only the mailto: and the site's unsubscribe page. `unsubscribe_token` is
+    that link's token made beforehand (`unsubscribe.unsubscribe_token`), for a renderer
+    that is not given the key (a worker process): the same message as with the key.
     """
     if not digest.items:
         return None
     if not _MESSAGE_ID.fullmatch(message_id):
         raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
     env = env or template_environment()
-    context = _context(digest, subscriber, links, unsubscribe_key, site_title)
+    context = _context(digest, subscriber, links, unsubscribe_key, site_title, unsubscribe_token)
     papers = [paper_view(item, env) for item in digest.items]
     html, html_part, shown = _fit_html(env, context, papers, html_limit)
     text = env.get_template("email.txt").render(c=context, papers=papers[:shown], more=len(papers) - shown)
@@ -110,7 +113,7 @@ def render_email(
     message["Message-ID"] = message_id
     message["List-Id"] = _list_id(digest, links)
     mailto = _mailto(sender, digest.profile.id)
-    if unsubscribe_key is not None and links.https:
+    if (unsubscribe_key is not None or unsubscribe_token is not None) and links.https:
         message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     else:
@@ -124,11 +127,15 @@ def render_email(
     return message
 
 
-def _context(digest: Digest, subscriber: str, links: SiteLinks, key: bytes | None, site_title: str) -> _Context:
+def _context(
+    digest: Digest, subscriber: str, links: SiteLinks, key: bytes | None, site_title: str, token: str | None = None
+) -> _Context:
     profile = digest.profile
     query = {"list": profile.id}
-    if key is not None:
-        query["token"] = unsubscribe_token(key, profile.id, subscriber)
+    if token is None and key is not None:
+        token = unsubscribe_token(key, profile.id, subscriber)
+    if token is not None:
+        query["token"] = token
     feeds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
     context = _Context(
         subject=email_subject(digest),

@@ -92,37 +92,80 @@ def render_site(
 
     `history` maps a profile id to its digests, newest first (a profile missing from it
     has no digest yet). Feeds are not included: the publisher adds them under `feeds/`.
+    The same as each profile's `render_profile_pages`, then `render_site_pages`.
     """
     env = env or template_environment()
-    title = one_line(site_title)
     converter = markdown_converter()
-    pages: dict[str, str] = {}
+    pages: dict[str, bytes] = {}
     index_profiles = []
-    all_alternates: list[FeedLink] = list(_all_feeds(links, ""))
     for profile in profiles:
-        digests = list(history.get(profile.id, ()))
-        views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None, env) for i, d in enumerate(digests)]
-        index_view = _profile_view(profile, views, links, "")
-        deep_view = _profile_view(profile, views, links, _DEEP)
-        index_profiles.append(index_view)
-        all_alternates.extend(index_view.feeds)
-        common = {"site_title": title, "root": _DEEP, "alternates": deep_view.feeds, "profile": deep_view}
-        pages[profile_path(profile.id)] = env.get_template("site/profile.html").render(digests=views, **common)
-        for i, (digest, view) in enumerate(zip(digests, views, strict=True)):
-            body = Markup(nh3.clean(converter.reset().convert(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
-            pages[digest_path(profile.id, digest.date)] = env.get_template("site/digest.html").render(
-                body=body,
-                label=view.label,
-                newer=views[i - 1] if i > 0 else None,
-                older=views[i + 1] if i + 1 < len(views) else None,
-                **common,
-            )
+        profile_pages, view = render_profile_pages(
+            profile, history.get(profile.id, ()), links=links, site_title=site_title, env=env, converter=converter
+        )
+        pages.update(profile_pages)
+        index_profiles.append(view)
+    pages.update(
+        render_site_pages(profiles, index_profiles, links=links, site_title=site_title, sender=sender, env=env)
+    )
+    return pages
+
+
+def render_profile_pages(
+    profile: Profile,
+    digests: Sequence[Digest],
+    *,
+    links: SiteLinks,
+    site_title: str,
+    env: Environment | None = None,
+    converter: markdown.Markdown | None = None,
+) -> tuple[dict[str, bytes], ProfileView]:
+    """One profile's pages (its archive and one page per digest; `digests` newest first),
+    and how the index lists it (for `render_site_pages`)."""
+    env = env or template_environment()
+    converter = converter or markdown_converter()
+    title = one_line(site_title)
+    pages: dict[str, str] = {}
+    digests = list(digests)
+    views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None, env) for i, d in enumerate(digests)]
+    index_view = _profile_view(profile, views, links, "")
+    deep_view = _profile_view(profile, views, links, _DEEP)
+    common = {"site_title": title, "root": _DEEP, "alternates": deep_view.feeds, "profile": deep_view}
+    pages[profile_path(profile.id)] = env.get_template("site/profile.html").render(digests=views, **common)
+    for i, (digest, view) in enumerate(zip(digests, views, strict=True)):
+        body = Markup(nh3.clean(converter.reset().convert(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
+        pages[digest_path(profile.id, digest.date)] = env.get_template("site/digest.html").render(
+            body=body,
+            label=view.label,
+            newer=views[i - 1] if i > 0 else None,
+            older=views[i + 1] if i + 1 < len(views) else None,
+            **common,
+        )
+    return {path: text.encode("utf-8") for path, text in pages.items()}, index_view
+
+
+def render_site_pages(
+    profiles: Sequence[Profile],
+    index_profiles: Sequence[ProfileView],
+    *,
+    links: SiteLinks,
+    site_title: str,
+    sender: str,
+    env: Environment | None = None,
+) -> dict[str, bytes]:
+    """The pages about every profile: the index (from each profile's view, in order), the
+    unsubscribe page and the OPML file."""
+    env = env or template_environment()
+    title = one_line(site_title)
+    pages: dict[str, str] = {}
+    all_alternates: list[FeedLink] = list(_all_feeds(links, ""))
+    for view in index_profiles:
+        all_alternates.extend(view.feeds)
     pages[INDEX] = env.get_template("site/index.html").render(
         site_title=title,
         root="",
         alternates=all_alternates,
         all_feeds=_all_feeds(links, ""),
-        profiles=index_profiles,
+        profiles=list(index_profiles),
     )
     address = parseaddr(sender)[1]
     pages[UNSUBSCRIBE] = env.get_template("site/unsubscribe.html").render(

@@ -143,6 +143,9 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 6: digest items may hold reasons as JSON objects (`reason_records`), which versions
     # before it cannot word: the bump makes them refuse the database instead of printing data
     _reasons_as_data,
+    # 7 (issue 18): which batch of senders took a row to hand its message over ('sending'),
+    # so that several senders at once (`[smtp] connections`) each take a row only once
+    "ALTER TABLE deliveries ADD COLUMN taken_by TEXT;",
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
