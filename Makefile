@@ -40,7 +40,9 @@ format: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/rank.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/scale.py
 
 # The browser tests drive the system's Chromium (Playwright downloads nothing). Use one
 # that is already there (CI runners have Google Chrome); install Debian's only if none is.
@@ -56,14 +58,15 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# `make run` needs only the package; `make test` adds the test tools and the semantic extra.
+# `make run` needs only the package; `make test` adds the test tools, the semantic extra and the
+# cluster extra (the Dask tests start a real local cluster).
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/python -m pip install --quiet -e '.[test,semantic]'
+	$(BIN)/python -m pip install --quiet -e '.[test,semantic,cluster]'
 	touch $(STAMP) $(TEST_STAMP)
 
 clean:

@@ -27,22 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest import __version__
-from digest.app import App, BuildReport, Refresh
 from digest.clock import Clock, utc_now
-from digest.config import ConfigError, find_config, load_config
-from digest.deliver import SEND_LOCK_TIMEOUT, DeliveryError, DeliveryReport
-from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, DayResult, FetchError, day_range
-from digest.files import display_path, write_atomic
-from digest.health import Health
-from digest.models import EmptyReason, Profile, TransportKind
-from digest.pipeline import IngestSummary, QuarantineError
-from digest.profiles import email_address
-from digest.records import delivery_record, paper_record, scored_record, write_csv
-from digest.retention import TooOld
-from digest.schedule import serve, serve_once
-from digest.semantic import SemanticUnavailable
-from digest.store import StoreError
-from digest.validate import Invalid
+
+# The rest loads when a command runs (`digest --help` and a usage error load none of it):
+# the store, the ranker, the renderers, HTTP and the scheduler take over a second to import.
+if TYPE_CHECKING:
+    import rich.progress
+
+    from digest.app import App, BuildReport, Refresh
+    from digest.deliver import DeliveryReport
+    from digest.fetch import DayResult
+    from digest.health import Health
+    from digest.models import Profile
+    from digest.pipeline import IngestSummary
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -53,9 +50,6 @@ EXIT_STALE = 4
 PROGRESS_MIN_FILES = 20
 PROGRESS_MIN_DAYS = 7
 
-if TYPE_CHECKING:
-    import rich.progress
-
 
 class UsageError(Exception):
     """A mistake in how the command was called: one line, exit 2."""
@@ -65,22 +59,34 @@ class UsageError(Exception):
 class Context:
     """What every command gets: the global options, the working folder, the clock.
 
-    `lock_timeout`: how long a command that sends waits for another process that is sending.
+    `lock_timeout`: how long a command that sends waits for another process that is sending
+    (None: `deliver.SEND_LOCK_TIMEOUT`).
     """
 
     args: argparse.Namespace
     cwd: Path
     clock: Clock = utc_now
-    lock_timeout: float = SEND_LOCK_TIMEOUT
+    lock_timeout: float | None = None
 
     def app(self) -> App:
         """The application over the config the options name (`ConfigError` when it is wrong)."""
+        from dataclasses import replace
+
+        from digest.app import App
+        from digest.config import find_config, load_config
+
         path = find_config(self.args.config, self.cwd)
         config = load_config(path, self.cwd, db=self.args.db)
+        if getattr(self.args, "scheduler", None):
+            config = replace(config, scheduler=self.args.scheduler)
+        if self.lock_timeout is None:
+            return App(config, clock=self.clock, label=self.display)
         return App(config, clock=self.clock, label=self.display, lock_timeout=self.lock_timeout)
 
     def display(self, path: Path) -> str:
         """How messages name a path: relative to the working folder when it is inside it."""
+        from digest.files import display_path
+
         return display_path(path, self.cwd)
 
 
@@ -211,7 +217,28 @@ def _add_build(commands: Any) -> None:
     )
     _add_selection(p)
     p.add_argument("--send", action="store_true", help="send the emails over SMTP (needs [smtp])")
+    _add_scheduler(p)
     p.set_defaults(run=run_build)
+
+
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        type=_scheduler,
+        metavar="tcp://HOST:PORT",
+        help="rank and render on this Dask cluster instead of local worker processes (overrides [digest] "
+        "scheduler; needs the cluster extra)",
+    )
+
+
+def _scheduler(text: str) -> str:
+    from digest.config import scheduler_address
+    from digest.validate import Invalid
+
+    try:
+        return scheduler_address(text)
+    except Invalid as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_send(commands: Any) -> None:
@@ -255,6 +282,7 @@ def _add_run(commands: Any) -> None:
         default="warn",
         help="when the newest dump is too old: warn (default) or fail with exit code 4",
     )
+    _add_scheduler(p)
     p.set_defaults(run=run_run)
 
 
@@ -357,6 +385,8 @@ def _report_ingest(summary: IngestSummary, app: App, ctx: Context) -> None:
 
 
 def run_fetch(ctx: Context) -> int:
+    from digest.fetch import FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED, day_range
+
     args = ctx.args
     if args.until and not args.since:
         raise UsageError("--until needs --since")
@@ -393,6 +423,8 @@ def run_fetch(ctx: Context) -> int:
 
 
 def _report_day(result: DayResult, ctx: Context) -> None:
+    from digest.fetch import FAILED, FETCHED
+
     line = f"{result.day}: {result.message}"
     if result.outcome == FETCHED and result.path:
         line += f" -> {ctx.display(result.path)}"
@@ -402,6 +434,9 @@ def _report_day(result: DayResult, ctx: Context) -> None:
 
 
 def run_export(ctx: Context) -> int:
+    from digest.files import write_atomic
+    from digest.records import paper_record, write_csv
+
     buffer = io.StringIO() if ctx.args.output else sys.stdout
     with ctx.app() as app:
         records = (paper_record(p) for p in app.papers())
@@ -448,6 +483,8 @@ def _selected(app: App, profile_id: str | None) -> list[Profile]:
 
 
 def run_rank(ctx: Context) -> int:
+    from digest.records import scored_record
+
     with ctx.app() as app:
         (profile,) = _selected(app, ctx.args.profile)
         ranking = app.rank(profile, day=ctx.args.date, every_paper=ctx.args.all, limit=ctx.args.limit)
@@ -495,8 +532,12 @@ def run_run(ctx: Context) -> int:
 
 
 def _check(app: App, ctx: Context, *, send: bool) -> None:
-    """What stops a command before it does anything: sending that cannot work, a day too old."""
+    """What stops a command before it does anything: sending that cannot work, a day too old,
+    a Dask cluster that cannot be used."""
+    from digest.retention import TooOld
+
     app.check_sending(send=send)
+    app.check_cluster()
     try:
         app.check_day(ctx.args.date)
     except TooOld as exc:
@@ -522,6 +563,8 @@ def _annotate(level: str, message: str) -> str:
 
 
 def _report_build(report: BuildReport, app: App, ctx: Context, *, smtp_asked: bool) -> int:
+    from digest.models import EmptyReason
+
     config = app.config
     for digest in report.digests:
         state = "rebuilt" if digest in report.rebuilt else "built" if digest in report.built else "built before"
@@ -544,11 +587,15 @@ def _report_build(report: BuildReport, app: App, ctx: Context, *, smtp_asked: bo
 
 
 def _report_emails(delivery: DeliveryReport, app: App, ctx: Context) -> None:
+    from digest.models import TransportKind
+
     where = ctx.display(app.config.outbox) + "/" if delivery.transport == TransportKind.OUTBOX else "SMTP"
     print(f"emails: {delivery.summary()} -> {where}")
 
 
 def run_send(ctx: Context) -> int:
+    from digest.retention import TooOld
+
     with ctx.app() as app:
         profiles = _selected(app, ctx.args.profile)
         try:
@@ -569,6 +616,8 @@ def run_send(ctx: Context) -> int:
 
 
 def run_serve(ctx: Context) -> int:
+    from digest.schedule import serve, serve_once
+
     with ctx.app() as app, _logging_to_stderr():
         if not ctx.args.once:
             serve(app)
@@ -596,6 +645,8 @@ def _logging_to_stderr() -> Iterator[None]:
 
 
 def run_deliveries(ctx: Context) -> int:
+    from digest.records import delivery_record
+
     with ctx.app() as app:
         rows = app.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
     if ctx.args.json:
@@ -620,6 +671,9 @@ def run_deliveries(ctx: Context) -> int:
 
 
 def run_unsubscribe(ctx: Context) -> int:
+    from digest.profiles import email_address
+    from digest.validate import Invalid
+
     try:
         address = email_address(ctx.args.address)
     except Invalid as exc:
@@ -738,20 +792,36 @@ def main(
     argv: list[str] | None = None,
     *,
     clock: Clock | None = None,
-    lock_timeout: float = SEND_LOCK_TIMEOUT,
+    lock_timeout: float | None = None,
 ) -> int:
     """Run the command in `argv`. `clock` (aware datetimes) replaces the system clock, e.g. in
     tests; `lock_timeout` as in `Context`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(args=args, cwd=Path.cwd(), clock=clock or utc_now, lock_timeout=lock_timeout)
+    from digest.config import ConfigError
+    from digest.deliver import DeliveryError
+    from digest.fetch import FetchError
+    from digest.parallel import ClusterUnavailable
+    from digest.pipeline import QuarantineError
+    from digest.semantic import SemanticUnavailable
+    from digest.store import StoreError
+
     try:
         return int(args.run(ctx))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, StoreError, FetchError, SemanticUnavailable, QuarantineError, DeliveryError) as exc:
+    except (
+        UsageError,
+        StoreError,
+        FetchError,
+        SemanticUnavailable,
+        QuarantineError,
+        DeliveryError,
+        ClusterUnavailable,
+    ) as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
