@@ -225,13 +225,17 @@ class DaskRunner:
                 if not waiting:
                     return
                 future = waiting.popleft()
-                result = future.result()
+                result = self._gather(future)
                 future.release()
                 yield result
         finally:
             for future in waiting:
                 future.cancel()
             shared.release()
+
+    def _gather(self, future: Any) -> Any:
+        """The task's result: held by a worker until fetched (a worker lost first means it runs again)."""
+        return future.result()
 
     def close(self) -> None:
         self.client.close()

@@ -68,7 +68,7 @@ def test_an_answer_lost_after_acceptance_is_flagged_and_sent_again_only_once(sto
     with MailServer(faults=Faults(drop_after_accept=1)) as server:
         first = send(store, server.port, outgoing, tmp_path, connections=4)
         assert len(first.sent) == 39 and len(first.pending) == 1
-        (lost, _), = first.pending
+        ((lost, _),) = first.pending
         flagged = store.get_delivery(lost)
         assert flagged is not None and flagged.possible_duplicate and flagged.state == DeliveryState.PENDING
         second = send(store, server.port, outgoing, tmp_path, connections=4)
