@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 # Papers that set word rarity and each day's most upvoted paper for the ranker, so that
 # a score does not depend on which other papers are new that day (see rank.score_papers).
 BACKGROUND_PAPERS = 5000
+OUTBOX_WRITERS = 4  # at most this many threads write the outbox (each message is a flushed file and a commit)
 
 
 class Built(StrEnum):
@@ -475,7 +476,7 @@ class App:
     def publish(self, digests: Sequence[Digest]) -> list[Path]:
         """Feeds, documents and site pages; a digest with items in a feed counts as delivered."""
         written = write_outputs(self.config, self.store, digests, self.runner)
-        now = self.clock()
+        changes = []
         for digest in digests:
             state = self.store.digest_state(digest.profile.id, digest.date)
             if state is None:
@@ -483,7 +484,8 @@ class App:
             in_a_feed = wants(digest.profile.formats, FormatKind.FEED)
             after = state_after_publishing(state, has_items=bool(digest.items), in_a_feed=in_a_feed)
             if after != state:
-                self.store.set_digest_state(digest.profile.id, digest.date, after, now)
+                changes.append((digest.profile.id, digest.date, after))
+        self.store.set_digest_states(changes, self.clock())
         return written
 
     def email(
@@ -523,7 +525,8 @@ class App:
             should_stop=should_stop,
             delivers=smtp is not None or config.smtp is None,
             lock_timeout=self.lock_timeout,
-            connections=smtp.connections if smtp else 1,
+            # Over SMTP, `[smtp] connections`; into the outbox, a writer per worker (disk flushes overlap).
+            connections=smtp.connections if smtp else min(self.config.workers, OUTBOX_WRITERS),
             prepare=lambda outgoing: self._prepared(outgoing, kind=kind, sender=sender, key=key),
         )
 

@@ -26,7 +26,10 @@ This module never reads the store, renders, ranks or sends: it only moves data.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -67,6 +70,42 @@ def shards(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def prefetched(items: Iterable[Item], depth: int = 2) -> Iterator[Item]:
+    """`items`, read `depth` ahead by a thread of this process: the coordinator reads the next
+    shards from the store while it writes what the workers returned. Only for reads that
+    nothing else does on the same connection meanwhile."""
+    ahead: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ahead.put((True, item))
+        except BaseException as exc:  # handed to the reader, raised there
+            ahead.put((False, exc))
+            return
+        ahead.put((False, None))
+
+    reader = threading.Thread(target=read, name="prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            more, item = ahead.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a reader blocked on a full queue see the stop
+            with contextlib.suppress(queue.Empty):
+                ahead.get(timeout=0.05)
+        reader.join()
 
 
 def open_runner(workers: int, scheduler: str = "", *, in_flight: int | None = None) -> Runner:

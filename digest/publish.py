@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from digest.tasks import ProfileOutputs, RenderSettings
 
 log = logging.getLogger(__name__)
+
+FILE_WRITERS = 8  # threads writing a shard's files (each write waits on the disk, not on Python)
 
 
 def site_links(config: Config) -> SiteLinks:
@@ -161,7 +164,7 @@ def write_outputs(config: Config, store: Store, digests: Sequence[Digest], runne
     Profiles are rendered in shards of `[digest] shard_size` by `runner` (default: in
     this process). Returns the files written or changed.
     """
-    from digest.parallel import InlineRunner, shards
+    from digest.parallel import InlineRunner, prefetched, shards
     from digest.tasks import render_all_papers, render_shard
 
     for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
@@ -169,14 +172,19 @@ def write_outputs(config: Config, store: Store, digests: Sequence[Digest], runne
     settings = render_settings(config, store)
     written: list[Path] = []
     index = []
-    jobs = shards(_profile_outputs(config, store, digests), config.shard_size)
-    for rendered in (runner or InlineRunner()).map(render_shard, settings, jobs):
-        for files in rendered:
-            written += _write_feeds(config, files.feeds)
-            written += _write_files(config.digests, files.documents)
-            written += _write_files(config.site, files.pages)
-            if files.index is not None:
-                index.append(files.index)
+    # The store is read a shard ahead (by a thread), and each shard's files are written by
+    # several threads: both wait on the disk, so they overlap with each other and with the workers.
+    jobs = prefetched(shards(_profile_outputs(config, store, digests), config.shard_size))
+    with ThreadPoolExecutor(FILE_WRITERS) as writers:
+        for rendered in (runner or InlineRunner()).map(render_shard, settings, jobs):
+            outputs = [
+                *((_write_feed, config, feed) for files in rendered for feed in files.feeds),
+                *((_write_file, config.digests, document) for files in rendered for document in files.documents),
+                *((_write_file, config.site, page) for files in rendered for page in files.pages),
+            ]
+            for paths in writers.map(lambda output: output[0](output[1], output[2]), outputs):
+                written += paths
+            index += [files.index for files in rendered if files.index is not None]
     papers = store.recent_papers(config.feed_size)
     written += _write_feeds(config, render_all_papers(settings, papers, store.first_day_orders([p.id for p in papers])))
     pages = render_site_pages(
@@ -226,21 +234,26 @@ def _profile_outputs(config: Config, store: Store, digests: Sequence[Digest]) ->
 
 def _write_feeds(config: Config, feeds: Iterable[tuple[str, bytes]]) -> list[Path]:
     """Feeds under the site (`site/feeds/`), hard-linked into `[digest] feeds`."""
+    return [path for feed in feeds for path in _write_feed(config, feed)]
+
+
+def _write_feed(config: Config, feed: tuple[str, bytes]) -> list[Path]:
+    relative, data = feed
+    name = relative.removeprefix("feeds/")
+    published, kept = config.site / "feeds" / name, config.feeds / name
     written = []
-    for relative, data in feeds:
-        name = relative.removeprefix("feeds/")
-        published, kept = config.site / "feeds" / name, config.feeds / name
-        if write_if_changed(published, data, durable=False):
-            written.append(published)
-        if copy_if_changed(published, kept, data):
-            written.append(kept)
+    if write_if_changed(published, data, durable=False):
+        written.append(published)
+    if copy_if_changed(published, kept, data):
+        written.append(kept)
     return written
 
 
 def _write_files(folder: Path, files: Iterable[tuple[str, bytes]]) -> list[Path]:
-    written = []
-    for relative, data in files:
-        path = folder / relative
-        if write_if_changed(path, data, durable=False):
-            written.append(path)
-    return written
+    return [path for file in files for path in _write_file(folder, file)]
+
+
+def _write_file(folder: Path, file: tuple[str, bytes]) -> list[Path]:
+    relative, data = file
+    path = folder / relative
+    return [path] if write_if_changed(path, data, durable=False) else []

@@ -189,13 +189,11 @@ def send_digests(
     try:
         store.add_deliveries([o.key for o in outgoing], lambda key: make_message_id(key, domain), kind, clock())
         items = iter(prepare(outgoing) if prepare else outgoing)
-        if smtp is not None and connections > 1:
+        if connections > 1:
             _send_in_parallel(store, items, len(outgoing), connections, sender, should_stop, report)
         else:
             _send_in_turn(sender(store, report), items, len(outgoing), should_stop)
-        for profile_id, day in dict.fromkeys((o.profile_id, o.day) for o in outgoing):
-            if store.settle_digest(profile_id, day, clock()):
-                report.digests_failed.append((profile_id, day))
+        report.digests_failed += store.settle_digests(dict.fromkeys((o.profile_id, o.day) for o in outgoing), clock())
     finally:
         lock.release()
     report.seconds = time.monotonic() - started
