@@ -1,6 +1,6 @@
 """Benchmark: rendering 1,000 profiles × 10 papers to every format, and writing it all.
 
-    .venv/bin/python bench/render.py [--profiles 1000] [--papers 10] [--runs 5]
+    .venv/bin/python bench/render.py [--profiles 1000] [--papers 10] [--runs 5] [--workers 1,2]
     .venv/bin/python bench/render.py --compare-inliners   # needs `pip install premailer`
 
 Builds (once, cached in bench/.data/render/) a state database holding the five seeds
@@ -9,10 +9,11 @@ subscriber each, every format on). Then measures, each run in a fresh process:
 
 - render: the pure renderers on data already in memory: one email per profile, one
   Markdown page, Atom + RSS + JSON Feed per profile and for all papers, the whole site;
-- write: what `digest build` does after ranking: `publish.write_outputs` (store reads,
+- write: what `digest build` does after ranking, through `App.publish` (store reads,
   rendering, atomic writes of every feed, Markdown and site file into an empty folder)
-  and `jobs.email_digests` (one `.eml` per subscriber in the outbox, through the
-  delivery ledger of a copy of the database).
+  and `App.email` (one `.eml` per subscriber in the outbox, through the delivery ledger
+  of a copy of the database), once for each number of worker processes in `--workers`
+  (`[digest] workers`; 1 is the single process), in the same run.
 
 Prints Markdown tables for bench/RESULTS.md (median of --runs runs).
 """
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from digest.config import Config, load_config  # noqa: E402
 from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump  # noqa: E402
 from digest.models import Digest, PaperPart, Profile, Reason, ReasonKind, ScoredPaper  # noqa: E402
+from digest.rows import DeliveryKey  # noqa: E402
 from digest.store import open_store  # noqa: E402
 
 DATA = ROOT / "bench" / ".data" / "render"
@@ -89,24 +91,27 @@ def make_database(count: int, per_profile: int) -> Path:
     return path
 
 
-def config_in(folder: Path, count: int) -> Config:
+def config_in(folder: Path, count: int, workers: int = 1) -> Config:
     return replace(
-        load_config(None, folder), profiles=profiles(count), db=DATA / "state.db", site_url="https://example.org/pd/"
+        load_config(None, folder),
+        profiles=profiles(count),
+        db=DATA / "state.db",
+        site_url="https://example.org/pd/",
+        workers=workers,
     )
 
 
-def measure(mode: str, count: int) -> dict[str, float]:
+def measure(mode: str, count: int, workers: int = 1) -> dict[str, float]:
     """One measurement in this process (called in a child process)."""
-    from digest.jobs import email_digests
-
+    from digest.app import App
     from digest.deliver import make_message_id
-    from digest.publish import site_links, write_outputs
+    from digest.publish import site_links
     from digest.render import render_all_papers_feeds, render_email, render_markdown, render_profile_feeds
     from digest.render.site import render_site
 
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        config = config_in(Path(tmp), count)
+        config = config_in(Path(tmp), count, workers)
         store = open_store(DATA / "state.db")
         if mode == "write":
             # A copy of the database: the emails go through the delivery ledger, which records them.
@@ -115,16 +120,19 @@ def measure(mode: str, count: int) -> dict[str, float]:
             store = open_store(Path(tmp) / "state.db")
             loaded = [store.load_digest(p, DAY) for p in config.profiles]
             digests = [d for d in loaded if d]
+            environ = {"DIGEST_UNSUBSCRIBE_KEY": KEY.decode()}
+            app = App(config, clock=lambda: BUILT_AT, environ=environ, store=store)
             started = time.perf_counter()
-            written = write_outputs(config, store, digests)
+            written = app.publish(digests)
             timings["files"] = len(written)
             timings["site"] = time.perf_counter() - started
             mark = time.perf_counter()
-            environ = {"DIGEST_UNSUBSCRIBE_KEY": KEY.decode()}
-            emails = email_digests(config, store, digests, smtp=False, clock=lambda: BUILT_AT, environ=environ)
+            emails = app.email(digests, send=False, catch_up=False)
             timings["emails"] = time.perf_counter() - mark
             timings["total"] = time.perf_counter() - started
             timings["eml"] = len(emails.sent)
+            app.close()
+            store = open_store(DATA / "state.db")
         else:
             links = site_links(config)
             digests = {p.id: store.load_digest(p, DAY) for p in config.profiles}
@@ -138,7 +146,7 @@ def measure(mode: str, count: int) -> dict[str, float]:
                     d,
                     subscriber=profile.subscribers[0],
                     sender=config.sender,
-                    message_id=make_message_id((profile.id, DAY, profile.subscribers[0]), links.host),
+                    message_id=make_message_id(DeliveryKey(profile.id, DAY, profile.subscribers[0]), links.host),
                     links=links,
                     unsubscribe_key=KEY,
                 )
@@ -197,9 +205,12 @@ def compare_inliners(runs: int = 200) -> None:
     print(f"premailer: {elapsed:.2f} ms per email, {len(out.encode()):,} bytes ({transformer.__class__.__module__})")
 
 
-def _child(mode: str, count: int) -> dict[str, float]:
+def _child(mode: str, count: int, workers: int = 1) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(count)], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--child", mode, str(count), str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -209,11 +220,12 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--papers", type=int, default=10, help="papers per digest")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--workers", default="1,2", help="numbers of worker processes to write with (1: one process)")
     parser.add_argument("--compare-inliners", action="store_true")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], int(args.child[1]))))
+        print(json.dumps(measure(args.child[0], int(args.child[1]), int(args.child[2]))))
         return
     make_database(args.profiles, args.papers)
     if args.compare_inliners:
@@ -228,17 +240,29 @@ def main() -> None:
         seconds = statistics.median(r[part] for r in runs)
         print(f"| {part} | {seconds:.2f} | {seconds / args.profiles * 1000:.2f} |")
     print(f"\npeak RSS {max(r['peak_mb'] for r in runs):.0f} MB\n")
-    writes = [_child("write", args.profiles) for _ in range(args.runs)]
-    files, eml = int(writes[0]["files"]), int(writes[0]["eml"])
-    print("| written to disk (store reads + render + atomic writes) | files | median s | peak RSS MB |")
-    print("|---|---:|---:|---:|")
+    counts = [int(n) for n in args.workers.split(",")]
+    # Runs interleaved (1, 2, 1, 2, ...) so that a busy machine slows every setting alike.
+    writes: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
+    for _ in range(args.runs):
+        for n in counts:
+            writes[n].append(_child("write", args.profiles, n))
+    first = writes[counts[0]][0]
+    files, eml = int(first["files"]), int(first["eml"])
+    print(
+        "| written to disk (store reads + render + atomic writes) | files | "
+        + " | ".join(f"{n} worker{'s' if n > 1 else ''} s" for n in counts)
+        + " |"
+    )
+    print("|---|---:|" + "---:|" * len(counts))
     for part, label, count in (
-        ("site", "`write_outputs`: feeds, Markdown, site", files),
-        ("emails", "`email_digests` to the outbox, through the ledger", eml),
+        ("site", "`App.publish`: feeds, Markdown, site", files),
+        ("emails", "`App.email` to the outbox, through the ledger", eml),
         ("total", "**all formats**", files + eml),
     ):
-        seconds = statistics.median(r[part] for r in writes)
-        print(f"| {label} | {count:,} | {seconds:.2f} | {max(r['peak_mb'] for r in writes):.0f} |")
+        cells = " | ".join(f"{statistics.median(r[part] for r in writes[n]):.2f}" for n in counts)
+        print(f"| {label} | {count:,} | {cells} |")
+    peaks = ", ".join(f"{n}: {max(r['peak_mb'] for r in writes[n]):.0f} MB" for n in counts)
+    print(f"\npeak RSS of the coordinator by workers: {peaks}")
 
 
 def _cpus() -> int:
