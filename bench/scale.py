@@ -1,0 +1,215 @@
+"""Simulation: what a day costs for 10^4, 10^5 and 10^6 subscribers, stage by stage, and what finishes in an hour.
+
+    .venv/bin/python bench/scale.py [--sample 40] [--workers 1,2] [--cluster] [--send]
+
+A day of 100 synthetic papers (bench/rank.py's Zipf words) and 5,000 background papers,
+and synthetic profiles with one subscriber each. Each stage is timed on a sample of
+profiles, with the task functions the build runs (`digest.tasks`), for each number of
+local worker processes in `--workers` (and, with `--cluster`, on a `distributed.LocalCluster`
+of two worker processes):
+
+- rank: `tasks.rank_shard` (each profile ranked against the day, with the background);
+- render: `tasks.render_shard` (feeds, Markdown, site pages) and `tasks.email_shard`
+  (one email per subscriber);
+- ledger: the two commits a sent message costs (`sending`, `sent`) with
+  `synchronous = FULL`, on one connection and on four at once;
+- send (with `--send`): messages a second over 1, 4 and 16 SMTP connections to aiosmtpd
+  (bench/send.py, 20 ms a message at the server).
+
+The cost per profile is the sample's time over its size (the sample is run at two sizes
+to check it is linear); the capacity table multiplies it out: how many workers and SMTP
+connections finish each audience within an hour, and where the ledger's commits alone
+pass the hour. Sampled, not run whole: 10^5 profiles would take hours on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from rank import make_papers, make_profiles  # noqa: E402
+
+from digest.models import Digest, DigestEntry, ScoredPaper  # noqa: E402
+from digest.parallel import InlineRunner, ProcessRunner, Runner, shards  # noqa: E402
+from digest.rows import DeliveryKey  # noqa: E402
+from digest.store import open_store  # noqa: E402
+from digest.tasks import (  # noqa: E402
+    EmailJob,
+    Letter,
+    ProfileOutputs,
+    RankCommon,
+    RankJob,
+    RenderSettings,
+    email_shard,
+    rank_shard,
+    render_shard,
+)
+
+DAY = date(2026, 1, 5)
+NOW = datetime(2026, 1, 5, 7, tzinfo=UTC)
+AUDIENCES = (10_000, 100_000, 1_000_000)
+HOUR = 3600.0
+
+
+def day_data(sample: int) -> tuple[RankCommon, list[RankJob], list[ProfileOutputs], list[EmailJob]]:
+    papers = make_papers(5100)
+    background, today = tuple(papers[:5000]), tuple(papers[5000:])
+    profiles, liked = make_profiles(sample, papers)
+    profiles = [
+        p.__class__(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "subscribers": (f"r{n}@example.org",)})
+        for n, p in enumerate(profiles)
+    ]
+    ranks = [RankJob(p, today, tuple(liked.get(p.id, ()))) for p in profiles]
+    digests = [
+        Digest(p, DAY, tuple(ScoredPaper(x, 0.9 - i / 100, ()) for i, x in enumerate(today[:10])), NOW, 100)
+        for p in profiles
+    ]
+    outputs = [
+        ProfileOutputs(d.profile, tuple(DigestEntry(d.profile.id, DAY, NOW, item) for item in d.items), (d,), (d,))
+        for d in digests
+    ]
+    emails = [
+        EmailJob(d, (Letter(d.profile.subscribers[0], f"<{n}.x@example.org>", "token"),)) for n, d in enumerate(digests)
+    ]
+    return RankCommon(background), ranks, outputs, emails
+
+
+def timed(runner: Runner, task, common, jobs, shard: int) -> float:
+    started = time.perf_counter()
+    for _ in runner.map(task, common, shards(jobs, shard)):
+        pass
+    return time.perf_counter() - started
+
+
+def ledger_commits(count: int, threads: int) -> float:
+    """Commits a second (synchronous = FULL) for `count` messages marked sending then sent."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(Path(folder) / "state.db")
+        keys = [DeliveryKey(f"p{n % 97}", DAY, f"r{n}@example.org") for n in range(count)]
+        store.add_deliveries(keys, lambda k: f"<{k.subscriber}>", "smtp", NOW)
+        parts = [keys[i::threads] for i in range(threads)]
+
+        def mark(part: list[DeliveryKey]) -> None:
+            own = open_store(store.path)
+            for key in part:
+                own.mark_delivery_sending(key, NOW)
+                own.mark_delivery_sent(key, NOW)
+            own.close()
+
+        started = time.perf_counter()
+        workers = [threading.Thread(target=mark, args=(part,)) for part in parts]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        seconds = time.perf_counter() - started
+        store.close()
+    return 2 * count / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sample", type=int, default=40, help="profiles timed per stage")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--shard", type=int, default=10)
+    parser.add_argument("--cluster", action="store_true", help="also on a distributed.LocalCluster")
+    parser.add_argument("--send", action="store_true", help="also SMTP messages a second (bench/send.py)")
+    args = parser.parse_args()
+    common, ranks, outputs, emails = day_data(args.sample)
+    settings = RenderSettings("https://example.org/pd/", "Paper Digest", "Paper Digest <d@example.org>")
+    runners: list[tuple[str, Runner]] = []
+    for n in (int(w) for w in args.workers.split(",")):
+        runners.append((f"{n} local", InlineRunner() if n == 1 else ProcessRunner(n)))
+    cluster = None
+    if args.cluster:
+        from distributed import LocalCluster
+
+        from digest.parallel import DaskRunner
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+        runners.append(("LocalCluster, 2", DaskRunner(cluster.scheduler_address)))
+    rank_shard(common, ranks[:2])  # warm: the background's words read once, as a worker does
+    costs: dict[str, dict[str, float]] = {}
+    half = ranks[: args.sample // 2]
+    for name, runner in runners:
+        rank_half = timed(runner, rank_shard, common, half, args.shard)
+        rank_all = timed(runner, rank_shard, common, ranks, args.shard)
+        render = timed(runner, render_shard, settings, outputs, args.shard)
+        mail = timed(runner, email_shard, settings, emails, args.shard)
+        costs[name] = {
+            "rank": rank_all / len(ranks),
+            "rank_half": rank_half / len(half),
+            "render": render / len(outputs),
+            "email": mail / len(emails),
+        }
+    if cluster is not None:
+        runners[-1][1].close()
+        cluster.close()
+    commits_1 = ledger_commits(300, 1)
+    commits_4 = ledger_commits(300, 4)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"Machine: {machine}; load average {os.getloadavg()[0]:.1f}; sample {args.sample} profiles\n")
+    print("| runner | rank ms/profile (half sample) | rank ms/profile | render ms/profile | email ms/subscriber |")
+    print("|---|---:|---:|---:|---:|")
+    for name, c in costs.items():
+        print(
+            f"| {name} | {c['rank_half'] * 1000:.0f} | {c['rank'] * 1000:.0f} | {c['render'] * 1000:.0f} | "
+            f"{c['email'] * 1000:.1f} |"
+        )
+    print(f"\nledger commits/s (synchronous = FULL): 1 connection {commits_1:.0f}, 4 connections {commits_4:.0f}")
+    send_rate = None
+    if args.send:
+        import send as send_bench
+
+        port = send_bench.free_port()
+        server = send_bench.start_server(port, 20)
+        try:
+            rates = {}
+            for connections in (1, 4, 16):
+                seconds, sent = send_bench.run_once(port, 200, 10, 40, connections)
+                rates[connections] = sent / seconds
+        finally:
+            server.terminate()
+        print(
+            "messages/s over SMTP (20 ms a message at the server): "
+            + ", ".join(f"{c}: {r:.0f}" for c, r in rates.items())
+        )
+        send_rate = rates
+    one = costs[runners[0][0]]
+    per_profile = one["rank"] + one["render"] + one["email"]  # CPU seconds a profile with one subscriber costs
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nCPU seconds per profile (one worker): {per_profile:.3f}; peak RSS {peak:.0f} MB")
+    print(
+        "\n| subscribers | CPU hours (rank + render) | workers for 1 hour | ledger commits | "
+        "ledger hours at 1 connection | SMTP connections for 1 hour |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    for audience in AUDIENCES:
+        cpu = audience * per_profile
+        commits = 2 * audience
+        ledger_hours = commits / commits_1 / HOUR
+        if send_rate:
+            per_connection = send_rate[1]
+            smtp = math.ceil(audience / per_connection / HOUR)
+        else:
+            smtp = "-"
+        print(
+            f"| {audience:,} | {cpu / HOUR:.1f} | {math.ceil(cpu / HOUR)} | {commits:,} | {ledger_hours:.2f} | {smtp} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
