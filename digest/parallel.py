@@ -45,8 +45,9 @@ Item = TypeVar("Item")
 CLUSTER_HINT = "the cluster extra is not installed: pip install 'paper-digest[cluster]'"
 CONNECT_TIMEOUT = 10.0  # seconds to reach a Dask scheduler
 POOL_RESTARTS = 2  # times a local pool whose worker died is started again before the map gives up
-# Modules a worker needs, imported once by the process the workers are forked from.
-PRELOAD = ["digest.tasks"]
+# Modules a worker needs, imported once by the process the workers are forked from (NumPy,
+# SciPy and scikit-learn take seconds: a worker forked with them starts at once).
+PRELOAD = ["digest.tasks", "digest.rank"]
 
 
 class ClusterUnavailable(RuntimeError):
@@ -254,7 +255,8 @@ class DaskRunner:
 
     def map(self, task: Callable[[Common, Shard], Result], common: Common, shards: Iterable[Shard]) -> Iterator[Result]:
         client = self.client
-        shared = client.scatter(common, broadcast=True, hash=False)
+        # Wrapped: Dask scatters a tuple or a list item by item, and `common` is one value.
+        [shared] = client.scatter([common], broadcast=True, hash=False)
         waiting: deque[Any] = deque()
         iterator = iter(shards)
         try:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import parallel_tasks
 import pytest
 from conftest import run_digest
 from distributed import Client, LocalCluster
@@ -80,6 +81,19 @@ def test_a_worker_killed_in_the_middle_of_the_build_has_its_shard_run_again(
     }
     with Client(cluster.scheduler_address, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=30)  # the nanny replaced the killed worker, for the next test
+
+
+@pytest.mark.parametrize("common", [(3, [1, 2]), [3, [1, 2]]])
+def test_common_data_that_is_a_tuple_or_a_list_reaches_every_shard_whole(
+    cluster: LocalCluster, common: tuple[int, list[int]] | list[Any]
+) -> None:
+    # Dask scatters a tuple or a list item by item; the runner's common data is one value.
+    runner = parallel.DaskRunner(cluster.scheduler_address)
+    try:
+        got = list(runner.map(parallel_tasks.scaled, common, parallel.shards(list(range(5)), 2)))
+    finally:
+        runner.close()
+    assert got == [[3, 6], [9, 12], [15]]
 
 
 def test_scheduler_without_the_extra_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
