@@ -87,11 +87,19 @@ def day_data(sample: int) -> tuple[RankCommon, list[RankJob], list[ProfileOutput
     return RankCommon(background), ranks, outputs, emails
 
 
-def timed(runner: Runner, task, common, jobs, shard: int) -> float:
+def cpu_timed(common: tuple, shard: list) -> float:
+    """Runs in a worker: the real task on its shard, and the CPU seconds it took there."""
+    task, data = common
+    started = time.process_time()
+    task(data, shard)
+    return time.process_time() - started
+
+
+def timed(runner: Runner, task, common, jobs, shard: int) -> tuple[float, float]:
+    """Wall seconds of the whole map, and CPU seconds the workers spent on the shards."""
     started = time.perf_counter()
-    for _ in runner.map(task, common, shards(jobs, shard)):
-        pass
-    return time.perf_counter() - started
+    cpu = sum(runner.map(cpu_timed, (task, common), shards(jobs, shard)))
+    return time.perf_counter() - started, cpu
 
 
 def ledger_commits(count: int, threads: int) -> float:
@@ -141,20 +149,19 @@ def main() -> None:
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
         runners.append(("LocalCluster, 2", DaskRunner(cluster.scheduler_address)))
-    rank_shard(common, ranks[:2])  # warm: the background's words read once, as a worker does
     costs: dict[str, dict[str, float]] = {}
     half = ranks[: args.sample // 2]
     for name, runner in runners:
-        rank_half = timed(runner, rank_shard, common, half, args.shard)
-        rank_all = timed(runner, rank_shard, common, ranks, args.shard)
-        render = timed(runner, render_shard, settings, outputs, args.shard)
-        mail = timed(runner, email_shard, settings, emails, args.shard)
-        costs[name] = {
-            "rank": rank_all / len(ranks),
-            "rank_half": rank_half / len(half),
-            "render": render / len(outputs),
-            "email": mail / len(emails),
-        }
+        costs[name] = {}
+        for stage, task, data, jobs in (
+            ("rank (half sample)", rank_shard, common, half),
+            ("rank", rank_shard, common, ranks),
+            ("render", render_shard, settings, outputs),
+            ("email", email_shard, settings, emails),
+        ):
+            wall, cpu = timed(runner, task, data, jobs, args.shard)
+            costs[name][stage] = wall / len(jobs)
+            costs[name][stage + " cpu"] = cpu / len(jobs)
     if cluster is not None:
         runners[-1][1].close()
         cluster.close()
@@ -162,13 +169,12 @@ def main() -> None:
     commits_4 = ledger_commits(300, 4)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"Machine: {machine}; load average {os.getloadavg()[0]:.1f}; sample {args.sample} profiles\n")
-    print("| runner | rank ms/profile (half sample) | rank ms/profile | render ms/profile | email ms/subscriber |")
-    print("|---|---:|---:|---:|---:|")
+    stages = ("rank (half sample)", "rank", "render", "email")
+    print("| runner | " + " | ".join(f"{stage} ms/profile, wall (CPU)" for stage in stages) + " |")
+    print("|---|" + "---:|" * len(stages))
     for name, c in costs.items():
-        print(
-            f"| {name} | {c['rank_half'] * 1000:.0f} | {c['rank'] * 1000:.0f} | {c['render'] * 1000:.0f} | "
-            f"{c['email'] * 1000:.1f} |"
-        )
+        cells = " | ".join(f"{c[stage] * 1000:.0f} ({c[stage + ' cpu'] * 1000:.0f})" for stage in stages)
+        print(f"| {name} | {cells} |")
     print(f"\nledger commits/s (synchronous = FULL): 1 connection {commits_1:.0f}, 4 connections {commits_4:.0f}")
     send_rate = None
     if args.send:
@@ -189,9 +195,10 @@ def main() -> None:
         )
         send_rate = rates
     one = costs[runners[0][0]]
-    per_profile = one["rank"] + one["render"] + one["email"]  # CPU seconds a profile with one subscriber costs
+    # CPU seconds a profile with one subscriber costs (a worker is one core busy for that long)
+    per_profile = one["rank cpu"] + one["render cpu"] + one["email cpu"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nCPU seconds per profile (one worker): {per_profile:.3f}; peak RSS {peak:.0f} MB")
+    print(f"\nCPU seconds per profile: {per_profile:.3f}; peak RSS of the coordinator {peak:.0f} MB")
     print(
         "\n| subscribers | CPU hours (rank + render) | workers for 1 hour | ledger commits | "
         "ledger hours at 1 connection | SMTP connections for 1 hour |"
