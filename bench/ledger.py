@@ -1,6 +1,6 @@
 """Benchmark: how many ledger commits a second the database takes, SQLite against PostgreSQL.
 
-    .venv/bin/python bench/ledger.py [--rows 2000] [--seconds 10] [--clients 1,4,16]
+    .venv/bin/python bench/ledger.py [--rows 2000] [--seconds 10] [--clients 1,4,16] [--runs 3]
 
 Each sent message costs the ledger two durable commits (`sending` before the final ".",
 `sent` after the server's answer); this is what limits the messages a day can send.
@@ -15,17 +15,20 @@ Each sent message costs the ledger two durable commits (`sending` before the fin
   sent), each its own transaction, with `synchronous_commit = on` (every commit flushed,
   as the ledger needs), from 1, 4 and 16 clients.
 
-Prints a Markdown table for docs/SCALING.md.
+Each figure is the median of `--runs` runs, the settings interleaved (so that a busy
+machine slows each alike). Prints a Markdown table for docs/SCALING.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,7 +103,7 @@ def _as_postgres(command: list[str], **extra: object) -> subprocess.CompletedPro
     )
 
 
-def postgres_commits(rows: int, clients: list[int], seconds: int) -> tuple[str, dict[int, float]] | None:
+def postgres_commits(rows: int, clients: list[int], seconds: int, runs: int) -> tuple[str, dict[int, float]] | None:
     """The server's major version and commits a second per number of clients; None without PostgreSQL."""
     versions = sorted(PG_BIN.glob("*/bin/postgres")) if PG_BIN.exists() else []
     if not versions:
@@ -127,8 +130,8 @@ def postgres_commits(rows: int, clients: list[int], seconds: int) -> tuple[str, 
             script.write_text(SCRIPT.format(rows=rows))
             if os.geteuid() == 0:
                 shutil.chown(script, "postgres", "postgres")
-            found = {}
-            for count in clients:
+            found: dict[int, list[float]] = {count: [] for count in clients}
+            for _, count in itertools.product(range(runs), clients):
                 done = _as_postgres(
                     [
                         str(bin_dir / "pgbench"),
@@ -146,8 +149,8 @@ def postgres_commits(rows: int, clients: list[int], seconds: int) -> tuple[str, 
                     ]
                 )
                 tps = float(re.search(r"tps = ([0-9.]+)", done.stdout).group(1))  # type: ignore[union-attr]
-                found[count] = 2 * tps  # two commits a transaction of the script (autocommit statements)
-            return bin_dir.parent.name, found
+                found[count].append(2 * tps)  # two commits a transaction of the script (autocommit statements)
+            return bin_dir.parent.name, {count: statistics.median(rates) for count, rates in found.items()}
         finally:
             _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
     finally:
@@ -159,15 +162,22 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=10, help="per PostgreSQL measurement")
     parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     clients = [int(n) for n in args.clients.split(",")]
-    lite = {n: sqlite_commits(args.rows, n) for n in clients}
-    pg = postgres_commits(100_000, clients, args.seconds)
+    lite: dict[int, list[float]] = {n: [] for n in clients}
+    for _, n in itertools.product(range(args.runs), clients):
+        lite[n].append(sqlite_commits(args.rows, n))
+    pg = postgres_commits(100_000, clients, args.seconds, args.runs)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    print(f"Machine: {machine}; load average {os.getloadavg()[0]:.1f}\n")
+    print(f"Machine: {machine}; load average {os.getloadavg()[0]:.1f}; median of {args.runs} runs\n")
     print("| database | " + " | ".join(f"{n} connection{'s' if n > 1 else ''}" for n in clients) + " |")
     print("|---|" + "---:|" * len(clients))
-    print("| SQLite, WAL, synchronous = FULL (commits/s) | " + " | ".join(f"{lite[n]:,.0f}" for n in clients) + " |")
+    print(
+        "| SQLite, WAL, synchronous = FULL (commits/s) | "
+        + " | ".join(f"{statistics.median(lite[n]):,.0f}" for n in clients)
+        + " |"
+    )
     if pg is None:
         print(
             f"\nPostgreSQL: not measured, its server programs are not installed ({PG_BIN}/*/bin/postgres); SQLite only."
