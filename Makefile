@@ -36,7 +36,9 @@ format: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/rank.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/scale.py
 
 # The browser tests drive the system's Chromium (Playwright downloads nothing). Use one
 # that is already there (CI runners have Google Chrome); install Debian's only if none is.
@@ -53,13 +55,13 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # `make run` needs the package and the web extra (so `digest serve` serves the web side); `make test`
-# adds the test tools and the semantic extra.
+# adds the test tools, the semantic extra and the cluster extra (the Dask tests start a real local cluster).
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[web]'
 	touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[test,semantic,web]'
+	$(BIN)/python -m pip install --quiet -e '.[test,semantic,web,cluster]'
 	touch $(STAMP) $(TEST_STAMP)
 
 clean:

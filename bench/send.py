@@ -1,18 +1,21 @@
 """Benchmark: sending 1,000 digest emails through the ledger to a local SMTP server.
 
     .venv/bin/python bench/send.py [--messages 1000] [--runs 3] [--html-kb 40]
+                                   [--connections 1,4,16] [--latency-ms 0,20]
 
-Starts aiosmtpd (`python -m aiosmtpd`, the Sink handler: accepts and discards) in its
-own process on 127.0.0.1, then per run: a fresh state database with 100 profiles'
-digests (10 subscribers each by default), and `send_digests` over one SMTP connection,
-timed end to end (ledger rows, rendering callback, SMTP, two ledger commits per
-message with fsync). The same batch is also written to an outbox. Prints a Markdown
-table for bench/RESULTS.md (median of --runs runs).
+Starts aiosmtpd (`python -m aiosmtpd`, a handler that accepts and discards, after
+`--latency-ms` per message: 0 is aiosmtpd's own speed, 20 a relay's) in its own process
+on 127.0.0.1 for each latency, then per run: a fresh state database with 100 profiles'
+digests (10 subscribers each by default), and `send_digests` over `--connections` SMTP
+connections at once (`[smtp] connections`), timed end to end (ledger rows, rendering
+callback, SMTP, two ledger commits per message with fsync). The same batch is also
+written to an outbox. Prints a Markdown table for bench/RESULTS.md (median of --runs runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import socket
 import statistics
@@ -44,9 +47,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, latency_ms: float = 0) -> subprocess.Popen[bytes]:
+    handler = ["-c", "smtp_sink.SlowSink", str(latency_ms)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Sink"]
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", *handler],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)},
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -98,7 +103,9 @@ def make_renderer(html_kb: int):
     return render
 
 
-def run_once(port: int | None, messages: int, per_profile: int, html_kb: int) -> tuple[float, int]:
+def run_once(
+    port: int | None, messages: int, per_profile: int, html_kb: int, connections: int = 1
+) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "state.db"
         digests = prepare(db, messages, per_profile)
@@ -107,7 +114,12 @@ def run_once(port: int | None, messages: int, per_profile: int, html_kb: int) ->
         settings = SmtpSettings(host="127.0.0.1", port=port, security="none") if port else None
         started = time.perf_counter()
         report = send_digests(
-            store, settings, outgoing, outbox=Path(folder) / "outbox", clock=lambda: datetime.now(UTC)
+            store,
+            settings,
+            outgoing,
+            outbox=Path(folder) / "outbox",
+            clock=lambda: datetime.now(UTC),
+            connections=connections,
         )
         seconds = time.perf_counter() - started
         store.close()
@@ -122,27 +134,36 @@ def main() -> None:
     parser.add_argument("--per-profile", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--html-kb", type=int, default=40)
+    parser.add_argument("--connections", default="1,4,16", help="SMTP connections at once, comma-separated")
+    parser.add_argument("--latency-ms", default="0,20", help="the server's time per message, comma-separated")
     args = parser.parse_args()
-    port = free_port()
-    server = start_server(port)
     rows = []
-    try:
-        for mode, target in (("smtp", port), ("outbox", None)):
-            times = []
-            for _ in range(args.runs):
-                seconds, sent = run_once(target, args.messages, args.per_profile, args.html_kb)
-                times.append(seconds)
-            median = statistics.median(times)
-            rows.append((mode, sent, median, min(times), max(times)))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    print(f"Machine: {platform.machine()}, {platform.python_version()}, {len(rows)} modes, {args.runs} runs each")
+    for latency in [float(n) for n in args.latency_ms.split(",")]:
+        port = free_port()
+        server = start_server(port, latency)
+        try:
+            for connections in [int(n) for n in args.connections.split(",")]:
+                times = []
+                for _ in range(args.runs):
+                    seconds, sent = run_once(port, args.messages, args.per_profile, args.html_kb, connections)
+                    times.append(seconds)
+                rows.append((f"smtp, {latency:g} ms a message", connections, sent, times))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    times = [run_once(None, args.messages, args.per_profile, args.html_kb)[0] for _ in range(args.runs)]
+    rows.append(("outbox", 1, args.messages, times))
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"Machine: {machine}, {args.runs} runs each")
     print(f"HTML part {args.html_kb} KB; {args.per_profile} subscribers per profile\n")
-    print("| transport | messages | median s | min s | max s | messages/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for mode, sent, median, low, high in rows:
-        print(f"| {mode} | {sent} | {median:.2f} | {low:.2f} | {high:.2f} | {sent / median:,.0f} |")
+    print("| transport | connections | messages | median s | min s | max s | messages/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for mode, connections, sent, runs in rows:
+        median = statistics.median(runs)
+        print(
+            f"| {mode} | {connections} | {sent} | {median:.2f} | {min(runs):.2f} | {max(runs):.2f} | "
+            f"{sent / median:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,16 @@ hand; every email goes through the ledger, and a daily reader's stale emails go 
 "what you missed" message (`lifecycle.to_catch_up`); a manual build reads the inbox
 first, as the daily job and the service do.
 
+The profiles of a build are ranked and rendered in shards by a `parallel.Runner`
+(`[digest] workers` local processes, or a Dask cluster with `[digest] scheduler`): this
+object, the coordinator, reads the store and hands each shard plain data (`tasks`), then
+saves, writes and sends what comes back, in the order of the profiles. So a build with
+any number of workers writes the same bytes as one in a single process.
+
 This module orders the steps and owns no stage: parsing is `ingest`, storing `store`,
 ranking `rank`, rendering `render` and `publish`, sending `deliver`, the states
-`lifecycle`. It never parses arguments, prints, or knows APScheduler.
+`lifecycle`, sharing out the work `parallel`. It never parses arguments, prints, or
+knows APScheduler.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import logging
 import os
 import secrets
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -98,7 +106,7 @@ from digest.models import (
 from digest.periods import Period, PeriodKind, missed_days, parse_period, period_of
 from digest.pipeline import IngestSummary, check_quarantine, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
-from digest.publish import email_renderer, rollup_email_renderer, write_outputs
+from digest.publish import email_renderer, render_settings, rollup_email_renderer, write_outputs
 from digest.readers import (
     ADDRESS_LIMIT,
     CLIENT_LIMIT,
@@ -122,14 +130,25 @@ from digest.records import paper_record, write_csv
 from digest.render.links import ReaderLinks, WebLinks
 from digest.retention import DayRefused, check_day, cutoff
 from digest.rollups import Pool, as_listed, for_subscriber, order_pool, period_view, public_rollup
-from digest.rows import CarriedPaper, Confirmed, Delivery, DeliveryKey, PruneCounts, ReaderPreferences, VoteRecord
+from digest.rows import (
+    CarriedPaper,
+    Confirmed,
+    Delivery,
+    DeliveryKey,
+    DigestStatus,
+    PruneCounts,
+    ReaderPreferences,
+    VoteRecord,
+)
 from digest.store import Store, open_store
 from digest.tokens import KEY_VARIABLE, Action, expired, secret_key, verify
-from digest.unsubscribe import unsubscribe_key
+from digest.unsubscribe import unsubscribe_key, unsubscribe_token
 from digest.validate import Invalid
 
 if TYPE_CHECKING:
+    from digest.parallel import Runner
     from digest.rank import Embedder
+    from digest.tasks import EmailJob, RankCommon, Ranked, RankJob
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +158,7 @@ BACKGROUND_PAPERS = 5000
 MAX_ADDRESS_LENGTH = 254  # RFC 5321's limit on a forward path
 NOTHING_LEFT = "no papers left for this reader: their votes and preferences left none in this digest"
 CAUGHT_UP = "what-you-missed"  # `digest send --dry-run`: this email would go in a "what you missed" message
+OUTBOX_WRITERS = 4  # at most this many threads write the outbox (each message is a flushed file and a commit)
 
 
 class Built(StrEnum):
@@ -200,6 +220,20 @@ class Ranking:
 
 
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    """What building one profile's day takes: the digest stored (if any), the store's
+    watermark read before the candidates, how many there are, and the ranking to do
+    (None: the stored digest stands)."""
+
+    profile: Profile
+    day: date
+    stored: DigestStatus | None
+    watermark: int = 0
+    candidates: int = 0
+    job: RankJob | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JobReport:
     """What a service job says it did: counts for the log line (`{"papers": 7, "sent": 2}`), a note.
 
@@ -244,6 +278,7 @@ class App:
         self._store = store
         self._embed: Embedder | None = None
         self._embed_loaded = False
+        self._runner: Runner | None = None
 
     def __enter__(self) -> App:
         return self
@@ -255,12 +290,32 @@ class App:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
             self._store = open_store(self.config.db)
         return self._store
+
+    @property
+    def runner(self) -> Runner:
+        """Who ranks and renders the shards of profiles: this process, local worker processes
+        or a Dask cluster (`parallel.open_runner`; `ClusterUnavailable` when the cluster cannot
+        be used). Opened on first use."""
+        if self._runner is None:
+            from digest.parallel import open_runner
+
+            self._runner = open_runner(self.config.workers, self.config.scheduler)
+        return self._runner
+
+    def check_cluster(self) -> None:
+        """Raise `parallel.ClusterUnavailable` (before anything is done) when `[digest] scheduler`
+        names a cluster that cannot be used: the extra is missing, or it cannot be reached."""
+        if self.config.scheduler:
+            self.runner  # noqa: B018 (connecting is the check)
 
     @property
     def grace(self) -> timedelta:
@@ -436,9 +491,9 @@ class App:
         """The semantic embedder when `[digest] semantic = true` (raises `SemanticUnavailable`
         with the install command when the extra is missing), else None. Loaded once."""
         if not self._embed_loaded and self.config.semantic:
-            from digest.semantic import load_embedder
+            from digest.tasks import embedder
 
-            self._embed = load_embedder()
+            self._embed = embedder()
         self._embed_loaded = True
         return self._embed
 
@@ -467,21 +522,30 @@ class App:
         """The profile's ranking of `papers`: its liked papers resolved from the store, the
         papers it was given left out (but those of `day`'s own digest, which a rebuild
         replaces), the store's recent papers as the background, and `votes` (default: the
-        profile's own, `votes`)."""
-        from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
+        profile's own, `votes`). The same ranking a build's worker makes (`tasks.rank_profile`)."""
+        from digest.tasks import rank_profile
+
+        self.embedder()
+        return rank_profile(self._rank_common(), self._rank_job(profile, papers, day=day, votes=votes), limit=limit)
+
+    def _rank_common(self) -> RankCommon:
+        from digest.tasks import RankCommon
+
+        return RankCommon(tuple(self.store.recent_papers(BACKGROUND_PAPERS)), self.config.semantic)
+
+    def _rank_job(
+        self, profile: Profile, papers: Sequence[Paper], *, day: date | None, votes: Votes | None = None
+    ) -> RankJob:
+        from digest.tasks import RankJob
 
         store = self.store
-        ranked = score_papers(
-            papers,
-            [profile],
-            liked={profile.id: store.find_papers(profile.liked)},
-            delivered={profile.id: store.delivered_paper_ids(profile.id, except_day=day)},
-            embed=self.embedder(),
-            limit=limit,
-            background=store.recent_papers(BACKGROUND_PAPERS),
-            votes={profile.id: self.votes(profile) if votes is None else votes},
+        return RankJob(
+            profile,
+            tuple(papers),
+            tuple(store.find_papers(profile.liked)),
+            frozenset(store.delivered_paper_ids(profile.id, except_day=day)),
+            self.votes(profile) if votes is None else votes,
         )
-        return ranked[profile.id]
 
     def rank(self, profile: Profile, *, day: date | None = None, every_paper: bool = False, limit: int) -> Ranking:
         """How `profile` ranks the papers its digest of `day` would consider (or every stored paper)."""
@@ -509,28 +573,59 @@ class App:
     def build_digest(self, profile: Profile, day: date) -> tuple[Digest, Built]:
         """The profile's digest for `day`: the stored one, or one ranked and saved now (also
         a rebuild, when `rebuild_due`). Returns the digest and what this call did."""
+        return next(self.build_digests([(profile, day)]))
+
+    def build_digests(self, wanted: Sequence[tuple[Profile, date]]) -> Iterator[tuple[Digest, Built]]:
+        """`build_digest` for each (profile, day), in order; the rankings are made in shards
+        of `[digest] shard_size` by the runner, each digest saved here as its shard returns."""
+        from digest.parallel import shards
+        from digest.tasks import rank_shard
+
+        plans: deque[list[_Plan]] = deque()
+
+        def jobs() -> Iterator[list[RankJob]]:
+            for group in shards(wanted, self.config.shard_size):
+                plan = [self._plan(profile, day) for profile, day in group]
+                plans.append(plan)
+                yield [step.job for step in plan if step.job is not None]
+
+        for ranked in self.runner.map(rank_shard, self._rank_common(), jobs()):
+            results = iter(ranked)
+            for step in plans.popleft():
+                if step.job is None:
+                    yield self._stored(step.profile, step.day), Built.BEFORE
+                else:
+                    yield self._save(step, next(results))
+
+    def _plan(self, profile: Profile, day: date) -> _Plan:
         store = self.store
         stored = store.digest_status(profile.id, day)
         if stored is not None and not self.rebuild_due(profile, day):
-            return self._stored(profile, day), Built.BEFORE
+            return _Plan(profile, day, stored)
         # Read before the candidates: a dump stored meanwhile is then still "new" next time.
         watermark = store.watermark()
         candidates = store.candidate_papers(profile.id, day)
-        from digest.rank import select_digest  # imported here: a stored digest needs no ranker
+        job = self._rank_job(profile, candidates, day=day)
+        return _Plan(profile, day, stored, watermark, len(candidates), job)
 
-        items, runners_up = select_digest(self.rank_papers(profile, candidates, day=day), profile)
+    def _save(self, plan: _Plan, ranked: Ranked) -> tuple[Digest, Built]:
+        store, profile, day, items = self.store, plan.profile, plan.day, ranked.items
         digest = Digest(
             profile=profile,
             date=day,
-            items=tuple(items),
+            items=items,
             built_at=self.clock(),
-            candidates=len(candidates),
-            empty_reason=None if items else EmptyReason.BELOW_THRESHOLD if candidates else EmptyReason.NO_NEW_PAPERS,
-            runners_up=() if items else tuple(runners_up),
+            candidates=plan.candidates,
+            empty_reason=None
+            if items
+            else EmptyReason.BELOW_THRESHOLD
+            if plan.candidates
+            else EmptyReason.NO_NEW_PAPERS,
+            runners_up=() if items else ranked.runners_up,
         )
-        if stored is None and store.save_digest(digest, watermark):
+        if plan.stored is None and store.save_digest(digest, plan.watermark):
             return digest, Built.NEW
-        if stored is not None and store.replace_digest(digest, watermark, replaces=stored.watermark):
+        if plan.stored is not None and store.replace_digest(digest, plan.watermark, replaces=plan.stored.watermark):
             return digest, Built.REBUILT
         # Another process saved (or rebuilt, or began to deliver) this day's digest first: theirs stands.
         return self._stored(profile, day), Built.BEFORE
@@ -629,7 +724,7 @@ class App:
     def publish(self, digests: Sequence[Digest], rollups: Sequence[Rollup] = ()) -> list[Path]:
         """Feeds, documents and site pages; a digest with items in a feed counts as delivered."""
         written = write_outputs(self.config, self.store, digests, rollups)
-        now = self.clock()
+        changes = []
         for digest in digests:
             state = self.store.digest_state(digest.profile.id, digest.date)
             if state is None:
@@ -637,7 +732,8 @@ class App:
             in_a_feed = wants(digest.profile.formats, FormatKind.FEED)
             after = state_after_publishing(state, has_items=bool(digest.items), in_a_feed=in_a_feed)
             if after != state:
-                self.store.set_digest_state(digest.profile.id, digest.date, after, now)
+                changes.append((digest.profile.id, digest.date, after))
+        self.store.set_digest_states(changes, self.clock())
         return written
 
     def email(
@@ -724,6 +820,9 @@ class App:
         )
         caught, rolled = self._catch_ups(earlier, kind, domain, render_rollup)
         daily = outgoing_emails([*earlier, *digests], render, self.audience)
+        if web is not None or own:
+            # A reader's own digest, or links signed for them, is rendered here: workers never see the key.
+            daily = [o if web is None and o.key not in own else replace(o, digest=None) for o in daily]
         outgoing = [o for o in sorted(daily, key=lambda o: o.day) if o.key not in rolled] + caught
         outgoing += self._due_rollup_emails(pending_of, kind, render_rollup, day=day)
         outgoing += self._rollup_emails(rollups, render_rollup, by_hand=by_hand)
@@ -737,6 +836,9 @@ class App:
             should_stop=should_stop,
             delivers=smtp is not None or config.smtp is None,
             lock_timeout=self.lock_timeout,
+            # Over SMTP, `[smtp] connections`; into the outbox, a writer per worker (disk flushes overlap).
+            connections=smtp.connections if smtp else min(self.config.workers, OUTBOX_WRITERS),
+            prepare=lambda outgoing: self._prepared(outgoing, kind=kind, sender=sender, key=key),
         )
 
     def _email_links(self, web: WebLinks) -> Callable[[Digest | Rollup, str], ReaderLinks | None]:
@@ -986,6 +1088,46 @@ class App:
                 waiting.append(Waiting(row.key, span.first, span.last, row.created_at, row))
         return waiting
 
+    def _prepared(
+        self, outgoing: Sequence[Outgoing], *, kind: TransportKind, sender: str, key: bytes | None
+    ) -> Iterator[Outgoing]:
+        """`outgoing` in order, each message still due rendered by the runner's workers in
+        shards of `[digest] shard_size` messages, for the Message-ID its ledger row has."""
+        from digest.parallel import shards
+        from digest.tasks import email_shard
+
+        chunks: deque[list[Outgoing]] = deque()
+
+        def jobs() -> Iterator[list[EmailJob]]:
+            for chunk in shards(outgoing, self.config.shard_size):
+                chunks.append(chunk)
+                yield self._email_jobs(chunk, kind, key)
+
+        settings = render_settings(self.config, sender=sender)
+        for rendered in self.runner.map(email_shard, settings, jobs()):
+            made = {(r.profile_id, r.day, r.subscriber): r.prepared for r in rendered}
+            for item in chunks.popleft():
+                prepared = None if item.period else made.get((item.profile_id, item.day, item.subscriber))
+                yield item if prepared is None else replace(item, prepared=prepared)
+
+    def _email_jobs(self, chunk: Sequence[Outgoing], kind: TransportKind, key: bytes | None) -> list[EmailJob]:
+        """The messages of `chunk` still due, grouped by digest, with their ledger Message-IDs
+        and signed unsubscribe tokens (a worker never sees the key)."""
+        from digest.tasks import EmailJob, Letter
+
+        jobs: list[EmailJob] = []
+        for item in chunk:
+            row = self.store.get_delivery(item.key)
+            if item.digest is None or row is None or is_done(row, kind):
+                continue
+            token = unsubscribe_token(key, item.profile_id, item.subscriber) if key is not None else None
+            letter = Letter(item.subscriber, row.message_id, token)
+            if jobs and jobs[-1].digest is item.digest:
+                jobs[-1] = EmailJob(item.digest, (*jobs[-1].letters, letter))
+            else:
+                jobs.append(EmailJob(item.digest, (letter,)))
+        return jobs
+
     def build(
         self,
         profiles: Sequence[Profile],
@@ -998,10 +1140,10 @@ class App:
         time zone) and the roll-ups due that day (the week's and the month's just ended),
         publish them, and email them (see `email`)."""
         self.check_sending(send=send)
-        self.embedder()  # a missing extra stops the run before anything is written
+        self.check_semantic()  # a missing extra stops the run before anything is written
         report = BuildReport()
-        for profile in profiles:
-            digest, built = self.build_digest(profile, day or self.profile_day(profile))
+        wanted = [(profile, day or self.profile_day(profile)) for profile in profiles]
+        for digest, built in self.build_digests(wanted):
             report.digests.append(digest)
             if built is not Built.BEFORE:
                 report.built.append(digest)
@@ -1013,6 +1155,21 @@ class App:
         report.written = self.publish(report.digests, report.rollups)
         report.delivery = self.email(report.digests, send=send, rollups=report.rollups, should_stop=should_stop)
         return report
+
+    def check_semantic(self) -> None:
+        """Raise `SemanticUnavailable` when `[digest] semantic = true` and the extra is
+        missing: loaded here when this process ranks, else only looked for."""
+        from digest.parallel import InlineRunner
+
+        if not self.config.semantic:
+            return
+        if isinstance(self.runner, InlineRunner):
+            self.embedder()
+            return
+        from digest.semantic import INSTALL_HINT, SemanticUnavailable, available
+
+        if not available():
+            raise SemanticUnavailable(INSTALL_HINT)
 
     # -- sending what is due ------------------------------------------------------------------
 

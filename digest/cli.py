@@ -27,32 +27,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest import __version__
-from digest.app import App, BuildReport, Refresh
 from digest.clock import Clock, utc_now
-from digest.config import ConfigError, find_config, listen_address, load_config
-from digest.deliver import SEND_LOCK_TIMEOUT, DeliveryError, DeliveryReport
-from digest.fetch import (
-    ALREADY_FETCHED,
-    FAILED,
-    FETCHED,
-    NOT_AVAILABLE,
-    NOT_MODIFIED,
-    DayResult,
-    FetchError,
-    FetchReport,
-)
-from digest.files import display_path, write_atomic
-from digest.health import Health
 from digest.models import EmptyReason, Profile, TransportKind
 from digest.periods import Period, PeriodKind, parse_period
-from digest.pipeline import IngestSummary, QuarantineError
 from digest.records import delivery_record, scored_record, vote_record
-from digest.retention import DayRefused
-from digest.schedule import serve, serve_once
-from digest.semantic import SemanticUnavailable
-from digest.store import StoreError
 from digest.validate import Invalid
-from digest.web import WebUnavailable
+
+# The rest loads when a command runs (`digest --help` and a usage error load none of it):
+# the store, the ranker, the renderers, HTTP and the scheduler take a second to import.
+if TYPE_CHECKING:
+    import rich.progress
+
+    from digest.app import App, BuildReport, Refresh
+    from digest.deliver import DeliveryReport
+    from digest.fetch import DayResult, FetchReport
+    from digest.health import Health
+    from digest.pipeline import IngestSummary
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -63,9 +53,6 @@ EXIT_STALE = 4
 PROGRESS_MIN_FILES = 20
 PROGRESS_MIN_DAYS = 7
 
-if TYPE_CHECKING:
-    import rich.progress
-
 
 class UsageError(Exception):
     """A mistake in how the command was called: one line, exit 2."""
@@ -75,22 +62,34 @@ class UsageError(Exception):
 class Context:
     """What every command gets: the global options, the working folder, the clock.
 
-    `lock_timeout`: how long a command that sends waits for another process that is sending.
+    `lock_timeout`: how long a command that sends waits for another process that is sending
+    (None: `deliver.SEND_LOCK_TIMEOUT`).
     """
 
     args: argparse.Namespace
     cwd: Path
     clock: Clock = utc_now
-    lock_timeout: float = SEND_LOCK_TIMEOUT
+    lock_timeout: float | None = None
 
     def app(self) -> App:
         """The application over the config the options name (`ConfigError` when it is wrong)."""
+        from dataclasses import replace
+
+        from digest.app import App
+        from digest.config import find_config, load_config
+
         path = find_config(self.args.config, self.cwd)
         config = load_config(path, self.cwd, db=self.args.db)
+        if getattr(self.args, "scheduler", None):
+            config = replace(config, scheduler=self.args.scheduler)
+        if self.lock_timeout is None:
+            return App(config, clock=self.clock, label=self.display)
         return App(config, clock=self.clock, label=self.display, lock_timeout=self.lock_timeout)
 
     def display(self, path: Path) -> str:
         """How messages name a path: relative to the working folder when it is inside it."""
+        from digest.files import display_path
+
         return display_path(path, self.cwd)
 
 
@@ -232,7 +231,28 @@ def _add_build(commands: Any) -> None:
         help="build the roll-up of the week (ISO, Monday to Sunday) or month holding --date instead of the day's "
         "digest, and email it to the subscribers of that cadence",
     )
+    _add_scheduler(p)
     p.set_defaults(run=run_build)
+
+
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        type=_scheduler,
+        metavar="tcp://HOST:PORT",
+        help="rank and render on this Dask cluster instead of local worker processes (overrides [digest] "
+        "scheduler; needs the cluster extra)",
+    )
+
+
+def _scheduler(text: str) -> str:
+    from digest.config import scheduler_address
+    from digest.validate import Invalid
+
+    try:
+        return scheduler_address(text)
+    except Invalid as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_send(commands: Any) -> None:
@@ -273,6 +293,8 @@ def _add_serve(commands: Any) -> None:
 
 
 def _listen(text: str) -> str:
+    from digest.config import listen_address
+
     try:
         return listen_address(text)
     except Invalid as exc:
@@ -296,6 +318,7 @@ def _add_run(commands: Any) -> None:
         default="warn",
         help="when the newest dump is too old: warn (default) or fail with exit code 4",
     )
+    _add_scheduler(p)
     p.set_defaults(run=run_run)
 
 
@@ -428,6 +451,7 @@ def _report_ingest(summary: IngestSummary, app: App, ctx: Context) -> None:
 
 
 def run_fetch(ctx: Context) -> int:
+
     args = ctx.args
     if args.until and not args.since:
         raise UsageError("--until needs --since")
@@ -477,6 +501,8 @@ def _fetch_period(ctx: Context, period: Period) -> int:
 
 
 def _report_fetch_counts(report: FetchReport) -> None:
+    from digest.fetch import ALREADY_FETCHED, FAILED, FETCHED, NOT_AVAILABLE, NOT_MODIFIED
+
     n = len(report.days)
     already = report.count(ALREADY_FETCHED)
     print(
@@ -487,6 +513,8 @@ def _report_fetch_counts(report: FetchReport) -> None:
 
 
 def _report_day(result: DayResult, ctx: Context) -> None:
+    from digest.fetch import FAILED, FETCHED
+
     line = f"{result.day}: {result.message}"
     if result.outcome == FETCHED and result.path:
         line += f" -> {ctx.display(result.path)}"
@@ -496,6 +524,8 @@ def _report_day(result: DayResult, ctx: Context) -> None:
 
 
 def run_export(ctx: Context) -> int:
+    from digest.files import write_atomic
+
     with ctx.app() as app:
         if not ctx.args.output:
             for text in app.export(ctx.args.format):
@@ -538,6 +568,7 @@ def _selected(app: App, profile_id: str | None) -> list[Profile]:
 
 
 def run_rank(ctx: Context) -> int:
+
     with ctx.app() as app:
         (profile,) = _selected(app, ctx.args.profile)
         ranking = app.rank(profile, day=ctx.args.date, every_paper=ctx.args.all, limit=ctx.args.limit)
@@ -590,8 +621,11 @@ def run_run(ctx: Context) -> int:
 
 def _check(app: App, ctx: Context, *, send: bool) -> None:
     """What stops a command before it does anything: sending that cannot work, a quarantine
-    folder that cannot be one, a day too old or in the future."""
+    folder that cannot be one, a Dask cluster that cannot be used, a day too old or in the future."""
+    from digest.retention import DayRefused
+
     app.check_ready(send=send)
+    app.check_cluster()
     try:
         app.check_day(ctx.args.date)
     except DayRefused as exc:
@@ -617,6 +651,7 @@ def _annotate(level: str, message: str) -> str:
 
 
 def _report_build(report: BuildReport, app: App, ctx: Context, *, smtp_asked: bool) -> int:
+
     config = app.config
     for digest in report.digests:
         state = "rebuilt" if digest in report.rebuilt else "built" if digest in report.built else "built before"
@@ -647,13 +682,17 @@ def _report_build(report: BuildReport, app: App, ctx: Context, *, smtp_asked: bo
 
 
 def _report_emails(delivery: DeliveryReport, app: App, ctx: Context) -> None:
+
     where = ctx.display(app.config.outbox) + "/" if delivery.transport == TransportKind.OUTBOX else "SMTP"
     print(f"emails: {delivery.summary()} -> {where}")
 
 
 def run_send(ctx: Context) -> int:
+
     with ctx.app() as app:
         profiles = _selected(app, ctx.args.profile)
+        from digest.retention import DayRefused
+
         try:
             app.check_day(ctx.args.date)
         except DayRefused as exc:
@@ -672,6 +711,8 @@ def run_send(ctx: Context) -> int:
 
 
 def run_serve(ctx: Context) -> int:
+    from digest.schedule import serve, serve_once
+
     if ctx.args.once and (ctx.args.http or ctx.args.no_schedule):
         raise UsageError("--once runs the scheduled jobs and exits: it takes neither --http nor --no-schedule")
     with ctx.app() as app, _logging_to_stderr():
@@ -703,6 +744,7 @@ def _logging_to_stderr() -> Iterator[None]:
 
 
 def run_deliveries(ctx: Context) -> int:
+
     with ctx.app() as app:
         rows = app.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
     if ctx.args.json:
@@ -878,13 +920,22 @@ def main(
     argv: list[str] | None = None,
     *,
     clock: Clock | None = None,
-    lock_timeout: float = SEND_LOCK_TIMEOUT,
+    lock_timeout: float | None = None,
 ) -> int:
     """Run the command in `argv`. `clock` (aware datetimes) replaces the system clock, e.g. in
     tests; `lock_timeout` as in `Context`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(args=args, cwd=Path.cwd(), clock=clock or utc_now, lock_timeout=lock_timeout)
+    from digest.config import ConfigError
+    from digest.deliver import DeliveryError
+    from digest.fetch import FetchError
+    from digest.parallel import ClusterUnavailable
+    from digest.pipeline import QuarantineError
+    from digest.semantic import SemanticUnavailable
+    from digest.store import StoreError
+    from digest.web import WebUnavailable
+
     try:
         return int(args.run(ctx))
     except ConfigError as exc:
@@ -899,6 +950,7 @@ def main(
         QuarantineError,
         DeliveryError,
         WebUnavailable,
+        ClusterUnavailable,
     ) as exc:
         print(f"digest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

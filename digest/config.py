@@ -118,6 +118,10 @@ class DigestSettings:
     semantic: bool = False
     catch_up_hours: int = DEFAULT_GRACE // timedelta(hours=1)
     retention_days: int = 400
+    # Added by issue 18 (scale): how the daily job's ranking and rendering are shared out.
+    workers: int = 0  # worker processes; 0: one per CPU; 1: everything in this process
+    shard_size: int = 25  # profiles per piece of work handed to a worker
+    scheduler: str = ""  # a Dask scheduler ("tcp://HOST:8786"): the cluster works instead of local processes
 
 
 _FOLDER = string(allow_empty=False)
@@ -136,8 +140,24 @@ DIGEST_FIELDS: dict[str, Field] = fields_of(
         "catch_up_hours": integer(minimum=1, maximum=168),
         # At least a month: well past the week an email is retried and a missed tick caught up.
         "retention_days": integer(minimum=30, maximum=36_500),
+        "workers": integer(minimum=0, maximum=1024),
+        "shard_size": integer(minimum=1, maximum=100_000),
+        "scheduler": lambda value: scheduler_address(value, allow_empty=True),
     },
 )
+
+
+_SCHEDULER = re.compile(r"(tcp|tls)://[^\s/]+:[0-9]{1,5}")
+
+
+def scheduler_address(value: Any, *, allow_empty: bool = False) -> str:
+    """A Dask scheduler's address, `tcp://HOST:PORT` or `tls://HOST:PORT` (empty: none)."""
+    text = string()(value).strip()
+    if not text and allow_empty:
+        return ""
+    if not _SCHEDULER.fullmatch(text):
+        raise Invalid(f"{text!r} is not a Dask scheduler address like 'tcp://HOST:8786'")
+    return text
 
 
 def http_url(value: Any) -> str:
@@ -282,6 +302,7 @@ class SmtpSettings:
     backoff: float = 2.0
     backoff_max: float = 60.0
     max_connection_failures: int = 5
+    connections: int = 1  # SMTP connections sending at once (issue 18), each message still through the ledger
     password: str | None = field(default=None, repr=False)
     dkim_selector: str | None = None
     dkim_domain: str | None = None
@@ -308,6 +329,7 @@ SMTP_FIELDS: dict[str, Field] = fields_of(
         "max_connection_failures": integer(minimum=1, maximum=100),
         "dkim_selector": lambda value: _dns_name(value, "a DKIM selector like 'mail' or '2026a'"),
         "dkim_domain": lambda value: _dns_name(value, "a domain like 'example.org'"),
+        "connections": integer(minimum=1, maximum=64),
     },
     keys={"sender": "from"},
     defaults={"port": None},  # then the usual port of `security`
@@ -341,6 +363,9 @@ class Config:
     source: SourceConfig
     smtp: SmtpSettings | None
     web: WebSettings = field(default_factory=WebSettings)
+    workers: int = 1  # resolved: 0 in the file becomes the number of CPUs
+    shard_size: int = 25
+    scheduler: str = ""
 
 
 def find_config(explicit: Path | None, cwd: Path) -> Path | None:
@@ -471,8 +496,18 @@ def parse_config(
         templates=templates,
         smtp=smtp,
         web=WebSettings(**attributes(web, WEB_FIELDS)),
+        workers=settings["workers"] or cpu_count(),
+        shard_size=settings["shard_size"],
+        scheduler=settings["scheduler"],
         **paths,
     )
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (a container's or a cgroup's share, where the OS says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _folders(settings: dict[str, Any], base: Path, where: Where, problems: list[Problem]) -> dict[str, Path]:

@@ -16,6 +16,11 @@ rendered here (`email_renderer`) but written or sent by `deliver`, through the l
 Every profile has pages on the site: an email's "web version" link points there.
 A publish first removes the temporary files that a process killed while writing left in
 the output folders (`files.remove_stale_temporaries`).
+
+`write_outputs` renders profile by profile, in shards handed to a `parallel.Runner`
+(worker processes, or a Dask cluster): the store is read and the files are written here,
+the rendering is `tasks.render_shard`'s, so the bytes are the same however many workers
+render them.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
-from digest.formats import FormatKind, chosen, wants
+from digest.formats import OUTPUT_FORMATS, FormatKind, chosen, wants
 from digest.lifecycle import ROLLUP_KINDS
 from digest.models import Digest, Profile, Rollup
 from digest.periods import PeriodKind
@@ -37,8 +42,11 @@ from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
 from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, rollup_feed_name
 from digest.render.rollups import render_rollup_feeds
 from digest.render.site import render_site
-from digest.render.templates import template_environment
+from digest.render.templates import read_templates, template_environment
 from digest.store import Store
+
+if TYPE_CHECKING:
+    from digest.tasks import RenderSettings
 
 log = logging.getLogger(__name__)
 
@@ -223,3 +231,18 @@ def write_outputs(
     written += write_documents(config, digests, rollups)
     written += write_site(config, store)
     return written
+
+
+def render_settings(config: Config, store: Store | None = None, *, sender: str | None = None) -> RenderSettings:
+    """What the renderers need of the config, as plain data for a worker (`tasks.RenderSettings`)."""
+    from digest.tasks import RenderSettings
+
+    return RenderSettings(
+        site_url=config.site_url,
+        site_title=config.title,
+        sender=sender or config.sender,
+        templates=read_templates(config.templates),
+        formats=tuple(OUTPUT_FORMATS.values()),
+        # A feed without entries is dated when the store got its first data: stable, and plausible.
+        empty_updated=store.started_at() if store is not None else None,
+    )

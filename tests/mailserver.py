@@ -37,6 +37,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    peer: tuple[str, int] | None = None  # the client's address and port: one per connection
 
     @property
     def message(self) -> EmailMessage:
@@ -84,7 +85,8 @@ class _Handler:
             reply = faults.data.pop(0) if faults.data else None
         if reply:
             return await _maybe_close(smtp, reply)
-        received = Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content))
+        peer = tuple(session.peer[:2]) if session.peer else None
+        received = Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content), peer)
         with self.server.lock:
             self.server.messages.append(received)
             count = len(self.server.messages)

@@ -119,7 +119,7 @@ liked = "one title"
     assert problems(tmp_path, text) == [
         "digest.toml:2: digest.inbx: unknown key (known keys: inbox, db, quarantine, feeds, site, digests, outbox, "
         "timezone, title, feed_size, site_url, sender, templates, stale_after_days, semantic, catch_up_hours, "
-        "retention_days)",
+        "retention_days, workers, shard_size, scheduler)",
         "digest.toml:3: digest.feed_size: expected an integer, got a string 'many'",
         "digest.toml:9: profiles[0].colour: unknown key (known keys: id, title, description, keywords, exclude, "
         "liked, follow, max_items, min_score, subscribers, schedule, timezone, formats, open, owner, cadence)",

@@ -14,6 +14,14 @@ say 'sent' is between the final "." and that commit. A row found 'sending' when 
 starts was left by a process that died in that window: it is sent again with the same
 Message-ID and flagged `possible_duplicate` (see the README, "Delivery").
 
+With `connections` > 1 (`[smtp] connections`), that many threads send at once, each over
+its own SMTP connection and its own connection to the state database. The ledger rows are
+what they share: a sender takes a row by turning it from 'pending' into 'sending' in one
+short transaction, so of two senders that reach the same row only one hands its message
+over; the other abandons it before the final "." (the server keeps nothing). A row found
+'sending' that this batch did not take was left by a process that died (one process
+sends at a time: the lock file), and only then is it resumed.
+
 Temporary failures (4xx replies, refused, dropped or timed-out connections) are retried
 with exponential backoff (stamina) and, if still failing, left 'pending' for the next
 run; a 5xx reply for a recipient marks that row 'failed'; several consecutive connection
@@ -24,12 +32,16 @@ failures stop the run. An answer lost after the final "." is not retried in the 
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import ssl
+import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 from typing import NamedTuple
@@ -38,7 +50,7 @@ import stamina
 from filelock import FileLock, Timeout
 
 from digest.config import SmtpSettings
-from digest.deliver.due import Outgoing
+from digest.deliver.due import Outgoing, Prepared
 from digest.deliver.transports import (
     FatalFailure,
     PermanentFailure,
@@ -46,6 +58,7 @@ from digest.deliver.transports import (
     SendFailure,
     TemporaryFailure,
     Transport,
+    Withdrawn,
     message_bytes,
     open_transport,
     transport_kind,
@@ -53,7 +66,7 @@ from digest.deliver.transports import (
 from digest.lifecycle import Step, is_done, next_step
 from digest.models import DeliveryState, TransportKind
 from digest.rows import Delivery, DeliveryKey
-from digest.store import Store
+from digest.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +135,11 @@ class DeliveryReport:
         return f"{text}; stopped: {self.stopped}" if self.stopped else text
 
 
+Prepare = Callable[[Sequence[Outgoing]], Iterable[Outgoing]]
+"""Gives the batch's messages back, in the same order, with `prepared` set (rendered by
+workers once their ledger rows exist, so with the ledger's Message-IDs)."""
+
+
 def send_digests(
     store: Store,
     smtp: SmtpSettings | None,
@@ -135,18 +153,22 @@ def send_digests(
     tls_context: ssl.SSLContext | None = None,
     lock_timeout: float = SEND_LOCK_TIMEOUT,
     delivers: bool = True,
+    connections: int = 1,
+    prepare: Prepare | None = None,
 ) -> DeliveryReport:
     """Send every message in `outgoing` that the ledger does not record as done.
 
-    With `smtp`, over one SMTP connection (reopened when the server drops it); without,
-    each message becomes `outbox/<day>_<profile>_<address hash>.eml`, through the same
-    ledger. `clock` gives aware datetimes. One process sends at a time (a lock file beside
-    the database): when another one holds it for `lock_timeout` seconds, nothing is sent
-    and the report says why (`stopped`; the emails stay pending for the next run).
-    `should_stop()` is checked before each message and each retry. `delivers=False` says an
-    accepted message does not deliver its digest (an outbox preview while SMTP is
-    configured): its papers are not yet taken as given. Raises `DeliveryError` (nothing
-    sent) for configuration problems (`smtp_login_problem`).
+    With `smtp`, over `connections` SMTP connections at once (each reopened when the
+    server drops it; see the module docstring); without, each message becomes
+    `outbox/<day>_<profile>_<address hash>.eml`, through the same ledger. `clock` gives
+    aware datetimes. One process sends at a time (a lock file beside the database): when
+    another one holds it for `lock_timeout` seconds, nothing is sent and the report says
+    why (`stopped`; the emails stay pending for the next run). `should_stop()` is checked
+    before each message and each retry. `delivers=False` says an accepted message does not
+    deliver its digest (an outbox preview while SMTP is configured): its papers are not
+    yet taken as given. `prepare` renders the messages once their ledger rows exist
+    (`Prepare`). Raises `DeliveryError` (nothing sent) for configuration problems
+    (`smtp_login_problem`).
     """
     started = time.monotonic()
     policy = retry or (RetryPolicy.from_settings(smtp) if smtp else RetryPolicy())
@@ -167,27 +189,112 @@ def send_digests(
         report.seconds = time.monotonic() - started
         log.warning("delivery %s", report.summary())
         return report
-    transport = open_transport(smtp, outbox=outbox, policy=policy, tls_context=tls_context)
+    batch = uuid.uuid4().hex  # names this run's senders in the ledger (`taken_by`)
+
+    def sender(own_store: Store, own_report: DeliveryReport) -> _Sender:
+        transport = open_transport(smtp, outbox=outbox, policy=policy, tls_context=tls_context)
+        return _Sender(
+            own_store, transport, policy, clock, should_stop, smtp.sender if smtp else None, own_report, delivers, batch
+        )
+
     try:
         store.add_deliveries([o.key for o in outgoing], lambda key: make_message_id(key, domain), kind, clock())
-        batch = _Sender(store, transport, policy, clock, should_stop, smtp.sender if smtp else None, report, delivers)
-        for index, item in enumerate(outgoing):
-            if should_stop():
-                report.stopped = "stop requested"
-                report.not_reached = len(outgoing) - index
-                break
-            if not batch.deliver(item):
-                report.not_reached = len(outgoing) - index - 1
-                break
-        for profile_id, day in dict.fromkeys((o.profile_id, o.day) for o in outgoing if not o.period):
-            if store.settle_digest(profile_id, day, clock()):
-                report.digests_failed.append((profile_id, day))
+        items = iter(prepare(outgoing) if prepare else outgoing)
+        if connections > 1:
+            _send_in_parallel(store, items, len(outgoing), connections, sender, should_stop, report)
+        else:
+            _send_in_turn(sender(store, report), items, len(outgoing), should_stop)
+        report.digests_failed += store.settle_digests(
+            dict.fromkeys((o.profile_id, o.day) for o in outgoing if not o.period), clock()
+        )
     finally:
-        transport.close()
         lock.release()
     report.seconds = time.monotonic() - started
     log.info("delivery %s", report.summary())
     return report
+
+
+def _send_in_turn(sender: _Sender, items: Iterator[Outgoing], total: int, should_stop: Callable[[], bool]) -> None:
+    """One message after another, over one connection."""
+    report = sender.report
+    try:
+        for index, item in enumerate(items):
+            if should_stop():
+                report.stopped = "stop requested"
+                report.not_reached = total - index
+                break
+            if not sender.deliver(item):
+                report.not_reached = total - index - 1
+                break
+    finally:
+        sender.transport.close()
+
+
+def _send_in_parallel(
+    store: Store,
+    items: Iterator[Outgoing],
+    total: int,
+    connections: int,
+    make_sender: Callable[[Store, DeliveryReport], _Sender],
+    should_stop: Callable[[], bool],
+    report: DeliveryReport,
+) -> None:
+    """`connections` senders at once, each with its own SMTP connection and database
+    connection, taking messages from one queue; the first that must stop stops them all."""
+    work: queue.Queue[Outgoing | None] = queue.Queue(maxsize=2 * connections)
+    stop = threading.Event()
+    reports = [DeliveryReport(transport=report.transport) for _ in range(connections)]
+    crashes: list[BaseException] = []
+
+    def run(own_report: DeliveryReport) -> None:
+        own_store = open_store(store.path)
+        sender = make_sender(own_store, own_report)
+        try:
+            while (item := work.get()) is not None:
+                if not stop.is_set() and should_stop():
+                    own_report.stopped = "stop requested"
+                    stop.set()
+                if stop.is_set():
+                    own_report.not_reached += 1
+                    continue
+                try:
+                    if not sender.deliver(item):
+                        stop.set()
+                except BaseException as exc:  # reported by the coordinator, after the others stopped
+                    crashes.append(exc)
+                    stop.set()
+        finally:
+            sender.transport.close()
+            own_store.close()
+
+    threads = [threading.Thread(target=run, args=(r,), name=f"smtp-{n}") for n, r in enumerate(reports)]
+    for thread in threads:
+        thread.start()
+    handed = 0
+    try:
+        for item in items:
+            if stop.is_set():
+                break
+            work.put(item)
+            handed += 1
+    finally:
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+    for own in reports:
+        report.sent += own.sent
+        report.already += own.already
+        report.failed += own.failed
+        report.pending += own.pending
+        report.skipped += own.skipped
+        report.possible_duplicates += own.possible_duplicates
+        report.not_reached += own.not_reached
+        report.left_for_smtp += own.left_for_smtp
+        report.stopped = report.stopped or own.stopped
+    report.not_reached += total - handed
+    if crashes:
+        raise crashes[0]
 
 
 def smtp_login_problem(smtp: SmtpSettings | None) -> str | None:
@@ -195,6 +302,24 @@ def smtp_login_problem(smtp: SmtpSettings | None) -> str | None:
     if smtp is not None and smtp.username and not smtp.password:
         return "[smtp] username is set but DIGEST_SMTP_PASSWORD is not set in the environment"
     return None
+
+
+def prepare_message(render: Callable[[str], EmailMessage | None], message_id: str) -> Prepared:
+    """What `render(message_id)` makes, as it goes on the wire, or why it cannot be sent.
+
+    A message without a Message-ID gets the ledger's; one with another is refused."""
+    try:
+        message = render(message_id)
+    except Exception as exc:
+        return Prepared(message_id, error=f"{type(exc).__name__}: {exc}")
+    if message is None:
+        return Prepared(message_id, error="the renderer gave no message")
+    given = message.get("Message-ID")
+    if given is None:
+        message["Message-ID"] = message_id
+    elif str(given).strip() != message_id:
+        return Prepared(message_id, error=f"the message's Message-ID {given!s} is not the ledger's {message_id}")
+    return Prepared(message_id, message_bytes(message), str(message.get("From", "")))
 
 
 def make_message_id(key: DeliveryKey, domain: str) -> str:
@@ -244,8 +369,10 @@ class _Sender:
         sender: str | None,
         report: DeliveryReport,
         delivers: bool,
+        batch: str | None = None,
     ) -> None:
         self.store = store
+        self.batch = batch
         self.delivers = delivers
         self.transport = transport
         self.policy = policy
@@ -274,7 +401,9 @@ class _Sender:
             self.store.reopen_outbox_delivery(item.key, self.clock())
         resent = row.possible_duplicate
         if step == Step.RESUME:
-            self.store.resume_interrupted_delivery(item.key, self.clock(), INTERRUPTED_NOTE)
+            if not self.store.resume_interrupted_delivery(item.key, self.clock(), INTERRUPTED_NOTE, batch=self.batch):
+                self.report.already += 1  # another sender of this batch has it
+                return True
             log.warning("%s %s %s: %s", item.profile_id, item.day, item.subscriber, INTERRUPTED_NOTE)
             resent = True
         who = f"{item.profile_id} {item.day} {item.subscriber}"
@@ -289,6 +418,10 @@ class _Sender:
             resent = self._send_with_retries(item, payload, sender, resent)
         except _Unsubscribed:
             self._skip_unsubscribed(item)
+            return True
+        except Withdrawn:
+            self.report.already += 1  # another sender took the row: it reports the message
+            log.info("%s: taken by another sender", who)
             return True
         except PermanentFailure as exc:
             self.report.failed.append(Undelivered(item.key, str(exc)))
@@ -315,21 +448,15 @@ class _Sender:
         return True
 
     def _prepare(self, item: Outgoing, row: Delivery) -> tuple[bytes, str]:
-        try:
-            message = item.render(row.message_id)
-        except Exception as exc:
-            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
-        if message is None:
-            raise ValueError("the renderer gave no message")
-        given = message.get("Message-ID")
-        if given is None:
-            message["Message-ID"] = row.message_id
-        elif str(given).strip() != row.message_id:
-            raise ValueError(f"the message's Message-ID {given!s} is not the ledger's {row.message_id}")
-        sender = parseaddr(self.sender or str(message.get("From", "")))[1]
+        prepared = item.prepared
+        if prepared is None or prepared.message_id != row.message_id:
+            prepared = prepare_message(item.render, row.message_id)
+        if prepared.error is not None:
+            raise ValueError(prepared.error)
+        sender = parseaddr(self.sender or prepared.sender)[1]
         if "@" not in sender:
             raise ValueError("no sender address: set [smtp] from, or give the message a From")
-        return message_bytes(message), sender
+        return prepared.payload, sender
 
     def _send_with_retries(self, item: Outgoing, payload: bytes, sender: str, resent: bool) -> bool:
         """Send until accepted; returns whether a copy may have been accepted before (a resend).
@@ -392,7 +519,8 @@ class _Sender:
         self._counted = False
 
         def before_dot() -> None:
-            self.store.mark_delivery_sending(item.key, self.clock())
+            if not self.store.mark_delivery_sending(item.key, self.clock(), batch=self.batch):
+                raise Withdrawn(f"{item.key}: another sender took it")
             self._counted = True
 
         self.transport.send(item.key, sender, payload, before_dot)

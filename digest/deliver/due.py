@@ -28,12 +28,24 @@ RETRY_DAYS = 7  # an email not accepted this many days after its digest's day is
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message made before the batch reached it (by a worker process), for one Message-ID:
+    its bytes as they go on the wire and its From, or why it could not be made (`error`)."""
+
+    message_id: str
+    payload: bytes = b""
+    sender: str = ""  # the message's From header
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Outgoing:
     """One subscriber's copy of one profile's digest for one day, or of its roll-up of a
     `period` (then `day` is the period's last day; see `DeliveryKey`).
 
     `render(message_id)` returns the message to send; it is called only when the message
-    is actually due, with the ledger's Message-ID (the same on every retry).
+    is actually due, with the ledger's Message-ID (the same on every retry). `prepared`,
+    when it was made for the ledger's Message-ID, is sent instead of calling `render`.
     """
 
     profile_id: str
@@ -41,6 +53,8 @@ class Outgoing:
     subscriber: str
     render: Callable[[str], EmailMessage | None]
     period: str = ""
+    prepared: Prepared | None = None
+    digest: Digest | None = None  # the digest `render` renders, for a renderer in another process
 
     @property
     def key(self) -> DeliveryKey:
@@ -85,7 +99,7 @@ def outgoing_emails(
     `render_email(digest, subscriber=..., sender=..., message_id=..., ...)`.
     """
     return [
-        Outgoing(digest.profile.id, digest.date, subscriber, partial(render, digest, subscriber))
+        Outgoing(digest.profile.id, digest.date, subscriber, partial(render, digest, subscriber), digest=digest)
         for digest in digests
         if sends_email(digest)
         for subscriber in audience(digest.profile)

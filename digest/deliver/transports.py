@@ -127,6 +127,11 @@ class FatalFailure(SendFailure):
     """Nothing more can be sent in this run (bad credentials, sender refused, server unreachable)."""
 
 
+class Withdrawn(Exception):
+    """`before_dot` refused the hand-over: the ledger gave the row to another sender. The
+    transport abandons the message before the final "." (the server then keeps nothing)."""
+
+
 class OutboxTransport:
     """Messages as `.eml` files: a rewrite of the same file is harmless, so no window at all."""
 
@@ -165,6 +170,13 @@ class SmtpTransport:
             try:
                 self._transaction(self._connect(), sender, key.subscriber, payload, before_dot)
                 return
+            except Withdrawn:
+                # In the middle of DATA: a QUIT would be read as body text; only closing the
+                # connection without the final "." abandons the message.
+                if self.connection is not None:
+                    self.connection.close()
+                    self.connection = None
+                raise
             except TemporaryFailure as exc:
                 if not exc.connection:
                     raise

@@ -13,6 +13,7 @@ beyond the phrases they own.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,46 @@ CHUNK = 4096  # texts tokenised, matrix rows built and papers scored this many a
 
 _WORD = re.compile(r"[a-z0-9]+")
 _PAIR = np.int64(1 << 31)  # a word pair's key: first stem id * _PAIR + second stem id
+TEXTS_KEPT = 200_000  # texts whose words a process remembers (a day's and the background's, many times over)
 
 Ids = NDArray[np.int64]
+
+
+class _Words:
+    """Every word this process has read, with its stem, and the words of each text read
+    before: a profile's ranking reads the same background papers as the one before it,
+    so each text goes through the regular expression and the stemmer once per process,
+    not once per profile. Word ids here are the process's own; a `Tokenizer` numbers
+    words and stems its own way, as if it had read the texts itself."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.index: dict[str, int] = {}
+        self.words: list[str] = []
+        self.stems: list[str | None] = []  # None: a stop word, or a single character
+        self.texts: dict[str, NDArray[np.int64]] = {}
+        self._stemmer = Stemmer.Stemmer("english")
+
+    def ids(self, text: str) -> NDArray[np.int64]:
+        found = self.texts.get(text)
+        if found is not None:
+            return found
+        words = _WORD.findall(text.lower())
+        with self.lock:
+            for word in words:
+                if word not in self.index:
+                    self.index[word] = len(self.words)
+                    self.words.append(word)
+                    content = len(word) > 1 and word not in ENGLISH_STOP_WORDS
+                    self.stems.append(self._stemmer.stemWord(word) if content else None)
+            ids = np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
+            if len(self.texts) >= TEXTS_KEPT:
+                self.texts.clear()
+            self.texts[text] = ids
+        return ids
+
+
+_WORDS = _Words()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +100,7 @@ class Tokenizer:
     """Texts to stem ids, in bulk; remembers how each stem was most often spelled."""
 
     def __init__(self) -> None:
-        self._stemmer = Stemmer.Stemmer("english")
+        self._local = np.zeros(0, dtype=np.int64)  # process word id (`_Words`) -> this tokenizer's, or -1
         self._word_index: dict[str, int] = {}
         self._words: list[str] = []
         self._word_stem = np.zeros(0, dtype=np.int64)  # word id -> stem id, or -1 (stop word)
@@ -82,30 +121,35 @@ class Tokenizer:
 
     def _slice(self, texts: Sequence[str]) -> Texts:
         self._spelling = None  # counts change: spell anew when asked
-        found = [_WORD.findall(text.lower()) for text in texts]
-        tokens = [word for words in found for word in words]
-        self._learn(set(tokens).difference(self._word_index))
-        words = np.fromiter(map(self._word_index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        read = [_WORDS.ids(text) for text in texts]
+        known = np.concatenate(read) if read else np.zeros(0, dtype=np.int64)
+        if len(self._local) < len(_WORDS.words):
+            self._local = np.concatenate([self._local, np.full(len(_WORDS.words) - len(self._local), -1)])
+        self._learn(np.unique(known[self._local[known] < 0]))
+        words = self._local[known]
         self._word_count += np.bincount(words, minlength=len(self._words))
         stems = self._word_stem[words]
         kept = stems >= 0
-        lengths = np.array([len(words) for words in found], dtype=np.int64)
+        lengths = np.array([len(ids) for ids in read], dtype=np.int64)
         ends = np.cumsum(lengths)
         kept_before = np.concatenate([[0], np.cumsum(kept)])
         starts = np.concatenate([[0], kept_before[ends]])
         return Texts(stems[kept], starts)
 
-    def _learn(self, new: set[str]) -> None:
-        if not new:
+    def _learn(self, new: NDArray[np.int64]) -> None:
+        """Number the words first read now (process word ids), in alphabetical order, and
+        their stems in order of first use."""
+        if not len(new):
             return
-        words = sorted(new)
-        content = [w for w in words if len(w) > 1 and w not in ENGLISH_STOP_WORDS]
-        stem_of = dict(zip(content, self._stemmer.stemWords(content), strict=True))
+        spelled = _WORDS.words
+        order = sorted(new.tolist(), key=spelled.__getitem__)
         ids = []
-        for word in words:
+        for known in order:
+            word = spelled[known]
+            self._local[known] = len(self._words)
             self._word_index[word] = len(self._words)
             self._words.append(word)
-            stem = stem_of.get(word)
+            stem = _WORDS.stems[known]
             if stem is None:
                 ids.append(-1)
                 continue
@@ -114,7 +158,7 @@ class Tokenizer:
                 self.stems.append(stem)
             ids.append(self._stem_index[stem])
         self._word_stem = np.concatenate([self._word_stem, np.array(ids, dtype=np.int64)])
-        self._word_count = np.concatenate([self._word_count, np.zeros(len(words), dtype=np.int64)])
+        self._word_count = np.concatenate([self._word_count, np.zeros(len(order), dtype=np.int64)])
 
     def spell(self, stem_id: int) -> str:
         """The stem as the batch spelled it most often."""

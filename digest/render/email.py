@@ -90,6 +90,7 @@ def render_email(
     env: Environment | None = None,
     html_limit: int = HTML_LIMIT,
     reader: ReaderLinks | None = None,
+    unsubscribe_token: str | None = None,
 ) -> EmailMessage | None:
     """The digest as an email to `subscriber`, or None when the digest is empty (send nothing).
 
@@ -100,13 +101,15 @@ def render_email(
     subscriber's links on the web side), the unsubscribe link is the web side's one-click
     address, each paper carries "more like this", "less like this" and "mute" links, and
     the footer links to the subscriber's preferences.
+    `unsubscribe_token` is that link's token made beforehand (`unsubscribe.unsubscribe_token`),
+    for a renderer that is not given the key (a worker process): the same message as with the key.
     """
     if not digest.items:
         return None
     if not _MESSAGE_ID.fullmatch(message_id):
         raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
     env = env or template_environment()
-    context = _context(digest, subscriber, links, unsubscribe_key, site_title, reader)
+    context = _context(digest, subscriber, links, unsubscribe_key, site_title, reader, unsubscribe_token)
     papers = [paper_view(item, env) for item in digest.items]
     feedback = dict(reader.papers) if reader is not None else {}
     html, html_part, shown = _fit_html(env, context, papers, html_limit, feedback)
@@ -125,7 +128,7 @@ def render_email(
         # The web side takes the one-click POST (RFC 8058); its address is https, or this machine's.
         message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    elif unsubscribe_key is not None and links.https:
+    elif (unsubscribe_key is not None or unsubscribe_token is not None) and links.https:
         message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     else:
@@ -140,12 +143,20 @@ def render_email(
 
 
 def _context(
-    digest: Digest, subscriber: str, links: SiteLinks, key: bytes | None, site_title: str, reader: ReaderLinks | None
+    digest: Digest,
+    subscriber: str,
+    links: SiteLinks,
+    key: bytes | None,
+    site_title: str,
+    reader: ReaderLinks | None,
+    token: str | None = None,
 ) -> _Context:
     profile = digest.profile
     query = {"list": profile.id}
-    if key is not None:
-        query["token"] = unsubscribe_token(key, profile.id, subscriber)
+    if token is None and key is not None:
+        token = unsubscribe_token(key, profile.id, subscriber)
+    if token is not None:
+        query["token"] = token
     unsubscribe = reader.unsubscribe if reader is not None else f"{links.url(UNSUBSCRIBE)}?{urlencode(query)}"
     feeds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
     context = _Context(

@@ -14,7 +14,15 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    DictLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 
 from digest.render.text import format_date, format_day
 
@@ -32,13 +40,44 @@ def builtin_templates() -> Path:
 @lru_cache(maxsize=8)
 def template_environment(user_folder: Path | None = None) -> Environment:
     """The Jinja environment; templates in `user_folder` (if given) override the built-in ones."""
-    from digest.render.markdown import markdown_escape
-
     folders = [builtin_templates()]
     if user_folder is not None:
         folders.insert(0, user_folder)
+    return _environment([FileSystemLoader(str(folder)) for folder in folders])
+
+
+TemplateSources = tuple[tuple[str, str], ...]
+"""A user template folder as data: (name relative to the folder, text) pairs."""
+
+
+def read_templates(user_folder: Path | None) -> TemplateSources:
+    """The templates of a user folder as data, for a process that cannot read the folder
+    (a worker on another machine): every file in it that is UTF-8 text."""
+    if user_folder is None:
+        return ()
+    found = []
+    for path in sorted(user_folder.rglob("*")):
+        if path.is_file():
+            try:
+                # As Jinja's FileSystemLoader reads a template: bytes decoded, newlines as they are.
+                found.append((path.relative_to(user_folder).as_posix(), path.read_bytes().decode("utf-8")))
+            except (OSError, UnicodeDecodeError):
+                continue
+    return tuple(found)
+
+
+@lru_cache(maxsize=8)
+def sources_environment(sources: TemplateSources) -> Environment:
+    """The Jinja environment with `sources` (`read_templates`) overriding the built-in templates:
+    the same templates, hence the same output, as `template_environment` of their folder."""
+    return _environment([DictLoader(dict(sources)), FileSystemLoader(str(builtin_templates()))])
+
+
+def _environment(loaders: list[BaseLoader]) -> Environment:
+    from digest.render.markdown import markdown_escape
+
     env = Environment(
-        loader=ChoiceLoader([FileSystemLoader(str(folder)) for folder in folders]),
+        loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(enabled_extensions=("html", "xml", "opml"), default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

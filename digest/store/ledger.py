@@ -98,9 +98,19 @@ class LedgerMixin(StoreBase):
             (note, at.isoformat()),
         )
 
-    def mark_delivery_sending(self, key: DeliveryKey, at: datetime) -> None:
-        """Record that the message is about to be handed over (the attempt counts from here)."""
-        self._update(key, "state = 'sending', attempts = attempts + 1, updated_at = ?", (at.isoformat(),))
+    def mark_delivery_sending(self, key: DeliveryKey, at: datetime, *, batch: str | None = None) -> bool:
+        """Take the row to hand its message over: 'pending' becomes 'sending' (the attempt
+        counts from here), taken by `batch` (the sending run). False, changing nothing, when
+        the row is no longer 'pending': another sender took it, and this one must not hand
+        the message over. One short transaction: of two senders, one takes the row."""
+        key = _key(key)
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?, taken_by = ? "
+                "WHERE profile_id = ? AND day = ? AND subscriber = ? AND state = 'pending'",
+                (at.isoformat(), batch, key.profile_id, key.day.isoformat(), key.subscriber),
+            )
+            return cursor.rowcount == 1
 
     def mark_delivery_sent(
         self, key: DeliveryKey, at: datetime, *, counted: bool = True, delivers: bool = True
@@ -152,9 +162,21 @@ class LedgerMixin(StoreBase):
             (state, 0 if counted else 1, error, at.isoformat(), int(possible_duplicate), note),
         )
 
-    def resume_interrupted_delivery(self, key: DeliveryKey, at: datetime, note: str) -> None:
-        """A row left 'sending' by a process that died: pending again, flagged as a possible duplicate."""
-        self._update(key, "state = 'pending', possible_duplicate = 1, note = ?, updated_at = ?", (note, at.isoformat()))
+    def resume_interrupted_delivery(
+        self, key: DeliveryKey, at: datetime, note: str, *, batch: str | None = None
+    ) -> bool:
+        """A row left 'sending' by a process that died: pending again, flagged as a possible
+        duplicate. A row that `batch` itself took is being sent by another of its senders:
+        it is left alone, and the answer is False."""
+        key = _key(key)
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'pending', possible_duplicate = 1, note = ?, updated_at = ? "
+                "WHERE profile_id = ? AND day = ? AND subscriber = ? AND state = 'sending' "
+                "AND (taken_by IS NULL OR taken_by IS NOT ?)",
+                (note, at.isoformat(), key.profile_id, key.day.isoformat(), key.subscriber, batch),
+            )
+            return cursor.rowcount == 1
 
     def _update(
         self, key: DeliveryKey, assignments: str, values: tuple[Any, ...], *, db: sqlite3.Connection | None = None

@@ -320,6 +320,9 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     _rollups,
     # 9: Hugging Face's ai_summary and ai_keywords of each paper (issue 16)
     _add_ai_text,
+    # 10 (issue 18): which batch of senders took a row to hand its message over ('sending'),
+    # so that several senders at once (`[smtp] connections`) each take a row only once
+    "ALTER TABLE deliveries ADD COLUMN taken_by TEXT;",
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -1,0 +1,238 @@
+"""Simulation: what a day costs for 10^4, 10^5 and 10^6 subscribers, stage by stage, and what finishes in an hour.
+
+    .venv/bin/python bench/scale.py [--sample 40] [--workers 1,2] [--cluster] [--send]
+
+A day of 100 synthetic papers (bench/rank.py's Zipf words) and 5,000 background papers,
+and synthetic profiles with one subscriber each. Each stage is timed on a sample of
+profiles, with the task functions the build runs (`digest.tasks`), for each number of
+local worker processes in `--workers` (and, with `--cluster`, on a `distributed.LocalCluster`
+of two worker processes):
+
+- rank: `tasks.rank_shard` (each profile ranked against the day, with the background);
+- render: feeds, Markdown and site pages (`render_shard` here: the build renders them in the
+  coordinator, `App.publish`) and `tasks.email_shard`
+  (one email per subscriber);
+- ledger: the two commits a sent message costs (`sending`, `sent`) with
+  `synchronous = FULL`, on one connection and on four at once;
+- send (with `--send`): messages a second over 1, 4 and 16 SMTP connections to aiosmtpd
+  (bench/send.py, 20 ms a message at the server).
+
+The cost per profile is the sample's time over its size (the sample is run at two sizes
+to check it is linear); the capacity table multiplies it out: how many workers and SMTP
+connections finish each audience within an hour, and where the ledger's commits alone
+pass the hour. Sampled, not run whole: 10^5 profiles would take hours on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from rank import make_papers, make_profiles  # noqa: E402
+
+from digest.models import Digest, DigestEntry, ScoredPaper  # noqa: E402
+from digest.parallel import InlineRunner, ProcessRunner, Runner, shards  # noqa: E402
+from digest.render.feeds import render_profile_feeds  # noqa: E402
+from digest.render.links import SiteLinks  # noqa: E402
+from digest.render.markdown import render_markdown  # noqa: E402
+from digest.render.site import render_site  # noqa: E402
+from digest.rows import DeliveryKey  # noqa: E402
+from digest.store import open_store  # noqa: E402
+from digest.tasks import (  # noqa: E402
+    EmailJob,
+    Letter,
+    RankCommon,
+    RankJob,
+    RenderSettings,
+    email_shard,
+    environment,
+    rank_shard,
+)
+
+
+def render_shard(settings: RenderSettings, digests: list[Digest]) -> int:
+    """Each profile's feeds, Markdown and site pages, as `App.publish` renders them (the build
+    does this in the coordinator; here the cost per profile is measured in a worker)."""
+    env, links, made = environment(settings), SiteLinks(settings.site_url), 0
+    for d in digests:
+        entries = tuple(DigestEntry(d.profile.id, DAY, NOW, item) for item in d.items)
+        made += len(render_profile_feeds(d.profile, entries, links=links, site_title=settings.site_title, env=env))
+        made += len(render_markdown(d, env=env)) > 0
+        title, sender = settings.site_title, settings.sender
+        pages = render_site([d.profile], {d.profile.id: [d]}, links=links, site_title=title, sender=sender, env=env)
+        made += len(pages)
+    return made
+
+
+DAY = date(2026, 1, 5)
+NOW = datetime(2026, 1, 5, 7, tzinfo=UTC)
+AUDIENCES = (10_000, 100_000, 1_000_000)
+HOUR = 3600.0
+
+
+def day_data(sample: int) -> tuple[RankCommon, list[RankJob], list[Digest], list[EmailJob]]:
+    papers = make_papers(5100)
+    background, today = tuple(papers[:5000]), tuple(papers[5000:])
+    profiles, liked = make_profiles(sample, papers)
+    profiles = [
+        p.__class__(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "subscribers": (f"r{n}@example.org",)})
+        for n, p in enumerate(profiles)
+    ]
+    ranks = [RankJob(p, today, tuple(liked.get(p.id, ()))) for p in profiles]
+    digests = [
+        Digest(p, DAY, tuple(ScoredPaper(x, 0.9 - i / 100, ()) for i, x in enumerate(today[:10])), NOW, 100)
+        for p in profiles
+    ]
+    outputs = digests
+    emails = [
+        EmailJob(d, (Letter(d.profile.subscribers[0], f"<{n}.x@example.org>", "token"),)) for n, d in enumerate(digests)
+    ]
+    return RankCommon(background), ranks, outputs, emails
+
+
+def cpu_timed(common: tuple, shard: list) -> float:
+    """Runs in a worker: the real task on its shard, and the CPU seconds it took there."""
+    task, data = common
+    started = time.process_time()
+    task(data, shard)
+    return time.process_time() - started
+
+
+def timed(runner: Runner, task, common, jobs, shard: int) -> tuple[float, float]:
+    """Wall seconds of the whole map, and CPU seconds the workers spent on the shards."""
+    started = time.perf_counter()
+    cpu = sum(runner.map(cpu_timed, (task, common), shards(jobs, shard)))
+    return time.perf_counter() - started, cpu
+
+
+def ledger_commits(count: int, threads: int) -> float:
+    """Commits a second (synchronous = FULL) for `count` messages marked sending then sent."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(Path(folder) / "state.db")
+        keys = [DeliveryKey(f"p{n % 97}", DAY, f"r{n}@example.org") for n in range(count)]
+        store.add_deliveries(keys, lambda k: f"<{k.subscriber}>", "smtp", NOW)
+        parts = [keys[i::threads] for i in range(threads)]
+
+        def mark(part: list[DeliveryKey]) -> None:
+            own = open_store(store.path)
+            for key in part:
+                own.mark_delivery_sending(key, NOW)
+                own.mark_delivery_sent(key, NOW)
+            own.close()
+
+        started = time.perf_counter()
+        workers = [threading.Thread(target=mark, args=(part,)) for part in parts]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        seconds = time.perf_counter() - started
+        store.close()
+    return 2 * count / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sample", type=int, default=40, help="profiles timed per stage")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--shard", type=int, default=10)
+    parser.add_argument("--cluster", action="store_true", help="also on a distributed.LocalCluster")
+    parser.add_argument("--send", action="store_true", help="also SMTP messages a second (bench/send.py)")
+    args = parser.parse_args()
+    common, ranks, outputs, emails = day_data(args.sample)
+    settings = RenderSettings("https://example.org/pd/", "Paper Digest", "Paper Digest <d@example.org>")
+    runners: list[tuple[str, Runner]] = []
+    for n in (int(w) for w in args.workers.split(",")):
+        runners.append((f"{n} local", InlineRunner() if n == 1 else ProcessRunner(n)))
+    cluster = None
+    if args.cluster:
+        from distributed import LocalCluster
+
+        from digest.parallel import DaskRunner
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+        runners.append(("LocalCluster, 2", DaskRunner(cluster.scheduler_address)))
+    costs: dict[str, dict[str, float]] = {}
+    half = ranks[: args.sample // 2]
+    for name, runner in runners:
+        costs[name] = {}
+        for stage, task, data, jobs in (
+            ("rank (half sample)", rank_shard, common, half),
+            ("rank", rank_shard, common, ranks),
+            ("render", render_shard, settings, outputs),
+            ("email", email_shard, settings, emails),
+        ):
+            wall, cpu = timed(runner, task, data, jobs, args.shard)
+            costs[name][stage] = wall / len(jobs)
+            costs[name][stage + " cpu"] = cpu / len(jobs)
+    if cluster is not None:
+        runners[-1][1].close()
+        cluster.close()
+    commits_1 = ledger_commits(300, 1)
+    commits_4 = ledger_commits(300, 4)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"Machine: {machine}; load average {os.getloadavg()[0]:.1f}; sample {args.sample} profiles\n")
+    stages = ("rank (half sample)", "rank", "render", "email")
+    print("| runner | " + " | ".join(f"{stage} ms/profile, wall (CPU)" for stage in stages) + " |")
+    print("|---|" + "---:|" * len(stages))
+    for name, c in costs.items():
+        cells = " | ".join(f"{c[stage] * 1000:.0f} ({c[stage + ' cpu'] * 1000:.0f})" for stage in stages)
+        print(f"| {name} | {cells} |")
+    print(f"\nledger commits/s (synchronous = FULL): 1 connection {commits_1:.0f}, 4 connections {commits_4:.0f}")
+    send_rate = None
+    if args.send:
+        import send as send_bench
+
+        port = send_bench.free_port()
+        server = send_bench.start_server(port, 20)
+        try:
+            rates = {}
+            for connections in (1, 4, 16):
+                seconds, sent = send_bench.run_once(port, 200, 10, 40, connections)
+                rates[connections] = sent / seconds
+        finally:
+            server.terminate()
+        print(
+            "messages/s over SMTP (20 ms a message at the server): "
+            + ", ".join(f"{c}: {r:.0f}" for c, r in rates.items())
+        )
+        send_rate = rates
+    one = costs[runners[0][0]]
+    # CPU seconds a profile with one subscriber costs (a worker is one core busy for that long)
+    per_profile = one["rank cpu"] + one["render cpu"] + one["email cpu"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nCPU seconds per profile: {per_profile:.3f}; peak RSS of the coordinator {peak:.0f} MB")
+    print(
+        "\n| subscribers | CPU hours (rank + render) | workers for 1 hour | ledger commits | "
+        "ledger hours at 1 connection | SMTP connections for 1 hour |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    for audience in AUDIENCES:
+        cpu = audience * per_profile
+        commits = 2 * audience
+        ledger_hours = commits / commits_1 / HOUR
+        if send_rate:
+            per_connection = send_rate[1]
+            smtp = math.ceil(audience / per_connection / HOUR)
+        else:
+            smtp = "-"
+        print(
+            f"| {audience:,} | {cpu / HOUR:.1f} | {math.ceil(cpu / HOUR)} | {commits:,} | {ledger_hours:.2f} | {smtp} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The work a worker process does for one shard of profiles: rank, render emails.
+
+Each task is a pure function of plain data, `task(common, shard) -> results`, run by a
+`digest.parallel.Runner` in this process, in a local worker or on a Dask worker: `common`
+is what every shard of a map shares (sent once to each worker), `shard` a list of jobs,
+one per profile (or digest). What comes back is plain data too: scored items, bytes.
+
+- `rank_shard`: each profile's ranking of its candidates and its digest's items, exactly
+  as `App.rank_papers` and `rank.select_digest` make them in one process;
+- `email_shard`: each subscriber's message of a digest, for the Message-ID its ledger row
+  has, as the bytes that go on the wire.
+
+A worker never holds a secret: the unsubscribe links come signed (`Letter.token`), and no
+SMTP setting is sent. Nothing here reads the store, writes a file or sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cache, partial
+from typing import TYPE_CHECKING
+
+from digest.deliver.batch import prepare_message
+from digest.deliver.due import Prepared
+from digest.formats import OUTPUT_FORMATS, OutputFormat, register
+from digest.models import Digest, Paper, Profile, ScoredPaper, Votes
+from digest.render.email import render_email
+from digest.render.links import SiteLinks
+from digest.render.templates import TemplateSources, sources_environment, template_environment
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+    from jinja2 import Environment
+
+    from digest.rank import Embedder
+
+# -- ranking -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RankCommon:
+    """What every profile's ranking shares: the background papers (word rarity, each
+    listing day's most upvoted paper) and whether the embedding model ranks too."""
+
+    background: tuple[Paper, ...]
+    semantic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RankJob:
+    """One profile's ranking: its candidates, liked papers, papers already given, votes."""
+
+    profile: Profile
+    candidates: tuple[Paper, ...]
+    liked: tuple[Paper, ...] = ()
+    delivered: frozenset[str] = frozenset()
+    votes: Votes = field(default_factory=Votes)
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A profile's digest as ranked: its items and, when it has none, the best papers below the threshold."""
+
+    profile_id: str
+    items: tuple[ScoredPaper, ...]
+    runners_up: tuple[ScoredPaper, ...]
+
+
+def rank_shard(common: RankCommon, jobs: Sequence[RankJob]) -> list[Ranked]:
+    """Each job's digest: its profile's ranking of its candidates, then `select_digest`."""
+    from digest.rank import select_digest
+
+    found = []
+    for job in jobs:
+        items, runners_up = select_digest(rank_profile(common, job), job.profile)
+        found.append(Ranked(job.profile.id, tuple(items), tuple(runners_up)))
+    return found
+
+
+def rank_profile(common: RankCommon, job: RankJob, *, limit: int | None = None) -> list[ScoredPaper]:
+    """One profile's ranking of its candidates, best first (`rank.score_papers` for one profile)."""
+    from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
+
+    profile = job.profile
+    ranked = score_papers(
+        job.candidates,
+        [profile],
+        liked={profile.id: list(job.liked)},
+        delivered={profile.id: set(job.delivered)},
+        embed=embedder() if common.semantic else None,
+        limit=limit,
+        background=common.background,
+        votes={profile.id: job.votes},
+    )
+    return ranked[profile.id]
+
+
+@cache
+def embedder() -> Embedder:
+    """The embedding model, loaded once per process (`SemanticUnavailable` without the extra)."""
+    from digest.semantic import load_embedder
+
+    return load_embedder()
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSettings:
+    """What rendering needs of the config: the site's address and title, the sender, the
+    user's templates as data, the output formats registered, and the date of a feed
+    that never had an entry."""
+
+    site_url: str
+    site_title: str
+    sender: str
+    templates: TemplateSources = ()
+    formats: tuple[OutputFormat, ...] = ()
+    empty_updated: datetime | None = None
+
+
+def environment(settings: RenderSettings) -> Environment:
+    """The templates, with the user's `settings.templates`, and the formats of `settings`
+    registered in this process as in the one that sent them."""
+    _use_formats(settings.formats)
+    return sources_environment(settings.templates) if settings.templates else template_environment()
+
+
+def _use_formats(formats: tuple[OutputFormat, ...]) -> None:
+    if not formats or tuple(OUTPUT_FORMATS.values()) == formats:
+        return
+    OUTPUT_FORMATS.clear()
+    for output in formats:
+        register(output)
+
+
+# -- emails ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """One subscriber's message of a digest: the address, the ledger's Message-ID and the
+    signed unsubscribe token (None: no signing key)."""
+
+    subscriber: str
+    message_id: str
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailJob:
+    """A digest and the messages of it to render."""
+
+    digest: Digest
+    letters: tuple[Letter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """One message, ready for the ledger's batch: whose, and what (`deliver.Prepared`)."""
+
+    profile_id: str
+    day: date
+    subscriber: str
+    prepared: Prepared
+
+
+def email_shard(settings: RenderSettings, jobs: Sequence[EmailJob]) -> list[RenderedEmail]:
+    """Each letter of each digest, rendered as `App.email` renders it in one process."""
+    env = environment(settings)
+    links = SiteLinks(settings.site_url)
+    found = []
+    for job in jobs:
+        digest = job.digest
+        for letter in job.letters:
+            render = partial(_render_letter, settings, env, links, digest, letter)
+            prepared = prepare_message(render, letter.message_id)
+            found.append(RenderedEmail(digest.profile.id, digest.date, letter.subscriber, prepared))
+    return found
+
+
+def _render_letter(
+    settings: RenderSettings, env: Environment, links: SiteLinks, digest: Digest, letter: Letter, message_id: str
+) -> EmailMessage | None:
+    return render_email(
+        digest,
+        subscriber=letter.subscriber,
+        sender=settings.sender,
+        message_id=message_id,
+        links=links,
+        unsubscribe_key=None,
+        unsubscribe_token=letter.token,
+        site_title=settings.site_title,
+        env=env,
+    )

@@ -1,0 +1,117 @@
+"""The tokenizer reads each text once per process (issue 18) and gives the tokens it gave before.
+
+`ReferenceTokenizer` is the tokenizer as it was before (every text through the regular
+expression and the stemmer on every call): on the seeds, read in slices of every size
+and in two orders, the new one gives the same stem ids, the same stems and the same
+spellings, whether or not the process read the texts before.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import Stemmer
+from conftest import SEEDS, TODAY
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from digest.ingest.hf_dump import decode_dump, parse_dump
+from digest.rank import features
+from digest.rank.features import Texts, Tokenizer
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class ReferenceTokenizer:
+    """`features.Tokenizer` before issue 18, kept here to hold the new one to its tokens."""
+
+    def __init__(self, chunk: int) -> None:
+        self.chunk = chunk
+        self._stemmer = Stemmer.Stemmer("english")
+        self._word_index: dict[str, int] = {}
+        self._words: list[str] = []
+        self._word_stem = np.zeros(0, dtype=np.int64)
+        self._word_count = np.zeros(0, dtype=np.int64)
+        self._stem_index: dict[str, int] = {}
+        self.stems: list[str] = []
+
+    def texts(self, texts: Sequence[str]) -> list[Texts]:
+        return [self._slice(texts[start : start + self.chunk]) for start in range(0, len(texts), self.chunk)]
+
+    def _slice(self, texts: Sequence[str]) -> Texts:
+        found = [_WORD.findall(text.lower()) for text in texts]
+        tokens = [word for words in found for word in words]
+        self._learn(set(tokens).difference(self._word_index))
+        words = np.fromiter(map(self._word_index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        self._word_count += np.bincount(words, minlength=len(self._words))
+        stems = self._word_stem[words]
+        kept = stems >= 0
+        ends = np.cumsum(np.array([len(w) for w in found], dtype=np.int64))
+        kept_before = np.concatenate([[0], np.cumsum(kept)])
+        return Texts(stems[kept], np.concatenate([[0], kept_before[ends]]))
+
+    def _learn(self, new: set[str]) -> None:
+        if not new:
+            return
+        words = sorted(new)
+        content = [w for w in words if len(w) > 1 and w not in ENGLISH_STOP_WORDS]
+        stem_of = dict(zip(content, self._stemmer.stemWords(content), strict=True))
+        ids = []
+        for word in words:
+            self._word_index[word] = len(self._words)
+            self._words.append(word)
+            stem = stem_of.get(word)
+            if stem is None:
+                ids.append(-1)
+                continue
+            if stem not in self._stem_index:
+                self._stem_index[stem] = len(self.stems)
+                self.stems.append(stem)
+            ids.append(self._stem_index[stem])
+        self._word_stem = np.concatenate([self._word_stem, np.array(ids, dtype=np.int64)])
+        self._word_count = np.concatenate([self._word_count, np.zeros(len(words), dtype=np.int64)])
+
+
+def seed_texts() -> list[str]:
+    texts = []
+    for path in sorted(SEEDS.iterdir()):
+        dump = parse_dump(decode_dump(path.read_bytes()), path.name, today=TODAY)
+        texts += [text for entry in dump.entries for text in (entry.title, entry.abstract)]
+    return texts
+
+
+@pytest.mark.parametrize(("chunk", "count", "shuffled"), [(7, 300, False), (4096, None, False), (4096, None, True)])
+def test_the_same_tokens_as_before_on_the_seeds(
+    chunk: int, count: int | None, shuffled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = seed_texts()[:count]
+    if shuffled:
+        random.Random(chunk).shuffle(texts)
+    monkeypatch.setattr(features, "CHUNK", chunk)
+    halves = [texts[: len(texts) // 2], texts[len(texts) // 2 :], ["", "a the of", "Ünïcode ΑΒΓ x2 x2"]]
+    for _ in range(2):  # the second time, every text was read before by this process
+        new, old = Tokenizer(), ReferenceTokenizer(chunk)
+        for part in halves:
+            made, expected = new.texts(part), old.texts(part)
+            flat = np.concatenate([e.flat for e in expected]) if expected else np.zeros(0)
+            assert made.flat.tolist() == flat.tolist()
+            assert np.diff(made.starts).tolist() == [n for e in expected for n in np.diff(e.starts).tolist()]
+        assert new.stems == old.stems
+        assert new._words == old._words
+        assert new._word_stem.tolist() == old._word_stem.tolist()
+        assert new._word_count.tolist() == old._word_count.tolist()
+        assert [new.spell(i) for i in range(len(new.stems))] == _spellings(old)
+
+
+def _spellings(old: ReferenceTokenizer) -> list[str]:
+    """`Tokenizer.spell` of every stem, as it was: the stem's most frequent word."""
+    order = np.argsort(-old._word_count, kind="stable")
+    stems = old._word_stem[order]
+    content = stems >= 0
+    found, first = np.unique(stems[content], return_index=True)
+    spelling = np.array(old.stems, dtype=object)
+    spelling[found] = np.array(old._words, dtype=object)[order[content][first]]
+    return [str(word) for word in spelling]
