@@ -1433,6 +1433,14 @@ class App:
 
     def confirmation(self, link: Link) -> Confirmation:
         """Where the confirmation link stands (changes nothing)."""
+        quick = self.confirmation_by_its_row(link)
+        if quick is not None:
+            return quick
+        return Confirmation.ALREADY if link.address in self.audience_of_any(link.profile) else Confirmation.UNKNOWN
+
+    def confirmation_by_its_row(self, link: Link) -> Confirmation | None:
+        """`confirmation` when the link and its one pending row decide it (waiting, expired, a
+        profile not open); None when it takes the profile's whole audience (`confirmation`)."""
         if not link.profile.open:
             return Confirmation.UNKNOWN
         if self.link_expired(link):
@@ -1440,7 +1448,7 @@ class App:
         pending = self.store.pending_confirmation(link.profile.id, link.reader_id)
         if pending is not None and pending.expires_at == link.token.expires:
             return Confirmation.WAITING
-        return Confirmation.ALREADY if link.address in self.audience_of_any(link.profile) else Confirmation.UNKNOWN
+        return None
 
     def confirm(self, link: Link) -> Confirmation:
         """Confirm the subscription the link was sent for: the address gets the profile's

@@ -238,8 +238,11 @@ def test_confirming_subscribes_once_and_a_second_press_is_harmless(site: Site) -
         assert site.rows() == before  # the page alone subscribes nobody
         done = client.post(url)
         again = client.post(url)
+        after = site.rows()
+        shown_again = client.get(url)  # no pending row left: the page asks the profile's audience
     assert done.status_code == 200 and "Subscribed" in done.text
     assert again.status_code == 200 and "Already subscribed" in again.text
+    assert shown_again.status_code == 200 and "Already subscribed" in shown_again.text and site.rows() == after
     readers = site.app.subscribers(site.config.profiles[0])
     assert [(s.address, s.web) for s in readers] == [(ADA, False), ("bob@example.org", True)]
     assert "bob@example.org" in site.app.audience(site.config.profiles[0])
@@ -350,6 +353,31 @@ def test_bodies_and_fields_are_bounded(site: Site) -> None:
         assert raw.recv(100).startswith(b"HTTP/1.1 413 ")
     assert (long_field.status_code, many_fields.status_code, a_file.status_code) == (400, 400, 400)
     assert site.rows() == before and site.outbox() == []
+
+
+def test_the_request_line_and_headers_are_bounded(site: Site) -> None:
+    """16 KiB of request line and headers at most, whole or still arriving (HTTP is parsed
+    by httptools, which sets no bound of its own); a head under it is served."""
+    host, port = site.base.removeprefix("http://").rstrip("/").split(":")
+
+    def answer(*pieces: bytes) -> bytes:
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            for piece in pieces:
+                try:
+                    raw.sendall(piece)
+                except OSError:  # refused and closed before the rest was sent
+                    break
+                time.sleep(0.01)
+            return raw.recv(100)
+
+    def head(size: int) -> bytes:
+        return b"GET /subscribe HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * size + b"\r\n"
+
+    assert answer(head(8_000) + b"\r\n").startswith(b"HTTP/1.1 200 ")
+    assert answer(head(20_000) + b"\r\n").startswith(b"HTTP/1.1 400 ")  # a whole head, too large
+    endless = [head(100)] + [b"X-Pad-%d: %s\r\n" % (n, b"a" * 1_000) for n in range(30)]
+    assert answer(*endless).startswith(b"HTTP/1.1 400 ")  # one that never ends
+    assert answer(b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
 
 
 SECURITY_HEADERS = {

@@ -18,10 +18,14 @@ confirmation gets a 410 page saying so. The application never redirects (no addr
 builds comes from a request), never reads the `Host` header (absolute links come from
 `[web] base_url`), and answers unknown paths with the 404 page.
 
-Handlers are `async`; what touches the state database runs in Starlette's thread pool,
-each thread with its own `App` (`App.fresh`), so its connection is its own and each write
-is one short transaction (SQLite's busy timeout lets the scheduler and the web side wait
-for each other instead of failing).
+Handlers are `async`. The few indexed reads that check a link and show its page (a token,
+its reader's row, a pending confirmation, an unsubscribe, a vote) run on the event loop
+itself with an `App` of their own (`look`): they cost less than the hop to a thread
+(bench/RESULTS.md, "Web side"), and in WAL mode a read never waits for a writer. Anything
+larger (a reader's page, preferences, `/healthz`, a subscription) runs in Starlette's
+thread pool, each thread with its own `App` (`App.fresh`); writes go to the group commit
+(`writer`), one thread with its own connection (SQLite's busy timeout lets the scheduler
+and the web side wait for each other instead of failing).
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ class WebSide:
         self.local = threading.local()
         self.opened: list[App] = []
         self.lock = threading.Lock()
+        self.loop_app: App | None = None  # the event loop's own (`look`)
+        self.loop_app_opening = asyncio.Lock()
         self.writer = GroupWriter(root)
         config = root.config
         self.pages = Pages(
@@ -113,6 +119,23 @@ class WebSide:
     async def call(self, work: Callable[[App], T]) -> T:
         """`work(app)` in the thread pool, with that thread's `App` (reads)."""
         return await run_in_threadpool(lambda: work(self.app()))
+
+    async def look(self, work: Callable[[App], T]) -> T:
+        """`work(app)` on the event loop, with the loop's own `App`: only for a link's few
+        indexed reads (see the module docstring). Its connection is opened in the thread pool
+        (opening may wait on another process setting the database up)."""
+        if self.loop_app is None:
+            async with self.loop_app_opening:
+                if self.loop_app is None:
+                    self.loop_app = await run_in_threadpool(self._open_loop_app)
+        return work(self.loop_app)
+
+    def _open_loop_app(self) -> App:
+        app = self.root.fresh()
+        app.store  # noqa: B018 -- opens the connection here, in a worker thread
+        with self.lock:
+            self.opened.append(app)
+        return app
 
     async def write(self, work: Callable[[App], T]) -> T:
         """`work(app)` in the next group commit (`writer`); returns once it is on disk."""
@@ -180,14 +203,15 @@ class WebSide:
     async def confirm_page(self, request: Request) -> Response:
         token = request.path_params["token"]
 
-        def look(app: App) -> tuple[Link, Confirmation] | None:
+        def look(app: App) -> tuple[Link, Confirmation | None] | None:
             link = app.follow_link(token, Action.CONFIRM)
-            return (link, app.confirmation(link)) if link else None
+            return (link, app.confirmation_by_its_row(link)) if link else None
 
-        found = await self.call(look)
+        found = await self.look(look)
         if found is None:
             return self.not_found()
-        link, state = found
+        link, quick = found
+        state = quick if quick is not None else await self.call(lambda app: app.confirmation(link))
         if state == Confirmation.WAITING:
             return self.html(self.pages.confirm(link.profile, link.address))
         return self.confirmed(link, state)
@@ -221,14 +245,14 @@ class WebSide:
             link = app.follow_link(token, Action.UNSUBSCRIBE)
             return (link, app.is_unsubscribed(link)) if link else None
 
-        found = await self.call(look)
+        found = await self.look(look)
         return self.not_found() if found is None else self.unsubscribe_answer(*found)
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
         form = await self.form(request)
         if form is None or form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
-            found = await self.call(lambda app: app.follow_link(token, Action.UNSUBSCRIBE))
+            found = await self.look(lambda app: app.follow_link(token, Action.UNSUBSCRIBE))
             if found is None:
                 return self.not_found()
             return self.bad_request("An unsubscribe is a POST of List-Unsubscribe=One-Click (RFC 8058).")
@@ -270,7 +294,7 @@ class WebSide:
             return (link, step(app, link)) if link else None
 
         try:
-            found = await (self.write(work) if write else self.call(work))
+            found = await (self.write(work) if write else self.look(work))
         except ValueError:  # a mute of a paper of no organisation: no such link is ever made
             return self.not_found()
         if found is None:
@@ -283,7 +307,7 @@ class WebSide:
 
     async def preferences_page(self, request: Request) -> Response:
         token = request.path_params["token"]
-        link = await self.call(lambda app: app.follow_link(token, Action.PREFERENCES))
+        link = await self.look(lambda app: app.follow_link(token, Action.PREFERENCES))
         if link is None:
             return self.not_found()
         return await self.preferences_answer(link)
@@ -291,7 +315,7 @@ class WebSide:
     async def preferences(self, request: Request) -> Response:
         token = request.path_params["token"]
         form = await self.form(request)
-        link = await self.call(lambda app: app.follow_link(token, Action.PREFERENCES))
+        link = await self.look(lambda app: app.follow_link(token, Action.PREFERENCES))
         if link is None:
             return self.not_found()
         if form is None:

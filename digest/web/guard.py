@@ -65,6 +65,7 @@ class Guard:
     ) -> None:
         self.app = app
         self.headers = headers
+        self.names = frozenset(name for name, _ in headers)  # the application's own values give way to these
         self.max_body = max_body
         self.on_close = on_close
 
@@ -76,11 +77,10 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        names = {name for name, _ in self.headers}
 
         async def send_guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in self.names]
                 message = {**message, "headers": kept + self.headers}
             await send(message)
 
