@@ -270,7 +270,7 @@ def _add_send(commands: Any) -> None:
 def _add_serve(commands: Any) -> None:
     p = commands.add_parser(
         "serve",
-        help="run the scheduler: ingest and digests on each profile's schedule",
+        help="run the scheduler (ingest and digests on each profile's schedule) and the web side",
         description="Run until stopped (SIGTERM, Ctrl-C): ingest the inbox every few minutes (fetching from the "
         "live source when [source] enabled = true), and build, publish and send each profile's digest on its "
         "schedule, in its time zone. Missed runs are caught up once. --once runs what is due now and exits. "
