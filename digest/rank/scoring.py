@@ -357,11 +357,14 @@ class _Best:
     def merge(
         self, start: int, scores: NDArray[Any], text: NDArray[Any], liked: NDArray[Any], unlike: NDArray[Any]
     ) -> None:
-        cols = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
-        all_cols = np.concatenate([self.cols, cols], axis=1)
-        all_values = np.concatenate([self.values, np.stack([scores, text, liked, unlike])], axis=2)
+        # The chunk's best first, then those against the ones held: only `keep` columns a
+        # row are ever gathered and stacked, not the whole chunk.
+        top = _top(scores, self.keep, np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape))
+        chunk = np.stack([np.take_along_axis(view, top, axis=1) for view in (scores, text, liked, unlike)])
+        all_cols = np.concatenate([self.cols, start + top], axis=1)
+        all_values = np.concatenate([self.values, chunk], axis=2)
         if all_cols.shape[1] > self.keep:
-            top = np.argpartition(-all_values[0], self.keep - 1, axis=1)[:, : self.keep]
+            top = _top(all_values[0], self.keep, all_cols)
             all_cols = np.take_along_axis(all_cols, top, axis=1)
             all_values = np.take_along_axis(all_values, top[np.newaxis], axis=2)
         self.cols, self.values = all_cols, all_values
@@ -380,6 +383,24 @@ class _Best:
             for i in order
             if scores[i] >= MIN_SHOWN
         ]
+
+
+def _top(scores: NDArray[Any], keep: int, cols: NDArray[Any]) -> NDArray[np.intp]:
+    """Per row, the positions of its `keep` highest scores (all of them when there are no
+    more); of scores tied at the cut, those of the earliest papers (`cols`: each score's
+    paper). Scores under `MIN_SHOWN` are never shown, so which of those are kept does not
+    matter."""
+    width = scores.shape[1]
+    if width <= keep:
+        return np.broadcast_to(np.arange(width), scores.shape).copy()
+    top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+    # argpartition keeps any of the scores tied at the cut: where it had a choice, sort the row.
+    kept = np.take_along_axis(scores, top, axis=1)
+    cut = kept.min(axis=1, keepdims=True)
+    tied = (scores == cut).sum(axis=1) > (kept == cut).sum(axis=1)
+    for row in np.flatnonzero(tied & (cut[:, 0] >= MIN_SHOWN)):
+        top[row] = np.lexsort((cols[row], -scores[row]))[:keep]
+    return top
 
 
 # -- small matrices -----------------------------------------------------------------------
