@@ -47,7 +47,9 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 def test_serve_runs_the_web_side_and_the_scheduler_in_one_process(tmp_path: Path) -> None:
     port = free_port()
-    web_config(tmp_path, port=port)
+    # A daily schedule's latest tick is at most 24 hours old: with 25 hours of catch-up the
+    # service builds at start whatever the time of day the test runs at.
+    web_config(tmp_path, port=port, digest="catch_up_hours = 25")
     process = start(tmp_path)
     health = wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
     assert health.status_code in (200, 503) and "healthy" in health.json()

@@ -43,9 +43,9 @@ def explain(
     if best.unlike >= REASON_THRESHOLD and votes.less:
         found.append(_less_reason(batch, votes, row, col))
     paper = papers[col]
-    if paper.organization and batch.followed[row, col]:
+    if paper.organization and _has(batch.followed, row, col):
         found.append(Reason(ReasonKind.FOLLOWED, organization=paper.organization.name))
-    if batch.followed_authors[row, col]:
+    if _has(batch.followed_authors, row, col):
         keys = batch.author_keys[row]
         found.extend(Reason(ReasonKind.FOLLOWED_AUTHOR, author=a) for a in paper.authors if name_key(a) in keys)
     if paper.upvotes:
@@ -125,6 +125,11 @@ def _dot(left: sparse.csr_matrix, i: int, right: sparse.csr_matrix, j: int) -> f
     right_cols, right_values = _row(right, j)
     _, at_left, at_right = np.intersect1d(left_cols, right_cols, assume_unique=True, return_indices=True)
     return float(left_values[at_left] @ right_values[at_right])
+
+
+def _has(matrix: sparse.csr_matrix, row: int, col: int) -> bool:
+    """Whether a 0/1 CSR matrix has a 1 at (row, col): scipy's indexing is far slower for one element."""
+    return bool((_row(matrix, row)[0] == col).any())
 
 
 def _row(matrix: sparse.csr_matrix, row: int) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
