@@ -842,11 +842,11 @@ class App:
         )
 
     def _email_links(self, web: WebLinks) -> Callable[[Digest | Rollup, str], ReaderLinks | None]:
-        """A reader's signed links on the web side; a roll-up's papers carry no vote links (yet)."""
+        """A reader's signed links on the web side: unsubscribe, preferences, and a vote on each paper."""
 
         def links(sent: Digest | Rollup, address: str) -> ReaderLinks | None:
             reader = self.store.reader_id(address)
-            papers = tuple(item.paper for item in sent.items) if isinstance(sent, Digest) else ()
+            papers = tuple(item.paper for item in sent.items)
             return web.reader(sent.profile.id, reader, papers) if reader else None
 
         return links

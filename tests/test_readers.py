@@ -346,3 +346,6 @@ def test_a_weekly_web_reader_gets_the_rollup_with_their_web_links_and_no_daily_e
         assert TOKEN.search(str(rollup["List-Unsubscribe"])), rollup["List-Unsubscribe"]
         assert rollup["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert "Preferences" in html_text(rollup) and "Preferences:" in text_of(rollup)
+        # Each paper shown carries its votes, signed for this reader.
+        assert text_of(rollup).count("More like this: ") == len(re.findall(r"(?m)^ {0,2}\d+\. ", text_of(rollup)))
+        assert "More like this: " in text_of(rollup) and "Less like this" in html_text(rollup)

@@ -341,8 +341,11 @@ def render_rollup_email(
     view = rollup_view(rollup, env, whose="your")
     context = _rollup_context(rollup, view, subscriber, links, unsubscribe_key, site_title, reader)
     papers = list(view.items)
-    html, html_part, shown = _fit_html(env, context, papers, html_limit, {}, "rollup_email.html")
-    text = env.get_template("rollup_email.txt").render(c=context, papers=papers[:shown], more=len(papers) - shown)
+    feedback = dict(reader.papers) if reader is not None else {}
+    html, html_part, shown = _fit_html(env, context, papers, html_limit, feedback, "rollup_email.html")
+    text = env.get_template("rollup_email.txt").render(
+        c=context, papers=papers[:shown], more=len(papers) - shown, feedback=feedback
+    )
     message = EmailMessage(policy=_BODY_POLICY)
     message["Subject"] = context.subject
     message["From"] = sender
@@ -402,7 +405,9 @@ def _rollup_context(
         unsubscribe_url=reader.unsubscribe if reader is not None else f"{links.url(UNSUBSCRIBE)}?{urlencode(query)}",
         preferences_url=reader.preferences if reader is not None else None,
     )
-    urls = (context.web_url, context.feed_url, context.site_url, context.unsubscribe_url, context.preferences_url)
+    urls = [context.web_url, context.feed_url, context.site_url, context.unsubscribe_url, context.preferences_url]
+    for feedback in reader.papers.values() if reader is not None else ():
+        urls += [feedback.more, feedback.less, feedback.mute]
     for url in urls:
         if url is not None and not is_http_url(url):
             raise ValueError(f"refusing a link that is not http(s): {url!r}")
