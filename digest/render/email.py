@@ -116,23 +116,49 @@ def render_email(
     text = env.get_template("email.txt").render(
         c=context, papers=papers[:shown], more=len(papers) - shown, feedback=feedback
     )
+    signed = unsubscribe_key is not None or unsubscribe_token is not None
+    return _message(
+        context,
+        sender=sender,
+        subscriber=subscriber,
+        sent=date or digest.built_at,
+        message_id=message_id,
+        list_id=_list_id(digest, links),
+        mailto=_mailto(sender, digest.profile.id),
+        one_click=reader is not None or (signed and links.https),
+        body=(text, html, html_part),
+    )
+
+
+def _message(
+    context: _Context | _RollupContext,
+    *,
+    sender: str,
+    subscriber: str,
+    sent: datetime,
+    message_id: str,
+    list_id: str,
+    mailto: str,
+    one_click: bool,
+    body: tuple[str, str, EmailMessage],
+) -> EmailMessage:
+    """The email around its rendered parts: headers, the plain text, the measured HTML part.
+
+    `one_click`: the unsubscribe link takes RFC 8058's POST (the web side, whose address is
+    https or this machine's; or a signed link on an https site). Without it one-click does
+    not apply, and mail and the information page remain."""
+    text, html, html_part = body
     message = EmailMessage(policy=_BODY_POLICY)
     message["Subject"] = context.subject
     message["From"] = sender
     message["To"] = subscriber
-    message["Date"] = format_datetime(date or digest.built_at)
+    message["Date"] = format_datetime(sent)
     message["Message-ID"] = message_id
-    message["List-Id"] = _list_id(digest, links)
-    mailto = _mailto(sender, digest.profile.id)
-    if reader is not None:
-        # The web side takes the one-click POST (RFC 8058); its address is https, or this machine's.
-        message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    elif (unsubscribe_key is not None or unsubscribe_token is not None) and links.https:
+    message["List-Id"] = list_id
+    if one_click:
         message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     else:
-        # No signed link (or no https): RFC 8058 one-click does not apply; mail and the info page remain.
         message["List-Unsubscribe"] = f"<{mailto}>, <{context.unsubscribe_url}>"
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.make_alternative()
@@ -140,6 +166,16 @@ def render_email(
     message.set_boundary(_boundary(message_id, text, html))
     message.policy = POLICY
     return message
+
+
+def _check_links(context: _Context | _RollupContext, reader: ReaderLinks | None) -> None:
+    """Refuse any link of the email that is not http(s)."""
+    urls = [context.web_url, context.feed_url, context.site_url, context.unsubscribe_url, context.preferences_url]
+    for feedback in reader.papers.values() if reader is not None else ():
+        urls += [feedback.more, feedback.less, feedback.mute]
+    for url in urls:
+        if url is not None and not is_http_url(url):
+            raise ValueError(f"refusing a link that is not http(s): {url!r}")
 
 
 def _context(
@@ -173,12 +209,7 @@ def _context(
         unsubscribe_url=unsubscribe,
         preferences_url=reader.preferences if reader is not None else None,
     )
-    urls = [context.web_url, context.feed_url, context.site_url, context.unsubscribe_url, context.preferences_url]
-    for feedback in reader.papers.values() if reader is not None else ():
-        urls += [feedback.more, feedback.less, feedback.mute]
-    for url in urls:
-        if url is not None and not is_http_url(url):
-            raise ValueError(f"refusing a link that is not http(s): {url!r}")
+    _check_links(context, reader)
     return context
 
 
@@ -346,25 +377,17 @@ def render_rollup_email(
     text = env.get_template("rollup_email.txt").render(
         c=context, papers=papers[:shown], more=len(papers) - shown, feedback=feedback
     )
-    message = EmailMessage(policy=_BODY_POLICY)
-    message["Subject"] = context.subject
-    message["From"] = sender
-    message["To"] = subscriber
-    message["Date"] = format_datetime(rollup.built_at)
-    message["Message-ID"] = message_id
-    message["List-Id"] = _list_id(rollup, links)
-    mailto = _mailto(sender, rollup.profile.id)
-    if reader is not None or (unsubscribe_key is not None and links.https):
-        message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>, <{mailto}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    else:
-        message["List-Unsubscribe"] = f"<{mailto}>, <{context.unsubscribe_url}>"
-    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.make_alternative()
-    message.attach(html_part)
-    message.set_boundary(_boundary(message_id, text, html))
-    message.policy = POLICY
-    return message
+    return _message(
+        context,
+        sender=sender,
+        subscriber=subscriber,
+        sent=rollup.built_at,
+        message_id=message_id,
+        list_id=_list_id(rollup, links),
+        mailto=_mailto(sender, rollup.profile.id),
+        one_click=reader is not None or (unsubscribe_key is not None and links.https),
+        body=(text, html, html_part),
+    )
 
 
 def _rollup_context(
@@ -405,12 +428,7 @@ def _rollup_context(
         unsubscribe_url=reader.unsubscribe if reader is not None else f"{links.url(UNSUBSCRIBE)}?{urlencode(query)}",
         preferences_url=reader.preferences if reader is not None else None,
     )
-    urls = [context.web_url, context.feed_url, context.site_url, context.unsubscribe_url, context.preferences_url]
-    for feedback in reader.papers.values() if reader is not None else ():
-        urls += [feedback.more, feedback.less, feedback.mute]
-    for url in urls:
-        if url is not None and not is_http_url(url):
-            raise ValueError(f"refusing a link that is not http(s): {url!r}")
+    _check_links(context, reader)
     return context
 
 
