@@ -145,9 +145,9 @@ _FILLER = (
 OTHERS = (
     (
         "Learning New Speech Accents Over Time",
-        "Speech recognisers meet new accents after deployment. We adapt a recogniser to a sequence of accents and "
-        "keep its accuracy on earlier ones with a small regulariser on the decoder, in the spirit of continual "
-        "learning, without storing old audio.",
+        "Speech recognisers meet new accents after deployment. We study continual learning for them: a recogniser "
+        "adapts to a sequence of accents without catastrophic forgetting of earlier ones, with a small regulariser "
+        "on the decoder and no stored audio.",
     ),
     (
         "Prototype Memories for Graph Neural Networks",
