@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
+from quality import cached, forms, load_papers
+from quality_compare import load_splits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from quality import cached, forms, load_papers  # noqa: E402
-from quality_compare import load_splits  # noqa: E402
-
-from digest.models import Paper, Profile  # noqa: E402
-from digest.rank import CALIBRATION, Embedder, score_papers  # noqa: E402
-from digest.rank import scoring  # noqa: E402
+from digest.models import Paper, Profile
+from digest.rank import CALIBRATION, Embedder, score_papers, scoring
 
 ON_TOPIC = 0.6
 OFF_TOPIC = 0.1
