@@ -1,6 +1,6 @@
 """Learning from votes, measured: a simulated reader per judged profile, day by day over the seed days.
 
-    .venv/bin/python bench/feedback.py [--splits seen,tune,report] [--weights 0.25:0.25,0:0] [--json PATH]
+    .venv/bin/python bench/feedback.py [--splits seen,tune,report,final] [--weights 0.25:0.25,0:0] [--json PATH]
 
 Every judged profile (the splits of bench/quality_compare.py), in both forms (`text`:
 description + keywords; `liked`: its three liked papers alone), reads a digest on each of

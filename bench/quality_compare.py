@@ -1,13 +1,16 @@
 """Every ranking method on the same judged splits: nDCG@10 and P@5 per profile and mean.
 
-    .venv/bin/python bench/quality_compare.py [--splits seen,tune,report] [--json PATH] [--check-cli]
+    .venv/bin/python bench/quality_compare.py [--splits seen,tune,report,final] [--json PATH] [--check-cli]
 
 Three judged sets, never pooled (the split of each number is named in the output):
 
 - `seen`: the six profiles of bench/quality/profiles.toml; the first ranker was tuned on them;
 - `tune`: six of the twelve held-out profiles (bench/quality/heldout/README.md): may be
   looked at while choosing methods and weights;
-- `report`: the other six held-out profiles: the figures that count, never used to choose.
+- `report`: the other six held-out profiles: the figures that count, never used to choose
+  (but seen after issue 16's first pass: see bench/RESULTS.md);
+- `final`: eight more profiles (bench/quality/final/README.md), written and graded after
+  `report` had been seen, and run only once the second pass's choices were committed.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -82,13 +85,15 @@ from digest.models import Paper, Profile
 from digest.rank import Embedder
 
 HELDOUT = QUALITY / "heldout"
+FINAL = QUALITY / "final"
 # Fixed in heldout/README.md before any method was run on these profiles.
 TUNE = ("adversarial-security", "code-llms", "dl-theory", "llm-agents", "multimodal-llm", "ssl-representations")
 REPORT = ("moe-ssm", "neural-3d", "robot-learning", "search-retrieval", "ts-forecasting", "video-understanding")
 SPLIT_NOTES = {
     "seen": "the six older profiles (bench/quality/profiles.toml): the first ranker was tuned on them",
     "tune": "held-out profiles that may be looked at while choosing",
-    "report": "held-out profiles never used for any choice: the figures that count",
+    "report": "held-out profiles never used for any choice (seen after the first pass)",
+    "final": "held-out profiles first ranked after every choice was fixed: the figures that count",
 }
 FORMS = ("text", "liked")
 
@@ -122,6 +127,8 @@ def load_splits(names: Sequence[str]) -> list[Split]:
         "tune": Split("tune", tuple(p for p in heldout if p.id in TUNE), heldout_labels),
         "report": Split("report", tuple(p for p in heldout if p.id in REPORT), heldout_labels),
     }
+    if "final" in names:
+        available["final"] = Split("final", tuple(load_profiles(FINAL / "profiles.toml")), load_labels(FINAL / "labels.tsv"))
     return [available[name] for name in names]
 
 
@@ -341,7 +348,7 @@ def check_cli(splits: list[Split], papers: list[Paper]) -> dict[str, dict[str, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--splits", default="seen,tune,report", help="comma-separated: seen, tune, report")
+    parser.add_argument("--splits", default="seen,tune,report", help="comma-separated: seen, tune, report, final")
     parser.add_argument("--no-semantic", action="store_true", help="leave out the methods that need the extra")
     parser.add_argument("--json", type=Path, default=QUALITY / "results.json", help="where to write every number")
     parser.add_argument("--check-cli", action="store_true", help="also compare with `digest rank --all --json`")
