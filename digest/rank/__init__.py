@@ -13,20 +13,22 @@ IDF, unit length), the title counting `TITLE_WEIGHT` times.
 
 **Views.** A profile is seen two ways, each scored on its own:
 
-- its *text*: the description, and its keywords mixed by weight, counting equally;
+- its *text*: the description, and its keywords mixed by weight, counting `KEYWORD_MIX`
+  (a half) as much as the description;
 - its *liked papers*: their TF-IDF centroid (what arxiv-sanity ranks by).
 
 For each view the raw relevance of a paper is its lexical cosine, plus
 `KEYWORD_WEIGHT` per keyword weight matched (a whole phrase of stems in the title counts
 1, in the abstract `ABSTRACT_HIT`; text view only). With the `[semantic]` extra it is
 the embedding cosine (to the description, or the mean over the liked papers, as
-zotero-arxiv-daily does) plus `SEMANTIC_LEXICAL` times that lexical relevance. These
-weights were chosen on three of the six labelled profiles in `bench/quality/` and checked
-on the other three (`bench/RESULTS.md`).
+zotero-arxiv-daily does) plus `SEMANTIC_LEXICAL` times that lexical relevance. The
+first weights were chosen on the six labelled profiles in `bench/quality/`; `KEYWORD_MIX`,
+`SEMANTIC_LEXICAL` and the calibration on the held-out `tune` profiles, and checked on
+profiles never used to choose (`bench/RESULTS.md`).
 
 **Scores.** Raw relevance goes through a fixed log-logistic curve per view and mode
 (`CALIBRATION`), never a min-max over the batch, so a score means the same on every day
-and for every profile: on the labelled seeds an on-topic paper scores about 0.6 and
+and for every profile: on the judged seeds the median on-topic paper scores 0.6 and
 95 % of off-topic papers score under 0.1, so the default `min_score = 0.15` separates
 them. Word rarity and each day's top upvotes come from the papers ranked plus a
 `background` the caller passes (the store's recent papers), so a paper's score does not
@@ -62,6 +64,7 @@ from digest.rank.scoring import (
     ABSTRACT_HIT,
     CALIBRATION,
     FOLLOW_BOOST,
+    KEYWORD_MIX,
     KEYWORD_WEIGHT,
     LESS_ROCCHIO,
     LESS_WEIGHT,
@@ -84,6 +87,7 @@ __all__ = [
     "CALIBRATION",
     "CHUNK",
     "FOLLOW_BOOST",
+    "KEYWORD_MIX",
     "KEYWORD_WEIGHT",
     "LESS_ROCCHIO",
     "LESS_WEIGHT",
