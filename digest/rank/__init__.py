@@ -11,11 +11,14 @@ its word pairs (bigrams, so 'knowledge distillation' is one feature). Counts bec
 TF-IDF vectors (scikit-learn's `TfidfTransformer`: sublinear term frequency, smoothed
 IDF, unit length), the title counting `TITLE_WEIGHT` times.
 
-**Views.** A profile is seen two ways, each scored on its own:
+**Views.** A profile is seen two ways:
 
 - its *text*: the description, and its keywords mixed by weight, counting `KEYWORD_MIX`
   (a half) as much as the description;
-- its *liked papers*: their TF-IDF centroid (what arxiv-sanity ranks by).
+- its *liked papers*: their TF-IDF centroid (what arxiv-sanity ranks by). In a profile
+  with words they move the text view toward them as "more like this" votes do (the raw
+  relevance gains `MORE_ROCCHIO` times the liked view's); only a profile without words
+  is ranked by the liked view itself.
 
 For each view the raw relevance of a paper is its lexical cosine, plus
 `KEYWORD_WEIGHT` per keyword weight matched (a whole phrase of stems in the title counts
@@ -32,7 +35,9 @@ and for every profile: on the judged seeds the median on-topic paper scores 0.6 
 95 % of off-topic papers score under 0.1, so the default `min_score = 0.15` separates
 them. Word rarity and each day's top upvotes come from the papers ranked plus a
 `background` the caller passes (the store's recent papers), so a paper's score does not
-hang on which other papers are new that day. A profile's relevance is its best view.
+hang on which other papers are new that day. A profile's relevance is its text view,
+or its liked view when it has no words (as the better of the two, the liked view's
+near-misses outranked what the words asked for: `bench/RESULTS.md`).
 Priors then multiply it, capped at 1: upvotes (log-damped, relative to the most upvoted
 paper of the same listing day) up to +`UPVOTE_BOOST`, a followed organisation or author
 (names compared without case, accents or punctuation) +`FOLLOW_BOOST`, once. A paper

@@ -321,6 +321,12 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
         if voted:
             toward = MORE_ROCCHIO * batch.semantic_more - LESS_ROCCHIO * batch.semantic_less
             rocchio = toward @ vectors.T + SEMANTIC_LEXICAL * rocchio
+    # A profile with words ranks by them, its liked papers moving them as "more like this"
+    # votes do (Rocchio); the liked view decides only for a profile with no words. (As the
+    # better of two views, the liked one's near-misses outranked what the words asked for.)
+    worded = batch.has_text & batch.has_liked
+    if worded.any():
+        raw_text = raw_text + np.where(worded[:, np.newaxis], MORE_ROCCHIO * raw_liked, 0.0)
     if voted:
         raw_text = raw_text + rocchio
         raw_liked = raw_liked + rocchio
@@ -329,7 +335,7 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     # The priors, element by element as 1 + UPVOTE_BOOST * upvotes + FOLLOW_BOOST * followed,
     # but only the few followed papers get the second term (one pass over the chunk, not three).
     base = 1.0 + UPVOTE_BOOST * batch.upvotes[np.newaxis, start:stop]
-    best = np.maximum(text, liked)
+    best = np.where(batch.has_text[:, np.newaxis], text, liked)
     scores = best * base
     # Following a paper's organisation and one of its authors boosts it once, not twice.
     rows, cols = batch.followed[:, start:stop].maximum(batch.followed_authors[:, start:stop]).nonzero()
