@@ -128,7 +128,9 @@ def load_splits(names: Sequence[str]) -> list[Split]:
         "report": Split("report", tuple(p for p in heldout if p.id in REPORT), heldout_labels),
     }
     if "final" in names:
-        available["final"] = Split("final", tuple(load_profiles(FINAL / "profiles.toml")), load_labels(FINAL / "labels.tsv"))
+        available["final"] = Split(
+            "final", tuple(load_profiles(FINAL / "profiles.toml")), load_labels(FINAL / "labels.tsv")
+        )
     return [available[name] for name in names]
 
 
