@@ -1,7 +1,6 @@
 """Learning from votes, measured: a simulated reader per judged profile, day by day over the seed days.
 
-    .venv/bin/python bench/feedback.py [--splits seen,tune,report,final] [--weights 0.25:0.25,0:0]
-        [--learn 0,0.2:C=0.5:MIN_LESS=2] [--json PATH]
+    .venv/bin/python bench/feedback.py [--splits seen,tune,report,final] [--weights 0.25:0.25,0:0] [--json PATH]
 
 Every judged profile (the splits of bench/quality_compare.py), in both forms (`text`:
 description + keywords; `liked`: its three liked papers alone), reads a digest on each of
@@ -16,10 +15,7 @@ day the held-out papers are ranked with the votes so far and nDCG@10 is measured
 (day 0: before any vote). Word rarity and upvotes come from all seed papers (`background`).
 
 `--weights` lists `MORE_ROCCHIO:LESS_ROCCHIO` pairs of `digest.rank.scoring` to compare
-(default: the shipped ones); `--learn` lists settings of the learned classifier to compare,
-each `LEARN_WEIGHT` optionally followed by `:NAME=VALUE` for other `LEARN_*` constants
-(`C`, `MIN_MORE`, `MIN_LESS`, `BACKGROUND`, `BACKGROUND_WEIGHT`; default: the shipped ones, 0
-is off); nothing else of the ranker is changed. To measure the ranker of
+(default: the shipped ones); nothing else of the ranker is changed. To measure the ranker of
 another checkout (e.g. main's, where "more like this" papers joined the liked view and "less
 like this" only multiplied a score by one less the cosine to the closest such paper), run
 this file with that checkout's package first on PYTHONPATH.
@@ -133,7 +129,7 @@ def markdown(results: dict[str, dict[str, dict[str, dict[tuple[str, str], Curve]
         lines += [
             f"Split `{split.name}` ({SPLIT_NOTES[split.name]}; {', '.join(p.id for p in split.profiles)}).",
             "",
-            "| MORE:LESS, LEARN | reader | form | day 0 | day 1 | day 2 | day 3 | day 4 | day 5 | worst day-to-day |",
+            "| MORE:LESS_ROCCHIO | reader | form | day 0 | day 1 | day 2 | day 3 | day 4 | day 5 | worst day-to-day |",
             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for rocchio, by_reader in results.items():
@@ -157,8 +153,6 @@ def main() -> None:
     parser.add_argument("--splits", default="seen,tune,report")
     shipped = f"{getattr(scoring, 'MORE_ROCCHIO', '-')}:{getattr(scoring, 'LESS_ROCCHIO', '-')}"
     parser.add_argument("--weights", default=shipped, help="comma-separated MORE_ROCCHIO:LESS_ROCCHIO pairs")
-    learned = str(getattr(scoring, "LEARN_WEIGHT", "-"))
-    parser.add_argument("--learn", default=learned, help="comma-separated LEARN_WEIGHT[:NAME=VALUE...] settings")
     parser.add_argument("--readers", default="all,half")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -166,24 +160,13 @@ def main() -> None:
     papers = load_papers()
     started = time.perf_counter()
     results: dict[str, dict[str, dict[str, dict[tuple[str, str], Curve]]]] = {}
-    shipped_learn = {name: getattr(scoring, name) for name in dir(scoring) if name.startswith("LEARN_")}
     for value in args.weights.split(","):
         more, less = value.split(":")
         if more != "-":  # a checkout without the Rocchio terms runs as it is
             scoring.MORE_ROCCHIO, scoring.LESS_ROCCHIO = float(more), float(less)
-        for setting in args.learn.split(","):
-            weight, *others = setting.split(":")
-            for name, shipped_value in shipped_learn.items():  # each setting starts from the shipped ones
-                setattr(scoring, name, shipped_value)
-            if weight != "-":  # a checkout without the classifier runs as it is
-                scoring.LEARN_WEIGHT = float(weight)
-                for other in others:
-                    name, number = other.split("=")
-                    setattr(scoring, f"LEARN_{name}", type(shipped_learn[f"LEARN_{name}"])(float(number)))
-            results[f"{value}, {setting}"] = {
-                reader: {split.name: run(split, papers, reader) for split in splits}
-                for reader in args.readers.split(",")
-            }
+        results[value] = {
+            reader: {split.name: run(split, papers, reader) for split in splits} for reader in args.readers.split(",")
+        }
     print(markdown(results, splits))
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if args.json:

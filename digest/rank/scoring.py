@@ -11,7 +11,6 @@ a digest (`choose` does).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections import deque
@@ -24,7 +23,6 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfTransformer
-from sklearn.linear_model import LogisticRegression
 
 from digest.chars import name_key
 from digest.models import Paper, Profile, Votes
@@ -61,18 +59,6 @@ LESS_WEIGHT = 1.0
 # (tests/test_rank.py), so 0.25 stays.
 MORE_ROCCHIO = 0.25
 LESS_ROCCHIO = 0.0
-# A learned per-profile classifier (issue 16): once a reader has marked at least
-# LEARN_MIN_MORE papers "more like this" (liked papers count too) and LEARN_MIN_LESS "less
-# like this", an L2-regularised logistic regression on TF-IDF rows (positives against the
-# "less" papers, and LEARN_BACKGROUND background papers as weak negatives weighed
-# LEARN_BACKGROUND_WEIGHT) adds LEARN_WEIGHT * (p - 0.5) to both views' raw relevance.
-LEARN_WEIGHT = 0.0
-LEARN_MIN_MORE = 3
-LEARN_MIN_LESS = 3
-LEARN_C = 1.0
-LEARN_BACKGROUND = 200
-LEARN_BACKGROUND_WEIGHT = 0.2
-LEARN_CENTRE = 0.5
 # The text view's query is the description plus KEYWORD_MIX times the keywords (each part
 # of unit length): keywords are a few words, and at equal weight they drowned a long
 # description (chosen on `tune`, bench/RESULTS.md "Issue 16, second pass").
@@ -154,9 +140,6 @@ class BatchMatrices:
     semantic_liked: Floats | None
     semantic_more: Floats | None
     semantic_less: Floats | None  # profiles × dimensions: the mean of each profile's "less" papers
-    learned: sparse.csr_matrix | None = None  # profiles × features: each learned classifier's weights
-    learned_bias: Floats | None = None  # per profile: its intercept
-    learned_rows: NDArray[np.bool_] | None = None  # the profiles that have a classifier
 
 
 def prepare_batch(
@@ -223,9 +206,6 @@ def prepare_batch(
     author_keys = [frozenset(filter(None, map(name_key, p.follow_authors))) for p in profiles]
 
     less_owners = _owners(less_lists)
-    learned = _learn(
-        liked_lists, less_lists, owners, liked_vectors, less_owners, less_vectors, others, other_counts, tfidf
-    )
     semantic = (
         _embed_all(embed, papers, profiles, liked_papers, (centroid_owners, more_owners), less_papers, less_owners)
         if embed
@@ -262,63 +242,7 @@ def prepare_batch(
         semantic_liked=semantic[2],
         semantic_more=semantic[3],
         semantic_less=semantic[4],
-        learned=learned[0] if learned else None,
-        learned_bias=learned[1] if learned else None,
-        learned_rows=learned[2] if learned else None,
     )
-
-
-def _learn(
-    liked_lists: list[list[Paper]],
-    less_lists: list[list[Paper]],
-    owners: sparse.csr_matrix,
-    liked_vectors: sparse.csr_matrix,
-    less_owners: sparse.csr_matrix,
-    less_vectors: sparse.csr_matrix,
-    others: list[Paper],
-    other_counts: sparse.csr_matrix,
-    tfidf: TfidfTransformer,
-) -> tuple[sparse.csr_matrix, Floats, NDArray[np.bool_]] | None:
-    """Per profile with enough votes, a logistic regression's weights and intercept
-    (`LEARN_*`); None when no profile has one, so that scoring costs nothing more."""
-    rows = [
-        row
-        for row in range(len(liked_lists))
-        if len(liked_lists[row]) >= LEARN_MIN_MORE and len(less_lists[row]) >= LEARN_MIN_LESS
-    ]
-    if LEARN_WEIGHT == 0 or not rows:
-        return None
-    # The same background papers every call (the lowest hashes of their ids), so a model
-    # does not hang on the order papers come in.
-    chosen = sorted(range(len(others)), key=lambda i: hashlib.sha1(others[i].id.encode()).digest())
-    chosen = chosen[:LEARN_BACKGROUND]
-    background = _weigh(tfidf, other_counts[chosen]) if chosen else sparse.csr_matrix((0, liked_vectors.shape[1]))
-    weights = sparse.lil_matrix((len(liked_lists), liked_vectors.shape[1]))
-    bias = np.zeros(len(liked_lists))
-    for row in rows:
-        positives = liked_vectors[_row_members(owners, row)]
-        negatives = less_vectors[_row_members(less_owners, row)]
-        voted = {p.id for p in [*liked_lists[row], *less_lists[row]]}
-        weak = background[[i for i, at in enumerate(chosen) if others[at].id not in voted]]
-        x = sparse.vstack([positives, negatives, weak]).tocsr()
-        y = np.r_[np.ones(positives.shape[0]), np.zeros(negatives.shape[0] + weak.shape[0])]
-        # Each class weighs the same in all; a background paper counts LEARN_BACKGROUND_WEIGHT
-        # of a "less" paper: it is only probably not wanted.
-        sample = np.r_[
-            np.ones(positives.shape[0] + negatives.shape[0]), np.full(weak.shape[0], LEARN_BACKGROUND_WEIGHT)
-        ]
-        sample[: positives.shape[0]] *= sample[positives.shape[0] :].sum() / positives.shape[0]
-        model = LogisticRegression(C=LEARN_C, solver="lbfgs", max_iter=200).fit(x, y, sample_weight=sample)
-        weights[row] = model.coef_[0]
-        bias[row] = model.intercept_[0]
-    mask = np.zeros(len(liked_lists), dtype=bool)
-    mask[rows] = True
-    return sparse.csr_matrix(weights), bias, mask
-
-
-def _row_members(owners: sparse.csr_matrix, row: int) -> NDArray[np.int32]:
-    members: NDArray[np.int32] = owners.indices[owners.indptr[row] : owners.indptr[row + 1]]
-    return members
 
 
 def _embed_all(
@@ -400,16 +324,6 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     if voted:
         raw_text = raw_text + rocchio
         raw_liked = raw_liked + rocchio
-    if batch.learned is not None:
-        assert batch.learned_bias is not None and batch.learned_rows is not None
-        logits = dense(batch.learned @ papers.T) + batch.learned_bias[:, np.newaxis]
-        # A lexical signal: in semantic mode it counts as much as the lexical relevance does.
-        scale = LEARN_WEIGHT * (1.0 if batch.semantic_papers is None else SEMANTIC_LEXICAL)
-        learned = scale * (1.0 / (1.0 + np.exp(-logits)) - LEARN_CENTRE)
-        rows = batch.learned_rows
-        raw_text, raw_liked = np.array(raw_text, dtype=np.float64), np.array(raw_liked, dtype=np.float64)
-        raw_text[rows] += learned[rows]
-        raw_liked[rows] += learned[rows]
     text = _calibrated(raw_text, batch.has_text, mode, "text")
     liked = _calibrated(raw_liked, batch.has_liked, mode, "liked")
     # The priors, element by element as 1 + UPVOTE_BOOST * upvotes + FOLLOW_BOOST * followed,
