@@ -1,8 +1,8 @@
 """A score means the same in both views and for profiles the curve was never fitted on.
 
 The judged profiles of `bench/quality/` (graded 0/1/2 by reading, over the seed papers) are
-ranked the way a reader uses them: by their words (description and keywords) and by their
-three liked papers alone. Whatever the view, papers graded 0 must stay under the default
+ranked the ways a reader uses them: by their words (description and keywords), by their
+three liked papers alone, and as written (both). Whatever the view, papers graded 0 must stay under the default
 `min_score` (0.15), and papers graded 2 must mostly pass it. Before the curve was fitted
 (`bench/calibration.py`), half of the off-topic papers passed it in the liked view.
 """
@@ -62,7 +62,9 @@ def scores_by_grade(papers: list[Paper], profiles_file: Path, labels_file: Path,
     pooled: dict[int, list[float]] = {0: [], 1: [], 2: []}
     for profile in profiles:
         liked = [by_title[title] for title in profile.liked]
-        if view == "words":
+        if view == "as written":
+            reader, given = profile, liked
+        elif view == "words":
             reader, given = replace(profile, liked=()), []
         else:
             reader, given = replace(profile, description="", keywords=(), exclude=()), liked
@@ -77,12 +79,16 @@ def scores_by_grade(papers: list[Paper], profiles_file: Path, labels_file: Path,
     return pooled
 
 
-@pytest.mark.parametrize("view", ["words", "liked papers"])
+@pytest.mark.parametrize(("view", "most"), [("words", 0.06), ("liked papers", 0.06), ("as written", 0.1)])
 @pytest.mark.parametrize("name", list(JUDGED))
-def test_off_topic_papers_stay_under_min_score_in_both_views(seed_papers: list[Paper], name: str, view: str) -> None:
+def test_off_topic_papers_stay_under_min_score_in_both_views(
+    seed_papers: list[Paper], name: str, view: str, most: float
+) -> None:
+    # As written (words and liked papers), the liked papers lift the words' scores as votes
+    # do, a little more for off-topic papers too (4-8 % pass, against 2-5 % for one view).
     pooled = scores_by_grade(seed_papers, *JUDGED[name], view)
     passing = sum(score >= MIN_SCORE for score in pooled[0]) / len(pooled[0])
-    assert passing < 0.06, f"{passing:.1%} of the off-topic papers pass min_score ({name}, {view})"
+    assert passing < most, f"{passing:.1%} of the off-topic papers pass min_score ({name}, {view})"
     # On topic scores more than off topic, and most on-topic papers pass.
     assert statistics.median(pooled[2]) > statistics.median(pooled[1]) > statistics.median(pooled[0])
     assert sum(score >= MIN_SCORE for score in pooled[2]) / len(pooled[2]) > 0.5
