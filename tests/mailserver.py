@@ -51,7 +51,7 @@ class Faults:
     rcpt: dict[str, list[str]] = field(default_factory=dict)  # address -> replies to its next RCPTs
     refuse: dict[str, str] = field(default_factory=dict)  # address -> reply to every RCPT (a 5xx)
     data: list[str] = field(default_factory=list)  # replies to the next ends of DATA, instead of accepting
-    drop_in_data: int = 0  # close the connection after the first body line, this many times
+    drop_in_data: int = 0  # close the connection right after "354", this many times
     drop_after_accept: int = 0  # record the message, then close without replying, this many times
     hang_up_after_reply: bool = False  # reply 250, then close the connection (as with idle clients)
     rcpt_delay: float = 0.0  # seconds before answering each RCPT
@@ -122,8 +122,10 @@ class _FaultySMTP(SMTP):
         if not drop or not self.envelope or not self.envelope.rcpt_tos:
             await super().smtp_DATA(arg)
             return
+        # Closed with the "354" (its FIN right behind it), not after reading some of the body:
+        # then the client always meets the hang-up before its final ".", however loaded the
+        # machine, instead of sometimes writing a small message whole before the close.
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        await self._reader.readuntil(b"\r\n")
         self.transport.close()
 
 
