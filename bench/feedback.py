@@ -1,9 +1,11 @@
 """Learning from votes, measured: a simulated reader per judged profile, day by day over the seed days.
 
-    .venv/bin/python bench/feedback.py [--splits seen,tune,report,final] [--weights 0.25:0.25,0:0] [--json PATH]
+    .venv/bin/python bench/feedback.py [--splits seen,tune,report,final] [--weights 0.25:0.25,0:0]
+        [--forms text,liked,whole] [--json PATH]
 
 Every judged profile (the splits of bench/quality_compare.py), in both forms (`text`:
-description + keywords; `liked`: its three liked papers alone), reads a digest on each of
+description + keywords; `liked`: its three liked papers alone; with `--forms`, also
+`whole`: the profile as written, words and liked papers), reads a digest on each of
 the five seed days. The seed papers are cut once, by a fixed hash of their ids, into
 *held-out* papers (a third: never shown, never voted on, the only ones measured) and
 *daily* papers (the rest, each on the day it was first listed). Each day the ranker scores
@@ -99,11 +101,22 @@ def simulate(
     return Curve(tuple(curve), len(more), len(less))
 
 
-def run(split: Split, papers: list[Paper], reader: str) -> dict[tuple[str, str], Curve]:
+def reader_forms(
+    profile: Profile, by_title: dict[str, Paper], wanted: Sequence[str]
+) -> dict[str, tuple[Profile, list[Paper]]]:
+    """The profile in each form asked for: `text` and `liked` (bench/quality.py), and `whole`,
+    the profile as written (words and liked papers)."""
+    found = forms(profile, by_title) | {"whole": (profile, [by_title[title] for title in profile.liked])}
+    return {form: found[form] for form in wanted}
+
+
+def run(
+    split: Split, papers: list[Paper], reader: str, wanted: Sequence[str] = ("text", "liked")
+) -> dict[tuple[str, str], Curve]:
     by_title = {p.title: p for p in papers}
     found: dict[tuple[str, str], Curve] = {}
     for profile in split.profiles:
-        for form, (variant, liked) in forms(profile, by_title).items():
+        for form, (variant, liked) in reader_forms(profile, by_title, wanted).items():
             fraction = READERS[reader]
             seeds = range(SEEDS) if fraction < 1 else range(1)
             curves = [
@@ -118,8 +131,21 @@ def run(split: Split, papers: list[Paper], reader: str) -> dict[tuple[str, str],
     return found
 
 
+def _in(form: str, chosen: str | None) -> bool:
+    """`chosen` None: the two peers' forms together (`both`), as in the tables before `whole`."""
+    return form in ("text", "liked") if chosen is None else form == chosen
+
+
+def _rows(present: set[str]) -> list[str | None]:
+    """The forms a table shows: each one run, and `both` when text and liked both were."""
+    rows: list[str | None] = [f for f in ("text", "liked") if f in present]
+    if {"text", "liked"} <= present:
+        rows.append(None)
+    return rows + (["whole"] if "whole" in present else [])
+
+
 def mean_curve(curves: dict[tuple[str, str], Curve], form: str | None) -> list[float]:
-    chosen = [c for (_, f), c in curves.items() if form is None or f == form]
+    chosen = [c for (_, f), c in curves.items() if _in(f, form)]
     return [statistics.mean(c.ndcg10[d] for c in chosen) for d in range(len(chosen[0].ndcg10))]
 
 
@@ -135,12 +161,12 @@ def markdown(results: dict[str, dict[str, dict[str, dict[tuple[str, str], Curve]
         for rocchio, by_reader in results.items():
             for reader, by_split in by_reader.items():
                 curves = by_split[split.name]
-                for form in ("text", "liked", None):
+                for form in _rows({f for _, f in curves}):
                     values = mean_curve(curves, form)
                     drops = [
                         min(b - a for a, b in zip(c.ndcg10, c.ndcg10[1:], strict=False))
                         for (_, f), c in curves.items()
-                        if form is None or f == form
+                        if _in(f, form)
                     ]
                     cells = " | ".join(f"{v:.3f}" for v in values)
                     lines.append(f"| {rocchio} | {reader} | {form or 'both'} | {cells} | {min(drops):+.3f} |")
@@ -154,6 +180,7 @@ def main() -> None:
     shipped = f"{getattr(scoring, 'MORE_ROCCHIO', '-')}:{getattr(scoring, 'LESS_ROCCHIO', '-')}"
     parser.add_argument("--weights", default=shipped, help="comma-separated MORE_ROCCHIO:LESS_ROCCHIO pairs")
     parser.add_argument("--readers", default="all,half")
+    parser.add_argument("--forms", default="text,liked", help="comma-separated: text, liked, whole (as written)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     splits = load_splits(args.splits.split(","))
@@ -165,7 +192,8 @@ def main() -> None:
         if more != "-":  # a checkout without the Rocchio terms runs as it is
             scoring.MORE_ROCCHIO, scoring.LESS_ROCCHIO = float(more), float(less)
         results[value] = {
-            reader: {split.name: run(split, papers, reader) for split in splits} for reader in args.readers.split(",")
+            reader: {split.name: run(split, papers, reader, args.forms.split(",")) for split in splits}
+            for reader in args.readers.split(",")
         }
     print(markdown(results, splits))
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
