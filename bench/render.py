@@ -1,7 +1,7 @@
 """Benchmark: rendering 1,000 profiles × 10 papers to every format, and writing it all;
 then 1,000 weekly roll-ups of 70 candidate papers each, in the same run.
 
-    .venv/bin/python bench/render.py [--profiles 1000] [--papers 10] [--week 70] [--runs 5]
+    .venv/bin/python bench/render.py [--profiles 1000] [--papers 10] [--week 70] [--runs 5] [--workers 1,2]
     .venv/bin/python bench/render.py --compare-inliners   # needs `pip install premailer`
 
 Builds (once, cached in bench/.data/render/) a state database holding the five seeds,
@@ -130,17 +130,19 @@ def config_in(folder: Path, count: int) -> Config:
     )
 
 
-def measure(mode: str, count: int) -> dict[str, float]:
-    """One measurement in this process (called in a child process)."""
+def measure(mode: str, count: int, workers: int = 1) -> dict[str, float]:
+    """One measurement in this process (called in a child process); `workers` render the
+    profiles' feeds and pages and the emails (`[digest] workers`)."""
     from digest.app import App
     from digest.deliver import make_message_id
+    from digest.parallel import open_runner
     from digest.publish import site_links, write_outputs
     from digest.render import render_all_papers_feeds, render_email, render_markdown, render_profile_feeds
     from digest.render.site import render_site
 
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        config = config_in(Path(tmp), count)
+        config = replace(config_in(Path(tmp), count), workers=workers)
         store = open_store(DATA / "state.db")
         if mode == "write":
             # A copy of the database: the emails go through the delivery ledger, which records them.
@@ -150,7 +152,9 @@ def measure(mode: str, count: int) -> dict[str, float]:
             loaded = [store.load_digest(p, DAY) for p in config.profiles]
             digests = [d for d in loaded if d]
             started = time.perf_counter()
-            written = write_outputs(config, store, digests)
+            runner = open_runner(workers)
+            written = write_outputs(config, store, digests, runner=runner)
+            runner.close()
             timings["files"] = len(written)
             timings["site"] = time.perf_counter() - started
             mark = time.perf_counter()
@@ -256,9 +260,12 @@ def compare_inliners(runs: int = 200) -> None:
     print(f"premailer: {elapsed:.2f} ms per email, {len(out.encode()):,} bytes ({transformer.__class__.__module__})")
 
 
-def _child(mode: str, count: int) -> dict[str, float]:
+def _child(mode: str, count: int, workers: int = 1) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(count)], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--child", mode, str(count), str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -270,10 +277,11 @@ def main() -> None:
     parser.add_argument("--week", type=int, default=70, help="new papers in the week rolled up")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--compare-inliners", action="store_true")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", default="1", help="comma-separated worker counts for the writing runs")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], int(args.child[1]))))
+        print(json.dumps(measure(args.child[0], int(args.child[1]), int(args.child[2]))))
         return
     make_database(args.profiles, args.papers, args.week)
     if args.compare_inliners:
@@ -288,7 +296,18 @@ def main() -> None:
         seconds = statistics.median(r[part] for r in runs)
         print(f"| {part} | {seconds:.2f} | {seconds / args.profiles * 1000:.2f} |")
     print(f"\npeak RSS {max(r['peak_mb'] for r in runs):.0f} MB\n")
-    writes = [_child("write", args.profiles) for _ in range(args.runs)]
+    counts = [int(w) for w in args.workers.split(",")]
+    # The settings interleaved run by run, so that a busy spell of the machine hits them alike.
+    by_workers: dict[int, list[dict[str, float]]] = {w: [] for w in counts}
+    for _ in range(args.runs):
+        for w in counts:
+            by_workers[w].append(_child("write", args.profiles, w))
+    for w, writes in by_workers.items():
+        print(f"**{w} worker{'s' if w > 1 else ''}**\n")
+        print_writes(writes, args.profiles)
+
+
+def print_writes(writes: list[dict[str, float]], profiles: int) -> None:
     files, eml = int(writes[0]["files"]), int(writes[0]["eml"])
     print("| written to disk (store reads + render + atomic writes) | files | median s | peak RSS MB |")
     print("|---|---:|---:|---:|")
@@ -301,17 +320,18 @@ def main() -> None:
         print(f"| {label} | {count:,} | {seconds:.2f} | {max(r['peak_mb'] for r in writes):.0f} |")
     considered = int(writes[0]["rollups_considered"])
     rolled_files, rolled_eml = int(writes[0]["rollups_files"]), int(writes[0]["rollups_eml"])
-    print(f"\nthen, in the same runs, {args.profiles} weekly roll-ups of {considered} candidate papers each:\n")
+    print(f"\nthen, in the same runs, {profiles} weekly roll-ups of {considered} candidate papers each:\n")
     print("| weekly roll-ups | files | median s | per roll-up ms |")
     print("|---|---:|---:|---:|")
     for part, label, count in (
-        ("rollups_build", "`App.build_rollups`: rank (one pass for all), pool, save", args.profiles),
+        ("rollups_build", "`App.build_rollups`: rank (one pass for all), pool, save", profiles),
         ("rollups_publish", "`App.publish`: roll-up feeds and Markdown, the whole site again", rolled_files),
         ("rollups_emails", "`App.email`: each weekly reader's copy made, saved, sent to the outbox", rolled_eml),
         ("rollups_total", "**the roll-ups, all formats**", rolled_files + rolled_eml),
     ):
         seconds = statistics.median(r[part] for r in writes)
-        print(f"| {label} | {count:,} | {seconds:.2f} | {seconds / args.profiles * 1000:.1f} |")
+        print(f"| {label} | {count:,} | {seconds:.2f} | {seconds / profiles * 1000:.1f} |")
+    print()
 
 
 def _cpus() -> int:

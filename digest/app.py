@@ -723,7 +723,7 @@ class App:
 
     def publish(self, digests: Sequence[Digest], rollups: Sequence[Rollup] = ()) -> list[Path]:
         """Feeds, documents and site pages; a digest with items in a feed counts as delivered."""
-        written = write_outputs(self.config, self.store, digests, rollups)
+        written = write_outputs(self.config, self.store, digests, rollups, runner=self.runner)
         changes = []
         for digest in digests:
             state = self.store.digest_state(digest.profile.id, digest.date)

@@ -17,16 +17,17 @@ Every profile has pages on the site: an email's "web version" link points there.
 A publish first removes the temporary files that a process killed while writing left in
 the output folders (`files.remove_stale_temporaries`).
 
-`write_outputs` renders profile by profile, in shards handed to a `parallel.Runner`
-(worker processes, or a Dask cluster): the store is read and the files are written here,
-the rendering is `tasks.render_shard`'s, so the bytes are the same however many workers
-render them.
+`write_outputs` renders each profile's feeds and pages in shards handed to a
+`parallel.Runner` (worker processes, or a Dask cluster; by default this process): the store
+is read and the files are written here, the rendering is `tasks.publish_shard`'s, so the
+bytes are the same however many workers render them. What concerns every profile at once
+(the feed of all papers, the index, the OPML) and the documents are rendered here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -38,15 +39,15 @@ from digest.lifecycle import ROLLUP_KINDS
 from digest.models import Digest, Profile, Rollup
 from digest.periods import PeriodKind
 from digest.render.email import render_email, render_rollup_email
-from digest.render.feeds import render_all_papers_feeds, render_profile_feeds
-from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, rollup_feed_name
-from digest.render.rollups import render_rollup_feeds
-from digest.render.site import render_site
+from digest.render.feeds import render_all_papers_feeds
+from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path
+from digest.render.site import render_site_index
 from digest.render.templates import read_templates, template_environment
 from digest.store import Store
 
 if TYPE_CHECKING:
-    from digest.tasks import RenderSettings
+    from digest.parallel import Runner
+    from digest.tasks import Published, PublishJob, RenderSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,40 +58,30 @@ def site_links(config: Config) -> SiteLinks:
     return SiteLinks(config.site_url)
 
 
-def write_feeds(config: Config, store: Store, profiles: Sequence[Profile] | None = None) -> list[Path]:
+def write_feeds(
+    config: Config, store: Store, profiles: Sequence[Profile] | None = None, runner: Runner | None = None
+) -> list[Path]:
     """Each profile's feeds (its most recent `feed_size` entries) and the feed of all papers.
 
     Returns the files that changed. An empty digest adds no entry, so its feed stays
-    byte-identical.
+    byte-identical. `runner` renders the profiles' feeds in its workers (default: here).
     """
+    chosen_profiles = config.profiles if profiles is None else profiles
+    published = _published(config, store, chosen_profiles, runner, feeds=True, site=False)
+    return _write_feeds(config, store, {path: data for p in published for path, data in p.feeds.items()})
+
+
+def _write_feeds(config: Config, store: Store, outputs: dict[str, bytes]) -> list[Path]:
+    """`outputs` (the profiles' feeds) and the feed of all papers, to `site/feeds/` and `[digest] feeds`."""
     links = site_links(config)
-    env = template_environment(config.templates)
-    # A feed without entries is dated when the store got its first data: stable, and plausible.
-    started = store.started_at()
-    outputs: dict[str, bytes] = {}
-    for profile in config.profiles if profiles is None else profiles:
-        if not wants(profile.formats, FormatKind.FEED):
-            continue
-        entries = store.digest_entries(profile.id, config.feed_size)
-        feeds = render_profile_feeds(
-            profile, entries, links=links, site_title=config.title, env=env, empty_updated=started
-        )
-        outputs.update({feed_path(profile.id, kind): data for kind, data in feeds.items()})
-        for period_kind in ROLLUP_KINDS:
-            rollups = _rollups(store, profile, period_kind, config.feed_size)
-            by_cadence = render_rollup_feeds(
-                profile, period_kind, rollups, links=links, site_title=config.title, env=env, empty_updated=started
-            )
-            name = rollup_feed_name(profile.id, period_kind)
-            outputs.update({feed_path(name, kind): data for kind, data in by_cadence.items()})
     papers = store.recent_papers(config.feed_size)
     all_papers = render_all_papers_feeds(
         papers,
         links=links,
         site_title=config.title,
-        env=env,
+        env=template_environment(config.templates),
         day_orders=store.first_day_orders([p.id for p in papers]),
-        empty_updated=started,
+        empty_updated=store.started_at(),
     )
     for kind, data in all_papers.items():
         outputs[feed_path(ALL_PAPERS, kind)] = data
@@ -134,23 +125,24 @@ def _rollups(store: Store, profile: Profile, kind: PeriodKind, limit: int | None
     return [rollup for rollup in loaded if rollup is not None]
 
 
-def write_site(config: Config, store: Store) -> list[Path]:
+def write_site(config: Config, store: Store, runner: Runner | None = None) -> list[Path]:
     """Every page of the site from the stored digests of every configured profile (not the feeds)."""
-    history = {}
-    rollups = {}
-    for profile in config.profiles:
-        loaded = (store.load_digest(profile, day) for day in store.digest_days(profile.id))
-        history[profile.id] = [d for d in loaded if d is not None]
-        rollups[profile.id] = [r for kind in ROLLUP_KINDS for r in _rollups(store, profile, kind)]
-    pages = render_site(
+    return _write_site(config, _published(config, store, config.profiles, runner, feeds=False, site=True))
+
+
+def _write_site(config: Config, published: Sequence[Published]) -> list[Path]:
+    pages: dict[str, bytes] = {}
+    for done in published:
+        assert done.pages is not None
+        pages.update(done.pages.pages)
+    pages |= render_site_index(
         config.profiles,
-        history,
+        [done.pages.index for done in published if done.pages is not None],
         links=site_links(config),
         site_title=config.title,
         sender=config.sender,
         env=template_environment(config.templates),
         web_url=config.web.base_url,
-        rollups=rollups,
     )
     pages[".nojekyll"] = b""  # serve files as they are; Jekyll would skip some and slow the deploy
     written = []
@@ -159,6 +151,40 @@ def write_site(config: Config, store: Store) -> list[Path]:
         if write_if_changed(path, data, durable=False):
             written.append(path)
     return written
+
+
+def _published(
+    config: Config, store: Store, profiles: Sequence[Profile], runner: Runner | None, *, feeds: bool, site: bool
+) -> list[Published]:
+    """Each profile's feeds and pages, rendered by `runner`'s workers in shards of `[digest]
+    shard_size` profiles (the store is read here, a shard at a time), in the order of `profiles`."""
+    from digest.parallel import InlineRunner, shards
+    from digest.tasks import publish_shard
+
+    def jobs() -> Iterator[list[PublishJob]]:
+        for group in shards(profiles, config.shard_size):
+            yield [_publish_job(config, store, profile, feeds=feeds, site=site) for profile in group]
+
+    settings = render_settings(config, store)
+    return [done for shard in (runner or InlineRunner()).map(publish_shard, settings, jobs()) for done in shard]
+
+
+def _publish_job(config: Config, store: Store, profile: Profile, *, feeds: bool, site: bool) -> PublishJob:
+    from digest.tasks import PublishJob
+
+    feeds = feeds and wants(profile.formats, FormatKind.FEED)
+    loaded = (store.load_digest(profile, day) for day in store.digest_days(profile.id)) if site else ()
+    return PublishJob(
+        profile,
+        entries=tuple(store.digest_entries(profile.id, config.feed_size)) if feeds else (),
+        feed_rollups=tuple(tuple(_rollups(store, profile, kind, config.feed_size)) for kind in ROLLUP_KINDS)
+        if feeds
+        else (),
+        history=tuple(d for d in loaded if d is not None),
+        rollups=tuple(r for kind in ROLLUP_KINDS for r in _rollups(store, profile, kind)) if site else (),
+        feeds=feeds,
+        site=site,
+    )
 
 
 def email_renderer(
@@ -216,20 +242,27 @@ def _renderer(
 
 
 def write_outputs(
-    config: Config, store: Store, digests: Sequence[Digest], rollups: Sequence[Rollup] = ()
+    config: Config,
+    store: Store,
+    digests: Sequence[Digest],
+    rollups: Sequence[Rollup] = (),
+    runner: Runner | None = None,
 ) -> list[Path]:
     """Everything published for the day's `digests` and `rollups` (already saved in `store`):
     feeds, documents, site.
 
     Feeds and the site are rebuilt from the store; documents come from `digests` and `rollups`.
     Emails are not written here: they go through the delivery ledger (`deliver`).
+    `runner` renders each profile's feeds and pages in its workers (default: in this process).
     Returns the files written or changed.
     """
     for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
         log.info("removed %s, left by a process killed while writing", path)
-    written = write_feeds(config, store)
+    # One map over the profiles renders their feeds and pages together (one pool, one read of each).
+    published = _published(config, store, config.profiles, runner, feeds=True, site=True)
+    written = _write_feeds(config, store, {path: data for p in published for path, data in p.feeds.items()})
     written += write_documents(config, digests, rollups)
-    written += write_site(config, store)
+    written += _write_site(config, published)
     return written
 
 
@@ -245,4 +278,5 @@ def render_settings(config: Config, store: Store | None = None, *, sender: str |
         formats=tuple(OUTPUT_FORMATS.values()),
         # A feed without entries is dated when the store got its first data: stable, and plausible.
         empty_updated=store.started_at() if store is not None else None,
+        web_url=config.web.base_url,
     )

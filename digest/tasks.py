@@ -1,4 +1,4 @@
-"""The work a worker process does for one shard of profiles: rank, render emails.
+"""The work a worker process does for one shard of profiles: rank, render emails, render pages and feeds.
 
 Each task is a pure function of plain data, `task(common, shard) -> results`, run by a
 `digest.parallel.Runner` in this process, in a local worker or on a Dask worker: `common`
@@ -8,7 +8,10 @@ one per profile (or digest). What comes back is plain data too: scored items, by
 - `rank_shard`: each profile's ranking of its candidates and its digest's items, exactly
   as `App.rank_papers` and `rank.select_digest` make them in one process;
 - `email_shard`: each subscriber's message of a digest, for the Message-ID its ledger row
-  has, as the bytes that go on the wire.
+  has, as the bytes that go on the wire;
+- `publish_shard`: each profile's feeds (daily and per cadence) and site pages, as bytes,
+  exactly as `publish` renders them in one process (the coordinator reads the store,
+  renders what concerns every profile at once, and writes the files).
 
 A worker never holds a secret: the unsubscribe links come signed (`Letter.token`), and no
 SMTP setting is sent. Nothing here reads the store, writes a file or sends.
@@ -25,9 +28,13 @@ from typing import TYPE_CHECKING
 from digest.deliver.batch import prepare_message
 from digest.deliver.due import Prepared
 from digest.formats import OUTPUT_FORMATS, OutputFormat, register
-from digest.models import Digest, Paper, Profile, ScoredPaper, Votes
+from digest.lifecycle import ROLLUP_KINDS
+from digest.models import Digest, DigestEntry, Paper, Profile, Rollup, ScoredPaper, Votes
 from digest.render.email import render_email
-from digest.render.links import SiteLinks
+from digest.render.feeds import render_profile_feeds
+from digest.render.links import SiteLinks, feed_path, rollup_feed_name
+from digest.render.rollups import render_rollup_feeds
+from digest.render.site import ProfilePages, markdown_converter, render_profile_pages
 from digest.render.templates import TemplateSources, sources_environment, template_environment
 
 if TYPE_CHECKING:
@@ -121,6 +128,7 @@ class RenderSettings:
     templates: TemplateSources = ()
     formats: tuple[OutputFormat, ...] = ()
     empty_updated: datetime | None = None
+    web_url: str | None = None  # the web side's address (`[web] base_url`): subscribe links
 
 
 def environment(settings: RenderSettings) -> Environment:
@@ -197,3 +205,69 @@ def _render_letter(
         site_title=settings.site_title,
         env=env,
     )
+
+
+# -- feeds and site pages -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublishJob:
+    """One profile's part of the published outputs: what its feeds show (`entries`, its most
+    recent roll-ups per cadence) and its site pages (`history`: every digest, newest first;
+    every roll-up). `feeds` / `site` say which of the two to render."""
+
+    profile: Profile
+    entries: tuple[DigestEntry, ...] = ()
+    feed_rollups: tuple[tuple[Rollup, ...], ...] = ()  # per kind of `lifecycle.ROLLUP_KINDS`
+    history: tuple[Digest, ...] = ()
+    rollups: tuple[Rollup, ...] = ()
+    feeds: bool = True
+    site: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A profile's feeds (path under the site, e.g. `feeds/p.atom`, to bytes) and pages."""
+
+    profile_id: str
+    feeds: dict[str, bytes]
+    pages: ProfilePages | None
+
+
+def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[Published]:
+    """Each profile's feeds and site pages, as `publish.write_feeds` and `write_site` render them."""
+    env = environment(settings)
+    links = SiteLinks(settings.site_url)
+    converter = markdown_converter()
+    found = []
+    for job in jobs:
+        feeds = profile_feeds(job, settings, env, links) if job.feeds else {}
+        pages = None
+        if job.site:
+            pages = render_profile_pages(
+                job.profile,
+                job.history,
+                job.rollups,
+                links=links,
+                site_title=settings.site_title,
+                env=env,
+                web_url=settings.web_url,
+                converter=converter,
+            )
+        found.append(Published(job.profile.id, feeds, pages))
+    return found
+
+
+def profile_feeds(job: PublishJob, settings: RenderSettings, env: Environment, links: SiteLinks) -> dict[str, bytes]:
+    """The profile's daily feeds and its feeds of each roll-up cadence, by path under the site."""
+    profile = job.profile
+    title, empty = settings.site_title, settings.empty_updated
+    daily = render_profile_feeds(profile, job.entries, links=links, site_title=title, env=env, empty_updated=empty)
+    outputs = {feed_path(profile.id, kind): data for kind, data in daily.items()}
+    for period_kind, rollups in zip(ROLLUP_KINDS, job.feed_rollups, strict=True):
+        by_cadence = render_rollup_feeds(
+            profile, period_kind, rollups, links=links, site_title=title, env=env, empty_updated=empty
+        )
+        name = rollup_feed_name(profile.id, period_kind)
+        outputs.update({feed_path(name, kind): data for kind, data in by_cadence.items()})
+    return outputs

@@ -121,6 +121,14 @@ class ProfileView:
         return self.feeds + tuple(link for _, links in self.cadence_feeds for link in links)
 
 
+@dataclass(frozen=True, slots=True)
+class ProfilePages:
+    """One profile's pages (relative path to bytes), and how the site's index shows it."""
+
+    pages: dict[str, bytes]
+    index: ProfileView
+
+
 def render_site(
     profiles: Sequence[Profile],
     history: Mapping[str, Sequence[Digest]],
@@ -139,54 +147,107 @@ def render_site(
     included: the publisher adds them under `feeds/`. `web_url` is the web side's address
     (`[web] base_url`): profiles open to subscribers then link to its subscribe page, and
     the unsubscribe page says how its links work. No page carries anyone's token.
+    (`render_profile_pages` and `render_site_index` are its two halves, for a publisher
+    that renders profiles in worker processes.)
     """
     env = env or template_environment()
-    title = one_line(site_title)
     converter = markdown_converter()
-    pages: dict[str, str] = {}
-    index_profiles = []
-    all_alternates: list[FeedLink] = list(_all_feeds(links, ""))
+    pages: dict[str, bytes] = {}
+    shown = []
     for profile in profiles:
-        digests = list(history.get(profile.id, ()))
-        views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None, env) for i, d in enumerate(digests)]
-        subscribe = web_url + SUBSCRIBE_PATH if web_url and profile.open else None
-        index_view = _profile_view(profile, views, links, "", subscribe)
-        deep_view = _profile_view(profile, views, links, _DEEP, subscribe)
-        index_profiles.append(index_view)
-        all_alternates.extend(index_view.alternates)
-        common = {"site_title": title, "root": _DEEP, "alternates": deep_view.alternates, "profile": deep_view}
-        profile_rollups = list((rollups or {}).get(profile.id, ()))
-        months = _archive(profile.id, views, profile_rollups)
-        pages[profile_path(profile.id)] = env.get_template("site/profile.html").render(
-            digests=views, months=months, **common
+        rendered = render_profile_pages(
+            profile,
+            history.get(profile.id, ()),
+            (rollups or {}).get(profile.id, ()),
+            links=links,
+            site_title=site_title,
+            env=env,
+            web_url=web_url,
+            converter=converter,
         )
-        for i, (digest, view) in enumerate(zip(digests, views, strict=True)):
-            body = Markup(nh3.clean(converter.reset().convert(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
-            pages[digest_path(profile.id, digest.date)] = env.get_template("site/digest.html").render(
+        pages.update(rendered.pages)
+        shown.append(rendered.index)
+    return pages | render_site_index(
+        profiles, shown, links=links, site_title=site_title, sender=sender, env=env, web_url=web_url
+    )
+
+
+def render_profile_pages(
+    profile: Profile,
+    history: Sequence[Digest],
+    rollups: Sequence[Rollup] = (),
+    *,
+    links: SiteLinks,
+    site_title: str,
+    env: Environment | None = None,
+    web_url: str | None = None,
+    converter: markdown.Markdown | None = None,
+) -> ProfilePages:
+    """One profile's archive page, digest pages and roll-up pages (`history`: its digests,
+    newest first; `rollups`: its weekly and monthly roll-ups), and its entry in the index."""
+    env = env or template_environment()
+    converter = converter or markdown_converter()
+    title = one_line(site_title)
+    pages: dict[str, str] = {}
+    digests = list(history)
+    views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None, env) for i, d in enumerate(digests)]
+    subscribe = web_url + SUBSCRIBE_PATH if web_url and profile.open else None
+    index_view = _profile_view(profile, views, links, "", subscribe)
+    deep_view = _profile_view(profile, views, links, _DEEP, subscribe)
+    common = {"site_title": title, "root": _DEEP, "alternates": deep_view.alternates, "profile": deep_view}
+    profile_rollups = list(rollups)
+    months = _archive(profile.id, views, profile_rollups)
+    pages[profile_path(profile.id)] = env.get_template("site/profile.html").render(
+        digests=views, months=months, **common
+    )
+    for i, (digest, view) in enumerate(zip(digests, views, strict=True)):
+        body = Markup(nh3.clean(converter.reset().convert(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
+        pages[digest_path(profile.id, digest.date)] = env.get_template("site/digest.html").render(
+            body=body,
+            label=view.label,
+            newer=views[i - 1] if i > 0 else None,
+            older=views[i + 1] if i + 1 < len(views) else None,
+            **common,
+        )
+    for kind in (PeriodKind.WEEK, PeriodKind.MONTH):
+        ofkind = sorted((r for r in profile_rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
+        for i, rollup in enumerate(ofkind):
+            markdown_text = render_rollup_markdown(rollup, env)
+            body = Markup(nh3.clean(converter.reset().convert(markdown_text), url_schemes=_SCHEMES))
+            pages[rollup_path(profile.id, rollup.period)] = env.get_template("site/rollup.html").render(
                 body=body,
-                label=view.label,
-                newer=views[i - 1] if i > 0 else None,
-                older=views[i + 1] if i + 1 < len(views) else None,
+                label=period_label(rollup.period),
+                newer=_rollup_link(profile.id, ofkind[i - 1]) if i > 0 else None,
+                older=_rollup_link(profile.id, ofkind[i + 1]) if i + 1 < len(ofkind) else None,
                 **common,
             )
-        for kind in (PeriodKind.WEEK, PeriodKind.MONTH):
-            ofkind = sorted((r for r in profile_rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
-            for i, rollup in enumerate(ofkind):
-                markdown_text = render_rollup_markdown(rollup, env)
-                body = Markup(nh3.clean(converter.reset().convert(markdown_text), url_schemes=_SCHEMES))
-                pages[rollup_path(profile.id, rollup.period)] = env.get_template("site/rollup.html").render(
-                    body=body,
-                    label=period_label(rollup.period),
-                    newer=_rollup_link(profile.id, ofkind[i - 1]) if i > 0 else None,
-                    older=_rollup_link(profile.id, ofkind[i + 1]) if i + 1 < len(ofkind) else None,
-                    **common,
-                )
+    return ProfilePages({path: text.encode("utf-8") for path, text in pages.items()}, index_view)
+
+
+def render_site_index(
+    profiles: Sequence[Profile],
+    shown: Sequence[ProfileView],
+    *,
+    links: SiteLinks,
+    site_title: str,
+    sender: str,
+    env: Environment | None = None,
+    web_url: str | None = None,
+) -> dict[str, bytes]:
+    """The pages about every profile at once: the index (`shown`: each profile's entry, from
+    `render_profile_pages`, in the order of `profiles`), the unsubscribe page and the OPML."""
+    env = env or template_environment()
+    title = one_line(site_title)
+    all_alternates: list[FeedLink] = list(_all_feeds(links, ""))
+    for view in shown:
+        all_alternates.extend(view.alternates)
+    pages: dict[str, str] = {}
     pages[INDEX] = env.get_template("site/index.html").render(
         site_title=title,
         root="",
         alternates=all_alternates,
         all_feeds=_all_feeds(links, ""),
-        profiles=index_profiles,
+        profiles=list(shown),
     )
     address = parseaddr(sender)[1]
     pages[UNSUBSCRIBE] = env.get_template("site/unsubscribe.html").render(
