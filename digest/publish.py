@@ -41,7 +41,7 @@ from digest.periods import PeriodKind
 from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import render_all_papers_feeds
 from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path
-from digest.render.site import render_site_index
+from digest.render.site import ProfileView, render_site_index
 from digest.render.templates import read_templates, template_environment
 from digest.store import Store
 
@@ -67,26 +67,29 @@ def write_feeds(
     byte-identical. `runner` renders the profiles' feeds in its workers (default: here).
     """
     chosen_profiles = config.profiles if profiles is None else profiles
-    published = _published(config, store, chosen_profiles, runner, feeds=True, site=False)
-    return _write_feeds(config, store, {path: data for p in published for path, data in p.feeds.items()})
+    written = []
+    for done in _published(config, store, chosen_profiles, runner, feeds=True, site=False):
+        written += _write_feed_files(config, done.feeds)
+    return written + _write_feed_files(config, _all_papers_feeds(config, store))
 
 
-def _write_feeds(config: Config, store: Store, outputs: dict[str, bytes]) -> list[Path]:
-    """`outputs` (the profiles' feeds) and the feed of all papers, to `site/feeds/` and `[digest] feeds`."""
-    links = site_links(config)
+def _all_papers_feeds(config: Config, store: Store) -> dict[str, bytes]:
     papers = store.recent_papers(config.feed_size)
-    all_papers = render_all_papers_feeds(
+    rendered = render_all_papers_feeds(
         papers,
-        links=links,
+        links=site_links(config),
         site_title=config.title,
         env=template_environment(config.templates),
         day_orders=store.first_day_orders([p.id for p in papers]),
         empty_updated=store.started_at(),
     )
-    for kind, data in all_papers.items():
-        outputs[feed_path(ALL_PAPERS, kind)] = data
+    return {feed_path(ALL_PAPERS, kind): data for kind, data in rendered.items()}
+
+
+def _write_feed_files(config: Config, feeds: dict[str, bytes]) -> list[Path]:
+    """Feeds (by path under the site, `feeds/...`) to `site/feeds/`, hard-linked into `[digest] feeds`."""
     written = []
-    for relative, data in outputs.items():
+    for relative, data in feeds.items():
         name = relative.removeprefix("feeds/")
         published, kept = config.site / "feeds" / name, config.feeds / name
         if write_if_changed(published, data, durable=False):
@@ -127,17 +130,19 @@ def _rollups(store: Store, profile: Profile, kind: PeriodKind, limit: int | None
 
 def write_site(config: Config, store: Store, runner: Runner | None = None) -> list[Path]:
     """Every page of the site from the stored digests of every configured profile (not the feeds)."""
-    return _write_site(config, _published(config, store, config.profiles, runner, feeds=False, site=True))
-
-
-def _write_site(config: Config, published: Sequence[Published]) -> list[Path]:
-    pages: dict[str, bytes] = {}
-    for done in published:
+    written, shown = [], []
+    for done in _published(config, store, config.profiles, runner, feeds=False, site=True):
         assert done.pages is not None
-        pages.update(done.pages.pages)
-    pages |= render_site_index(
+        written += _write_pages(config, done.pages.pages)
+        shown.append(done.pages.index)
+    return written + _write_pages(config, _index_pages(config, shown))
+
+
+def _index_pages(config: Config, shown: Sequence[ProfileView]) -> dict[str, bytes]:
+    """The pages about every profile at once (index, unsubscribe, OPML), and `.nojekyll`."""
+    pages = render_site_index(
         config.profiles,
-        [done.pages.index for done in published if done.pages is not None],
+        shown,
         links=site_links(config),
         site_title=config.title,
         sender=config.sender,
@@ -145,6 +150,10 @@ def _write_site(config: Config, published: Sequence[Published]) -> list[Path]:
         web_url=config.web.base_url,
     )
     pages[".nojekyll"] = b""  # serve files as they are; Jekyll would skip some and slow the deploy
+    return pages
+
+
+def _write_pages(config: Config, pages: dict[str, bytes]) -> list[Path]:
     written = []
     for relative, data in pages.items():
         path = config.site / relative
@@ -155,9 +164,10 @@ def _write_site(config: Config, published: Sequence[Published]) -> list[Path]:
 
 def _published(
     config: Config, store: Store, profiles: Sequence[Profile], runner: Runner | None, *, feeds: bool, site: bool
-) -> list[Published]:
+) -> Iterator[Published]:
     """Each profile's feeds and pages, rendered by `runner`'s workers in shards of `[digest]
-    shard_size` profiles (the store is read here, a shard at a time), in the order of `profiles`."""
+    shard_size` profiles, in the order of `profiles`: the store is read here a shard at a
+    time, and each shard's files can be written while the next ones render."""
     from digest.parallel import InlineRunner, shards
     from digest.tasks import publish_shard
 
@@ -166,7 +176,8 @@ def _published(
             yield [_publish_job(config, store, profile, feeds=feeds, site=site) for profile in group]
 
     settings = render_settings(config, store)
-    return [done for shard in (runner or InlineRunner()).map(publish_shard, settings, jobs()) for done in shard]
+    for shard in (runner or InlineRunner()).map(publish_shard, settings, jobs()):
+        yield from shard
 
 
 def _publish_job(config: Config, store: Store, profile: Profile, *, feeds: bool, site: bool) -> PublishJob:
@@ -258,12 +269,19 @@ def write_outputs(
     """
     for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
         log.info("removed %s, left by a process killed while writing", path)
-    # One map over the profiles renders their feeds and pages together (one pool, one read of each).
-    published = _published(config, store, config.profiles, runner, feeds=True, site=True)
-    written = _write_feeds(config, store, {path: data for p in published for path, data in p.feeds.items()})
-    written += write_documents(config, digests, rollups)
-    written += _write_site(config, published)
-    return written
+    # One map over the profiles renders their feeds and pages together (one pool, one read of
+    # each); a shard's files are written as it comes back, so nothing waits for the whole site.
+    feeds: list[Path] = []
+    pages: list[Path] = []
+    shown = []
+    for done in _published(config, store, config.profiles, runner, feeds=True, site=True):
+        assert done.pages is not None
+        feeds += _write_feed_files(config, done.feeds)
+        pages += _write_pages(config, done.pages.pages)
+        shown.append(done.pages.index)
+    feeds += _write_feed_files(config, _all_papers_feeds(config, store))
+    documents = write_documents(config, digests, rollups)
+    return feeds + documents + pages + _write_pages(config, _index_pages(config, shown))
 
 
 def render_settings(config: Config, store: Store | None = None, *, sender: str | None = None) -> RenderSettings:
