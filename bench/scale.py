@@ -9,9 +9,8 @@ local worker processes in `--workers` (and, with `--cluster`, on a `distributed.
 of two worker processes):
 
 - rank: `tasks.rank_shard` (each profile ranked against the day, with the background);
-- render: feeds, Markdown and site pages (`render_shard` here: the build renders them in the
-  coordinator, `App.publish`) and `tasks.email_shard`
-  (one email per subscriber);
+- render: feeds and site pages (`tasks.publish_shard`, as the build's workers render them) with
+  the Markdown digest (`render_shard` here), and `tasks.email_shard` (one email per subscriber);
 - ledger: the two commits a sent message costs (`sending`, `sent`) with
   `synchronous = FULL`, on one connection and on four at once;
 - send (with `--send`): messages a second over 1, 4 and 16 SMTP connections to aiosmtpd
@@ -45,35 +44,40 @@ from rank import make_papers, make_profiles  # noqa: E402
 
 from digest.models import Digest, DigestEntry, ScoredPaper  # noqa: E402
 from digest.parallel import InlineRunner, ProcessRunner, Runner, shards  # noqa: E402
-from digest.render.feeds import render_profile_feeds  # noqa: E402
-from digest.render.links import SiteLinks  # noqa: E402
 from digest.render.markdown import render_markdown  # noqa: E402
-from digest.render.site import render_site  # noqa: E402
 from digest.rows import DeliveryKey  # noqa: E402
 from digest.store import open_store  # noqa: E402
 from digest.tasks import (  # noqa: E402
     EmailJob,
     Letter,
+    PublishJob,
     RankCommon,
     RankJob,
     RenderSettings,
     email_shard,
     environment,
+    publish_shard,
     rank_shard,
 )
 
 
 def render_shard(settings: RenderSettings, digests: list[Digest]) -> int:
-    """Each profile's feeds, Markdown and site pages, as `App.publish` renders them (the build
-    does this in the coordinator; here the cost per profile is measured in a worker)."""
-    env, links, made = environment(settings), SiteLinks(settings.site_url), 0
+    """Each profile's feeds and site pages as the build's workers render them
+    (`tasks.publish_shard`), and its Markdown digest (which the coordinator renders)."""
+    env, made = environment(settings), 0
+    jobs = [
+        PublishJob(
+            d.profile,
+            entries=tuple(DigestEntry(d.profile.id, DAY, NOW, item) for item in d.items),
+            feed_rollups=((), ()),
+            history=(d,),
+        )
+        for d in digests
+    ]
+    for done in publish_shard(settings, jobs):
+        made += len(done.feeds) + (len(done.pages.pages) if done.pages else 0)
     for d in digests:
-        entries = tuple(DigestEntry(d.profile.id, DAY, NOW, item) for item in d.items)
-        made += len(render_profile_feeds(d.profile, entries, links=links, site_title=settings.site_title, env=env))
         made += len(render_markdown(d, env=env)) > 0
-        title, sender = settings.site_title, settings.sender
-        pages = render_site([d.profile], {d.profile.id: [d]}, links=links, site_title=title, sender=sender, env=env)
-        made += len(pages)
     return made
 
 
