@@ -1,7 +1,7 @@
 """Learning from votes, measured: a simulated reader per judged profile, day by day over the seed days.
 
     .venv/bin/python bench/feedback.py [--splits seen,tune,report,final] [--weights 0.25:0.25,0:0]
-        [--forms text,liked,whole] [--json PATH]
+        [--forms text,liked,whole] [--semantic] [--json PATH]
 
 Every judged profile (the splits of bench/quality_compare.py), in both forms (`text`:
 description + keywords; `liked`: its three liked papers alone; with `--forms`, also
@@ -36,17 +36,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quality import forms, load_papers, ndcg
+from quality import cached, forms, load_papers, ndcg
 from quality_compare import SPLIT_NOTES, Split, load_splits
 
 import digest.rank.scoring as scoring
 from digest.models import Paper, Profile, Votes
-from digest.rank import score_papers
+from digest.rank import Embedder, score_papers
 
 DIGEST_SIZE = 10
 HELD_OUT_EVERY = 3  # one paper in three is held out
 SEEDS = 5  # random half-voting readers per profile and form
 READERS = {"all": 1.0, "half": 0.5}
+EMBED: list[Embedder | None] = [None]  # `--semantic`: the embedding extra's model, cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,9 @@ def held_out(paper: Paper) -> bool:
 
 def measure(profile: Profile, liked: Sequence[Paper], votes: Votes, pool: Sequence[Paper], every: Sequence[Paper],
             grades: dict[str, int]) -> float:  # fmt: skip
-    ranked = score_papers(pool, [profile], liked={profile.id: liked}, votes={profile.id: votes}, background=every)
+    ranked = score_papers(
+        pool, [profile], liked={profile.id: liked}, votes={profile.id: votes}, background=every, embed=EMBED[0]
+    )
     ids = [s.paper.id for s in ranked[profile.id]]
     seen = set(ids)
     ranking = ids + [p.id for p in pool if p.id not in seen]  # papers scoring 0 keep their order, last
@@ -90,7 +93,7 @@ def simulate(
         todays = [p for p in papers if p.first_seen == day and not held_out(p) and p.id not in mine]
         votes = Votes(more=tuple(more), less=tuple(less))
         shown = score_papers(
-            todays, [profile], liked={profile.id: liked}, votes={profile.id: votes}, background=papers
+            todays, [profile], liked={profile.id: liked}, votes={profile.id: votes}, background=papers, embed=EMBED[0]
         )[profile.id][:DIGEST_SIZE]
         for item in shown:
             grade = labels.get(item.paper.id, 0)
@@ -181,8 +184,13 @@ def main() -> None:
     parser.add_argument("--weights", default=shipped, help="comma-separated MORE_ROCCHIO:LESS_ROCCHIO pairs")
     parser.add_argument("--readers", default="all,half")
     parser.add_argument("--forms", default="text,liked", help="comma-separated: text, liked, whole (as written)")
+    parser.add_argument("--semantic", action="store_true", help="rank with the embedding extra")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.semantic:
+        from digest.semantic import load_embedder
+
+        EMBED[0] = cached(load_embedder())
     splits = load_splits(args.splits.split(","))
     papers = load_papers()
     started = time.perf_counter()
