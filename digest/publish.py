@@ -185,14 +185,15 @@ def _publish_job(config: Config, store: Store, profile: Profile, *, feeds: bool,
 
     feeds = feeds and wants(profile.formats, FormatKind.FEED)
     loaded = (store.load_digest(profile, day) for day in store.digest_days(profile.id)) if site else ()
+    # Each roll-up is read once: the feeds show the newest `feed_size` of those the site lists.
+    limit = None if site else config.feed_size
+    by_kind = [_rollups(store, profile, kind, limit) for kind in ROLLUP_KINDS] if site or feeds else []
     return PublishJob(
         profile,
         entries=tuple(store.digest_entries(profile.id, config.feed_size)) if feeds else (),
-        feed_rollups=tuple(tuple(_rollups(store, profile, kind, config.feed_size)) for kind in ROLLUP_KINDS)
-        if feeds
-        else (),
+        feed_rollups=tuple(tuple(rollups[: config.feed_size]) for rollups in by_kind) if feeds else (),
         history=tuple(d for d in loaded if d is not None),
-        rollups=tuple(r for kind in ROLLUP_KINDS for r in _rollups(store, profile, kind)) if site else (),
+        rollups=tuple(r for rollups in by_kind for r in rollups) if site else (),
         feeds=feeds,
         site=site,
     )
