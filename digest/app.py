@@ -106,7 +106,7 @@ from digest.models import (
 from digest.periods import Period, PeriodKind, missed_days, parse_period, period_of
 from digest.pipeline import IngestSummary, check_quarantine, find_dump_files, ingest_files
 from digest.profiles import email_address, find_profile
-from digest.publish import email_renderer, render_settings, rollup_email_renderer, write_outputs
+from digest.publish import SharedPapers, email_renderer, render_settings, rollup_email_renderer, write_outputs
 from digest.readers import (
     ADDRESS_LIMIT,
     CLIENT_LIMIT,
@@ -1101,7 +1101,8 @@ class App:
         def jobs() -> Iterator[list[EmailJob]]:
             for chunk in shards(outgoing, self.config.shard_size):
                 chunks.append(chunk)
-                yield self._email_jobs(chunk, kind, key)
+                shared = SharedPapers()  # each paper sent once per shard
+                yield [replace(job, digest=shared.digest(job.digest)) for job in self._email_jobs(chunk, kind, key)]
 
         settings = render_settings(self.config, sender=sender)
         for rendered in self.runner.map(email_shard, settings, jobs()):

@@ -38,19 +38,31 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, durable: b
     the time of writing a big site).
     """
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    fd, tmp = _temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+            os.fchmod(handle.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _temporary_file(path: Path) -> tuple[int, str]:
+    """A new temporary file beside `path` (`.NAME.PID.RANDOM.tmp`), its folder made if missing.
+
+    The folder is made only when the file cannot be: a site is thousands of files in a few
+    folders, and asking for each file's folder first was a system call per file."""
+    prefix = f".{path.name}.{os.getpid()}."
+    try:
+        return tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except (FileNotFoundError, NotADirectoryError):  # mkdir says which part is missing, or a file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
 
 
 def display_path(path: Path, cwd: Path | None = None) -> str:
@@ -104,16 +116,26 @@ def copy_if_changed(source: Path, path: Path, data: bytes) -> bool:
             return False
     except OSError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     link = path.with_name(f".{path.name}.{os.getpid()}.link")
     try:
         link.unlink(missing_ok=True)
-        os.link(source, link)
+        _link(source, link)
         os.replace(link, path)
     except OSError:
         link.unlink(missing_ok=True)
         write_atomic(path, data, durable=False)
     return True
+
+
+def _link(source: Path, link: Path) -> None:
+    """A hard link `link` to `source`, its folder made if missing (see `_temporary_file`)."""
+    try:
+        os.link(source, link)
+    except (FileNotFoundError, NotADirectoryError):
+        if not source.exists():
+            raise
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, link)
 
 
 def remove_stale_temporaries(

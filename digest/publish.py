@@ -20,23 +20,24 @@ the output folders (`files.remove_stale_temporaries`).
 `write_outputs` renders each profile's feeds and pages in shards handed to a
 `parallel.Runner` (worker processes, or a Dask cluster; by default this process): the store
 is read and the files are written here, the rendering is `tasks.publish_shard`'s, so the
-bytes are the same however many workers render them. What concerns every profile at once
-(the feed of all papers, the index, the OPML) and the documents are rendered here.
+bytes are the same however many workers render them, documents included. What concerns
+every profile at once (the feed of all papers, the index, the OPML) is rendered here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
-from digest.formats import OUTPUT_FORMATS, FormatKind, chosen, wants
+from digest.formats import OUTPUT_FORMATS, FormatKind, wants
 from digest.lifecycle import ROLLUP_KINDS
-from digest.models import Digest, Profile, Rollup
+from digest.models import Digest, Profile, Rollup, ScoredPaper
 from digest.periods import PeriodKind
 from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import render_all_papers_feeds
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Sent = TypeVar("Sent", Digest, Rollup)  # what an email is made of
+T = TypeVar("T")
 
 
 def site_links(config: Config) -> SiteLinks:
@@ -99,26 +101,19 @@ def _write_feed_files(config: Config, feeds: dict[str, bytes]) -> list[Path]:
     return written
 
 
-def write_documents(config: Config, digests: Iterable[Digest], rollups: Iterable[Rollup] = ()) -> list[Path]:
-    """One file per digest and document format its profile asks for (e.g. `<profile>/<date>.md`
-    under `[digest] digests`), and per weekly or monthly roll-up (`<profile>/2025-W52.md`)
-    for the formats that render roll-ups."""
-    env = template_environment(config.templates)
+def write_documents(config: Config, sources: Iterable[Digest | Rollup]) -> list[Path]:
+    """The document files of these digests and roll-ups (`tasks.render_documents`), rendered here."""
+    from digest.tasks import render_documents
+
+    return _write_documents(config, render_documents(sources, template_environment(config.templates)))
+
+
+def _write_documents(config: Config, documents: dict[str, str]) -> list[Path]:
     written = []
-    for digest in digests:
-        for output in chosen(digest.profile.formats, FormatKind.DOCUMENT):
-            path = config.digests / output.file(profile=digest.profile.id, day=digest.date.isoformat())
-            if write_if_changed(path, output.render(digest, env), durable=False):
-                written.append(path)
-    for rollup in rollups:
-        if rollup.period.kind not in ROLLUP_KINDS:
-            continue  # a reader's "what you missed" is their email, not a page
-        for output in chosen(rollup.profile.formats, FormatKind.DOCUMENT):
-            if output.rollup is None:
-                continue
-            path = config.digests / output.file(profile=rollup.profile.id, day=rollup.period.key)
-            if write_if_changed(path, output.render_rollup(rollup, env), durable=False):
-                written.append(path)
+    for relative, text in documents.items():
+        path = config.digests / relative
+        if write_if_changed(path, text, durable=False):
+            written.append(path)
     return written
 
 
@@ -163,24 +158,48 @@ def _write_pages(config: Config, pages: dict[str, bytes]) -> list[Path]:
 
 
 def _published(
-    config: Config, store: Store, profiles: Sequence[Profile], runner: Runner | None, *, feeds: bool, site: bool
+    config: Config,
+    store: Store,
+    profiles: Sequence[Profile],
+    runner: Runner | None,
+    *,
+    feeds: bool,
+    site: bool,
+    documents: Mapping[str, Sequence[Digest | Rollup]] | None = None,
 ) -> Iterator[Published]:
-    """Each profile's feeds and pages, rendered by `runner`'s workers in shards of `[digest]
-    shard_size` profiles, in the order of `profiles`: the store is read here a shard at a
-    time, and each shard's files can be written while the next ones render."""
+    """Each profile's feeds, pages and `documents` (by profile id), rendered by `runner`'s
+    workers in shards of `[digest] shard_size` profiles, in the order of `profiles`: the
+    store is read here a shard at a time, and each shard's files can be written while the
+    next ones render."""
     from digest.parallel import InlineRunner, shards
     from digest.tasks import publish_shard
 
+    sources = documents or {}
+
     def jobs() -> Iterator[list[PublishJob]]:
         for group in shards(profiles, config.shard_size):
-            yield [_publish_job(config, store, profile, feeds=feeds, site=site) for profile in group]
+            shared = SharedPapers()
+            yield [
+                shared.job(
+                    _publish_job(config, store, profile, feeds=feeds, site=site, documents=sources.get(profile.id))
+                )
+                for profile in group
+            ]
 
     settings = render_settings(config, store)
     for shard in (runner or InlineRunner()).map(publish_shard, settings, jobs()):
         yield from shard
 
 
-def _publish_job(config: Config, store: Store, profile: Profile, *, feeds: bool, site: bool) -> PublishJob:
+def _publish_job(
+    config: Config,
+    store: Store,
+    profile: Profile,
+    *,
+    feeds: bool,
+    site: bool,
+    documents: Sequence[Digest | Rollup] | None = None,
+) -> PublishJob:
     from digest.tasks import PublishJob
 
     feeds = feeds and wants(profile.formats, FormatKind.FEED)
@@ -196,7 +215,49 @@ def _publish_job(config: Config, store: Store, profile: Profile, *, feeds: bool,
         rollups=tuple(r for rollups in by_kind for r in rollups) if site else (),
         feeds=feeds,
         site=site,
+        documents=tuple(documents or ()),
     )
+
+
+class SharedPapers:
+    """One object for each paper (and each scored paper, digest) among a shard's jobs
+    (`job`, for `tasks.publish_shard`; `digest`, for the email jobs of `App`).
+
+    The store reads a paper anew for each digest, feed entry and document that shows it,
+    and a worker is sent each copy. Pickle sends an object once however often it is
+    referred to, so a shard made of shared objects is a fraction of the size to send and
+    to load (bench/RESULTS.md). Only equal objects are merged: nothing sent changes.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[object, object] = {}
+
+    def _one(self, value: T) -> T:
+        return self._seen.setdefault(value, value)  # type: ignore[return-value]
+
+    def item(self, item: ScoredPaper) -> ScoredPaper:
+        paper = self._one(item.paper)
+        return self._one(item if paper is item.paper else replace(item, paper=paper))
+
+    def items(self, items: tuple[ScoredPaper, ...]) -> tuple[ScoredPaper, ...]:
+        return tuple(self.item(item) for item in items)
+
+    def digest(self, digest: Digest) -> Digest:
+        return self._one(replace(digest, items=self.items(digest.items), runners_up=self.items(digest.runners_up)))
+
+    def rollup(self, rollup: Rollup) -> Rollup:
+        items, also, runners_up = (self.items(rollup.items), self.items(rollup.also), self.items(rollup.runners_up))
+        return self._one(replace(rollup, items=items, also=also, runners_up=runners_up))
+
+    def job(self, job: PublishJob) -> PublishJob:
+        return replace(
+            job,
+            entries=tuple(replace(entry, item=self.item(entry.item)) for entry in job.entries),
+            feed_rollups=tuple(tuple(self.rollup(r) for r in rollups) for rollups in job.feed_rollups),
+            history=tuple(self.digest(d) for d in job.history),
+            rollups=tuple(self.rollup(r) for r in job.rollups),
+            documents=tuple(self.rollup(d) if isinstance(d, Rollup) else self.digest(d) for d in job.documents),
+        )
 
 
 def email_renderer(
@@ -270,18 +331,26 @@ def write_outputs(
     """
     for path in remove_stale_temporaries([config.feeds, config.site, config.digests, config.outbox]):
         log.info("removed %s, left by a process killed while writing", path)
-    # One map over the profiles renders their feeds and pages together (one pool, one read of
-    # each); a shard's files are written as it comes back, so nothing waits for the whole site.
+    # One map over the profiles renders their feeds, pages and documents together (one pool,
+    # one read of each); a shard's files are written as it comes back, so nothing waits for the whole site.
+    by_profile: dict[str, list[Digest | Rollup]] = {}
+    sources: list[Digest | Rollup] = [*digests, *rollups]
+    for source in sources:
+        by_profile.setdefault(source.profile.id, []).append(source)
     feeds: list[Path] = []
+    documents: list[Path] = []
     pages: list[Path] = []
     shown = []
-    for done in _published(config, store, config.profiles, runner, feeds=True, site=True):
+    for done in _published(config, store, config.profiles, runner, feeds=True, site=True, documents=by_profile):
         assert done.pages is not None
         feeds += _write_feed_files(config, done.feeds)
+        documents += _write_documents(config, done.documents)
         pages += _write_pages(config, done.pages.pages)
         shown.append(done.pages.index)
+        by_profile.pop(done.profile_id, None)
     feeds += _write_feed_files(config, _all_papers_feeds(config, store))
-    documents = write_documents(config, digests, rollups)
+    # Digests of a profile no longer configured are still written (here).
+    documents += write_documents(config, [source for sources in by_profile.values() for source in sources])
     return feeds + documents + pages + _write_pages(config, _index_pages(config, shown))
 
 

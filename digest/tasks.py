@@ -9,7 +9,7 @@ one per profile (or digest). What comes back is plain data too: scored items, by
   as `App.rank_papers` and `rank.select_digest` make them in one process;
 - `email_shard`: each subscriber's message of a digest, for the Message-ID its ledger row
   has, as the bytes that go on the wire;
-- `publish_shard`: each profile's feeds (daily and per cadence) and site pages, as bytes,
+- `publish_shard`: each profile's feeds (daily and per cadence), site pages and documents,
   exactly as `publish` renders them in one process (the coordinator reads the store,
   renders what concerns every profile at once, and writes the files).
 
@@ -19,7 +19,7 @@ SMTP setting is sent. Nothing here reads the store, writes a file or sends.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache, partial
@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING
 
 from digest.deliver.batch import prepare_message
 from digest.deliver.due import Prepared
-from digest.formats import OUTPUT_FORMATS, OutputFormat, register
+from digest.formats import OUTPUT_FORMATS, FormatKind, OutputFormat, chosen, register
 from digest.lifecycle import ROLLUP_KINDS
 from digest.models import Digest, DigestEntry, Paper, Profile, Rollup, ScoredPaper, Votes
 from digest.render.email import render_email
 from digest.render.feeds import render_profile_feeds
 from digest.render.links import SiteLinks, feed_path, rollup_feed_name
+from digest.render.markdown_html import MarkdownToHtml
 from digest.render.rollups import render_rollup_feeds
-from digest.render.site import ProfilePages, markdown_converter, render_profile_pages
+from digest.render.site import ProfilePages, render_profile_pages
 from digest.render.templates import TemplateSources, sources_environment, template_environment
 
 if TYPE_CHECKING:
@@ -223,22 +224,25 @@ class PublishJob:
     rollups: tuple[Rollup, ...] = ()
     feeds: bool = True
     site: bool = True
+    documents: tuple[Digest | Rollup, ...] = ()  # the day's digests and roll-ups, as documents
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """A profile's feeds (path under the site, e.g. `feeds/p.atom`, to bytes) and pages."""
+    """A profile's feeds (path under the site, e.g. `feeds/p.atom`, to bytes), pages and
+    documents (path under `[digest] digests`, e.g. `p/2025-01-02.md`, to text)."""
 
     profile_id: str
     feeds: dict[str, bytes]
     pages: ProfilePages | None
+    documents: dict[str, str] = field(default_factory=dict)
 
 
 def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[Published]:
-    """Each profile's feeds and site pages, as `publish.write_feeds` and `write_site` render them."""
+    """Each profile's feeds, site pages and documents, as `publish.write_outputs` renders them."""
     env = environment(settings)
     links = SiteLinks(settings.site_url)
-    converter = markdown_converter()
+    converter = MarkdownToHtml()
     found = []
     for job in jobs:
         feeds = profile_feeds(job, settings, env, links) if job.feeds else {}
@@ -254,8 +258,26 @@ def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[
                 web_url=settings.web_url,
                 converter=converter,
             )
-        found.append(Published(job.profile.id, feeds, pages))
+        found.append(Published(job.profile.id, feeds, pages, render_documents(job.documents, env)))
     return found
+
+
+def render_documents(sources: Iterable[Digest | Rollup], env: Environment) -> dict[str, str]:
+    """Each digest's file per document format its profile asks for (`<profile>/<date>.md`),
+    and each weekly or monthly roll-up's (`<profile>/2025-W52.md`) for the formats that
+    render roll-ups; by path under `[digest] digests`."""
+    documents = {}
+    for source in sources:
+        if isinstance(source, Digest):
+            for output in chosen(source.profile.formats, FormatKind.DOCUMENT):
+                name = output.file(profile=source.profile.id, day=source.date.isoformat())
+                documents[name] = output.render(source, env)
+        elif source.period.kind in ROLLUP_KINDS:  # a reader's "what you missed" is their email, not a page
+            for output in chosen(source.profile.formats, FormatKind.DOCUMENT):
+                if output.rollup is not None:
+                    name = output.file(profile=source.profile.id, day=source.period.key)
+                    documents[name] = output.render_rollup(source, env)
+    return documents
 
 
 def profile_feeds(job: PublishJob, settings: RenderSettings, env: Environment, links: SiteLinks) -> dict[str, bytes]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import email
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from email import policy
 from pathlib import Path
 
@@ -14,8 +17,9 @@ import pytest
 from render_data import DAY, config_for, digest, hostile_papers, papers_about, profile
 
 from digest import files
-from digest.files import write_atomic, write_if_changed
-from digest.publish import email_renderer, write_outputs
+from digest.files import copy_if_changed, write_atomic, write_if_changed
+from digest.parallel import ProcessRunner
+from digest.publish import SharedPapers, email_renderer, write_outputs
 from digest.store import Store
 
 KEY = b"0123456789abcdef0123"
@@ -125,6 +129,36 @@ def test_emails_are_whole_messages_with_the_ledgers_message_id(filled_store: Sto
     assert all(m["List-Unsubscribe-Post"] is None for m in rendered(config, digests, None))
 
 
+def test_documents_are_rendered_by_the_workers_and_for_profiles_no_longer_configured(
+    filled_store: Store, tmp_path: Path
+) -> None:
+    config, digests = build(filled_store, tmp_path)
+    inline = tmp_path / "inline"
+    write_outputs(replace(config, digests=inline), filled_store, digests)
+    # The same documents from two worker processes, and a digest whose profile left the config.
+    gone = digest(profile("gone", title="Gone"), papers_about(list(filled_store.iter_papers()), "diffusion", limit=1))
+    workers = ProcessRunner(2)
+    written = write_outputs(replace(config, shard_size=2), filled_store, [*digests, gone], runner=workers)
+    documents = [p for p in written if p.is_relative_to(config.digests)]
+    made = {p.relative_to(config.digests).as_posix(): p.read_bytes() for p in documents}
+    assert made.pop("gone/2025-12-31.md").startswith(b"# Gone")
+    assert made == {p.relative_to(inline).as_posix(): p.read_bytes() for p in inline.rglob("*.md")}
+
+
+def test_a_shard_sends_each_paper_once_and_nothing_else_changes(filled_store: Store, tmp_path: Path) -> None:
+    config, _ = build(filled_store, tmp_path)
+    everything = config.profiles[0]
+    loaded = [filled_store.load_digest(everything, DAY) for _ in range(3)]  # three copies of every paper
+    entries = filled_store.digest_entries(everything.id, 10)
+    assert loaded[0] is not None and loaded[0].items[0].paper is not entries[0].item.paper
+    shared = SharedPapers()
+    digests_sent = [shared.digest(d) for d in loaded if d is not None]
+    entries_sent = [replace(e, item=shared.item(e.item)) for e in entries]
+    assert digests_sent == loaded and entries_sent == entries  # equal objects merged, nothing else
+    assert digests_sent[0] is digests_sent[2] and entries_sent[0].item.paper is digests_sent[1].items[0].paper
+    assert len(pickle.dumps((digests_sent, entries_sent))) * 2 < len(pickle.dumps((loaded, entries)))
+
+
 def test_no_digest_yet_still_gives_feeds_and_a_site(filled_store: Store, tmp_path: Path) -> None:
     config = config_for(tmp_path, profile())
     written = write_outputs(config, filled_store, [])
@@ -140,11 +174,22 @@ def test_write_if_changed(tmp_path: Path) -> None:
     assert write_if_changed(path, "two") and path.read_text() == "two"
 
 
+def test_folders_are_made_when_missing_even_after_a_first_write(tmp_path: Path) -> None:
+    site, kept = tmp_path / "site" / "feeds" / "p.atom", tmp_path / "feeds" / "deep" / "p.atom"
+    assert write_if_changed(site, "one") and copy_if_changed(site, kept, b"one")
+    assert kept.read_bytes() == b"one" and kept.stat().st_ino == site.stat().st_ino  # a hard link
+    shutil.rmtree(tmp_path / "site")
+    shutil.rmtree(tmp_path / "feeds")  # someone cleaned the folders between two builds
+    assert write_if_changed(site, "two") and copy_if_changed(site, kept, b"two")
+    assert site.read_text() == kept.read_text() == "two" and kept.stat().st_ino == site.stat().st_ino
+    assert oct(site.stat().st_mode & 0o777) == oct(0o644)
+
+
 @pytest.mark.parametrize(
     ("step", "error"),
     [
         ("fsync", OSError(5, "Input/output error")),  # the data is half-way to the disk
-        ("chmod", KeyboardInterrupt()),  # not an Exception: the clean-up must still run
+        ("fchmod", KeyboardInterrupt()),  # not an Exception: the clean-up must still run
         ("replace", OSError(28, "No space left on device")),  # the rename itself fails
     ],
 )

@@ -105,6 +105,18 @@ def test_headers(filled_store: Store) -> None:
     assert all(len(line) <= 78 for line in raw.split(b"\r\n")[raw.split(b"\r\n").index(b"") :])  # QP bodies
 
 
+def test_headers_parsed_once_stay_each_messages_own(filled_store: Store) -> None:
+    d = seed_digest(filled_store)
+    ada, bob = render(d), render(d, subscriber="bob@example.org")
+    before = bob.as_bytes()
+    ada.replace_header("From", "Someone Else <else@example.org>")
+    del ada["Date"]
+    ada.get_payload()[0].set_param("charset", "us-ascii")
+    assert bob.as_bytes() == before and bob["From"] == SENDER and bob["To"] == "bob@example.org"
+    assert render(d, subscriber="bob@example.org").as_bytes() == before
+    assert bob["From"] is render(d)["From"]  # the same parsed header, shared
+
+
 def test_one_click_unsubscribe_carries_a_signed_token(filled_store: Store) -> None:
     message = render(seed_digest(filled_store))
     header = message["List-Unsubscribe"]
@@ -308,3 +320,24 @@ def test_date_defaults_to_built_at_and_can_be_given(filled_store: Store) -> None
     assert render(d)["Date"] == "Wed, 31 Dec 2025 07:00:12 +0100"
     later = BUILT_AT.replace(hour=9)
     assert render(d, date=later)["Date"] == "Wed, 31 Dec 2025 09:00:12 +0100"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "{{ s|wordwrap(72, break_long_words=False, break_on_hyphens=False) }}",
+        "{{ s|wordwrap(20) }}",
+        "{{ s|wordwrap(10, wrapstring='<br>') }}",
+        "{{ s|wordwrap }}",
+    ],
+)
+def test_the_remembered_wordwrap_is_jinjas(filled_store: Store, call: str) -> None:
+    from jinja2.filters import do_wordwrap
+
+    plain = template_environment().overlay()
+    plain.filters = {**plain.filters, "wordwrap": do_wordwrap}
+    ours, jinjas = template_environment().from_string(call), plain.from_string(call)
+    texts = [p.abstract for p in list(filled_store.iter_papers())[:40]]
+    texts += ["", "a\nb\n\nc", "a-very-long-hyphenated-word-that-goes-on " * 5, "x" * 200, "tab\there  two  spaces"]
+    for text in texts * 2:  # the second time from memory
+        assert ours.render(s=text) == jinjas.render(s=text)

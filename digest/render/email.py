@@ -21,9 +21,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import css_inline
@@ -46,8 +49,30 @@ HTML_LIMIT = 100_000
 # the email package folds the long List-Unsubscribe URL into RFC 2047 encoded words, which
 # mail clients cannot parse. Bodies are encoded with lines of at most 76 characters, as
 # quoted-printable requires (RFC 2045; the email package would otherwise use 78).
-POLICY = SMTP.clone(max_line_length=998)
-_BODY_POLICY = SMTP.clone(max_line_length=76)
+
+
+class _RememberedHeaders(HeaderRegistry):
+    """The email package's headers, the same parsed once per value: each message and part
+    sets Content-Type, Content-Transfer-Encoding, MIME-Version, From and Date as the last
+    did, and parsing headers was a third of making a message (bench/RESULTS.md). A header
+    is an immutable string, so one may stand in many messages."""
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if type(value) is str:
+            return _parsed_header(name, value)
+        return super().__call__(name, value)
+
+
+_HEADERS = _RememberedHeaders()
+
+
+@lru_cache(maxsize=512)
+def _parsed_header(name: str, value: str) -> BaseHeader:
+    return HeaderRegistry.__call__(_HEADERS, name, value)
+
+
+POLICY = SMTP.clone(max_line_length=998, header_factory=_HEADERS)
+_BODY_POLICY = SMTP.clone(max_line_length=76, header_factory=_HEADERS)
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 _MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 _LIST_ID_PHRASE = re.compile(r'[<>"()\\,;:@\[\]]')

@@ -22,7 +22,6 @@ from datetime import date, timedelta
 from email.utils import parseaddr
 from urllib.parse import quote
 
-import markdown
 import nh3
 from jinja2 import Environment
 from markupsafe import Markup
@@ -44,6 +43,7 @@ from digest.render.links import (
     rollup_path,
 )
 from digest.render.markdown import RUNNERS_UP_SHOWN, render_markdown
+from digest.render.markdown_html import MarkdownToHtml
 from digest.render.rollups import format_span, period_label, render_rollup_markdown
 from digest.render.templates import template_environment
 from digest.render.text import format_day, one_line
@@ -151,7 +151,7 @@ def render_site(
     that renders profiles in worker processes.)
     """
     env = env or template_environment()
-    converter = markdown_converter()
+    converter = MarkdownToHtml()
     pages: dict[str, bytes] = {}
     shown = []
     for profile in profiles:
@@ -181,12 +181,12 @@ def render_profile_pages(
     site_title: str,
     env: Environment | None = None,
     web_url: str | None = None,
-    converter: markdown.Markdown | None = None,
+    converter: MarkdownToHtml | None = None,
 ) -> ProfilePages:
     """One profile's archive page, digest pages and roll-up pages (`history`: its digests,
     newest first; `rollups`: its weekly and monthly roll-ups), and its entry in the index."""
     env = env or template_environment()
-    converter = converter or markdown_converter()
+    converter = converter or MarkdownToHtml()
     title = one_line(site_title)
     pages: dict[str, str] = {}
     digests = list(history)
@@ -201,7 +201,7 @@ def render_profile_pages(
         digests=views, months=months, **common
     )
     for i, (digest, view) in enumerate(zip(digests, views, strict=True)):
-        body = Markup(nh3.clean(converter.reset().convert(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
+        body = Markup(nh3.clean(converter(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
         pages[digest_path(profile.id, digest.date)] = env.get_template("site/digest.html").render(
             body=body,
             label=view.label,
@@ -213,7 +213,7 @@ def render_profile_pages(
         ofkind = sorted((r for r in profile_rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
         for i, rollup in enumerate(ofkind):
             markdown_text = render_rollup_markdown(rollup, env)
-            body = Markup(nh3.clean(converter.reset().convert(markdown_text), url_schemes=_SCHEMES))
+            body = Markup(nh3.clean(converter(markdown_text), url_schemes=_SCHEMES))
             pages[rollup_path(profile.id, rollup.period)] = env.get_template("site/rollup.html").render(
                 body=body,
                 label=period_label(rollup.period),
@@ -265,35 +265,6 @@ def render_site_index(
 
 
 _SCHEMES = {"http", "https"}
-
-# What a Markdown digest uses: headings, paragraphs, emphasis, links, entities, escapes,
-# lists, quotes and rules. Raw HTML, images, autolinks, reference links, code and hard
-# breaks are switched off: dump text never needs them (it is escaped), nh3 would strip
-# most of them anyway, and every pattern left out is one less scan of each paragraph
-# (the site renders 2x faster: bench/RESULTS.md).
-_INLINE_OFF = (
-    "html",
-    "image_link",
-    "image_reference",
-    "short_image_ref",
-    "reference",
-    "short_reference",
-    "autolink",
-    "automail",
-    "linebreak",
-    "backtick",
-)
-
-
-def markdown_converter() -> markdown.Markdown:
-    """A Python-Markdown converter for digest pages (call `.reset()` between documents)."""
-    converter = markdown.Markdown(output_format="html")
-    for name in _INLINE_OFF:
-        converter.inlinePatterns.deregister(name)
-    converter.preprocessors.deregister("html_block")
-    converter.parser.blockprocessors.deregister("reference")
-    converter.parser.blockprocessors.deregister("code")
-    return converter
 
 
 def _digest_view(digest: Digest, previous: Digest | None, env: Environment) -> DigestView:

@@ -21,8 +21,10 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    pass_environment,
     select_autoescape,
 )
+from jinja2.filters import do_wordwrap
 
 from digest.render.text import format_date, format_day
 
@@ -88,4 +90,25 @@ def _environment(loaders: list[BaseLoader]) -> Environment:
     env.filters["md"] = markdown_escape
     env.filters["day"] = format_day
     env.filters["date"] = format_date
+    env.filters["wordwrap"] = _remembered_wordwrap
     return env
+
+
+@pass_environment
+def _remembered_wordwrap(
+    environment: Environment,
+    s: str,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    """Jinja's `wordwrap`, remembered: a build wraps each paper's summary for every email
+    that shows it, and `textwrap` was a fifth of an email's rendering (bench/RESULTS.md)."""
+    wrap = environment.newline_sequence if wrapstring is None else wrapstring
+    return _wordwrap(str(s), width, break_long_words, wrap, break_on_hyphens)
+
+
+@lru_cache(maxsize=4096)
+def _wordwrap(s: str, width: int, break_long_words: bool, wrapstring: str, break_on_hyphens: bool) -> str:
+    return do_wordwrap(None, s, width, break_long_words, wrapstring, break_on_hyphens)  # type: ignore[arg-type]
