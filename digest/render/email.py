@@ -62,6 +62,11 @@ class _RememberedHeaders(HeaderRegistry):
             return _parsed_header(name, value)
         return super().__call__(name, value)
 
+    @lru_cache(maxsize=64)  # noqa: B019 (one registry, kept for the process's life)
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        """The class of `name`'s headers: made once, where the email package makes one per header."""
+        return super().__getitem__(name)
+
 
 _HEADERS = _RememberedHeaders()
 
