@@ -820,12 +820,12 @@ class App:
         )
         caught, rolled = self._catch_ups(earlier, kind, domain, render_rollup)
         daily = outgoing_emails([*earlier, *digests], render, self.audience)
-        if web is not None or own:
-            # A reader's own digest, or links signed for them, is rendered here: workers never see the key.
-            daily = [o if web is None and o.key not in own else replace(o, digest=None) for o in daily]
         outgoing = [o for o in sorted(daily, key=lambda o: o.day) if o.key not in rolled] + caught
         outgoing += self._due_rollup_emails(pending_of, kind, render_rollup, day=day)
         outgoing += self._rollup_emails(rollups, render_rollup, by_hand=by_hand)
+        if web is not None or own:
+            # A reader's own digest, or links signed for them, is rendered here: workers never see the key.
+            outgoing = [o if web is None and o.key not in own else replace(o, digest=None) for o in outgoing]
         return send_digests(
             store,
             smtp,
@@ -970,7 +970,7 @@ class App:
         copy = self.store.rollup_mail(profile, period, address)
         if copy is None or not copy.items:
             return []
-        return [Outgoing(profile.id, period.last, address, partial(render, copy, address), period=period.key)]
+        return [Outgoing(profile.id, period.last, address, partial(render, copy, address), period.key, digest=copy)]
 
     def _copy_for(
         self, everyone: Rollup, pool: Pool, address: str, cadence: Cadence, ignoring: Collection[DeliveryKey] = ()
@@ -1102,13 +1102,13 @@ class App:
             for chunk in shards(outgoing, self.config.shard_size):
                 chunks.append(chunk)
                 shared = SharedPapers()  # each paper sent once per shard
-                yield [replace(job, digest=shared.digest(job.digest)) for job in self._email_jobs(chunk, kind, key)]
+                yield [replace(job, digest=shared.made(job.digest)) for job in self._email_jobs(chunk, kind, key)]
 
         settings = render_settings(self.config, sender=sender)
         for rendered in self.runner.map(email_shard, settings, jobs()):
-            made = {(r.profile_id, r.day, r.subscriber): r.prepared for r in rendered}
+            made = {DeliveryKey(r.profile_id, r.day, r.subscriber, r.period): r.prepared for r in rendered}
             for item in chunks.popleft():
-                prepared = None if item.period else made.get((item.profile_id, item.day, item.subscriber))
+                prepared = made.get(item.key)
                 yield item if prepared is None else replace(item, prepared=prepared)
 
     def _email_jobs(self, chunk: Sequence[Outgoing], kind: TransportKind, key: bytes | None) -> list[EmailJob]:

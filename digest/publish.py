@@ -221,7 +221,7 @@ def _publish_job(
 
 class SharedPapers:
     """One object for each paper (and each scored paper, digest) among a shard's jobs
-    (`job`, for `tasks.publish_shard`; `digest`, for the email jobs of `App`).
+    (`job`, for `tasks.publish_shard`; `made`, for the email jobs of `App`).
 
     The store reads a paper anew for each digest, feed entry and document that shows it,
     and a worker is sent each copy. Pickle sends an object once however often it is
@@ -249,6 +249,9 @@ class SharedPapers:
         items, also, runners_up = (self.items(rollup.items), self.items(rollup.also), self.items(rollup.runners_up))
         return self._one(replace(rollup, items=items, also=also, runners_up=runners_up))
 
+    def made(self, made: Digest | Rollup) -> Digest | Rollup:
+        return self.rollup(made) if isinstance(made, Rollup) else self.digest(made)
+
     def job(self, job: PublishJob) -> PublishJob:
         return replace(
             job,
@@ -256,7 +259,7 @@ class SharedPapers:
             feed_rollups=tuple(tuple(self.rollup(r) for r in rollups) for rollups in job.feed_rollups),
             history=tuple(self.digest(d) for d in job.history),
             rollups=tuple(self.rollup(r) for r in job.rollups),
-            documents=tuple(self.rollup(d) if isinstance(d, Rollup) else self.digest(d) for d in job.documents),
+            documents=tuple(self.made(d) for d in job.documents),
         )
 
 

@@ -23,14 +23,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache, partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from digest.deliver.batch import prepare_message
 from digest.deliver.due import Prepared
 from digest.formats import OUTPUT_FORMATS, FormatKind, OutputFormat, chosen, register
 from digest.lifecycle import ROLLUP_KINDS
 from digest.models import Digest, DigestEntry, Paper, Profile, Rollup, ScoredPaper, Votes
-from digest.render.email import render_email
+from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import render_profile_feeds
 from digest.render.links import SiteLinks, feed_path, rollup_feed_name
 from digest.render.markdown_html import MarkdownToHtml
@@ -162,41 +162,48 @@ class Letter:
 
 @dataclass(frozen=True, slots=True)
 class EmailJob:
-    """A digest and the messages of it to render."""
+    """A digest, or a subscriber's copy of a roll-up, and the messages of it to render."""
 
-    digest: Digest
+    digest: Digest | Rollup
     letters: tuple[Letter, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
-    """One message, ready for the ledger's batch: whose, and what (`deliver.Prepared`)."""
+    """One message, ready for the ledger's batch: whose (the ledger row's key: for a
+    roll-up, `day` is its period's last day), and what (`deliver.Prepared`)."""
 
     profile_id: str
     day: date
     subscriber: str
     prepared: Prepared
+    period: str = ""
 
 
 def email_shard(settings: RenderSettings, jobs: Sequence[EmailJob]) -> list[RenderedEmail]:
-    """Each letter of each digest, rendered as `App.email` renders it in one process."""
+    """Each letter of each digest or roll-up, rendered as `App.email` renders it in one process."""
     env = environment(settings)
     links = SiteLinks(settings.site_url)
     found = []
     for job in jobs:
-        digest = job.digest
+        made = job.digest
+        day, period = (made.period.last, made.period.key) if isinstance(made, Rollup) else (made.date, "")
         for letter in job.letters:
-            render = partial(_render_letter, settings, env, links, digest, letter)
+            render = partial(_render_letter, settings, env, links, made, letter)
             prepared = prepare_message(render, letter.message_id)
-            found.append(RenderedEmail(digest.profile.id, digest.date, letter.subscriber, prepared))
+            found.append(RenderedEmail(made.profile.id, day, letter.subscriber, prepared, period))
     return found
 
 
 def _render_letter(
-    settings: RenderSettings, env: Environment, links: SiteLinks, digest: Digest, letter: Letter, message_id: str
+    settings: RenderSettings,
+    env: Environment,
+    links: SiteLinks,
+    made: Digest | Rollup,
+    letter: Letter,
+    message_id: str,
 ) -> EmailMessage | None:
-    return render_email(
-        digest,
+    options = _LetterOptions(
         subscriber=letter.subscriber,
         sender=settings.sender,
         message_id=message_id,
@@ -206,6 +213,20 @@ def _render_letter(
         site_title=settings.site_title,
         env=env,
     )
+    if isinstance(made, Rollup):
+        return render_rollup_email(made, **options)
+    return render_email(made, **options)
+
+
+class _LetterOptions(TypedDict):
+    subscriber: str
+    sender: str
+    message_id: str
+    links: SiteLinks
+    unsubscribe_key: bytes | None
+    unsubscribe_token: str | None
+    site_title: str
+    env: Environment
 
 
 # -- feeds and site pages -----------------------------------------------------------------------

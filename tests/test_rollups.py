@@ -19,11 +19,14 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import feedparser
+import pytest
 from conftest import run_digest
 from mailserver import MailServer
 
+from digest import publish
 from digest.app import App
 from digest.config import Config, SmtpSettings, load_config
+from digest.deliver.transports import message_bytes
 from digest.ingest.hf_dump import content_hash, format_dump, parse_dump
 from digest.models import Cadence, Entry, Profile
 from digest.periods import parse_period
@@ -140,6 +143,33 @@ def test_a_weekly_reader_gets_one_rollup_of_the_week_and_building_again_changes_
     later = app_at(config, store, at_eight(monday + timedelta(days=2))).build([cl])
     assert later.rollups_built == [] and [r.period.key for r in later.rollups] == ["2026-W02", "2025-12"]
     assert len(mails_to(config, BOB)) == 1
+
+
+def test_rollup_emails_are_rendered_by_the_workers_as_this_process_renders_them(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cl = profile(ADA, (BOB, Cadence.WEEKLY), (CY, Cadence.WEEKLY), max_items=5)
+    config = config_with(tmp_path, cl)
+    a_week_of_papers(store)
+    for day in WEEK:
+        app_at(config, store, at_eight(day)).build([cl])
+    # Two workers, a message a shard; this process could not render a roll-up's email if it tried.
+    monkeypatch.setattr(publish, "render_rollup_email", no_rollup_email_here)
+    report = app_at(replace(config, workers=2, shard_size=1), store, at_eight(date(2026, 1, 12))).build([cl])
+    monkeypatch.undo()
+    assert report.delivery is not None and report.delivery.pending == []
+    week = parse_period("2026-W02")
+    render = publish.rollup_email_renderer(config, sender=config.sender, unsubscribe_key=None)
+    for address in (BOB, CY):
+        ((name, message),) = mails_to(config, address).items()
+        copy = store.rollup_mail(cl, week, address)
+        assert copy is not None and message["Subject"].startswith("Week 2: 5 papers")
+        made_here = render(copy, address, message["Message-ID"])
+        assert made_here is not None and (config.outbox / name).read_bytes() == message_bytes(made_here)
+
+
+def no_rollup_email_here(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a roll-up's email rendered in the coordinator")
 
 
 def test_a_reader_switching_from_daily_to_weekly_mid_week_gets_neither_a_duplicate_nor_a_gap(

@@ -18,7 +18,7 @@ from functools import partial
 
 from digest.formats import FormatKind, wants
 from digest.lifecycle import DONE_STATES, emails_done, is_done
-from digest.models import DeliveryState, Digest, Profile, TransportKind
+from digest.models import DeliveryState, Digest, Profile, Rollup, TransportKind
 from digest.rows import DeliveryKey
 from digest.store import Store
 
@@ -54,7 +54,7 @@ class Outgoing:
     render: Callable[[str], EmailMessage | None]
     period: str = ""
     prepared: Prepared | None = None
-    digest: Digest | None = None  # the digest `render` renders, for a renderer in another process
+    digest: Digest | Rollup | None = None  # what `render` renders, for a renderer in another process
 
     @property
     def key(self) -> DeliveryKey:

@@ -388,19 +388,21 @@ def render_rollup_email(
     env: Environment | None = None,
     html_limit: int = HTML_LIMIT,
     reader: ReaderLinks | None = None,
+    unsubscribe_token: str | None = None,
 ) -> EmailMessage | None:
     """A subscriber's copy of a roll-up (a week, a month, or what they missed) as their email,
     or None when it shows no paper. Made as `render_email` makes a digest's: the same
     headers, size limit, encodings and unsubscribe links (with `reader`, the web side's
-    one-click address and the reader's preferences); the `Date` is the roll-up's
-    `built_at`, and the web version is its page (for what they missed, the profile's)."""
+    one-click address and the reader's preferences; `unsubscribe_token`, the link's token
+    made beforehand); the `Date` is the roll-up's `built_at`, and the web version is its
+    page (for what they missed, the profile's)."""
     if not rollup.items:
         return None
     if not _MESSAGE_ID.fullmatch(message_id):
         raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
     env = env or template_environment()
     view = rollup_view(rollup, env, whose="your")
-    context = _rollup_context(rollup, view, subscriber, links, unsubscribe_key, site_title, reader)
+    context = _rollup_context(rollup, view, subscriber, links, unsubscribe_key, site_title, reader, unsubscribe_token)
     papers = list(view.items)
     feedback = dict(reader.papers) if reader is not None else {}
     html, html_part, shown = _fit_html(env, context, papers, html_limit, feedback, "rollup_email.html")
@@ -415,7 +417,7 @@ def render_rollup_email(
         message_id=message_id,
         list_id=_list_id(rollup, links),
         mailto=_mailto(sender, rollup.profile.id),
-        one_click=reader is not None or (unsubscribe_key is not None and links.https),
+        one_click=reader is not None or ((unsubscribe_key or unsubscribe_token) is not None and links.https),
         body=(text, html, html_part),
     )
 
@@ -428,11 +430,14 @@ def _rollup_context(
     key: bytes | None,
     site_title: str,
     reader: ReaderLinks | None,
+    token: str | None = None,
 ) -> _RollupContext:
     profile, period = rollup.profile, rollup.period
     query = {"list": profile.id}
-    if key is not None:
-        query["token"] = unsubscribe_token(key, profile.id, subscriber)
+    if token is None and key is not None:
+        token = unsubscribe_token(key, profile.id, subscriber)
+    if token is not None:
+        query["token"] = token
     feeds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
     if period.kind is PeriodKind.MISSED:
         web_url, feed_name = links.profile(profile.id), profile.id
