@@ -230,24 +230,34 @@ class SharedPapers:
     """
 
     def __init__(self) -> None:
-        self._seen: dict[object, object] = {}
+        self._seen: dict[tuple[object, ...], object] = {}
 
-    def _one(self, value: T) -> T:
-        return self._seen.setdefault(value, value)  # type: ignore[return-value]
+    def _one(self, key: tuple[object, ...], value: T) -> T:
+        """The object kept under `key` when it equals `value` (the common case), else `value`."""
+        kept = self._seen.setdefault(key, value)
+        return kept if kept is value or kept == value else value
 
     def item(self, item: ScoredPaper) -> ScoredPaper:
-        paper = self._one(item.paper)
-        return self._one(item if paper is item.paper else replace(item, paper=paper))
+        paper = self._one(("paper", item.paper.id), item.paper)
+        return self._one(
+            ("item", item.paper.id, item.score), item if paper is item.paper else replace(item, paper=paper)
+        )
 
     def items(self, items: tuple[ScoredPaper, ...]) -> tuple[ScoredPaper, ...]:
-        return tuple(self.item(item) for item in items)
+        shared = tuple(self.item(item) for item in items)
+        return items if all(a is b for a, b in zip(shared, items, strict=True)) else shared
 
     def digest(self, digest: Digest) -> Digest:
-        return self._one(replace(digest, items=self.items(digest.items), runners_up=self.items(digest.runners_up)))
+        items, runners_up = self.items(digest.items), self.items(digest.runners_up)
+        if items is not digest.items or runners_up is not digest.runners_up:
+            digest = replace(digest, items=items, runners_up=runners_up)
+        return self._one(("digest", digest.profile.id, digest.date), digest)
 
     def rollup(self, rollup: Rollup) -> Rollup:
         items, also, runners_up = (self.items(rollup.items), self.items(rollup.also), self.items(rollup.runners_up))
-        return self._one(replace(rollup, items=items, also=also, runners_up=runners_up))
+        if items is not rollup.items or also is not rollup.also or runners_up is not rollup.runners_up:
+            rollup = replace(rollup, items=items, also=also, runners_up=runners_up)
+        return self._one(("rollup", rollup.profile.id, rollup.period.key), rollup)
 
     def made(self, made: Digest | Rollup) -> Digest | Rollup:
         return self.rollup(made) if isinstance(made, Rollup) else self.digest(made)

@@ -19,6 +19,7 @@ SMTP setting is sent. Nothing here reads the store, writes a file or sends.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -263,7 +264,7 @@ def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[
     """Each profile's feeds, site pages and documents, as `publish.write_outputs` renders them."""
     env = environment(settings)
     links = SiteLinks(settings.site_url)
-    converter = MarkdownToHtml()
+    converter = _converter()
     found = []
     for job in jobs:
         feeds = profile_feeds(job, settings, env, links) if job.feeds else {}
@@ -281,6 +282,18 @@ def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[
             )
         found.append(Published(job.profile.id, feeds, pages, render_documents(job.documents, env)))
     return found
+
+
+def _converter() -> MarkdownToHtml:
+    """This thread's converter, kept for the process's life, so that what it remembers of
+    one shard's abstracts serves the next (a Dask worker may run tasks in several threads)."""
+    converter: MarkdownToHtml | None = getattr(_CONVERTERS, "converter", None)
+    if converter is None:
+        converter = _CONVERTERS.converter = MarkdownToHtml()
+    return converter
+
+
+_CONVERTERS = threading.local()
 
 
 def render_documents(sources: Iterable[Digest | Rollup], env: Environment) -> dict[str, str]:
