@@ -8,6 +8,7 @@ killed in between leaves such a file behind: `remove_stale_temporaries` removes 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -122,7 +123,8 @@ def copy_if_changed(source: Path, path: Path, data: bytes) -> bool:
         _link(source, link)
         os.replace(link, path)
     except OSError:
-        link.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a file where the folder should be: write_atomic says so
+            link.unlink(missing_ok=True)
         write_atomic(path, data, durable=False)
     return True
 

@@ -183,6 +183,11 @@ def test_folders_are_made_when_missing_even_after_a_first_write(tmp_path: Path) 
     assert write_if_changed(site, "two") and copy_if_changed(site, kept, b"two")
     assert site.read_text() == kept.read_text() == "two" and kept.stat().st_ino == site.stat().st_ino
     assert oct(site.stat().st_mode & 0o777) == oct(0o644)
+    (tmp_path / "blocked").write_text("")  # a file where a folder should be: named as such
+    with pytest.raises(FileExistsError):
+        copy_if_changed(site, tmp_path / "blocked" / "p.atom", b"two")
+    with pytest.raises(FileExistsError):
+        write_if_changed(tmp_path / "blocked" / "p.rss", "two")
 
 
 @pytest.mark.parametrize(

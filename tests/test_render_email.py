@@ -341,3 +341,19 @@ def test_the_remembered_wordwrap_is_jinjas(filled_store: Store, call: str) -> No
     texts += ["", "a\nb\n\nc", "a-very-long-hyphenated-word-that-goes-on " * 5, "x" * 200, "tab\there  two  spaces"]
     for text in texts * 2:  # the second time from memory
         assert ours.render(s=text) == jinjas.render(s=text)
+
+
+def test_the_remembered_wordwrap_keeps_markup_apart_from_text() -> None:
+    from jinja2.filters import do_wordwrap
+    from markupsafe import Markup
+
+    plain = template_environment().overlay()
+    plain.filters = {**plain.filters, "wordwrap": do_wordwrap}
+    call = "{{ s|wordwrap(10, wrapstring=w) }}"
+    ours, jinjas = template_environment().from_string(call), plain.from_string(call)
+    text = "a <b> c d and some more words to wrap"
+    for w in ("<br>", Markup("<br>"), "<br>"):  # a str and Markup of the same text, both ways round
+        for s in (text, Markup(text)):
+            assert ours.render(s=s, w=w) == jinjas.render(s=s, w=w)
+    with pytest.raises(AttributeError):
+        ours.render(s=5, w="\n")  # as Jinja: no number is wrapped

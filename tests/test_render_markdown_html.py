@@ -45,6 +45,14 @@ BLOCKS = [
     "3 authors · 8 Jul 2024",
     "pdremembered0",  # what stands in for a long paragraph while the rest is converted
     "<p>pdremembered1</p>",
+    # What Python-Markdown removes or rewrites before cutting blocks (found by a review).
+    "\x02- " + LONG,
+    "\r- " + LONG,
+    "\x02    " + LONG,
+    LONG + "\r\r- b",
+    "\xa0" * 300,
+    "\x02" * 300,
+    "\u2003" + LONG,
 ]
 
 

@@ -17,6 +17,7 @@ from digest.render.email import render_rollup_email
 from digest.render.rollups import format_span, period_label, render_rollup_feeds, render_rollup_markdown
 from digest.render.site import render_site
 from digest.store import Store
+from digest.unsubscribe import unsubscribe_token
 
 BERLIN = ZoneInfo("Europe/Berlin")
 BUILT_AT = datetime(2026, 1, 5, 7, 0, 12, tzinfo=BERLIN)
@@ -62,6 +63,16 @@ def test_golden_rollup_email(filled_store: Store, credited_paper: Paper, golden)
     text, html = parts(render(with_credited(week_rollup(filled_store), credited_paper)))
     golden("email/rollup-week.txt", text)
     golden("email/rollup-week.html", html)
+
+
+def test_a_token_made_beforehand_gives_the_message_the_key_gives(filled_store: Store) -> None:
+    # What a worker renders (it is given the token, never the key) is the coordinator's message.
+    rollup = week_rollup(filled_store)
+    token = unsubscribe_token(KEY, rollup.profile.id, "ada@example.org")
+    with_key, with_token = render(rollup), render(rollup, unsubscribe_key=None, unsubscribe_token=token)
+    assert with_token.as_bytes() == with_key.as_bytes()
+    assert with_token["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert render(rollup, unsubscribe_key=None)["List-Unsubscribe-Post"] is None
 
 
 def test_rollup_email_headers_and_links(filled_store: Store) -> None:

@@ -17,6 +17,7 @@ Nothing here reads or writes a file.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import markdown
@@ -44,8 +45,11 @@ REMEMBERED_LENGTH = 256
 REMEMBERED_BLOCKS = 4096  # about 3 KB each (the text and its HTML): ~12 MB per process at most
 # A long paragraph stands in the document as this word and its index while the rest is converted.
 _MARK = "pdremembered"
-# A block starting with one of these may continue a list or a quote, or be a heading.
-_NOT_PLAIN = frozenset(" \t>#-+*=_0123456789")
+# A block starting with one of these (or with any space) may continue a list or a quote, or be a heading.
+_NOT_PLAIN = frozenset(">#-+*=_0123456789")
+# Characters Python-Markdown removes or turns into line breaks before it cuts the text into
+# blocks: with them, the blocks it sees are not the ones cut here.
+_REWRITTEN = re.compile("[\r\x02\x03]")
 
 
 def _python_markdown() -> markdown.Markdown:
@@ -73,7 +77,7 @@ class MarkdownToHtml:
         """`text` converted: the same string as `whole(text)`, with long paragraphs remembered."""
         blocks = text.split("\n\n")
         kept = {i: block for i, block in enumerate(blocks) if _remembered(block)}
-        if not kept or _MARK in text:
+        if not kept or _MARK in text or _REWRITTEN.search(text):
             return self.whole(text)
         for i in kept:
             blocks[i] = f"{_MARK}{i}"
@@ -89,4 +93,6 @@ class MarkdownToHtml:
 def _remembered(block: str) -> bool:
     """Whether `block` is a long plain paragraph: one line that starts no list, quote,
     heading, rule or indented block."""
-    return len(block) >= REMEMBERED_LENGTH and block[0] not in _NOT_PLAIN and "\n" not in block
+    return (
+        len(block) >= REMEMBERED_LENGTH and not block[0].isspace() and block[0] not in _NOT_PLAIN and "\n" not in block
+    )

@@ -106,7 +106,9 @@ def _remembered_wordwrap(
     """Jinja's `wordwrap`, remembered: a build wraps each paper's summary for every email
     that shows it, and `textwrap` was a fifth of an email's rendering (bench/RESULTS.md)."""
     wrap = environment.newline_sequence if wrapstring is None else wrapstring
-    return _wordwrap(str(s), width, break_long_words, wrap, break_on_hyphens)
+    if type(s) is not str or type(wrap) is not str:  # Markup or other: not the same as a str
+        return do_wordwrap(environment, s, width, break_long_words, wrap, break_on_hyphens)
+    return _wordwrap(s, width, break_long_words, wrap, break_on_hyphens)
 
 
 @lru_cache(maxsize=4096)
