@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import markdown
@@ -121,3 +122,13 @@ def test_leading_markers_are_escaped() -> None:
         for tags, shown in both(markdown_escape(text)):
             assert tags == ["p"], (text, tags)
             assert shown == text.strip()
+
+
+def test_an_equal_digest_is_rendered_once_and_any_digest_still_renders(filled_store: Store) -> None:
+    papers = list(filled_store.iter_papers())
+    first = digest(profile(), papers_about(papers, "continual", limit=3))
+    copy = digest(profile(), papers_about(papers, "continual", limit=3))  # equal, another object
+    assert copy == first and copy is not first
+    assert render_markdown(copy) is render_markdown(first)  # the document and the page share it
+    unhashable = replace(first, profile=replace(first.profile, keywords=[]))  # type: ignore[arg-type]
+    assert render_markdown(unhashable) == render_markdown(first)

@@ -9,6 +9,7 @@ renderer and in Python-Markdown (which the site uses) alike.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from jinja2 import Environment
 
@@ -39,6 +40,19 @@ def markdown_escape(text: str) -> str:
 def render_markdown(digest: Digest, *, env: Environment | None = None) -> str:
     """The digest as a Markdown page: a heading, then one section per paper (or why there are none)."""
     env = env or template_environment()
+    try:
+        return _remembered_markdown(digest, env)
+    except TypeError:  # a digest that cannot be hashed (a profile built by hand with a list in it)
+        return _markdown(digest, env)
+
+
+# A build renders each digest's Markdown twice: for its document and for its site page.
+@lru_cache(maxsize=64)
+def _remembered_markdown(digest: Digest, env: Environment) -> str:
+    return _markdown(digest, env)
+
+
+def _markdown(digest: Digest, env: Environment) -> str:
     items = [paper_view(item, env) for item in digest.items]
     return env.get_template("digest.md").render(
         profile_title=one_line(digest.profile.title),
