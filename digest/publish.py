@@ -37,7 +37,7 @@ from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
 from digest.formats import OUTPUT_FORMATS, FormatKind, wants
 from digest.lifecycle import ROLLUP_KINDS
-from digest.models import Digest, Profile, Rollup, ScoredPaper
+from digest.models import Digest, DigestEntry, Profile, Rollup, ScoredPaper
 from digest.periods import PeriodKind
 from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import render_all_papers_feeds
@@ -259,13 +259,17 @@ class SharedPapers:
             rollup = replace(rollup, items=items, also=also, runners_up=runners_up)
         return self._one(("rollup", rollup.profile.id, rollup.period.key), rollup)
 
+    def _entry(self, entry: DigestEntry) -> DigestEntry:
+        item = self.item(entry.item)
+        return entry if item is entry.item else replace(entry, item=item)
+
     def made(self, made: Digest | Rollup) -> Digest | Rollup:
         return self.rollup(made) if isinstance(made, Rollup) else self.digest(made)
 
     def job(self, job: PublishJob) -> PublishJob:
         return replace(
             job,
-            entries=tuple(replace(entry, item=self.item(entry.item)) for entry in job.entries),
+            entries=tuple(self._entry(entry) for entry in job.entries),
             feed_rollups=tuple(tuple(self.rollup(r) for r in rollups) for rollups in job.feed_rollups),
             history=tuple(self.digest(d) for d in job.history),
             rollups=tuple(self.rollup(r) for r in job.rollups),

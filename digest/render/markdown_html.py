@@ -63,7 +63,8 @@ def _python_markdown() -> markdown.Markdown:
 
 
 class MarkdownToHtml:
-    """Converts digest documents to HTML (see the module docstring); one per process or shard."""
+    """Converts digest documents to HTML (see the module docstring). Not for two threads at
+    once: a worker keeps one per thread (`tasks._converter`)."""
 
     def __init__(self) -> None:
         self._converter = _python_markdown()
