@@ -1,4 +1,4 @@
-"""Benchmark: what publishing costs as the history grows (every build re-reads and re-renders it).
+"""Benchmark: what publishing costs as the history grows (every build reads the whole history).
 
     .venv/bin/python bench/history.py [--profiles 50] [--days 1,30,90] [--runs 3]
 
@@ -7,8 +7,10 @@ for each of `--profiles` profiles (every format on), one saved digest of 10 seed
 day for that many days. `publish.write_outputs` (one process) writes everything once into
 an empty folder, then runs again over the same store: nothing has changed, so no file is
 written, and the second run's time is what every later build pays for the history alone
-(reading each profile's digests, rendering its archive and every digest page). Each
-measurement in a fresh process; median of `--runs`.
+(reading each profile's digests, and rendering the pages whose inputs changed: none).
+Then each profile gets a digest for the next day and publishing runs once more: a day's
+build (the new page, the one before it, the archive, the feeds). Each measurement in a
+fresh process; median of `--runs`.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from digest.config import load_config  # noqa: E402
 from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump  # noqa: E402
-from digest.models import Digest, PaperPart, Profile, Reason, ReasonKind, ScoredPaper  # noqa: E402
+from digest.models import Digest, Paper, PaperPart, Profile, Reason, ReasonKind, ScoredPaper  # noqa: E402
 from digest.publish import write_outputs  # noqa: E402
-from digest.store import open_store  # noqa: E402
+from digest.store import Store, open_store  # noqa: E402
 
 FIRST_DAY = date(2025, 1, 1)
 REASONS = (Reason(ReasonKind.KEYWORDS, terms=("keyword",), where=PaperPart.TITLE),)
@@ -57,11 +59,7 @@ def measure(profiles: int, days: int) -> dict[str, float]:
         started = time.perf_counter()
         for profile in chosen:
             for offset in range(days):
-                day = FIRST_DAY + timedelta(days=offset)
-                items = tuple(ScoredPaper(p, 0.9 - i * 0.03, REASONS) for i, p in enumerate(rng.sample(papers, 10)))
-                built = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=7)
-                digest = Digest(profile, day, items, built, candidates=50)
-                store.save_digest(digest, store.watermark())
+                digest = _save_digest(store, profile, FIRST_DAY + timedelta(days=offset), rng.sample(papers, 10))
             last.append(digest)
         filled = time.perf_counter() - started
         config = replace(load_config(None, folder), profiles=chosen, db=folder / "state.db")
@@ -71,8 +69,29 @@ def measure(profiles: int, days: int) -> dict[str, float]:
         mark = time.perf_counter()
         again = len(write_outputs(config, store, last))
         second = time.perf_counter() - mark
+        day = FIRST_DAY + timedelta(days=days)
+        newest = [_save_digest(store, profile, day, rng.sample(papers, 10)) for profile in chosen]
+        mark = time.perf_counter()
+        changed = len(write_outputs(config, store, newest))
+        third = time.perf_counter() - mark
         store.close()
-    return {"files": files, "first": first, "again": second, "unchanged": again, "filled": filled}
+    return {
+        "files": files,
+        "first": first,
+        "again": second,
+        "unchanged": again,
+        "new_day": third,
+        "new_day_files": changed,
+        "filled": filled,
+    }
+
+
+def _save_digest(store: Store, profile: Profile, day: date, papers: list[Paper]) -> Digest:
+    items = tuple(ScoredPaper(p, 0.9 - i * 0.03, REASONS) for i, p in enumerate(papers))
+    built = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=7)
+    digest = Digest(profile, day, items, built, candidates=50)
+    store.save_digest(digest, store.watermark())
+    return digest
 
 
 def main() -> None:
@@ -86,14 +105,20 @@ def main() -> None:
         print(json.dumps(measure(*args.child)))
         return
     print(f"machine: {platform.machine()}, Python {platform.python_version()}; {args.profiles} profiles\n")
-    print("| days of history | files | first build s | a build with nothing new s | per profile ms |")
-    print("|---:|---:|---:|---:|---:|")
+    print(
+        "| days of history | files | first build s | a build with nothing new s | per profile ms "
+        "| a new day's build s | files it writes | per profile ms |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for days in (int(d) for d in args.days.split(",")):
         runs = [_child(args.profiles, days) for _ in range(args.runs)]
         assert all(r["unchanged"] == 0 for r in runs), "a rebuild with nothing new wrote files"
-        first, again = (statistics.median(r[k] for r in runs) for k in ("first", "again"))
-        files = int(runs[0]["files"])
-        print(f"| {days} | {files:,} | {first:.2f} | {again:.2f} | {again / args.profiles * 1000:.1f} |")
+        first, again, new_day = (statistics.median(r[k] for r in runs) for k in ("first", "again", "new_day"))
+        files, changed, each = int(runs[0]["files"]), int(runs[0]["new_day_files"]), 1000 / args.profiles
+        print(
+            f"| {days} | {files:,} | {first:.2f} | {again:.2f} | {again * each:.1f} "
+            f"| {new_day:.2f} | {changed:,} | {new_day * each:.1f} |"
+        )
 
 
 def _child(profiles: int, days: int) -> dict[str, float]:

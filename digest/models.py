@@ -175,7 +175,9 @@ class Profile:
     schedule: str = "0 7 * * *"
     timezone: str = "UTC"
     formats: tuple[str, ...] = field(default_factory=format_names)  # every registered format
-    line: int = 0
+    # Where the profile is written (for messages), not what it is: left out of its repr, so
+    # a page's stamp (`render.stamps`) does not change when a line is added above it.
+    line: int = field(default=0, repr=False)
     open: bool = False  # readers may subscribe themselves through the web side
     owner: str | None = None  # whose votes the profile's feeds and site follow (see `readers.owner_address`)
     # How often its subscribers get email by default: each digest, or a weekly or monthly roll-up.

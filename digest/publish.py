@@ -16,6 +16,9 @@ rendered here (`email_renderer`) but written or sent by `deliver`, through the l
 Every profile has pages on the site: an email's "web version" link points there.
 A publish first removes the temporary files that a process killed while writing left in
 the output folders (`files.remove_stale_temporaries`).
+Each profile page ends in a stamp of what it is made of (`render.stamps`); a publish reads
+the stamps of the pages on disk (`page_stamps`), and a page whose stamp would be the same
+is not rendered again, so a day's build does not render the whole history.
 
 `write_outputs` renders each profile's feeds and pages in shards handed to a
 `parallel.Runner` (worker processes, or a Dask cluster; by default this process): the store
@@ -27,10 +30,11 @@ every profile at once (the feed of all papers, the index, the OPML) is rendered 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from email.message import EmailMessage
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TypeVar
 
 from digest.config import Config
@@ -41,8 +45,9 @@ from digest.models import Digest, DigestEntry, Profile, Rollup, ScoredPaper
 from digest.periods import PeriodKind
 from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import render_all_papers_feeds
-from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path
+from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, profile_path
 from digest.render.site import ProfileView, render_site_index
+from digest.render.stamps import STAMP_TAIL, stamp_in
 from digest.render.templates import read_templates, template_environment
 from digest.store import Store
 
@@ -209,6 +214,7 @@ def _publish_job(
     by_kind = [_rollups(store, profile, kind, limit) for kind in ROLLUP_KINDS] if site or feeds else []
     return PublishJob(
         profile,
+        stamps=page_stamps(config.site, profile.id) if site else (),
         entries=tuple(store.digest_entries(profile.id, config.feed_size)) if feeds else (),
         feed_rollups=tuple(tuple(rollups[: config.feed_size]) for rollups in by_kind) if feeds else (),
         history=tuple(d for d in loaded if d is not None),
@@ -217,6 +223,28 @@ def _publish_job(
         site=site,
         documents=tuple(documents or ()),
     )
+
+
+def page_stamps(site: Path, profile_id: str) -> tuple[tuple[str, str], ...]:
+    """The stamps at the end of a profile's pages on disk (path under the site, stamp): a page
+    without one (deleted, edited, or written by an older version) is rendered again."""
+    folder = PurePosixPath(profile_path(profile_id)).parent
+    found = []
+    try:
+        with os.scandir(site / folder) as entries:
+            pages = [entry for entry in entries if entry.name.endswith(".html")]
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
+    for entry in pages:
+        try:
+            with open(entry.path, "rb") as page:
+                page.seek(max(0, page.seek(0, os.SEEK_END) - STAMP_TAIL))
+                stamp = stamp_in(page.read())
+        except OSError:  # a folder where a page should be, a file gone meanwhile: render it again
+            continue
+        if stamp is not None:
+            found.append((str(folder / entry.name), stamp))
+    return tuple(sorted(found))
 
 
 class SharedPapers:

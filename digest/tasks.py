@@ -237,7 +237,8 @@ class _LetterOptions(TypedDict):
 class PublishJob:
     """One profile's part of the published outputs: what its feeds show (`entries`, its most
     recent roll-ups per cadence) and its site pages (`history`: every digest, newest first;
-    every roll-up). `feeds` / `site` say which of the two to render."""
+    every roll-up; `stamps`: a page whose stamp is the same is not rendered again). `feeds` /
+    `site` say which of the two to render."""
 
     profile: Profile
     entries: tuple[DigestEntry, ...] = ()
@@ -247,6 +248,7 @@ class PublishJob:
     feeds: bool = True
     site: bool = True
     documents: tuple[Digest | Rollup, ...] = ()  # the day's digests and roll-ups, as documents
+    stamps: tuple[tuple[str, str], ...] = ()  # the stamps of its pages on disk (`render.stamps`), by path
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,7 @@ def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[
                 env=env,
                 web_url=settings.web_url,
                 converter=converter,
+                stamps=dict(job.stamps),
             )
         found.append(Published(job.profile.id, feeds, pages, render_documents(job.documents, env)))
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from render_data import DAY, config_for, digest, hostile_papers, papers_about, p
 from digest import files
 from digest.files import copy_if_changed, write_atomic, write_if_changed
 from digest.parallel import ProcessRunner
-from digest.publish import SharedPapers, email_renderer, write_outputs
+from digest.publish import SharedPapers, email_renderer, page_stamps, write_outputs
 from digest.store import Store
 
 KEY = b"0123456789abcdef0123"
@@ -69,6 +70,26 @@ def test_write_outputs_writes_what_each_profile_asks_for(filled_store: Store, tm
     assert not any(p.startswith("outbox/") for p in written)  # emails go through the delivery ledger
     assert "site/digests/feed-only/2025-12-31.html" in written and "site/index.html" in written
     assert write_outputs(config, filled_store, digests) == []  # a rebuild changes nothing
+
+
+def test_a_page_deleted_edited_or_unstamped_on_disk_is_rendered_again(filled_store: Store, tmp_path: Path) -> None:
+    # A rebuild renders only the pages whose stamp on disk differs from what they are made
+    # of; a page that lost its stamp, or whose stamp is not the one it would get, is
+    # rendered again and comes back byte for byte.
+    config, digests = build(filled_store, tmp_path)
+    write_outputs(config, filled_store, digests)
+    folder = tmp_path / "site" / "digests"
+    deleted, edited, foreign = (
+        folder / name for name in ("hostile/2025-12-31.html", "feed-only/index.html", "empty/2025-12-31.html")
+    )
+    kept = {path: path.read_bytes() for path in (deleted, edited, foreign)}
+    deleted.unlink()
+    edited.write_bytes(kept[edited] + b"<p>added by hand</p>\n")
+    foreign.write_bytes(re.sub(rb"inputs [0-9a-f]{64}", b"inputs " + b"0" * 64, kept[foreign]))
+    assert page_stamps(config.site, "empty") != ()
+    written = sorted(write_outputs(config, filled_store, digests))
+    assert written == sorted([deleted, edited, foreign])
+    assert {path: path.read_bytes() for path in kept} == kept
 
 
 def test_feeds_are_written_once_and_linked_into_the_feeds_folder(

@@ -1,7 +1,8 @@
 """The renderers: a digest (or feed history) in, bytes, strings or an `EmailMessage` out.
 
 Pure functions: no network I/O, no clock (every timestamp comes from the data), and no
-file I/O beyond Jinja's loader reading the templates. Writing the results to disk is
+file I/O beyond Jinja's loader reading the templates (and `stamps` reading this package's
+own code once, for the stamp that lets a build keep a page that would not change). Writing the results to disk is
 `digest.publish`'s job; sending emails is the deliverer's.
 """
 

@@ -16,10 +16,11 @@ for autodiscovery.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email.utils import parseaddr
+from functools import partial
 from urllib.parse import quote
 
 import nh3
@@ -45,6 +46,7 @@ from digest.render.links import (
 from digest.render.markdown import RUNNERS_UP_SHOWN, render_markdown
 from digest.render.markdown_html import MarkdownToHtml
 from digest.render.rollups import format_span, period_label, render_rollup_markdown
+from digest.render.stamps import fingerprint, page_stamp, with_stamp
 from digest.render.templates import template_environment
 from digest.render.text import format_day, one_line
 from digest.render.views import PaperView, paper_view
@@ -104,14 +106,14 @@ class MonthGroup:
 
 
 @dataclass(frozen=True, slots=True)
-class ProfileView:
+class PageProfile:
+    """A profile as a digest or roll-up page shows it."""
+
     id: str
     title: str
     description: str
     href: str
     feeds: tuple[FeedLink, ...]
-    latest: DigestView | None
-    days: int
     subscribe: str | None = None  # the web side's subscribe page, for a profile open to subscribers
     cadence_feeds: tuple[tuple[str, tuple[FeedLink, ...]], ...] = ()  # ("Weekly", its feed links), ...
 
@@ -122,11 +124,21 @@ class ProfileView:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileView(PageProfile):
+    """A profile as the index and its archive page show it: with its latest digest."""
+
+    latest: DigestView | None = None
+    days: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ProfilePages:
-    """One profile's pages (relative path to bytes), and how the site's index shows it."""
+    """One profile's pages (relative path to bytes), how the site's index shows it, and the
+    pages left as they are (`kept`: their stamps on disk are what they would be made of)."""
 
     pages: dict[str, bytes]
     index: ProfileView
+    kept: tuple[str, ...] = ()
 
 
 def render_site(
@@ -182,46 +194,128 @@ def render_profile_pages(
     env: Environment | None = None,
     web_url: str | None = None,
     converter: MarkdownToHtml | None = None,
+    stamps: Mapping[str, str] | None = None,
 ) -> ProfilePages:
     """One profile's archive page, digest pages and roll-up pages (`history`: its digests,
-    newest first; `rollups`: its weekly and monthly roll-ups), and its entry in the index."""
+    newest first; `rollups`: its weekly and monthly roll-ups), and its entry in the index.
+
+    Each page ends in its stamp (`render.stamps`). `stamps` are those of the pages as they
+    are (path under the site to stamp): a page that would be made of the same is not
+    rendered again, only listed in `kept`. A digest or roll-up page's `profile` has no
+    `latest` or `days`, so that a new digest changes only the pages that show it."""
     env = env or template_environment()
     converter = converter or MarkdownToHtml()
     title = one_line(site_title)
-    pages: dict[str, str] = {}
     digests = list(history)
-    views = [_digest_view(d, digests[i + 1] if i + 1 < len(digests) else None, env) for i, d in enumerate(digests)]
+    views = _Views(digests, env)
     subscribe = web_url + SUBSCRIBE_PATH if web_url and profile.open else None
     index_view = _profile_view(profile, views, links, "", subscribe)
-    deep_view = _profile_view(profile, views, links, _DEEP, subscribe)
-    common = {"site_title": title, "root": _DEEP, "alternates": deep_view.alternates, "profile": deep_view}
-    profile_rollups = list(rollups)
-    months = _archive(profile.id, views, profile_rollups)
-    pages[profile_path(profile.id)] = env.get_template("site/profile.html").render(
-        digests=views, months=months, **common
-    )
-    for i, (digest, view) in enumerate(zip(digests, views, strict=True)):
-        body = Markup(nh3.clean(converter(render_markdown(digest, env=env)), url_schemes=_SCHEMES))
-        pages[digest_path(profile.id, digest.date)] = env.get_template("site/digest.html").render(
-            body=body,
-            label=view.label,
-            newer=views[i - 1] if i > 0 else None,
-            older=views[i + 1] if i + 1 < len(views) else None,
-            **common,
-        )
+    header = _page_profile(profile, links, _DEEP, subscribe)
+    common: dict[str, object] = {"site_title": title, "root": _DEEP, "alternates": header.alternates}
+    made = _Pages(env, stamps or {}, fingerprint((title, links, web_url, profile, _feed_formats())), common)
+    keys = [(fingerprint(d), digests[i + 1].date if i + 1 < len(digests) else None) for i, d in enumerate(digests)]
+    rollup_keys = {id(r): fingerprint(r) for r in rollups}
+    archive = partial(_archive_context, profile, views, rollups, links, subscribe)
+    made.page(profile_path(profile.id), "site/profile.html", ("archive", keys, tuple(rollup_keys.values())), archive)
+    for i, digest in enumerate(digests):
+        around = tuple(keys[j] if 0 <= j < len(keys) else None for j in (i - 1, i, i + 1))
+        context = partial(_digest_context, i, views, converter, header)
+        made.page(digest_path(profile.id, digest.date), "site/digest.html", ("digest", around), context)
     for kind in (PeriodKind.WEEK, PeriodKind.MONTH):
-        ofkind = sorted((r for r in profile_rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
+        ofkind = sorted((r for r in rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
         for i, rollup in enumerate(ofkind):
-            markdown_text = render_rollup_markdown(rollup, env)
-            body = Markup(nh3.clean(converter(markdown_text), url_schemes=_SCHEMES))
-            pages[rollup_path(profile.id, rollup.period)] = env.get_template("site/rollup.html").render(
-                body=body,
-                label=period_label(rollup.period),
-                newer=_rollup_link(profile.id, ofkind[i - 1]) if i > 0 else None,
-                older=_rollup_link(profile.id, ofkind[i + 1]) if i + 1 < len(ofkind) else None,
-                **common,
-            )
-    return ProfilePages({path: text.encode("utf-8") for path, text in pages.items()}, index_view)
+            nearby = tuple(rollup_keys[id(ofkind[j])] if 0 <= j < len(ofkind) else None for j in (i - 1, i, i + 1))
+            context = partial(_rollup_context, i, ofkind, env, converter, header)
+            made.page(rollup_path(profile.id, rollup.period), "site/rollup.html", ("rollup", nearby), context)
+    return ProfilePages(made.rendered, index_view, tuple(made.kept))
+
+
+def _archive_context(
+    profile: Profile, views: _Views, rollups: Sequence[Rollup], links: SiteLinks, subscribe: str | None
+) -> dict[str, object]:
+    return {
+        "digests": views.every(),
+        "months": _archive(profile.id, views.every(), rollups),
+        "profile": _profile_view(profile, views, links, _DEEP, subscribe),
+    }
+
+
+def _digest_context(i: int, views: _Views, converter: MarkdownToHtml, header: PageProfile) -> dict[str, object]:
+    markdown_text = render_markdown(views.digests[i], env=views.env)
+    return {
+        "body": _html(converter(markdown_text)),
+        "label": views[i].label,
+        "newer": views[i - 1] if i > 0 else None,
+        "older": views[i + 1] if i + 1 < len(views) else None,
+        "profile": header,
+    }
+
+
+def _rollup_context(
+    i: int, ofkind: list[Rollup], env: Environment, converter: MarkdownToHtml, header: PageProfile
+) -> dict[str, object]:
+    rollup = ofkind[i]
+    return {
+        "body": _html(converter(render_rollup_markdown(rollup, env))),
+        "label": period_label(rollup.period),
+        "newer": _rollup_link(header.id, ofkind[i - 1]) if i > 0 else None,
+        "older": _rollup_link(header.id, ofkind[i + 1]) if i + 1 < len(ofkind) else None,
+        "profile": header,
+    }
+
+
+class _Views:
+    """Each digest's view (`DigestView`), made when first asked for: a build that renders
+    a few pages again needs a few views, not one per day of the history."""
+
+    def __init__(self, digests: list[Digest], env: Environment) -> None:
+        self.digests, self.env = digests, env
+        self._made: dict[int, DigestView] = {}
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def __getitem__(self, i: int) -> DigestView:
+        view = self._made.get(i)
+        if view is None:
+            older = self.digests[i + 1] if i + 1 < len(self.digests) else None
+            view = self._made[i] = _digest_view(self.digests[i], older, self.env)
+        return view
+
+    def every(self) -> list[DigestView]:
+        return [self[i] for i in range(len(self))]
+
+
+class _Pages:
+    """A profile's pages as they are rendered: each stamped, or kept when its stamp is the one on disk."""
+
+    def __init__(self, env: Environment, on_disk: Mapping[str, str], base: str, common: dict[str, object]) -> None:
+        self._env, self._on_disk, self._base, self._common = env, on_disk, base, common
+        self.rendered: dict[str, bytes] = {}
+        self.kept: list[str] = []
+
+    def page(
+        self, path: str, template: str, inputs: tuple[object, ...], context: Callable[[], dict[str, object]]
+    ) -> None:
+        stamp = page_stamp(self._env, self._base, template, inputs)
+        if self._on_disk.get(path) == stamp:
+            self.kept.append(path)
+            return
+        text = self._env.get_template(template).render(context() | self._common)
+        self.rendered[path] = with_stamp(text, stamp).encode("utf-8")
+
+
+def _html(markdown_html: str) -> Markup:
+    return Markup(nh3.clean(markdown_html, url_schemes=_SCHEMES))
+
+
+def _newest_first(rollups: Sequence[Rollup], kind: PeriodKind) -> list[Rollup]:
+    return sorted((r for r in rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
+
+
+def _feed_formats() -> tuple[tuple[str, str, str, str], ...]:
+    """The feed formats registered, as a page's links name them."""
+    return tuple((o.name, o.label, o.content_type, o.path) for o in output_formats(FormatKind.FEED))
 
 
 def render_site_index(
@@ -282,9 +376,13 @@ def _digest_view(digest: Digest, previous: Digest | None, env: Environment) -> D
     )
 
 
-def _profile_view(
-    profile: Profile, views: list[DigestView], links: SiteLinks, prefix: str, subscribe: str | None
-) -> ProfileView:
+def _profile_view(profile: Profile, views: _Views, links: SiteLinks, prefix: str, subscribe: str | None) -> ProfileView:
+    header = _page_profile(profile, links, prefix, subscribe)
+    fields = {name: getattr(header, name) for name in PageProfile.__dataclass_fields__}
+    return ProfileView(**fields, latest=views[0] if len(views) else None, days=len(views))
+
+
+def _page_profile(profile: Profile, links: SiteLinks, prefix: str, subscribe: str | None) -> PageProfile:
     title = one_line(profile.title)
     feeds = tuple(_feed_link(output, profile.id, title, links, prefix) for output in _feeds_of(profile))
     cadences = tuple(
@@ -297,14 +395,12 @@ def _profile_view(
         )
         for kind, label in _CADENCE_LABELS
     )
-    return ProfileView(
+    return PageProfile(
         id=profile.id,
         title=title,
         description=one_line(profile.description),
         href=prefix + profile_path(profile.id),
         feeds=feeds,
-        latest=views[0] if views else None,
-        days=len(views),
         subscribe=subscribe,
         cadence_feeds=cadences if feeds else (),
     )

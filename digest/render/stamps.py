@@ -1,0 +1,79 @@
+"""Page stamps: what a site page is made of, as a SHA-256 written at the page's end, so a
+build renders again only the pages whose inputs changed instead of a profile's whole
+history every day (bench/history.py).
+
+A stamp covers this program (every `.py` file of the `digest` package as it was when this
+module was imported, and the versions of the libraries that shape a page), the templates
+an environment renders with (read once per environment, as Jinja caches them: `auto_reload`
+is off), and the page's inputs as `repr`: frozen dataclasses of tuples, strings, numbers and
+dates, so the text is the same in every process. A page whose inputs cannot be written so
+(a set, whose order varies between processes) would get a stamp that never matches: it
+is always rendered, never wrongly kept.
+
+Pure but for reading the package's own files once; never reads or writes a page (`publish`
+reads the stamps of the pages on disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
+
+from jinja2 import Environment
+
+STAMP_TAIL = 96  # a page's last bytes, which hold its stamp
+_STAMP = re.compile(rb"<!-- paper-digest inputs ([0-9a-f]{64}) -->\n\Z")
+_LIBRARIES = ("jinja2", "markdown", "markupsafe", "nh3")
+
+
+def _program() -> bytes:
+    found = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent
+    for path in sorted(package.rglob("*.py")):
+        found.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in _LIBRARIES:
+        found.update(f"{name} {version(name)}\0".encode())
+    return found.digest()
+
+
+# Read at import, so that a process whose package is upgraded under it keeps stamping
+# with the code it runs, not the code on disk.
+_PROGRAM = _program()
+
+
+@lru_cache(maxsize=16)
+def _renderer(env: Environment) -> bytes:
+    """The program and every template `env` can load."""
+    found = hashlib.sha256(_PROGRAM)
+    assert env.loader is not None
+    for name in sorted(env.list_templates()):
+        try:
+            source, _, _ = env.loader.get_source(env, name)
+        except UnicodeDecodeError:  # not text, so no template (as `templates.read_templates` skips it)
+            continue
+        found.update(name.encode() + b"\0" + source.encode() + b"\0")
+    return found.digest()
+
+
+def page_stamp(env: Environment, *inputs: object) -> str:
+    """The stamp of a page rendered by `env` from `inputs` (or from their `fingerprint`s)."""
+    return hashlib.sha256(_renderer(env) + fingerprint(inputs).encode()).hexdigest()
+
+
+def fingerprint(value: object) -> str:
+    """`value` as a SHA-256 of its `repr`: a page's input hashed once for the pages that share it."""
+    return hashlib.sha256(repr(value).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def with_stamp(page: str, stamp: str) -> str:
+    """`page` ending in its stamp (an HTML comment on a line of its own)."""
+    return f"{page}{'' if page.endswith(chr(10)) else chr(10)}<!-- paper-digest inputs {stamp} -->\n"
+
+
+def stamp_in(tail: bytes) -> str | None:
+    """The stamp a page's last `STAMP_TAIL` bytes end in, if any."""
+    found = _STAMP.search(tail)
+    return found.group(1).decode("ascii") if found else None
