@@ -4,10 +4,12 @@
 
 For each number of days, a state database in a temporary folder holds the five seeds and,
 for each of `--profiles` profiles (every format on), one saved digest of 10 seed papers a
-day for that many days. `publish.write_outputs` (one process) writes everything once into
+day for that many days, and a roll-up of 20 of them (10 in full, 5 "also") for each week
+and month that ended. `publish.write_outputs` (one process) writes everything once into
 an empty folder, then runs again over the same store: nothing has changed, so no file is
 written, and the second run's time is what every later build pays for the history alone
-(reading each profile's digests, and rendering the pages whose inputs changed: none).
+(reading a record of each profile's digests, and rendering the pages whose inputs
+changed: none).
 Then each profile gets a digest for the next day and publishing runs once more: a day's
 build (the new page, the one before it, the archive, the feeds). Each measurement in a
 fresh process; median of `--runs`.
@@ -33,8 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from digest.config import load_config  # noqa: E402
 from digest.ingest.hf_dump import content_hash, decode_dump, parse_dump  # noqa: E402
-from digest.models import Digest, Paper, PaperPart, Profile, Reason, ReasonKind, ScoredPaper  # noqa: E402
+from digest.models import Digest, Paper, PaperPart, Profile, Reason, ReasonKind, Rollup, ScoredPaper  # noqa: E402
+from digest.periods import Period, month_of, week_of  # noqa: E402
 from digest.publish import write_outputs  # noqa: E402
+from digest.rollups import Pool  # noqa: E402
 from digest.store import Store, open_store  # noqa: E402
 
 FIRST_DAY = date(2025, 1, 1)
@@ -59,7 +63,11 @@ def measure(profiles: int, days: int) -> dict[str, float]:
         started = time.perf_counter()
         for profile in chosen:
             for offset in range(days):
-                digest = _save_digest(store, profile, FIRST_DAY + timedelta(days=offset), rng.sample(papers, 10))
+                day = FIRST_DAY + timedelta(days=offset)
+                digest = _save_digest(store, profile, day, rng.sample(papers, 10))
+                for period in (week_of(day), month_of(day)):
+                    if day == period.last:  # each week and month that ended gets its roll-up
+                        _save_rollup(store, profile, period, rng.sample(papers, 20))
             last.append(digest)
         filled = time.perf_counter() - started
         config = replace(load_config(None, folder), profiles=chosen, db=folder / "state.db")
@@ -84,6 +92,13 @@ def measure(profiles: int, days: int) -> dict[str, float]:
         "new_day_files": changed,
         "filled": filled,
     }
+
+
+def _save_rollup(store: Store, profile: Profile, period: Period, papers: list[Paper]) -> None:
+    pool = tuple(ScoredPaper(p, 0.9 - i * 0.02, REASONS) for i, p in enumerate(papers))
+    built = datetime.combine(period.last, datetime.min.time(), UTC) + timedelta(days=1, hours=7)
+    rollup = Rollup(profile, period, pool[:10], pool[10:15], built, considered=len(papers) * 5, above=len(pool))
+    store.save_rollup(rollup, Pool(pool, ()))
 
 
 def _save_digest(store: Store, profile: Profile, day: date, papers: list[Paper]) -> Digest:

@@ -16,9 +16,11 @@ rendered here (`email_renderer`) but written or sent by `deliver`, through the l
 Every profile has pages on the site: an email's "web version" link points there.
 A publish first removes the temporary files that a process killed while writing left in
 the output folders (`files.remove_stale_temporaries`).
-Each profile page ends in a stamp of what it is made of (`render.stamps`); a publish reads
-the stamps of the pages on disk (`page_stamps`), and a page whose stamp would be the same
-is not rendered again, so a day's build does not render the whole history.
+Each profile page ends in a stamp of what it is made of (`render.stamps`). A publish plans
+every page's stamp from the store's records of the profile's digests and roll-ups
+(`site.plan_profile_pages`), reads the stamps of the pages on disk (`page_stamps`), and
+sends the workers only the pages whose stamp differs, with what those pages show
+(`site.shown_in_full`): a day's build neither reads nor renders the whole history.
 
 `write_outputs` renders each profile's feeds and pages in shards handed to a
 `parallel.Runner` (worker processes, or a Dask cluster; by default this process): the store
@@ -46,12 +48,14 @@ from digest.periods import PeriodKind
 from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import render_all_papers_feeds
 from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, profile_path
-from digest.render.site import ProfileView, render_site_index
+from digest.render.site import History, ProfileView, plan_profile_pages, render_site_index, shown_in_full
 from digest.render.stamps import STAMP_TAIL, stamp_in
 from digest.render.templates import read_templates, template_environment
 from digest.store import Store
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+
     from digest.parallel import Runner
     from digest.tasks import Published, PublishJob, RenderSettings
 
@@ -175,23 +179,25 @@ def _published(
     """Each profile's feeds, pages and `documents` (by profile id), rendered by `runner`'s
     workers in shards of `[digest] shard_size` profiles, in the order of `profiles`: the
     store is read here a shard at a time, and each shard's files can be written while the
-    next ones render."""
+    next ones render. Of the site, only the pages whose stamp on disk is not the one
+    planned are rendered (`site.plan_profile_pages`)."""
     from digest.parallel import InlineRunner, shards
-    from digest.tasks import publish_shard
+    from digest.tasks import environment, publish_shard
 
     sources = documents or {}
+    settings = render_settings(config, store)
+    env = environment(settings)  # the workers' templates: a page's stamp covers them
 
     def jobs() -> Iterator[list[PublishJob]]:
         for group in shards(profiles, config.shard_size):
             shared = SharedPapers()
             yield [
                 shared.job(
-                    _publish_job(config, store, profile, feeds=feeds, site=site, documents=sources.get(profile.id))
+                    _publish_job(config, store, profile, env, feeds=feeds, site=site, documents=sources.get(profile.id))
                 )
                 for profile in group
             ]
 
-    settings = render_settings(config, store)
     for shard in (runner or InlineRunner()).map(publish_shard, settings, jobs()):
         yield from shard
 
@@ -200,6 +206,7 @@ def _publish_job(
     config: Config,
     store: Store,
     profile: Profile,
+    env: Environment,
     *,
     feeds: bool,
     site: bool,
@@ -208,21 +215,40 @@ def _publish_job(
     from digest.tasks import PublishJob
 
     feeds = feeds and wants(profile.formats, FormatKind.FEED)
-    loaded = (store.load_digest(profile, day) for day in store.digest_days(profile.id)) if site else ()
-    # Each roll-up is read once: the feeds show the newest `feed_size` of those the site lists.
-    limit = None if site else config.feed_size
-    by_kind = [_rollups(store, profile, kind, limit) for kind in ROLLUP_KINDS] if site or feeds else []
+    feed_rollups = tuple(tuple(_rollups(store, profile, kind, config.feed_size)) for kind in ROLLUP_KINDS if feeds)
+    history, pages = _pages_to_render(config, store, profile, env) if site else (History(()), {})
     return PublishJob(
         profile,
-        stamps=page_stamps(config.site, profile.id) if site else (),
         entries=tuple(store.digest_entries(profile.id, config.feed_size)) if feeds else (),
-        feed_rollups=tuple(tuple(rollups[: config.feed_size]) for rollups in by_kind) if feeds else (),
-        history=tuple(d for d in loaded if d is not None),
-        rollups=tuple(r for rollups in by_kind for r in rollups) if site else (),
+        feed_rollups=feed_rollups,
+        history=history,
+        pages=tuple(pages.items()),
         feeds=feeds,
         site=site,
         documents=tuple(documents or ()),
     )
+
+
+def _pages_to_render(
+    config: Config, store: Store, profile: Profile, env: Environment
+) -> tuple[History, dict[str, str]]:
+    """The profile's pages whose stamp on disk is not the one planned (path to stamp), and
+    its history holding in full what those pages and its index entry show: a day's build
+    reads the new digest, its neighbours and the latest roll-ups, not the whole history."""
+    records = History(tuple(store.digest_records(profile.id)), tuple(store.rollup_records(profile.id, ROLLUP_KINDS)))
+    plan = plan_profile_pages(
+        profile, records, links=site_links(config), site_title=config.title, env=env, web_url=config.web.base_url
+    )
+    on_disk = dict(page_stamps(config.site, profile.id))
+    pages = {path: stamp for path, stamp in plan.items() if on_disk.get(path) != stamp}
+    days, periods = shown_in_full(profile, records, pages)
+    loaded = (store.load_digest(profile, day) for day in days)
+    rolled = (store.load_rollup(profile, period) for period in periods)
+    return replace(
+        records,
+        digests={d.date: d for d in loaded if d is not None},
+        rollups={r.period.key: r for r in rolled if r is not None},
+    ), pages
 
 
 def page_stamps(site: Path, profile_id: str) -> tuple[tuple[str, str], ...]:
@@ -299,8 +325,11 @@ class SharedPapers:
             job,
             entries=tuple(self._entry(entry) for entry in job.entries),
             feed_rollups=tuple(tuple(self.rollup(r) for r in rollups) for rollups in job.feed_rollups),
-            history=tuple(self.digest(d) for d in job.history),
-            rollups=tuple(self.rollup(r) for r in job.rollups),
+            history=replace(
+                job.history,
+                digests={day: self.digest(d) for day, d in job.history.digests.items()},
+                rollups={key: self.rollup(r) for key, r in job.history.rollups.items()},
+            ),
             documents=tuple(self.made(d) for d in job.documents),
         )
 

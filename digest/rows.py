@@ -10,7 +10,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
-from digest.models import Cadence, DeliveryState, DigestState, TransportKind, VoteKind
+from digest.models import Cadence, DeliveryState, DigestState, EmptyReason, TransportKind, VoteKind
+from digest.periods import Period
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +240,26 @@ class CarriedPaper:
     period: str
     state: DeliveryState
     possible_duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """One digest of a profile as its archive lists it, and its version: a text that changes
+    whenever the digest, or a paper it shows, changes (`Store.digest_records`)."""
+
+    day: date
+    version: str
+    papers: int  # its items
+    empty_reason: EmptyReason | None
+    candidates: int
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRecord:
+    """One weekly or monthly roll-up of a profile as its archive lists it, and its version
+    (as `DigestRecord`'s; `Store.rollup_records`)."""
+
+    period: Period
+    version: str
+    papers: int  # the papers it shows in full
+    considered: int

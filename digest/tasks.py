@@ -36,7 +36,7 @@ from digest.render.feeds import render_profile_feeds
 from digest.render.links import SiteLinks, feed_path, rollup_feed_name
 from digest.render.markdown_html import MarkdownToHtml
 from digest.render.rollups import render_rollup_feeds
-from digest.render.site import ProfilePages, render_profile_pages
+from digest.render.site import History, ProfilePages, render_profile_pages
 from digest.render.templates import TemplateSources, sources_environment, template_environment
 
 if TYPE_CHECKING:
@@ -236,19 +236,18 @@ class _LetterOptions(TypedDict):
 @dataclass(frozen=True, slots=True)
 class PublishJob:
     """One profile's part of the published outputs: what its feeds show (`entries`, its most
-    recent roll-ups per cadence) and its site pages (`history`: every digest, newest first;
-    every roll-up; `stamps`: a page whose stamp is the same is not rendered again). `feeds` /
-    `site` say which of the two to render."""
+    recent roll-ups per cadence) and the site pages to render (`pages`: path and stamp, from
+    `site.plan_profile_pages`; `history`: what they show). `feeds` / `site` say which of
+    the two to render (with `site`, the profile's entry in the index is made too)."""
 
     profile: Profile
     entries: tuple[DigestEntry, ...] = ()
     feed_rollups: tuple[tuple[Rollup, ...], ...] = ()  # per kind of `lifecycle.ROLLUP_KINDS`
-    history: tuple[Digest, ...] = ()
-    rollups: tuple[Rollup, ...] = ()
+    history: History = field(default_factory=lambda: History(()))
+    pages: tuple[tuple[str, str], ...] = ()
     feeds: bool = True
     site: bool = True
     documents: tuple[Digest | Rollup, ...] = ()  # the day's digests and roll-ups, as documents
-    stamps: tuple[tuple[str, str], ...] = ()  # the stamps of its pages on disk (`render.stamps`), by path
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,13 +274,12 @@ def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[
             pages = render_profile_pages(
                 job.profile,
                 job.history,
-                job.rollups,
+                dict(job.pages),
                 links=links,
                 site_title=settings.site_title,
                 env=env,
                 web_url=settings.web_url,
                 converter=converter,
-                stamps=dict(job.stamps),
             )
         found.append(Published(job.profile.id, feeds, pages, render_documents(job.documents, env)))
     return found

@@ -11,16 +11,24 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import timedelta
 from email import policy
 from pathlib import Path
 
 import pytest
 from render_data import DAY, config_for, digest, hostile_papers, papers_about, profile
 
-from digest import files
+from digest import files, tasks
 from digest.files import copy_if_changed, write_atomic, write_if_changed
 from digest.parallel import ProcessRunner
-from digest.publish import SharedPapers, email_renderer, page_stamps, write_outputs
+from digest.publish import (
+    SharedPapers,
+    _pages_to_render,
+    email_renderer,
+    page_stamps,
+    render_settings,
+    write_outputs,
+)
 from digest.store import Store
 
 KEY = b"0123456789abcdef0123"
@@ -90,6 +98,34 @@ def test_a_page_deleted_edited_or_unstamped_on_disk_is_rendered_again(filled_sto
     written = sorted(write_outputs(config, filled_store, digests))
     assert written == sorted([deleted, edited, foreign])
     assert {path: path.read_bytes() for path in kept} == kept
+
+
+def test_a_days_build_reads_and_renders_the_new_digest_its_neighbours_and_the_archive(
+    filled_store: Store, tmp_path: Path
+) -> None:
+    # What makes a day's build cost the same after a year as on day one: of a profile's
+    # history, only the pages whose stamp changed are rendered, and only what they show is
+    # read from the store in full (the new digest, the one before it, and that one's older
+    # neighbour, which its "older" link shows).
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    config = config_for(tmp_path, prof)
+    days = [DAY - timedelta(days=n) for n in range(6)]
+    history = [digest(prof, tuple(papers[3 * n : 3 * n + 3]), day=day) for n, day in enumerate(days)]
+    for made in reversed(history[1:]):
+        assert filled_store.save_digest(made, filled_store.watermark())
+    write_outputs(config, filled_store, history[1:])
+    env = tasks.environment(render_settings(config, filled_store))
+    assert _pages_to_render(config, filled_store, prof, env)[1] == {}  # nothing new: nothing to render
+    assert filled_store.save_digest(history[0], filled_store.watermark())
+    loaded, pages = _pages_to_render(config, filled_store, prof, env)
+    folder = f"digests/{prof.id}/"
+    assert sorted(pages) == sorted([folder + "index.html", f"{folder}{days[0]}.html", f"{folder}{days[1]}.html"])
+    assert sorted(loaded.digests) == sorted(days[:3])
+    assert [r.day for r in loaded.days] == days  # the archive lists every day from the records
+    written = write_outputs(config, filled_store, history[:1])
+    assert {p.relative_to(config.site).as_posix() for p in written if p.suffix == ".html"} == {"index.html", *pages}
+    assert write_outputs(config, filled_store, history[:1]) == []
 
 
 def test_feeds_are_written_once_and_linked_into_the_feeds_folder(

@@ -15,7 +15,20 @@ from conftest import NOW, SEEDS, TODAY
 
 from digest.chars import strip_format
 from digest.ingest.hf_dump import content_hash, decode_dump, format_dump, parse_dump
-from digest.models import DeliveryState, Digest, Dump, Entry, Profile, Reason, ReasonKind, ScoredPaper, TransportKind
+from digest.models import (
+    DeliveryState,
+    Digest,
+    Dump,
+    Entry,
+    Profile,
+    Reason,
+    ReasonKind,
+    Rollup,
+    ScoredPaper,
+    TransportKind,
+)
+from digest.periods import PeriodKind, parse_period
+from digest.rollups import Pool
 from digest.rows import DeliveryKey
 from digest.store import SCHEMA_VERSION, Store, StoreError, Validators, open_store, paper_id, title_key
 from digest.store import schema as store_module
@@ -621,3 +634,80 @@ def test_liked_papers_are_found_by_id_arxiv_id_or_title(store: Store) -> None:
         "A Paper Nobody Wrote",
     ]
     assert [p.id for p in store.find_papers(references)] == [fetched.id, seed.id]
+
+
+# -- what a site page needs to know of a digest or roll-up without loading it ---------------
+
+
+def _two_digests(store: Store) -> tuple[Profile, Digest, Digest]:
+    store.add_dump(
+        parse_dump(
+            format_dump(date(2025, 12, 1), [Entry(t, "A.", 3, None, date(2025, 11, 30), 5) for t in "ABCD"]),
+            "a.txt",
+            today=TODAY,
+        ),
+        "a",
+        NOW,
+    )
+    papers = {p.title: p for p in store.iter_papers()}
+    prof = Profile(id="p", title="P")
+    given = Digest(prof, date(2025, 12, 1), (ScoredPaper(papers["A"], 0.9), ScoredPaper(papers["B"], 0.8)), NOW, 4)
+    empty = Digest(
+        prof, date(2025, 12, 2), (), NOW, 4, empty_reason="below-threshold", runners_up=(ScoredPaper(papers["C"], 0.1),)
+    )
+    for digest in (given, empty):
+        assert store.save_digest(digest, store.watermark())
+    return prof, given, empty
+
+
+def test_digest_records_list_each_digest_as_its_archive_shows_it(store: Store) -> None:
+    prof, given, empty = _two_digests(store)
+    records = store.digest_records(prof.id)
+    assert [(r.day, r.papers, r.empty_reason, r.candidates) for r in records] == [
+        (empty.date, 0, "below-threshold", 4),
+        (given.date, 2, None, 4),
+    ]
+    assert store.digest_records(prof.id) == records  # the same rows, the same versions
+    assert len({r.version for r in records}) == 2
+
+
+def test_a_digest_changes_version_when_a_dump_shows_one_of_its_papers_again(store: Store) -> None:
+    # A paper's row changes only when a dump shows it, so the newest dump that showed each
+    # paper is part of a digest's version: its page is rendered again with the new upvotes.
+    prof, given, empty = _two_digests(store)
+    before = {r.day: r.version for r in store.digest_records(prof.id)}
+    ingest_text(store, format_dump(date(2025, 12, 3), [Entry("D", "A.", 3, None, date(2025, 11, 30), 9)]))
+    assert {r.day: r.version for r in store.digest_records(prof.id)} == before  # D is in no digest
+    ingest_text(store, format_dump(date(2025, 12, 4), [Entry("B", "A.", 3, None, date(2025, 11, 30), 50)]))
+    after = {r.day: r.version for r in store.digest_records(prof.id)}
+    assert after[empty.date] == before[empty.date]
+    assert after[given.date] != before[given.date]
+    ingest_text(store, format_dump(date(2025, 12, 5), [Entry("C", "A.", 3, None, date(2025, 11, 30), 5)]))
+    assert {r.day: r.version for r in store.digest_records(prof.id)}[empty.date] != before[empty.date]  # a runner-up
+    changed = {r.day: r.version for r in store.digest_records(prof.id)}
+    rebuilt = replace(empty, items=given.items[:1], empty_reason=None, runners_up=())
+    status = store.digest_status(prof.id, empty.date)
+    assert status is not None and store.replace_digest(rebuilt, store.watermark(), replaces=status.watermark)
+    records = {r.day: r for r in store.digest_records(prof.id)}
+    assert records[empty.date].version != changed[empty.date] and records[empty.date].papers == 1
+
+
+def test_rollup_records_list_each_rollup_as_its_archive_shows_it(store: Store) -> None:
+    ingest_text(store, format_dump(date(2025, 12, 1), [Entry(t, "A.", 3, None, date(2025, 11, 30), 5) for t in "ABCD"]))
+    scored = [ScoredPaper(p, 0.9 - i / 10) for i, p in enumerate(sorted(store.iter_papers(), key=lambda p: p.title))]
+    prof = Profile(id="p", title="P")
+    week, month = parse_period("2025-W49"), parse_period("2025-12")
+    shown = Rollup(prof, week, tuple(scored[:2]), tuple(scored[2:]), NOW, considered=9, above=4)
+    nothing = Rollup(prof, month, (), (), NOW, considered=7, above=0, runners_up=tuple(scored[:1]))
+    assert store.save_rollup(shown, Pool(tuple(scored), ()))
+    assert store.save_rollup(nothing, Pool((), tuple(scored[:1])))
+    records = store.rollup_records(prof.id, (PeriodKind.WEEK, PeriodKind.MONTH))
+    assert [(r.period, r.papers, r.considered) for r in records] == [(month, 0, 7), (week, 2, 9)]
+    for record in records:
+        loaded = store.load_rollup(prof, record.period)
+        assert loaded is not None and (len(loaded.items), loaded.considered) == (record.papers, record.considered)
+    assert store.rollup_records(prof.id, (PeriodKind.WEEK,)) == records[1:]
+    ingest_text(store, format_dump(date(2025, 12, 4), [Entry("D", "A.", 3, None, date(2025, 11, 30), 50)]))
+    after = store.rollup_records(prof.id, (PeriodKind.WEEK, PeriodKind.MONTH))
+    assert after[0] == records[0]  # D is not in the month's pool
+    assert after[1].version != records[1].version  # it is in the week's ("also this week")

@@ -7,6 +7,11 @@ only the OPML file, which is imported into feed readers elsewhere, uses absolute
 addresses. Archive pages are the Markdown digests rendered by Python-Markdown and
 sanitised by nh3 (Python-Markdown passes raw HTML through). No JavaScript.
 
+Each profile page ends in a stamp of what it is made of (`render.stamps`):
+`plan_profile_pages` works every stamp out from records of the digests and roll-ups,
+so a publisher renders (`render_profile_pages`) only the pages whose stamp changed, from
+only what they show (`shown_in_full`).
+
 Layout: `index.html`, `digests/<profile>/index.html` (the profile's archive, grouped by
 month and week), `digests/<profile>/<date>.html` (one digest),
 `digests/<profile>/2025-W52.html` and `.../2025-12.html` (one roll-up), `feeds.opml`,
@@ -16,8 +21,8 @@ for autodiscovery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from email.utils import parseaddr
 from functools import partial
@@ -50,6 +55,7 @@ from digest.render.stamps import fingerprint, page_stamp, with_stamp
 from digest.render.templates import template_environment
 from digest.render.text import format_day, one_line
 from digest.render.views import PaperView, paper_view
+from digest.rows import DigestRecord, RollupRecord
 
 _DEEP = "../../"  # from digests/<profile>/ back to the site root
 
@@ -79,6 +85,18 @@ class DigestView:
 
 
 @dataclass(frozen=True, slots=True)
+class DayLink:
+    """A digest as the archive lists it: its day and how many papers it gave (or why none)."""
+
+    day: date
+    label: str
+    href: str  # from the site root
+    file: str  # within the profile's folder
+    papers: int
+    empty_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class RollupLink:
     """A roll-up as the archive lists it."""
 
@@ -95,7 +113,7 @@ class WeekGroup:
     label: str  # "Week 52 of 2025"
     span: str
     rollup: RollupLink | None
-    days: tuple[DigestView, ...]  # the week's digests in the month it is listed under
+    days: tuple[DayLink, ...]  # the week's digests in the month it is listed under
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +151,36 @@ class ProfileView(PageProfile):
 
 @dataclass(frozen=True, slots=True)
 class ProfilePages:
-    """One profile's pages (relative path to bytes), how the site's index shows it, and the
-    pages left as they are (`kept`: their stamps on disk are what they would be made of)."""
+    """Some of a profile's pages (relative path to bytes), and how the site's index shows it."""
 
     pages: dict[str, bytes]
     index: ProfileView
-    kept: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A profile's history as its pages need it: a record of each digest (newest first) and
+    of each weekly and monthly roll-up (newest first), and in full the digests and roll-ups
+    that the pages to render show (`shown_in_full`), by day and by period key."""
+
+    days: tuple[DigestRecord, ...]
+    periods: tuple[RollupRecord, ...] = ()
+    digests: Mapping[date, Digest] = field(default_factory=dict)
+    rollups: Mapping[str, Rollup] = field(default_factory=dict)
+
+
+def full_history(digests: Sequence[Digest], rollups: Sequence[Rollup] = ()) -> History:
+    """The history of these digests (newest first) and roll-ups, each in full, each versioned by its contents."""
+    shown = sorted((r for r in rollups if r.period.kind in _ARCHIVED), key=lambda r: r.period.first, reverse=True)
+    return History(
+        days=tuple(DigestRecord(d.date, fingerprint(d), len(d.items), d.empty_reason, d.candidates) for d in digests),
+        periods=tuple(RollupRecord(r.period, fingerprint(r), len(r.items), r.considered) for r in shown),
+        digests={d.date: d for d in digests},
+        rollups={r.period.key: r for r in shown},
+    )
+
+
+_ARCHIVED = (PeriodKind.WEEK, PeriodKind.MONTH)  # the roll-ups with pages
 
 
 def render_site(
@@ -159,23 +201,18 @@ def render_site(
     included: the publisher adds them under `feeds/`. `web_url` is the web side's address
     (`[web] base_url`): profiles open to subscribers then link to its subscribe page, and
     the unsubscribe page says how its links work. No page carries anyone's token.
-    (`render_profile_pages` and `render_site_index` are its two halves, for a publisher
-    that renders profiles in worker processes.)
+    (`plan_profile_pages`, `render_profile_pages` and `render_site_index` are its parts,
+    for a publisher that renders only the pages that changed, in worker processes.)
     """
     env = env or template_environment()
     converter = MarkdownToHtml()
     pages: dict[str, bytes] = {}
     shown = []
     for profile in profiles:
+        full = full_history(history.get(profile.id, ()), (rollups or {}).get(profile.id, ()))
+        plan = plan_profile_pages(profile, full, links=links, site_title=site_title, env=env, web_url=web_url)
         rendered = render_profile_pages(
-            profile,
-            history.get(profile.id, ()),
-            (rollups or {}).get(profile.id, ()),
-            links=links,
-            site_title=site_title,
-            env=env,
-            web_url=web_url,
-            converter=converter,
+            profile, full, plan, links=links, site_title=site_title, env=env, web_url=web_url, converter=converter
         )
         pages.update(rendered.pages)
         shown.append(rendered.index)
@@ -184,64 +221,105 @@ def render_site(
     )
 
 
+def plan_profile_pages(
+    profile: Profile,
+    history: History,
+    *,
+    links: SiteLinks,
+    site_title: str,
+    env: Environment,
+    web_url: str | None = None,
+) -> dict[str, str]:
+    """Every page of the profile (path under the site) with the stamp it ends in
+    (`render.stamps`): what it is made of, from `history`'s records alone. A page whose
+    stamp on disk is the one planned need not be rendered again."""
+    days, periods = history.days, history.periods
+    base = fingerprint((one_line(site_title), links, web_url, profile, _feed_formats()))
+    keys = [(r.version, days[i + 1].day if i + 1 < len(days) else None) for i, r in enumerate(days)]
+    plan = {profile_path(profile.id): page_stamp(env, base, "site/profile.html", keys, periods)}
+    for i, record in enumerate(days):
+        around = [keys[j] if 0 <= j < len(keys) else None for j in (i - 1, i, i + 1)]
+        plan[digest_path(profile.id, record.day)] = page_stamp(env, base, "site/digest.html", around)
+    for ofkind in _by_kind(periods):
+        for i, period in enumerate(ofkind):
+            nearby = [ofkind[j] if 0 <= j < len(ofkind) else None for j in (i - 1, i, i + 1)]
+            plan[rollup_path(profile.id, period.period)] = page_stamp(env, base, "site/rollup.html", nearby)
+    return plan
+
+
+def shown_in_full(profile: Profile, history: History, paths: Iterable[str]) -> tuple[list[date], list[Period]]:
+    """The digests (days) and roll-ups (periods) that rendering these pages of the profile
+    (and its entry in the index) reads in full: the latest digest, and each digest page's
+    own digest and its neighbours' (its "newer" and "older" links show them), each roll-up
+    page's own roll-up."""
+    days = history.days
+    at = {digest_path(profile.id, record.day): i for i, record in enumerate(days)}
+    periods = {rollup_path(profile.id, record.period): record.period for record in history.periods}
+    wanted = {0} if days else set()
+    chosen = []
+    for path in paths:
+        if path in at:
+            wanted.update(j for j in (at[path] - 1, at[path], at[path] + 1) if 0 <= j < len(days))
+        elif path in periods:
+            chosen.append(periods[path])
+    return [days[i].day for i in sorted(wanted)], chosen
+
+
 def render_profile_pages(
     profile: Profile,
-    history: Sequence[Digest],
-    rollups: Sequence[Rollup] = (),
+    history: History,
+    plan: Mapping[str, str],
     *,
     links: SiteLinks,
     site_title: str,
     env: Environment | None = None,
     web_url: str | None = None,
     converter: MarkdownToHtml | None = None,
-    stamps: Mapping[str, str] | None = None,
 ) -> ProfilePages:
-    """One profile's archive page, digest pages and roll-up pages (`history`: its digests,
-    newest first; `rollups`: its weekly and monthly roll-ups), and its entry in the index.
-
-    Each page ends in its stamp (`render.stamps`). `stamps` are those of the pages as they
-    are (path under the site to stamp): a page that would be made of the same is not
-    rendered again, only listed in `kept`. A digest or roll-up page's `profile` has no
-    `latest` or `days`, so that a new digest changes only the pages that show it."""
+    """The profile's pages that `plan` names (path to stamp, from `plan_profile_pages`):
+    its archive page, digest pages and roll-up pages, each ending in its stamp; and its
+    entry in the index. `history` holds in full what they show (`shown_in_full`). A
+    digest or roll-up page's `profile` has no `latest` or `days`: a page that showed the
+    latest digest would change every day."""
     env = env or template_environment()
     converter = converter or MarkdownToHtml()
-    title = one_line(site_title)
-    digests = list(history)
-    views = _Views(digests, env)
+    views = _Views(history, env)
     subscribe = web_url + SUBSCRIBE_PATH if web_url and profile.open else None
-    index_view = _profile_view(profile, views, links, "", subscribe)
     header = _page_profile(profile, links, _DEEP, subscribe)
-    common: dict[str, object] = {"site_title": title, "root": _DEEP, "alternates": header.alternates}
-    made = _Pages(env, stamps or {}, fingerprint((title, links, web_url, profile, _feed_formats())), common)
-    keys = [(fingerprint(d), digests[i + 1].date if i + 1 < len(digests) else None) for i, d in enumerate(digests)]
-    rollup_keys = {id(r): fingerprint(r) for r in rollups}
-    archive = partial(_archive_context, profile, views, rollups, links, subscribe)
-    made.page(profile_path(profile.id), "site/profile.html", ("archive", keys, tuple(rollup_keys.values())), archive)
-    for i, digest in enumerate(digests):
-        around = tuple(keys[j] if 0 <= j < len(keys) else None for j in (i - 1, i, i + 1))
-        context = partial(_digest_context, i, views, converter, header)
-        made.page(digest_path(profile.id, digest.date), "site/digest.html", ("digest", around), context)
-    for kind in (PeriodKind.WEEK, PeriodKind.MONTH):
-        ofkind = sorted((r for r in rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
-        for i, rollup in enumerate(ofkind):
-            nearby = tuple(rollup_keys[id(ofkind[j])] if 0 <= j < len(ofkind) else None for j in (i - 1, i, i + 1))
-            context = partial(_rollup_context, i, ofkind, env, converter, header)
-            made.page(rollup_path(profile.id, rollup.period), "site/rollup.html", ("rollup", nearby), context)
-    return ProfilePages(made.rendered, index_view, tuple(made.kept))
+    common: dict[str, object] = {"site_title": one_line(site_title), "root": _DEEP, "alternates": header.alternates}
+    made: dict[str, tuple[str, Callable[[], dict[str, object]]]] = {
+        profile_path(profile.id): ("site/profile.html", partial(_archive_context, profile, views, links, subscribe))
+    }
+    for i, record in enumerate(history.days):
+        made[digest_path(profile.id, record.day)] = (
+            "site/digest.html",
+            partial(_digest_context, i, views, converter, header),
+        )
+    for ofkind in _by_kind(history.periods):
+        for i, period in enumerate(ofkind):
+            made[rollup_path(profile.id, period.period)] = (
+                "site/rollup.html",
+                partial(_rollup_context, i, ofkind, history, env, converter, header),
+            )
+    pages = {}
+    for path, stamp in plan.items():
+        template, context_of = made[path]
+        text = env.get_template(template).render(context_of() | common)
+        pages[path] = with_stamp(text, stamp).encode("utf-8")
+    return ProfilePages(pages, _profile_view(profile, views, links, "", subscribe))
 
 
-def _archive_context(
-    profile: Profile, views: _Views, rollups: Sequence[Rollup], links: SiteLinks, subscribe: str | None
-) -> dict[str, object]:
+def _archive_context(profile: Profile, views: _Views, links: SiteLinks, subscribe: str | None) -> dict[str, object]:
+    days = [_day_link(profile.id, record) for record in views.history.days]
     return {
-        "digests": views.every(),
-        "months": _archive(profile.id, views.every(), rollups),
+        "digests": days,
+        "months": _archive(profile.id, days, views.history.periods),
         "profile": _profile_view(profile, views, links, _DEEP, subscribe),
     }
 
 
 def _digest_context(i: int, views: _Views, converter: MarkdownToHtml, header: PageProfile) -> dict[str, object]:
-    markdown_text = render_markdown(views.digests[i], env=views.env)
+    markdown_text = render_markdown(views.digest(i), env=views.env)
     return {
         "body": _html(converter(markdown_text)),
         "label": views[i].label,
@@ -252,12 +330,17 @@ def _digest_context(i: int, views: _Views, converter: MarkdownToHtml, header: Pa
 
 
 def _rollup_context(
-    i: int, ofkind: list[Rollup], env: Environment, converter: MarkdownToHtml, header: PageProfile
+    i: int,
+    ofkind: list[RollupRecord],
+    history: History,
+    env: Environment,
+    converter: MarkdownToHtml,
+    header: PageProfile,
 ) -> dict[str, object]:
-    rollup = ofkind[i]
+    period = ofkind[i].period
     return {
-        "body": _html(converter(render_rollup_markdown(rollup, env))),
-        "label": period_label(rollup.period),
+        "body": _html(converter(render_rollup_markdown(history.rollups[period.key], env))),
+        "label": period_label(period),
         "newer": _rollup_link(header.id, ofkind[i - 1]) if i > 0 else None,
         "older": _rollup_link(header.id, ofkind[i + 1]) if i + 1 < len(ofkind) else None,
         "profile": header,
@@ -265,57 +348,54 @@ def _rollup_context(
 
 
 class _Views:
-    """Each digest's view (`DigestView`), made when first asked for: a build that renders
-    a few pages again needs a few views, not one per day of the history."""
+    """Each digest's view (`DigestView`), made when first asked for, from the digests the
+    history holds in full (`shown_in_full` says which a page needs)."""
 
-    def __init__(self, digests: list[Digest], env: Environment) -> None:
-        self.digests, self.env = digests, env
+    def __init__(self, history: History, env: Environment) -> None:
+        self.history, self.env = history, env
         self._made: dict[int, DigestView] = {}
 
     def __len__(self) -> int:
-        return len(self.digests)
+        return len(self.history.days)
+
+    def digest(self, i: int) -> Digest:
+        return self.history.digests[self.history.days[i].day]
 
     def __getitem__(self, i: int) -> DigestView:
         view = self._made.get(i)
         if view is None:
-            older = self.digests[i + 1] if i + 1 < len(self.digests) else None
-            view = self._made[i] = _digest_view(self.digests[i], older, self.env)
+            days = self.history.days
+            older = days[i + 1].day if i + 1 < len(days) else None
+            view = self._made[i] = _digest_view(self.digest(i), older, self.env)
         return view
-
-    def every(self) -> list[DigestView]:
-        return [self[i] for i in range(len(self))]
-
-
-class _Pages:
-    """A profile's pages as they are rendered: each stamped, or kept when its stamp is the one on disk."""
-
-    def __init__(self, env: Environment, on_disk: Mapping[str, str], base: str, common: dict[str, object]) -> None:
-        self._env, self._on_disk, self._base, self._common = env, on_disk, base, common
-        self.rendered: dict[str, bytes] = {}
-        self.kept: list[str] = []
-
-    def page(
-        self, path: str, template: str, inputs: tuple[object, ...], context: Callable[[], dict[str, object]]
-    ) -> None:
-        stamp = page_stamp(self._env, self._base, template, inputs)
-        if self._on_disk.get(path) == stamp:
-            self.kept.append(path)
-            return
-        text = self._env.get_template(template).render(context() | self._common)
-        self.rendered[path] = with_stamp(text, stamp).encode("utf-8")
 
 
 def _html(markdown_html: str) -> Markup:
     return Markup(nh3.clean(markdown_html, url_schemes=_SCHEMES))
 
 
-def _newest_first(rollups: Sequence[Rollup], kind: PeriodKind) -> list[Rollup]:
-    return sorted((r for r in rollups if r.period.kind is kind), key=lambda r: r.period, reverse=True)
+def _by_kind(periods: Sequence[RollupRecord]) -> list[list[RollupRecord]]:
+    """The weekly roll-ups, then the monthly ones, each newest first."""
+    return [
+        sorted((r for r in periods if r.period.kind is kind), key=lambda r: r.period, reverse=True)
+        for kind in _ARCHIVED
+    ]
 
 
 def _feed_formats() -> tuple[tuple[str, str, str, str], ...]:
     """The feed formats registered, as a page's links name them."""
     return tuple((o.name, o.label, o.content_type, o.path) for o in output_formats(FormatKind.FEED))
+
+
+def _day_link(profile_id: str, record: DigestRecord) -> DayLink:
+    return DayLink(
+        day=record.day,
+        label=format_day(record.day),
+        href=digest_path(profile_id, record.day),
+        file=f"{record.day.isoformat()}.html",
+        papers=record.papers,
+        empty_reason=record.empty_reason,
+    )
 
 
 def render_site_index(
@@ -361,7 +441,7 @@ def render_site_index(
 _SCHEMES = {"http", "https"}
 
 
-def _digest_view(digest: Digest, previous: Digest | None, env: Environment) -> DigestView:
+def _digest_view(digest: Digest, previous: date | None, env: Environment) -> DigestView:
     return DigestView(
         day=digest.date,
         label=format_day(digest.date),
@@ -372,7 +452,7 @@ def _digest_view(digest: Digest, previous: Digest | None, env: Environment) -> D
         empty_reason=digest.empty_reason,
         candidates=digest.candidates,
         min_score=digest.profile.min_score,
-        previous=format_day(previous.date) if previous else None,
+        previous=format_day(previous) if previous else None,
     )
 
 
@@ -409,29 +489,29 @@ def _page_profile(profile: Profile, links: SiteLinks, prefix: str, subscribe: st
 _CADENCE_LABELS = ((PeriodKind.WEEK, "Weekly"), (PeriodKind.MONTH, "Monthly"))
 
 
-def _rollup_link(profile_id: str, rollup: Rollup) -> RollupLink:
-    count = len(rollup.items)
+def _rollup_link(profile_id: str, record: RollupRecord) -> RollupLink:
+    count, period = record.papers, record.period
     if count:
         summary = f"{count} paper{'' if count == 1 else 's'}"
     else:
-        summary = "nothing above the threshold" if rollup.considered else "no papers listed"
+        summary = "nothing above the threshold" if record.considered else "no papers listed"
     return RollupLink(
-        key=rollup.period.key,
-        label=period_label(rollup.period),
-        span=format_span(rollup.period.first, rollup.period.last),
-        href=rollup_path(profile_id, rollup.period),
-        file=f"{rollup.period.key}.html",
+        key=period.key,
+        label=period_label(period),
+        span=format_span(period.first, period.last),
+        href=rollup_path(profile_id, period),
+        file=f"{period.key}.html",
         summary=summary,
     )
 
 
-def _archive(profile_id: str, views: Sequence[DigestView], rollups: Sequence[Rollup]) -> list[MonthGroup]:
+def _archive(profile_id: str, views: Sequence[DayLink], rollups: Sequence[RollupRecord]) -> list[MonthGroup]:
     """The profile's digests by month, then by ISO week within the month, newest first, with
     the roll-up of each month and week when there is one. A week that straddles two months
     is listed under both, each with its own days; a week with a roll-up but no digest is
     listed under the month of its Thursday (the day ISO 8601 dates a week by)."""
     by_period = {(r.period.kind, r.period.key): _rollup_link(profile_id, r) for r in rollups}
-    days: dict[Period, dict[Period, list[DigestView]]] = {}
+    days: dict[Period, dict[Period, list[DayLink]]] = {}
     for view in views:
         days.setdefault(month_of(view.day), {}).setdefault(week_of(view.day), []).append(view)
     for rollup in rollups:

@@ -6,9 +6,10 @@ A stamp covers this program (every `.py` file of the `digest` package as it was 
 module was imported, and the versions of the libraries that shape a page), the templates
 an environment renders with (read once per environment, as Jinja caches them: `auto_reload`
 is off), and the page's inputs as `repr`: frozen dataclasses of tuples, strings, numbers and
-dates, so the text is the same in every process. A page whose inputs cannot be written so
-(a set, whose order varies between processes) would get a stamp that never matches: it
-is always rendered, never wrongly kept.
+dates (for a digest or roll-up, its record: a version that changes with it, see
+`site.plan_profile_pages`), so the text is the same in every process. An input whose repr
+varies between processes (a set) would give a stamp that never matches: the page is always
+rendered, never wrongly kept.
 
 Pure but for reading the package's own files once; never reads or writes a page (`publish`
 reads the stamps of the pages on disk).

@@ -7,6 +7,7 @@ another one is a savepoint of it. This module holds no SQL about any table.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import sqlite3
 from collections.abc import Iterator
@@ -67,3 +68,8 @@ def moment(text: str) -> datetime:
 
 def day_or_none(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
+
+
+def version_of(rows: object) -> str:
+    """A version of what `rows` hold: the same rows, the same text (a SHA-256 of their repr)."""
+    return hashlib.sha256(repr(rows).encode("utf-8", "surrogatepass")).hexdigest()

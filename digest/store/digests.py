@@ -16,8 +16,8 @@ from typing import Any
 from digest.lifecycle import may_be_replaced, previous_digest, state_after_emails
 from digest.models import DeliveryState, Digest, DigestEntry, DigestState, EmptyReason, Paper, Profile, ScoredPaper
 from digest.reason_records import dump_reasons, load_reasons
-from digest.rows import DigestStatus, PreviousDigest
-from digest.store.base import StoreBase, moment
+from digest.rows import DigestRecord, DigestStatus, PreviousDigest
+from digest.store.base import StoreBase, moment, version_of
 from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, read_papers
 
 ITEM = "item"
@@ -29,6 +29,15 @@ _REACHED = (
     "AND (d.state IN ('sending', 'sent') OR d.possible_duplicate = 1))"
 )
 _LATER = "EXISTS (SELECT 1 FROM digests h WHERE h.profile_id = g.profile_id AND h.day > g.day)"
+# Every digest of a profile, newest first, with its items and, for each paper, the newest dump
+# that showed it: a paper's row changes only when a dump shows it (`PapersMixin.add_dump`), so
+# that number changes whenever what a page shows of the paper may have.
+_RECORDS = """
+    SELECT g.day, g.built_at, g.candidates, g.empty_reason, i.kind, i.rank, i.paper_id, i.score, i.reasons,
+           (SELECT MAX(s.dump_id) FROM sightings s WHERE s.paper_id = i.paper_id)
+    FROM digests g LEFT JOIN digest_items i ON i.profile_id = g.profile_id AND i.day = g.day
+    WHERE g.profile_id = ? ORDER BY g.day DESC, i.kind, i.rank
+"""
 _STATUS = f"SELECT g.state, g.watermark, {_REACHED}, {_LATER} FROM digests g WHERE g.profile_id = ? AND g.day = ?"
 # The entries a profile's feed shows: each paper once, with the digest that first gave it.
 _FEED_ENTRIES = """
@@ -176,6 +185,23 @@ class DigestsMixin(StoreBase):
         """The oldest digest day among the `limit` entries the profile's feed shows (`digest_entries`)."""
         row = self._db.execute(f"SELECT MIN(day) FROM ({_FEED_ENTRIES})", {"p": profile_id, "n": limit}).fetchone()
         return date.fromisoformat(row[0]) if row[0] else None
+
+    def digest_records(self, profile_id: str) -> list[DigestRecord]:
+        """Each digest of the profile, newest first, as its archive lists it, with its version
+        (what a site page needs to know whether it changed, without loading the digest)."""
+        by_day: dict[str, list[tuple[Any, ...]]] = {}
+        for row in self._db.execute(_RECORDS, (profile_id,)):
+            by_day.setdefault(row[0], []).append(row)
+        return [
+            DigestRecord(
+                day=date.fromisoformat(day),
+                version=version_of(rows),
+                papers=sum(row[4] == ITEM for row in rows),
+                empty_reason=EmptyReason(rows[0][3]) if rows[0][3] else None,
+                candidates=rows[0][2],
+            )
+            for day, rows in by_day.items()
+        ]
 
     def digest_days(self, profile_id: str) -> list[date]:
         """The days this profile has a digest for, newest first."""

@@ -21,8 +21,8 @@ from digest.models import DeliveryState, Paper, Profile, Rollup, ScoredPaper, Tr
 from digest.periods import Period, PeriodKind, parse_period
 from digest.reason_records import dump_reasons, load_reasons
 from digest.rollups import ALSO_SHOWN, Pool
-from digest.rows import CarriedPaper, DeliveryKey
-from digest.store.base import StoreBase, moment
+from digest.rows import CarriedPaper, DeliveryKey, RollupRecord
+from digest.store.base import StoreBase, moment, version_of
 from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, read_papers
 
 ITEM = "item"
@@ -42,6 +42,14 @@ _CANDIDATES = f"""
                             ON g.profile_id = r.profile_id AND g.period = r.period
                             WHERE r.profile_id = :p AND g.kind = :kind AND g.first_day < :first))
     ORDER BY {FIRST_SIGHTING}
+"""
+# Every pool of a profile's roll-ups of some kinds, with the newest dump that showed each
+# paper (see `digests._RECORDS`).
+_POOLS = """
+    SELECT r.period, r.paper_id, r.kind, r.rank, r.score, r.reasons,
+           (SELECT MAX(s.dump_id) FROM sightings s WHERE s.paper_id = r.paper_id)
+    FROM rollup_items r JOIN rollups g ON g.profile_id = r.profile_id AND g.period = r.period
+    WHERE r.profile_id = ? AND g.kind IN ({marks}) ORDER BY r.period, r.kind, r.rank
 """
 # The papers a subscriber's ledger rows of one profile carry: a daily digest's items, or
 # what their copy of a roll-up listed.
@@ -123,6 +131,25 @@ class RollupsMixin(StoreBase):
             above=above,
             runners_up=() if pool.eligible else pool.runners_up,
         )
+
+    def rollup_records(self, profile_id: str, kinds: Sequence[PeriodKind]) -> list[RollupRecord]:
+        """The profile's roll-ups of `kinds`, newest first, as its archive lists them, with
+        their versions (see `digest_records`)."""
+        marks = ",".join("?" * len(kinds))
+        heads = self._db.execute(
+            "SELECT period, built_at, considered, above, shown FROM rollups "
+            f"WHERE profile_id = ? AND kind IN ({marks}) ORDER BY first_day DESC, period",
+            (profile_id, *kinds),
+        ).fetchall()
+        pools: dict[str, list[tuple[Any, ...]]] = {}
+        for row in self._db.execute(_POOLS.format(marks=marks), (profile_id, *kinds)):
+            pools.setdefault(row[0], []).append(row)
+        found = []
+        for head in heads:
+            pool = pools.get(head[0], [])
+            eligible = sum(row[2] == ITEM for row in pool)
+            found.append(RollupRecord(parse_period(head[0]), version_of((head, pool)), min(head[4], eligible), head[2]))
+        return found
 
     def rollup_periods(self, profile_id: str, kind: PeriodKind, limit: int | None = None) -> list[Period]:
         """The periods of `kind` the profile has a roll-up of, newest first (at most `limit`)."""
