@@ -171,7 +171,8 @@ class Profile:
     follow_authors: tuple[str, ...] = ()  # author names, as the profile spells them
     max_items: int = 10
     min_score: float = 0.15
-    subscribers: tuple[str, ...] = ()
+    # Addresses are left out of a profile's repr (logs, page stamps: `render.stamps`).
+    subscribers: tuple[str, ...] = field(default=(), repr=False)
     schedule: str = "0 7 * * *"
     timezone: str = "UTC"
     formats: tuple[str, ...] = field(default_factory=format_names)  # every registered format
@@ -179,11 +180,12 @@ class Profile:
     # a page's stamp (`render.stamps`) does not change when a line is added above it.
     line: int = field(default=0, repr=False)
     open: bool = False  # readers may subscribe themselves through the web side
-    owner: str | None = None  # whose votes the profile's feeds and site follow (see `readers.owner_address`)
+    # Whose votes the profile's feeds and site follow (see `readers.owner_address`).
+    owner: str | None = field(default=None, repr=False)
     # How often its subscribers get email by default: each digest, or a weekly or monthly roll-up.
     cadence: Cadence = Cadence.DAILY
     # The subscribers (of `subscribers`) who chose their own cadence, as (address, cadence) pairs.
-    subscriber_cadences: tuple[tuple[str, Cadence], ...] = ()
+    subscriber_cadences: tuple[tuple[str, Cadence], ...] = field(default=(), repr=False)
 
 
 class ReasonKind(StrEnum):

@@ -253,7 +253,9 @@ def _pages_to_render(
 
 def page_stamps(site: Path, profile_id: str) -> tuple[tuple[str, str], ...]:
     """The stamps at the end of a profile's pages on disk (path under the site, stamp): a page
-    without one (deleted, edited, or written by an older version) is rendered again."""
+    without one (deleted, written by another version, or with text after its stamp) is
+    rendered again. An edit above the stamp is not noticed: the page is kept until what
+    it is made of changes."""
     folder = PurePosixPath(profile_path(profile_id)).parent
     found = []
     try:
@@ -263,10 +265,12 @@ def page_stamps(site: Path, profile_id: str) -> tuple[tuple[str, str], ...]:
         return ()
     for entry in pages:
         try:
+            if not entry.is_file():  # a folder, or a pipe that would never end: render it again
+                continue
             with open(entry.path, "rb") as page:
                 page.seek(max(0, page.seek(0, os.SEEK_END) - STAMP_TAIL))
-                stamp = stamp_in(page.read())
-        except OSError:  # a folder where a page should be, a file gone meanwhile: render it again
+                stamp = stamp_in(page.read(STAMP_TAIL))
+        except OSError:  # a file gone meanwhile: render it again
             continue
         if stamp is not None:
             found.append((str(folder / entry.name), stamp))

@@ -128,6 +128,18 @@ def test_a_days_build_reads_and_renders_the_new_digest_its_neighbours_and_the_ar
     assert write_outputs(config, filled_store, history[:1]) == []
 
 
+def test_reading_stamps_skips_what_is_no_page(tmp_path: Path) -> None:
+    folder = tmp_path / "digests" / "p"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "pipe.html")  # opening it would wait for a writer forever
+    (folder / "folder.html").mkdir()
+    (folder / "tiny.html").write_bytes(b"x")
+    stamp = "ab" * 32
+    (folder / "2025-12-31.html").write_text("<p>page</p>\n<!-- paper-digest inputs " + stamp + " -->\n")
+    assert page_stamps(tmp_path, "p") == (("digests/p/2025-12-31.html", stamp),)
+    assert page_stamps(tmp_path, "nobody") == ()
+
+
 def test_feeds_are_written_once_and_linked_into_the_feeds_folder(
     filled_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -161,3 +161,26 @@ def test_a_template_folder_with_other_files_in_it_still_stamps(tmp_path: Path, f
     prof = profile()
     pages = render(prof, history(filled_store, prof, 1), env=template_environment(folder)).pages
     assert all(stamp_in(data[-STAMP_TAIL:]) for data in pages.values())
+
+
+def test_a_templates_text_is_read_once_so_a_stamp_covers_what_rendered_the_page(tmp_path: Path) -> None:
+    # Jinja reads a template when first used; the stamp reads every template when first
+    # asked. Both read the environment's copy, made when it was: a file edited in between
+    # cannot give a page rendered from one text and stamped with the other.
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "note.txt").write_text("first", encoding="utf-8")
+    env = template_environment(folder)
+    (folder / "note.txt").write_text("second", encoding="utf-8")
+    assert env.get_template("note.txt").render() == "first"
+    assert page_stamp(env, "x") == page_stamp(sources_environment((("note.txt", "first"),)), "x")
+    assert page_stamp(env, "x") != page_stamp(sources_environment((("note.txt", "second"),)), "x")
+
+
+def test_subscribers_and_the_owner_are_no_part_of_a_page(filled_store: Store) -> None:
+    prof = profile(owner="owner@example.org")
+    digests = history(filled_store, prof)
+    first = render(prof, digests)
+    changed = replace(prof, subscribers=("new@example.org",), owner="other@example.org")
+    assert render(changed, [replace(d, profile=changed) for d in digests], stamps_of(first.pages)).pages == {}
+    assert b"example.org" not in b"".join(first.pages.values()).replace(LINKS.base.encode(), b"")

@@ -3,7 +3,7 @@ build renders again only the pages whose inputs changed instead of a profile's w
 history every day (bench/history.py).
 
 A stamp covers this program (every `.py` file of the `digest` package as it was when this
-module was imported, and the versions of the libraries that shape a page), the templates
+module was imported, Python's version and the versions of the libraries that shape a page), the templates
 an environment renders with (read once per environment, as Jinja caches them: `auto_reload`
 is off), and the page's inputs as `repr`: frozen dataclasses of tuples, strings, numbers and
 dates (for a digest or roll-up, its record: a version that changes with it, see
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
@@ -31,9 +32,13 @@ _LIBRARIES = ("jinja2", "markdown", "markupsafe", "nh3")
 
 
 def _program() -> bytes:
-    found = hashlib.sha256()
+    found = hashlib.sha256(f"Python {sys.version}\0".encode())
     package = Path(__file__).resolve().parent.parent
-    for path in sorted(package.rglob("*.py")):
+    # An install without sources (compiled files only) is stamped by its compiled files.
+    files = sorted(package.rglob("*.py")) or sorted(package.rglob("*.pyc"))
+    if not files:
+        raise RuntimeError(f"{package}: no code to stamp pages with")
+    for path in files:
         found.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     for name in _LIBRARIES:
         found.update(f"{name} {version(name)}\0".encode())

@@ -1,8 +1,9 @@
 """The one Jinja environment every renderer uses, and where its templates come from.
 
 Templates live in the repository's top-level `templates/` folder, shipped inside the
-wheel as `digest/templates`. A user folder (`[digest] templates`) comes first in a
-`ChoiceLoader`, so a file there overrides the built-in one of the same name.
+wheel as `digest/templates`. A file in a user folder (`[digest] templates`) overrides the
+built-in one of the same name. Every template is read when its environment is made, and
+the environment is kept: a template changed afterwards is seen by the next process.
 
 HTML, XML and OPML templates are autoescaped; `.txt` and `.md` templates are not (they
 are not markup): Markdown templates escape every piece of dump text with the `md` filter.
@@ -11,16 +12,15 @@ Undefined variables are errors (`StrictUndefined`), never silently empty.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import (
     BaseLoader,
-    ChoiceLoader,
-    DictLoader,
     Environment,
-    FileSystemLoader,
     StrictUndefined,
+    TemplateNotFound,
     pass_environment,
     select_autoescape,
 )
@@ -45,7 +45,7 @@ def template_environment(user_folder: Path | None = None) -> Environment:
     folders = [builtin_templates()]
     if user_folder is not None:
         folders.insert(0, user_folder)
-    return _environment([FileSystemLoader(str(folder)) for folder in folders])
+    return _environment([_read_folder(folder) for folder in folders])
 
 
 TemplateSources = tuple[tuple[str, str], ...]
@@ -61,7 +61,7 @@ def read_templates(user_folder: Path | None) -> TemplateSources:
     for path in sorted(user_folder.rglob("*")):
         if path.is_file():
             try:
-                # As Jinja's FileSystemLoader reads a template: bytes decoded, newlines as they are.
+                # As `_read_folder` reads a template: bytes decoded, newlines as they are.
                 found.append((path.relative_to(user_folder).as_posix(), path.read_bytes().decode("utf-8")))
             except (OSError, UnicodeDecodeError):
                 continue
@@ -72,14 +72,49 @@ def read_templates(user_folder: Path | None) -> TemplateSources:
 def sources_environment(sources: TemplateSources) -> Environment:
     """The Jinja environment with `sources` (`read_templates`) overriding the built-in templates:
     the same templates, hence the same output, as `template_environment` of their folder."""
-    return _environment([DictLoader(dict(sources)), FileSystemLoader(str(builtin_templates()))])
+    return _environment([{name: (text, None) for name, text in sources}, _read_folder(builtin_templates())])
 
 
-def _environment(loaders: list[BaseLoader]) -> Environment:
+_Sources = dict[str, tuple[str, str | None]]  # template name: its text, and its file when it has one
+
+
+def _read_folder(folder: Path) -> _Sources:
+    """Every template of a folder, read now (as Jinja's FileSystemLoader reads one: UTF-8,
+    newlines as they are; a file that is not UTF-8 text is no template)."""
+    found: _Sources = {}
+    for path in sorted(folder.rglob("*")):
+        try:
+            if path.is_file():
+                found[path.relative_to(folder).as_posix()] = (path.read_bytes().decode("utf-8"), str(path))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
+class _Snapshot(BaseLoader):
+    """Templates read once, when the environment is made: what a page's stamp covers
+    (`render.stamps`) is then exactly what renders it, even if a file changes meanwhile."""
+
+    def __init__(self, layers: list[_Sources]) -> None:
+        self._sources: _Sources = {}
+        for layer in reversed(layers):  # the first layer wins
+            self._sources.update(layer)
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool]]:
+        if template not in self._sources:
+            raise TemplateNotFound(template)
+        text, filename = self._sources[template]
+        return text, filename, lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(self._sources)
+
+
+def _environment(layers: list[_Sources]) -> Environment:
     from digest.render.markdown import markdown_escape
 
     env = Environment(
-        loader=ChoiceLoader(loaders),
+        loader=_Snapshot(layers),
         autoescape=select_autoescape(enabled_extensions=("html", "xml", "opml"), default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
