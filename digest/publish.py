@@ -41,16 +41,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from digest.config import Config
 from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
-from digest.formats import OUTPUT_FORMATS, FormatKind, wants
+from digest.formats import OUTPUT_FORMATS, FormatKind, chosen, wants
 from digest.lifecycle import ROLLUP_KINDS
 from digest.models import Digest, DigestEntry, Profile, Rollup, ScoredPaper
 from digest.periods import PeriodKind
 from digest.render.email import render_email, render_rollup_email
-from digest.render.feeds import render_all_papers_feeds
-from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, profile_path
+from digest.render.feeds import DAILY, plan_profile_feeds, render_all_papers_feeds
+from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, profile_path, rollup_feed_name
 from digest.render.site import History, ProfileView, plan_profile_pages, render_site_index, shown_in_full
 from digest.render.stamps import STAMP_TAIL, stamp_in
 from digest.render.templates import read_templates, template_environment
+from digest.rows import RollupRecord
 from digest.store import Store
 
 if TYPE_CHECKING:
@@ -215,12 +216,14 @@ def _publish_job(
     from digest.tasks import PublishJob
 
     feeds = feeds and wants(profile.formats, FormatKind.FEED)
-    feed_rollups = tuple(tuple(_rollups(store, profile, kind, config.feed_size)) for kind in ROLLUP_KINDS if feeds)
-    history, pages = _pages_to_render(config, store, profile, env) if site else (History(()), {})
+    periods = tuple(store.rollup_records(profile.id, ROLLUP_KINDS)) if feeds or site else ()
+    entries, feed_rollups, feed_plan = _feeds_to_render(config, store, profile, env, periods) if feeds else ((), (), {})
+    history, pages = _pages_to_render(config, store, profile, env, periods) if site else (History(()), {})
     return PublishJob(
         profile,
-        entries=tuple(store.digest_entries(profile.id, config.feed_size)) if feeds else (),
+        entries=entries,
         feed_rollups=feed_rollups,
+        feed_plan=tuple(feed_plan.items()),
         history=history,
         pages=tuple(pages.items()),
         feeds=feeds,
@@ -229,26 +232,70 @@ def _publish_job(
     )
 
 
+def _feeds_to_render(
+    config: Config, store: Store, profile: Profile, env: Environment, periods: Sequence[RollupRecord]
+) -> tuple[tuple[DigestEntry, ...], tuple[tuple[Rollup, ...], ...], dict[str, str]]:
+    """The profile's feeds to render (cadence: "daily" or a roll-up kind, to stamp), those
+    whose files (published and kept) do not end in the stamp planned, and what they show:
+    the daily feed's entries, and for each roll-up kind its newest `feed_size` roll-ups."""
+    entries = tuple(store.digest_entries(profile.id, config.feed_size))
+    newest = {kind: [r for r in periods if r.period.kind is kind][: config.feed_size] for kind in ROLLUP_KINDS}
+    plan = plan_profile_feeds(
+        profile,
+        entries,
+        newest,
+        links=site_links(config),
+        site_title=config.title,
+        env=env,
+        empty_updated=store.started_at(),
+    )
+    kinds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
+    todo: dict[str, str] = {}
+    for cadence, stamp in plan.items():
+        name = profile.id if cadence == DAILY else rollup_feed_name(profile.id, PeriodKind(cadence))
+        files = [feed_path(name, kind).removeprefix("feeds/") for kind in kinds]
+        on_disk = {_stamp_of(folder / file) for folder in (config.site / "feeds", config.feeds) for file in files}
+        if on_disk != {stamp}:
+            todo[cadence] = stamp
+    rollups = tuple(
+        tuple(store.load_rollup(profile, r.period) for r in newest[kind]) if kind in todo else ()
+        for kind in ROLLUP_KINDS
+    )
+    return entries if DAILY in todo else (), tuple(tuple(r for r in rs if r is not None) for rs in rollups), todo
+
+
 def _pages_to_render(
-    config: Config, store: Store, profile: Profile, env: Environment
+    config: Config, store: Store, profile: Profile, env: Environment, periods: Sequence[RollupRecord]
 ) -> tuple[History, dict[str, str]]:
     """The profile's pages whose stamp on disk is not the one planned (path to stamp), and
     its history holding in full what those pages and its index entry show: a day's build
     reads the new digest, its neighbours and the latest roll-ups, not the whole history."""
-    records = History(tuple(store.digest_records(profile.id)), tuple(store.rollup_records(profile.id, ROLLUP_KINDS)))
+    records = History(tuple(store.digest_records(profile.id)), tuple(periods))
     plan = plan_profile_pages(
         profile, records, links=site_links(config), site_title=config.title, env=env, web_url=config.web.base_url
     )
     on_disk = dict(page_stamps(config.site, profile.id))
     pages = {path: stamp for path, stamp in plan.items() if on_disk.get(path) != stamp}
-    days, periods = shown_in_full(profile, records, pages)
+    days, shown = shown_in_full(profile, records, pages)
     loaded = (store.load_digest(profile, day) for day in days)
-    rolled = (store.load_rollup(profile, period) for period in periods)
+    rolled = (store.load_rollup(profile, period) for period in shown)
     return replace(
         records,
         digests={d.date: d for d in loaded if d is not None},
         rollups={r.period.key: r for r in rolled if r is not None},
     ), pages
+
+
+def _stamp_of(path: Path) -> str | None:
+    """The stamp a page or feed on disk ends in, if it is a file and has one."""
+    try:
+        if not path.is_file():  # a folder, or a pipe that would never end
+            return None
+        with open(path, "rb") as page:
+            page.seek(max(0, page.seek(0, os.SEEK_END) - STAMP_TAIL))
+            return stamp_in(page.read(STAMP_TAIL))
+    except OSError:  # gone meanwhile
+        return None
 
 
 def page_stamps(site: Path, profile_id: str) -> tuple[tuple[str, str], ...]:
@@ -264,14 +311,7 @@ def page_stamps(site: Path, profile_id: str) -> tuple[tuple[str, str], ...]:
     except (FileNotFoundError, NotADirectoryError):
         return ()
     for entry in pages:
-        try:
-            if not entry.is_file():  # a folder, or a pipe that would never end: render it again
-                continue
-            with open(entry.path, "rb") as page:
-                page.seek(max(0, page.seek(0, os.SEEK_END) - STAMP_TAIL))
-                stamp = stamp_in(page.read(STAMP_TAIL))
-        except OSError:  # a file gone meanwhile: render it again
-            continue
+        stamp = _stamp_of(Path(entry.path))
         if stamp is not None:
             found.append((str(folder / entry.name), stamp))
     return tuple(sorted(found))

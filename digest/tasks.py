@@ -32,11 +32,12 @@ from digest.formats import OUTPUT_FORMATS, FormatKind, OutputFormat, chosen, reg
 from digest.lifecycle import ROLLUP_KINDS
 from digest.models import Digest, DigestEntry, Paper, Profile, Rollup, ScoredPaper, Votes
 from digest.render.email import render_email, render_rollup_email
-from digest.render.feeds import render_profile_feeds
+from digest.render.feeds import DAILY, render_profile_feeds
 from digest.render.links import SiteLinks, feed_path, rollup_feed_name
 from digest.render.markdown_html import MarkdownToHtml
 from digest.render.rollups import render_rollup_feeds
 from digest.render.site import History, ProfilePages, render_profile_pages
+from digest.render.stamps import with_feed_stamp
 from digest.render.templates import TemplateSources, sources_environment, template_environment
 
 if TYPE_CHECKING:
@@ -243,6 +244,7 @@ class PublishJob:
     profile: Profile
     entries: tuple[DigestEntry, ...] = ()
     feed_rollups: tuple[tuple[Rollup, ...], ...] = ()  # per kind of `lifecycle.ROLLUP_KINDS`
+    feed_plan: tuple[tuple[str, str], ...] = ()  # the feeds to render: cadence and stamp (`plan_profile_feeds`)
     history: History = field(default_factory=lambda: History(()))
     pages: tuple[tuple[str, str], ...] = ()
     feeds: bool = True
@@ -316,15 +318,22 @@ def render_documents(sources: Iterable[Digest | Rollup], env: Environment) -> di
 
 
 def profile_feeds(job: PublishJob, settings: RenderSettings, env: Environment, links: SiteLinks) -> dict[str, bytes]:
-    """The profile's daily feeds and its feeds of each roll-up cadence, by path under the site."""
-    profile = job.profile
+    """The profile's feeds that `job.feed_plan` names (its daily feeds, its feeds of a roll-up
+    cadence), each ending in its stamp, by path under the site."""
+    profile, plan = job.profile, dict(job.feed_plan)
     title, empty = settings.site_title, settings.empty_updated
-    daily = render_profile_feeds(profile, job.entries, links=links, site_title=title, env=env, empty_updated=empty)
-    outputs = {feed_path(profile.id, kind): data for kind, data in daily.items()}
+    rendered: list[tuple[str, str, dict[str, bytes]]] = []  # (feed name, cadence, feeds by format)
+    if DAILY in plan:
+        daily = render_profile_feeds(profile, job.entries, links=links, site_title=title, env=env, empty_updated=empty)
+        rendered.append((profile.id, DAILY, daily))
     for period_kind, rollups in zip(ROLLUP_KINDS, job.feed_rollups, strict=True):
-        by_cadence = render_rollup_feeds(
-            profile, period_kind, rollups, links=links, site_title=title, env=env, empty_updated=empty
-        )
-        name = rollup_feed_name(profile.id, period_kind)
-        outputs.update({feed_path(name, kind): data for kind, data in by_cadence.items()})
-    return outputs
+        if period_kind.value in plan:
+            feeds = render_rollup_feeds(
+                profile, period_kind, rollups, links=links, site_title=title, env=env, empty_updated=empty
+            )
+            rendered.append((rollup_feed_name(profile.id, period_kind), period_kind.value, feeds))
+    return {
+        feed_path(name, kind): with_feed_stamp(kind, data, plan[cadence])
+        for name, cadence, feeds in rendered
+        for kind, data in feeds.items()
+    }

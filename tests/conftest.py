@@ -118,13 +118,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-_STAMP = re.compile(rb"<!-- paper-digest inputs [0-9a-f]{64} -->")
+_STAMP = re.compile(rb'(<!-- paper-digest inputs |"_paper_digest_inputs": ")[0-9a-f]{64}')
 
 
 def unstamped(data: bytes) -> bytes:
-    """A page with its stamp (`digest.render.stamps`) replaced by a placeholder: a stamp covers
-    the program's code, so it changes with every commit; golden copies keep where it is."""
-    return _STAMP.sub(b"<!-- paper-digest inputs (stamp) -->", data)
+    """A page or feed with its stamp (`digest.render.stamps`) replaced by a placeholder: a
+    stamp covers the program's code, so it changes with every commit; golden copies keep
+    where it is."""
+    return _STAMP.sub(rb"\1(stamp)", data)
 
 
 @pytest.fixture

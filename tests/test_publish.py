@@ -116,9 +116,9 @@ def test_a_days_build_reads_and_renders_the_new_digest_its_neighbours_and_the_ar
         assert filled_store.save_digest(made, filled_store.watermark())
     write_outputs(config, filled_store, history[1:])
     env = tasks.environment(render_settings(config, filled_store))
-    assert _pages_to_render(config, filled_store, prof, env)[1] == {}  # nothing new: nothing to render
+    assert _pages_to_render(config, filled_store, prof, env, ())[1] == {}  # nothing new: nothing to render
     assert filled_store.save_digest(history[0], filled_store.watermark())
-    loaded, pages = _pages_to_render(config, filled_store, prof, env)
+    loaded, pages = _pages_to_render(config, filled_store, prof, env, ())
     folder = f"digests/{prof.id}/"
     assert sorted(pages) == sorted([folder + "index.html", f"{folder}{days[0]}.html", f"{folder}{days[1]}.html"])
     assert sorted(loaded.digests) == sorted(days[:3])

@@ -31,13 +31,18 @@ from render_data import (
     profile,
 )
 
+from digest import tasks
 from digest.ingest.hf_dump import format_dump
+from digest.lifecycle import ROLLUP_KINDS
 from digest.models import DigestEntry, Entry, Paper, Reason, ReasonKind, ScoredPaper
-from digest.publish import write_feeds
+from digest.publish import _feeds_to_render, render_settings, write_feeds
 from digest.render.feeds import NO_ENTRIES_YET, entry_id, render_all_papers_feeds, render_profile_feeds
 from digest.render.links import SiteLinks
+from digest.render.stamps import STAMP_TAIL, stamp_in
 from digest.render.text import paper_url
 from digest.store import Store
+
+KINDS = ("atom", "rss", "json")
 
 LINKS = SiteLinks("https://example.org/paper-digest/")
 
@@ -448,3 +453,43 @@ def test_write_feeds_twice_writes_nothing_the_second_time(filled_store: Store, t
     filled_store.save_digest(empty, filled_store.watermark())
     assert write_feeds(config, filled_store) == []  # an empty digest leaves every feed byte-identical
     assert {p: p.read_bytes() for p in first} == snapshot
+
+
+def test_a_profiles_feeds_end_in_their_stamp_and_stay_valid(filled_store: Store, tmp_path: Path) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    config = config_for(tmp_path, prof)
+    filled_store.save_digest(digest(prof, tuple(papers[:3])), filled_store.watermark())
+    write_feeds(config, filled_store)
+    folder = tmp_path / "site" / "feeds"
+    for name in ("continual-learning", "continual-learning.weekly"):
+        atom, rss, data = ((folder / f"{name}.{kind}").read_bytes() for kind in ("atom", "rss", "json"))
+        stamps = {stamp_in(feed[-STAMP_TAIL:]) for feed in (atom, rss, data)}
+        assert len(stamps) == 1 and None not in stamps  # the three formats of one feed share its stamp
+        assert_valid_atom(atom)
+        assert len(parse(atom).entries) == len(parse(rss).entries) == (3 if "." not in name else 0)
+        document = json.loads(data)
+        assert list(document)[-1] == "_paper_digest_inputs"  # a JSON Feed extension: readers ignore it
+        assert len(read_json(data).entries) == len(document["items"])
+    assert stamp_in((folder / "all.atom").read_bytes()[-STAMP_TAIL:]) is None  # the feed of all papers: no stamp
+
+
+def test_a_new_digest_renders_the_daily_feeds_only(filled_store: Store, tmp_path: Path) -> None:
+    papers = list(filled_store.iter_papers())
+    prof = profile()
+    config = config_for(tmp_path, prof)
+    filled_store.save_digest(digest(prof, tuple(papers[:3])), filled_store.watermark())
+    write_feeds(config, filled_store)
+    env = tasks.environment(render_settings(config, filled_store))
+    periods = filled_store.rollup_records(prof.id, ROLLUP_KINDS)
+    assert _feeds_to_render(config, filled_store, prof, env, periods)[2] == {}
+    later = digest(prof, tuple(papers[3:5]), day=DAY + timedelta(days=1), built_at=BUILT_AT + timedelta(days=1))
+    filled_store.save_digest(later, filled_store.watermark())
+    entries, rollups, todo = _feeds_to_render(config, filled_store, prof, env, periods)
+    assert list(todo) == ["daily"] and len(entries) == 5 and rollups == ((), ())
+    written = {p.relative_to(tmp_path).as_posix() for p in write_feeds(config, filled_store)}
+    # (no paper came in: the feed of all papers is as it was)
+    assert written == {f"{where}/continual-learning.{kind}" for where in ("feeds", "site/feeds") for kind in KINDS}
+    (tmp_path / "feeds" / "continual-learning.monthly.rss").unlink()  # the kept copy only
+    written = {p.relative_to(tmp_path).as_posix() for p in write_feeds(config, filled_store)}
+    assert written == {"feeds/continual-learning.monthly.rss"}  # rendered again, the same bytes

@@ -39,10 +39,13 @@ from markupsafe import escape
 from digest.clock import aware
 from digest.formats import OUTPUT_FORMATS, FormatKind, chosen, output_formats
 from digest.models import DigestEntry, Paper, Profile
+from digest.periods import PeriodKind
 from digest.render.links import ALL_PAPERS, SiteLinks
+from digest.render.stamps import fingerprint, page_stamp
 from digest.render.templates import template_environment
 from digest.render.text import one_line
 from digest.render.views import PaperView, paper_view, plain_paper_view
+from digest.rows import RollupRecord
 
 ID_PREFIX = "urn:paper-digest:"
 GENERATOR = "paper-digest"
@@ -118,6 +121,36 @@ def render_profile_feeds(
     )
     wanted = chosen(profile.formats, FormatKind.FEED) if kinds is None else [OUTPUT_FORMATS[k] for k in kinds]
     return {output.name: output.render(feed, links) for output in wanted}
+
+
+DAILY = "daily"  # the cadence of a profile's feed of papers (the others: `PeriodKind`s of roll-ups)
+
+
+def plan_profile_feeds(
+    profile: Profile,
+    entries: Sequence[DigestEntry],
+    rollups: Mapping[PeriodKind, Sequence[RollupRecord]],
+    *,
+    links: SiteLinks,
+    site_title: str,
+    env: Environment,
+    empty_updated: datetime | None = None,
+) -> dict[str, str]:
+    """The stamp each of the profile's feeds ends in (`render.stamps`), by cadence: `DAILY`
+    (of `entries`, as `render_profile_feeds` takes them) and each kind of `rollups` (the
+    records of the roll-ups its feed shows, newest first). A feed whose files end in the
+    stamp planned need not be rendered again."""
+    base = fingerprint((one_line(site_title), links, profile, feed_formats()))
+    plan = {DAILY: page_stamp(env, base, DAILY, fingerprint(entries), None if entries else empty_updated)}
+    for kind, records in rollups.items():
+        shown = [r for r in records if r.papers]  # a roll-up without papers adds no entry
+        plan[kind.value] = page_stamp(env, base, kind.value, records, None if shown else empty_updated)
+    return plan
+
+
+def feed_formats() -> tuple[tuple[str, str, str, str], ...]:
+    """The feed formats registered, as pages and feeds name them."""
+    return tuple((o.name, o.label, o.content_type, o.path) for o in output_formats(FormatKind.FEED))
 
 
 def render_all_papers_feeds(

@@ -35,6 +35,7 @@ from markupsafe import Markup
 from digest.formats import FormatKind, OutputFormat, chosen, output_formats
 from digest.models import Digest, Profile, Rollup
 from digest.periods import Period, PeriodKind, month_of, week_of
+from digest.render.feeds import feed_formats
 from digest.render.links import (
     ALL_PAPERS,
     INDEX,
@@ -234,7 +235,7 @@ def plan_profile_pages(
     (`render.stamps`): what it is made of, from `history`'s records alone. A page whose
     stamp on disk is the one planned need not be rendered again."""
     days, periods = history.days, history.periods
-    base = fingerprint((one_line(site_title), links, web_url, profile, _feed_formats()))
+    base = fingerprint((one_line(site_title), links, web_url, profile, feed_formats()))
     keys = [(r.version, days[i + 1].day if i + 1 < len(days) else None) for i, r in enumerate(days)]
     plan = {profile_path(profile.id): page_stamp(env, base, "site/profile.html", keys, periods)}
     for i, record in enumerate(days):
@@ -380,11 +381,6 @@ def _by_kind(periods: Sequence[RollupRecord]) -> list[list[RollupRecord]]:
         sorted((r for r in periods if r.period.kind is kind), key=lambda r: r.period, reverse=True)
         for kind in _ARCHIVED
     ]
-
-
-def _feed_formats() -> tuple[tuple[str, str, str, str], ...]:
-    """The feed formats registered, as a page's links name them."""
-    return tuple((o.name, o.label, o.content_type, o.path) for o in output_formats(FormatKind.FEED))
 
 
 def _day_link(profile_id: str, record: DigestRecord) -> DayLink:

@@ -26,8 +26,10 @@ from pathlib import Path
 
 from jinja2 import Environment
 
-STAMP_TAIL = 96  # a page's last bytes, which hold its stamp
+STAMP_TAIL = 128  # a page's or a feed's last bytes, which hold its stamp
 _STAMP = re.compile(rb"<!-- paper-digest inputs ([0-9a-f]{64}) -->\n\Z")
+# A JSON Feed has no comments; an extension member (a name starting with "_") carries it.
+_JSON_STAMP = re.compile(rb'"_paper_digest_inputs": "([0-9a-f]{64})"\n}\n\Z')
 _LIBRARIES = ("jinja2", "markdown", "markupsafe", "nh3")
 
 
@@ -79,7 +81,18 @@ def with_stamp(page: str, stamp: str) -> str:
     return f"{page}{'' if page.endswith(chr(10)) else chr(10)}<!-- paper-digest inputs {stamp} -->\n"
 
 
+def with_feed_stamp(kind: str, feed: bytes, stamp: str) -> bytes:
+    """A feed of format `kind` ending in its stamp: an XML comment after an Atom or RSS
+    document, the last member of a JSON Feed's object. A feed of another format is left
+    as it is (without a stamp it is always rendered)."""
+    if kind in ("atom", "rss"):
+        return with_stamp(feed.decode("utf-8"), stamp).encode("utf-8")
+    if kind == "json" and feed.endswith(b"\n}\n"):
+        return feed[:-3] + f',\n  "_paper_digest_inputs": "{stamp}"\n}}\n'.encode()
+    return feed
+
+
 def stamp_in(tail: bytes) -> str | None:
-    """The stamp a page's last `STAMP_TAIL` bytes end in, if any."""
-    found = _STAMP.search(tail)
+    """The stamp a page's or a feed's last `STAMP_TAIL` bytes end in, if any."""
+    found = _STAMP.search(tail) or _JSON_STAMP.search(tail)
     return found.group(1).decode("ascii") if found else None
