@@ -35,6 +35,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -49,8 +50,8 @@ from digest.render.email import render_email, render_rollup_email
 from digest.render.feeds import DAILY, plan_profile_feeds, render_all_papers_feeds
 from digest.render.links import ALL_PAPERS, ReaderLinks, SiteLinks, feed_path, profile_path, rollup_feed_name
 from digest.render.site import History, ProfileView, plan_profile_pages, render_site_index, shown_in_full
-from digest.render.stamps import STAMP_TAIL, stamp_in
-from digest.render.templates import read_templates, template_environment
+from digest.render.stamps import STAMP_TAIL, program_identity, stamp_in
+from digest.render.templates import template_environment, template_sources
 from digest.rows import RollupRecord
 from digest.store import Store
 
@@ -192,12 +193,20 @@ def _published(
     def jobs() -> Iterator[list[PublishJob]]:
         for group in shards(profiles, config.shard_size):
             shared = SharedPapers()
-            yield [
-                shared.job(
-                    _publish_job(config, store, profile, env, feeds=feeds, site=site, documents=sources.get(profile.id))
+            made = (
+                _publish_job(
+                    config,
+                    store,
+                    profile,
+                    env,
+                    feeds=feeds,
+                    site=site,
+                    documents=sources.get(profile.id),
+                    empty_updated=settings.empty_updated,
                 )
                 for profile in group
-            ]
+            )
+            yield [shared.job(job) for job in made]
 
     for shard in (runner or InlineRunner()).map(publish_shard, settings, jobs()):
         yield from shard
@@ -212,12 +221,15 @@ def _publish_job(
     feeds: bool,
     site: bool,
     documents: Sequence[Digest | Rollup] | None = None,
+    empty_updated: datetime | None = None,
 ) -> PublishJob:
     from digest.tasks import PublishJob
 
     feeds = feeds and wants(profile.formats, FormatKind.FEED)
     periods = tuple(store.rollup_records(profile.id, ROLLUP_KINDS)) if feeds or site else ()
-    entries, feed_rollups, feed_plan = _feeds_to_render(config, store, profile, env, periods) if feeds else ((), (), {})
+    entries, feed_rollups, feed_plan = (
+        _feeds_to_render(config, store, profile, env, periods, empty_updated) if feeds else ((), (), {})
+    )
     history, pages = _pages_to_render(config, store, profile, env, periods) if site else (History(()), {})
     return PublishJob(
         profile,
@@ -233,7 +245,12 @@ def _publish_job(
 
 
 def _feeds_to_render(
-    config: Config, store: Store, profile: Profile, env: Environment, periods: Sequence[RollupRecord]
+    config: Config,
+    store: Store,
+    profile: Profile,
+    env: Environment,
+    periods: Sequence[RollupRecord],
+    empty_updated: datetime | None,
 ) -> tuple[tuple[DigestEntry, ...], tuple[tuple[Rollup, ...], ...], dict[str, str]]:
     """The profile's feeds to render (cadence: "daily" or a roll-up kind, to stamp), those
     whose files (published and kept) do not end in the stamp planned, and what they show:
@@ -247,7 +264,7 @@ def _feeds_to_render(
         links=site_links(config),
         site_title=config.title,
         env=env,
-        empty_updated=store.started_at(),
+        empty_updated=empty_updated,  # as the workers date an empty feed (`RenderSettings`)
     )
     kinds = [output.name for output in chosen(profile.formats, FormatKind.FEED)]
     todo: dict[str, str] = {}
@@ -480,9 +497,11 @@ def render_settings(config: Config, store: Store | None = None, *, sender: str |
         site_url=config.site_url,
         site_title=config.title,
         sender=sender or config.sender,
-        templates=read_templates(config.templates),
+        # Every template, built-in ones too: a worker renders with exactly what the stamps cover.
+        templates=template_sources(template_environment(config.templates)),
         formats=tuple(OUTPUT_FORMATS.values()),
         # A feed without entries is dated when the store got its first data: stable, and plausible.
         empty_updated=store.started_at() if store is not None else None,
         web_url=config.web.base_url,
+        program=program_identity(),
     )

@@ -37,7 +37,7 @@ from digest.render.links import SiteLinks, feed_path, rollup_feed_name
 from digest.render.markdown_html import MarkdownToHtml
 from digest.render.rollups import render_rollup_feeds
 from digest.render.site import History, ProfilePages, render_profile_pages
-from digest.render.stamps import with_feed_stamp
+from digest.render.stamps import program_identity, with_feed_stamp
 from digest.render.templates import TemplateSources, sources_environment, template_environment
 
 if TYPE_CHECKING:
@@ -121,9 +121,10 @@ def embedder() -> Embedder:
 
 @dataclass(frozen=True, slots=True)
 class RenderSettings:
-    """What rendering needs of the config: the site's address and title, the sender, the
-    user's templates as data, the output formats registered, and the date of a feed
-    that never had an entry."""
+    """What rendering needs of the config: the site's address and title, the sender, every
+    template as data (the user's and the built-in ones, as the coordinator read them), the
+    output formats registered, the date of a feed that never had an entry, and the
+    coordinator's program."""
 
     site_url: str
     site_title: str
@@ -132,6 +133,7 @@ class RenderSettings:
     formats: tuple[OutputFormat, ...] = ()
     empty_updated: datetime | None = None
     web_url: str | None = None  # the web side's address (`[web] base_url`): subscribe links
+    program: str = ""  # the coordinator's program (`stamps.program_identity`): a worker must run the same
 
 
 def environment(settings: RenderSettings) -> Environment:
@@ -263,8 +265,19 @@ class Published:
     documents: dict[str, str] = field(default_factory=dict)
 
 
+class OtherProgram(RuntimeError):
+    """A worker runs other code than the coordinator: the stamps it was sent would describe
+    pages it renders differently. One line."""
+
+
 def publish_shard(settings: RenderSettings, jobs: Sequence[PublishJob]) -> list[Published]:
     """Each profile's feeds, site pages and documents, as `publish.write_outputs` renders them."""
+    if settings.program and settings.program != program_identity():
+        raise OtherProgram(
+            "a worker runs another version of paper-digest than the process that sent it work "
+            "(upgraded under a running process, or a cluster worker with another install): "
+            "restart the workers and this process with the same version"
+        )
     env = environment(settings)
     links = SiteLinks(settings.site_url)
     converter = _converter()

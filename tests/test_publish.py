@@ -29,6 +29,8 @@ from digest.publish import (
     render_settings,
     write_outputs,
 )
+from digest.render.stamps import page_stamp
+from digest.render.templates import template_environment
 from digest.store import Store
 
 KEY = b"0123456789abcdef0123"
@@ -138,6 +140,21 @@ def test_reading_stamps_skips_what_is_no_page(tmp_path: Path) -> None:
     (folder / "2025-12-31.html").write_text("<p>page</p>\n<!-- paper-digest inputs " + stamp + " -->\n")
     assert page_stamps(tmp_path, "p") == (("digests/p/2025-12-31.html", stamp),)
     assert page_stamps(tmp_path, "nobody") == ()
+
+
+def test_workers_render_with_the_coordinators_templates_and_refuse_other_code(
+    filled_store: Store, tmp_path: Path
+) -> None:
+    config, _ = build(filled_store, tmp_path)
+    settings = render_settings(config, filled_store)
+    names = {name for name, _ in settings.templates}
+    assert {"site/digest.html", "feed_entry.html", "reasons.txt"} <= names  # the built-in ones too
+    coordinator = tasks.environment(settings)
+    worker = template_environment()
+    assert page_stamp(coordinator, "x") == page_stamp(worker, "x")
+    with pytest.raises(tasks.OtherProgram, match="another version"):
+        tasks.publish_shard(replace(settings, program="0" * 64), [])
+    assert tasks.publish_shard(settings, []) == []
 
 
 def test_feeds_are_written_once_and_linked_into_the_feeds_folder(

@@ -482,10 +482,10 @@ def test_a_new_digest_renders_the_daily_feeds_only(filled_store: Store, tmp_path
     write_feeds(config, filled_store)
     env = tasks.environment(render_settings(config, filled_store))
     periods = filled_store.rollup_records(prof.id, ROLLUP_KINDS)
-    assert _feeds_to_render(config, filled_store, prof, env, periods)[2] == {}
+    assert _feeds_to_render(config, filled_store, prof, env, periods, filled_store.started_at())[2] == {}
     later = digest(prof, tuple(papers[3:5]), day=DAY + timedelta(days=1), built_at=BUILT_AT + timedelta(days=1))
     filled_store.save_digest(later, filled_store.watermark())
-    entries, rollups, todo = _feeds_to_render(config, filled_store, prof, env, periods)
+    entries, rollups, todo = _feeds_to_render(config, filled_store, prof, env, periods, filled_store.started_at())
     assert list(todo) == ["daily"] and len(entries) == 5 and rollups == ((), ())
     written = {p.relative_to(tmp_path).as_posix() for p in write_feeds(config, filled_store)}
     # (no paper came in: the feed of all papers is as it was)

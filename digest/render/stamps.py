@@ -30,7 +30,7 @@ STAMP_TAIL = 128  # a page's or a feed's last bytes, which hold its stamp
 _STAMP = re.compile(rb"<!-- paper-digest inputs ([0-9a-f]{64}) -->\n\Z")
 # A JSON Feed has no comments; an extension member (a name starting with "_") carries it.
 _JSON_STAMP = re.compile(rb'"_paper_digest_inputs": "([0-9a-f]{64})"\n}\n\Z')
-_LIBRARIES = ("jinja2", "markdown", "markupsafe", "nh3")
+_LIBRARIES = ("jinja2", "markdown", "markupsafe", "nh3", "feedgen", "lxml", "python-dateutil")  # shape pages, feeds
 
 
 def _program() -> bytes:
@@ -52,16 +52,19 @@ def _program() -> bytes:
 _PROGRAM = _program()
 
 
+def program_identity() -> str:
+    """This process's program, as its stamps cover it (for a worker to check it runs the
+    coordinator's: `tasks.publish_shard`)."""
+    return _PROGRAM.hex()
+
+
 @lru_cache(maxsize=16)
 def _renderer(env: Environment) -> bytes:
     """The program and every template `env` can load."""
     found = hashlib.sha256(_PROGRAM)
     assert env.loader is not None
     for name in sorted(env.list_templates()):
-        try:
-            source, _, _ = env.loader.get_source(env, name)
-        except UnicodeDecodeError:  # not text, so no template (as `templates.read_templates` skips it)
-            continue
+        source, _, _ = env.loader.get_source(env, name)
         found.update(name.encode() + b"\0" + source.encode() + b"\0")
     return found.digest()
 

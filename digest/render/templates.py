@@ -49,29 +49,20 @@ def template_environment(user_folder: Path | None = None) -> Environment:
 
 
 TemplateSources = tuple[tuple[str, str], ...]
-"""A user template folder as data: (name relative to the folder, text) pairs."""
+"""Templates as data: (name, as `get_template` takes it; text) pairs."""
 
 
-def read_templates(user_folder: Path | None) -> TemplateSources:
-    """The templates of a user folder as data, for a process that cannot read the folder
-    (a worker on another machine): every file in it that is UTF-8 text."""
-    if user_folder is None:
-        return ()
-    found = []
-    for path in sorted(user_folder.rglob("*")):
-        if path.is_file():
-            try:
-                # As `_read_folder` reads a template: bytes decoded, newlines as they are.
-                found.append((path.relative_to(user_folder).as_posix(), path.read_bytes().decode("utf-8")))
-            except (OSError, UnicodeDecodeError):
-                continue
-    return tuple(found)
+def template_sources(env: Environment) -> TemplateSources:
+    """Every template `env` renders with, as data: for a worker to render with exactly these
+    (`sources_environment`), whatever the templates on its own disk say."""
+    assert env.loader is not None
+    return tuple((name, env.loader.get_source(env, name)[0]) for name in env.list_templates())
 
 
 @lru_cache(maxsize=8)
 def sources_environment(sources: TemplateSources) -> Environment:
-    """The Jinja environment with `sources` (`read_templates`) overriding the built-in templates:
-    the same templates, hence the same output, as `template_environment` of their folder."""
+    """The Jinja environment with `sources` (`template_sources`) over the built-in templates:
+    the same templates, hence the same output, as the environment they were taken from."""
     return _environment([{name: (text, None) for name, text in sources}, _read_folder(builtin_templates())])
 
 

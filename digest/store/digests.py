@@ -29,12 +29,16 @@ _REACHED = (
     "AND (d.state IN ('sending', 'sent') OR d.possible_duplicate = 1))"
 )
 _LATER = "EXISTS (SELECT 1 FROM digests h WHERE h.profile_id = g.profile_id AND h.day > g.day)"
-# Every digest of a profile, newest first, with its items and, for each paper, the newest dump
-# that showed it: a paper's row changes only when a dump shows it (`PapersMixin.add_dump`), so
-# that number changes whenever what a page shows of the paper may have.
+# Every digest of a profile, newest first, with its items and, for each paper, its sightings
+# and the newest dump that showed it (its number and its content's hash): a paper's row changes
+# only when a dump shows it (`PapersMixin.add_dump`), so these change whenever what a page
+# shows of the paper may have. The hash tells apart two stores whose dump numbers met (a
+# database restored from a backup, then fed other dumps, beside the site of the lost one).
 _RECORDS = """
     SELECT g.day, g.built_at, g.candidates, g.empty_reason, i.kind, i.rank, i.paper_id, i.score, i.reasons,
-           (SELECT MAX(s.dump_id) FROM sightings s WHERE s.paper_id = i.paper_id)
+           (SELECT COUNT(*) || ' ' || MAX(s.dump_id) FROM sightings s WHERE s.paper_id = i.paper_id),
+           (SELECT d.sha256 FROM sightings s JOIN dumps d ON d.id = s.dump_id WHERE s.paper_id = i.paper_id
+            ORDER BY s.dump_id DESC LIMIT 1)
     FROM digests g LEFT JOIN digest_items i ON i.profile_id = g.profile_id AND i.day = g.day
     WHERE g.profile_id = ? ORDER BY g.day DESC, i.kind, i.rank
 """

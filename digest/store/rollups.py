@@ -43,11 +43,13 @@ _CANDIDATES = f"""
                             WHERE r.profile_id = :p AND g.kind = :kind AND g.first_day < :first))
     ORDER BY {FIRST_SIGHTING}
 """
-# Every pool of a profile's roll-ups of some kinds, with the newest dump that showed each
-# paper (see `digests._RECORDS`).
+# Every pool of a profile's roll-ups of some kinds, with each paper's sightings and the newest
+# dump that showed it (see `digests._RECORDS`).
 _POOLS = """
     SELECT r.period, r.paper_id, r.kind, r.rank, r.score, r.reasons,
-           (SELECT MAX(s.dump_id) FROM sightings s WHERE s.paper_id = r.paper_id)
+           (SELECT COUNT(*) || ' ' || MAX(s.dump_id) FROM sightings s WHERE s.paper_id = r.paper_id),
+           (SELECT d.sha256 FROM sightings s JOIN dumps d ON d.id = s.dump_id WHERE s.paper_id = r.paper_id
+            ORDER BY s.dump_id DESC LIMIT 1)
     FROM rollup_items r JOIN rollups g ON g.profile_id = r.profile_id AND g.period = r.period
     WHERE r.profile_id = ? AND g.kind IN ({marks}) ORDER BY r.period, r.kind, r.rank
 """
