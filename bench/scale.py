@@ -42,10 +42,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from rank import make_papers, make_profiles  # noqa: E402
 
+from digest.lifecycle import ROLLUP_KINDS  # noqa: E402
 from digest.models import Digest, DigestEntry, ScoredPaper  # noqa: E402
 from digest.parallel import InlineRunner, ProcessRunner, Runner, shards  # noqa: E402
+from digest.periods import PeriodKind  # noqa: E402
+from digest.render.feeds import plan_profile_feeds  # noqa: E402
+from digest.render.links import SiteLinks  # noqa: E402
 from digest.render.markdown import render_markdown  # noqa: E402
-from digest.rows import DeliveryKey  # noqa: E402
+from digest.render.site import full_history, plan_profile_pages  # noqa: E402
+from digest.render.stamps import fingerprint  # noqa: E402
+from digest.rows import DeliveryKey, RollupRecord  # noqa: E402
 from digest.store import open_store  # noqa: E402
 from digest.tasks import (  # noqa: E402
     EmailJob,
@@ -63,17 +69,30 @@ from digest.tasks import (  # noqa: E402
 
 def render_shard(settings: RenderSettings, digests: list[Digest]) -> int:
     """Each profile's feeds and site pages as the build's workers render them
-    (`tasks.publish_shard`), and its Markdown digest (which the coordinator renders)."""
+    (`tasks.publish_shard`, every page and feed planned: a new site), and its Markdown
+    digest. The plans (which the coordinator makes in a build) are counted here too."""
     env, made = environment(settings), 0
-    jobs = [
-        PublishJob(
-            d.profile,
-            entries=tuple(DigestEntry(d.profile.id, DAY, NOW, item) for item in d.items),
-            feed_rollups=((), ()),
-            history=(d,),
+    links, title = SiteLinks(settings.site_url), settings.site_title
+    jobs = []
+    for d in digests:
+        entries = tuple(DigestEntry(d.profile.id, DAY, NOW, item) for item in d.items)
+        history = full_history([d])
+        pages = plan_profile_pages(d.profile, history, links=links, site_title=title, env=env, web_url=settings.web_url)
+        no_rollups: dict[PeriodKind, tuple[RollupRecord, ...]] = {kind: () for kind in ROLLUP_KINDS}
+        version = fingerprint(entries)  # (a build asks the store: `Store.feed_version`)
+        feeds = plan_profile_feeds(
+            d.profile, version, no_rollups, links=links, site_title=title, env=env, empty_updated=settings.empty_updated
         )
-        for d in digests
-    ]
+        jobs.append(
+            PublishJob(
+                d.profile,
+                entries=entries,
+                feed_rollups=((), ()),
+                feed_plan=tuple(feeds.items()),
+                history=history,
+                pages=tuple(pages.items()),
+            )
+        )
     for done in publish_shard(settings, jobs):
         made += len(done.feeds) + (len(done.pages.pages) if done.pages else 0)
     for d in digests:

@@ -255,11 +255,10 @@ def _feeds_to_render(
     """The profile's feeds to render (cadence: "daily" or a roll-up kind, to stamp), those
     whose files (published and kept) do not end in the stamp planned, and what they show:
     the daily feed's entries, and for each roll-up kind its newest `feed_size` roll-ups."""
-    entries = tuple(store.digest_entries(profile.id, config.feed_size))
     newest = {kind: [r for r in periods if r.period.kind is kind][: config.feed_size] for kind in ROLLUP_KINDS}
     plan = plan_profile_feeds(
         profile,
-        entries,
+        store.feed_version(profile.id, config.feed_size),
         newest,
         links=site_links(config),
         site_title=config.title,
@@ -271,14 +270,15 @@ def _feeds_to_render(
     for cadence, stamp in plan.items():
         name = profile.id if cadence == DAILY else rollup_feed_name(profile.id, PeriodKind(cadence))
         files = [feed_path(name, kind).removeprefix("feeds/") for kind in kinds]
-        on_disk = {_stamp_of(folder / file) for folder in (config.site / "feeds", config.feeds) for file in files}
-        if on_disk != {stamp}:
+        folders = (config.site / "feeds", config.feeds)
+        if any(_stamp_of(folder / file) != stamp for file in files for folder in folders):
             todo[cadence] = stamp
+    entries = tuple(store.digest_entries(profile.id, config.feed_size)) if DAILY in todo else ()
     rollups = tuple(
         tuple(store.load_rollup(profile, r.period) for r in newest[kind]) if kind in todo else ()
         for kind in ROLLUP_KINDS
     )
-    return entries if DAILY in todo else (), tuple(tuple(r for r in rs if r is not None) for rs in rollups), todo
+    return entries, tuple(tuple(r for r in rs if r is not None) for rs in rollups), todo
 
 
 def _pages_to_render(

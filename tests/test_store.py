@@ -676,14 +676,20 @@ def test_a_digest_changes_version_when_a_dump_shows_one_of_its_papers_again(stor
     # paper is part of a digest's version: its page is rendered again with the new upvotes.
     prof, given, empty = _two_digests(store)
     before = {r.day: r.version for r in store.digest_records(prof.id)}
+    feed = store.feed_version(prof.id, 10)  # the feed shows A and B
     ingest_text(store, format_dump(date(2025, 12, 3), [Entry("D", "A.", 3, None, date(2025, 11, 30), 9)]))
     assert {r.day: r.version for r in store.digest_records(prof.id)} == before  # D is in no digest
+    assert store.feed_version(prof.id, 10) == feed
     ingest_text(store, format_dump(date(2025, 12, 4), [Entry("B", "A.", 3, None, date(2025, 11, 30), 50)]))
     after = {r.day: r.version for r in store.digest_records(prof.id)}
     assert after[empty.date] == before[empty.date]
     assert after[given.date] != before[given.date]
+    assert store.feed_version(prof.id, 10) != feed
+    feed = store.feed_version(prof.id, 10)
+    assert store.feed_version(prof.id, 1) != feed  # fewer entries shown
     ingest_text(store, format_dump(date(2025, 12, 5), [Entry("C", "A.", 3, None, date(2025, 11, 30), 5)]))
     assert {r.day: r.version for r in store.digest_records(prof.id)}[empty.date] != before[empty.date]  # a runner-up
+    assert store.feed_version(prof.id, 10) == feed  # which no feed shows
     changed = {r.day: r.version for r in store.digest_records(prof.id)}
     rebuilt = replace(empty, items=given.items[:1], empty_reason=None, runners_up=())
     status = store.digest_status(prof.id, empty.date)

@@ -128,7 +128,7 @@ DAILY = "daily"  # the cadence of a profile's feed of papers (the others: `Perio
 
 def plan_profile_feeds(
     profile: Profile,
-    entries: Sequence[DigestEntry],
+    entries: str,
     rollups: Mapping[PeriodKind, Sequence[RollupRecord]],
     *,
     links: SiteLinks,
@@ -137,14 +137,13 @@ def plan_profile_feeds(
     empty_updated: datetime | None = None,
 ) -> dict[str, str]:
     """The stamp each of the profile's feeds ends in (`render.stamps`), by cadence: `DAILY`
-    (of `entries`, as `render_profile_feeds` takes them) and each kind of `rollups` (the
-    records of the roll-ups its feed shows, newest first). A feed whose files end in the
-    stamp planned need not be rendered again."""
-    base = fingerprint((one_line(site_title), links, profile, feed_formats()))
-    plan = {DAILY: page_stamp(env, base, DAILY, fingerprint(entries), None if entries else empty_updated)}
+    (`entries`: a version of the entries it shows, `Store.feed_version`) and each kind of
+    `rollups` (the records of the roll-ups its feed shows, newest first). A feed whose
+    files end in the stamp planned need not be rendered again."""
+    base = fingerprint((one_line(site_title), links, profile, feed_formats(), empty_updated))
+    plan = {DAILY: page_stamp(env, base, DAILY, entries)}
     for kind, records in rollups.items():
-        shown = [r for r in records if r.papers]  # a roll-up without papers adds no entry
-        plan[kind.value] = page_stamp(env, base, kind.value, records, None if shown else empty_updated)
+        plan[kind.value] = page_stamp(env, base, kind.value, records)
     return plan
 
 

@@ -18,7 +18,7 @@ from digest.models import DeliveryState, Digest, DigestEntry, DigestState, Empty
 from digest.reason_records import dump_reasons, load_reasons
 from digest.rows import DigestRecord, DigestStatus, PreviousDigest
 from digest.store.base import StoreBase, moment, version_of
-from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, read_papers
+from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, paper_version, read_papers
 
 ITEM = "item"
 RUNNER_UP = "runner-up"
@@ -29,32 +29,30 @@ _REACHED = (
     "AND (d.state IN ('sending', 'sent') OR d.possible_duplicate = 1))"
 )
 _LATER = "EXISTS (SELECT 1 FROM digests h WHERE h.profile_id = g.profile_id AND h.day > g.day)"
-# Every digest of a profile, newest first, with its items and, for each paper, its sightings
-# and the newest dump that showed it (its number and its content's hash): a paper's row changes
-# only when a dump shows it (`PapersMixin.add_dump`), so these change whenever what a page
-# shows of the paper may have. The hash tells apart two stores whose dump numbers met (a
-# database restored from a backup, then fed other dumps, beside the site of the lost one).
-_RECORDS = """
+# Every digest of a profile, newest first, with its items and each paper's version.
+_RECORDS = f"""
     SELECT g.day, g.built_at, g.candidates, g.empty_reason, i.kind, i.rank, i.paper_id, i.score, i.reasons,
-           (SELECT COUNT(*) || ' ' || MAX(s.dump_id) FROM sightings s WHERE s.paper_id = i.paper_id),
-           (SELECT d.sha256 FROM sightings s JOIN dumps d ON d.id = s.dump_id WHERE s.paper_id = i.paper_id
-            ORDER BY s.dump_id DESC LIMIT 1)
+           {paper_version("i.paper_id")}
     FROM digests g LEFT JOIN digest_items i ON i.profile_id = g.profile_id AND i.day = g.day
     WHERE g.profile_id = ? ORDER BY g.day DESC, i.kind, i.rank
 """
 _STATUS = f"SELECT g.state, g.watermark, {_REACHED}, {_LATER} FROM digests g WHERE g.profile_id = ? AND g.day = ?"
 # The entries a profile's feed shows: each paper once, with the digest that first gave it.
-_FEED_ENTRIES = """
+_FEED = """
     WITH firsts AS (
         SELECT paper_id, MIN(day) AS day FROM digest_items
         WHERE profile_id = :p AND kind = 'item' GROUP BY paper_id
     )
-    SELECT i.paper_id, i.day, g.built_at, i.score, i.reasons
+    SELECT {columns}
     FROM firsts f
     JOIN digest_items i ON i.profile_id = :p AND i.day = f.day AND i.paper_id = f.paper_id
     JOIN digests g ON g.profile_id = :p AND g.day = f.day
     ORDER BY i.day DESC, i.rank ASC LIMIT :n
 """
+_FEED_ENTRIES = _FEED.format(columns="i.paper_id, i.day, g.built_at, i.score, i.reasons")
+_FEED_VERSION = _FEED.format(
+    columns=f"i.paper_id, i.day, g.built_at, i.score, i.reasons, {paper_version('i.paper_id')}"
+)
 
 
 class DigestsMixin(StoreBase):
@@ -184,6 +182,11 @@ class DigestsMixin(StoreBase):
             )
             for pid, day, built_at, score, reasons in rows
         ]
+
+    def feed_version(self, profile_id: str, limit: int) -> str:
+        """A version of what `digest_entries` gives (see `digest_records`): the same while
+        the profile's feed would show the same, without reading the papers."""
+        return version_of(self._db.execute(_FEED_VERSION, {"p": profile_id, "n": limit}).fetchall())
 
     def feed_oldest_day(self, profile_id: str, limit: int) -> date | None:
         """The oldest digest day among the `limit` entries the profile's feed shows (`digest_entries`)."""

@@ -31,6 +31,20 @@ PAPER_COLUMNS = (
     "WHERE s.paper_id = p.id)"
 )
 FIRST_SIGHTING = "p.first_seen, p.first_dump, p.rowid"
+
+
+def paper_version(column: str) -> str:
+    """Two columns that change whenever the paper `column` names changes: its sightings and
+    its newest dump (number and content hash). A paper's row changes only when a dump shows
+    it (`add_dump`); the hash tells apart two stores whose dump numbers met (a database
+    restored from a backup, then fed other dumps)."""
+    return (
+        f"(SELECT COUNT(*) || ' ' || MAX(s.dump_id) FROM sightings s WHERE s.paper_id = {column}), "
+        f"(SELECT d.sha256 FROM sightings s JOIN dumps d ON d.id = s.dump_id WHERE s.paper_id = {column} "
+        "ORDER BY s.dump_id DESC LIMIT 1)"
+    )
+
+
 _RECORD_COLUMNS = (
     "title, abstract, first_seen, last_seen, arxiv_id, authors_count, org_id, org_name, published, upvotes, "
     "authors, url, comments, published_at, ai_summary, ai_keywords"

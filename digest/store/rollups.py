@@ -23,7 +23,7 @@ from digest.reason_records import dump_reasons, load_reasons
 from digest.rollups import ALSO_SHOWN, Pool
 from digest.rows import CarriedPaper, DeliveryKey, RollupRecord
 from digest.store.base import StoreBase, moment, version_of
-from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, read_papers
+from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, paper_version, read_papers
 
 ITEM = "item"
 RUNNER_UP = "runner-up"
@@ -43,15 +43,11 @@ _CANDIDATES = f"""
                             WHERE r.profile_id = :p AND g.kind = :kind AND g.first_day < :first))
     ORDER BY {FIRST_SIGHTING}
 """
-# Every pool of a profile's roll-ups of some kinds, with each paper's sightings and the newest
-# dump that showed it (see `digests._RECORDS`).
-_POOLS = """
-    SELECT r.period, r.paper_id, r.kind, r.rank, r.score, r.reasons,
-           (SELECT COUNT(*) || ' ' || MAX(s.dump_id) FROM sightings s WHERE s.paper_id = r.paper_id),
-           (SELECT d.sha256 FROM sightings s JOIN dumps d ON d.id = s.dump_id WHERE s.paper_id = r.paper_id
-            ORDER BY s.dump_id DESC LIMIT 1)
+# Every pool of a profile's roll-ups of some kinds, with each paper's version.
+_POOLS = f"""
+    SELECT r.period, r.paper_id, r.kind, r.rank, r.score, r.reasons, {paper_version("r.paper_id")}
     FROM rollup_items r JOIN rollups g ON g.profile_id = r.profile_id AND g.period = r.period
-    WHERE r.profile_id = ? AND g.kind IN ({marks}) ORDER BY r.period, r.kind, r.rank
+    WHERE r.profile_id = ? AND g.kind IN ({{marks}}) ORDER BY r.period, r.kind, r.rank
 """
 # The papers a subscriber's ledger rows of one profile carry: a daily digest's items, or
 # what their copy of a roll-up listed.
