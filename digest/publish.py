@@ -128,12 +128,6 @@ def _write_documents(config: Config, documents: dict[str, str]) -> list[Path]:
     return written
 
 
-def _rollups(store: Store, profile: Profile, kind: PeriodKind, limit: int | None = None) -> list[Rollup]:
-    """The profile's roll-ups of `kind`, newest first (at most `limit`)."""
-    loaded = (store.load_rollup(profile, period) for period in store.rollup_periods(profile.id, kind, limit))
-    return [rollup for rollup in loaded if rollup is not None]
-
-
 def write_site(config: Config, store: Store, runner: Runner | None = None) -> list[Path]:
     """Every page of the site from the stored digests of every configured profile (not the feeds)."""
     written, shown = [], []

@@ -32,9 +32,10 @@ from render_data import (
 )
 
 from digest import tasks
+from digest.config import Config
 from digest.ingest.hf_dump import format_dump
 from digest.lifecycle import ROLLUP_KINDS
-from digest.models import DigestEntry, Entry, Paper, Reason, ReasonKind, ScoredPaper
+from digest.models import DigestEntry, Entry, Paper, Profile, Reason, ReasonKind, ScoredPaper
 from digest.publish import _feeds_to_render, render_settings, write_feeds
 from digest.render.feeds import NO_ENTRIES_YET, entry_id, render_all_papers_feeds, render_profile_feeds
 from digest.render.links import SiteLinks
@@ -455,12 +456,18 @@ def test_write_feeds_twice_writes_nothing_the_second_time(filled_store: Store, t
     assert {p: p.read_bytes() for p in first} == snapshot
 
 
-def test_a_profiles_feeds_end_in_their_stamp_and_stay_valid(filled_store: Store, tmp_path: Path) -> None:
-    papers = list(filled_store.iter_papers())
+def feeds_of_one_digest(store: Store, tmp_path: Path) -> tuple[list[Paper], Profile, Config]:
+    """A profile with one digest of three papers, its feeds written."""
+    papers = list(store.iter_papers())
     prof = profile()
     config = config_for(tmp_path, prof)
-    filled_store.save_digest(digest(prof, tuple(papers[:3])), filled_store.watermark())
-    write_feeds(config, filled_store)
+    store.save_digest(digest(prof, tuple(papers[:3])), store.watermark())
+    write_feeds(config, store)
+    return papers, prof, config
+
+
+def test_a_profiles_feeds_end_in_their_stamp_and_stay_valid(filled_store: Store, tmp_path: Path) -> None:
+    feeds_of_one_digest(filled_store, tmp_path)
     folder = tmp_path / "site" / "feeds"
     for name in ("continual-learning", "continual-learning.weekly"):
         atom, rss, data = ((folder / f"{name}.{kind}").read_bytes() for kind in ("atom", "rss", "json"))
@@ -475,11 +482,7 @@ def test_a_profiles_feeds_end_in_their_stamp_and_stay_valid(filled_store: Store,
 
 
 def test_a_new_digest_renders_the_daily_feeds_only(filled_store: Store, tmp_path: Path) -> None:
-    papers = list(filled_store.iter_papers())
-    prof = profile()
-    config = config_for(tmp_path, prof)
-    filled_store.save_digest(digest(prof, tuple(papers[:3])), filled_store.watermark())
-    write_feeds(config, filled_store)
+    papers, prof, config = feeds_of_one_digest(filled_store, tmp_path)
     env = tasks.environment(render_settings(config, filled_store))
     periods = filled_store.rollup_records(prof.id, ROLLUP_KINDS)
     assert _feeds_to_render(config, filled_store, prof, env, periods, filled_store.started_at())[2] == {}

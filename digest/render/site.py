@@ -72,11 +72,19 @@ class FeedLink:
 
 
 @dataclass(frozen=True, slots=True)
-class DigestView:
+class DayPage:
+    """Where a digest's page is, and how links to it are worded."""
+
     day: date
     label: str
     href: str  # from the site root
     file: str  # within the profile's folder
+
+
+@dataclass(frozen=True, slots=True)
+class DigestView(DayPage):
+    """A digest as its page, its neighbours' links and the latest digest show it."""
+
     items: tuple[PaperView, ...]
     runners_up: tuple[PaperView, ...]
     empty_reason: str | None
@@ -86,13 +94,9 @@ class DigestView:
 
 
 @dataclass(frozen=True, slots=True)
-class DayLink:
-    """A digest as the archive lists it: its day and how many papers it gave (or why none)."""
+class DayLink(DayPage):
+    """A digest as the archive lists it: how many papers it gave (or why none)."""
 
-    day: date
-    label: str
-    href: str  # from the site root
-    file: str  # within the profile's folder
     papers: int
     empty_reason: str | None
 
