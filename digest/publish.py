@@ -119,11 +119,16 @@ def write_documents(config: Config, sources: Iterable[Digest | Rollup]) -> list[
     return _write_documents(config, render_documents(sources, template_environment(config.templates)))
 
 
-def _write_documents(config: Config, documents: dict[str, str]) -> list[Path]:
+def _write_documents(config: Config, documents: Mapping[str, str]) -> list[Path]:
+    return _write_under(config.digests, documents)
+
+
+def _write_under(folder: Path, files: Mapping[str, str] | Mapping[str, bytes]) -> list[Path]:
+    """Each file (path under `folder`: text or bytes) written if it changed; those written."""
     written = []
-    for relative, text in documents.items():
-        path = config.digests / relative
-        if write_if_changed(path, text, durable=False):
+    for relative, data in files.items():
+        path = folder / relative
+        if write_if_changed(path, data, durable=False):
             written.append(path)
     return written
 
@@ -153,13 +158,8 @@ def _index_pages(config: Config, shown: Sequence[ProfileView]) -> dict[str, byte
     return pages
 
 
-def _write_pages(config: Config, pages: dict[str, bytes]) -> list[Path]:
-    written = []
-    for relative, data in pages.items():
-        path = config.site / relative
-        if write_if_changed(path, data, durable=False):
-            written.append(path)
-    return written
+def _write_pages(config: Config, pages: Mapping[str, bytes]) -> list[Path]:
+    return _write_under(config.site, pages)
 
 
 def _published(
