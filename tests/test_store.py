@@ -20,6 +20,7 @@ from digest.models import (
     Digest,
     Dump,
     Entry,
+    Organization,
     Profile,
     Reason,
     ReasonKind,
@@ -733,3 +734,21 @@ def test_two_stores_whose_dump_numbers_meet_give_other_versions(tmp_path: Path) 
         versions.append(store.digest_records(prof.id)[0].version)
         store.close()
     assert versions[0] != versions[1]
+
+
+def test_every_dump_that_showed_a_paper_is_in_its_version(tmp_path: Path) -> None:
+    # A field one dump left empty keeps what an earlier one said: two stores whose last dump
+    # is the same but whose earlier ones differ hold different papers, and say so.
+    versions = []
+    for name, org in (("a", Organization("org-a", "Org A")), ("b", Organization("org-b", "Org B"))):
+        store = open_store(tmp_path / f"{name}.db")
+        ingest_text(store, format_dump(date(2025, 12, 1), [Entry("A", "A.", 3, org, date(2025, 11, 30), 5)]))
+        (paper,) = store.iter_papers()
+        prof = Profile(id="p", title="P")
+        assert store.save_digest(Digest(prof, date(2025, 12, 1), (ScoredPaper(paper, 0.9),), NOW, 1), 1)
+        ingest_text(store, format_dump(date(2025, 12, 2), [Entry("A", "A.", 3, None, date(2025, 11, 30), 5)]))
+        (paper,) = store.iter_papers()
+        assert paper.organization == org  # kept from the first dump
+        versions.append((store.digest_records(prof.id)[0].version, store.feed_version(prof.id, 10)))
+        store.close()
+    assert versions[0][0] != versions[1][0] and versions[0][1] != versions[1][1]

@@ -34,14 +34,14 @@ FIRST_SIGHTING = "p.first_seen, p.first_dump, p.rowid"
 
 
 def paper_version(column: str) -> str:
-    """Two columns that change whenever the paper `column` names changes: its sightings and
-    its newest dump (number and content hash). A paper's row changes only when a dump shows
-    it (`add_dump`); the hash tells apart two stores whose dump numbers met (a database
-    restored from a backup, then fed other dumps)."""
+    """A column that changes whenever the paper `column` names may have: every dump that
+    showed it (number and content hash), in the order they came. A paper's row changes only
+    when a dump shows it (`add_dump`), and what it holds depends on every such dump (a field
+    one left empty keeps another's), so two stores whose dump numbers met (a database
+    restored from a backup, then fed other dumps) tell their papers apart."""
     return (
-        f"(SELECT COUNT(*) || ' ' || MAX(s.dump_id) FROM sightings s WHERE s.paper_id = {column}), "
-        f"(SELECT d.sha256 FROM sightings s JOIN dumps d ON d.id = s.dump_id WHERE s.paper_id = {column} "
-        "ORDER BY s.dump_id DESC LIMIT 1)"
+        "(SELECT group_concat(h, ' ') FROM (SELECT s.dump_id || ':' || d.sha256 AS h FROM sightings s "
+        f"JOIN dumps d ON d.id = s.dump_id WHERE s.paper_id = {column} ORDER BY s.dump_id))"
     )
 
 
