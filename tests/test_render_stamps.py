@@ -1,8 +1,9 @@
 """Page stamps: a page is rendered again exactly when what it is made of changed.
 
-The site's pages each end in a stamp of their inputs (`digest.render.stamps`); given the
-stamps of the pages on disk, `render_profile_pages` renders only the pages whose stamp
-would differ. These tests hold that rule from both sides: nothing changed renders nothing,
+The site's pages each end in a stamp of their inputs (`digest.render.stamps`):
+`plan_profile_pages` gives every page's stamp, and only the pages whose planned stamp is not
+the one on disk are rendered (`render_profile_pages`, from what `shown_in_full` names).
+These tests hold that rule from both sides: nothing changed renders nothing,
 and every kind of change (a new day, a paper's upvotes, the profile, a template, the site's
 address) renders the pages that show it, and those only, with the same bytes as a full
 render. `tests/test_publish.py` holds the publisher's side (stamps read from disk).
