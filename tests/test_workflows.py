@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.config import ENVIRONMENT_SETTINGS, PASSWORD_VARIABLE
+from digest.config import ENVIRONMENT_SETTINGS, PASSWORD_VARIABLE, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -138,10 +138,10 @@ def test_the_state_database_is_carried_from_run_to_run() -> None:
     jobs = workflow("publish.yml")["jobs"]
     build, save = jobs["build"], jobs["save-state"]
     steps = step_names(build)
-    # The digest-state branch is the state's only home: no Actions cache, whose entries are
-    # evicted after a week unused (an evicted state made every stored paper new again).
-    uses = [s.get("uses", "").split("@")[0] for job in jobs.values() for s in job["steps"]]
-    assert not any(u.startswith("actions/cache") for u in uses)
+    # The digest-state branch is the state's only home: never an Actions cache, whose entries
+    # are evicted after a week unused (an evicted state made every stored paper new again).
+    cached = [s["with"]["path"] for job in jobs.values() for s in job["steps"] if is_cache(s)]
+    assert cached and not any(".digest" in paths or "state" in paths for paths in cached)
     names = list(steps)
     restore = steps["Restore the state database"]
     assert restore["run"].startswith(".github/digest-state.sh restore ")
@@ -204,6 +204,34 @@ def test_no_secret_reaches_the_save_or_notify_jobs() -> None:
         assert "environment" not in jobs[name]
         for step in jobs[name]["steps"]:
             assert "secrets." not in json.dumps(step), (name, step.get("name"))
+
+
+def is_cache(step: dict[str, Any]) -> bool:
+    return bool(step.get("uses", "").startswith("actions/cache"))
+
+
+def test_the_pages_and_feeds_of_the_last_run_are_kept_for_the_next() -> None:
+    # Each page and feed ends in a stamp of what it was made from (render/stamps.py), so a
+    # run that starts from the last run's outputs renders only what changed.
+    build = workflow("publish.yml")["jobs"]["build"]
+    names = list(step_names(build))
+    restore = step_names(build)["Restore the pages and feeds of the last run"]
+    save = step_names(build)["Keep the pages and feeds for the next run"]
+    assert restore["uses"].split("@")[0] == "actions/cache/restore"
+    assert save["uses"].split("@")[0] == "actions/cache/save"
+    assert [s["name"] for s in build["steps"] if is_cache(s)] == [restore["name"], save["name"]]
+    assert names.index(restore["name"]) < names.index("Build digests, feeds and site") < names.index(save["name"])
+    # The folders digest run writes its stamped outputs to, by the defaults digest.toml keeps.
+    config = load_config(ROOT / "digest.toml", ROOT, environ={})
+    folders = {config.site.relative_to(ROOT).as_posix(), config.feeds.relative_to(ROOT).as_posix()}
+    assert folders == {"site", "feeds"}
+    assert set(restore["with"]["path"].split()) == folders == set(save["with"]["path"].split())
+    # A new entry every run (keys cannot be overwritten); the newest earlier one restored.
+    key = "digest-outputs-${{ github.run_id }}-${{ github.run_attempt }}"
+    assert restore["with"]["key"] == save["with"]["key"] == key
+    assert restore["with"]["restore-keys"] == "digest-outputs-"
+    # Saved only when every step before it succeeded: no `if:` that would save a failed build's.
+    assert "if" not in save and "continue-on-error" not in save
 
 
 def test_a_failed_build_never_deploys() -> None:
