@@ -266,6 +266,31 @@ def test_hostile_text_is_escaped_and_the_subject_is_clean(filled_store: Store) -
     lxml_html.fromstring(html)
 
 
+# base64 of "x\r\nReply-To: eve@example.org": decoded by the email package, written out raw by
+# Python before 3.11.10 and 3.12.5 (CVE-2024-6923).
+ENCODED_INJECTION = "=?utf-8?b?eA0KUmVwbHktVG86IGV2ZUBleGFtcGxlLm9yZw==?="
+
+
+def assert_no_injected_header(message: EmailMessage) -> None:
+    raw = message.as_bytes()
+    received = email.message_from_bytes(raw, policy=policy.strict)
+    assert received["Reply-To"] is None and b"\r\nReply-To:" not in raw
+    assert [name for name, _ in received.items()].count("Subject") == 1
+    for name, value in message.items():
+        assert "\r" not in str(value) and "\n" not in str(value), name
+
+
+def test_an_encoded_word_in_a_title_is_text_and_never_a_header(filled_store: Store) -> None:
+    papers = hostile_papers(list(filled_store.iter_papers()))
+    message = render(digest(profile(title=f"Evil {ENCODED_INJECTION}"), papers))
+    assert_no_injected_header(message)
+    # The title reads as written (its "=?" kept apart so that no mail client decodes it).
+    assert "Evil = ?utf-8?b?eA0KUmVwbHktVG86IGV2ZUBleGFtcGxlLm9yZw== ?=" in message["Subject"]
+    assert message["List-Id"].startswith("Evil = ?utf-8?b?")
+    # Also in the sender's name, which comes from the configuration.
+    assert_no_injected_header(render(seed_digest(filled_store), sender=f'"{ENCODED_INJECTION}" <digest@example.org>'))
+
+
 def test_format_characters_never_reach_an_email(filled_store: Store) -> None:
     message = render(digest(profile(title="Continual\u202e learning\u200b"), (hidden_paper(filled_store),)))
     text, html = parts(message)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from lxml import html as lxml_html
 from render_data import HOSTILE_TITLE, format_characters_in, hidden_paper, hostile_papers, papers_about, profile, scored
-from test_render_email import KEY, LINKS, SENDER, links_in, parts
+from test_render_email import ENCODED_INJECTION, KEY, LINKS, SENDER, assert_no_injected_header, links_in, parts
 from test_render_feeds import assert_plausible_dates, assert_valid_atom, read
 
 from digest.models import Paper, Rollup
@@ -190,6 +190,14 @@ def test_hostile_text_in_a_rollup_is_escaped_everywhere(filled_store: Store) -> 
         )
     markdown = render_rollup_markdown(hidden)
     assert "<script>" not in markdown and format_characters_in(markdown) == []
+
+
+def test_an_encoded_word_in_a_title_never_becomes_a_header_of_a_rollup(filled_store: Store) -> None:
+    from dataclasses import replace
+
+    rollup = week_rollup(filled_store)
+    hostile = replace(rollup, profile=replace(rollup.profile, title=f"Evil {ENCODED_INJECTION}"))
+    assert_no_injected_header(render(hostile))
 
 
 # -- pages ---------------------------------------------------------------------------------------

@@ -59,7 +59,14 @@ class _RememberedHeaders(HeaderRegistry):
 
     def __call__(self, name: str, value: Any) -> BaseHeader:
         if type(value) is str:
-            return _parsed_header(name, value)
+            # Every value set here is meant as it reads. The email package decodes an RFC 2047
+            # encoded-word ("=?utf-8?b?...?=") in it, and Python before 3.11.10 and 3.12.5
+            # wrote a line break so decoded out raw (CVE-2024-6923): a profile title could add
+            # headers. "= ?" is never decoded.
+            header = _parsed_header(name, value.replace("=?", "= ?"))
+            if "\r" in header or "\n" in header:
+                raise ValueError(f"a line break in the {name} header: {value!r}")
+            return header
         return super().__call__(name, value)
 
     @lru_cache(maxsize=64)  # noqa: B019 (one registry, kept for the process's life)
