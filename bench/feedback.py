@@ -1,7 +1,7 @@
 """Learning from votes, measured: a simulated reader per judged profile, day by day over the seed days.
 
     .venv/bin/python bench/feedback.py [--splits seen,tune,report,final] [--weights 0.25:0.25,0:0]
-        [--forms text,liked,whole] [--semantic] [--json PATH]
+        [--forms text,liked,whole] [--shown digest|top] [--semantic] [--json PATH]
 
 Every judged profile (the splits of bench/quality_compare.py), in both forms (`text`:
 description + keywords; `liked`: its three liked papers alone; with `--forms`, also
@@ -9,12 +9,15 @@ description + keywords; `liked`: its three liked papers alone; with `--forms`, a
 the five seed days. The seed papers are cut once, by a fixed hash of their ids, into
 *held-out* papers (a third: never shown, never voted on, the only ones measured) and
 *daily* papers (the rest, each on the day it was first listed). Each day the ranker scores
-that day's papers with the votes so far, the reader is shown the best 10 (fewer when fewer
-score above 0), and votes "more like this" on those graded 2 and "less like this" on those
-graded 0 (grade 1: no vote). The `half` reader casts each of those votes with probability
-1/2 (`SEEDS` random readers per profile and form, averaged), as real readers do. After each
-day the held-out papers are ranked with the votes so far and nDCG@10 is measured on them
-(day 0: before any vote). Word rarity and upvotes come from all seed papers (`background`).
+that day's papers with the votes so far, the reader is shown that day's digest of at most 10
+(`--shown digest`, the default: what `select_digest` picks and the email gives vote links to,
+so only papers scoring at least the profile's `min_score`; `--shown top`: the best 10
+whatever their score, as the first passes of this benchmark did), and votes "more like this"
+on those graded 2 and "less like this" on those graded 0 (grade 1: no vote). The `half`
+reader casts each of those votes with probability 1/2 (`SEEDS` random readers per profile
+and form, averaged), as real readers do. After each day the held-out papers are ranked
+with the votes so far and nDCG@10 is measured on them (day 0: before any vote). Word
+rarity and upvotes come from all seed papers (`background`).
 
 `--weights` lists `MORE_ROCCHIO:LESS_ROCCHIO` pairs of `digest.rank.scoring` to compare
 (default: the shipped ones); nothing else of the ranker is changed. To measure the ranker of
@@ -33,7 +36,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from quality import cached, forms, load_papers, ndcg
@@ -41,9 +44,10 @@ from quality_compare import SPLIT_NOTES, Split, load_splits
 
 import digest.rank.scoring as scoring
 from digest.models import Paper, Profile, Votes
-from digest.rank import Embedder, score_papers
+from digest.rank import Embedder, score_papers, select_digest
 
 DIGEST_SIZE = 10
+SHOWN = ["digest"]  # `--shown`: "digest" (what the email shows) or "top" (the best 10, any score)
 HELD_OUT_EVERY = 3  # one paper in three is held out
 SEEDS = 5  # random half-voting readers per profile and form
 READERS = {"all": 1.0, "half": 0.5}
@@ -57,6 +61,7 @@ class Curve:
     ndcg10: tuple[float, ...]
     more: int  # votes cast over all days
     less: int
+    judged: tuple[int, int] = (0, 0)  # held-out papers graded 2 and 1: what nDCG@10 is measured on
 
 
 def held_out(paper: Paper) -> bool:
@@ -92,16 +97,21 @@ def simulate(
     for day in days:
         todays = [p for p in papers if p.first_seen == day and not held_out(p) and p.id not in mine]
         votes = Votes(more=tuple(more), less=tuple(less))
-        shown = score_papers(
+        ranked = score_papers(
             todays, [profile], liked={profile.id: liked}, votes={profile.id: votes}, background=papers, embed=EMBED[0]
-        )[profile.id][:DIGEST_SIZE]
+        )[profile.id]
+        if SHOWN[0] == "top":
+            shown = ranked[:DIGEST_SIZE]
+        else:
+            shown, _ = select_digest(ranked, replace(profile, max_items=DIGEST_SIZE))
         for item in shown:
             grade = labels.get(item.paper.id, 0)
             if grade == 1 or rng.random() >= fraction:
                 continue
             (more if grade == 2 else less).append(item.paper)
         curve.append(measure(profile, liked, Votes(more=tuple(more), less=tuple(less)), test, papers, grades))
-    return Curve(tuple(curve), len(more), len(less))
+    judged = (sum(g == 2 for g in grades.values()), sum(g == 1 for g in grades.values()))
+    return Curve(tuple(curve), len(more), len(less), judged)
 
 
 def reader_forms(
@@ -130,6 +140,7 @@ def run(
                 tuple(statistics.mean(c.ndcg10[d] for c in curves) for d in range(len(curves[0].ndcg10))),
                 round(statistics.mean(c.more for c in curves)),
                 round(statistics.mean(c.less for c in curves)),
+                curves[0].judged,
             )
     return found
 
@@ -173,6 +184,9 @@ def markdown(results: dict[str, dict[str, dict[str, dict[tuple[str, str], Curve]
                     ]
                     cells = " | ".join(f"{v:.3f}" for v in values)
                     lines.append(f"| {rocchio} | {reader} | {form or 'both'} | {cells} | {min(drops):+.3f} |")
+        first = next(iter(next(iter(results.values())).values()))[split.name]
+        counts = ", ".join(f"{pid} ({form}) {c.judged[0]} / {c.judged[1]}" for (pid, form), c in first.items())
+        lines += ["", f"Held-out papers graded 2 / 1, what each nDCG@10 is measured on: {counts}."]
         lines.append("")
     return "\n".join(lines)
 
@@ -185,8 +199,10 @@ def main() -> None:
     parser.add_argument("--readers", default="all,half")
     parser.add_argument("--forms", default="text,liked", help="comma-separated: text, liked, whole (as written)")
     parser.add_argument("--semantic", action="store_true", help="rank with the embedding extra")
+    parser.add_argument("--shown", choices=("digest", "top"), default="digest", help="what the reader votes on")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    SHOWN[0] = args.shown
     if args.semantic:
         from digest.semantic import load_embedder
 
@@ -212,7 +228,14 @@ def main() -> None:
                     rocchio: {
                         reader: {
                             split: [
-                                {"profile": pid, "form": form, "ndcg10": c.ndcg10, "more": c.more, "less": c.less}
+                                {
+                                    "profile": pid,
+                                    "form": form,
+                                    "ndcg10": c.ndcg10,
+                                    "more": c.more,
+                                    "less": c.less,
+                                    "held_out_judged_2_1": c.judged,
+                                }
                                 for (pid, form), c in curves.items()
                             ]
                             for split, curves in by_split.items()
