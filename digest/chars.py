@@ -24,6 +24,9 @@ FORMAT_CHARACTERS = (
 )
 """The body of a regular expression character class matching every format character."""
 
+NONCHARACTERS = "\ufdd0-\ufdef" + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17))
+"""The body of a character class matching Unicode's 66 non-characters (never meant for interchange)."""
+
 _FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
 _UNPRINTABLE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{FORMAT_CHARACTERS}]")
 

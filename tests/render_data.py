@@ -56,24 +56,31 @@ def hostile_dump() -> str:
 
 
 # Format characters (Unicode Cf) hidden in a title: a bidi override (U+202E) makes the
-# rest read backwards, zero-width characters and isolates hide inside words.
-HIDDEN_TITLE = "Lo\u200bRA \u202etxet desrever\u202c \u2066isolated\u2069 soft\u00adhyphen\u200d"
+# rest read backwards, zero-width characters and isolates hide inside words. Also a C1
+# control (U+009B, a terminal's escape) and a non-character (U+FDD0).
+HIDDEN_TITLE = "Lo\u200bRA \u202etxet desrever\u202c \u2066isolated\u2069 soft\u00adhyphen\u200d\u009b\ufdd0"
 SHOWN_TITLE = "LoRA txet desrever isolated softhyphen"
-HIDDEN_ABSTRACT = "A \ufeffzero\u2060width \u202eabstract. \u200eSecond sentence."
+HIDDEN_ABSTRACT = "A \ufeffzero\u2060width \u202eabstract.\u0080 \u200eSecond sentence.\U0010ffff"
 
 
 def hidden_paper(store: Store) -> Paper:
     """A paper ingested through the real parser with format characters in every field shown."""
     entry = Entry(
-        HIDDEN_TITLE, HIDDEN_ABSTRACT, None, Organization("evilcorp", "Evil\u202e Org"), date(2025, 12, 30), 5
+        HIDDEN_TITLE, HIDDEN_ABSTRACT, None, Organization("evilcorp", "Evil\u202e\u009b Org"), date(2025, 12, 30), 5
     )
     ingest(store, format_dump(HOSTILE_DAY, [entry]), "hidden.txt")
     return next(p for p in store.iter_papers() if p.title == HIDDEN_TITLE)
 
 
 def format_characters_in(text: str) -> list[str]:
-    """The format characters in `text`, as characters or as character references."""
-    return [c for c in html.unescape(text) if unicodedata.category(c) == "Cf"]
+    """The format characters, C1 controls and non-characters in `text`, as characters or as
+    character references."""
+    return [c for c in html.unescape(text) if unicodedata.category(c) == "Cf" or _c1_or_nonchar(c)]
+
+
+def _c1_or_nonchar(c: str) -> bool:
+    point = ord(c)
+    return 0x80 <= point <= 0x9F or 0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE
 
 
 def ingest(store: Store, text: str, name: str) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from digest.formats import OUTPUT_FORMATS
 from digest.models import Paper
 from digest.periods import Period, PeriodKind
+from digest.render.text import byline, clean_paper
 from digest.tokens import Action, Token, sign
 
 ALL_PAPERS = "all"  # the feed of every paper: feeds/all.atom (no profile may take this id)
@@ -162,12 +163,13 @@ class WebLinks:
         return self.base + SUBSCRIBE_PATH
 
     def paper_feedback(self, profile_id: str, reader_id: str, paper: Paper) -> PaperFeedback:
-        organization = paper.organization
+        # Named as the paper's byline names it: cleaned, like every text from a listing.
+        organization = byline(clean_paper(paper)) if paper.organization else None
         return PaperFeedback(
             more=self.vote(Action.MORE, profile_id, reader_id, paper.id),
             less=self.vote(Action.LESS, profile_id, reader_id, paper.id),
             mute=self.vote(Action.MUTE, profile_id, reader_id, paper.id) if organization else None,
-            organization=organization.name if organization else None,
+            organization=organization,
         )
 
     def reader(self, profile_id: str, reader_id: str, papers: tuple[Paper, ...] = ()) -> ReaderLinks:

@@ -15,13 +15,14 @@ from dataclasses import replace
 from datetime import date
 from urllib.parse import quote, urlsplit
 
-from digest.chars import FORMAT_CHARACTERS
+from digest.chars import FORMAT_CHARACTERS, NONCHARACTERS
 from digest.models import Organization, Paper
 
-# Characters XML 1.0 forbids (feedgen fails a whole feed on one), plus DEL, the
-# non-characters and the invisible format characters (a bidi override makes a title
-# read backwards); none of them is ever meaningful in a title or an abstract.
-_INVALID = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff{FORMAT_CHARACTERS}]")
+# Characters XML 1.0 forbids (feedgen fails a whole feed on one), plus DEL and the C1
+# controls (U+009B is a terminal's escape), the non-characters and the invisible format
+# characters (a bidi override makes a title read backwards); none of them is ever
+# meaningful in a title or an abstract.
+_INVALID = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff{NONCHARACTERS}{FORMAT_CHARACTERS}]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(\[])")
 _NEW_ARXIV = re.compile(r"\d{4}\.\d{4,5}")
 _OLD_ARXIV = re.compile(r"[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
