@@ -104,6 +104,7 @@ def merge_sighting(stored: PaperRecord, entry: Entry, listed: date) -> PaperReco
         authors_count=_first(stored.authors_count, entry.authors_count),
         organization=_first(stored.organization, entry.organization),
         published=_first(stored.published, entry.published),
+        upvotes=_first(stored.upvotes, entry.upvotes),
         authors=stored.authors or entry.authors,
         url=_first(stored.url, entry.url),
         comments=_first(stored.comments, entry.comments),

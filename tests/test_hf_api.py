@@ -104,6 +104,29 @@ def test_version_suffix_is_dropped_and_old_style_ids_are_accepted() -> None:
     assert entry.arxiv_id == "2512.01234" and entry.url == PAPER_PAGE + "2512.01234"
 
 
+def test_ids_are_ascii_digits_only() -> None:
+    # Fullwidth or Arabic-Indic digits read as an id made a second row of the same paper.
+    assert arxiv_id("２５１２.０１２３４") is None and arxiv_id("٢٥١٢.٠١٢٣٤") is None
+    dump = parse_api_items([api_item("2512.01234", "A Paper"), api_item("２５１２.０１２３４", "A Paper")], "f", DAY)
+    assert [e.arxiv_id for e in dump.entries] == ["2512.01234"]
+    assert [(p.item, "not an arXiv id" in p.message) for p in dump.problems] == [(2, True)]
+
+
+def test_a_lone_surrogate_escape_becomes_a_replacement_character() -> None:
+    # JSON can escape half of a UTF-16 pair alone; Python then holds a string no codec writes.
+    item = api_item("2512.01234", "Lone \\ud800 title", summary="Abstract \\uDFFF.", extra={"\\ud83d": "x"})
+    body = json.dumps([item], ensure_ascii=False).replace("\\\\", "\\").encode("utf-8")
+    assert b"\\ud800" in body
+    (decoded,) = decode_api_response(body)
+    assert decoded["paper"]["title"] == "Lone \ufffd title" and decoded["paper"]["extra"] == {"\ufffd": "x"}
+    dump = parse_api_response(body, "f.json", DAY)
+    (entry,) = dump.entries
+    assert (entry.title, entry.abstract) == ("Lone \ufffd title", "Abstract \ufffd.")
+    api_content_hash(decode_api_response(body), DAY)  # hashes: the text can be encoded
+    # A whole pair is one character, as ever.
+    assert decode_api_response(b'[{"t": "\\ud83d\\ude00"}]') == [{"t": "\U0001f600"}]
+
+
 def test_empty_list_is_a_day_with_no_papers() -> None:
     dump = parse_api_response(b"[]\n", "f.json", DAY)
     assert dump.entries == () and dump.problems == () and dump.date == DAY

@@ -90,6 +90,11 @@ CASES = {
             published_at=datetime(2025, 12, 1, 9, tzinfo=UTC),
         ),
     ),
+    # ...upvotes included: a newer listing that showed no count does not hide an older one's
+    # (a known count is kept, as in the case above).
+    "older upvotes fill in unknown ones": (
+        replace(STORED, upvotes=None), FULL, DEC_1, replace(merge_sighting(STORED, FULL, DEC_1), upvotes=12),
+    ),
     # A bare view never replaces a richer one, even when newer.
     "bare never replaces rich": (STORED, BARE_ENTRY, DEC_3, STORED),
     # A bare view replaces another bare view when it is newer.

@@ -58,7 +58,8 @@ from digest.models import Dump, Entry, Organization, Problem
 API_KIND = "hf-api"
 PAPER_PAGE = "https://huggingface.co/papers/"
 
-_ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?")
+# ASCII digits only: "２５１２.０１２３４" is not an id (as one it made a second row of the same paper).
+_ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?", re.ASCII)
 _DAY_IN_NAME = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
 
 
@@ -125,6 +126,28 @@ def decode_api_response(data: bytes) -> list[Any]:
         raise NotAnApiResponse(f"expected a JSON list of papers, got an object{detail}")
     if not isinstance(value, list):
         raise NotAnApiResponse(f"expected a JSON list of papers, got {_describe(value)}")
+    if not _SURROGATE_ESCAPE.search(text):
+        return value
+    try:
+        return _without_lone_surrogates(value)
+    except RecursionError:  # nested deeper than this walk goes, though not than the JSON decoder did
+        raise NotAnApiResponse("not a list of papers: JSON nested too deeply") from None
+
+
+# JSON may escape half of a UTF-16 pair alone ("\ud800"): Python decodes it to a string no
+# codec can write, and hashing or saving the response then failed. Each becomes U+FFFD,
+# as an undecodable character does anywhere else.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
     return value
 
 
