@@ -27,6 +27,7 @@ knows APScheduler.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -201,6 +202,25 @@ class Refresh:
             found += [f"{day.day}: {day.message}" for day in self.fetched.days if day.outcome == FAILED]
             found += [str(problem) for problem in self.fetched.problems]
         return found + self.ingested.lines()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingConfirmation:
+    """A confirmation email to send: the request is recorded, the email not yet sent."""
+
+    profile_id: str
+    address: str
+    reader: str
+    expires: datetime
+    hashed: str  # the address's hash, for logs and file names (never the address)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionAsked:
+    """What asking to subscribe did, and the email to send when one is due."""
+
+    outcome: Requested
+    confirmation: PendingConfirmation | None = None
 
 
 class AddressChange(NamedTuple):
@@ -436,9 +456,14 @@ class App:
 
     def dump_files(self, paths: Sequence[Path] | None = None) -> list[Path]:
         """The files an ingest of `paths` (default: the inbox) looks at: the files given, and
-        every visible file under the folders given, leaving out the quarantine folder."""
-        given = [p for p in (paths or [self.config.inbox]) if p.exists()]
-        return find_dump_files(given, skip=[self.config.quarantine])
+        every visible file under the folders given, leaving out the quarantine folder and
+        what this program writes (an inbox that holds the database had it set aside as a bad dump)."""
+        config = self.config
+        given = [p for p in (paths or [config.inbox]) if p.exists()]
+        # The database and its companions (-wal, -shm, .lock, ...) all start with its name.
+        database = list(config.db.parent.glob(glob.escape(config.db.name) + "*")) if config.db.parent.is_dir() else []
+        written = [config.quarantine, config.feeds, config.site, config.digests, config.outbox, *database]
+        return find_dump_files(given, skip=[*written, *([config.path] if config.path else [])])
 
     def fetch(
         self, since: date, until: date | None = None, *, on_day: Callable[[DayResult], None] | None = None
@@ -1282,7 +1307,12 @@ class App:
         """Stop (or, with `undo`, resume) sending to `address`, for one profile or all: the
         address as it is kept, and whether anything changed. `validate.Invalid` for an
         address that is not one, `KeyError` for an unknown profile."""
-        address = email_address(address)
+        try:
+            address = email_address(address)
+        except Invalid:
+            # A reader kept from before addresses had to be ASCII before the "@" can still leave.
+            if self.store.reader_id(address) is None:
+                raise
         if profile_id is not None:
             find_profile(self.config.profiles, profile_id)
         if undo:
@@ -1368,25 +1398,35 @@ class App:
         with a link that expires (`readers.CONFIRMATION_HOURS`); nothing else changes until
         the link is confirmed. Rate-limited per `client`, per address and overall; an address
         already reading the profile gets nothing (the answer does not tell)."""
+        asked = self.ask_subscription(profile_id, address, client=client)
+        if asked.confirmation is None:
+            return asked.outcome
+        return Requested.SENT if self.send_confirmation(asked.confirmation) else Requested.FAILED
+
+    def ask_subscription(self, profile_id: str, address: str, *, client: str) -> SubscriptionAsked:
+        """`request_subscription` up to the email: what the answer is and, when one is to go
+        out, the confirmation for `send_confirmation`. The web side answers first and sends
+        after, so that the time an answer takes does not tell a subscribed address (nothing
+        to send) from a new one (an SMTP exchange)."""
         profile = next((p for p in self.open_profiles() if p.id == profile_id), None)
         if profile is None:
-            return Requested.CLOSED
+            return SubscriptionAsked(Requested.CLOSED)
         try:
             if len(address) > MAX_ADDRESS_LENGTH:
                 raise Invalid("too long")
             address = email_address(address.strip())
         except Invalid:
-            return Requested.INVALID
+            return SubscriptionAsked(Requested.INVALID)
         store, now = self.store, self.clock()
         if store.count_request(f"{CLIENT_LIMIT.name}:{client}", CLIENT_LIMIT.window(now)) > CLIENT_LIMIT.limit:
-            return Requested.BUSY
+            return SubscriptionAsked(Requested.BUSY)
         if address.lower() in self.audience_of_any(profile):
-            return Requested.QUIET
+            return SubscriptionAsked(Requested.QUIET)
         hashed = hashlib.sha256(address.lower().encode("utf-8")).hexdigest()[:32]  # no address in the table
         if store.count_request(f"{ADDRESS_LIMIT.name}:{hashed}", ADDRESS_LIMIT.window(now)) > ADDRESS_LIMIT.limit:
-            return Requested.QUIET
+            return SubscriptionAsked(Requested.QUIET)
         if store.count_request(OVERALL_LIMIT.name, OVERALL_LIMIT.window(now)) > OVERALL_LIMIT.limit:
-            return Requested.BUSY
+            return SubscriptionAsked(Requested.BUSY)
         store.forget_expired_confirmations(now)
         for limit in (CLIENT_LIMIT, ADDRESS_LIMIT, OVERALL_LIMIT):
             store.forget_request_counts(limit.name, limit.window(now))
@@ -1394,12 +1434,17 @@ class App:
         assert reader is not None
         expires = confirmation_expiry(now)
         store.request_confirmation(profile.id, reader, now, expires)
+        return SubscriptionAsked(Requested.SENT, PendingConfirmation(profile.id, address, reader, expires, hashed))
+
+    def send_confirmation(self, pending: PendingConfirmation) -> bool:
+        """Send the confirmation `ask_subscription` asked for; False (logged) when it could not go."""
+        profile = find_profile(self.config.profiles, pending.profile_id)
         try:
-            self._send_confirmation(profile, address, reader, expires, hashed)
+            self._send_confirmation(profile, pending.address, pending.reader, pending.expires, pending.hashed)
         except NoticeError as exc:
-            log.warning("confirmation for %s of %s not sent: %s", hashed[:12], profile.id, exc)
-            return Requested.FAILED
-        return Requested.SENT
+            log.warning("confirmation for %s of %s not sent: %s", pending.hashed[:12], profile.id, exc)
+            return False
+        return True
 
     def audience_of_any(self, profile: Profile) -> set[str]:
         """The addresses (lower case) already reading `profile`: subscribed and not unsubscribed."""

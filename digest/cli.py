@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest import __version__
+from digest.chars import printable
 from digest.clock import Clock, utc_now
 from digest.models import EmptyReason, Profile, TransportKind
 from digest.periods import Period, PeriodKind, parse_period
@@ -579,7 +580,8 @@ def run_rank(ctx: Context) -> int:
         return EXIT_OK
     for position, (scored, words) in enumerate(zip(ranking.ranked, worded, strict=True), start=1):
         mark = " " if scored.score >= profile.min_score else "-"
-        print(f"{position:3}. {scored.score:.3f}{mark} {scored.paper.title}")
+        # A title is the listing's text: its controls are shown escaped, never sent to the terminal.
+        print(f"{position:3}. {scored.score:.3f}{mark} {printable(scored.paper.title)}")
         for reason in words:
             print(f"            {reason}")
     shown = "every stored paper" if ctx.args.all else f"the papers new for {profile.id} on {ranking.day}"

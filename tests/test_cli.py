@@ -82,6 +82,22 @@ def test_ingest_defaults_to_the_configured_inbox(seeds: Path, tmp_path: Path) ->
     assert (tmp_path / "state" / "db.sqlite").exists()
 
 
+def test_an_inbox_that_holds_the_database_and_the_outputs_never_ingests_them(seeds: Path, tmp_path: Path) -> None:
+    # The inbox is scanned whole: the database (and its -wal, -shm, .lock files), the config and
+    # the output folders were set aside in the quarantine as bad dumps, and the state was lost.
+    # Paths are relative to the config's folder: the inbox is the folder the config is in.
+    config = '[digest]\ninbox = "."\ndb = "state.db"\nfeeds = "feeds"\nsite = "site"\ndigests = "md"\n'
+    (seeds / "digest.toml").write_text(config + 'outbox = "outbox"\nquarantine = "../q"\n')
+    firsts = []
+    for _ in range(3):
+        result = digest("--config", "seeds/digest.toml", "run", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        firsts.append(result.stdout.splitlines()[0])
+    assert firsts[0] == "5 files: 5 dumps new, 0 already seen, 0 quarantined"
+    assert not (tmp_path / "q").exists() and all(line.endswith(" 0 quarantined") for line in firsts)
+    assert len(digest("--config", "seeds/digest.toml", "export", cwd=tmp_path).stdout.splitlines()) == 309
+
+
 def test_global_options_override_the_config(seeds: Path, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     other.mkdir()
@@ -776,6 +792,18 @@ def test_rank_shows_scores_and_reasons(tmp_path: Path) -> None:
     assert table.returncode == 0
     assert "similar to a paper you liked: " in table.stdout
     assert table.stdout.rstrip().endswith("'-' marks a score below min_score 0.15")
+
+
+def test_rank_never_sends_a_titles_control_characters_to_the_terminal(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    title = "Continual learning \x1b[2J\u202ewithout forgetting\x07"
+    item = {"paper": {"id": "2512.09999", "title": title, "summary": "Continual learning, incremental tasks."}}
+    (folder / "seeds" / "hf-daily-2025-12-31.json").write_text(json.dumps([item]), encoding="utf-8")
+    assert digest("ingest", cwd=folder).returncode == 0
+    table = digest("rank", "--profile", "continual-learning", "--all", "--limit", "50", cwd=folder)
+    assert table.returncode == 0, table.stderr
+    assert "Continual learning \\x1b[2J\\u202ewithout forgetting\\x07" in table.stdout
+    assert not any(c in table.stdout for c in "\x1b\x07\u202e")
 
 
 def test_rank_json_gives_reasons_in_words_and_as_data(tmp_path: Path) -> None:
