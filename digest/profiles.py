@@ -102,9 +102,12 @@ def _split_follow(values: dict[str, Any]) -> None:
 
 
 def email_address(value: Any) -> str:
+    """The address, normalised (the domain in lower case). A local part outside ASCII needs
+    SMTPUTF8, which the sender does not use: refused (its To header was an invalid
+    encoded-word, and a server refused the message)."""
     text = string(allow_empty=False)(value)
     try:
-        return validate_email(text, check_deliverability=False).normalized
+        return validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
         raise Invalid(f"{text!r} is not an email address: {exc}") from None
 

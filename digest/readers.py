@@ -86,7 +86,7 @@ class Requested(StrEnum):
     """What asking to subscribe did (the page says the same for SENT and QUIET, so nobody
     learns from it whether an address is subscribed)."""
 
-    SENT = "sent"  # the confirmation email went out
+    SENT = "sent"  # the confirmation email went out (or, from `ask_subscription`, is to go out)
     QUIET = "quiet"  # nothing sent: already subscribed, or this address asked too often
     BUSY = "busy"  # this client (or everybody together) asked too often: try later
     INVALID = "invalid"  # not an email address

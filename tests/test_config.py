@@ -421,6 +421,21 @@ def test_subscribers_with_their_own_cadence_beside_plain_addresses(tmp_path: Pat
     ]
 
 
+def test_addresses_need_ascii_before_the_at_sign(tmp_path: Path) -> None:
+    # A local part outside ASCII needs SMTPUTF8, which the sender does not use (its To header
+    # was an invalid encoded-word): refused, naming it. A domain outside ASCII is kept as it
+    # was (the address is a reader's key in the database).
+    path = tmp_path / "digest.toml"
+    path.write_text('[[profiles]]\nid = "a"\ndescription = "d"\nsubscribers = ["ada@Bücher.example"]\n')
+    assert load_config(path, tmp_path).profiles[0].subscribers == ("ada@bücher.example",)
+    path.write_text('[[profiles]]\nid = "a"\ndescription = "d"\nsubscribers = ["ünïcødé@example.org"]\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, tmp_path)
+    assert "'ünïcødé@example.org' is not an email address: Internationalized characters before the @-sign" in str(
+        raised.value
+    )
+
+
 def test_a_monthly_profile_sends_on_the_first_by_default(tmp_path: Path) -> None:
     path = tmp_path / "digest.toml"
     path.write_text('[[profiles]]\nid = "m"\ndescription = "d"\ncadence = "monthly"\nschedule = "30 6 15 * *"\n')

@@ -25,6 +25,7 @@ from digest.config import Config
 from digest.ingest.hf_dump import format_dump
 from digest.models import Cadence, Organization, Paper, VoteKind
 from digest.rows import DeliveryKey, ReaderPreferences
+from digest.validate import Invalid
 
 BOB = "bob@example.org"
 DAY2 = NOW.date() + timedelta(days=1)
@@ -48,6 +49,20 @@ def web_subscribe(app: App, address: str, profile_id: str = OPEN) -> str:
     store.request_confirmation(profile_id, reader, now, now + timedelta(hours=48))
     store.confirm_subscription(profile_id, reader, expires_at=now + timedelta(hours=48), at=now, other_profiles=[])
     return reader
+
+
+def test_a_reader_kept_from_before_addresses_had_to_be_ascii_can_still_leave(tmp_path: Path) -> None:
+    # Addresses with a local part outside ASCII are refused now; one kept before must still
+    # unsubscribe (one-click answered 500 when the kept address was checked again).
+    config, clock = setup(tmp_path)
+    with app_of(config, clock) as app:
+        web_subscribe(app, "jörg@example.org")
+        assert "jörg@example.org" in app.audience_of_any(config.profiles[0])
+        change = app.unsubscribe("jörg@example.org", OPEN)
+        assert (change.address, change.changed) == ("jörg@example.org", True)
+        assert "jörg@example.org" not in app.audience(config.profiles[0])
+        with pytest.raises(Invalid, match="Internationalized characters before the @-sign"):
+            app.unsubscribe("never-kept-ä@example.org", OPEN)
 
 
 def build(config: Config, clock: Clock, *, send: bool = False) -> None:

@@ -26,7 +26,7 @@ from render_data import (
 from digest.config import ConfigError
 from digest.models import Organization, Paper
 from digest.render.email import HTML_LIMIT, render_email
-from digest.render.links import SiteLinks
+from digest.render.links import SiteLinks, WebLinks
 from digest.render.templates import template_environment
 from digest.store import Store
 from digest.unsubscribe import check_unsubscribe_token, find_subscriber, unsubscribe_key
@@ -297,6 +297,18 @@ def test_format_characters_never_reach_an_email(filled_store: Store) -> None:
     assert format_characters_in(text) == [] and format_characters_in(html) == []
     assert format_characters_in(str(message["Subject"])) == [] and "Continual learning" in message["Subject"]
     assert SHOWN_TITLE in text and SHOWN_TITLE in html
+
+
+def test_a_reader_is_offered_to_mute_an_organisation_by_its_cleaned_name(filled_store: Store) -> None:
+    # The "Mute ..." link named the organisation as the listing wrote it: controls, a bidi
+    # override and a terminal escape reached the email (and broke the reader's private feed).
+    paper = hidden_paper(filled_store)
+    links = WebLinks("https://digest.example.org/", KEY)
+    message = render(digest(profile(), (paper,)), reader=links.reader("continual-learning", "r1", (paper,)))
+    text, html = parts(message)
+    assert "Mute Evil Org" in text and "Mute Evil Org" in html
+    assert format_characters_in(text) == [] and format_characters_in(html) == []
+    assert links.paper_feedback("continual-learning", "r1", paper).organization == "Evil Org"
 
 
 def test_an_empty_digest_gives_no_email() -> None:

@@ -15,6 +15,7 @@ import base64
 import re
 import shutil
 import subprocess
+import threading
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -108,6 +109,27 @@ def test_subscribe_confirm_then_the_next_build_mails_the_new_subscriber_and_unsu
         (NOW.date(), BOB): "sent",
         (NOW.date() + timedelta(days=1), "ada@example.org"): "sent",
     }
+
+
+def test_the_answer_to_subscribe_never_waits_on_the_mail_server(tmp_path: Path) -> None:
+    # An answer that waited on SMTP told a new address (an exchange) from one already reading
+    # the digest (nothing to send). The mail server holds every RCPT until the answers are in.
+    inbox = inbox_with(tmp_path, 4)
+    release = threading.Event()
+    with MailServer() as server:
+        server.faults.on_rcpt = lambda address, count: release.wait(20)
+        profiles = PROFILES.replace('id = "machine-learning"', 'id = "continual-learning"')  # open to all
+        config = load(web_config(tmp_path, smtp_port=server.port, inbox=inbox, profiles=profiles))
+        with serving(config, Clock()) as (_, base):
+            form = {"profile": "continual-learning"}
+            new = httpx.post(base + "subscribe", data={**form, "address": BOB}, timeout=10)
+            reading = httpx.post(base + "subscribe", data={**form, "address": "ada@example.org"}, timeout=10)
+            assert server.messages == [] and not release.is_set()  # answered while the server held the mail
+            assert (new.status_code, reading.status_code) == (200, 200)
+            assert new.text.replace(BOB, "ADDRESS") == reading.text.replace("ada@example.org", "ADDRESS")
+            release.set()
+            server.wait_for(1)
+    assert [r.rcpt_tos for r in server.messages] == [(BOB,)]
 
 
 def test_a_mail_scanner_fetching_every_link_of_a_real_digest_email_changes_nothing(tmp_path: Path) -> None:

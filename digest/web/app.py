@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -178,7 +179,8 @@ class WebSide:
             return self.bad_request("The form was not sent whole.")
         address, profile_id = str(form.get("address", "")), str(form.get("profile", ""))
         client = request.client.host if request.client else "unknown"
-        outcome = await self.call(lambda app: app.request_subscription(profile_id, address, client=client))
+        asked = await self.call(lambda app: app.ask_subscription(profile_id, address, client=client))
+        outcome = asked.outcome
         profiles = self.root.open_profiles()
         if outcome == Requested.INVALID:
             page = self.pages.subscribe(
@@ -191,14 +193,17 @@ class WebSide:
         if outcome == Requested.BUSY:
             page = self.pages.message("Too many requests", "Too many subscriptions were asked for: try again later.")
             return self.html(page, 429, {"Retry-After": "3600"})
-        if outcome == Requested.FAILED:
-            message = "The confirmation email could not be sent just now: try again in a few minutes."
-            return self.html(self.pages.message("Not sent", message), 503, {"Retry-After": "300"})
         lines = (
             f"If {address.strip()} can get this digest, an email with a link to confirm is on its way.",
             "Follow the link and press its button: nothing is sent to you before that.",
         )
-        return self.html(self.pages.message("Check your inbox", *lines))
+        answer = self.html(self.pages.message("Check your inbox", *lines))
+        pending = asked.confirmation
+        if pending is not None:
+            # Sent once the answer is out, in the thread pool: an answer that waited on SMTP
+            # told a new address (tens of milliseconds) from a subscribed one (nothing to send).
+            answer.background = BackgroundTask(lambda: self.app().send_confirmation(pending))
+        return answer
 
     async def confirm_page(self, request: Request) -> Response:
         token = request.path_params["token"]
