@@ -31,7 +31,8 @@ is asked for again from page 0 without validators, since their bodies are missin
 Validators are stored only for a day fetched completely, all pages together, and only
 when every page had some; otherwise none are kept and the next fetch downloads the day.
 (Page 0's validators alone would not do: a day grows on its last page while page 0 stays
-the same.)
+the same.) A validator that is not printable ASCII counts as none: httpx sends headers
+as ASCII, so it could never be sent back; one stored before this check is not sent.
 
 **Bounded downloads.** An answer is streamed and decompressed here, a chunk at a time:
 more than `[source] max_response_mb` once decompressed (a gzip bomb) stops the download.
@@ -48,8 +49,13 @@ on the listing: `item_listing_day`), so re-ingesting the inbox gives each paper 
 listing day, as a day's fetch does; a day of the period with no item gets an empty list.
 Days already fetched (an API response for them is stored, and they are over: not today
 or yesterday, in UTC, whose listings still fill up) are neither asked for nor saved
-again; when every day of the period is, nothing is requested. An item that names no
-listing day, or one outside the period, is reported and not saved.
+again; when every day of the period is, nothing is requested. No item that came is
+dropped without a word: items of a day fetched before whose papers its stored responses
+lack (it grew since) are saved apart, beside its file, as `hf-daily-DAY.PERIOD.json`
+(`.2.json`, ... rather than over other items), and ingested; an item that names no
+listing day, one outside the period, or one listed after today is reported and not
+saved. The period's validators are kept only when every item was placed and every day
+saved, so a 304 never stands for a day that was not.
 
 **Politeness.** Requests go one at a time, `[source] pace` seconds apart (between pages
 and between days); 429 and 5xx answers and network errors are retried with exponential
@@ -75,7 +81,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -205,7 +211,7 @@ class Listing:
         """The listing as one JSON list: a single page as it came, else the joined items."""
         if len(self.pages) == 1:
             return self.pages[0].body
-        return json.dumps(self.items, ensure_ascii=False).encode("utf-8")
+        return _json_list(self.items)
 
 
 class ListingError(Exception):
@@ -267,6 +273,8 @@ def open_client(source: SourceConfig, *, token: str | None = None) -> httpx.Clie
                 f"refusing to send {TOKEN_VARIABLE} over plain http to {parts.hostname}: "
                 "use an https [source] base_url, or unset the token"
             )
+        if _sendable(token) is None:
+            raise FetchError(f"{TOKEN_VARIABLE} holds characters an HTTP header cannot carry (only printable ASCII)")
         headers["Authorization"] = f"Bearer {token}"
     # No kept-alive connections: each request opens its own, so the deadline watchdog
     # always knows the socket to shut down (a reused one would be announced to no one).
@@ -463,34 +471,107 @@ def _fetch_period(
     if listing.state is ListingState.NOT_AVAILABLE:
         message = f"not available yet (the API answered 400{listing.said} for {period.key})"
         return {day: DayResult(day, NOT_AVAILABLE, message, attempts=listing.attempts) for day in missing}
+    today = clock().astimezone(UTC).date()
+    by_day, before, unplaced = _place_items(listing.items, period, missing, today)
+    report.unplaced += unplaced
+    now = clock()
+    results = {}
+    for day, items in by_day.items():
+        path = saved_response_path(config.inbox, day)
+        results[day] = _save_day(config, store, day, path, _json_list(items), listing, now, label)
+    for day, items in before.items():
+        stored = store.api_listing_papers(day)
+        lacking = [item for item in items if _paper_key(item) not in stored]
+        if lacking:
+            results[day] = _save_lacking(config, store, day, period, lacking, listing, now, label)
+    complete = listing.state is ListingState.COMPLETE and not unplaced
+    if complete and all(result.outcome == FETCHED for result in results.values()):
+        remember_validators(store, source.base_url, query, period.last, listing.pages, len(known), now)
+    else:
+        # A 304 next time would say "not modified" for what was not saved: ask again in full.
+        forget_validators(store, source.base_url, query, period.last, max(len(known), len(listing.pages)), now)
+    return results
+
+
+def _place_items(
+    items: Sequence[Any], period: Period, missing: Sequence[date], today: date
+) -> tuple[dict[date, list[Any]], dict[date, list[Any]], list[Problem]]:
+    """A period's items by listing day: the days `missing`, the days fetched before, and
+    the items no day of the period up to `today` can take (reported, not saved)."""
     by_day: dict[date, list[Any]] = {day: [] for day in missing}
-    for number, item in enumerate(listing.items, start=1):
+    before: dict[date, list[Any]] = {}
+    unplaced: list[Problem] = []
+    for number, item in enumerate(items, start=1):
         day = item_listing_day(item)
         if day is None:
             why = "names no listing day (paper.submittedOnDailyAt, publishedAt); not saved"
         elif day not in period:
             why = f"listed on {day}, outside {period.key}; not saved (fetch that day with --date)"
+        elif day > today:
+            why = f"listed on {day}, after today ({today} in UTC); not saved (fetch that day with --date)"
         else:
-            if day in by_day:
-                by_day[day].append(item)
+            (by_day[day] if day in by_day else before.setdefault(day, [])).append(item)
             continue
-        report.unplaced.append(Problem(period.key, 0, why, item=number))
-    now = clock()
-    results = {}
-    for day, items in by_day.items():
-        path = saved_response_path(config.inbox, day)
-        try:
-            write_atomic(path, json.dumps(items, ensure_ascii=False).encode("utf-8"))
-        except OSError as exc:
-            results[day] = DayResult(day, FAILED, f"cannot save the response to {path}: {exc.strerror or exc}")
-            continue
-        summary = ingest_files(store, [path], quarantine=config.quarantine, today=now.date(), now=now, label=label)
-        results[day] = _saved_day(day, path, summary, listing, source, label)
-    if listing.state is ListingState.TOO_LONG:
-        forget_validators(store, source.base_url, query, period.last, len(known), now)
-    else:
-        remember_validators(store, source.base_url, query, period.last, listing.pages, len(known), now)
-    return results
+        unplaced.append(Problem(period.key, 0, why, item=number))
+    return by_day, before, unplaced
+
+
+def _save_day(
+    config: Config,
+    store: Store,
+    day: date,
+    path: Path,
+    data: bytes,
+    listing: Listing,
+    now: datetime,
+    label: Callable[[Path], str],
+) -> DayResult:
+    """Write `data` to `path` and ingest it: one day of a period's listing."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        return DayResult(day, FAILED, f"cannot save the response to {path}: {exc.strerror or exc}")
+    summary = ingest_files(store, [path], quarantine=config.quarantine, today=now.date(), now=now, label=label)
+    return _saved_day(day, path, summary, listing, config.source, label)
+
+
+def _save_lacking(
+    config: Config,
+    store: Store,
+    day: date,
+    period: Period,
+    items: list[Any],
+    listing: Listing,
+    now: datetime,
+    label: Callable[[Path], str],
+) -> DayResult:
+    """Save apart the items of a day fetched before that its stored responses lack."""
+    data = _json_list(items)
+    path = _beside_day(config.inbox, day, period, data)
+    result = _save_day(config, store, day, path, data, listing, now, label)
+    if result.outcome != FETCHED:
+        return result
+    count = f"{len(items)} item{'' if len(items) == 1 else 's'}"
+    message = f"fetched before, without {count} of the {period.key} listing, saved apart: {result.message}"
+    return replace(result, message=message)
+
+
+def _beside_day(inbox: Path, day: date, period: Period, data: bytes) -> Path:
+    """`hf-daily-DAY.PERIOD.json` (then `.2.json`, ...): never over a file holding other items,
+    so the inbox keeps every item that came."""
+    stem = f"hf-daily-{day.isoformat()}.{period.key}"
+    path, number = inbox / f"{stem}.json", 1
+    while _holds_other(path, data):
+        number += 1
+        path = inbox / f"{stem}.{number}.json"
+    return path
+
+
+def _holds_other(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() != data
+    except OSError:  # missing, or unreadable: writing there says why, if it fails
+        return False
 
 
 def _saved_day(
@@ -565,6 +646,16 @@ def fetch_listing(
             return Listing(ListingState.TOO_LONG, tuple(pages), attempts=most_attempts)
 
 
+def _json_list(items: list[Any]) -> bytes:
+    """`items` as UTF-8 JSON, characters as they are; escaped only where one has no UTF-8 form."""
+    text = json.dumps(items, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a "\ud800" escape in the body) stays an escape, so the file is UTF-8.
+        return json.dumps(items).encode("ascii")
+
+
 def join_pages(pages: Iterable[Page]) -> list[Any]:
     """The items of `pages` in order, leaving out an item whose paper an earlier page listed
     (the listing moved while it was paged). Items without a paper id are all kept."""
@@ -627,7 +718,7 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is true too, and float() refuses it
         return float(text)
     try:
         when = parsedate_to_datetime(text)
@@ -683,10 +774,11 @@ def _get_page(
 ) -> tuple[_Answer, int]:
     """One page, retried; a failure becomes a `ListingError` naming the page."""
     headers = {}
-    if known and known.etag:
-        headers["If-None-Match"] = known.etag
-    if known and known.last_modified:
-        headers["If-Modified-Since"] = known.last_modified
+    # A validator stored before they were checked may still be one a header cannot carry.
+    if known and (etag := _sendable(known.etag)):
+        headers["If-None-Match"] = etag
+    if known and (last_modified := _sendable(known.last_modified)):
+        headers["If-Modified-Since"] = last_modified
     try:
         return _get(client, url, headers, source, clock)
     except _RetryableStatus as exc:
@@ -962,7 +1054,7 @@ def _said(answer: _Answer) -> str:
     text = answer.body.decode("utf-8", "replace").strip()
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         if text.startswith("<"):
             return ""
     else:
@@ -981,7 +1073,15 @@ def _describe_error(exc: httpx.HTTPError) -> str:
 
 
 def _validators(headers: httpx.Headers) -> Validators:
-    return Validators(etag=headers.get("ETag"), last_modified=headers.get("Last-Modified"))
+    return Validators(etag=_sendable(headers.get("ETag")), last_modified=_sendable(headers.get("Last-Modified")))
+
+
+def _sendable(value: str | None) -> str | None:
+    """`value` if it can go out again as a header (printable ASCII), else None."""
+    # httpx encodes a header as ASCII: anything else would fail every later request.
+    if value and all(" " <= ch <= "~" for ch in value):
+        return value
+    return None
 
 
 def _fetched(summary: IngestSummary) -> str:

@@ -432,6 +432,8 @@ def test_token_comes_from_the_environment_only_and_never_in_clear_text() -> None
     with pytest.raises(FetchError, match=r"refusing to send HF_TOKEN over plain http to example\.org"):
         open_client(SourceConfig(base_url="http://example.org"), token="hf_x")
     open_client(SourceConfig(base_url="http://example.org")).close()  # no token: fine
+    with pytest.raises(FetchError, match=r"^HF_TOKEN holds characters an HTTP header cannot carry"):
+        open_client(SourceConfig(base_url="https://example.org"), token="hf_\u00e9")
 
 
 def test_an_inbox_that_cannot_be_written_fails_the_day(tmp_path: Path, store: Store, server: HTTPServer) -> None:
@@ -757,6 +759,56 @@ def test_a_server_dripping_its_headers_fails_at_the_deadline(tmp_path: Path, sto
     assert not config.inbox.exists() and store.dump_count() == 0
 
 
+# -- headers and error bodies no request can carry or decode ------------------------------------------
+
+
+def raw_header(text: str) -> str:
+    """`text` as werkzeug's latin-1 header string whose bytes on the wire are its UTF-8."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+@pytest.mark.parametrize("name", ["ETag", "Last-Modified"])
+def test_a_validator_that_is_not_ascii_is_not_kept(config: Config, store: Store, server: HTTPServer, name: str) -> None:
+    expect(server).respond_with_json([item("2601.00012", "Accented Tag")], headers={name: raw_header('"étag"')})
+    assert [fetch(config, store).days[0].outcome for _ in range(2)] == [FETCHED, FETCHED]
+    assert store.fetch_validators(page_url(server)) is None  # the next fetch is unconditional
+    second = requests_for(server)[1].headers
+    assert "If-None-Match" not in second and "If-Modified-Since" not in second
+
+
+def test_a_stored_validator_that_is_not_ascii_is_not_sent(config: Config, store: Store, server: HTTPServer) -> None:
+    store.save_fetch(page_url(server), DAY, Validators(etag='"étag"', last_modified="Fri, 02 Jän 2026"), NOW)
+    expect(server).respond_with_json([item("2601.00013", "Stored Before")])
+    (day,) = fetch(config, store).days
+    sent = requests_for(server)[0].headers
+    assert day.outcome == FETCHED and "If-None-Match" not in sent and "If-Modified-Since" not in sent
+
+
+@pytest.mark.parametrize("wait", ["²", "①", "٣"])
+def test_a_retry_after_of_other_digits_is_not_honoured(
+    config: Config, store: Store, server: HTTPServer, wait: str
+) -> None:
+    expect(server, oneshot=True).respond_with_data("busy", status=503, headers={"Retry-After": raw_header(wait)})
+    expect(server).respond_with_json([item("2601.00014", "After Any Wait")])
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.attempts) == (FETCHED, 2)
+    assert retry_after_seconds(wait, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "start"),
+    [(404, "the API answered 404 NOT FOUND: [[["), (503, "gave up after 3 attempts: the API answered 503 ")],
+)
+def test_an_error_body_nested_too_deeply_is_quoted_in_one_line(
+    config: Config, store: Store, server: HTTPServer, status: int, start: str
+) -> None:
+    expect(server).respond_with_data("[" * 100_000, status=status, content_type="application/json")
+    report = fetch(config, store)
+    (day,) = report.days
+    assert (day.outcome, report.rejected) == (FAILED, True)
+    assert day.message.startswith(start) and "[" * 99 + "…" in day.message and "\n" not in day.message
+
+
 # -- weeks and months -------------------------------------------------------------------------------
 
 
@@ -834,3 +886,80 @@ def test_a_period_that_is_not_one_is_a_usage_error(tmp_path: Path, server: HTTPS
     write_config(tmp_path, server)
     result = run_digest("fetch", option, value, cwd=tmp_path)
     assert result.returncode == 2 and f"'{value}' is not " in result.stderr
+
+
+def test_a_week_saves_apart_what_a_day_fetched_before_lacked(tmp_path: Path, server: HTTPServer) -> None:
+    write_config(tmp_path, server)
+    a, b, c, d = (listed_on(item(f"2512.0000{n}", f"Late Paper {n}"), "2025-12-31") for n in range(1, 5))
+    hub = serve_listing(server, PagedListing({"2025-12-31": [a, b], "2026-W01": [a, b, c]}))
+    clock = lambda: datetime(2026, 1, 4, 8, tzinfo=UTC)  # noqa: E731  (a Sunday: today and yesterday are asked for again)
+    assert run_digest("fetch", "--date", "2025-12-31", cwd=tmp_path, clock=clock).returncode == 0
+    inbox = tmp_path / "inbox"
+    day_file = (inbox / "hf-daily-2025-12-31.json").read_bytes()
+    result = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=clock)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "2025-12-31: fetched before, without 1 item of the 2026-W01 listing, saved apart: "
+        "1 paper (1 new, 0 updated) -> inbox/hf-daily-2025-12-31.2026-W01.json"
+    ) in result.stdout
+    hub.days["2026-W01"] = [a, b, c, d]
+    assert run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=clock).returncode == 0
+    # A second lack goes to a file of its own: the first one's items stay in the inbox.
+    apart = [
+        json.loads((inbox / f"hf-daily-2025-12-31.{name}.json").read_bytes()) for name in ("2026-W01", "2026-W01.2")
+    ]
+    assert [[entry["paper"]["id"] for entry in items] for items in apart] == [["2512.00003"], ["2512.00004"]]
+    assert (inbox / "hf-daily-2025-12-31.json").read_bytes() == day_file
+    store = open_store(tmp_path / "state.db")
+    try:
+        assert {p.title: p.first_seen for p in store.iter_papers()} == {
+            f"Late Paper {n}": date(2025, 12, 31) for n in range(1, 5)
+        }
+    finally:
+        store.close()
+
+
+def test_a_week_reports_items_listed_after_today_and_asks_for_them_again(tmp_path: Path, server: HTTPServer) -> None:
+    write_config(tmp_path, server)
+    week = [
+        listed_on(item("2601.00001", "Listed Today"), "2026-01-02"),
+        listed_on(item("2601.00002", "Early"), "2026-01-03"),
+    ]
+    hub = serve_listing(server, PagedListing({"2026-W01": week}))
+    friday = lambda: datetime(2026, 1, 2, 8, tzinfo=UTC)  # noqa: E731
+    result = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=friday)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "2026-W01:item 2: listed on 2026-01-03, after today (2026-01-02 in UTC); not saved (fetch that day with --date)"
+    ]
+    # Not kept: the next fetch is not conditional, so it cannot be told "not modified".
+    sunday = lambda: datetime(2026, 1, 4, 8, tzinfo=UTC)  # noqa: E731
+    again = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=sunday)
+    assert again.returncode == 0, again.stderr
+    assert [a.conditional for a in hub.asked] == [False, False]
+    assert json.loads((tmp_path / "inbox" / "hf-daily-2026-01-03.json").read_bytes())[0]["title"] == "Early"
+
+
+def test_a_week_day_that_could_not_be_saved_is_asked_for_again(tmp_path: Path, server: HTTPServer) -> None:
+    write_config(tmp_path, server)
+    hub = serve_listing(server, PagedListing({"2026-W01": [listed_on(item("2601.00001", "Blocked"), "2026-01-01")]}))
+    blocker = tmp_path / "inbox" / "hf-daily-2026-01-01.json"
+    blocker.mkdir(parents=True)  # a folder where the day's file goes
+    clock = lambda: datetime(2026, 1, 6, 8, tzinfo=UTC)  # noqa: E731
+    failed = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=clock)
+    assert failed.returncode == 1 and "2026-01-01: cannot save the response to " in failed.stderr
+    blocker.rmdir()
+    again = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=clock)
+    assert again.returncode == 0 and [a.conditional for a in hub.asked] == [False, False]
+    assert json.loads(blocker.read_bytes())[0]["title"] == "Blocked"
+
+
+def test_a_paged_day_with_a_lone_surrogate_is_joined_escaped(config: Config, server: HTTPServer) -> None:
+    odd, plain = day_of_papers(101), day_of_papers(101)
+    odd[100]["title"] = "Half \udfff A Pair"
+    plain[100]["title"] = "Schrödinger Bridges"
+    serve_listing(server, PagedListing({"2026-01-02": odd, "2026-01-03": plain}))
+    with open_client(config.source) as client:
+        bodies = [fetch_listing(client, config.source, {"date": day}).body() for day in ("2026-01-02", "2026-01-03")]
+    assert b"Half \\udfff A Pair" in bodies[0] and len(json.loads(bodies[0].decode("utf-8"))) == 101
+    assert "Schrödinger Bridges".encode() in bodies[1]  # without a surrogate, characters as they came

@@ -133,6 +133,16 @@ class PapersMixin(StoreBase):
         )
         return {date.fromisoformat(row[0]) for row in rows}
 
+    def api_listing_papers(self, day: date) -> set[str]:
+        """The arXiv ids of the papers that the stored API responses of listing day `day` show."""
+        rows = self._db.execute(
+            "SELECT DISTINCT p.arxiv_id FROM dumps d JOIN sightings s ON s.dump_id = d.id "
+            "JOIN papers p ON p.id = s.paper_id "
+            "WHERE d.kind = 'hf-api' AND d.listing_date = ? AND p.arxiv_id IS NOT NULL",
+            (day.isoformat(),),
+        )
+        return {row[0] for row in rows}
+
     def watermark(self) -> int:
         """The newest dump's sequence number: a digest records it to know what it has seen."""
         newest: int = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM dumps").fetchone()[0]
