@@ -647,13 +647,8 @@ def fetch_listing(
 
 
 def _json_list(items: list[Any]) -> bytes:
-    """`items` as UTF-8 JSON, characters as they are; escaped only where one has no UTF-8 form."""
-    text = json.dumps(items, ensure_ascii=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate (a "\ud800" escape in the body) stays an escape, so the file is UTF-8.
-        return json.dumps(items).encode("ascii")
+    """`items` as UTF-8 JSON, characters as they are (decoding made any lone surrogate U+FFFD)."""
+    return json.dumps(items, ensure_ascii=False).encode("utf-8")
 
 
 def join_pages(pages: Iterable[Page]) -> list[Any]:

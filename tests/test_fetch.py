@@ -122,6 +122,20 @@ def test_a_day_is_saved_raw_then_ingested(config: Config, store: Store, server: 
     server.check_assertions()
 
 
+def test_a_day_with_a_lone_surrogate_escape_is_saved_and_ingested(
+    config: Config, store: Store, server: HTTPServer
+) -> None:
+    # Half of a UTF-16 pair escaped alone: it crashed every later run (ingest could not hash it).
+    body = FIXTURE.read_bytes().replace(b"Light Schr", b"Light \\ud800Schr", 1)
+    assert b"\\ud800" in body
+    expect(server).respond_with_data(body, content_type="application/json")
+    (day,) = fetch(config, store).days
+    assert (day.outcome, day.message) == (FETCHED, "3 papers (3 new, 0 updated)")
+    assert (config.inbox / "hf-daily-2026-01-02.json").read_bytes() == body
+    titles = {p.title for p in store.iter_papers()}
+    assert "Light \ufffdSchrödinger Bridge" in titles
+
+
 def test_headers_name_the_project_and_carry_the_token(config: Config, store: Store, server: HTTPServer) -> None:
     expect(server).respond_with_json([])
     fetch(config, store, token="hf_secret")
@@ -954,12 +968,13 @@ def test_a_week_day_that_could_not_be_saved_is_asked_for_again(tmp_path: Path, s
     assert json.loads(blocker.read_bytes())[0]["title"] == "Blocked"
 
 
-def test_a_paged_day_with_a_lone_surrogate_is_joined_escaped(config: Config, server: HTTPServer) -> None:
+def test_a_paged_day_with_a_lone_surrogate_is_joined_as_utf8(config: Config, server: HTTPServer) -> None:
     odd, plain = day_of_papers(101), day_of_papers(101)
     odd[100]["title"] = "Half \udfff A Pair"
     plain[100]["title"] = "Schrödinger Bridges"
     serve_listing(server, PagedListing({"2026-01-02": odd, "2026-01-03": plain}))
     with open_client(config.source) as client:
         bodies = [fetch_listing(client, config.source, {"date": day}).body() for day in ("2026-01-02", "2026-01-03")]
-    assert b"Half \\udfff A Pair" in bodies[0] and len(json.loads(bodies[0].decode("utf-8"))) == 101
+    # Read as U+FFFD when the pages were decoded (hf_api), so the joined body is UTF-8 as ever.
+    assert "Half \ufffd A Pair".encode() in bodies[0] and len(json.loads(bodies[0].decode("utf-8"))) == 101
     assert "Schrödinger Bridges".encode() in bodies[1]  # without a surrogate, characters as they came

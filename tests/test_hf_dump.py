@@ -261,6 +261,12 @@ def test_not_a_dump(data: bytes, why: str) -> None:
         parse_dump(decode_dump(data), "x", today=TODAY)
 
 
+def test_a_byte_that_is_not_utf8_is_named_by_its_line() -> None:
+    data = b"Daily Papers\n\nDec 31\n\nCaf" + b"\xe9 Paper\n"
+    with pytest.raises(NotADump, match=r"^not UTF-8 text \(invalid byte at line 5, offset 25\)$"):
+        decode_dump(data)
+
+
 def test_year_rule() -> None:
     assert infer_year(12, 31, [2022, 2024], TODAY) == 2025
     assert infer_year(3, 1, [], date(2026, 11, 22)) == 2026

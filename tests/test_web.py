@@ -83,8 +83,15 @@ class Site:
     def rows(self) -> list[str]:
         return database_rows(self.config.db)
 
-    def outbox(self) -> list[Path]:
-        return sorted(self.config.outbox.glob("notice_*.eml"), key=lambda path: path.stat().st_mtime_ns)
+    def outbox(self, count: int = 0) -> list[Path]:
+        """The notices written, oldest first; once there are `count` of them (a confirmation is
+        sent after the answer to the form, so it may still be on its way), or after 10 s."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = sorted(self.config.outbox.glob("notice_*.eml"), key=lambda path: path.stat().st_mtime_ns)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
 
     def paper(self, index: int = 0, *, organisation: bool = False) -> str:
         """A paper of continual-learning's digest (or any stored paper of an organisation)."""
@@ -212,8 +219,9 @@ def subscribe(site: Site, address: str, profile: str = OPEN, client_ip: str = "2
         )
 
 
-def confirm_url(site: Site, index: int = -1) -> str:
-    text = text_of(read_eml(site.outbox()[index]))
+def confirm_url(site: Site, count: int = 1) -> str:
+    """The link of the newest confirmation, once `count` have been written."""
+    text = text_of(read_eml(site.outbox(count)[-1]))
     (url,) = re.findall(r"http://\S+/c/\S+", text.replace("=\n", ""))
     return url
 
@@ -223,7 +231,7 @@ def test_confirming_subscribes_once_and_a_second_press_is_harmless(site: Site) -
     assert page.status_code == 200 and f'value="{OPEN}"' in page.text and 'value="efficient-llm"' not in page.text
     answer = subscribe(site, "Bob@Example.org")
     assert answer.status_code == 200 and "Check your inbox" in answer.text
-    (notice,) = site.outbox()
+    (notice,) = site.outbox(1)
     message = read_eml(notice)
     assert (
         message["To"] == "Bob@example.org" and message["Subject"] == "Confirm your subscription to Continual learning"
@@ -277,8 +285,8 @@ def test_an_address_that_unsubscribed_needs_a_new_confirmation(site: Site) -> No
     assert BOB not in site.app.audience(profile)
     assert site.client.post(first).status_code == 404  # a used link does not subscribe again
     assert subscribe(site, BOB).status_code == 200
-    assert len(site.outbox()) == 2 and BOB not in site.app.audience(profile)  # asked, not confirmed
-    assert site.client.post(confirm_url(site)).status_code == 200
+    assert len(site.outbox(2)) == 2 and BOB not in site.app.audience(profile)  # asked, not confirmed
+    assert site.client.post(confirm_url(site, 2)).status_code == 200
     assert BOB in site.app.audience(profile)
 
 
@@ -309,7 +317,7 @@ def test_rate_limits_per_client_and_per_address(site: Site) -> None:
     answers = [subscribe(site, "victim@example.org", client_ip=f"198.51.100.{n}") for n in range(5)]
     assert [a.status_code for a in answers] == [200] * 5
     assert len({a.text for a in answers}) == 1
-    assert len(site.outbox()) == 3
+    assert len(site.outbox(3)) == 3
     busy = [subscribe(site, f"reader{n}@example.org", client_ip="192.0.2.1").status_code for n in range(11)]
     assert busy == [200] * 10 + [429]
     assert subscribe(site, "another@example.org", client_ip="192.0.2.2").status_code == 200

@@ -24,7 +24,7 @@ def snippet(text: str, limit: int = 60) -> str:
 
 def decode_text(data: bytes, error: type[NotADump], *, empty: str, binary: str) -> str:
     """UTF-8 bytes (a BOM allowed) as text; `error(empty)` for nothing but white space,
-    `error(binary)` for NUL bytes, `error` naming the offset for bytes that are not UTF-8."""
+    `error(binary)` for NUL bytes, `error` naming the line and offset for bytes that are not UTF-8."""
     if not data.strip():
         raise error(empty)
     if b"\x00" in data:
@@ -32,4 +32,5 @@ def decode_text(data: bytes, error: type[NotADump], *, empty: str, binary: str) 
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise error(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"not UTF-8 text (invalid byte at line {line}, offset {exc.start})") from None
