@@ -112,6 +112,20 @@ def email_address(value: Any) -> str:
         raise Invalid(f"{text!r} is not an email address: {exc}") from None
 
 
+def mail_address(address: str) -> str:
+    """`address` as an SMTP envelope and a To header carry it: a domain outside ASCII in its
+    IDNA form (`ada@xn--bcher-kva.example`). The address stays the reader's key as written;
+    one that cannot be made ASCII (a local part outside it) is returned as it is, and the
+    transport refuses it for good (SMTPUTF8 is not used)."""
+    if address.isascii():
+        return address
+    try:
+        ascii_form = validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
+    except EmailNotValidError:
+        return address
+    return ascii_form or address
+
+
 def cron(value: Any) -> str:
     text = string(allow_empty=False)(value)
     fields = text.split()

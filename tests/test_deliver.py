@@ -126,6 +126,19 @@ def test_temporary_failures_are_retried_until_each_arrives_once(store: Store, tm
     assert not any(row.possible_duplicate for row in rows.values())
 
 
+def test_an_address_with_a_domain_outside_ascii_goes_out_in_its_idna_form(store: Store, tmp_path: Path) -> None:
+    # RCPT needed SMTPUTF8 (refused for good); the ledger keeps the address as written. (The
+    # To header the renderer writes: tests/test_render_email.py.)
+    written = "jorg@bücher.example"
+    outgoing = outgoing_for(save_digests(store, [profile("continual-learning", [written])]))
+    with MailServer() as server:
+        report = send(store, server.port, outgoing, tmp_path)
+        assert len(report.sent) == 1 and report.failed == []
+        (received,) = server.messages
+    assert received.rcpt_tos == ("jorg@xn--bcher-kva.example",)
+    assert [(row.subscriber, row.state) for row in store.deliveries()] == [(written, "sent")]
+
+
 def test_a_refused_recipient_fails_alone_and_is_not_retried(store: Store, tmp_path: Path) -> None:
     outgoing = two_profiles(store)
     faults = Faults(refuse={GRACE: "550 5.1.1 <grace@example.org>: no such user"})

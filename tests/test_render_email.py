@@ -105,6 +105,15 @@ def test_headers(filled_store: Store) -> None:
     assert all(len(line) <= 78 for line in raw.split(b"\r\n")[raw.split(b"\r\n").index(b"") :])  # QP bodies
 
 
+def test_a_domain_outside_ascii_is_written_in_its_idna_form(filled_store: Store) -> None:
+    # An encoded-word inside an address is invalid (RFC 2047 section 5); IDNA is what SMTP carries.
+    message = render(seed_digest(filled_store), subscriber="jorg@bücher.example")
+    assert message["To"] == "jorg@xn--bcher-kva.example"
+    received = email.message_from_bytes(message.as_bytes(), policy=policy.strict)
+    assert received["To"] == "jorg@xn--bcher-kva.example"
+    assert b"\r\nTo: jorg@xn--bcher-kva.example\r\n" in message.as_bytes()
+
+
 def test_headers_parsed_once_stay_each_messages_own(filled_store: Store) -> None:
     d = seed_digest(filled_store)
     ada, bob = render(d), render(d, subscriber="bob@example.org")

@@ -26,6 +26,7 @@ from typing import Protocol
 from digest.config import SmtpSettings
 from digest.files import write_atomic
 from digest.models import TransportKind
+from digest.profiles import mail_address
 from digest.rows import DeliveryKey
 
 _DOT_LINE = re.compile(rb"(?m)^\.")
@@ -168,7 +169,7 @@ class SmtpTransport:
         for first in (True, False):
             reused = self.connection is not None
             try:
-                self._transaction(self._connect(), sender, key.subscriber, payload, before_dot)
+                self._transaction(self._connect(), sender, mail_address(key.subscriber), payload, before_dot)
                 return
             except Withdrawn:
                 # In the middle of DATA: a QUIT would be read as body text; only closing the

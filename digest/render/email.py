@@ -35,6 +35,7 @@ from jinja2 import Environment
 from digest.formats import FormatKind, chosen
 from digest.models import Digest, Rollup
 from digest.periods import PeriodKind
+from digest.profiles import mail_address
 from digest.render.links import UNSUBSCRIBE, PaperFeedback, ReaderLinks, SiteLinks, rollup_feed_name
 from digest.render.rollups import RollupView, format_span, period_label, rollup_view
 from digest.render.templates import template_environment
@@ -188,7 +189,7 @@ def _message(
     message = EmailMessage(policy=_BODY_POLICY)
     message["Subject"] = context.subject
     message["From"] = sender
-    message["To"] = subscriber
+    message["To"] = mail_address(subscriber)
     message["Date"] = format_datetime(sent)
     message["Message-ID"] = message_id
     message["List-Id"] = list_id

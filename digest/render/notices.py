@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from jinja2 import Environment
 
 from digest.models import Profile
+from digest.profiles import mail_address
 from digest.render.email import POLICY
 from digest.render.templates import template_environment
 from digest.render.text import clip, is_http_url, one_line
@@ -46,7 +47,7 @@ def render_confirmation(
     message = EmailMessage(policy=POLICY.clone(max_line_length=76))  # quoted-printable lines (RFC 2045)
     message["Subject"] = f"Confirm your subscription to {title}"
     message["From"] = sender
-    message["To"] = address
+    message["To"] = mail_address(address)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: vacation responders stay quiet
