@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_UNDELIVERED = 3
 EXIT_STALE = 4
+EXIT_FAILED = 5  # stopped partway: an output could not be written, or a template failed
+EXIT_BUG = 70  # an error nobody foresaw (sysexits' EX_SOFTWARE): never 1, which means "input rejected, the rest done"
 
 PROGRESS_MIN_FILES = 20
 PROGRESS_MIN_DAYS = 7
@@ -963,6 +966,42 @@ def main(
         # The reader (`| head`) went away: not an error. Silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:  # a full disk, a read-only folder, a file where a folder should be
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"digest: error: cannot use{where}: {exc.strerror or exc}; stopped partway", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        return _unforeseen(exc)
+
+
+def _unforeseen(exc: Exception) -> int:
+    """A template that fails is the owner's to fix: one line naming it. Anything else is a
+    bug: its traceback, and an exit code the publish workflow never takes for success."""
+    from jinja2 import TemplateError
+
+    if isinstance(exc, TemplateError) or _template_frame(exc) is not None:
+        print(f"digest: error: {_describe_template_error(exc)}; stopped partway", file=sys.stderr)
+        return EXIT_FAILED
+    traceback.print_exc()
+    print("digest: error: this is a bug (the traceback above says where); nothing after it was done", file=sys.stderr)
+    return EXIT_BUG
+
+
+def _template_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of a template (Jinja gives them the template's file name)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith(".py")]
+    found = [f for f in frames if not f.filename.startswith("<") or f.filename == "<template>"]
+    return found[-1] if found else None
+
+
+def _describe_template_error(exc: BaseException) -> str:
+    from jinja2 import TemplateSyntaxError
+
+    if isinstance(exc, TemplateSyntaxError):
+        return f"template {exc.filename or exc.name}, line {exc.lineno}: {exc.message}"
+    frame = _template_frame(exc)
+    where = f"template {frame.filename}, line {frame.lineno}: " if frame else "a template failed: "
+    return f"{where}{type(exc).__name__}: {exc}"
 
 
 def entry_point() -> None:

@@ -478,6 +478,7 @@ def parse_config(
         too_long = _too_long(paths["db"], _DB_SUFFIX)
         if too_long:
             problems.append(Problem("--db", 0, too_long))
+    problems.extend(_overlaps(paths, where, db_given=db is not None))
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -522,6 +523,28 @@ def _folders(settings: dict[str, Any], base: Path, where: Where, problems: list[
     return paths
 
 
+_OUTPUT_KEYS = ("feeds", "site", "digests", "outbox", "quarantine")
+_PRIVATE_KEYS = ("outbox", "db")  # subscriber addresses, signed links: never under the published site
+
+
+def _overlaps(paths: dict[str, Path], where: Where, *, db_given: bool) -> list[Problem]:
+    """Folders that would hide the inbox (an ingest leaves out what the program writes, so
+    an output folder holding the inbox left every dump unread) or publish private files."""
+    found = []
+    inbox, site = paths.get("inbox"), paths.get("site")
+    for key in _OUTPUT_KEYS:
+        folder = paths.get(key)
+        if inbox is not None and folder is not None and inbox.is_relative_to(folder):
+            found.append(where.problem(key, f"holds the inbox ({inbox}): its dumps would never be read"))
+    for key in _PRIVATE_KEYS:
+        path = paths.get(key)
+        if site is not None and path is not None and path.is_relative_to(site):
+            what = "the state database" if key == "db" else "the emails"
+            problem = f"is inside the site folder ({site}), which is published: {what} would be too"
+            found.append(Problem("--db", 0, problem) if key == "db" and db_given else where.problem(key, problem))
+    return found
+
+
 def _templates(settings: dict[str, Any], base: Path, where: Where, problems: list[Problem]) -> Path | None:
     if not settings.get("templates", "").strip():
         return None
@@ -532,6 +555,10 @@ def _templates(settings: dict[str, Any], base: Path, where: Where, problems: lis
             problem = "" if templates.is_dir() else f"no such folder: {templates}"
         except OSError as exc:
             problem = f"cannot read {templates}: {exc.strerror}"
+    if not problem:
+        from digest.render.templates import template_problem
+
+        problem = template_problem(templates)
     if problem:
         problems.append(where.problem("templates", problem))
     return templates

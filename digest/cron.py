@@ -94,8 +94,41 @@ def _day(text: str) -> int:
 
 
 def profile_trigger(profile: Profile) -> BaseTrigger:
-    """The profile's schedule in its own time zone."""
-    return cron_trigger(profile.schedule, ZoneInfo(profile.timezone))
+    """The profile's schedule in its own time zone, read on its wall clock (`WallClockTrigger`)."""
+    return WallClockTrigger(cron_trigger(profile.schedule, UTC), ZoneInfo(profile.timezone))
+
+
+class WallClockTrigger(BaseTrigger):
+    """A trigger read on the wall clock of `zone`: `wall` fires at naive local times (kept in
+    UTC, which has no clock changes), then each is placed in `zone`. A time that does not
+    exist on the spring-forward night fires when the clock jumps, an hour later by the
+    clock; APScheduler's own trigger skipped the whole day when the jump is at midnight
+    (Asia/Beirut, America/Santiago, America/Havana). A time the autumn night repeats fires
+    at its first occurrence, as before."""
+
+    def __init__(self, wall: BaseTrigger, zone: ZoneInfo) -> None:
+        self.wall = wall
+        self.zone = zone
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        previous = _on_wall(previous_fire_time, self.zone) if previous_fire_time else None
+        wall = self.wall.get_next_fire_time(previous, _on_wall(now, self.zone))
+        while wall is not None:
+            # Fold 0: in a gap, the offset before the jump (so, the moment of the jump).
+            real = wall.replace(tzinfo=self.zone).astimezone(UTC)
+            if real >= now.astimezone(UTC) and (previous_fire_time is None or real > previous_fire_time):
+                return real.astimezone(self.zone)
+            # The wall time's first occurrence is past (now is in the hour the autumn night repeats).
+            wall = self.wall.get_next_fire_time(wall, wall + timedelta(microseconds=1))
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.wall} on the wall clock of {self.zone}"
+
+
+def _on_wall(moment: datetime, zone: ZoneInfo) -> datetime:
+    """`moment` as the clock on the wall in `zone` shows it, labelled UTC."""
+    return moment.astimezone(zone).replace(tzinfo=UTC, fold=0)
 
 
 def last_tick(profile: Profile, now: datetime, grace: timedelta = DEFAULT_GRACE) -> datetime | None:

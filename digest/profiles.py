@@ -175,7 +175,7 @@ def timezone(value: Any) -> str:
     text = string(allow_empty=False)(value)
     try:
         ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" names a folder of the tz database
         raise Invalid(f"{text!r} is not an IANA time zone (like 'Europe/Berlin' or 'UTC')") from None
     return text
 

@@ -120,15 +120,17 @@ def write_documents(config: Config, sources: Iterable[Digest | Rollup]) -> list[
 
 
 def _write_documents(config: Config, documents: Mapping[str, str]) -> list[Path]:
-    return _write_under(config.digests, documents)
+    # A document is written when its digest is built, and not again: flushed to disk, unlike
+    # pages and feeds, which every build renders again when their stamps say so.
+    return _write_under(config.digests, documents, durable=True)
 
 
-def _write_under(folder: Path, files: Mapping[str, str] | Mapping[str, bytes]) -> list[Path]:
+def _write_under(folder: Path, files: Mapping[str, str] | Mapping[str, bytes], *, durable: bool = False) -> list[Path]:
     """Each file (path under `folder`: text or bytes) written if it changed; those written."""
     written = []
     for relative, data in files.items():
         path = folder / relative
-        if write_if_changed(path, data, durable=False):
+        if write_if_changed(path, data, durable=durable):
             written.append(path)
     return written
 

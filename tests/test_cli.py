@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -705,6 +706,53 @@ def test_an_smtp_login_without_its_password_stops_before_anything_is_done(
     )
     assert sorted(p.name for p in folder.iterdir()) == ["digest.toml", "seeds"]  # no database, feeds or site
     assert digest("build", cwd=folder).returncode == 0  # without --send nothing goes over SMTP: fine
+
+
+def test_an_output_that_cannot_be_written_stops_the_run_with_exit_code_5_in_one_line(tmp_path: Path) -> None:
+    # A traceback exited 1, which means "input rejected, the rest done": the publish workflow
+    # deployed such a build.
+    folder = project(tmp_path)
+    config = (folder / "digest.toml").read_text()
+    (folder / "digest.toml").write_text(config.replace("[digest]\n", '[digest]\nsite = "seeds/dump.txt"\n', 1))
+    (folder / "seeds" / "dump.txt").write_text("a file where the site folder should be")
+    result = digest("run", cwd=folder)
+    assert result.returncode == 5 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("digest: error: ")]
+    assert "seeds/dump.txt" in line and line.endswith("; stopped partway")
+
+
+def test_a_template_that_fails_while_rendering_is_named_with_exit_code_5(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "mine" / "site").mkdir(parents=True)
+    (folder / "mine" / "site" / "digest.html").write_text("<p>\n{{ undefined_thing.foo }}\n</p>\n")
+    config = (folder / "digest.toml").read_text()
+    for workers in (1, 2):  # rendered here, or by workers that get the templates as text
+        text = config.replace("[digest]\n", f'[digest]\ntemplates = "mine"\nworkers = {workers}\n', 1)
+        (folder / "digest.toml").write_text(text)
+        result = digest("run", cwd=folder)
+        assert result.returncode == 5 and "Traceback" not in result.stderr, result.stderr
+        (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("digest: error: ")]
+        assert re.fullmatch(
+            r"digest: error: template \S*site/digest\.html, line 2: UndefinedError: 'undefined_thing' is "
+            r"undefined; stopped partway",
+            line,
+        ), line
+
+
+def test_a_bug_prints_its_traceback_and_never_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digest.app import App
+    from digest.cli import main
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.chdir(project(tmp_path))
+    monkeypatch.setattr(App, "rank", broken)
+    assert main(["rank", "--profile", "continual-learning"]) == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'a bug'" in err and err.rstrip().endswith("nothing after it was done")
 
 
 def test_another_process_sending_leaves_the_emails_pending_with_exit_code_3(

@@ -141,6 +141,46 @@ liked = "one title"
     ]
 
 
+def test_a_time_zone_that_names_a_folder_of_the_database_is_one_line(tmp_path: Path) -> None:
+    # ZoneInfo("America") reads a folder of tzdata: IsADirectoryError, a traceback.
+    text = '[digest]\ntimezone = "Europe"\n\n[[profiles]]\nid = "a"\ndescription = "d"\ntimezone = "America"\n'
+    assert problems(tmp_path, text) == [
+        "digest.toml:2: digest.timezone: 'Europe' is not an IANA time zone (like 'Europe/Berlin' or 'UTC')",
+        "digest.toml:7: profiles[0].timezone: 'America' is not an IANA time zone (like 'Europe/Berlin' or 'UTC')",
+    ]
+
+
+def test_a_template_that_does_not_compile_is_a_configuration_error(tmp_path: Path) -> None:
+    # Found when the configuration is read, before anything is ingested or built.
+    (tmp_path / "mine" / "site").mkdir(parents=True)
+    (tmp_path / "mine" / "site" / "base.html").write_text("<html>\n{% block body %}\n</html>\n")
+    text = '[digest]\ntemplates = "mine"\n\n[[profiles]]\nid = "a"\ndescription = "d"\n'
+    assert problems(tmp_path, text) == [
+        f"digest.toml:2: digest.templates: {(tmp_path / 'mine' / 'site' / 'base.html').resolve()}, line 3: "
+        "Unexpected end of template. Jinja was looking for the following tags: 'endblock'. The innermost block "
+        "that needs to be closed is 'block'."
+    ]
+
+
+def test_folders_that_would_hide_the_inbox_or_publish_private_files_are_refused(tmp_path: Path) -> None:
+    base = '[digest]\ninbox = "seeds"\n'
+    profile = '\n[[profiles]]\nid = "a"\ndescription = "d"\n'
+    assert problems(tmp_path, base + 'feeds = "seeds"\noutbox = "."\n' + profile) == [
+        f"digest.toml:3: digest.feeds: holds the inbox ({tmp_path / 'seeds'}): its dumps would never be read",
+        f"digest.toml:4: digest.outbox: holds the inbox ({tmp_path / 'seeds'}): its dumps would never be read",
+    ]
+    assert problems(tmp_path, base + 'outbox = "site/mail"\n' + profile) == [
+        f"digest.toml:3: digest.outbox: is inside the site folder ({tmp_path / 'site'}), which is published: "
+        "the emails would be too"
+    ]
+    (tmp_path / "digest.toml").write_text(base + profile)
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path / "digest.toml", tmp_path, db=tmp_path / "site" / "state.db")
+    assert [str(p) for p in raised.value.problems] == [
+        f"--db: is inside the site folder ({tmp_path / 'site'}), which is published: the state database would be too"
+    ]
+
+
 def test_profile_without_id_and_unknown_table(tmp_path: Path) -> None:
     assert problems(tmp_path, '[smtpp]\nhost = "x"\n\n[[profiles]]\ndescription = "d"\n') == [
         "digest.toml:1: unknown table or key 'smtpp'",

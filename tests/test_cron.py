@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest.cron import cron_trigger, cron_weekdays
+from digest.cron import cron_trigger, cron_weekdays, profile_trigger
+from digest.models import Profile
 
 
 def fire_days(expression: str, start: date, count: int = 10) -> list[date]:
@@ -69,3 +71,54 @@ def test_a_day_of_the_month_and_a_weekday_fire_on_either() -> None:
 
 def test_a_day_of_the_month_alone_fires_on_that_day_only() -> None:
     assert fire_days("30 6 15 * *", date(2026, 1, 1), 2) == [date(2026, 1, 15), date(2026, 2, 15)]
+
+
+def profile_fires(expression: str, zone: str, start: datetime, count: int = 3) -> list[str]:
+    trigger = profile_trigger(Profile(id="p", title="P", description="d", schedule=expression, timezone=zone))
+    fired, previous, moment = [], None, start
+    for _ in range(count):
+        found = trigger.get_next_fire_time(previous, moment)
+        assert found is not None
+        fired.append(found.astimezone(ZoneInfo(zone)).isoformat())
+        previous = moment = found
+    return fired
+
+
+@pytest.mark.parametrize(
+    ("zone", "night", "jumped"),
+    [
+        # Clocks jump from 00:00 to 01:00: APScheduler's trigger skipped the whole day.
+        ("Asia/Beirut", date(2026, 3, 29), "2026-03-29T01:00:00+03:00"),
+        ("America/Santiago", date(2026, 9, 6), "2026-09-06T01:00:00-03:00"),
+        ("America/Havana", date(2026, 3, 8), "2026-03-08T01:00:00-04:00"),
+    ],
+)
+def test_midnight_on_a_spring_forward_night_fires_when_the_clock_jumps(zone: str, night: date, jumped: str) -> None:
+    start = datetime.combine(night - timedelta(days=1), datetime.min.time(), ZoneInfo(zone)) + timedelta(hours=12)
+    on_the_night, after = profile_fires("0 0 * * *", zone, start, 2)
+    assert on_the_night == jumped
+    assert after == f"{night + timedelta(days=1)}T00:00:00{jumped[-6:]}"
+
+
+def test_a_time_the_spring_night_skips_runs_an_hour_later_and_a_repeated_one_once() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    spring = profile_fires("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 28, 12, tzinfo=berlin))
+    assert spring == ["2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00", "2026-03-31T02:30:00+02:00"]
+    autumn = profile_fires("30 2 * * *", "Europe/Berlin", datetime(2026, 10, 24, 12, tzinfo=berlin))
+    assert autumn == ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00", "2026-10-27T02:30:00+01:00"]
+    # From inside the repeated hour, after its first 02:30: the next is the next day's.
+    inside = datetime(2026, 10, 25, 2, 10, tzinfo=berlin).replace(fold=1)
+    assert profile_fires("30 2 * * *", "Europe/Berlin", inside, 1) == ["2026-10-26T02:30:00+01:00"]
+
+
+def test_the_day_after_a_clock_change_is_not_skipped() -> None:
+    # APScheduler's trigger, asked for the tick after 00:30 on the spring-forward day, gave the
+    # day after next: the service never built the 30 March digest.
+    berlin = ZoneInfo("Europe/Berlin")
+    trigger = profile_trigger(
+        Profile(id="p", title="P", description="d", schedule="30 0 * * *", timezone="Europe/Berlin")
+    )
+    fired = datetime(2026, 3, 29, 0, 30, tzinfo=berlin)
+    assert trigger.get_next_fire_time(fired, fired) == datetime(2026, 3, 30, 0, 30, tzinfo=berlin)
+    fired = datetime(2026, 10, 25, 0, 30, tzinfo=berlin)
+    assert trigger.get_next_fire_time(fired, fired) == datetime(2026, 10, 26, 0, 30, tzinfo=berlin)

@@ -21,6 +21,7 @@ from jinja2 import (
     Environment,
     StrictUndefined,
     TemplateNotFound,
+    TemplateSyntaxError,
     pass_environment,
     select_autoescape,
 )
@@ -48,6 +49,18 @@ def template_environment(user_folder: Path | None = None) -> Environment:
     return _environment([_read_folder(folder) for folder in folders])
 
 
+def template_problem(user_folder: Path) -> str:
+    """What is wrong with the first template of `user_folder` that does not compile (its file,
+    line and Jinja's reason), or "": found when the configuration is read, before any work."""
+    env = template_environment(user_folder)
+    for name in sorted(_read_folder(user_folder)):
+        try:
+            env.get_template(name)
+        except TemplateSyntaxError as exc:
+            return f"{user_folder / name}, line {exc.lineno}: {exc.message}"
+    return ""
+
+
 TemplateSources = tuple[tuple[str, str], ...]
 """Templates as data: (name, as `get_template` takes it; text) pairs."""
 
@@ -63,7 +76,8 @@ def template_sources(env: Environment) -> TemplateSources:
 def sources_environment(sources: TemplateSources) -> Environment:
     """The Jinja environment with `sources` (`template_sources`) over the built-in templates:
     the same templates, hence the same output, as the environment they were taken from."""
-    return _environment([{name: (text, None) for name, text in sources}, _read_folder(builtin_templates())])
+    # Named by their names (a worker has no file of them): an error says which template failed.
+    return _environment([{name: (text, name) for name, text in sources}, _read_folder(builtin_templates())])
 
 
 _Sources = dict[str, tuple[str, str | None]]  # template name: its text, and its file when it has one
