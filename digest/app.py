@@ -1202,9 +1202,16 @@ class App:
     def due(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Digest]:
         """Built digests whose emails are still to go: of `day`, or of the last week."""
         kind = transport_kind(self.config.smtp)
-        return due_digests(
-            self.store, profiles, today=self.clock().date(), day=day, transport=kind, audience=self.audience
-        )
+        # Each profile up to its own today: in UTC+14 the day's digest is built (and due) while
+        # it is still yesterday in UTC.
+        found = [
+            digest
+            for profile in profiles
+            for digest in due_digests(
+                self.store, [profile], today=self.profile_day(profile), day=day, transport=kind, audience=self.audience
+            )
+        ]
+        return sorted(found, key=lambda digest: digest.date)
 
     def plan_send(self, profiles: Sequence[Profile], *, day: date | None = None) -> list[Planned]:
         """What `send` would do with each email, changing nothing."""
@@ -1225,7 +1232,10 @@ class App:
         Returns how many digests had emails due, and what the batch did."""
         self.check_sending()
         kind = transport_kind(self.config.smtp)
-        give_up_stale_emails(self.store, profiles, today=self.clock().date(), at=self.clock(), transport=kind)
+        for profile in profiles:
+            give_up_stale_emails(
+                self.store, [profile], today=self.profile_day(profile), at=self.clock(), transport=kind
+            )
         digests = self.due(profiles, day=day)
         # Asked for by day, a digest goes as it is; else a reader's stale ones go as "what you missed".
         asked, earlier = (digests, []) if day is not None else ([], digests)

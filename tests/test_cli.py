@@ -807,6 +807,31 @@ def test_send_dry_run_then_send_over_smtp(tmp_path: Path) -> None:
         assert {(r["state"], r["transport"]) for r in rows} == {("sent", "smtp")}
 
 
+def test_send_finds_the_digest_of_a_profile_whose_today_is_tomorrow_in_utc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # At 12:00 UTC it is already tomorrow in UTC+14: the digest built for that day was not due
+    # for `digest send`, which looked no further than today in UTC.
+    from datetime import UTC, datetime
+
+    from mailserver import MailServer
+
+    from digest.cli import main
+
+    noon = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    with MailServer() as server:
+        folder = project(tmp_path, f'\n[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n')
+        config = (folder / "digest.toml").read_text()
+        east = config.replace('id = "continual-learning"', 'id = "continual-learning"\ntimezone = "Pacific/Kiritimati"')
+        (folder / "digest.toml").write_text(east)
+        monkeypatch.chdir(folder)
+        assert main(["build", "--profile", "continual-learning"], clock=lambda: noon) == 0
+        assert "digest continual-learning 2026-12-02: " in capsys.readouterr().out
+        assert main(["send", "--profile", "continual-learning"], clock=lambda: noon) == 0
+        assert capsys.readouterr().out.startswith("1 digest with emails due; smtp: 1 sent")
+        assert len(server.messages) == 1
+
+
 def test_serve_once_runs_what_is_due_and_then_nothing(tmp_path: Path) -> None:
     folder = project(tmp_path)
     config = (

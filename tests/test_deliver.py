@@ -192,6 +192,23 @@ def test_a_connection_dropped_in_the_middle_of_data_is_sent_again(store: Store, 
     assert not any(row.possible_duplicate for row in store.deliveries()) and not report.possible_duplicates
 
 
+def test_a_reply_to_the_final_dot_without_a_code_is_a_possible_duplicate_not_retried_at_once(
+    store: Store, tmp_path: Path
+) -> None:
+    # smtplib reads a reply with no number as code -1: it was retried in the same run, and a
+    # server that had kept the message got it twice with the ledger saying "sent", unflagged.
+    outgoing = two_profiles(store)
+    with MailServer(faults=Faults(data=["garbled reply"])) as server:
+        first = send(store, server.port, outgoing, tmp_path)
+        assert len(first.pending) == 1 and len(first.sent) == 3
+        (key,) = [key for key, _ in first.pending]
+        row = store.get_delivery(key)
+        assert row is not None and (row.state, row.possible_duplicate, row.attempts) == ("pending", True, 1)
+        again = send(store, server.port, outgoing, tmp_path)
+        assert [k for k in again.sent] == [key] and again.possible_duplicates
+    assert set(states(store).values()) == {"sent"}
+
+
 def test_a_lost_reply_after_acceptance_is_resent_by_the_next_run_with_the_same_message_id_and_flagged(
     store: Store, tmp_path: Path
 ) -> None:

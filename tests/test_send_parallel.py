@@ -94,6 +94,19 @@ def test_of_two_senders_that_reach_the_same_row_only_one_hands_it_over(store: St
     assert row.state == DeliveryState.SENT and row.attempts == 1 and not row.possible_duplicate
 
 
+def test_a_rollup_and_the_daily_email_of_its_last_day_are_taken_apart(store: Store) -> None:
+    # A roll-up's row has its period's last day: taking one took both, the batch counted the
+    # message "done before", and the roll-up was never sent.
+    daily = DeliveryKey("p", NOW.date(), "ada@example.org")
+    weekly = DeliveryKey("p", NOW.date(), "ada@example.org", "2026-W01")
+    store.add_deliveries([daily, weekly], lambda k: f"<{k.period or 'day'}@example.org>", TransportKind.SMTP, NOW)
+    assert store.mark_delivery_sending(weekly, NOW, batch="run-a") is True
+    assert [store.get_delivery(k).state for k in (daily, weekly)] == ["pending", "sending"]  # type: ignore[union-attr]
+    assert store.resume_interrupted_delivery(weekly, NOW, "died", batch="run-b") is True
+    assert store.get_delivery(daily).possible_duplicate is False  # type: ignore[union-attr]
+    assert store.mark_delivery_sending(daily, NOW, batch="run-b") is True
+
+
 def test_a_row_is_taken_by_one_sender_only(store: Store, tmp_path: Path) -> None:
     key = DeliveryKey("p", NOW.date(), "ada@example.org")
     store.add_deliveries([key], lambda k: "<1@example.org>", TransportKind.SMTP, NOW)

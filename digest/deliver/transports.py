@@ -265,7 +265,7 @@ class SmtpTransport:
             after_dot = True
             stage = "end of DATA"
             code, reply = connection.getreply()
-            self._check(connection, stage, code, reply)
+            self._check(connection, stage, code, reply, after_dot=True)
         except UnicodeEncodeError as exc:
             _reset(connection)
             raise PermanentFailure(f"the address {recipient!r} needs SMTPUTF8, which is not supported") from exc
@@ -284,6 +284,7 @@ class SmtpTransport:
         *,
         ok: tuple[int, ...] = (250,),
         sender: bool = False,
+        after_dot: bool = False,
     ) -> None:
         if code in ok:
             return
@@ -294,7 +295,9 @@ class SmtpTransport:
         self.connection_failures = 0
         _reset(connection)
         if code == -1:
-            raise TemporaryFailure(f"{stage}: no reply ({text})", connection=True)
+            # No code in the reply: after the "." the server may hold the message (it is not
+            # sent again in this run, and the next run flags it), as when no reply comes.
+            raise TemporaryFailure(f"{stage}: no reply ({text})", connection=True, after_dot=after_dot, stage=stage)
         if 400 <= code < 500:
             raise TemporaryFailure(f"{stage}: {text}")
         if sender:

@@ -105,10 +105,12 @@ class LedgerMixin(StoreBase):
         the message over. One short transaction: of two senders, one takes the row."""
         key = _key(key)
         with self.transaction() as db:
+            # The whole key, period included: a roll-up's row has its period's last day, and took
+            # the daily row of that day with it (two rows changed read as "another sender").
             cursor = db.execute(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?, taken_by = ? "
-                "WHERE profile_id = ? AND day = ? AND subscriber = ? AND state = 'pending'",
-                (at.isoformat(), batch, key.profile_id, key.day.isoformat(), key.subscriber),
+                f"WHERE {_WHERE_KEY} AND state = 'pending'",
+                (at.isoformat(), batch, *_key_values(key)),
             )
             return cursor.rowcount == 1
 
@@ -172,9 +174,8 @@ class LedgerMixin(StoreBase):
         with self.transaction() as db:
             cursor = db.execute(
                 "UPDATE deliveries SET state = 'pending', possible_duplicate = 1, note = ?, updated_at = ? "
-                "WHERE profile_id = ? AND day = ? AND subscriber = ? AND state = 'sending' "
-                "AND (taken_by IS NULL OR taken_by IS NOT ?)",
-                (note, at.isoformat(), key.profile_id, key.day.isoformat(), key.subscriber, batch),
+                f"WHERE {_WHERE_KEY} AND state = 'sending' AND (taken_by IS NULL OR taken_by IS NOT ?)",
+                (note, at.isoformat(), *_key_values(key), batch),
             )
             return cursor.rowcount == 1
 
