@@ -57,6 +57,7 @@ from digest.deliver import (
     DeliveryReport,
     Outgoing,
     Planned,
+    Undelivered,
     digest_emails_done,
     due_digests,
     give_up_stale_emails,
@@ -202,6 +203,12 @@ class Refresh:
             found += [f"{day.day}: {day.message}" for day in self.fetched.days if day.outcome == FAILED]
             found += [str(problem) for problem in self.fetched.problems]
         return found + self.ingested.lines()
+
+
+def _with_given_up(report: DeliveryReport, given_up: list[tuple[DeliveryKey, str]]) -> DeliveryReport:
+    """The report, with the emails given up before the batch counted as failed (exit code 3)."""
+    report.failed[:0] = [Undelivered(key, error) for key, error in given_up]
+    return report
 
 
 @dataclass(frozen=True, slots=True)
@@ -788,13 +795,16 @@ class App:
             profiles = self._profiles_of(digests, rollups)
             kind = transport_kind(self.smtp(send))
             today = max((d.date for d in digests), default=self.clock().date())
-            give_up_stale_emails(self.store, profiles, today=today, at=self.clock(), transport=kind)
+            given_up = give_up_stale_emails(self.store, profiles, today=today, at=self.clock(), transport=kind)
             everything = with_earlier_due(self.store, digests, transport=kind, audience=self.audience)
             earlier = [d for d in everything if (d.profile.id, d.date) not in asked]
+        else:
+            given_up = []
         pending_of = self._profiles_of(digests, rollups) if catch_up else []
-        return self._deliver(
+        report = self._deliver(
             digests, earlier, rollups, send=send, pending_of=pending_of, by_hand=by_hand, should_stop=should_stop
         )
+        return _with_given_up(report, given_up)
 
     def _deliver(
         self,
@@ -1232,14 +1242,18 @@ class App:
         Returns how many digests had emails due, and what the batch did."""
         self.check_sending()
         kind = transport_kind(self.config.smtp)
-        for profile in profiles:
-            give_up_stale_emails(
+        given_up = [
+            row
+            for profile in profiles
+            for row in give_up_stale_emails(
                 self.store, [profile], today=self.profile_day(profile), at=self.clock(), transport=kind
             )
+        ]
         digests = self.due(profiles, day=day)
         # Asked for by day, a digest goes as it is; else a reader's stale ones go as "what you missed".
         asked, earlier = (digests, []) if day is not None else ([], digests)
-        return len(digests), self._deliver(asked, earlier, [], send=True, pending_of=profiles, day=day)
+        report = self._deliver(asked, earlier, [], send=True, pending_of=profiles, day=day)
+        return len(digests), _with_given_up(report, given_up)
 
     # -- the service's jobs ---------------------------------------------------------------------
 

@@ -208,9 +208,14 @@ def test_emails_unsent_for_a_week_are_given_up_and_their_papers_come_back(store:
     given = sorted(i.paper.id for i in first.digests[0].items)
     run(config, store, NOW + timedelta(days=RETRY_DAYS - 1), smtp=True)
     assert {r.state for r in store.deliveries(day=first.digests[0].date)} == {"pending"}
-    run(config, store, NOW + timedelta(days=RETRY_DAYS), smtp=True)
+    week_later = run(config, store, NOW + timedelta(days=RETRY_DAYS), smtp=True)
     rows = store.deliveries(day=first.digests[0].date)
     assert {r.state for r in rows} == {"failed"} and all("given up" in (r.last_error or "") for r in rows)
+    # Counted as failed by the run that gave them up (exit code 3), not only warned about.
+    assert week_later.delivery is not None
+    assert sorted(key for key, _ in week_later.delivery.failed if key.day == first.digests[0].date) == sorted(
+        r.key for r in rows
+    )
     assert store.digest_state(profile.id, first.digests[0].date) == "failed"
     later = run(config, store, NOW + timedelta(days=RETRY_DAYS + 1), smtp=True)
     assert sorted(i.paper.id for i in later.digests[0].items) == given

@@ -25,9 +25,11 @@ from mailserver import SENDER, Faults, MailServer, digest_message, outgoing_for,
 
 from digest.config import SmtpSettings
 from digest.deliver import (
+    RETRY_DAYS,
     DeliveryError,
     Outgoing,
     RetryPolicy,
+    give_up_stale_emails,
     outbox_name,
     plan_deliveries,
     send_digests,
@@ -137,6 +139,24 @@ def test_an_address_with_a_domain_outside_ascii_goes_out_in_its_idna_form(store:
         (received,) = server.messages
     assert received.rcpt_tos == ("jorg@xn--bcher-kva.example",)
     assert [(row.subscriber, row.state) for row in store.deliveries()] == [(written, "sent")]
+
+
+def test_an_email_given_up_says_whether_it_may_have_arrived(store: Store) -> None:
+    # A row a dead process left half-sent may have been delivered: its reason says so.
+    digests = save_digests(store, [profile("continual-learning", [ADA, ALAN])])
+    outgoing = outgoing_for(digests)
+    store.add_deliveries([o.key for o in outgoing], lambda k: f"<{k.subscriber}>", TransportKind.SMTP, clock())
+    half_sent = next(o.key for o in outgoing if o.key.subscriber == ALAN)
+    assert store.mark_delivery_sending(half_sent, clock())
+    later = TODAY + timedelta(days=RETRY_DAYS)
+    given_up = dict(
+        give_up_stale_emails(store, [digests[0].profile], today=later, at=clock(), transport=TransportKind.SMTP)
+    )
+    assert given_up[half_sent].startswith("left half-sent by a process that died")
+    assert [error for key, error in given_up.items() if key != half_sent] == [
+        f"not accepted within {RETRY_DAYS} days: given up"
+    ]
+    assert {row.state for row in store.deliveries()} == {"failed"}
 
 
 def test_a_refused_recipient_fails_alone_and_is_not_retried(store: Store, tmp_path: Path) -> None:

@@ -168,26 +168,28 @@ def give_up_stale_emails(
     at: datetime,
     transport: TransportKind,
     days: int = RETRY_DAYS,
-) -> list[tuple[str, date]]:
+) -> list[tuple[DeliveryKey, str]]:
     """Mark 'failed' every email still unsent `days` days after its digest's day.
 
     A digest that nothing delivered then becomes 'failed' too (`lifecycle.state_after_emails`),
     so its papers come back in the profile's next digest instead of waiting forever.
-    Returns those digests.
+    Returns the emails given up, with why: the caller counts them as failed.
     """
-    error = f"not accepted within {days} days: given up"
+    given_up = []
     last_day = today - timedelta(days=days)
-    failed = []
     for profile in profiles:
         rows = store.deliveries(profile_id=profile.id)  # one read per profile, not one per day
         stale = [r for r in rows if r.day <= last_day and not is_done(r, transport)]
         for row in stale:
+            error = f"not accepted within {days} days: given up"
+            if row.state == DeliveryState.SENDING:  # a process died handing it over, and no run resumed it
+                error = f"left half-sent by a process that died, and not confirmed within {days} days: given up"
             store.record_delivery_attempt(row.key, DeliveryState.FAILED, at, error=error, counted=True)
             log.warning("%s %s %s: %s", profile.id, row.day, row.subscriber, error)
+            given_up.append((row.key, error))
         for day in dict.fromkeys(row.day for row in stale if not row.period):
-            if store.settle_digest(profile.id, day, at):
-                failed.append((profile.id, day))
-    return failed
+            store.settle_digest(profile.id, day, at)
+    return given_up
 
 
 def plan_deliveries(store: Store, outgoing: Sequence[Outgoing], transport: TransportKind) -> list[Planned]:
