@@ -27,7 +27,6 @@ knows APScheduler.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import json
@@ -203,6 +202,10 @@ class Refresh:
             found += [f"{day.day}: {day.message}" for day in self.fetched.days if day.outcome == FAILED]
             found += [str(problem) for problem in self.fetched.problems]
         return found + self.ingested.lines()
+
+
+# The database's file and those SQLite, its locks and the publish workflow's snapshot put beside it.
+DATABASE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock", ".send.lock", ".base")
 
 
 def _with_given_up(report: DeliveryReport, given_up: list[tuple[DeliveryKey, str]]) -> DeliveryReport:
@@ -467,8 +470,7 @@ class App:
         what this program writes (an inbox that holds the database had it set aside as a bad dump)."""
         config = self.config
         given = [p for p in (paths or [config.inbox]) if p.exists()]
-        # The database and its companions (-wal, -shm, .lock, ...) all start with its name.
-        database = list(config.db.parent.glob(glob.escape(config.db.name) + "*")) if config.db.parent.is_dir() else []
+        database = [config.db.with_name(config.db.name + suffix) for suffix in DATABASE_COMPANIONS]
         written = [config.quarantine, config.feeds, config.site, config.digests, config.outbox, *database]
         return find_dump_files(given, skip=[*written, *([config.path] if config.path else [])])
 

@@ -481,10 +481,15 @@ def _fetch_period(
         results[day] = _save_day(config, store, day, path, _json_list(items), listing, now, label)
     for day, items in before.items():
         stored = store.api_listing_papers(day)
-        lacking = [item for item in items if _paper_key(item) not in stored]
+        # Only an item with an arXiv id can ever be found stored: one without was reported when
+        # its day was fetched, and saving it apart would repeat on every fetch.
+        lacking = [item for item in items if _storable(item) and _paper_key(item) not in stored]
         if lacking:
             results[day] = _save_lacking(config, store, day, period, lacking, listing, now, label)
-    complete = listing.state is ListingState.COMPLETE and not unplaced
+    # Items listed after today are placed by a later fetch: ask again in full. Those with no
+    # day, or outside the period, no fetch of it will ever place (reported each time).
+    later = any((on := item_listing_day(item)) is not None and on in period and on > today for item in listing.items)
+    complete = listing.state is ListingState.COMPLETE and not later
     if complete and all(result.outcome == FETCHED for result in results.values()):
         remember_validators(store, source.base_url, query, period.last, listing.pages, len(known), now)
     else:
@@ -979,6 +984,13 @@ def _page(answer: _Answer, url: str, number: int, attempts: int) -> Page:
         message = _on_page(number, f"unusable response: {exc}")
         raise ListingError(message, url=url, attempts=attempts, set_aside=str(exc), body=answer.body) from None
     return Page(url, number, answer.body, tuple(items), _validators(answer.headers))
+
+
+def _storable(item: Any) -> bool:
+    """Whether `item` names a paper by an arXiv id (what `Store.api_listing_papers` holds)."""
+    paper = item.get("paper") if isinstance(item, dict) else None
+    raw = paper.get("id") if isinstance(paper, dict) else None
+    return isinstance(raw, str) and arxiv_id(raw) is not None
 
 
 def _paper_key(item: Any) -> str | None:

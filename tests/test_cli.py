@@ -89,12 +89,14 @@ def test_an_inbox_that_holds_the_database_and_the_outputs_never_ingests_them(see
     # Paths are relative to the config's folder: the inbox is the folder the config is in.
     config = '[digest]\ninbox = "."\ndb = "state.db"\nfeeds = "feeds"\nsite = "site"\ndigests = "md"\n'
     (seeds / "digest.toml").write_text(config + 'outbox = "outbox"\nquarantine = "../q"\n')
+    # A dump whose name starts with the database's is still a dump.
+    shutil.copy(sorted(seeds.glob("*.txt"))[0], seeds / "state.db-notes.txt")
     firsts = []
     for _ in range(3):
         result = digest("--config", "seeds/digest.toml", "run", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         firsts.append(result.stdout.splitlines()[0])
-    assert firsts[0] == "5 files: 5 dumps new, 0 already seen, 0 quarantined"
+    assert firsts[0] == "6 files: 5 dumps new, 1 already seen, 0 quarantined"
     assert not (tmp_path / "q").exists() and all(line.endswith(" 0 quarantined") for line in firsts)
     assert len(digest("--config", "seeds/digest.toml", "export", cwd=tmp_path).stdout.splitlines()) == 309
 

@@ -954,6 +954,20 @@ def test_a_week_reports_items_listed_after_today_and_asks_for_them_again(tmp_pat
     assert json.loads((tmp_path / "inbox" / "hf-daily-2026-01-03.json").read_bytes())[0]["title"] == "Early"
 
 
+def test_an_item_no_fetch_of_the_period_can_place_keeps_the_validators(tmp_path: Path, server: HTTPServer) -> None:
+    # An item listed outside the week is reported every time, but no later fetch of the week
+    # can place it: forgetting the validators for it downloaded the week in full every run.
+    write_config(tmp_path, server)
+    week = [listed_on(item("2601.00001", "In Week"), "2026-01-02"), listed_on(item("2601.00002", "Next"), "2026-01-05")]
+    hub = serve_listing(server, PagedListing({"2026-W01": week}))
+    sunday = lambda: datetime(2026, 1, 4, 8, tzinfo=UTC)  # noqa: E731
+    first = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=sunday)
+    assert first.returncode == 1 and "listed on 2026-01-05, outside 2026-W01" in first.stderr
+    again = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=sunday)
+    assert again.returncode == 0, again.stderr  # not modified: nothing new to report
+    assert [a.conditional for a in hub.asked] == [False, True]
+
+
 def test_a_week_day_that_could_not_be_saved_is_asked_for_again(tmp_path: Path, server: HTTPServer) -> None:
     write_config(tmp_path, server)
     hub = serve_listing(server, PagedListing({"2026-W01": [listed_on(item("2601.00001", "Blocked"), "2026-01-01")]}))

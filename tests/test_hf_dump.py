@@ -265,6 +265,9 @@ def test_a_byte_that_is_not_utf8_is_named_by_its_line() -> None:
     data = b"Daily Papers\n\nDec 31\n\nCaf" + b"\xe9 Paper\n"
     with pytest.raises(NotADump, match=r"^not UTF-8 text \(invalid byte at line 5, offset 25\)$"):
         decode_dump(data)
+    # Counted in the file as it is: after a byte order mark, and with CR or CR LF line ends.
+    with pytest.raises(NotADump, match=r"^not UTF-8 text \(invalid byte at line 3, offset 9\)$"):
+        decode_dump(b"\xef\xbb\xbfa\r\nb\rc\xff")
 
 
 def test_year_rule() -> None:

@@ -5,6 +5,8 @@ Pure helpers; nothing here parses a whole input.
 
 from __future__ import annotations
 
+import codecs
+
 
 class NotADump(ValueError):
     """The input is not one the source can read at all (binary, empty, another format).
@@ -32,5 +34,7 @@ def decode_text(data: bytes, error: type[NotADump], *, empty: str, binary: str) 
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise error(f"not UTF-8 text (invalid byte at line {line}, offset {exc.start})") from None
+        offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+        before = data[:offset]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1  # LF, CR LF or CR
+        raise error(f"not UTF-8 text (invalid byte at line {line}, offset {offset})") from None

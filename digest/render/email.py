@@ -63,8 +63,10 @@ class _RememberedHeaders(HeaderRegistry):
             # Every value set here is meant as it reads. The email package decodes an RFC 2047
             # encoded-word ("=?utf-8?b?...?=") in it, and Python before 3.11.10 and 3.12.5
             # wrote a line break so decoded out raw (CVE-2024-6923): a profile title could add
-            # headers. "= ?" is never decoded.
-            header = _parsed_header(name, value.replace("=?", "= ?"))
+            # headers. "= ?" is never decoded. An address keeps its "=?" (valid before the "@";
+            # rewritten, mail went elsewhere): a line break in its decoded name is refused below.
+            text = value if name.lower() in _ADDRESS_HEADERS else value.replace("=?", "= ?")
+            header = _parsed_header(name, text)
             if "\r" in header or "\n" in header:
                 raise ValueError(f"a line break in the {name} header: {value!r}")
             return header
@@ -76,6 +78,7 @@ class _RememberedHeaders(HeaderRegistry):
         return super().__getitem__(name)
 
 
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
 _HEADERS = _RememberedHeaders()
 
 
