@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -977,31 +978,43 @@ def main(
 def _unforeseen(exc: Exception) -> int:
     """A template that fails is the owner's to fix: one line naming it. Anything else is a
     bug: its traceback, and an exit code the publish workflow never takes for success."""
-    from jinja2 import TemplateError
+    from jinja2 import TemplateError, TemplateSyntaxError
 
-    if isinstance(exc, TemplateError) or _template_frame(exc) is not None:
-        print(f"digest: error: {_describe_template_error(exc)}; stopped partway", file=sys.stderr)
+    where = _template_location(exc)
+    if isinstance(exc, TemplateSyntaxError):
+        where = (exc.filename or exc.name or "?", exc.lineno)
+    if isinstance(exc, TemplateError) or where is not None:
+        place = f"template {where[0]}, line {where[1]}: " if where else "a template failed: "
+        detail = exc.message if isinstance(exc, TemplateSyntaxError) else f"{type(exc).__name__}: {exc}"
+        print(f"digest: error: {place}{detail}; stopped partway", file=sys.stderr)
         return EXIT_FAILED
     traceback.print_exc()
     print("digest: error: this is a bug (the traceback above says where); nothing after it was done", file=sys.stderr)
     return EXIT_BUG
 
 
-def _template_frame(exc: BaseException) -> traceback.FrameSummary | None:
-    """The innermost frame of a template (Jinja gives them the template's file name)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith(".py")]
-    found = [f for f in frames if not f.filename.startswith("<") or f.filename == "<template>"]
-    return found[-1] if found else None
+# A frame of a template in a worker's traceback, as the pool sends it back (text).
+_REMOTE_TEMPLATE_FRAME = re.compile(
+    r'File "([^"]+)", line (\d+), in (?:top-level template code|block |macro |template)'
+)
 
 
-def _describe_template_error(exc: BaseException) -> str:
-    from jinja2 import TemplateSyntaxError
-
-    if isinstance(exc, TemplateSyntaxError):
-        return f"template {exc.filename or exc.name}, line {exc.lineno}: {exc.message}"
-    frame = _template_frame(exc)
-    where = f"template {frame.filename}, line {frame.lineno}: " if frame else "a template failed: "
-    return f"{where}{type(exc).__name__}: {exc}"
+def _template_location(exc: BaseException) -> tuple[str, int] | None:
+    """The file and line of the innermost template frame: Jinja runs a template's code with
+    `__jinja_exception__` (or `__jinja_template__`) among its globals; from a worker process,
+    the frame is in the text of the traceback the pool sends back."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        names = tb.tb_frame.f_globals
+        if "__jinja_exception__" in names or "__jinja_template__" in names:
+            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if found is None and exc.__cause__ is not None:
+        remote = _REMOTE_TEMPLATE_FRAME.findall(str(exc.__cause__))
+        if remote:
+            found = (remote[-1][0], int(remote[-1][1]))
+    return found
 
 
 def entry_point() -> None:

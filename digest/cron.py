@@ -104,7 +104,13 @@ class WallClockTrigger(BaseTrigger):
     exist on the spring-forward night fires when the clock jumps, an hour later by the
     clock; APScheduler's own trigger skipped the whole day when the jump is at midnight
     (Asia/Beirut, America/Santiago, America/Havana). A time the autumn night repeats fires
-    at its first occurrence, as before."""
+    at its first occurrence, as before.
+
+    A fire time keeps the wall clock's date and time (a time in the gap with the offset
+    before the jump): `due_day` names the day it was for, even where the jump crosses
+    midnight (America/Nuuk jumps from 23:00 to 00:00). As APScheduler's triggers do, the
+    tick after `previous_fire_time` is given even when it is before `now`: the scheduler
+    finds the runs it missed (a suspended machine) that way."""
 
     def __init__(self, wall: BaseTrigger, zone: ZoneInfo) -> None:
         self.wall = wall
@@ -115,10 +121,12 @@ class WallClockTrigger(BaseTrigger):
         wall = self.wall.get_next_fire_time(previous, _on_wall(now, self.zone))
         while wall is not None:
             # Fold 0: in a gap, the offset before the jump (so, the moment of the jump).
-            real = wall.replace(tzinfo=self.zone).astimezone(UTC)
-            if real >= now.astimezone(UTC) and (previous_fire_time is None or real > previous_fire_time):
-                return real.astimezone(self.zone)
-            # The wall time's first occurrence is past (now is in the hour the autumn night repeats).
+            fire = wall.replace(tzinfo=self.zone)
+            instant = fire.astimezone(UTC)
+            after = instant > previous_fire_time if previous_fire_time else instant >= now.astimezone(UTC)
+            if after:
+                return fire
+            # The wall time's first occurrence is past (the hour the autumn night repeats).
             wall = self.wall.get_next_fire_time(wall, wall + timedelta(microseconds=1))
         return None
 

@@ -725,20 +725,25 @@ def test_an_output_that_cannot_be_written_stops_the_run_with_exit_code_5_in_one_
 
 def test_a_template_that_fails_while_rendering_is_named_with_exit_code_5(tmp_path: Path) -> None:
     folder = project(tmp_path)
-    (folder / "mine" / "site").mkdir(parents=True)
-    (folder / "mine" / "site" / "digest.html").write_text("<p>\n{{ undefined_thing.foo }}\n</p>\n")
     config = (folder / "digest.toml").read_text()
-    for workers in (1, 2):  # rendered here, or by workers that get the templates as text
-        text = config.replace("[digest]\n", f'[digest]\ntemplates = "mine"\nworkers = {workers}\n', 1)
-        (folder / "digest.toml").write_text(text)
-        result = digest("run", cwd=folder)
-        assert result.returncode == 5 and "Traceback" not in result.stderr, result.stderr
-        (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("digest: error: ")]
-        assert re.fullmatch(
-            r"digest: error: template \S*site/digest\.html, line 2: UndefinedError: 'undefined_thing' is "
-            r"undefined; stopped partway",
-            line,
-        ), line
+    # An undefined name (a Jinja error) and an error of Python's own inside a template; rendered
+    # here, or by workers that get the templates as text and send the error back. (One folder
+    # each: this process keeps a folder's templates as it first read them.)
+    cases = [
+        ("mine", "{{ undefined_thing.foo }}", "UndefinedError: 'undefined_thing' is undefined"),
+        ("mine2", '{{ 1 + "a" }}', "TypeError: unsupported operand type\\(s\\) for \\+: 'int' and 'str'"),
+    ]
+    for mine, body, error in cases:
+        (folder / mine / "site").mkdir(parents=True)
+        (folder / mine / "site" / "digest.html").write_text(f"<p>\n{body}\n</p>\n")
+        for workers in (1, 2):
+            settings = f'[digest]\ntemplates = "{mine}"\nworkers = {workers}\nshard_size = 1\n'
+            (folder / "digest.toml").write_text(config.replace("[digest]\n", settings, 1))
+            result = digest("run", cwd=folder)
+            assert result.returncode == 5 and "Traceback" not in result.stderr, result.stderr
+            (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("digest: error: ")]
+            pattern = rf"digest: error: template \S*site/digest\.html, line 2: {error}; stopped partway"
+            assert re.fullmatch(pattern, line), (workers, line)
 
 
 def test_a_bug_prints_its_traceback_and_never_exits_1(
@@ -755,6 +760,12 @@ def test_a_bug_prints_its_traceback_and_never_exits_1(
     assert main(["rank", "--profile", "continual-learning"]) == 70
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError: 'a bug'" in err and err.rstrip().endswith("nothing after it was done")
+    # A bug inside a compiled extension (its frames are named by .pyx files) is a bug too.
+    import Stemmer
+
+    monkeypatch.setattr(App, "rank", lambda *a, **k: Stemmer.Stemmer("english").stemWords(["ok", None]))
+    assert main(["rank", "--profile", "continual-learning"]) == 70
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_another_process_sending_leaves_the_emails_pending_with_exit_code_3(

@@ -154,6 +154,8 @@ def test_a_template_that_does_not_compile_is_a_configuration_error(tmp_path: Pat
     # Found when the configuration is read, before anything is ingested or built.
     (tmp_path / "mine" / "site").mkdir(parents=True)
     (tmp_path / "mine" / "site" / "base.html").write_text("<html>\n{% block body %}\n</html>\n")
+    # A README beside the templates (the shipped folder has one) is no template.
+    (tmp_path / "mine" / "README.md").write_text("Override a block with `{% block body %}`.\n")
     text = '[digest]\ntemplates = "mine"\n\n[[profiles]]\nid = "a"\ndescription = "d"\n'
     assert problems(tmp_path, text) == [
         f"digest.toml:2: digest.templates: {(tmp_path / 'mine' / 'site' / 'base.html').resolve()}, line 3: "

@@ -51,9 +51,12 @@ def template_environment(user_folder: Path | None = None) -> Environment:
 
 def template_problem(user_folder: Path) -> str:
     """What is wrong with the first template of `user_folder` that does not compile (its file,
-    line and Jinja's reason), or "": found when the configuration is read, before any work."""
+    line and Jinja's reason), or "": found when the configuration is read, before any work.
+    Only the files that replace a built-in template are compiled here: a README or an editor's
+    backup in the folder is no template (a file the overrides include is checked when used)."""
     env = template_environment(user_folder)
-    for name in sorted(_read_folder(user_folder)):
+    overrides = set(_read_folder(user_folder)) & set(_read_folder(builtin_templates()))
+    for name in sorted(n for n in overrides if not Path(n).name.upper().startswith("README")):
         try:
             env.get_template(name)
         except TemplateSyntaxError as exc:
