@@ -95,7 +95,7 @@ from digest import __version__
 from digest.clock import utc_now
 from digest.config import Config, SourceConfig, is_loopback
 from digest.files import free_name, write_atomic
-from digest.ingest.hf_api import NotAnApiResponse, arxiv_id, decode_api_response, item_listing_day
+from digest.ingest.hf_api import NotAnApiResponse, arxiv_id, decode_api_response, item_listing_day, parse_api_items
 from digest.models import Problem
 from digest.periods import Period
 from digest.pipeline import IngestSummary, QuarantineError, ingest_files
@@ -481,9 +481,11 @@ def _fetch_period(
         results[day] = _save_day(config, store, day, path, _json_list(items), listing, now, label)
     for day, items in before.items():
         stored = store.api_listing_papers(day)
-        # Only an item with an arXiv id can ever be found stored: one without was reported when
-        # its day was fetched, and saving it apart would repeat on every fetch.
-        lacking = [item for item in items if _storable(item) and _paper_key(item) not in stored]
+        # Only an item ingest stores can ever be found stored: one it rejects is reported, not
+        # saved apart (that repeated, one more file each time the Hub changed the item).
+        rejections = [(item, _rejection(item, day)) for item in items]
+        report.unplaced += [Problem(period.key, 0, f"listed on {day}: {why}") for _, why in rejections if why]
+        lacking = [item for item, why in rejections if not why and _paper_key(item) not in stored]
         if lacking:
             results[day] = _save_lacking(config, store, day, period, lacking, listing, now, label)
     # Items listed after today are placed by a later fetch: ask again in full. Those with no
@@ -986,11 +988,12 @@ def _page(answer: _Answer, url: str, number: int, attempts: int) -> Page:
     return Page(url, number, answer.body, tuple(items), _validators(answer.headers))
 
 
-def _storable(item: Any) -> bool:
-    """Whether `item` names a paper by an arXiv id (what `Store.api_listing_papers` holds)."""
-    paper = item.get("paper") if isinstance(item, dict) else None
-    raw = paper.get("id") if isinstance(paper, dict) else None
-    return isinstance(raw, str) and arxiv_id(raw) is not None
+def _rejection(item: Any, day: date) -> str:
+    """Why ingest would not store `item` as a paper `Store.api_listing_papers` can hold, or ""."""
+    parsed = parse_api_items([item], "", day)
+    if not parsed.entries:
+        return parsed.problems[0].message if parsed.problems else "not a paper; not saved"
+    return ""
 
 
 def _paper_key(item: Any) -> str | None:

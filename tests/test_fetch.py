@@ -968,6 +968,24 @@ def test_an_item_no_fetch_of_the_period_can_place_keeps_the_validators(tmp_path:
     assert [a.conditional for a in hub.asked] == [False, True]
 
 
+def test_an_item_ingest_rejects_is_not_saved_apart_again_and_again(tmp_path: Path, server: HTTPServer) -> None:
+    # An item with an empty title is never stored, so it always looked "lacking": each change of
+    # its upvotes on the Hub wrote one more file beside the day's, and every fetch exited 1.
+    write_config(tmp_path, server)
+    good = listed_on(item("2512.00001", "Good"), "2025-12-31")
+    bad = listed_on(item("2512.00002", "Bad"), "2025-12-31")
+    bad["paper"]["title"] = bad["title"] = ""
+    serve_listing(server, PagedListing({"2025-12-31": [good], "2026-W01": [good, bad]}))
+    sunday = lambda: datetime(2026, 1, 4, 8, tzinfo=UTC)  # noqa: E731
+    assert run_digest("fetch", "--date", "2025-12-31", cwd=tmp_path, clock=sunday).returncode == 0
+    for upvotes in (10, 11):
+        bad["paper"]["upvotes"] = upvotes
+        week = run_digest("fetch", "--week", "2026-W01", cwd=tmp_path, clock=sunday)
+        assert week.returncode == 1 and week.stderr.startswith("2026-W01: listed on 2025-12-31: "), week.stderr
+        assert week.stderr.rstrip().endswith("; item skipped")  # reported, as ingest reports it
+    assert [p.name for p in (tmp_path / "inbox").iterdir() if ".2026-W01" in p.name] == []
+
+
 def test_a_week_day_that_could_not_be_saved_is_asked_for_again(tmp_path: Path, server: HTTPServer) -> None:
     write_config(tmp_path, server)
     hub = serve_listing(server, PagedListing({"2026-W01": [listed_on(item("2601.00001", "Blocked"), "2026-01-01")]}))
