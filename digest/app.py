@@ -129,7 +129,7 @@ from digest.readers import (
 )
 from digest.records import paper_record, write_csv
 from digest.render.links import ReaderLinks, WebLinks
-from digest.retention import DayRefused, check_day, cutoff
+from digest.retention import DayRefused, check_day, prune_before
 from digest.rollups import Pool, as_listed, for_subscriber, order_pool, period_view, public_rollup
 from digest.rows import (
     CarriedPaper,
@@ -1672,7 +1672,7 @@ class App:
             oldest = self.store.feed_oldest_day(profile.id, self.config.feed_size)
             if oldest is not None:
                 keep_from[profile.id] = oldest
-        before = cutoff(self.config, self.clock().date())
+        before = prune_before(self.config, self.clock().date())
         return before, self.store.prune(before, keep_from, dry_run=dry_run)
 
     def transport(self, send: bool) -> TransportKind:

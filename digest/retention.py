@@ -1,6 +1,7 @@
 """How long the state database remembers: `digest prune` and the rule that keeps it safe.
 
-Finished ledger rows and fetch records older than `[digest] retention_days` are deleted;
+Finished ledger rows and fetch records older than `[digest] retention_days`, and the
+eight days a run reaches back to (`LEDGER_REACH`), are deleted;
 papers, digests and unsubscribes never are, and neither is a ledger row whose email may
 still go out or that belongs to a digest a feed still shows. Because a pruned ledger no
 longer knows an old digest was mailed, a digest day older than the retention is never
@@ -13,6 +14,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from digest.config import Config
+from digest.deliver.due import RETRY_DAYS
+
+# A run for day D also finishes the earlier digests of the week before D (`RETRY_DAYS`) and
+# sends the roll-ups of periods that ended the day before: it reads their ledger rows, so
+# those are kept this much longer than `retention_days` (pruned with the retention alone, a
+# `--date` the rule accepted mailed those days again).
+LEDGER_REACH = timedelta(days=RETRY_DAYS + 1)
 
 
 class DayRefused(ValueError):
@@ -24,8 +32,13 @@ class TooOld(DayRefused):
 
 
 def cutoff(config: Config, today: date) -> date:
-    """Records of days before this one may be pruned."""
+    """The oldest digest day a command may build or send (`check_day`)."""
     return today - timedelta(days=config.retention_days)
+
+
+def prune_before(config: Config, today: date) -> date:
+    """Records of days before this one may be pruned: the cutoff, less what a run reaches back to."""
+    return cutoff(config, today) - LEDGER_REACH
 
 
 def check_day(config: Config, day: date, today: date) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from digest.app import App
 from digest.config import Config, ConfigError, load_config
+from digest.deliver import RETRY_DAYS
 from digest.health import Attention, Health, HealthInputs, assess
 from digest.models import Digest, Dump, Entry, Profile, Reason, ReasonKind, ScoredPaper
 from digest.rows import PruneCounts
@@ -328,6 +330,23 @@ def test_prune_forgets_old_finished_records_only(db: Store, config: Config) -> N
     assert db.fetch_validators(f"https://hf.test/api/daily_papers?date={recent}") is not None
     assert db.paper_count() == papers and db.digest_days("alpha") == [recent, old]
     assert len(db.digest_entries("weekly", 4)) == 2
+
+
+def test_prune_keeps_the_rows_an_accepted_date_reaches_back_to(db: Store, config: Config) -> None:
+    # A run for the oldest day `--date` accepts also finishes the digests of the week before it:
+    # with their rows pruned, it mailed them again (a digest with no row is not done).
+    alpha, _ = config.profiles
+    oldest_accepted = TODAY - timedelta(days=config.retention_days)
+    reached, beyond = oldest_accepted - timedelta(days=RETRY_DAYS), oldest_accepted - timedelta(days=RETRY_DAYS + 2)
+    for day, tag in ((beyond, "beyond"), (reached, "reached")):  # the feed shows the later one
+        add_listing(db, day, count=3, tag=tag)
+        build(db, alpha, day, papers=1)
+        mail(db, alpha, day)
+    add_listing(db, TODAY, count=3, tag="today")
+    build(db, alpha, TODAY, papers=1)
+    keep_feed = replace(config, feed_size=1)  # alpha's feed shows today's only
+    assert prune(keep_feed, db, TODAY).deliveries == 1
+    assert {r.day for r in db.deliveries()} == {reached}  # today's digest was not mailed here
 
 
 def test_prune_command_reports_what_it_did(config: Config, tmp_path: Path) -> None:
