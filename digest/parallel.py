@@ -32,7 +32,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any, Protocol, TypeVar
@@ -44,6 +44,7 @@ Item = TypeVar("Item")
 
 CLUSTER_HINT = "the cluster extra is not installed: pip install 'paper-digest[cluster]'"
 CONNECT_TIMEOUT = 10.0  # seconds to reach a Dask scheduler
+RESUBMITS = 2  # times a shard whose task the scheduler forgot is sent again
 POOL_RESTARTS = 2  # times a local pool whose worker died is started again before the map gives up
 # Modules a worker needs, imported once by the process the workers are forked from (NumPy,
 # SciPy and scikit-learn take seconds: a worker forked with them starts at once).
@@ -257,20 +258,29 @@ class DaskRunner:
         client = self.client
         # Wrapped: Dask scatters a tuple or a list item by item, and `common` is one value.
         [shared] = client.scatter([common], broadcast=True, hash=False)
-        waiting: deque[Any] = deque()
+        waiting: deque[tuple[Any, Shard]] = deque()
         iterator = iter(shards)
         try:
             while True:
                 while len(waiting) < self.in_flight and (shard := next(iterator, _END)) is not _END:
-                    waiting.append(client.submit(task, shared, shard, pure=False))
+                    waiting.append((client.submit(task, shared, shard, pure=False), shard))
                 if not waiting:
                     return
-                future = waiting.popleft()
-                result = self._gather(future)
+                future, shard = waiting.popleft()
+                for attempt in range(RESUBMITS + 1):
+                    try:
+                        result = self._gather(future)
+                        break
+                    except CancelledError:
+                        # The scheduler forgot the task when the worker holding it died (seen
+                        # once in many runs): a shard is pure, so it is sent again.
+                        if attempt == RESUBMITS:
+                            raise
+                        future = client.submit(task, shared, shard, pure=False)
                 future.release()
                 yield result
         finally:
-            for future in waiting:
+            for future, _ in waiting:
                 future.cancel()
             shared.release()
 

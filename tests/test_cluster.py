@@ -83,6 +83,32 @@ def test_a_worker_killed_in_the_middle_of_the_build_has_its_shard_run_again(
         client.wait_for_workers(2, timeout=30)  # the nanny replaced the killed worker, for the next test
 
 
+def test_a_shard_whose_task_the_scheduler_forgot_is_sent_again(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen once in many runs of the test above: the worker holding a result died and the
+    # scheduler answered "cancelled: already forgotten". A shard is pure, so it goes again.
+    from concurrent.futures import CancelledError
+
+    forgotten: list[Any] = []
+    gather = parallel.DaskRunner._gather
+
+    def forget_the_first(self: parallel.DaskRunner, future: Any) -> Any:
+        if not forgotten:
+            forgotten.append(future)
+            future.cancel()
+            raise CancelledError(f"{future.key} cancelled for reason: already forgotten.")
+        return gather(self, future)
+
+    monkeypatch.setattr(parallel.DaskRunner, "_gather", forget_the_first)
+    runner = parallel.DaskRunner(cluster.scheduler_address)
+    try:
+        got = list(runner.map(parallel_tasks.scaled, (3, []), parallel.shards(list(range(5)), 2)))
+    finally:
+        runner.close()
+    assert forgotten and got == [[0, 3], [6, 9], [12]]
+
+
 @pytest.mark.parametrize("common", [(3, [1, 2]), [3, [1, 2]]])
 def test_common_data_that_is_a_tuple_or_a_list_reaches_every_shard_whole(
     cluster: LocalCluster, common: tuple[int, list[int]] | list[Any]

@@ -51,12 +51,17 @@ def test_several_connections_send_each_message_once(store: Store, tmp_path: Path
 
 
 def test_connections_dropped_in_the_middle_of_a_batch_lose_and_duplicate_nothing(store: Store, tmp_path: Path) -> None:
-    # Three connections are cut while a message's body is on its way (before the final
-    # "."): the server keeps nothing of those, the senders reconnect and send them again.
+    # Three connections are cut while a message's body is on its way: the server keeps nothing
+    # of those, the senders reconnect and send them again. A sender that learns of the cut only
+    # after writing the final "." (a busy machine) cannot know the server kept nothing: it
+    # leaves that message to the next run, flagged, which sends it once.
     outgoing, addresses = many(store)
     with MailServer(faults=Faults(drop_in_data=3)) as server:
         report = send(store, server.port, outgoing, tmp_path, connections=4)
-        assert len(report.sent) == 40 and report.complete and not report.possible_duplicates
+        late = [key for key, _ in report.pending]
+        assert len(report.sent) + len(late) == 40 and len(late) <= 3 and not report.failed
+        again = send(store, server.port, outgoing, tmp_path, connections=4)
+        assert sorted(again.sent) == sorted(late) and again.complete
         assert_exactly_one_each(server, addresses)
     assert {r.state for r in store.deliveries()} == {DeliveryState.SENT}
 
