@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -115,3 +117,41 @@ def _spellings(old: ReferenceTokenizer) -> list[str]:
     spelling = np.array(old.stems, dtype=object)
     spelling[found] = np.array(old._words, dtype=object)[order[content][first]]
     return [str(word) for word in spelling]
+
+
+def test_threads_reading_new_words_at_once_get_the_tokens_each_would_get_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fresh process word list: every word is new, so the threads number words at once.
+    monkeypatch.setattr(features, "_WORDS", features._Words())
+    rng = random.Random(4)
+    made_up = [" ".join(f"z{rng.randrange(5000)}q" for _ in range(40)) for _ in range(300)]
+    orders = [rng.sample(seed_texts()[:400] + made_up, 700) for _ in range(4)]
+    start = threading.Barrier(len(orders))
+
+    def read(texts: list[str]) -> tuple[list[int], list[str]]:
+        tokenizer = Tokenizer()
+        start.wait()
+        made = tokenizer.texts(texts)
+        return made.flat.tolist(), tokenizer.stems
+
+    with ThreadPoolExecutor(len(orders)) as pool:
+        results = list(pool.map(read, orders))
+    for texts, (flat, stems) in zip(orders, results, strict=True):
+        old = ReferenceTokenizer(features.CHUNK)
+        expected = old.texts(texts)
+        assert flat == np.concatenate([e.flat for e in expected]).tolist()
+        assert stems == old.stems
+    assert len(set(features._WORDS.words)) == len(features._WORDS.words) == len(features._WORDS)
+
+
+def test_threaded_work_comes_back_in_the_order_of_its_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features, "THREADS", 3)
+    gate = threading.Barrier(3)
+
+    def slow_first(item: int) -> int:
+        if item < 3:
+            gate.wait(timeout=10)  # the first three run at once, on three threads
+        return item * item
+
+    assert features.threaded(slow_first, range(10)) == [n * n for n in range(10)]

@@ -12,11 +12,13 @@ beyond the phrases they own.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import Stemmer
@@ -27,42 +29,59 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from digest.models import Paper, Profile
 
 CHUNK = 4096  # texts tokenised, matrix rows built and papers scored this many at a time
+THREADS = max(1, min(4, os.cpu_count() or 1))  # threads building matrices and scoring chunks (memory grows with each)
 
 _WORD = re.compile(r"[a-z0-9]+")
 _PAIR = np.int64(1 << 31)  # a word pair's key: first stem id * _PAIR + second stem id
 TEXTS_KEPT = 200_000  # texts whose words a process remembers (a day's and the background's, many times over)
 
 Ids = NDArray[np.int64]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
-class _Words:
-    """Every word this process has read, with its stem, and the words of each text read
-    before: a profile's ranking reads the same background papers as the one before it,
-    so each text goes through the regular expression and the stemmer once per process,
-    not once per profile. Word ids here are the process's own; a `Tokenizer` numbers
-    words and stems its own way, as if it had read the texts itself."""
+def threaded(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+    """`work` on every item, on `THREADS` threads (for work that releases the GIL), in order."""
+    items = list(items)
+    if THREADS == 1 or len(items) < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(min(THREADS, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
+class _Words(dict[str, int]):
+    """Every word this process has read (word -> the process's id for it), with its stem,
+    and the words of each text read before: a profile's ranking reads the same background
+    papers as the one before it, so each text goes through the regular expression and the
+    stemmer once per process, not once per profile. Word ids here are the process's own; a
+    `Tokenizer` numbers words and stems its own way, as if it had read the texts itself."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.Lock()
-        self.index: dict[str, int] = {}
         self.words: list[str] = []
         self.stems: list[str | None] = []  # None: a stop word, or a single character
         self.texts: dict[str, NDArray[np.int64]] = {}
         self._stemmer = Stemmer.Stemmer("english")
+
+    def __missing__(self, word: str) -> int:
+        # Called for a word not read before: numbering every word is then one pass in C.
+        with self.lock:
+            if word in self:  # another thread numbered it meanwhile
+                return dict.__getitem__(self, word)
+            content = len(word) > 1 and word not in ENGLISH_STOP_WORDS
+            self.stems.append(self._stemmer.stemWord(word) if content else None)
+            self.words.append(word)
+            self[word] = number = len(self.words) - 1
+            return number
 
     def ids(self, text: str) -> NDArray[np.int64]:
         found = self.texts.get(text)
         if found is not None:
             return found
         words = _WORD.findall(text.lower())
+        ids = np.fromiter(map(self.__getitem__, words), dtype=np.int64, count=len(words))
         with self.lock:
-            for word in words:
-                if word not in self.index:
-                    self.index[word] = len(self.words)
-                    self.words.append(word)
-                    content = len(word) > 1 and word not in ENGLISH_STOP_WORDS
-                    self.stems.append(self._stemmer.stemWord(word) if content else None)
-            ids = np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))
             if len(self.texts) >= TEXTS_KEPT:
                 self.texts.clear()
             self.texts[text] = ids
@@ -183,7 +202,7 @@ class Features:
 
     def __init__(self, stem_count: int, documents: Sequence[Texts], wanted: Sequence[Texts]) -> None:
         self.stem_count = stem_count
-        pairs = [d.pairs() for d in documents]
+        pairs = threaded(Texts.pairs, documents)
         keys = np.concatenate([k for _, k in pairs]) if pairs else np.zeros(0, dtype=np.int64)
         unique, inverse, occurrences = _distinct(keys, stem_count)
         wanted_keys = np.concatenate([w.pairs()[1] for w in wanted]) if wanted else np.zeros(0, dtype=np.int64)
@@ -219,15 +238,16 @@ class Features:
         return np.where(self.pair_keys[at] == keys, self.stem_count + at, -1)
 
     def _matrix(self, texts: Texts, pair_rows: Ids, pair_columns: Ids) -> sparse.csr_matrix:
-        # Built CHUNK rows at a time, with 32-bit indices: one pass over a corpus would
-        # hold several copies of every (row, column) pair at once.
+        # Built CHUNK rows at a time, with 32-bit indices (one pass over a corpus would hold
+        # several copies of every (row, column) pair at once), on THREADS threads: NumPy and
+        # SciPy release the GIL while they build a block.
         bounds = np.append(np.arange(0, len(texts), CHUNK), len(texts))
         pair_bounds = np.searchsorted(pair_rows, bounds)
-        blocks = [sparse.csr_matrix((0, self.size), dtype=np.float32)]
-        for block in range(len(bounds) - 1):
-            start, stop = int(bounds[block]), int(bounds[block + 1])
+
+        def block(number: int) -> sparse.csr_matrix:
+            start, stop = int(bounds[number]), int(bounds[number + 1])
             words = slice(texts.starts[start], texts.starts[stop])
-            pairs = slice(pair_bounds[block], pair_bounds[block + 1])
+            pairs = slice(pair_bounds[number], pair_bounds[number + 1])
             lengths = np.diff(texts.starts[start : stop + 1])
             rows = np.concatenate(
                 [
@@ -236,11 +256,10 @@ class Features:
                 ]
             )
             columns = np.concatenate([texts.flat[words], pair_columns[pairs]]).astype(np.int32)
-            blocks.append(
-                sparse.csr_matrix(
-                    (np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=(stop - start, self.size)
-                )
-            )
+            ones = np.ones(len(rows), dtype=np.float32)
+            return sparse.csr_matrix((ones, (rows, columns)), shape=(stop - start, self.size))
+
+        blocks = [sparse.csr_matrix((0, self.size), dtype=np.float32), *threaded(block, range(len(bounds) - 1))]
         return sparse.csr_matrix(sparse.vstack(blocks, format="csr"), dtype=np.float64)
 
     def describe(self, feature: int, tokenizer: Tokenizer) -> str:
@@ -272,8 +291,13 @@ def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
     np.not_equal(packed[1:], packed[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     distinct = packed[starts]
+    numbers = np.cumsum(first) - 1
     inverse = np.empty(count, dtype=np.int64)
-    inverse[positions] = np.cumsum(first) - 1
+
+    def place(part: slice) -> None:  # a scatter over memory: two threads wait on it better than one
+        inverse[positions[part]] = numbers[part]
+
+    threaded(place, [slice(start, start + -(-count // THREADS)) for start in range(0, count, -(-count // THREADS))])
     counts = np.diff(np.append(starts, count))
     return (distinct // stem_count) * _PAIR + distinct % stem_count, inverse, counts
 

@@ -12,7 +12,6 @@ a digest (`choose` does).
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +27,7 @@ from digest.chars import name_key
 from digest.models import Paper, Profile, Votes
 from digest.rank.features import (
     CHUNK,
+    THREADS,
     Features,
     Phrases,
     Tokenizer,
@@ -36,6 +36,7 @@ from digest.rank.features import (
     extra_text,
     paper_text,
     query_text,
+    threaded,
 )
 
 TITLE_WEIGHT = 2
@@ -64,7 +65,7 @@ LESS_ROCCHIO = 0.0
 # description (chosen on `tune`, bench/RESULTS.md "Issue 16, second pass").
 KEYWORD_MIX = 0.5
 MIN_SHOWN = 0.0001  # scores are rounded to 4 places; below this a paper is left out
-WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads scoring chunks (memory grows with each)
+WORKERS = THREADS  # threads scoring chunks
 
 # (mode, view) -> (m, s) of the curve raw**s / (raw**s + m**s): m is the raw relevance
 # that scores 0.5, s how sharply scores rise around it. Fitted to the judged `seen` and `tune`
@@ -206,6 +207,15 @@ def prepare_batch(
     author_keys = [frozenset(filter(None, map(name_key, p.follow_authors))) for p in profiles]
 
     less_owners = _owners(less_lists)
+    title_hits, abstract_hits, excluded = threaded(
+        lambda find: find(),
+        [
+            lambda: keywords.hits(title_counts, [titles], features),
+            lambda: keywords.hits(abstract_counts, [abstracts], features),
+            # Title and abstract are looked at apart: an exclusion never spans the two.
+            lambda: exclusions.hits(title_counts + abstract_counts, [titles, abstracts], features),
+        ],
+    )
     semantic = (
         _embed_all(embed, papers, profiles, liked_papers, (centroid_owners, more_owners), less_papers, less_owners)
         if embed
@@ -221,10 +231,9 @@ def prepare_batch(
         liked_owners=owners,
         more_means=_means(more_owners) @ liked_vectors,
         keywords=keywords,
-        title_hits=keywords.hits(title_counts, [titles], features),
-        abstract_hits=keywords.hits(abstract_counts, [abstracts], features),
-        # Title and abstract are looked at apart: an exclusion never spans the two.
-        excluded=exclusions.hits(title_counts + abstract_counts, [titles, abstracts], features),
+        title_hits=title_hits,
+        abstract_hits=abstract_hits,
+        excluded=excluded,
         exclusions=exclusions,
         upvotes=upvote_prior(papers, background),
         followed=_followed(profiles, papers),
