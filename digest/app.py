@@ -438,7 +438,7 @@ class App:
         today = self.clock().astimezone(UTC).date()
         if day > today + timedelta(days=1):
             raise DayRefused(f"{day.isoformat()} is in the future: a digest is for today or an earlier day")
-        check_day(self.config, day, today)
+        check_day(self.config, day, today, self.store.pruned_before())
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -1672,8 +1672,9 @@ class App:
             oldest = self.store.feed_oldest_day(profile.id, self.config.feed_size)
             if oldest is not None:
                 keep_from[profile.id] = oldest
-        before = prune_before(self.config, self.clock().date())
-        return before, self.store.prune(before, keep_from, dry_run=dry_run)
+        now = self.clock()
+        before = prune_before(self.config, now.date())
+        return before, self.store.prune(before, keep_from, now, dry_run=dry_run)
 
     def transport(self, send: bool) -> TransportKind:
         return transport_kind(self.smtp(send))

@@ -4,8 +4,9 @@ Finished ledger rows and fetch records older than `[digest] retention_days`, and
 eight days a run reaches back to (`LEDGER_REACH`), are deleted;
 papers, digests and unsubscribes never are, and neither is a ledger row whose email may
 still go out or that belongs to a digest a feed still shows. Because a pruned ledger no
-longer knows an old digest was mailed, a digest day older than the retention is never
-built or sent again (`check_day`). This module decides the cutoff; the application
+longer knows an old digest was mailed, a digest day older than the retention, or than
+the retention of the furthest prune so far (the store records it), is never built or
+sent again (`check_day`). This module decides the cutoff; the application
 (`App.prune`) says which records feeds still need, and the SQL is the store's.
 """
 
@@ -41,11 +42,19 @@ def prune_before(config: Config, today: date) -> date:
     return cutoff(config, today) - LEDGER_REACH
 
 
-def check_day(config: Config, day: date, today: date) -> None:
+def check_day(config: Config, day: date, today: date, pruned_before: date | None = None) -> None:
     """Raise `TooOld` for a digest day whose ledger rows may have been pruned: sending it
-    again could mail a reader a digest they already had, with nothing to say so."""
+    again could mail a reader a digest they already had, with nothing to say so. That is a
+    day before today's cutoff, or before the cutoff of the furthest `digest prune` so far
+    (`pruned_before`, as the store recorded it): raising `retention_days` afterwards does not
+    bring the deleted rows back."""
     if day < cutoff(config, today):
         raise TooOld(
             f"{day.isoformat()} is more than retention_days = {config.retention_days} days ago: its delivery "
             "ledger may have been pruned, so that digest is neither built nor sent again"
+        )
+    if pruned_before is not None and day < pruned_before + LEDGER_REACH:
+        raise TooOld(
+            f"{day.isoformat()} is before {(pruned_before + LEDGER_REACH).isoformat()}, the oldest day an earlier "
+            "`digest prune` kept the delivery ledger of, so that digest is neither built nor sent again"
         )

@@ -377,6 +377,43 @@ def test_a_digest_day_past_the_retention_is_never_sent_again(config: Config, tmp
     assert recent.returncode == 0, recent.stderr
 
 
+def test_a_day_an_earlier_prune_reached_is_refused_after_retention_days_is_raised(
+    config: Config, tmp_path: Path
+) -> None:
+    # The prune deleted the day's ledger rows; with the longer retention the day is inside
+    # it again, and a send would have mailed the reader that digest a second time.
+    today = real_now().date()
+    old = today - timedelta(days=45)
+    short = CONFIG.replace("feed_size = 4", "feed_size = 1\nretention_days = 30")
+    (tmp_path / "digest.toml").write_text(short)
+    store = open_store(config.db)
+    alpha, _ = config.profiles
+    add_listing(store, old, tag="old")
+    build(store, alpha, old)
+    mail(store, alpha, old)
+    add_listing(store, today, tag="new")
+    build(store, alpha, today)  # the feed (one entry) now shows today's digest only
+    store.close()
+    assert digest("prune", "--dry-run", cwd=tmp_path).returncode == 0
+    store = open_store(config.db)
+    assert store.pruned_before() is None, "a dry run records nothing"
+    store.close()
+    pruned = digest("prune", cwd=tmp_path)
+    assert pruned.returncode == 0 and pruned.stdout.startswith("pruned 1 ledger row"), pruned.stdout
+    (tmp_path / "digest.toml").write_text(CONFIG)  # retention_days back to 400
+    for command in ("send", "build", "run"):
+        result = digest(command, "--date", old.isoformat(), cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "an earlier `digest prune` kept the delivery ledger of" in result.stderr
+    assert not (tmp_path / "outbox").exists()
+    store = open_store(config.db)
+    assert store.pruned_before() == today - timedelta(days=30 + RETRY_DAYS + 1)
+    assert store.deliveries() == [], "nothing mailed again"
+    store.close()
+    kept = today - timedelta(days=30)  # the oldest day that prune kept the ledger of
+    assert digest("send", "--date", kept.isoformat(), "--dry-run", cwd=tmp_path).returncode == 0
+
+
 def test_retention_days_is_a_checked_setting(tmp_path: Path) -> None:
     (tmp_path / "digest.toml").write_text("[digest]\nretention_days = 90\n")
     assert load_config(tmp_path / "digest.toml", tmp_path).retention_days == 90

@@ -323,6 +323,14 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 10 (issue 18): which batch of senders took a row to hand its message over ('sending'),
     # so that several senders at once (`[smtp] connections`) each take a row only once
     "ALTER TABLE deliveries ADD COLUMN taken_by TEXT;",
+    # 11: how far `digest prune` went, so that raising `retention_days` afterwards cannot let
+    # a `--date` whose ledger rows are gone be mailed again
+    """
+    CREATE TABLE IF NOT EXISTS prunes (
+        pruned_before TEXT NOT NULL,
+        pruned_at TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -9,11 +9,11 @@ whether a deployment is healthy (`digest.health` does).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 
 from digest.models import TransportKind
 from digest.rows import LastBuilt, LastEvent, LastMailed, ProfileActivity, PruneCounts
-from digest.store.base import StoreBase, moment
+from digest.store.base import StoreBase, day_or_none, moment
 
 _FINISHED = "state IN ('sent', 'failed', 'skipped')"
 
@@ -57,13 +57,17 @@ class UpkeepMixin(StoreBase):
             emails_failed=failed,
         )
 
-    def prune(self, before: date, keep_from: Mapping[str, date], *, dry_run: bool = False) -> PruneCounts:
+    def prune(
+        self, before: date, keep_from: Mapping[str, date], now: datetime, *, dry_run: bool = False
+    ) -> PruneCounts:
         """Delete the finished ledger rows and the fetch records of days before `before`.
 
         A ledger row still to go (pending, sending) is never deleted; nor are a profile's
         rows from `keep_from[profile]` on (the digests its feed still shows). Papers,
-        digests and unsubscribes are never deleted. With `dry_run`, only counts.
+        digests and unsubscribes are never deleted. With `dry_run`, only counts; otherwise
+        `before` is recorded (`pruned_before`), at `now`.
         """
+        stamp = now.isoformat()
         with self.transaction() as db:
             profiles = [
                 row[0]
@@ -81,4 +85,9 @@ class UpkeepMixin(StoreBase):
             fetches = db.execute("SELECT COUNT(*) FROM fetches WHERE day < ?", (before.isoformat(),)).fetchone()[0]
             if not dry_run:
                 db.execute("DELETE FROM fetches WHERE day < ?", (before.isoformat(),))
+                db.execute("INSERT INTO prunes (pruned_before, pruned_at) VALUES (?, ?)", (before.isoformat(), stamp))
         return PruneCounts(deliveries=deliveries, fetches=fetches)
+
+    def pruned_before(self) -> date | None:
+        """The latest day before which `prune` may have deleted ledger rows, or None if it never ran."""
+        return day_or_none(self._db.execute("SELECT MAX(pruned_before) FROM prunes").fetchone()[0])
