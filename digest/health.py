@@ -88,8 +88,18 @@ class Health:
     def stale(self) -> bool:
         return any(f.kind in (Attention.STALE, Attention.NO_DUMPS) for f in self.findings)
 
+    def to_public_json(self) -> dict[str, Any]:
+        """The verdict as `GET /healthz` serves it to anyone: healthy or not, and the kinds of
+        finding, but no database path, profile id or message (`to_json` has those, for the
+        deployment's owner)."""
+        return {
+            "healthy": self.healthy,
+            "checked_at": self.inputs.now.isoformat(),
+            "attention": sorted({str(f.kind) for f in self.findings}),
+        }
+
     def to_json(self) -> dict[str, Any]:
-        """The verdict as `digest status --json` prints it (and `GET /healthz` would serve it)."""
+        """The verdict as `digest status --json` prints it."""
         inputs = self.inputs
         return {
             "healthy": self.healthy,

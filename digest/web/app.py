@@ -3,7 +3,7 @@
 | route | GET (never changes anything) | POST |
 |---|---|---|
 | `/` | what this is, links to the site and the subscribe page | |
-| `/healthz` | `digest status`'s verdict as JSON: 200 healthy, 503 not | |
+| `/healthz` | `digest status`'s verdict as JSON, without paths or profiles: 200 healthy, 503 not | |
 | `/subscribe` | the profiles open to subscribers, a form | send the confirmation email |
 | `/c/TOKEN` | the confirmation page, one button | subscribe |
 | `/u/TOKEN` | the unsubscribe page, one button | unsubscribe at once (RFC 8058: 200, no redirect) |
@@ -168,7 +168,7 @@ class WebSide:
 
     async def health(self, request: Request) -> Response:
         health = await self.call(lambda app: app.status())
-        return JSONResponse(health.to_json(), status_code=200 if health.healthy else 503)
+        return JSONResponse(health.to_public_json(), status_code=200 if health.healthy else 503)
 
     async def subscribe_page(self, request: Request) -> Response:
         return self.html(self.pages.subscribe(self.root.open_profiles(), action=self.web.subscribe))
