@@ -119,6 +119,7 @@ from digest.readers import (
     Requested,
     confirmation_expiry,
     is_paused,
+    mailbox_of,
     may_choose_digest,
     merge_subscribers,
     owner_address,
@@ -1448,7 +1449,7 @@ class App:
             return SubscriptionAsked(Requested.BUSY)
         if address.lower() in self.audience_of_any(profile):
             return SubscriptionAsked(Requested.QUIET)
-        hashed = hashlib.sha256(address.lower().encode("utf-8")).hexdigest()[:32]  # no address in the table
+        hashed = hashlib.sha256(mailbox_of(address).encode("utf-8")).hexdigest()[:32]  # no address in the table
         if store.count_request(f"{ADDRESS_LIMIT.name}:{hashed}", ADDRESS_LIMIT.window(now)) > ADDRESS_LIMIT.limit:
             return SubscriptionAsked(Requested.QUIET)
         if store.count_request(OVERALL_LIMIT.name, OVERALL_LIMIT.window(now)) > OVERALL_LIMIT.limit:

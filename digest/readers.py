@@ -57,6 +57,14 @@ class RateLimit:
 CLIENT_LIMIT = RateLimit("client", 10, 3600)
 ADDRESS_LIMIT = RateLimit("address", 3, 86_400)
 OVERALL_LIMIT = RateLimit("overall", 300, 3600)
+SUBADDRESS = "+"  # what most mail services read as "the same mailbox, a tag after this"
+
+
+def mailbox_of(address: str) -> str:
+    """The mailbox `ADDRESS_LIMIT` counts for an address: lower-cased, a `+tag` of the local
+    part left out (`ada+1@example.org` and `Ada+2@example.org` reach one inbox)."""
+    local, _, domain = address.lower().rpartition("@")
+    return f"{local.split(SUBADDRESS, 1)[0] or local}@{domain}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from webside import (
 from digest.app import App
 from digest.config import Config
 from digest.models import Cadence, VoteKind
+from digest.readers import mailbox_of
 from digest.render.links import WebLinks
 from digest.tokens import Action, Token, sign, verify
 
@@ -332,6 +333,24 @@ def test_rate_limits_per_client_and_per_address(site: Site) -> None:
     for _ in range(10):
         limited = subscribe(site, "y@example.org", client_ip="192.0.2.3")
     assert subscribe(site, "z@example.org", client_ip="192.0.2.3").headers.get("retry-after") == "3600"
+
+
+def test_tagged_forms_of_one_address_share_its_limit(site: Site) -> None:
+    # "+tag" and capitals reach the same inbox: as separate addresses they let the form send
+    # a stranger 3 confirmations a day for every tag.
+    tags = ["victim+1@example.org", "Victim+2@Example.org", "victim@example.org", "victim+news@example.org"]
+    answers = [subscribe(site, address, client_ip=f"198.51.100.{n}") for n, address in enumerate(tags * 2)]
+    assert {a.status_code for a in answers} == {200}
+    assert [a.text for a in answers[:4]] == [a.text for a in answers[4:]], "over the limit, the usual answer"
+    assert len(site.outbox(3)) == 3
+    assert subscribe(site, "victim2@example.org", client_ip="198.51.100.99").status_code == 200
+    assert len(site.outbox(4)) == 4, "another mailbox has its own limit"
+
+
+def test_the_mailbox_an_address_reaches() -> None:
+    assert mailbox_of("Ada+Papers@Example.ORG") == "ada@example.org"
+    assert mailbox_of("ada@example.org") == "ada@example.org"
+    assert mailbox_of("+only@example.org") == "+only@example.org"  # no mailbox name before the tag
 
 
 # -- bounds, headers, redirects --------------------------------------------------------------
