@@ -705,10 +705,13 @@ class App:
                     found[profile.id, period.key] = (saved, Built.BEFORE)
         return [found[profile.id, period.key] for profile, period in wanted]
 
-    def _rank_period(self, profiles: Sequence[Profile], papers: Sequence[Paper]) -> dict[str, list[ScoredPaper]]:
+    def _rank_period(
+        self, profiles: Sequence[Profile], papers: Sequence[Paper], votes: Mapping[str, Votes] | None = None
+    ) -> dict[str, list[ScoredPaper]]:
         """How each profile ranks the papers of a period: as its digests rank theirs, but
         nothing left out for having been given in a digest (a roll-up is for readers who did
-        not get those), and upvotes weighed over the whole period (`rollups.period_view`)."""
+        not get those), and upvotes weighed over the whole period (`rollups.period_view`).
+        `votes` by profile id (default: each profile's own, `votes`)."""
         if not papers:
             return {profile.id: [] for profile in profiles}
         from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
@@ -721,7 +724,7 @@ class App:
             delivered={},
             embed=self.embedder(),
             background=store.recent_papers(BACKGROUND_PAPERS),
-            votes={profile.id: self.votes(profile) for profile in profiles},
+            votes=votes if votes is not None else {profile.id: self.votes(profile) for profile in profiles},
         )
         return {profile_id: as_listed(scored, papers) for profile_id, scored in ranked.items()}
 
@@ -990,15 +993,16 @@ class App:
             profile, period = rollup.profile, rollup.period
             cadence = PERIOD_CADENCE[period.kind]
             today = self.profile_day(profile)
-            readers = [s.address for s in self.subscribers(profile) if s.cadence == cadence and not is_paused(s, today)]
+            readers = [s for s in self.subscribers(profile) if s.cadence == cadence and not is_paused(s, today)]
             pool = store.rollup_pool(profile.id, period)
             if not readers or pool is None or not wants(profile.formats, FormatKind.EMAIL):
                 continue
             late = not by_hand and self.clock() > rollup_deadline(profile, period, rollup.built_at, self.grace)
-            for address in readers:
-                if store.rollup_mail(profile, period, address) is None and not late:
-                    store.save_rollup_mail(address, self._copy_for(rollup, pool, address, cadence), self.clock())
-                found += self._rollup_outgoing(profile, period, address, render)
+            for reader in readers:
+                if store.rollup_mail(profile, period, reader.address) is None and not late:
+                    copy = self._copy_for(rollup, pool, reader, cadence)
+                    store.save_rollup_mail(reader.address, copy, self.clock())
+                found += self._rollup_outgoing(profile, period, reader.address, render)
         return found
 
     def _rollup_outgoing(
@@ -1011,14 +1015,33 @@ class App:
         return [Outgoing(profile.id, period.last, address, partial(render, copy, address), period.key, digest=copy)]
 
     def _copy_for(
-        self, everyone: Rollup, pool: Pool, address: str, cadence: Cadence, ignoring: Collection[DeliveryKey] = ()
+        self, everyone: Rollup, pool: Pool, reader: Subscriber, cadence: Cadence, ignoring: Collection[DeliveryKey] = ()
     ) -> Rollup:
-        """A subscriber's copy of a roll-up: without the papers they were sent (`sent_to`)."""
+        """A subscriber's copy of a roll-up: without the papers they were sent (`sent_to`),
+        and ranked with their own votes and number of papers when those differ from the
+        profile's (`readers.wants_own_digest`), as their daily digests are."""
+        address = reader.address
+        everyone, pool = self._own_pool(everyone, pool, reader)
         sent = self.sent_to(everyone.profile, address, cadence, ignoring=ignoring)
         ids = {c.paper_id for c in sent}
         known = {s.paper.id for s in (*pool.eligible, *pool.runners_up)}
         in_period = {c.paper_id for c in sent if c.first_seen in everyone.period or c.paper_id in known}
         return for_subscriber(everyone, pool, ids, len(in_period))
+
+    def _own_pool(self, everyone: Rollup, pool: Pool, reader: Subscriber) -> tuple[Rollup, Pool]:
+        """The roll-up and pool `reader` gets: the profile's, or the period's papers ranked
+        with their votes (a mute, "less like this") and their number of papers."""
+        profile = everyone.profile
+        if reader.id is None:
+            return everyone, pool
+        votes = self.reader_votes(profile, reader.id)
+        owner = reader.address.lower() == (owner_address(profile) or "").lower()
+        if not wants_own_digest(profile, votes, reader.max_items, owner=owner):
+            return everyone, pool
+        mine = replace(profile, max_items=reader.max_items or profile.max_items)
+        papers = self.store.rollup_candidates(profile.id, everyone.period)
+        ranked = self._rank_period([mine], papers, votes={mine.id: votes})
+        return replace(everyone, profile=mine), order_pool(ranked[mine.id], mine)
 
     def sent_to(
         self, profile: Profile, address: str, cadence: Cadence, *, ignoring: Collection[DeliveryKey] = ()
@@ -1070,16 +1093,23 @@ class App:
         found: list[Outgoing] = []
         rolled: set[DeliveryKey] = set()
         for profile, address, stale in self._stale_emails(earlier, kind):
+            reader = self._subscriber(profile, address)
             period = missed_days(min(w.first for w in stale), max(w.last for w in stale))
             ((everyone, _),) = self.build_rollups([(profile, period)])
             pool = store.rollup_pool(profile.id, period)
             assert pool is not None, "just built"
             into = DeliveryKey(profile.id, period.last, address, period.key)
-            copy = self._copy_for(everyone, pool, address, Cadence.DAILY, ignoring=[w.key for w in stale])
+            copy = self._copy_for(everyone, pool, reader, Cadence.DAILY, ignoring=[w.key for w in stale])
             if store.roll_up([w.key for w in stale], into, copy, message_id=message_id, transport=kind, at=now):
                 rolled.update(w.key for w in stale)
                 found += self._rollup_outgoing(profile, period, address, render)
         return found, rolled
+
+    def _subscriber(self, profile: Profile, address: str) -> Subscriber:
+        """`address` as one of the profile's subscribers (with no reader id and the profile's
+        preferences when it is not one, e.g. an address that unsubscribed meanwhile)."""
+        found = {s.address.lower(): s for s in self.subscribers(profile)}
+        return found.get(address.lower(), Subscriber(address, cadence=Cadence.DAILY))
 
     def _stale_emails(
         self, earlier: Sequence[Digest], kind: TransportKind

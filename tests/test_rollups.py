@@ -28,9 +28,9 @@ from digest.app import App
 from digest.config import Config, SmtpSettings, load_config
 from digest.deliver.transports import message_bytes
 from digest.ingest.hf_dump import content_hash, format_dump, parse_dump
-from digest.models import Cadence, Entry, Profile
+from digest.models import Cadence, Entry, Organization, Profile, VoteKind
 from digest.periods import parse_period
-from digest.rows import DeliveryKey
+from digest.rows import DeliveryKey, ReaderPreferences
 from digest.schedule import run_due_once
 from digest.store import Store
 
@@ -468,3 +468,98 @@ def test_a_pending_rollup_email_is_sent_later_as_it_was_made(store: Store, tmp_p
     assert store.rollup_mail(cl, parse_period("2026-W02"), BOB) == made
     text = text_of(copy.message).replace("\n   ", " ")
     assert made is not None and all(s.paper.title in text for s in made.items)
+
+
+# -- a reader's own votes and number of papers in their roll-ups ---------------------------------
+
+NOISY = Organization("noisylab", "Noisy Lab")
+
+
+def from_noisy_lab(day: date) -> Entry:
+    return Entry(f"Continual Learning Without Forgetting, Noisy Lab {day:%b} {day.day}", ABSTRACT, None, NOISY, day, 3)
+
+
+def test_a_weekly_readers_mute_and_votes_steer_their_rollup_as_they_steer_a_daily_digest(
+    store: Store, tmp_path: Path
+) -> None:
+    # Their copy was the profile's roll-up less what they were sent: the organisation they
+    # muted and the papers they voted on came back in it, and their number of papers was ignored.
+    for day in WEEK:
+        listed(store, day, [on_topic(day, 1), on_topic(day, 2), from_noisy_lab(day)])
+    cl = profile(ADA, (BOB, Cadence.WEEKLY), owner=ADA)
+    config = config_with(tmp_path, cl)
+    monday = at_eight(WEEK[0])
+    bob = store.reader_id(BOB, create=True, at=monday)
+    assert bob is not None
+    by_title = {p.title: p for p in store.iter_papers()}
+    noisy = by_title[from_noisy_lab(WEEK[0]).title]
+    less, more = by_title[on_topic(WEEK[1], 1).title], by_title[on_topic(WEEK[2], 2).title]
+    store.record_vote("cl", bob, noisy.id, VoteKind.MUTE, monday, organization=NOISY.id)
+    store.record_vote("cl", bob, less.id, VoteKind.LESS, monday)
+    store.record_vote("cl", bob, more.id, VoteKind.MORE, monday)
+    store.set_preferences("cl", bob, ReaderPreferences(cadence=Cadence.WEEKLY, max_items=4), monday)
+    for day in WEEK:
+        app_at(config, store, at_eight(day)).build([cl])
+    app_at(config, store, at_eight(WEEK[-1] + timedelta(days=1))).build([cl])
+    (rollup,) = [m for m in mails_to(config, BOB).values() if m["Subject"].startswith("Week 2")]
+    text = text_of(rollup).replace("\n   ", " ")
+    assert "Noisy Lab" not in text and less.title not in text and more.title not in text
+    assert rollup["Subject"].startswith("Week 2: 4 papers for"), rollup["Subject"]
+    # The profile's own roll-up (its feeds and site) follows the owner: the noisy lab stays.
+    public = store.load_rollup(cl, parse_period("2026-W02"))
+    assert public is not None and any(s.paper.organization == NOISY for s in public.items)
+
+
+def test_a_what_you_missed_message_holds_what_the_readers_own_digests_held(store: Store, tmp_path: Path) -> None:
+    port = free_port()
+    cl = profile(ADA, BOB, owner=ADA, formats=("email",))
+    config = config_with(tmp_path, cl, smtp=smtp_on(port))
+    listed(store, WEEK[0], [on_topic(WEEK[0], 1), from_noisy_lab(WEEK[0])])
+    bob = store.reader_id(BOB, create=True, at=at_eight(WEEK[0]))
+    assert bob is not None
+    noisy = next(p for p in store.iter_papers() if p.organization)
+    store.record_vote("cl", bob, noisy.id, VoteKind.MUTE, at_eight(WEEK[0]), organization=NOISY.id)
+    for day in WEEK[:3]:  # the server is down: every email waits, then goes stale
+        if day != WEEK[0]:
+            listed(store, day, [on_topic(day, 1), from_noisy_lab(day)])
+        app_at(config, store, at_eight(day)).build([cl], send=True)
+    listed(store, WEEK[3], [on_topic(WEEK[3], 1)])
+    with MailServer(port=port) as server:
+        app_at(config, store, at_eight(WEEK[3])).build([cl], send=True)
+        got = {copy.message["Subject"]: copy.message for copy in server.by_recipient()[BOB]}
+    missed = next(m for subject, m in got.items() if subject.startswith("What you missed"))
+    assert "Noisy Lab" not in text_of(missed)
+    assert missed["Subject"].startswith("What you missed: 3 papers"), missed["Subject"]
+    to_ada = {copy.message["Subject"] for copy in server.by_recipient()[ADA]}
+    assert any(s.startswith("What you missed: 6 papers") for s in to_ada), to_ada
+
+
+def test_a_reader_with_a_digest_of_their_own_who_turns_weekly_gets_no_paper_twice_and_none_lost(
+    store: Store, tmp_path: Path
+) -> None:
+    # The ledger's "what was sent" read the profile's digest, not theirs: the roll-up mailed
+    # again what their own digests gave them, and left out what only the profile's held.
+    for day in WEEK:
+        listed(store, day, [on_topic(day, n, upvotes=10 - n) for n in range(1, 7)])
+    cl = profile(ADA, BOB, owner=ADA, max_items=3, formats=("email",))
+    config = config_with(tmp_path, cl)
+    bob = store.reader_id(BOB, create=True, at=at_eight(WEEK[0]))
+    assert bob is not None
+    store.set_preferences("cl", bob, ReaderPreferences(max_items=5), at_eight(WEEK[0]))
+    for day in WEEK[:3]:
+        app_at(config, store, at_eight(day)).build([cl])
+    his = {
+        item.paper.title
+        for day in WEEK[:3]
+        for item in store.load_personal_digest(replace(cl, max_items=5), day, bob).items  # type: ignore[union-attr]
+    }
+    assert len(his) == 15
+    store.set_preferences("cl", bob, ReaderPreferences(max_items=5, cadence=Cadence.WEEKLY), at_eight(WEEK[2]))
+    for day in WEEK[3:]:
+        app_at(config, store, at_eight(day)).build([cl])
+    app_at(config, store, at_eight(WEEK[-1] + timedelta(days=1))).build([cl])
+    (rollup,) = [m for m in mails_to(config, BOB).values() if m["Subject"].startswith("Week 2")]
+    text = text_of(rollup).replace("\n   ", " ")
+    assert [title for title in his if title in text] == []
+    # Monday's sixth paper was in neither his digest nor the profile's: the roll-up may hold it.
+    assert rollup["Subject"].startswith("Week 2: 5 papers"), rollup["Subject"]

@@ -23,6 +23,7 @@ from digest.reason_records import dump_reasons, load_reasons
 from digest.rollups import ALSO_SHOWN, Pool
 from digest.rows import CarriedPaper, DeliveryKey, RollupRecord
 from digest.store.base import StoreBase, moment, version_of
+from digest.store.ledger import subscriber_key
 from digest.store.papers import FIRST_SIGHTING, PAPER_COLUMNS, paper_of, paper_version, read_papers
 
 ITEM = "item"
@@ -49,12 +50,21 @@ _POOLS = f"""
     FROM rollup_items r JOIN rollups g ON g.profile_id = r.profile_id AND g.period = r.period
     WHERE r.profile_id = ? AND g.kind IN ({{marks}}) ORDER BY r.period, r.kind, r.rank
 """
-# The papers a subscriber's ledger rows of one profile carry: a daily digest's items, or
-# what their copy of a roll-up listed.
+# The papers a subscriber's ledger rows of one profile carry: a daily digest's items (their
+# own digest's, when their votes or number of papers gave them one: reader :r), or what
+# their copy of a roll-up listed.
 _CARRIED = """
     SELECT i.paper_id, p.first_seen, d.day, d.period, d.state, d.possible_duplicate
     FROM deliveries d
     JOIN digest_items i ON i.profile_id = d.profile_id AND i.day = d.day AND i.kind = 'item'
+    JOIN papers p ON p.id = i.paper_id
+    WHERE d.profile_id = :p AND d.subscriber = :s AND d.period = '' AND NOT EXISTS (
+        SELECT 1 FROM personal_digests g WHERE g.profile_id = d.profile_id AND g.day = d.day AND g.reader_id = :r
+    )
+    UNION ALL
+    SELECT i.paper_id, p.first_seen, d.day, d.period, d.state, d.possible_duplicate
+    FROM deliveries d
+    JOIN personal_items i ON i.profile_id = d.profile_id AND i.day = d.day AND i.reader_id = :r
     JOIN papers p ON p.id = i.paper_id
     WHERE d.profile_id = :p AND d.subscriber = :s AND d.period = ''
     UNION ALL
@@ -201,7 +211,8 @@ class RollupsMixin(StoreBase):
 
     def carried_papers(self, profile_id: str, subscriber: str) -> list[CarriedPaper]:
         """Every paper the subscriber's ledger rows of this profile carry (see `CarriedPaper`)."""
-        rows = self._db.execute(_CARRIED, {"p": profile_id, "s": subscriber})
+        reader = self._db.execute("SELECT id FROM readers WHERE address = ?", (subscriber_key(subscriber),)).fetchone()
+        rows = self._db.execute(_CARRIED, {"p": profile_id, "s": subscriber, "r": reader[0] if reader else None})
         return [
             CarriedPaper(
                 pid, date.fromisoformat(first), date.fromisoformat(day), period, DeliveryState(state), bool(dup)
