@@ -44,11 +44,17 @@ def printable(text: str) -> str:
 
 
 _NOT_A_LETTER = re.compile(r"[^\w]+|_")
+# Letters that are not a base letter plus an accent (NFKD keeps them whole), as the Latin
+# letters names are also written with ('Łukasz' is often 'Lukasz' on arXiv).
+_PLAIN_LETTERS = str.maketrans(
+    {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe", "ı": "i", "ħ": "h", "ŧ": "t", "ŀ": "l"}
+)
 
 
 def name_key(name: str) -> str:
     """A person's name as compared, not as shown: case, accents, format characters and
-    punctuation set aside, so 'Yann LeCun', 'YANN LECUN' and 'Yánn  LeCun' are one name."""
+    punctuation set aside, so 'Yann LeCun', 'YANN LECUN' and 'Yánn  LeCun' are one name,
+    and 'Łukasz' and 'Søren' are 'Lukasz' and 'Soren'."""
     decomposed = unicodedata.normalize("NFKD", strip_format(name))
     letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(_NOT_A_LETTER.sub(" ", letters.casefold()).split())
+    return " ".join(_NOT_A_LETTER.sub(" ", letters.casefold().translate(_PLAIN_LETTERS)).split())

@@ -184,6 +184,19 @@ def test_a_followed_author_boosts_whatever_the_case_accents_or_punctuation() -> 
     assert {r.kind for r in ranked["both"].reasons} >= {ReasonKind.FOLLOWED, ReasonKind.FOLLOWED_AUTHOR}
 
 
+@pytest.mark.parametrize(
+    ("followed", "written"),
+    [("Lukasz Kaiser", "Łukasz Kaiser"), ("Søren Hauberg", "Soren Hauberg"), ("Æsa Ødegård", "aesa odegard")],
+)
+def test_a_followed_author_matches_letters_that_are_not_accented_ones(followed: str, written: str) -> None:
+    # NFKD leaves ł, ø and æ whole: 'Łukasz' and 'Lukasz' were two people, and arXiv writes either.
+    text = ("Routing Tokens", "Routing tokens to experts saves compute in sparse models.")
+    theirs = paper(*text, authors=(written,))
+    who = profile(description="sparse models with experts", follow_authors=(followed,))
+    (found,) = [s for s in rank([theirs, *filler()], who) if s.paper.id == theirs.id]
+    assert Reason(ReasonKind.FOLLOWED_AUTHOR, author=written) in found.reasons
+
+
 def test_already_delivered_papers_drop_out() -> None:
     a = paper("Continual Learning A", "continual learning")
     b = paper("Continual Learning B", "continual learning")
