@@ -173,7 +173,8 @@ def test_rollup_feeds_hold_one_entry_per_rollup_with_stable_ids(filled_store: St
     )
     assert atom.entries[0].published == "2026-01-05T07:00:12+01:00"
     content = atom.entries[0].content[0].value
-    assert "<p><strong>Also this week:</strong></p>" in content and "OpenBMB · 4 Sep 2024 · 2 upvotes" in content
+    assert "<p><strong>Also this week:</strong></p>" in content and "<p>OpenBMB · 4 Sep 2024</p>" in content
+    assert "upvote" not in content  # they change with every listing: the entry would change under its date
 
 
 def test_hostile_text_in_a_rollup_is_escaped_everywhere(filled_store: Store) -> None:

@@ -175,6 +175,7 @@ def render_rollup_feeds(
             title=f"{view.label}: {count} paper{'' if count == 1 else 's'} for {title}",
             url=page,
             meta="",
+            origin="",
             reasons=(),
             summary=f"The best {count} of {view.considered} papers listed {view.span}.",
             abstract="",

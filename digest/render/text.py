@@ -99,9 +99,11 @@ def upvotes_label(paper: Paper) -> str | None:
     return f"{paper.upvotes} upvote{'' if paper.upvotes == 1 else 's'}"
 
 
-def meta_line(paper: Paper) -> str:
-    """'OpenBMB · 2 Feb 2024 · 12 upvotes': the parts the listing gave."""
-    parts = [byline(paper), format_date(paper.published) if paper.published else None, upvotes_label(paper)]
+def meta_line(paper: Paper, *, upvotes: bool = True) -> str:
+    """'OpenBMB · 2 Feb 2024 · 12 upvotes': the parts the listing gave (without the upvotes
+    when `upvotes` is False)."""
+    parts = [byline(paper), format_date(paper.published) if paper.published else None]
+    parts.append(upvotes_label(paper) if upvotes else None)
     return " · ".join(p for p in parts if p)
 
 

@@ -24,6 +24,7 @@ class PaperView:
     title: str
     url: str  # always an absolute https address (see text.paper_url)
     meta: str  # "OpenBMB · 2 Feb 2024 · 12 upvotes", may be empty
+    origin: str  # "OpenBMB · 2 Feb 2024": `meta` without upvotes, which change with every listing (feeds)
     reasons: tuple[str, ...]  # in words, at most `reasons.REASONS_SHOWN`
     summary: str  # the abstract's first sentences
     abstract: str  # the whole abstract on one line
@@ -48,6 +49,7 @@ def _view(paper: Paper, reasons: tuple[str, ...], score: float | None) -> PaperV
         title=paper.title,
         url=paper_url(paper),
         meta=meta_line(paper),
+        origin=meta_line(paper, upvotes=False),
         reasons=reasons,
         summary=shorten(paper.abstract),
         abstract=paper.abstract,
