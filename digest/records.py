@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from digest.models import Paper, ScoredPaper
 from digest.reason_records import reason_record
+from digest.render.text import clean
 from digest.rows import Delivery, VoteRecord
 
 EXPORT_FIELDS = (
@@ -48,20 +49,22 @@ def vote_record(vote: VoteRecord, title: str) -> dict[str, Any]:
 
 
 def paper_record(paper: Paper) -> dict[str, Any]:
-    """A paper as `digest export` writes it (JSON types; dates as ISO strings)."""
+    """A paper as `digest export` writes it (JSON types; dates as ISO strings). Its text
+    without the characters no output carries (`render.text.clean`: control, format and
+    non-characters), which a terminal showing the export would act on."""
     org = paper.organization
     return {
         "id": paper.id,
-        "title": paper.title,
-        "abstract": paper.abstract,
+        "title": clean(paper.title),
+        "abstract": clean(paper.abstract),
         "authors_count": paper.authors_count,
-        "organization": {"id": org.id, "name": org.name} if org else None,
+        "organization": {"id": clean(org.id), "name": clean(org.name)} if org else None,
         "published": paper.published.isoformat() if paper.published else None,
         "upvotes": paper.upvotes,
         "first_seen": paper.first_seen.isoformat(),
         "sightings": paper.sightings,
         "arxiv_id": paper.arxiv_id,
-        "authors": list(paper.authors),
+        "authors": [clean(author) for author in paper.authors],
         "url": paper.url,
         "comments": paper.comments,
     }

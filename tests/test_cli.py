@@ -1232,3 +1232,29 @@ def test_csv_export_never_holds_a_formula(tmp_path: Path) -> None:
     (row,) = list(csv.DictReader(io.StringIO(digest("export", "--format", "csv", cwd=tmp_path).stdout)))
     assert row["title"] == '\'=HYPERLINK("http://evil.example","click")' and row["abstract"].startswith("'@SUM")
     assert json.loads(digest("export", cwd=tmp_path).stdout)["title"].startswith("=HYPERLINK")  # JSON stays exact
+
+
+def test_no_control_or_format_character_of_a_dump_reaches_an_export_or_a_ranking(tmp_path: Path) -> None:
+    # Exports go to a terminal by default: ESC moved its cursor, U+009B too, U+202E reversed the text.
+    item = {
+        "paper": {
+            "id": "2611.00301",
+            "title": "Zebra \u001b[2J\u001b[31mRED \u009b1m \u202eevil",
+            "summary": "Continual learning \u200bwith an \u001b[0m abstract.",
+            "authors": [{"name": "Ada\u009b Lovelace"}],
+            "publishedAt": "2026-11-29T12:00:00.000Z",
+            "submittedOnDailyAt": "2026-11-30T09:00:00.000Z",
+        }
+    }
+    (tmp_path / "hf-daily-2026-11-30.json").write_text(json.dumps([item]), encoding="utf-8")
+    assert digest("ingest", "hf-daily-2026-11-30.json", cwd=tmp_path).returncode == 0
+    (tmp_path / "digest.toml").write_text('[[profiles]]\nid = "cl"\ndescription = "continual learning"\n')
+    outputs = [
+        digest("export", cwd=tmp_path).stdout,
+        digest("export", "--format", "csv", cwd=tmp_path).stdout,
+        digest("rank", "--profile", "cl", "--all", "--json", cwd=tmp_path).stdout,
+    ]
+    for out in outputs:
+        assert "Zebra" in out and "Lovelace" in out, out
+        for bad in ("\x1b", "\u009b", "\u202e", "\u200b", "\\u001b", "\\u009b", "\\u202e"):
+            assert bad not in out, (bad, out)
