@@ -29,7 +29,7 @@ from digest.config import Config, SmtpSettings, load_config
 from digest.deliver.transports import message_bytes
 from digest.ingest.hf_dump import content_hash, format_dump, parse_dump
 from digest.models import Cadence, Entry, Organization, Profile, VoteKind
-from digest.periods import parse_period
+from digest.periods import PeriodKind, parse_period
 from digest.rows import DeliveryKey, ReaderPreferences
 from digest.schedule import run_due_once
 from digest.store import Store
@@ -47,12 +47,12 @@ def off_topic(day: date) -> Entry:
     return Entry(f"Protein Folding Kinetics Of {day:%B} {day.day}", "Molecular dynamics of proteins.", 3, None, day, 1)
 
 
-def listed(store: Store, day: date, entries: Sequence[Entry]) -> None:
-    """A dump of the listing of `day`, stored through the real parser."""
+def listed(store: Store, day: date, entries: Sequence[Entry], *, at: datetime | None = None) -> None:
+    """A dump of the listing of `day`, stored through the real parser (at 06:00 that day, or `at`)."""
     text = format_dump(day, list(entries))
     dump = parse_dump(text, f"{day}.txt", today=day + timedelta(days=1), year=day.year)
     assert not dump.problems, dump.problems
-    store.add_dump(dump, content_hash(text), datetime.combine(day, time(6), UTC))
+    store.add_dump(dump, content_hash(text), at or datetime.combine(day, time(6), UTC))
 
 
 def profile(*subscribers: str | tuple[str, Cadence], **changes: object) -> Profile:
@@ -563,3 +563,48 @@ def test_a_reader_with_a_digest_of_their_own_who_turns_weekly_gets_no_paper_twic
     assert [title for title in his if title in text] == []
     # Monday's sixth paper was in neither his digest nor the profile's: the roll-up may hold it.
     assert rollup["Subject"].startswith("Week 2: 5 papers"), rollup["Subject"]
+
+
+def test_a_week_rolled_up_before_it_ended_gives_its_later_papers_to_the_next_rollup(
+    store: Store, tmp_path: Path
+) -> None:
+    # Built by hand on Wednesday, the roll-up of the week keeps what it had; the papers of
+    # Thursday to Sunday were then in no roll-up at all (only daily readers ever got them).
+    cl = profile((ADA, Cadence.WEEKLY), BOB)
+    config = config_with(tmp_path, cl)
+    for day in WEEK[:3]:
+        listed(store, day, [on_topic(day, 1)])
+    app_at(config, store, at_eight(WEEK[2])).build_period([cl], PeriodKind.WEEK)
+    for day in [*WEEK[3:], *(WEEK[-1] + timedelta(days=n) for n in range(1, 8))]:
+        listed(store, day, [on_topic(day, 1)])
+        app_at(config, store, at_eight(day)).build([cl])
+    app_at(config, store, at_eight(WEEK[-1] + timedelta(days=8))).build([cl])
+    rolled = {
+        s.paper.title
+        for key in ("2026-W02", "2026-W03")
+        for s in (*store.load_rollup(cl, parse_period(key)).items, *store.load_rollup(cl, parse_period(key)).also)  # type: ignore[union-attr]
+    }
+    every = {p.title for p in store.iter_papers()}
+    assert rolled == every, sorted(every - rolled)
+    to_ada = [text_of(m) for m in mails_to(config, ADA).values()]
+    assert all(sum(title in text.replace("\n   ", " ") for text in to_ada) == 1 for title in every)
+
+
+def test_a_day_listed_after_its_week_was_rolled_up_reaches_the_next_rollup(store: Store, tmp_path: Path) -> None:
+    cl = profile((ADA, Cadence.WEEKLY), BOB)
+    config = config_with(tmp_path, cl)
+    for day in WEEK[:-1]:
+        listed(store, day, [on_topic(day, 1)])
+        app_at(config, store, at_eight(day)).build([cl])
+    monday = WEEK[-1] + timedelta(days=1)
+    app_at(config, store, at_eight(monday)).build([cl])  # Week 2 rolled up without Sunday
+    late = at_eight(monday) + timedelta(hours=6)
+    listed(store, WEEK[-1], [on_topic(WEEK[-1], n) for n in (1, 2, 3)], at=late)  # Sunday's listing
+    app_at(config, store, at_eight(monday) + timedelta(hours=7)).build([cl], day=WEEK[-1])
+    sunday = {p.title for p in store.iter_papers() if p.first_seen == WEEK[-1]}
+    w02 = store.load_rollup(cl, parse_period("2026-W02"))
+    assert w02 is not None and not sunday & {s.paper.title for s in w02.items}
+    for day in (monday + timedelta(days=n) for n in range(8)):
+        app_at(config, store, at_eight(day)).build([cl])
+    w03 = store.load_rollup(cl, parse_period("2026-W03"))
+    assert w03 is not None and sunday <= {s.paper.title for s in w03.items}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from digest.lifecycle import nobody_got
@@ -30,9 +30,11 @@ ITEM = "item"
 RUNNER_UP = "runner-up"
 ALSO = "also"
 
-# A roll-up's papers: those first listed in its period, and those the profile's digests of
-# its days gave that were listed earlier (late or back-filled listings), except papers an
-# earlier roll-up of the same kind had in its pool.
+# A roll-up's papers: those first listed in its period; those the profile's digests of its
+# days gave that were listed earlier (late or back-filled listings), except papers an
+# earlier roll-up of the same kind had in its pool; and those listed in the period before
+# but stored after its roll-up was built (built before that period ended, or a day of it
+# came late), which that roll-up never considered.
 _CANDIDATES = f"""
     SELECT {PAPER_COLUMNS} FROM papers p
     WHERE p.first_seen BETWEEN :first AND :last
@@ -42,6 +44,11 @@ _CANDIDATES = f"""
            AND p.id NOT IN (SELECT r.paper_id FROM rollup_items r JOIN rollups g
                             ON g.profile_id = r.profile_id AND g.period = r.period
                             WHERE r.profile_id = :p AND g.kind = :kind AND g.first_day < :first))
+       OR (p.first_seen < :first
+           AND EXISTS (SELECT 1 FROM rollups g JOIN dumps u ON u.id = p.first_dump
+                       WHERE g.profile_id = :p AND g.kind = :kind AND g.last_day = :before
+                       AND p.first_seen BETWEEN g.first_day AND g.last_day
+                       AND julianday(u.ingested_at) > julianday(g.built_at)))
     ORDER BY {FIRST_SIGHTING}
 """
 # Every pool of a profile's roll-ups of some kinds, with each paper's version.
@@ -86,7 +93,14 @@ class RollupsMixin(StoreBase):
     def rollup_candidates(self, profile_id: str, period: Period) -> list[Paper]:
         """The papers the roll-up of `profile_id` for `period` considers, in order of first sighting."""
         kind = period.kind if period.kind is not PeriodKind.MISSED else ""
-        parameters = {"p": profile_id, "first": period.first.isoformat(), "last": period.last.isoformat(), "kind": kind}
+        before = (period.first - timedelta(days=1)).isoformat()
+        parameters = {
+            "p": profile_id,
+            "first": period.first.isoformat(),
+            "last": period.last.isoformat(),
+            "kind": kind,
+            "before": before,
+        }
         return [paper_of(row) for row in self._db.execute(_CANDIDATES, parameters)]
 
     def save_rollup(self, rollup: Rollup, pool: Pool) -> bool:
