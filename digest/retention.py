@@ -1,7 +1,7 @@
 """How long the state database remembers: `digest prune` and the rule that keeps it safe.
 
 Finished ledger rows and fetch records older than `[digest] retention_days`, and the
-eight days a run reaches back to (`LEDGER_REACH`), are deleted;
+31 days a run reaches back to (`LEDGER_REACH`), are deleted;
 papers, digests and unsubscribes never are, and neither is a ledger row whose email may
 still go out or that belongs to a digest a feed still shows. Because a pruned ledger no
 longer knows an old digest was mailed, a digest day older than the retention, or than
@@ -18,10 +18,12 @@ from digest.config import Config
 from digest.deliver.due import RETRY_DAYS
 
 # A run for day D also finishes the earlier digests of the week before D (`RETRY_DAYS`) and
-# sends the roll-ups of periods that ended the day before: it reads their ledger rows, so
-# those are kept this much longer than `retention_days` (pruned with the retention alone, a
-# `--date` the rule accepted mailed those days again).
-LEDGER_REACH = timedelta(days=RETRY_DAYS + 1)
+# sends the roll-ups of the week and the month before D's (`lifecycle.due_periods`): the
+# month's row is dated its last day, up to 31 days before D (D = 31 January, December's).
+# It reads those ledger rows, so they are kept this much longer than `retention_days`
+# (pruned with the retention alone, or 8 days more, a `--date` the rule accepted mailed
+# those emails again).
+LEDGER_REACH = timedelta(days=max(RETRY_DAYS + 1, 31))
 
 
 class DayRefused(ValueError):

@@ -608,3 +608,21 @@ def test_a_day_listed_after_its_week_was_rolled_up_reaches_the_next_rollup(store
         app_at(config, store, at_eight(day)).build([cl])
     w03 = store.load_rollup(cl, parse_period("2026-W03"))
     assert w03 is not None and sunday <= {s.paper.title for s in w03.items}
+
+
+def test_a_monthly_rollup_is_not_mailed_again_by_a_date_that_prune_still_accepts(store: Store, tmp_path: Path) -> None:
+    # December's roll-up is due on every day of January: a run for 31 January read its ledger
+    # row, 31 days back, which prune (retention and 8 days) had deleted, and mailed it again.
+    port = free_port()
+    cl = profile((BOB, Cadence.MONTHLY), formats=("email",))
+    config = replace(config_with(tmp_path, cl, smtp=smtp_on(port)), retention_days=30)
+    for day in (date(2025, 12, 10), date(2025, 12, 20)):
+        listed(store, day, [on_topic(day, 1), on_topic(day, 2)])
+    with MailServer(port=port) as server:
+        app_at(config, store, at_eight(date(2026, 1, 1))).build([cl], send=True)
+        later = app_at(config, store, at_eight(date(2026, 3, 2)))
+        later.prune()
+        later.check_day(date(2026, 1, 31))  # inside the retention: accepted
+        later.build([cl], day=date(2026, 1, 31), send=True)
+        subjects = [copy.message["Subject"] for copy in server.by_recipient()[BOB]]
+    assert subjects == ["December 2025: 4 papers for Continual learning"]

@@ -17,6 +17,7 @@ from digest.config import Config, ConfigError, load_config
 from digest.deliver import RETRY_DAYS
 from digest.health import Attention, Health, HealthInputs, assess
 from digest.models import Digest, Dump, Entry, Profile, Reason, ReasonKind, ScoredPaper
+from digest.retention import LEDGER_REACH
 from digest.rows import PruneCounts
 from digest.store import Store, Validators, open_store
 
@@ -333,11 +334,13 @@ def test_prune_forgets_old_finished_records_only(db: Store, config: Config) -> N
 
 
 def test_prune_keeps_the_rows_an_accepted_date_reaches_back_to(db: Store, config: Config) -> None:
-    # A run for the oldest day `--date` accepts also finishes the digests of the week before it:
-    # with their rows pruned, it mailed them again (a digest with no row is not done).
+    # A run for the oldest day `--date` accepts also finishes the digests of the week before it
+    # and sends the month's roll-up before it (dated up to 31 days earlier): with their rows
+    # pruned, it mailed them again (a digest with no row is not done).
     alpha, _ = config.profiles
     oldest_accepted = TODAY - timedelta(days=config.retention_days)
-    reached, beyond = oldest_accepted - timedelta(days=RETRY_DAYS), oldest_accepted - timedelta(days=RETRY_DAYS + 2)
+    assert timedelta(days=max(RETRY_DAYS, 31)) <= LEDGER_REACH
+    reached, beyond = oldest_accepted - LEDGER_REACH, oldest_accepted - LEDGER_REACH - timedelta(days=1)
     for day, tag in ((beyond, "beyond"), (reached, "reached")):  # the feed shows the later one
         add_listing(db, day, count=3, tag=tag)
         build(db, alpha, day, papers=1)
@@ -383,7 +386,7 @@ def test_a_day_an_earlier_prune_reached_is_refused_after_retention_days_is_raise
     # The prune deleted the day's ledger rows; with the longer retention the day is inside
     # it again, and a send would have mailed the reader that digest a second time.
     today = real_now().date()
-    old = today - timedelta(days=45)
+    old = today - timedelta(days=75)
     short = CONFIG.replace("feed_size = 4", "feed_size = 1\nretention_days = 30")
     (tmp_path / "digest.toml").write_text(short)
     store = open_store(config.db)
@@ -407,10 +410,10 @@ def test_a_day_an_earlier_prune_reached_is_refused_after_retention_days_is_raise
         assert "an earlier `digest prune` kept the delivery ledger of" in result.stderr
     assert not (tmp_path / "outbox").exists()
     store = open_store(config.db)
-    assert store.pruned_before() == today - timedelta(days=30 + RETRY_DAYS + 1)
+    assert store.pruned_before() == today - timedelta(days=30) - LEDGER_REACH
     assert store.deliveries() == [], "nothing mailed again"
     store.close()
-    kept = today - timedelta(days=30)  # the oldest day that prune kept the ledger of
+    kept = today - timedelta(days=30)  # the oldest --date whose runs read only rows that prune kept
     assert digest("send", "--date", kept.isoformat(), "--dry-run", cwd=tmp_path).returncode == 0
 
 
