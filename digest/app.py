@@ -1376,6 +1376,10 @@ class App:
             return AddressChange(address, self.store.resubscribe(address, profile_id))
         return AddressChange(address, self.store.unsubscribe(address, profile_id, self.clock()))
 
+    def is_address_unsubscribed(self, address: str, profile_id: str) -> bool:
+        """Whether `address` gets no email of `profile_id` for having unsubscribed (from it or from all)."""
+        return self.store.is_unsubscribed(address, profile_id)
+
     def is_subscriber(self, address: str) -> bool:
         """Whether `address` reads any profile (in `digest.toml`, or confirmed on the web side)."""
         listed = {s.lower() for p in self.config.profiles for s in p.subscribers}

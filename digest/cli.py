@@ -349,7 +349,11 @@ def _add_unsubscribe(commands: Any) -> None:
     )
     p.add_argument("address", metavar="ADDRESS", help="the subscriber's email address")
     p.add_argument("--profile", metavar="ID", help="only this profile (default: all profiles)")
-    p.add_argument("--undo", action="store_true", help="subscribe the address again (same scope)")
+    p.add_argument(
+        "--undo",
+        action="store_true",
+        help="subscribe the address again: to the profile, or (without --profile) to every profile",
+    )
     p.set_defaults(run=run_unsubscribe)
 
 
@@ -787,6 +791,10 @@ def run_unsubscribe(ctx: Context) -> int:
             raise UsageError(exc.args[0]) from None
         if ctx.args.undo:
             print(f"{address}: {'subscribed again to' if changed else 'was not unsubscribed from'} {where}")
+            if scope and app.is_address_unsubscribed(address, scope):
+                print(
+                    f"note: {address} is still unsubscribed from all profiles (undo without --profile)", file=sys.stderr
+                )
         else:
             print(f"{address}: {'unsubscribed from' if changed else 'already unsubscribed from'} {where}")
         if not app.is_subscriber(address):

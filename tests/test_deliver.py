@@ -357,6 +357,22 @@ def test_an_unsubscribe_from_all_profiles_and_a_resubscribe(store: Store, tmp_pa
     assert store.resubscribe(ALAN, None) and not store.is_unsubscribed(ALAN, "llm-rl")
 
 
+def test_undo_without_a_profile_takes_back_every_unsubscribe_of_the_address(tmp_path: Path) -> None:
+    # It said "subscribed again to all profiles" and left the one profile it had left first.
+    (tmp_path / "digest.toml").write_text(CONFIG)
+    assert digest_command("unsubscribe", GRACE, "--profile", "llm-rl", cwd=tmp_path).returncode == 0
+    assert digest_command("unsubscribe", GRACE, cwd=tmp_path).returncode == 0
+    partly = digest_command("unsubscribe", GRACE, "--profile", "llm-rl", "--undo", cwd=tmp_path)
+    assert partly.stdout == f"{GRACE}: subscribed again to profile llm-rl\n"
+    assert "still unsubscribed from all profiles" in partly.stderr
+    assert digest_command("unsubscribe", GRACE, "--profile", "llm-rl", cwd=tmp_path).returncode == 0
+    undo = digest_command("unsubscribe", GRACE, "--undo", cwd=tmp_path)
+    assert undo.stdout == f"{GRACE}: subscribed again to all profiles\n" and undo.stderr == ""
+    store = open_store(tmp_path / "state.db")
+    assert not any(store.is_unsubscribed(GRACE, p) for p in ("llm-rl", "continual-learning", "any"))
+    store.close()
+
+
 def test_a_message_that_cannot_be_rendered_stays_pending_and_the_rest_go(store: Store, tmp_path: Path) -> None:
     outgoing = two_profiles(store)
 

@@ -203,12 +203,16 @@ class LedgerMixin(StoreBase):
             return cursor.rowcount > 0
 
     def resubscribe(self, address: str, profile_id: str | None) -> bool:
-        """Undo `unsubscribe` for the same scope; False if there was nothing to undo."""
+        """Undo `unsubscribe` for one profile, or (`profile_id` None) every unsubscribe of the
+        address, from all profiles and from each; False if there was nothing to undo."""
         with self.transaction() as db:
-            cursor = db.execute(
-                "DELETE FROM unsubscribes WHERE address = ? AND profile_id = ?",
-                (subscriber_key(address), profile_id or ALL_PROFILES),
-            )
+            if profile_id is None:
+                cursor = db.execute("DELETE FROM unsubscribes WHERE address = ?", (subscriber_key(address),))
+            else:
+                cursor = db.execute(
+                    "DELETE FROM unsubscribes WHERE address = ? AND profile_id = ?",
+                    (subscriber_key(address), profile_id),
+                )
             return cursor.rowcount > 0
 
     def is_unsubscribed(self, address: str, profile_id: str) -> bool:
