@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="digest",
         description="A personal daily digest of new machine-learning papers from Hugging Face Daily Papers.",
         epilog="Exit codes: 0 success, 1 some input rejected (the rest done), 2 usage or configuration error, "
-        "3 some emails not delivered, 4 stale inbox (run --stale fail).",
+        "3 some emails not delivered, 4 stale inbox (run --stale fail), 5 stopped partway (an output could not "
+        "be written, or a template failed), 70 a bug (with its traceback).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", type=Path, metavar="FILE", help="config file (default: ./digest.toml if present)")
@@ -332,7 +333,7 @@ def _add_deliveries(commands: Any) -> None:
         "deliveries",
         help="show the delivery ledger",
         description="Show the delivery ledger: one row per profile, subscriber and digest day, with its state "
-        "(pending, sending, sent, failed, skipped), attempts, last error and Message-ID.",
+        "(pending, sending, sent, failed, skipped, rolled-up), attempts, last error and Message-ID.",
     )
     p.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="only this digest day")
     p.add_argument("--profile", metavar="ID", help="only this profile")
@@ -743,14 +744,19 @@ def _logging_to_stderr() -> Iterator[None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     root = logging.getLogger()
-    previous = root.level
+    # APScheduler's own lines ("Running job ...", "executed successfully") around each of ours:
+    # one line per run, as the README promises; its warnings (a run missed) still show.
+    scheduler = logging.getLogger("apscheduler")
+    previous, previous_scheduler = root.level, scheduler.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    scheduler.setLevel(logging.WARNING)
     try:
         yield
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
+        scheduler.setLevel(previous_scheduler)
 
 
 def run_deliveries(ctx: Context) -> int:

@@ -61,6 +61,8 @@ def test_serve_runs_the_web_side_and_the_scheduler_in_one_process(tmp_path: Path
     assert code == 0, err
     assert "web side on http://127.0.0.1:" in err and "ingest: ok" in err and "stopped" in err
     assert (tmp_path / "site" / "index.html").exists()
+    # One line per run of a job (README "Logs"): none of APScheduler's own around it.
+    assert "Running job" not in err and "executed successfully" not in err and "Added job" not in err, err
 
 
 def test_serve_no_schedule_runs_the_web_side_alone_on_the_http_address(tmp_path: Path) -> None:
