@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -994,7 +993,9 @@ def _unforeseen(exc: Exception) -> int:
     bug: its traceback, and an exit code the publish workflow never takes for success."""
     from jinja2 import TemplateError, TemplateSyntaxError
 
-    where = _template_location(exc)
+    from digest.render.templates import template_location
+
+    where = template_location(exc)
     if isinstance(exc, TemplateSyntaxError):
         where = (exc.filename or exc.name or "?", exc.lineno)
     if isinstance(exc, TemplateError) or where is not None:
@@ -1005,30 +1006,6 @@ def _unforeseen(exc: Exception) -> int:
     traceback.print_exc()
     print("digest: error: this is a bug (the traceback above says where); nothing after it was done", file=sys.stderr)
     return EXIT_BUG
-
-
-# A frame of a template in a worker's traceback, as the pool sends it back (text).
-_REMOTE_TEMPLATE_FRAME = re.compile(
-    r'File "([^"]+)", line (\d+), in (?:top-level template code|block |macro |template)'
-)
-
-
-def _template_location(exc: BaseException) -> tuple[str, int] | None:
-    """The file and line of the innermost template frame: Jinja runs a template's code with
-    `__jinja_exception__` (or `__jinja_template__`) among its globals; from a worker process,
-    the frame is in the text of the traceback the pool sends back."""
-    found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        names = tb.tb_frame.f_globals
-        if "__jinja_exception__" in names or "__jinja_template__" in names:
-            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-        tb = tb.tb_next
-    if found is None and exc.__cause__ is not None:
-        remote = _REMOTE_TEMPLATE_FRAME.findall(str(exc.__cause__))
-        if remote:
-            found = (remote[-1][0], int(remote[-1][1]))
-    return found
 
 
 def entry_point() -> None:

@@ -746,6 +746,32 @@ def test_a_template_that_fails_while_rendering_is_named_with_exit_code_5(tmp_pat
             assert re.fullmatch(pattern, line), (workers, line)
 
 
+def test_an_email_template_that_fails_while_rendering_is_named_and_its_emails_wait(tmp_path: Path) -> None:
+    # It left every email pending with "cannot prepare the message" (exit 3), named no
+    # template, and every later run failed alike.
+    folder = project(tmp_path)
+    config = (folder / "digest.toml").read_text()
+    for workers in (1, 2):
+        mine = folder / f"mine{workers}"
+        mine.mkdir()
+        (mine / "email.txt").write_text("Hello\n{{ nonexistent_var.foo }}\n")
+        settings = f'[digest]\ntemplates = "{mine.name}"\nworkers = {workers}\nshard_size = 1\n'
+        (folder / "digest.toml").write_text(config.replace("[digest]\n", settings, 1))
+        result = digest("build", cwd=folder)
+        assert result.returncode == 5 and "Traceback" not in result.stderr, result.stderr
+        (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("digest: error: ")]
+        assert re.fullmatch(
+            r"digest: error: template \S*email\.txt, line 2: UndefinedError: 'nonexistent_var' is undefined; "
+            r"stopped partway",
+            line,
+        ), (workers, line)
+        listed = json.loads(digest("deliveries", "--json", cwd=folder).stdout)
+        assert listed and {row["state"] for row in listed} == {"pending"}, "nothing went, nothing was lost"
+    (folder / "digest.toml").write_text(config)  # the built-in templates again: the emails go
+    assert digest("send", cwd=folder).returncode == 0
+    assert {row["state"] for row in json.loads(digest("deliveries", "--json", cwd=folder).stdout)} == {"sent"}
+
+
 def test_a_bug_prints_its_traceback_and_never_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

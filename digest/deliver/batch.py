@@ -307,10 +307,17 @@ def smtp_login_problem(smtp: SmtpSettings | None) -> str | None:
 def prepare_message(render: Callable[[str], EmailMessage | None], message_id: str) -> Prepared:
     """What `render(message_id)` makes, as it goes on the wire, or why it cannot be sent.
 
-    A message without a Message-ID gets the ledger's; one with another is refused."""
+    A message without a Message-ID gets the ledger's; one with another is refused. A
+    template's failure is raised (`render.templates.is_template_failure`): every message
+    made with that template would fail alike, and the owner must fix it (exit 5, naming
+    the template and line); the message stays pending."""
+    from digest.render.templates import is_template_failure
+
     try:
         message = render(message_id)
     except Exception as exc:
+        if is_template_failure(exc):
+            raise
         return Prepared(message_id, error=f"{type(exc).__name__}: {exc}")
     if message is None:
         return Prepared(message_id, error="the renderer gave no message")

@@ -12,6 +12,7 @@ Undefined variables are errors (`StrictUndefined`), never silently empty.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,7 @@ from jinja2 import (
     BaseLoader,
     Environment,
     StrictUndefined,
+    TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
     pass_environment,
@@ -157,3 +159,31 @@ def _remembered_wordwrap(
 @lru_cache(maxsize=4096)
 def _wordwrap(s: str, width: int, break_long_words: bool, wrapstring: str, break_on_hyphens: bool) -> str:
     return do_wordwrap(None, s, width, break_long_words, wrapstring, break_on_hyphens)  # type: ignore[arg-type]
+
+
+# A frame of a template in a worker's traceback, as the pool sends it back (text).
+_REMOTE_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (?:top-level template code|block |macro |template)')
+
+
+def template_location(exc: BaseException) -> tuple[str, int] | None:
+    """The file and line of the innermost template frame: Jinja runs a template's code with
+    `__jinja_exception__` (or `__jinja_template__`) among its globals; from a worker process,
+    the frame is in the text of the traceback the pool sends back."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        names = tb.tb_frame.f_globals
+        if "__jinja_exception__" in names or "__jinja_template__" in names:
+            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if found is None and exc.__cause__ is not None:
+        remote = _REMOTE_FRAME.findall(str(exc.__cause__))
+        if remote:
+            found = (remote[-1][0], int(remote[-1][1]))
+    return found
+
+
+def is_template_failure(exc: BaseException) -> bool:
+    """Whether `exc` is a template's fault (Jinja's own error, or one raised in a template's
+    code): the owner's to fix, so the run stops naming it instead of going on without it."""
+    return isinstance(exc, TemplateError) or template_location(exc) is not None
