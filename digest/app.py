@@ -1685,9 +1685,10 @@ class App:
         if not config.db.exists():
             return assess(HealthInputs(now, config.db, None, None, config.stale_after_days))
         failed_since = now.date() - timedelta(days=RETRY_DAYS)
+        transport = self.transport(send=True)  # with [smtp], an outbox copy is a preview: still to go
         profiles = tuple(
             ProfileInputs(
-                activity=self.store.profile_activity(profile.id, failed_since=failed_since),
+                activity=self.store.profile_activity(profile.id, failed_since=failed_since, transport=transport),
                 due_day=scheduled_day(profile, now),
                 next_tick=profile_trigger(profile).get_next_fire_time(None, now),
             )

@@ -275,6 +275,26 @@ def test_status_with_a_pending_email_exits_1(config: Config, tmp_path: Path) -> 
     assert result.stdout.splitlines()[-1] == "1 thing needs attention"
 
 
+def test_with_smtp_set_an_email_only_written_to_the_outbox_is_still_to_go(config: Config, tmp_path: Path) -> None:
+    # `build` without --send writes a preview to the outbox; `status` said healthy and
+    # `deliveries` said "sent", though nothing went over SMTP until `send`.
+    store = open_store(config.db)
+    today = real_now().date()
+    healthy_store(store, config, today=today)
+    key = ("alpha", today, "preview@example.org")
+    store.add_deliveries([key], lambda _: "<preview@test>", "outbox", real_now())
+    store.mark_delivery_sending(key, real_now())
+    store.mark_delivery_sent(key, real_now())
+    store.close()
+    assert digest("status", cwd=tmp_path).returncode == 0, "without [smtp] the outbox is where mail goes"
+    (tmp_path / "digest.toml").write_text(CONFIG + '\n[smtp]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\n')
+    result = digest("status", cwd=tmp_path)
+    assert result.returncode == 1 and "attention: alpha: 1 email not sent yet" in result.stdout, result.stdout
+    listed = digest("deliveries", cwd=tmp_path).stdout
+    (line,) = [ln for ln in listed.splitlines() if "preview@example.org" in ln]
+    assert line.split()[3] == "outbox" and listed.splitlines()[-1] == "3 deliveries: 1 outbox, 2 sent"
+
+
 def test_status_with_a_profile_never_built_exits_1(config: Config, tmp_path: Path) -> None:
     store = open_store(config.db)
     today = real_now().date()

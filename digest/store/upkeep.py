@@ -21,9 +21,16 @@ _FINISHED = "state IN ('sent', 'failed', 'skipped')"
 class UpkeepMixin(StoreBase):
     """Status reads and pruning (see the module docstring)."""
 
-    def profile_activity(self, profile_id: str, *, failed_since: date) -> ProfileActivity:
+    def profile_activity(
+        self, profile_id: str, *, failed_since: date, transport: TransportKind = TransportKind.OUTBOX
+    ) -> ProfileActivity:
         """What the store knows of a profile's last digest, publication and email, and its
-        emails still to go (pending) or refused (failed, for digest days from `failed_since`)."""
+        emails still to go (pending) or refused (failed, for digest days from `failed_since`).
+        With `transport` SMTP, an email only written to the outbox (a preview) is still to go,
+        and is not the last one mailed."""
+        smtp = transport == TransportKind.SMTP
+        previewed = "(state = 'sent' AND transport = 'outbox')" if smtp else "0"
+        mailed_by = "AND transport = 'smtp'" if smtp else ""
         built = self._db.execute(
             "SELECT g.day, g.built_at, (SELECT COUNT(*) FROM digest_items i WHERE i.profile_id = g.profile_id "
             "AND i.day = g.day AND i.kind = 'item') FROM digests g WHERE g.profile_id = ? ORDER BY g.day DESC LIMIT 1",
@@ -35,12 +42,12 @@ class UpkeepMixin(StoreBase):
             (profile_id,),
         ).fetchone()
         mailed = self._db.execute(
-            "SELECT day, sent_at, transport FROM deliveries WHERE profile_id = ? AND state = 'sent' "
+            f"SELECT day, sent_at, transport FROM deliveries WHERE profile_id = ? AND state = 'sent' {mailed_by} "
             "ORDER BY sent_at DESC, day DESC LIMIT 1",
             (profile_id,),
         ).fetchone()
         pending, failed = self._db.execute(
-            "SELECT COALESCE(SUM(state IN ('pending', 'sending')), 0), "
+            f"SELECT COALESCE(SUM(state IN ('pending', 'sending') OR {previewed}), 0), "
             "COALESCE(SUM(state = 'failed' AND day >= ?), 0) FROM deliveries WHERE profile_id = ?",
             (failed_since.isoformat(), profile_id),
         ).fetchone()
