@@ -709,12 +709,20 @@ def run_send(ctx: Context) -> int:
         except DayRefused as exc:
             raise UsageError(f"--date {exc}") from None
         if ctx.args.dry_run:
+            from digest.app import CAUGHT_UP
+
             plans = app.plan_send(profiles, day=ctx.args.date)
             for plan in plans:
                 item = plan.outgoing
-                print(f"{item.day}  {item.profile_id}  {item.subscriber}  {plan.state}")
+                print(f"{item.period or item.day}  {item.profile_id}  {item.subscriber}  {plan.state}")
             to_send = sum(plan.to_send for plan in plans)
-            print(f"{to_send} of {len(plans)} email{_s(len(plans))} would be sent ({app.transport(True)})")
+            summary = f"{to_send} of {len(plans)} email{_s(len(plans))} would be sent ({app.transport(True)})"
+            rolled = [plan for plan in plans if plan.state == CAUGHT_UP]
+            readers = {(plan.outgoing.profile_id, plan.outgoing.subscriber) for plan in rolled}
+            if readers:  # each reader's stale emails go as one message, made when sending
+                summary += f", and {len(readers)} 'what you missed' message{_s(len(readers))} instead of the "
+                summary += f"{len(rolled)} marked {CAUGHT_UP}"
+            print(summary)
             return EXIT_OK
         digests, report = app.send(profiles, day=ctx.args.date)
     print(f"{digests} digest{_s(digests)} with emails due; {report.summary()}")

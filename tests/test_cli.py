@@ -608,6 +608,35 @@ def project(tmp_path: Path, extra: str = "") -> Path:
     return folder
 
 
+def test_send_dry_run_counts_the_what_you_missed_message_it_would_make(tmp_path: Path) -> None:
+    # It said "0 of 2 emails would be sent"; `send` then sent one message of all three days.
+    folder = project(tmp_path, '\n[smtp]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\nattempts = 1\n')
+    shutil.rmtree(folder / "seeds")
+    (folder / "seeds").mkdir()
+    now = datetime.now(UTC).date()
+    days = [now - timedelta(days=n) for n in (3, 2, 1)]
+    for day in days:
+        (folder / "seeds" / f"{day}.txt").write_text(
+            f"Daily Papers\n\n{day:%b} {day.day}\n\nContinual Learning Paper {day}\n\n"
+            "Continual learning without catastrophic forgetting.\n\n  • 3 authors\n·\n"
+            f"{day:%b} {day.day}\n",
+            encoding="utf-8",
+        )
+    env = {"DIGEST_SMTP_PASSWORD": ""}
+    for day in days:  # the server is unreachable: each day's email waits, then goes stale
+        built = digest("build", "--send", "--profile", "continual-learning", "--date", str(day), cwd=folder, env=env)
+        assert built.returncode == 3, built.stdout + built.stderr
+    planned = digest("send", "--dry-run", "--profile", "continual-learning", cwd=folder, env=env)
+    assert planned.returncode == 0, planned.stderr
+    lines = planned.stdout.splitlines()
+    assert any(line.startswith(f"{days[0]}--{days[1]}  ") for line in lines), lines  # the earlier message, by period
+    assert re.fullmatch(
+        r"\d+ of \d+ emails would be sent \(smtp\), and 1 'what you missed' message instead of the \d+ marked "
+        r"what-you-missed",
+        lines[-1],
+    ), lines[-1]
+
+
 def test_run_does_the_whole_job_and_says_where_everything_went(tmp_path: Path) -> None:
     folder = project(tmp_path)
     result = digest("run", cwd=folder)
