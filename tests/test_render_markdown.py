@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from html.parser import HTMLParser
 
@@ -86,6 +87,21 @@ def test_hostile_titles_stay_text_in_both_renderers(filled_store: Store) -> None
         assert HOSTILE_TITLE in text and MARKDOWN_TITLE in text
         assert "javascript:alert(1)" in text  # shown as text, never a link
         assert all(c not in text for c in "\x01\x07\x0b\x0c\x1b\x7f")
+
+
+def test_a_bare_web_address_in_dump_text_is_no_link_on_github(filled_store: Store) -> None:
+    # GitHub's renderer links "https://..." and "www..." by itself, and kept our backslash
+    # escapes inside the address (RD\\_VIT became RD%5C_VIT).
+    import cmarkgfm
+
+    (first, *_) = list(filled_store.iter_papers())
+    abstract = "Code: https://github.com/x/RD_VIT_PRUNE (mirror at www.example.org, HTTP://A.B) for you."
+    title = "See ftp://files.example.org/a_b"
+    page = render_markdown(digest(profile(), (replace(first, title=title, abstract=abstract),)))
+    html = cmarkgfm.github_flavored_markdown_to_html(page)
+    assert [link for link in re.findall(r'href="([^"]*)"', html) if "huggingface.co" not in link] == []
+    for _, text in [read(html), *both(page)]:
+        assert "https://github.com/x/RD_VIT_PRUNE" in text and "www.example.org" in text and title in text
 
 
 def test_format_characters_never_reach_the_markdown(filled_store: Store) -> None:

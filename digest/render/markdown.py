@@ -3,7 +3,8 @@
 Pure: a `Digest` in, a string out. Every piece of dump text goes through
 `markdown_escape`, so a title full of `*`, `_`, `[`, `<`, `|` or backticks stays text:
 it can start no emphasis, link, raw HTML, table, heading, list or code span, in GitHub's
-renderer and in Python-Markdown (which the site uses) alike.
+renderer and in Python-Markdown (which the site uses) alike; nor can a bare web address
+become a link on GitHub.
 """
 
 from __future__ import annotations
@@ -26,12 +27,17 @@ _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "~": "&#126;"
 # A regex finds the few special characters fast; str.translate is slow on non-ASCII text.
 _SPECIAL = re.compile("[" + re.escape("".join(_ESCAPES)) + "]")
 _LIST_START = re.compile(r"^(\d+)([.)])")
+# GitHub links a bare address by itself ("https://...", "www."): its ':' or '.' as an
+# entity keeps it text there, and Python-Markdown shows it as it was. (An email address
+# GitHub still links: as a mailto: link, it runs nothing.)
+_BARE_LINK = re.compile(r"(?i)(?<![a-z0-9])(?:(https?|ftp):|(www)\.)")
 RUNNERS_UP_SHOWN = 3
 
 
 def markdown_escape(text: str) -> str:
     """`text` on one line, with every character that Markdown could read as markup escaped."""
     escaped = _SPECIAL.sub(lambda match: _ESCAPES[match.group()], one_line(text))
+    escaped = _BARE_LINK.sub(lambda m: f"{m[1]}&#58;" if m[1] else f"{m[2]}&#46;", escaped)
     if escaped[:1] in ("-", "+"):
         escaped = "\\" + escaped
     return _LIST_START.sub(r"\1\\\2", escaped)
