@@ -3,7 +3,7 @@
 A zero-width space inside a word makes two spellings of one title; U+202E (right-to-left
 override) and the other bidirectional controls make text read differently from what it
 says. Title matching (`store.title_key`) and the text cleaning every renderer uses
-(`render.text.clean`) drop them, as they drop control characters; messages that name
+(`clean`, here) drop them, as they drop control characters; messages that name
 something from the outside (a file name) escape them (`printable`).
 
 The ranges are those of Unicode 15.1 (Python 3.11 ships 14.0, 3.13 ships 15.1);
@@ -29,6 +29,15 @@ NONCHARACTERS = "\ufdd0-\ufdef" + "".join(chr(plane << 16 | 0xFFFE) + chr(plane 
 
 _FORMAT = re.compile(f"[{FORMAT_CHARACTERS}]")
 _UNPRINTABLE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{FORMAT_CHARACTERS}]")
+
+
+_INVALID = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff{NONCHARACTERS}{FORMAT_CHARACTERS}]")
+
+
+def clean(text: str) -> str:
+    """`text` without the characters no output should carry (control and format characters,
+    NUL, lone surrogates, non-characters); tabs and line breaks stay."""
+    return _INVALID.sub("", text) if _INVALID.search(text) else text
 
 
 def strip_format(text: str) -> str:

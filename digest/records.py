@@ -10,9 +10,9 @@ import csv
 from collections.abc import Iterable
 from typing import IO, Any
 
+from digest.chars import clean
 from digest.models import Paper, ScoredPaper
 from digest.reason_records import reason_record
-from digest.render.text import clean
 from digest.rows import Delivery, VoteRecord
 
 EXPORT_FIELDS = (
@@ -50,7 +50,7 @@ def vote_record(vote: VoteRecord, title: str) -> dict[str, Any]:
 
 def paper_record(paper: Paper) -> dict[str, Any]:
     """A paper as `digest export` writes it (JSON types; dates as ISO strings). Its text
-    without the characters no output carries (`render.text.clean`: control, format and
+    without the characters no output carries (`chars.clean`: control, format and
     non-characters), which a terminal showing the export would act on."""
     org = paper.organization
     return {

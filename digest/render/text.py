@@ -15,14 +15,13 @@ from dataclasses import replace
 from datetime import date
 from urllib.parse import quote, urlsplit
 
-from digest.chars import FORMAT_CHARACTERS, NONCHARACTERS
+from digest.chars import clean
 from digest.models import Organization, Paper
 
 # Characters XML 1.0 forbids (feedgen fails a whole feed on one), plus DEL and the C1
 # controls (U+009B is a terminal's escape), the non-characters and the invisible format
 # characters (a bidi override makes a title read backwards); none of them is ever
 # meaningful in a title or an abstract.
-_INVALID = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff{NONCHARACTERS}{FORMAT_CHARACTERS}]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(\[])")
 _NEW_ARXIV = re.compile(r"\d{4}\.\d{4,5}")
 _OLD_ARXIV = re.compile(r"[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}")
@@ -34,11 +33,6 @@ TITLE_LIMIT = 300
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def clean(text: str) -> str:
-    """`text` without the characters no output should carry (control and format characters, NUL, ...)."""
-    return _INVALID.sub("", text) if _INVALID.search(text) else text
 
 
 def one_line(text: str) -> str:
@@ -123,7 +117,7 @@ def is_http_url(url: str) -> bool:
         parts = urlsplit(url)
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not _INVALID.search(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and clean(url) == url
 
 
 def papers_count(n: int) -> str:
