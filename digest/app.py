@@ -920,14 +920,13 @@ class App:
                 continue
             profile = digest.profile
             readers = {s.address: s for s in self.subscribers(profile)}
-            owner = (owner_address(profile) or "").lower()
             for address in self.audience(profile):
                 reader = readers.get(address)
                 key = DeliveryKey(profile.id, digest.date, address)
                 row = self.store.get_delivery(key)
                 if reader is None or reader.id is None or (row is not None and is_done(row, kind)):
                     continue
-                chosen = self._own_digest(digest, reader, owner=address.lower() == owner, choose=may_choose_digest(row))
+                chosen = self._own_digest(digest, reader, choose=may_choose_digest(row))
                 if chosen is None:
                     continue
                 if chosen.items:
@@ -938,17 +937,17 @@ class App:
                 self.store.record_delivery_attempt(key, DeliveryState.SKIPPED, now, error=NOTHING_LEFT, counted=True)
         return own
 
-    def _own_digest(self, digest: Digest, reader: Subscriber, *, owner: bool, choose: bool) -> Digest | None:
+    def _own_digest(self, digest: Digest, reader: Subscriber, *, choose: bool) -> Digest | None:
         """`reader`'s own digest of `digest`'s day, made now if `choose` and their votes or
-        preferences call for one (`readers.wants_own_digest`); None: the profile's digest."""
+        preferences call for one (`_wants_own`); None: the profile's digest."""
         store, profile, day = self.store, digest.profile, digest.date
         assert reader.id is not None
-        mine = replace(profile, max_items=reader.max_items or profile.max_items)
+        mine = _with_readers_count(profile, reader)
         stored = store.personal_digest(profile.id, day, reader.id)
         if not choose:
             return store.load_personal_digest(mine, day, reader.id) if stored else None
         votes = self.reader_votes(profile, reader.id)
-        if not wants_own_digest(profile, votes, reader.max_items, owner=owner):
+        if not self._wants_own(profile, reader, votes):
             if stored:
                 store.forget_personal_digest(profile.id, day, reader.id)
             return None
@@ -1029,19 +1028,32 @@ class App:
         return for_subscriber(everyone, pool, ids, len(in_period))
 
     def _own_pool(self, everyone: Rollup, pool: Pool, reader: Subscriber) -> tuple[Rollup, Pool]:
-        """The roll-up and pool `reader` gets: the profile's, or the period's papers ranked
-        with their votes (a mute, "less like this") and their number of papers."""
+        """The roll-up and pool `reader` gets: the profile's, or its pool ranked again with
+        their votes (a mute, "less like this") and their number of papers. Only the pool's
+        papers: a copy is stored against the profile's pool, and shows each paper with the
+        score and reasons the pool has (a paper their "more like this" would lift from
+        below the threshold stays out)."""
         profile = everyone.profile
-        if reader.id is None:
+        mine = self._readers_profile(profile, reader)
+        if mine is None:
             return everyone, pool
-        votes = self.reader_votes(profile, reader.id)
-        owner = reader.address.lower() == (owner_address(profile) or "").lower()
-        if not wants_own_digest(profile, votes, reader.max_items, owner=owner):
-            return everyone, pool
-        mine = replace(profile, max_items=reader.max_items or profile.max_items)
-        papers = self.store.rollup_candidates(profile.id, everyone.period)
-        ranked = self._rank_period([mine], papers, votes={mine.id: votes})
+        assert reader.id is not None
+        papers = [s.paper for s in (*pool.eligible, *pool.runners_up)]
+        ranked = self._rank_period([mine], papers, votes={mine.id: self.reader_votes(profile, reader.id)})
         return replace(everyone, profile=mine), order_pool(ranked[mine.id], mine)
+
+    def _readers_profile(self, profile: Profile, reader: Subscriber) -> Profile | None:
+        """The profile as `reader`'s own digests and roll-ups are chosen with, when their votes
+        or preferences call for their own (`_wants_own`); None: they get the profile's."""
+        if reader.id is None or not self._wants_own(profile, reader, self.reader_votes(profile, reader.id)):
+            return None
+        return _with_readers_count(profile, reader)
+
+    @staticmethod
+    def _wants_own(profile: Profile, reader: Subscriber, votes: Votes) -> bool:
+        """`readers.wants_own_digest` for `reader` (the owner's votes are the profile's own)."""
+        owner = reader.address.lower() == (owner_address(profile) or "").lower()
+        return wants_own_digest(profile, votes, reader.max_items, owner=owner)
 
     def sent_to(
         self, profile: Profile, address: str, cadence: Cadence, *, ignoring: Collection[DeliveryKey] = ()
@@ -1714,6 +1726,11 @@ class App:
 
     def transport(self, send: bool) -> TransportKind:
         return transport_kind(self.smtp(send))
+
+
+def _with_readers_count(profile: Profile, reader: Subscriber) -> Profile:
+    """The profile with `reader`'s own number of papers, when they chose one."""
+    return replace(profile, max_items=reader.max_items or profile.max_items)
 
 
 def _once(outgoing: Iterable[Outgoing]) -> list[Outgoing]:

@@ -626,3 +626,28 @@ def test_a_monthly_rollup_is_not_mailed_again_by_a_date_that_prune_still_accepts
         later.build([cl], day=date(2026, 1, 31), send=True)
         subjects = [copy.message["Subject"] for copy in server.by_recipient()[BOB]]
     assert subjects == ["December 2025: 4 papers for Continual learning"]
+
+
+def test_a_weekly_readers_more_like_this_on_a_paper_below_the_threshold_breaks_no_ones_email(
+    store: Store, tmp_path: Path
+) -> None:
+    # Their copy was ranked from all the period's papers: one lifted from below the threshold
+    # was not in the profile's pool, the copy could not be stored, and nobody got email.
+    a_week_of_papers(store)
+    cl = profile(ADA, (BOB, Cadence.WEEKLY))
+    config = config_with(tmp_path, cl)
+    bob = store.reader_id(BOB, create=True, at=at_eight(WEEK[0]))
+    assert bob is not None
+    off = next(p for p in store.iter_papers() if p.title == off_topic(WEEK[0]).title)
+    store.record_vote("cl", bob, off.id, VoteKind.MORE, at_eight(WEEK[0]))
+    for day in WEEK:
+        app_at(config, store, at_eight(day)).build([cl])
+    monday = WEEK[-1] + timedelta(days=1)
+    listed(store, monday, [on_topic(monday, 1)])
+    app_at(config, store, at_eight(monday)).build([cl])
+    assert any(name.startswith(f"{monday}_") for name in mails_to(config, ADA)), "Monday's daily email went"
+    (rollup,) = [m for m in mails_to(config, BOB).values() if m["Subject"].startswith("Week 2")]
+    public = store.load_rollup(cl, parse_period("2026-W02"))
+    assert public is not None
+    text = text_of(rollup).replace("\n   ", " ")
+    assert off.title not in text and all(s.paper.title in text for s in public.items)
