@@ -64,6 +64,7 @@ def name_key(name: str) -> str:
     """A person's name as compared, not as shown: case, accents, format characters and
     punctuation set aside, so 'Yann LeCun', 'YANN LECUN' and 'Yánn  LeCun' are one name,
     and 'Łukasz' and 'Søren' are 'Lukasz' and 'Soren'."""
-    decomposed = unicodedata.normalize("NFKD", strip_format(name))
+    # The plain letters first: NFKD would take 'ŀ' apart into 'l' and a middle dot.
+    decomposed = unicodedata.normalize("NFKD", strip_format(name).casefold().translate(_PLAIN_LETTERS))
     letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(_NOT_A_LETTER.sub(" ", letters.casefold().translate(_PLAIN_LETTERS)).split())
+    return " ".join(_NOT_A_LETTER.sub(" ", letters.casefold()).split())

@@ -592,7 +592,7 @@ def run_rank(ctx: Context) -> int:
         # A title is the listing's text: its controls are shown escaped, never sent to the terminal.
         print(f"{position:3}. {scored.score:.3f}{mark} {printable(scored.paper.title)}")
         for reason in words:
-            print(f"            {reason}")
+            print(f"            {printable(reason)}")
     shown = "every stored paper" if ctx.args.all else f"the papers new for {profile.id} on {ranking.day}"
     print(
         f"{len(ranking.ranked)} of {ranking.considered} papers ({shown}); "

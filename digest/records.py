@@ -76,8 +76,16 @@ def scored_record(scored: ScoredPaper, words: list[str]) -> dict[str, Any]:
     return {
         **paper_record(scored.paper),
         "score": scored.score,
-        "reasons": words,
-        "why": [reason_record(r) for r in scored.reasons],
+        "reasons": [clean(word) for word in words],
+        "why": [_cleaned(reason_record(r)) for r in scored.reasons],
+    }
+
+
+def _cleaned(record: dict[str, Any]) -> dict[str, Any]:
+    """A reason's record with its text (an author's, an organisation's name, a title) cleaned."""
+    return {
+        key: clean(value) if isinstance(value, str) else [clean(v) for v in value] if isinstance(value, list) else value
+        for key, value in record.items()
     }
 
 

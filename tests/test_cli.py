@@ -1296,20 +1296,26 @@ def test_no_control_or_format_character_of_a_dump_reaches_an_export_or_a_ranking
             "id": "2611.00301",
             "title": "Zebra \u001b[2J\u001b[31mRED \u009b1m \u202eevil",
             "summary": "Continual learning \u200bwith an \u001b[0m abstract.",
-            "authors": [{"name": "Ada\u009b Lovelace"}],
+            "authors": [{"name": "Ada\u009b\u202e Lovelace"}],
             "publishedAt": "2026-11-29T12:00:00.000Z",
             "submittedOnDailyAt": "2026-11-30T09:00:00.000Z",
         }
     }
     (tmp_path / "hf-daily-2026-11-30.json").write_text(json.dumps([item]), encoding="utf-8")
     assert digest("ingest", "hf-daily-2026-11-30.json", cwd=tmp_path).returncode == 0
-    (tmp_path / "digest.toml").write_text('[[profiles]]\nid = "cl"\ndescription = "continual learning"\n')
+    (tmp_path / "digest.toml").write_text(
+        '[[profiles]]\nid = "cl"\ndescription = "continual learning"\nfollow = [{author = "Ada Lovelace"}]\n'
+    )
     outputs = [
         digest("export", cwd=tmp_path).stdout,
         digest("export", "--format", "csv", cwd=tmp_path).stdout,
         digest("rank", "--profile", "cl", "--all", "--json", cwd=tmp_path).stdout,
+        digest("rank", "--profile", "cl", "--all", cwd=tmp_path).stdout,
     ]
-    for out in outputs:
+    assert "whom you follow" in outputs[2] and "whom you follow" in outputs[3]  # the author's name, in a reason
+    for number, out in enumerate(outputs):
         assert "Zebra" in out and "Lovelace" in out, out
-        for bad in ("\x1b", "\u009b", "\u202e", "\u200b", "\\u001b", "\\u009b", "\\u202e"):
+        for bad in ("\x1b", "\u009b", "\u202e", "\u200b"):
             assert bad not in out, (bad, out)
+        if number < 3:  # the text ranking writes them as visible escapes, as it does a title's
+            assert not any(escaped in out for escaped in ("\\u001b", "\\u009b", "\\u202e")), out

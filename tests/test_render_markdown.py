@@ -95,7 +95,7 @@ def test_a_bare_web_address_in_dump_text_is_no_link_on_github(filled_store: Stor
     import cmarkgfm
 
     (first, *_) = list(filled_store.iter_papers())
-    abstract = "Code: https://github.com/x/RD_VIT_PRUNE (mirror at www.example.org, HTTP://A.B) for you."
+    abstract = "Code: https://github.com/x/RD_VIT_PRUNE (mirror at www.example.org, HTTP://A.B, 2https://c.d) for you."
     title = "See ftp://files.example.org/a_b"
     page = render_markdown(digest(profile(), (replace(first, title=title, abstract=abstract),)))
     html = cmarkgfm.github_flavored_markdown_to_html(page)

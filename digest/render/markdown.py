@@ -30,7 +30,7 @@ _LIST_START = re.compile(r"^(\d+)([.)])")
 # GitHub links a bare address by itself ("https://...", "www."): its ':' or '.' as an
 # entity keeps it text there, and Python-Markdown shows it as it was. (An email address
 # GitHub still links: as a mailto: link, it runs nothing.)
-_BARE_LINK = re.compile(r"(?i)(?<![a-z0-9])(?:(https?|ftp):|(www)\.)")
+_BARE_LINK = re.compile(r"(?i)(?<![a-z])(?:(https?|ftp):|(www)\.)")
 RUNNERS_UP_SHOWN = 3
 
 
