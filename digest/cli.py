@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from digest import __version__
 from digest.chars import printable
 from digest.clock import Clock, utc_now
-from digest.models import DeliveryState, EmptyReason, Profile, TransportKind
+from digest.models import EmptyReason, Profile, TransportKind
 from digest.periods import Period, PeriodKind, parse_period
 from digest.records import delivery_record, scored_record, vote_record
 from digest.validate import Invalid
@@ -771,7 +771,7 @@ def run_deliveries(ctx: Context) -> int:
 
     with ctx.app() as app:
         rows = app.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
-        smtp = app.transport(send=True) == TransportKind.SMTP
+        transport = app.transport(send=True)
     if ctx.args.json:
         print(json.dumps([delivery_record(row) for row in rows], ensure_ascii=False, indent=1))
         return EXIT_OK
@@ -782,23 +782,26 @@ def run_deliveries(ctx: Context) -> int:
             details = f"possible duplicate: {row.note}" + (f"; {details}" if details else "")
         when = (row.sent_at or row.updated_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         day = row.period or row.day.isoformat()  # a roll-up's email: its week, month or the days missed
-        table.append((day, row.profile_id, row.subscriber, _state_shown(row, smtp), str(row.attempts), when, details))
+        table.append(
+            (day, row.profile_id, row.subscriber, _state_shown(row, transport), str(row.attempts), when, details)
+        )
     widths = [max(len(line[i]) for line in table) for i in range(6)]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[6])
     counts: dict[str, int] = {}
     for row in rows:
-        counts[_state_shown(row, smtp)] = counts.get(_state_shown(row, smtp), 0) + 1
+        counts[_state_shown(row, transport)] = counts.get(_state_shown(row, transport), 0) + 1
     states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     print(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}" + (f": {states}" if states else ""))
     return EXIT_OK
 
 
-def _state_shown(row: Delivery, smtp: bool) -> str:
+def _state_shown(row: Delivery, transport: TransportKind) -> str:
     """A row's state as `deliveries` shows it: with `[smtp]` set, a message only written to the
     outbox (a run without --send) is a preview, not sent: `outbox`, until `send` sends it."""
-    previewed = smtp and row.state == DeliveryState.SENT and row.transport == TransportKind.OUTBOX
-    return "outbox" if previewed else str(row.state)
+    from digest.lifecycle import is_preview
+
+    return "outbox" if is_preview(row, transport) else str(row.state)
 
 
 def run_unsubscribe(ctx: Context) -> int:

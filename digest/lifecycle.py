@@ -83,6 +83,12 @@ class Step(StrEnum):
     SEND = "send"
 
 
+def is_preview(row: Delivery, transport: TransportKind) -> bool:
+    """A message only written to the outbox while SMTP is configured (a run without --send):
+    a preview, still to go over SMTP (`store.profile_activity` counts these in SQL)."""
+    return transport == TransportKind.SMTP and row.transport == TransportKind.OUTBOX and row.state == DeliveryState.SENT
+
+
 def is_done(row: Delivery, transport: TransportKind) -> bool:
     """True when a ledger row needs nothing more over `transport`.
 
@@ -91,7 +97,7 @@ def is_done(row: Delivery, transport: TransportKind) -> bool:
     outbox file: a run without SMTP (the publish workflow's build step, which holds no
     SMTP secret) leaves it pending for the next run that has SMTP.
     """
-    if transport == TransportKind.SMTP and row.transport == TransportKind.OUTBOX and row.state == DeliveryState.SENT:
+    if is_preview(row, transport):
         return False
     if transport == TransportKind.OUTBOX and row.transport == TransportKind.SMTP:
         return True

@@ -29,7 +29,8 @@ class UpkeepMixin(StoreBase):
         With `transport` SMTP, an email only written to the outbox (a preview) is still to go,
         and is not the last one mailed."""
         smtp = transport == TransportKind.SMTP
-        previewed = "(state = 'sent' AND transport = 'outbox')" if smtp else "0"
+        # `lifecycle.is_preview`, of the days a send still takes (older ones are given up).
+        previewed = "(state = 'sent' AND transport = 'outbox' AND day >= :since)" if smtp else "0"
         mailed_by = "AND transport = 'smtp'" if smtp else ""
         built = self._db.execute(
             "SELECT g.day, g.built_at, (SELECT COUNT(*) FROM digest_items i WHERE i.profile_id = g.profile_id "
@@ -48,8 +49,8 @@ class UpkeepMixin(StoreBase):
         ).fetchone()
         pending, failed = self._db.execute(
             f"SELECT COALESCE(SUM(state IN ('pending', 'sending') OR {previewed}), 0), "
-            "COALESCE(SUM(state = 'failed' AND day >= ?), 0) FROM deliveries WHERE profile_id = ?",
-            (failed_since.isoformat(), profile_id),
+            "COALESCE(SUM(state = 'failed' AND day >= :since), 0) FROM deliveries WHERE profile_id = :p",
+            {"since": failed_since.isoformat(), "p": profile_id},
         ).fetchone()
         return ProfileActivity(
             profile_id=profile_id,
