@@ -677,6 +677,7 @@ class App:
         are given in the digests of its days). Profiles whose periods hold the same papers are
         ranked together, in one pass of the ranker."""
         store = self.store
+        watermark = store.watermark()  # before the papers are read: a later dump goes to the next roll-up
         found: dict[tuple[str, str], tuple[Rollup, Built]] = {}
         groups: dict[tuple[str, ...], list[tuple[Profile, Period, list[Paper]]]] = {}
         for profile, period in wanted:
@@ -695,7 +696,7 @@ class App:
                 built.append(
                     (public_rollup(profile, period, pool, built_at=self.clock(), considered=len(papers)), pool)
                 )
-            for (rollup, _), new in zip(built, store.save_rollups(built), strict=True):
+            for (rollup, _), new in zip(built, store.save_rollups(built, watermark=watermark), strict=True):
                 profile, period = rollup.profile, rollup.period
                 if new:
                     found[profile.id, period.key] = (rollup, Built.NEW)

@@ -33,8 +33,9 @@ ALSO = "also"
 # A roll-up's papers: those first listed in its period; those the profile's digests of its
 # days gave that were listed earlier (late or back-filled listings), except papers an
 # earlier roll-up of the same kind had in its pool; and those listed in the period before
-# but stored after its roll-up was built (built before that period ended, or a day of it
-# came late), which that roll-up never considered.
+# but stored after its roll-up read its papers (built before that period ended, or a day of
+# it came late: a dump after its watermark, or for a roll-up saved without one, stored
+# after it was built), which that roll-up never considered.
 _CANDIDATES = f"""
     SELECT {PAPER_COLUMNS} FROM papers p
     WHERE p.first_seen BETWEEN :first AND :last
@@ -48,7 +49,10 @@ _CANDIDATES = f"""
            AND EXISTS (SELECT 1 FROM rollups g JOIN dumps u ON u.id = p.first_dump
                        WHERE g.profile_id = :p AND g.kind = :kind AND g.last_day = :before
                        AND p.first_seen BETWEEN g.first_day AND g.last_day
-                       AND julianday(u.ingested_at) > julianday(g.built_at)))
+                       AND CASE WHEN g.watermark IS NULL THEN julianday(u.ingested_at) > julianday(g.built_at)
+                                ELSE p.first_dump > g.watermark END
+                       AND NOT EXISTS (SELECT 1 FROM rollup_items r WHERE r.profile_id = g.profile_id
+                                       AND r.period = g.period AND r.paper_id = p.id)))
     ORDER BY {FIRST_SIGHTING}
 """
 # Every pool of a profile's roll-ups of some kinds, with each paper's version.
@@ -107,10 +111,11 @@ class RollupsMixin(StoreBase):
         """Record a roll-up and its pool; False (and nothing written) if the profile has one for that period."""
         return self.save_rollups([(rollup, pool)])[0]
 
-    def save_rollups(self, built: Sequence[tuple[Rollup, Pool]]) -> list[bool]:
+    def save_rollups(self, built: Sequence[tuple[Rollup, Pool]], *, watermark: int | None = None) -> list[bool]:
         """Record roll-ups and their pools, in one transaction (one write to disk for a
         thousand profiles); each is False, and not written, when its profile has one for
-        that period already."""
+        that period already. `watermark`: the newest dump when their papers were read (papers
+        of later dumps were not considered: the next roll-up takes them)."""
         saved = []
         with self.transaction() as db:
             for rollup, pool in built:
@@ -118,7 +123,7 @@ class RollupsMixin(StoreBase):
                 if db.execute("SELECT 1 FROM rollups WHERE profile_id = ? AND period = ?", key).fetchone():
                     saved.append(False)
                     continue
-                _insert_rollup(db, rollup, pool)
+                _insert_rollup(db, rollup, pool, watermark)
                 saved.append(True)
         return saved
 
@@ -321,11 +326,11 @@ class RollupsMixin(StoreBase):
         return picked
 
 
-def _insert_rollup(db: sqlite3.Connection, rollup: Rollup, pool: Pool) -> None:
+def _insert_rollup(db: sqlite3.Connection, rollup: Rollup, pool: Pool, watermark: int | None = None) -> None:
     key = (rollup.profile.id, rollup.period.key)
     db.execute(
-        "INSERT INTO rollups (profile_id, period, kind, first_day, last_day, built_at, considered, above, shown) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rollups (profile_id, period, kind, first_day, last_day, built_at, considered, above, shown, "
+        "watermark) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             *key,
             rollup.period.kind,
@@ -335,6 +340,7 @@ def _insert_rollup(db: sqlite3.Connection, rollup: Rollup, pool: Pool) -> None:
             rollup.considered,
             rollup.above,
             len(rollup.items),
+            watermark,
         ),
     )
     db.executemany(

@@ -331,6 +331,9 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         pruned_at TEXT NOT NULL
     );
     """,
+    # 12: the newest dump when a roll-up read its papers, so the next one takes exactly those
+    # stored later (NULL for roll-ups built before: their build time stands in)
+    "ALTER TABLE rollups ADD COLUMN watermark INTEGER;",
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
