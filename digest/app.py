@@ -369,9 +369,13 @@ class App:
         ids = store.reader_ids(profile.subscribers)
         web = store.web_subscriptions(profile.id)
         listed = {address.lower(): chosen for address, chosen in profile.subscriber_cadences}
-        return merge_subscribers(
+        merged = merge_subscribers(
             profile.subscribers, web, ids, store.all_preferences(profile.id), cadences=listed, default=profile.cadence
         )
+        # As the ledger first spelled them: changing an address's capitals in digest.toml must
+        # not make its emails new ones (sent again, the ledger none the wiser).
+        spelled = store.ledger_spellings(profile.id, profile.subscribers)
+        return [replace(s, address=spelled.get(s.address.lower(), s.address)) for s in merged]
 
     def audience(self, profile: Profile) -> list[str]:
         """The addresses that get each of `profile`'s digests by email: daily readers, less

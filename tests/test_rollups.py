@@ -653,3 +653,32 @@ def test_a_weekly_readers_more_like_this_on_a_paper_below_the_threshold_breaks_n
     assert public is not None
     text = text_of(rollup).replace("\n   ", " ")
     assert off.title not in text and all(s.paper.title in text for s in public.items)
+
+
+CAPITALS = [
+    (("ada@example.org", "cy@example.org"), ("Ada@Example.org", "Cy@example.org")),
+    (("Ada@example.org", "Cy@x.org"), ("ada@example.org", "cy@x.org")),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), CAPITALS)
+def test_an_address_whose_capitals_change_in_the_config_is_not_mailed_again(
+    store: Store, tmp_path: Path, before: tuple[str, str], after: tuple[str, str]
+) -> None:
+    # Ledger rows and roll-up copies were keyed on the address as written: 'Ada@' was a new
+    # reader, and got that week's roll-up and that day's digest a second time.
+    port = free_port()
+    listed(store, WEEK[2], [on_topic(WEEK[2], 1), on_topic(WEEK[2], 2)])
+    monday = WEEK[-1] + timedelta(days=1)
+    listed(store, monday, [on_topic(monday, 1)])
+    first = profile((before[0], Cadence.WEEKLY), before[1], formats=("email",))
+    again = profile((after[0], Cadence.WEEKLY), after[1], formats=("email",))
+    with MailServer(port=port) as server:
+        app_at(config_with(tmp_path, first, smtp=smtp_on(port)), store, at_eight(monday)).build([first], send=True)
+        sent = len(server.messages)
+        later_app = app_at(
+            config_with(tmp_path, again, smtp=smtp_on(port)), store, at_eight(monday) + timedelta(hours=1)
+        )
+        later = later_app.build([again], send=True)
+        assert len(server.messages) == sent == 2, [m.message["Subject"] for m in server.messages]
+    assert later.delivery is not None and later.delivery.sent == []

@@ -202,6 +202,24 @@ class LedgerMixin(StoreBase):
             )
             return cursor.rowcount > 0
 
+    def ledger_spellings(self, profile_id: str, addresses: Iterable[str]) -> dict[str, str]:
+        """How the profile's ledger first spelled each address that differs from its lower
+        case there or in `addresses`, by lower-cased address. Addresses match without regard
+        to case: a digest sent to 'Ada@example.org' was sent to 'ada@example.org'."""
+        capitals = sorted({a.lower() for a in addresses if a != a.lower()})
+        marks = ", ".join("?" for _ in capitals)
+        rows = self._db.execute(
+            "SELECT subscriber, MIN(created_at) AS first FROM deliveries WHERE profile_id = ? AND subscriber IN ("
+            "SELECT subscriber FROM deliveries WHERE profile_id = ? AND subscriber != lower(subscriber) "
+            f"UNION SELECT subscriber FROM deliveries WHERE profile_id = ? AND lower(subscriber) IN ({marks})"
+            ") GROUP BY subscriber ORDER BY first, subscriber",
+            (profile_id, profile_id, profile_id, *capitals),
+        ).fetchall()
+        first: dict[str, str] = {}
+        for subscriber, _ in rows:
+            first.setdefault(subscriber.lower(), subscriber)
+        return first
+
     def resubscribe(self, address: str, profile_id: str | None) -> bool:
         """Undo `unsubscribe` for one profile, or (`profile_id` None) every unsubscribe of the
         address, from all profiles and from each; False if there was nothing to undo."""

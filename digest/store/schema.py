@@ -334,6 +334,13 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 12: the newest dump when a roll-up read its papers, so the next one takes exactly those
     # stored later (NULL for roll-ups built before: their build time stands in)
     "ALTER TABLE rollups ADD COLUMN watermark INTEGER;",
+    # 13: the ledger's addresses as first spelled, found fast (`Store.ledger_spellings`): an
+    # address whose capitals changed in digest.toml is the same reader, not a new one
+    """
+    CREATE INDEX IF NOT EXISTS deliveries_capitals ON deliveries(profile_id, subscriber)
+        WHERE subscriber != lower(subscriber);
+    CREATE INDEX IF NOT EXISTS deliveries_lower ON deliveries(profile_id, lower(subscriber));
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
