@@ -30,6 +30,7 @@ from digest.models import Paper, Profile
 
 CHUNK = 4096  # texts tokenised, matrix rows built and papers scored this many at a time
 THREADS = max(1, min(4, os.cpu_count() or 1))  # threads building matrices and scoring chunks (memory grows with each)
+THREADED_WORDS = 1_000_000  # below this many words a batch's feature space is built in one thread
 
 _WORD = re.compile(r"[a-z0-9]+")
 _PAIR = np.int64(1 << 31)  # a word pair's key: first stem id * _PAIR + second stem id
@@ -40,10 +41,11 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def threaded(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
-    """`work` on every item, on `THREADS` threads (for work that releases the GIL), in order."""
+def threaded(work: Callable[[Item], Result], items: Iterable[Item], *, worth: bool = True) -> list[Result]:
+    """`work` on every item, on `THREADS` threads (for work that releases the GIL), in order;
+    in this thread when not `worth` it (a small batch: starting threads would cost more)."""
     items = list(items)
-    if THREADS == 1 or len(items) < 2:
+    if THREADS == 1 or len(items) < 2 or not worth:
         return [work(item) for item in items]
     with ThreadPoolExecutor(min(THREADS, len(items))) as pool:
         return list(pool.map(work, items))
@@ -202,7 +204,7 @@ class Features:
 
     def __init__(self, stem_count: int, documents: Sequence[Texts], wanted: Sequence[Texts]) -> None:
         self.stem_count = stem_count
-        pairs = threaded(Texts.pairs, documents)
+        pairs = threaded(Texts.pairs, documents, worth=sum(len(d.flat) for d in documents) > THREADED_WORDS)
         keys = np.concatenate([k for _, k in pairs]) if pairs else np.zeros(0, dtype=np.int64)
         unique, inverse, occurrences = _distinct(keys, stem_count)
         wanted_keys = np.concatenate([w.pairs()[1] for w in wanted]) if wanted else np.zeros(0, dtype=np.int64)
@@ -297,7 +299,8 @@ def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
     def place(part: slice) -> None:  # a scatter over memory: two threads wait on it better than one
         inverse[positions[part]] = numbers[part]
 
-    threaded(place, [slice(start, start + -(-count // THREADS)) for start in range(0, count, -(-count // THREADS))])
+    part = -(-count // THREADS)
+    threaded(place, [slice(start, start + part) for start in range(0, count, part)], worth=count > THREADED_WORDS)
     counts = np.diff(np.append(starts, count))
     return (distinct // stem_count) * _PAIR + distinct % stem_count, inverse, counts
 

@@ -215,6 +215,7 @@ def prepare_batch(
             # Title and abstract are looked at apart: an exclusion never spans the two.
             lambda: exclusions.hits(title_counts + abstract_counts, [titles, abstracts], features),
         ],
+        worth=len(papers) > CHUNK,
     )
     semantic = (
         _embed_all(embed, papers, profiles, liked_papers, (centroid_owners, more_owners), less_papers, less_owners)

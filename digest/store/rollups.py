@@ -45,7 +45,7 @@ _CANDIDATES = f"""
            AND p.id NOT IN (SELECT r.paper_id FROM rollup_items r JOIN rollups g
                             ON g.profile_id = r.profile_id AND g.period = r.period
                             WHERE r.profile_id = :p AND g.kind = :kind AND g.first_day < :first))
-       OR (p.first_seen < :first
+       OR (p.first_seen >= :prior AND p.first_seen < :first
            AND EXISTS (SELECT 1 FROM rollups g JOIN dumps u ON u.id = p.first_dump
                        WHERE g.profile_id = :p AND g.kind = :kind AND g.last_day = :before
                        AND p.first_seen BETWEEN g.first_day AND g.last_day
@@ -96,14 +96,18 @@ class RollupsMixin(StoreBase):
 
     def rollup_candidates(self, profile_id: str, period: Period) -> list[Paper]:
         """The papers the roll-up of `profile_id` for `period` considers, in order of first sighting."""
-        kind = period.kind if period.kind is not PeriodKind.MISSED else ""
-        before = (period.first - timedelta(days=1)).isoformat()
+        missed = period.kind is PeriodKind.MISSED
+        kind = "" if missed else period.kind
+        # The period before (its papers stored after its roll-up read them come here): none for
+        # the days a reader missed.
+        prior = period.first if missed else period.previous().first
         parameters = {
             "p": profile_id,
             "first": period.first.isoformat(),
             "last": period.last.isoformat(),
             "kind": kind,
-            "before": before,
+            "prior": prior.isoformat(),
+            "before": (period.first - timedelta(days=1)).isoformat(),
         }
         return [paper_of(row) for row in self._db.execute(_CANDIDATES, parameters)]
 
