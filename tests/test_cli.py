@@ -801,6 +801,16 @@ def test_an_email_template_that_fails_while_rendering_is_named_and_its_emails_wa
     assert {row["state"] for row in json.loads(digest("deliveries", "--json", cwd=folder).stdout)} == {"sent"}
 
 
+def test_a_database_whose_folder_cannot_be_made_is_a_usage_error(tmp_path: Path) -> None:
+    # It said "stopped partway" (exit 5), though nothing had been done.
+    (tmp_path / "afile").write_text("a file where the database's folder should be")
+    for command in (["export"], ["deliveries"]):
+        result = digest("--db", str(tmp_path / "afile" / "x.db"), *command, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("digest: error: ") and "cannot make its folder" in line and "afile" in line, line
+
+
 def test_a_bug_prints_its_traceback_and_never_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -349,9 +349,13 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the database at `path`, its schema brought up to date.
 
-    Raises `StoreError` for a file that is not a database, a newer schema, or a lock held too long.
+    Raises `StoreError` for a file that is not a database, a newer schema, a lock held too
+    long, or a folder that cannot be made (a file in its place): nothing was done yet.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot make its folder {path.parent}: {exc.strerror or exc}") from None
     try:
         db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA busy_timeout = 60000")
