@@ -1039,20 +1039,15 @@ class App:
         score and reasons the pool has (a paper their "more like this" would lift from
         below the threshold stays out)."""
         profile = everyone.profile
-        mine = self._readers_profile(profile, reader)
-        if mine is None:
+        if reader.id is None:
             return everyone, pool
-        assert reader.id is not None
+        votes = self.reader_votes(profile, reader.id)
+        if not self._wants_own(profile, reader, votes):
+            return everyone, pool
+        mine = _with_readers_count(profile, reader)
         papers = [s.paper for s in (*pool.eligible, *pool.runners_up)]
-        ranked = self._rank_period([mine], papers, votes={mine.id: self.reader_votes(profile, reader.id)})
+        ranked = self._rank_period([mine], papers, votes={mine.id: votes})
         return replace(everyone, profile=mine), order_pool(ranked[mine.id], mine)
-
-    def _readers_profile(self, profile: Profile, reader: Subscriber) -> Profile | None:
-        """The profile as `reader`'s own digests and roll-ups are chosen with, when their votes
-        or preferences call for their own (`_wants_own`); None: they get the profile's."""
-        if reader.id is None or not self._wants_own(profile, reader, self.reader_votes(profile, reader.id)):
-            return None
-        return _with_readers_count(profile, reader)
 
     @staticmethod
     def _wants_own(profile: Profile, reader: Subscriber, votes: Votes) -> bool:
