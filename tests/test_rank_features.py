@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digest.rank.features import _PAIR, Features, Texts, _distinct
+from digest.rank.features import _PAIR, Corpus, Features, Statistics, Texts, _distinct, background_corpus
 
 
 def pair_keys(rng: np.random.Generator, stems: int, count: int) -> np.ndarray:
@@ -47,3 +47,105 @@ def test_a_pair_seen_twice_becomes_a_feature_and_a_pair_seen_once_does_not() -> 
     assert features.pair_keys.tolist() == [0 * _PAIR + 1, 1 * _PAIR + 3]
     counts = features.document_counts[0].toarray()
     assert counts.tolist() == [[1, 1, 1, 0, 1, 0], [1, 1, 0, 1, 1, 1]]
+
+
+# -- a background read once (`Statistics`, `Corpus`, `background_corpus`) ----------------------
+
+
+def random_texts(rng: np.random.Generator, count: int, stems: int) -> Texts:
+    lengths = rng.integers(0, 30, count)
+    flat = rng.zipf(1.3, int(lengths.sum())) % stems
+    return Texts(flat.astype(np.int64), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+def document_frequency(features: Features, parts: list[int]) -> np.ndarray:
+    """Per column, the documents (rows of the parts `parts`, summed) holding it, counted as
+    scikit-learn counts them."""
+    combined = sum(features.document_counts[i] for i in parts)
+    return np.bincount(combined.indices, minlength=features.size)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_background_counted_apart_gives_the_feature_space_of_one_read_with_the_rest(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    stems = 60
+    titles, bodies = random_texts(rng, 80, stems), random_texts(rng, 80, stems)
+    own_titles, own_bodies = random_texts(rng, 20, stems), random_texts(rng, 20, stems)
+    wanted = random_texts(rng, 5, stems)
+    together = Features(stems, documents=[own_titles, own_bodies, titles, bodies], wanted=[wanted])
+    apart = Features(stems, documents=[own_titles, own_bodies], wanted=[wanted], base=Statistics.of([titles, bodies]))
+    np.testing.assert_array_equal(apart.pair_keys, together.pair_keys)
+    for mine, whole in zip(apart.document_counts, together.document_counts[:2], strict=True):
+        assert (mine != whole).nnz == 0
+    expected = document_frequency(together, [0, 1]) + document_frequency(together, [2, 3])
+    np.testing.assert_array_equal(document_frequency(apart, [0, 1]) + apart.base_df, expected)
+
+
+def test_statistics_without_some_documents_are_those_of_the_others() -> None:
+    rng = np.random.default_rng(7)
+    titles, bodies = random_texts(rng, 50, 40), random_texts(rng, 50, 40)
+    gone = [3, 10, 11, 49]
+    kept = [row for row in range(50) if row not in gone]
+    whole = Statistics.of([titles, bodies])
+    less = whole.without(Statistics.of([titles.subset(gone), bodies.subset(gone)]))
+    rest = Statistics.of([titles.subset(kept), bodies.subset(kept)])
+    assert less.documents == rest.documents == 46
+    np.testing.assert_array_equal(less.stem_df[: len(rest.stem_df)], rest.stem_df)
+    assert not less.stem_df[len(rest.stem_df) :].any()
+    # `less` keeps every key of the whole, some now occurring nowhere.
+    at = np.searchsorted(less.keys, rest.keys)
+    np.testing.assert_array_equal(less.occurrences[at], rest.occurrences)
+    np.testing.assert_array_equal(less.key_df[at], rest.key_df)
+    assert less.occurrences.sum() == rest.occurrences.sum()
+
+
+def test_a_wanted_pair_no_document_has_gets_no_column_even_when_the_background_had_it() -> None:
+    # Pair (0, 1) is only in background document 0; taken out, a query asking for it finds no column.
+    titles = Texts(np.array([0, 1, 2, 3], dtype=np.int64), np.array([0, 2, 4], dtype=np.int64))
+    bodies = Texts(np.zeros(0, dtype=np.int64), np.array([0, 0, 0], dtype=np.int64))
+    whole = Statistics.of([titles, bodies])
+    base = whole.without(Statistics.of([titles.subset([0]), bodies.subset([0])]))
+    wanted = Texts(np.array([0, 1, 2, 3], dtype=np.int64), np.array([0, 2, 4], dtype=np.int64))
+    own = Texts(np.array([2, 3], dtype=np.int64), np.array([0, 2], dtype=np.int64))
+    features = Features(4, documents=[own], wanted=[wanted], base=base)
+    assert features.pair_keys.tolist() == [2 * _PAIR + 3]
+    assert features.base_df.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_weights_are_scikit_learns_tf_idf_bit_for_bit() -> None:
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from digest.rank.scoring import Weights
+
+    rng = np.random.default_rng(11)
+    counts = sparse.csr_matrix(rng.poisson(0.3, (200, 70)).astype(np.float64))
+    base, rows = counts[:150], counts[150:]
+    mine = Weights.of(rows, np.bincount(base.indices, minlength=70), 150)
+    theirs = TfidfTransformer(sublinear_tf=True).fit(counts)
+    np.testing.assert_array_equal(mine.idf, theirs.idf_)
+    assert (mine.transform(rows) != sparse.csr_matrix(theirs.transform(rows))).nnz == 0
+
+
+def test_a_background_is_read_once_for_the_same_papers_and_again_for_others() -> None:
+    from tests.test_rank import paper
+
+    papers = tuple(paper(f"Paper {i} on sparse attention", "Heads attend to few tokens.") for i in range(5))
+    first = background_corpus(papers)
+    assert background_corpus(papers) is first
+    assert background_corpus(list(papers)) is first  # equal papers, another sequence
+    other = background_corpus(papers[:4])
+    assert other is not first and len(other.rows) == 4
+    assert Corpus.of(papers + papers[:1]).rows == first.rows  # a paper twice is read once
+
+
+def test_a_background_paper_ranked_as_such_no_longer_counts_for_how_stems_are_spelled() -> None:
+    from tests.test_rank import paper
+
+    ranked = paper("Large models forget", "Large models forget what large models learned, as models and models do.")
+    others = [paper(f"Paper {i}", "One large model, then another large model.") for i in range(2)]
+    tokenizer, statistics = Corpus.of([ranked, *others]).without({ranked.id})
+    model = tokenizer.stems.index("model")
+    assert tokenizer.spell(model) == "model"  # 'models' was more frequent only in the paper taken out
+    assert statistics.documents == 2
+    assert Corpus.of([ranked, *others]).tokenizer.spell(model) == "models"

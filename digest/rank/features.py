@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -116,19 +116,44 @@ class Texts:
         keep = (rows[:-1] == rows[1:]) & (first != second)
         return rows[:-1][keep], first[keep] * _PAIR + second[keep]
 
+    def subset(self, rows: Sequence[int]) -> Texts:
+        """Texts `rows`, in that order."""
+        parts = [self.text(row) for row in rows]
+        lengths = np.array([len(part) for part in parts], dtype=np.int64)
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return Texts(flat, np.concatenate([[0], np.cumsum(lengths)]))
+
 
 class Tokenizer:
     """Texts to stem ids, in bulk; remembers how each stem was most often spelled."""
 
     def __init__(self) -> None:
         self._local = np.zeros(0, dtype=np.int64)  # process word id (`_Words`) -> this tokenizer's, or -1
-        self._word_index: dict[str, int] = {}
         self._words: list[str] = []
         self._word_stem = np.zeros(0, dtype=np.int64)  # word id -> stem id, or -1 (stop word)
         self._word_count = np.zeros(0, dtype=np.int64)
         self._stem_index: dict[str, int] = {}
         self.stems: list[str] = []
         self._spelling: NDArray[np.object_] | None = None
+
+    def copy(self) -> Tokenizer:
+        """A tokenizer that numbers as this one has so far, and goes on apart from it."""
+        twin = Tokenizer()
+        twin._local = self._local.copy()
+        twin._words = list(self._words)
+        twin._word_stem = self._word_stem.copy()
+        twin._word_count = self._word_count.copy()
+        twin._stem_index = dict(self._stem_index)
+        twin.stems = list(self.stems)
+        return twin
+
+    def forget(self, texts: Sequence[str]) -> None:
+        """Uncount the words of `texts`, read before: they no longer count for `spell`."""
+        read = [_WORDS.ids(text) for text in texts]
+        if read:
+            words = self._local[np.concatenate(read)]
+            self._word_count -= np.bincount(words, minlength=len(self._word_count))
+            self._spelling = None
 
     def texts(self, texts: Sequence[str]) -> Texts:
         # A slice at a time: the word strings of a whole corpus at once would take gigabytes.
@@ -168,7 +193,6 @@ class Tokenizer:
         for known in order:
             word = spelled[known]
             self._local[known] = len(self._words)
-            self._word_index[word] = len(self._words)
             self._words.append(word)
             stem = _WORDS.stems[known]
             if stem is None:
@@ -199,19 +223,30 @@ class Features:
     """One feature space for a batch: every stem, and the word pairs that can relate two texts.
 
     A word pair seen once in all the documents can link no two of them, so it is left out
-    (scikit-learn's `min_df=2`, for pairs only) unless a query or keyword has it.
+    (scikit-learn's `min_df=2`, for pairs only) unless a query or keyword has it. `base`
+    holds what other documents (a background read once for many batches) add to the count:
+    they are not rows of `document_counts`, but they count as documents in `base_df`, each
+    column's number of them.
     """
 
-    def __init__(self, stem_count: int, documents: Sequence[Texts], wanted: Sequence[Texts]) -> None:
+    def __init__(
+        self, stem_count: int, documents: Sequence[Texts], wanted: Sequence[Texts], base: Statistics | None = None
+    ) -> None:
         self.stem_count = stem_count
         pairs = threaded(Texts.pairs, documents, worth=sum(len(d.flat) for d in documents) > THREADED_WORDS)
         keys = np.concatenate([k for _, k in pairs]) if pairs else np.zeros(0, dtype=np.int64)
         unique, inverse, occurrences = _distinct(keys, stem_count)
+        base = base or Statistics.empty()
+        every, total, base_df, at = base.merged(unique, occurrences)
         wanted_keys = np.concatenate([w.pairs()[1] for w in wanted]) if wanted else np.zeros(0, dtype=np.int64)
-        keep = (occurrences >= 2) | np.isin(unique, wanted_keys)
-        self.pair_keys = unique[keep]
+        keep = total >= 2
+        # A wanted pair gets a column if some document has it (else it would only lengthen the query).
+        keep[_positions(every, wanted_keys)] = True
+        keep &= total >= 1
+        self.pair_keys = every[keep]
         self.size = stem_count + len(self.pair_keys)
-        column_of = np.where(keep, stem_count + np.cumsum(keep) - 1, -1)
+        self.base_df = np.concatenate([_padded(base.stem_df, stem_count), base_df[keep]])
+        column_of = np.where(keep, stem_count + np.cumsum(keep) - 1, -1)[at]
         self.document_counts: list[sparse.csr_matrix] = []
         offset = 0
         for texts, (rows, pair_keys) in zip(documents, pairs, strict=True):
@@ -303,6 +338,137 @@ def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
     threaded(place, [slice(start, start + part) for start in range(0, count, part)], worth=count > THREADED_WORDS)
     counts = np.diff(np.append(starts, count))
     return (distinct // stem_count) * _PAIR + distinct % stem_count, inverse, counts
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """What a set of documents adds to a feature space: how many there are, how many hold
+    each stem (`stem_df`, by stem id) and each word pair (`keys`, sorted, with how often
+    each occurs and how many documents hold it). Counts add up, so the statistics of a
+    background read once serve every batch ranked against it."""
+
+    documents: int
+    stem_df: Ids
+    keys: Ids
+    occurrences: Ids
+    key_df: Ids
+
+    @classmethod
+    def empty(cls) -> Statistics:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(0, none, none, none, none)
+
+    @classmethod
+    def of(cls, parts: Sequence[Texts]) -> Statistics:
+        """The statistics of documents made of `parts`: text i of every part is document i."""
+        if not parts or not len(parts[0]):
+            return cls.empty()
+        rows = np.concatenate([part.rows() for part in parts])
+        stems = np.concatenate([part.flat for part in parts])
+        width = int(stems.max()) + 1 if len(stems) else 0
+        stem_df = np.bincount(np.unique(rows * width + stems) % max(width, 1), minlength=width)
+        found = [part.pairs() for part in parts]
+        pair_rows = np.concatenate([r for r, _ in found])
+        keys, inverse, occurrences = np.unique(
+            np.concatenate([k for _, k in found]), return_inverse=True, return_counts=True
+        )
+        distinct = len(keys)
+        key_df = np.bincount(np.unique(pair_rows * distinct + inverse) % max(distinct, 1), minlength=distinct)
+        return cls(len(parts[0]), stem_df, keys, occurrences, key_df)
+
+    def without(self, part: Statistics) -> Statistics:
+        """These statistics less those of `part`, some of the same documents."""
+        at = np.searchsorted(self.keys, part.keys)
+        occurrences, key_df, stem_df = self.occurrences.copy(), self.key_df.copy(), self.stem_df.copy()
+        occurrences[at] -= part.occurrences
+        key_df[at] -= part.key_df
+        stem_df[: len(part.stem_df)] -= part.stem_df
+        return Statistics(self.documents - part.documents, stem_df, self.keys, occurrences, key_df)
+
+    def merged(self, keys: Ids, occurrences: Ids) -> tuple[Ids, Ids, Ids, Ids]:
+        """With more word pairs (`keys`, sorted and distinct, and how often each occurs): every
+        key, how often each occurs in all, how many of these documents hold it, and where
+        each of `keys` is among them."""
+        if not len(self.keys):
+            return keys, occurrences, np.zeros(len(keys), dtype=np.int64), np.arange(len(keys))
+        at = np.searchsorted(self.keys, keys)
+        new = np.ones(len(keys), dtype=bool)
+        inside = at < len(self.keys)
+        new[inside] = self.keys[at[inside]] != keys[inside]
+        places = at[new]
+        every = np.insert(self.keys, places, keys[new])
+        total = np.insert(self.occurrences, places, 0)
+        key_df = np.insert(self.key_df, places, 0)
+        # Each key's place moves on by the new keys put before it.
+        positions = at + np.cumsum(new) - new
+        total[positions] += occurrences
+        return every, total, key_df, positions
+
+
+def _positions(keys: Ids, wanted: Ids) -> Ids:
+    """Where each of `wanted` is in `keys` (sorted), for those it holds."""
+    if not len(keys) or not len(wanted):
+        return np.zeros(0, dtype=np.int64)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return at[keys[at] == wanted]
+
+
+def _padded(counts: Ids, width: int) -> Ids:
+    return np.concatenate([counts[:width], np.zeros(max(0, width - len(counts)), dtype=np.int64)])
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """Background papers read once: a tokenizer that has read them (each batch goes on from
+    a copy of it, so their stems keep their numbers), their texts and `Statistics`, and
+    each paper's row. A paper is read as its title and its `body_text`, as the ranker
+    reads any paper it does not score."""
+
+    tokenizer: Tokenizer
+    papers: tuple[Paper, ...]
+    rows: dict[str, int]
+    titles: Texts
+    bodies: Texts
+    statistics: Statistics
+
+    @classmethod
+    def of(cls, papers: Sequence[Paper]) -> Corpus:
+        first: dict[str, Paper] = {}
+        for paper in papers:
+            first.setdefault(paper.id, paper)
+        distinct = list(first.values())
+        tokenizer = Tokenizer()
+        titles = tokenizer.texts([p.title for p in distinct])
+        bodies = tokenizer.texts([body_text(p) for p in distinct])
+        rows = {paper.id: row for row, paper in enumerate(distinct)}
+        return cls(tokenizer, tuple(distinct), rows, titles, bodies, Statistics.of([titles, bodies]))
+
+    def without(self, ids: Collection[str]) -> tuple[Tokenizer, Statistics]:
+        """A tokenizer to go on from, and the statistics, as if the papers with `ids` had not
+        been read (a batch reads the papers it ranks as such, not as background)."""
+        tokenizer = self.tokenizer.copy()
+        rows = sorted({self.rows[i] for i in ids if i in self.rows})
+        if not rows:
+            return tokenizer, self.statistics
+        gone = [self.papers[row] for row in rows]
+        tokenizer.forget([p.title for p in gone] + [body_text(p) for p in gone])
+        return tokenizer, self.statistics.without(Statistics.of([self.titles.subset(rows), self.bodies.subset(rows)]))
+
+
+_CORPUS: list[tuple[tuple[Paper, ...], Corpus]] = []  # the last background read, and what it gave
+_CORPUS_LOCK = threading.Lock()
+
+
+def background_corpus(papers: Sequence[Paper]) -> Corpus:
+    """`Corpus.of(papers)`, read once for the same papers in a row (a build ranks every
+    profile against one background: read for each, it was most of a profile's time)."""
+    key = tuple(papers)
+    with _CORPUS_LOCK:
+        if _CORPUS and (_CORPUS[0][0] is key or _CORPUS[0][0] == key):
+            return _CORPUS[0][1]
+        corpus = Corpus.of(key)
+        _CORPUS[:] = [(key, corpus)]
+        return corpus
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.preprocessing import normalize
 
 from digest.chars import name_key
 from digest.models import Paper, Profile, Votes
@@ -31,6 +31,7 @@ from digest.rank.features import (
     Features,
     Phrases,
     Tokenizer,
+    background_corpus,
     body_text,
     dense,
     extra_text,
@@ -156,15 +157,18 @@ def prepare_batch(
     "more like this" papers included (see `score_papers`); `votes` each profile's votes."""
     votes = list(votes) or [Votes() for _ in profiles]
     less_lists = [list(v.less) for v in votes]
-    tokenizer = Tokenizer()
+    corpus = background_corpus(background)
+    ranked = {p.id for p in papers}
+    tokenizer, base = corpus.without(ranked)
     titles = tokenizer.texts([p.title for p in papers])
     abstracts = tokenizer.texts([p.abstract for p in papers])
     # Most papers (all from text dumps) have no extra text: then it costs nothing.
     extras = tokenizer.texts([extra_text(p) for p in papers]) if any(extra_text(p) for p in papers) else None
     liked_papers = [p for items in liked_lists for p in items]
     less_papers = [p for items in less_lists for p in items]
-    # Word rarity comes from every distinct paper known here, so it does not hang on the batch.
-    others = _others([*background, *liked_papers], {p.id for p in papers})
+    # Word rarity comes from every distinct paper known here, so it does not hang on the
+    # batch: the background (but the papers ranked, read as such) and the liked papers.
+    others = _others(liked_papers, ranked | corpus.rows.keys())
     other_titles = tokenizer.texts([p.title for p in others])
     other_abstracts = tokenizer.texts([body_text(p) for p in others])
     liked_titles = tokenizer.texts([p.title for p in liked_papers])
@@ -180,13 +184,14 @@ def prepare_batch(
         len(tokenizer.stems),
         documents=[titles, abstracts, other_titles, other_abstracts, *([extras] if extras is not None else [])],
         wanted=[descriptions, keywords.as_texts()],
+        base=base,
     )
     title_counts, abstract_counts, other_title_counts, other_abstract_counts = features.document_counts[:4]
     paper_counts = TITLE_WEIGHT * title_counts + abstract_counts
     if extras is not None:
         paper_counts = paper_counts + features.document_counts[4]
     other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
-    tfidf = TfidfTransformer(sublinear_tf=True).fit(sparse.vstack([paper_counts, other_counts]))
+    tfidf = Weights.of(sparse.vstack([paper_counts, other_counts], format="csr"), features.base_df, base.documents)
     liked_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
     less_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
     queries = _weigh(tfidf, features.counts(descriptions))
@@ -447,11 +452,37 @@ def _top(scores: NDArray[Any], keep: int, cols: NDArray[Any]) -> NDArray[np.intp
 # -- small matrices -----------------------------------------------------------------------
 
 
-def _weigh(tfidf: TfidfTransformer, counts: sparse.csr_matrix) -> sparse.csr_matrix:
-    """Counts to TF-IDF rows (scikit-learn refuses a matrix with no rows)."""
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """TF-IDF as scikit-learn's `TfidfTransformer(sublinear_tf=True)` weighs (smoothed idf,
+    1 + log(tf), rows of unit length), from document counts that need not all be rows of
+    one matrix: a background's are counted once and added (`Features.base_df`)."""
+
+    idf: Floats
+
+    @classmethod
+    def of(cls, counts: sparse.csr_matrix, base_df: NDArray[np.int64], base_documents: int) -> Weights:
+        df = np.bincount(counts.indices, minlength=counts.shape[1]) + base_df
+        samples = counts.shape[0] + base_documents + 1
+        idf = np.full_like(df, samples, dtype=np.float64)
+        idf /= df.astype(np.float64) + 1.0
+        np.log(idf, out=idf)
+        idf += 1.0
+        return cls(idf)
+
+    def transform(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        weighted = sparse.csr_matrix(counts, dtype=np.float64, copy=True)
+        np.log(weighted.data, weighted.data)
+        weighted.data += 1.0
+        weighted.data *= self.idf[weighted.indices]
+        return sparse.csr_matrix(normalize(weighted, norm="l2", copy=False))
+
+
+def _weigh(tfidf: Weights, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Counts to TF-IDF rows."""
     if counts.shape[0] == 0:
         return sparse.csr_matrix(counts.shape)
-    return sparse.csr_matrix(tfidf.transform(counts))
+    return tfidf.transform(counts)
 
 
 def _others(papers: Sequence[Paper], excluded: set[str]) -> list[Paper]:
