@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digest.rank.features import _PAIR, Corpus, Features, Statistics, Texts, _distinct, background_corpus
+from digest.rank.features import _PAIR, Corpus, Features, Statistics, Texts, _distinct
 
 
 def pair_keys(rng: np.random.Generator, stems: int, count: int) -> np.ndarray:
@@ -128,15 +128,17 @@ def test_weights_are_scikit_learns_tf_idf_bit_for_bit() -> None:
 
 
 def test_a_background_is_read_once_for_the_same_papers_and_again_for_others() -> None:
+    from digest.rank.scoring import _background
     from tests.test_rank import paper
 
-    papers = tuple(paper(f"Paper {i} on sparse attention", "Heads attend to few tokens.") for i in range(5))
-    first = background_corpus(papers)
-    assert background_corpus(papers) is first
-    assert background_corpus(list(papers)) is first  # equal papers, another sequence
-    other = background_corpus(papers[:4])
-    assert other is not first and len(other.rows) == 4
-    assert Corpus.of(papers + papers[:1]).rows == first.rows  # a paper twice is read once
+    papers = tuple(paper(f"Paper {i} on sparse attention", "Heads attend to few tokens.", upvotes=i) for i in range(5))
+    first = _background(papers)
+    assert _background(papers)[0] is first[0]
+    assert _background(list(papers))[0] is first[0]  # equal papers, another sequence
+    other, best = _background(papers[:4])
+    assert other is not first[0] and len(other.rows) == 4
+    assert best == {papers[0].last_seen: pytest.approx(np.log1p(3))}
+    assert Corpus.of(papers + papers[:1]).rows == first[0].rows  # a paper twice is read once
 
 
 def test_a_background_paper_ranked_as_such_no_longer_counts_for_how_stems_are_spelled() -> None:

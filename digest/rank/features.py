@@ -455,22 +455,6 @@ class Corpus:
         return tokenizer, self.statistics.without(Statistics.of([self.titles.subset(rows), self.bodies.subset(rows)]))
 
 
-_CORPUS: list[tuple[tuple[Paper, ...], Corpus]] = []  # the last background read, and what it gave
-_CORPUS_LOCK = threading.Lock()
-
-
-def background_corpus(papers: Sequence[Paper]) -> Corpus:
-    """`Corpus.of(papers)`, read once for the same papers in a row (a build ranks every
-    profile against one background: read for each, it was most of a profile's time)."""
-    key = tuple(papers)
-    with _CORPUS_LOCK:
-        if _CORPUS and (_CORPUS[0][0] is key or _CORPUS[0][0] == key):
-            return _CORPUS[0][1]
-        corpus = Corpus.of(key)
-        _CORPUS[:] = [(key, corpus)]
-        return corpus
-
-
 @dataclass(frozen=True, slots=True)
 class Phrases:
     """Phrases of stems that profiles own (keywords, exclusions), with a weight per owner."""

@@ -12,6 +12,7 @@ a digest (`choose` does).
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,10 +29,10 @@ from digest.models import Paper, Profile, Votes
 from digest.rank.features import (
     CHUNK,
     THREADS,
+    Corpus,
     Features,
     Phrases,
     Tokenizer,
-    background_corpus,
     body_text,
     dense,
     extra_text,
@@ -101,8 +102,20 @@ def calibrate(raw: NDArray[Any], mode: str, view: str) -> NDArray[np.float32]:
 def upvote_prior(papers: Sequence[Paper], background: Sequence[Paper] = ()) -> Floats:
     """Per paper, in [0, 1]: log-damped upvotes over those of the most upvoted paper of
     its listing day (among `papers` and `background`)."""
+    return _upvote_prior(papers, _best_upvotes(background))
+
+
+def _best_upvotes(papers: Sequence[Paper]) -> dict[object, float]:
+    """Listing day -> the log-damped upvotes of its most upvoted paper among `papers`."""
     best: dict[object, float] = {}
-    for paper in [*background, *papers]:
+    for paper in papers:
+        best[paper.last_seen] = max(best.get(paper.last_seen, 0.0), math.log1p(paper.upvotes or 0))
+    return best
+
+
+def _upvote_prior(papers: Sequence[Paper], background_best: Mapping[object, float]) -> Floats:
+    best = dict(background_best)
+    for paper in papers:
         best[paper.last_seen] = max(best.get(paper.last_seen, 0.0), math.log1p(paper.upvotes or 0))
     damped = np.log1p(np.array([p.upvotes or 0 for p in papers], dtype=np.float64))
     top = np.array([best[p.last_seen] for p in papers])
@@ -157,7 +170,7 @@ def prepare_batch(
     "more like this" papers included (see `score_papers`); `votes` each profile's votes."""
     votes = list(votes) or [Votes() for _ in profiles]
     less_lists = [list(v.less) for v in votes]
-    corpus = background_corpus(background)
+    corpus, background_best = _background(background)
     ranked = {p.id for p in papers}
     tokenizer, base = corpus.without(ranked)
     titles = tokenizer.texts([p.title for p in papers])
@@ -241,7 +254,7 @@ def prepare_batch(
         abstract_hits=abstract_hits,
         excluded=excluded,
         exclusions=exclusions,
-        upvotes=upvote_prior(papers, background),
+        upvotes=_upvote_prior(papers, background_best),
         followed=_followed(profiles, papers),
         followed_authors=_followed_authors(author_keys, papers),
         author_keys=author_keys,
@@ -258,6 +271,23 @@ def prepare_batch(
         semantic_more=semantic[3],
         semantic_less=semantic[4],
     )
+
+
+_BACKGROUND: list[tuple[tuple[Paper, ...], Corpus, dict[object, float]]] = []  # the last one read
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def _background(papers: Sequence[Paper]) -> tuple[Corpus, dict[object, float]]:
+    """The background's `Corpus` and best upvotes of each listing day, read once for the
+    same papers in a row: a build ranks every profile against one background, and reading
+    it for each was most of a profile's time."""
+    key = tuple(papers)
+    with _BACKGROUND_LOCK:
+        if _BACKGROUND and (_BACKGROUND[0][0] is key or _BACKGROUND[0][0] == key):
+            return _BACKGROUND[0][1], _BACKGROUND[0][2]
+        found = (key, Corpus.of(key), _best_upvotes(key))
+        _BACKGROUND[:] = [found]
+        return found[1], found[2]
 
 
 def _embed_all(
