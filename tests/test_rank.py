@@ -391,3 +391,28 @@ def test_votes_change_only_their_own_profile() -> None:
     both = score_papers(papers, [mine, theirs], votes={"mine": Votes(less=(FEDERATED,))})
     alone = score_papers(papers, [theirs])
     assert both["theirs"] == alone["theirs"] != [] and both["mine"] != both["theirs"]
+
+
+def description_terms(ranked: list[ScoredPaper]) -> tuple[str, ...]:
+    found = [r for s in ranked for r in s.reasons if r.kind is ReasonKind.DESCRIPTION]
+    assert found, "no description reason"
+    return found[0].terms
+
+
+def test_a_stem_spelled_as_often_two_ways_is_named_by_the_first_in_alphabetical_order() -> None:
+    # 'generate', 'generation' and 'generative' are read once each: whichever is read first,
+    # the reason names 'generate'.
+    ranked = paper("Image synthesis", "We generate images.")
+    other = paper("Protein folding", "A generative model of proteins.")
+    who = profile(description="generation of images", min_score=0.0)
+    as_background = rank([ranked], who, background=[other])
+    read_first = rank([other, ranked], who, background=[other])
+    assert description_terms(as_background) == ("generate images",)
+    assert description_terms([s for s in read_first if s.paper.id == ranked.id]) == ("generate images",)
+
+
+def test_terms_that_weigh_the_same_are_named_in_alphabetical_order() -> None:
+    ranked = paper("Alpha beta gamma zeta", "")
+    who = profile(description="zeta, gamma, beta, alpha", min_score=0.0)
+    for background in ([paper("Zeta gamma", "nothing"), paper("Other", "alpha beta")], []):
+        assert description_terms(rank([ranked], who, background=background)) == ("alpha", "beta", "gamma")

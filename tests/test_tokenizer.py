@@ -109,14 +109,14 @@ def test_the_same_tokens_as_before_on_the_seeds(
 
 
 def _spellings(old: ReferenceTokenizer) -> list[str]:
-    """`Tokenizer.spell` of every stem, as it was: the stem's most frequent word."""
-    order = np.argsort(-old._word_count, kind="stable")
-    stems = old._word_stem[order]
-    content = stems >= 0
-    found, first = np.unique(stems[content], return_index=True)
-    spelling = np.array(old.stems, dtype=object)
-    spelling[found] = np.array(old._words, dtype=object)[order[content][first]]
-    return [str(word) for word in spelling]
+    """`Tokenizer.spell` of every stem: its most frequent word, and of words as frequent the
+    first in alphabetical order (before 2026-12-01: the first read, which made a reason's
+    words hang on which papers were read first)."""
+    best: dict[int, tuple[int, str]] = {}
+    for word, stem, count in zip(old._words, old._word_stem.tolist(), old._word_count.tolist(), strict=True):
+        if stem >= 0 and (stem not in best or (-count, word) < best[stem]):
+            best[stem] = (-count, word)
+    return [best[stem][1] if stem in best else old.stems[stem] for stem in range(len(old.stems))]
 
 
 def test_threads_reading_new_words_at_once_get_the_tokens_each_would_get_alone(

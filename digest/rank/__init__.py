@@ -8,8 +8,8 @@ Every step works on whole matrices (profiles × papers), never on one pair at a 
 `ai_keywords` when a paper has them) are lower-cased, split into words, stripped of English stop
 words and stemmed (Snowball, so 'quantize' meets 'quantization'); each text also gets
 its word pairs (bigrams, so 'knowledge distillation' is one feature). Counts become
-TF-IDF vectors (scikit-learn's `TfidfTransformer`: sublinear term frequency, smoothed
-IDF, unit length), the title counting `TITLE_WEIGHT` times.
+TF-IDF vectors (as scikit-learn's `TfidfTransformer` makes them: sublinear term frequency,
+smoothed IDF, unit length), the title counting `TITLE_WEIGHT` times.
 
 **Views.** A profile is seen two ways:
 
@@ -35,9 +35,11 @@ and for every profile: on the judged seeds the median on-topic paper scores 0.6 
 95 % of off-topic papers score under 0.1, so the default `min_score = 0.15` separates
 them. Word rarity and each day's top upvotes come from the papers ranked plus a
 `background` the caller passes (the store's recent papers), so a paper's score does not
-hang on which other papers are new that day. A profile's relevance is its text view,
-or its liked view when it has no words (as the better of the two, the liked view's
-near-misses outranked what the words asked for: `bench/RESULTS.md`).
+hang on which other papers are new that day. A process reads a background once and keeps
+what it counted (the last one only): the build ranks every profile against the same one.
+A profile's relevance is its text view, or its liked view when it has no words (as the
+better of the two, the liked view's near-misses outranked what the words asked for:
+`bench/RESULTS.md`).
 Priors then multiply it, capped at 1: upvotes (log-damped, relative to the most upvoted
 paper of the same listing day) up to +`UPVOTE_BOOST`, a followed organisation or author
 (names compared without case, accents or punctuation) +`FOLLOW_BOOST`, once. A paper

@@ -106,10 +106,13 @@ def _shared_terms(batch: BatchMatrices, row: int, col: int) -> list[str]:
     query_cols, query_values = _row(batch.queries, row)
     paper_cols, paper_values = _row(batch.papers, col)
     shared, in_query, in_paper = np.intersect1d(query_cols, paper_cols, assume_unique=True, return_indices=True)
-    order = np.argsort(-(query_values[in_query] * paper_values[in_paper]), kind="stable")
+    labels = [batch.features.describe(int(feature), batch.tokenizer) for feature in shared]
+    # Terms that weigh the same are named in alphabetical order, not in the order of their
+    # columns (which follows the order the texts were read in).
+    order = np.lexsort((np.array(labels, dtype=str), -(query_values[in_query] * paper_values[in_paper])))
     chosen: list[str] = []
-    for feature in shared[order]:
-        words = batch.features.describe(int(feature), batch.tokenizer)
+    for position in order.tolist():
+        words = labels[position]
         # A word pair says more than the words in it: keep the pair, drop its words.
         if any(words in kept.split(" ") for kept in chosen):
             continue

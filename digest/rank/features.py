@@ -206,17 +206,26 @@ class Tokenizer:
         self._word_count = np.concatenate([self._word_count, np.zeros(len(order), dtype=np.int64)])
 
     def spell(self, stem_id: int) -> str:
-        """The stem as the batch spelled it most often."""
+        """The stem as the batch spelled it most often (of words as frequent, the first in
+        alphabetical order: which texts were read first never changes how a stem is spelled)."""
         if self._spelling is None:
-            # For each stem, its most frequent word: words by falling count, first per stem.
-            order = np.argsort(-self._word_count, kind="stable")
-            stems = self._word_stem[order]
-            content = stems >= 0
-            found, first = np.unique(stems[content], return_index=True)
-            spelling = np.array(self.stems, dtype=object)
-            spelling[found] = np.array(self._words, dtype=object)[order[content][first]]
-            self._spelling = spelling
+            self._spelling = self._spellings()
         return str(self._spelling[stem_id])
+
+    def _spellings(self) -> NDArray[np.object_]:
+        words = np.flatnonzero(self._word_stem >= 0)
+        stems, counts = self._word_stem[words], self._word_count[words]
+        order = np.lexsort((-counts, stems))  # by stem, the most frequent word first
+        words, stems, counts = words[order], stems[order], counts[order]
+        first = np.ones(len(words), dtype=bool)
+        first[1:] = stems[1:] != stems[:-1]
+        spelling = np.array(self.stems, dtype=object)
+        spelling[stems[first]] = np.array(self._words, dtype=object)[words[first]]
+        tied = ~first & (counts == counts[first][np.cumsum(first) - 1])
+        for stem in np.unique(stems[tied]).tolist():
+            most = counts[stems == stem].max()
+            spelling[stem] = min(self._words[w] for w in words[(stems == stem) & (counts == most)].tolist())
+        return spelling
 
 
 class Features:
@@ -376,6 +385,9 @@ class Statistics:
         key_df = np.bincount(np.unique(pair_rows * distinct + inverse) % max(distinct, 1), minlength=distinct)
         return cls(len(parts[0]), stem_df, keys, occurrences, key_df)
 
+    def arrays(self) -> tuple[Ids, ...]:
+        return self.stem_df, self.keys, self.occurrences, self.key_df
+
     def without(self, part: Statistics) -> Statistics:
         """These statistics less those of `part`, some of the same documents."""
         at = np.searchsorted(self.keys, part.keys)
@@ -441,7 +453,11 @@ class Corpus:
         titles = tokenizer.texts([p.title for p in distinct])
         bodies = tokenizer.texts([body_text(p) for p in distinct])
         rows = {paper.id: row for row, paper in enumerate(distinct)}
-        return cls(tokenizer, tuple(distinct), rows, titles, bodies, Statistics.of([titles, bodies]))
+        statistics = Statistics.of([titles, bodies])
+        # Kept for many batches: an array changed in place by one would change the others.
+        for array in (titles.flat, titles.starts, bodies.flat, bodies.starts, *statistics.arrays()):
+            array.flags.writeable = False
+        return cls(tokenizer, tuple(distinct), rows, titles, bodies, statistics)
 
     def without(self, ids: Collection[str]) -> tuple[Tokenizer, Statistics]:
         """A tokenizer to go on from, and the statistics, as if the papers with `ids` had not

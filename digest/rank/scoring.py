@@ -285,9 +285,11 @@ def _background(papers: Sequence[Paper]) -> tuple[Corpus, dict[object, float]]:
     with _BACKGROUND_LOCK:
         if _BACKGROUND and (_BACKGROUND[0][0] is key or _BACKGROUND[0][0] == key):
             return _BACKGROUND[0][1], _BACKGROUND[0][2]
-        found = (key, Corpus.of(key), _best_upvotes(key))
+    # Read outside the lock: a caller with another background does not wait for this one.
+    found = (key, Corpus.of(key), _best_upvotes(key))
+    with _BACKGROUND_LOCK:
         _BACKGROUND[:] = [found]
-        return found[1], found[2]
+    return found[1], found[2]
 
 
 def _embed_all(
