@@ -221,10 +221,10 @@ class Tokenizer:
         first[1:] = stems[1:] != stems[:-1]
         spelling = np.array(self.stems, dtype=object)
         spelling[stems[first]] = np.array(self._words, dtype=object)[words[first]]
-        tied = ~first & (counts == counts[first][np.cumsum(first) - 1])
-        for stem in np.unique(stems[tied]).tolist():
-            most = counts[stems == stem].max()
-            spelling[stem] = min(self._words[w] for w in words[(stems == stem) & (counts == most)].tolist())
+        most = counts == counts[first][np.cumsum(first) - 1]  # as frequent as the stem's most frequent word
+        tied = np.isin(stems, stems[~first & most])
+        for stem, word in zip(stems[tied & most].tolist(), words[tied & most].tolist(), strict=True):
+            spelling[stem] = min(spelling[stem], self._words[word])
         return spelling
 
 

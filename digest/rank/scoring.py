@@ -115,8 +115,8 @@ def _best_upvotes(papers: Sequence[Paper]) -> dict[object, float]:
 
 def _upvote_prior(papers: Sequence[Paper], background_best: Mapping[object, float]) -> Floats:
     best = dict(background_best)
-    for paper in papers:
-        best[paper.last_seen] = max(best.get(paper.last_seen, 0.0), math.log1p(paper.upvotes or 0))
+    for day, value in _best_upvotes(papers).items():
+        best[day] = max(best.get(day, 0.0), value)
     damped = np.log1p(np.array([p.upvotes or 0 for p in papers], dtype=np.float64))
     top = np.array([best[p.last_seen] for p in papers])
     return np.divide(damped, top, out=np.zeros_like(damped), where=top > 0)
