@@ -416,3 +416,13 @@ def test_terms_that_weigh_the_same_are_named_in_alphabetical_order() -> None:
     who = profile(description="zeta, gamma, beta, alpha", min_score=0.0)
     for background in ([paper("Zeta gamma", "nothing"), paper("Other", "alpha beta")], []):
         assert description_terms(rank([ranked], who, background=background)) == ("alpha", "beta", "gamma")
+
+
+def test_a_digest_of_papers_without_a_word_the_ranker_reads_is_chosen() -> None:
+    # Text in another script gives no stems (with the embedding extra such papers can score):
+    # choosing among them crashed scikit-learn's TF-IDF on a matrix of no columns.
+    pool = [ScoredPaper(paper("Ω", "ΑΒΓ ΔΕ"), 0.9, ()), ScoredPaper(paper("Ж", "ЖЖ Ю"), 0.8, ())]
+    items, runners_up = select_digest(pool, profile(max_items=5))
+    assert [s.score for s in items] == [0.9, 0.8]
+    assert runners_up == []
+    assert text_similarity(["Ω", "Ж"]).tolist() == [[0.0, 0.0], [0.0, 0.0]]

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.feature_extraction.text import TfidfTransformer
 
 from digest.models import Profile, ScoredPaper
 from digest.rank.features import Features, Tokenizer, dense, paper_text
+from digest.rank.scoring import Weights
 
 RUNNERS_UP = 3
 MMR_PENALTY = 0.5
@@ -55,5 +55,6 @@ def text_similarity(texts: Sequence[str]) -> NDArray[np.float64]:
     tokenizer = Tokenizer()
     ids = tokenizer.texts(texts)
     features = Features(len(tokenizer.stems), documents=[ids], wanted=[])
-    vectors = TfidfTransformer(sublinear_tf=True).fit_transform(features.document_counts[0])
+    counts = features.document_counts[0]
+    vectors = Weights.of(counts, np.zeros(counts.shape[1], dtype=np.int64), 0).transform(counts)
     return dense(vectors @ vectors.T)

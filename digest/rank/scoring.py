@@ -205,11 +205,11 @@ def prepare_batch(
         paper_counts = paper_counts + features.document_counts[4]
     other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
     tfidf = Weights.of(sparse.vstack([paper_counts, other_counts], format="csr"), features.base_df, base.documents)
-    liked_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
-    less_vectors = _weigh(tfidf, TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
-    queries = _weigh(tfidf, features.counts(descriptions))
+    liked_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
+    less_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
+    queries = tfidf.transform(features.counts(descriptions))
     if keywords.phrases:
-        mixed = keywords.owners @ _weigh(tfidf, features.counts(keywords.as_texts()))
+        mixed = keywords.owners @ tfidf.transform(features.counts(keywords.as_texts()))
         queries = _normalised(queries + KEYWORD_MIX * _normalised(mixed))
     owners = _owners(liked_lists)
     # "More like this" papers move both views toward them (Rocchio). A profile with neither
@@ -243,7 +243,7 @@ def prepare_batch(
     return BatchMatrices(
         tokenizer=tokenizer,
         features=features,
-        papers=_weigh(tfidf, paper_counts),
+        papers=tfidf.transform(paper_counts),
         queries=queries,
         centroids=_normalised(centroid_owners @ liked_vectors),
         liked=liked_vectors,
@@ -503,18 +503,13 @@ class Weights:
         return cls(idf)
 
     def transform(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        if not counts.shape[0] or not counts.shape[1]:  # scikit-learn refuses an empty matrix
+            return sparse.csr_matrix(counts.shape)
         weighted = sparse.csr_matrix(counts, dtype=np.float64, copy=True)
         np.log(weighted.data, weighted.data)
         weighted.data += 1.0
         weighted.data *= self.idf[weighted.indices]
         return sparse.csr_matrix(normalize(weighted, norm="l2", copy=False))
-
-
-def _weigh(tfidf: Weights, counts: sparse.csr_matrix) -> sparse.csr_matrix:
-    """Counts to TF-IDF rows."""
-    if counts.shape[0] == 0:
-        return sparse.csr_matrix(counts.shape)
-    return tfidf.transform(counts)
 
 
 def _others(papers: Sequence[Paper], excluded: set[str]) -> list[Paper]:
