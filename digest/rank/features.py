@@ -4,7 +4,8 @@ Title and abstract are lower-cased, split into words, stripped of English stop w
 stemmed (Snowball, so 'quantize' meets 'quantization'); each text also gets its word
 pairs (bigrams, so 'knowledge distillation' is one feature). `Features` turns texts into
 count rows over one feature space (every stem, and the word pairs that can relate two
-texts); `Phrases` finds the profiles' keywords and exclusions in them.
+texts); `Phrases` finds the profiles' keywords and exclusions in them. A `Corpus` is a
+background read once, its counts (`Statistics`) added to each batch's instead of its rows.
 
 Never weighs anything (no TF-IDF, no scores: `scoring` does) and never looks at profiles
 beyond the phrases they own.
