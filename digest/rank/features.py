@@ -190,19 +190,13 @@ class Tokenizer:
             return
         spelled = _WORDS.words
         order = sorted(new.tolist(), key=spelled.__getitem__)
-        ids = []
-        for known in order:
-            word = spelled[known]
-            self._local[known] = len(self._words)
-            self._words.append(word)
-            stem = _WORDS.stems[known]
-            if stem is None:
-                ids.append(-1)
-                continue
-            if stem not in self._stem_index:
-                self._stem_index[stem] = len(self.stems)
-                self.stems.append(stem)
-            ids.append(self._stem_index[stem])
+        self._local[order] = np.arange(len(self._words), len(self._words) + len(order))
+        self._words.extend(map(spelled.__getitem__, order))
+        stems = list(map(_WORDS.stems.__getitem__, order))
+        index, before = self._stem_index, len(self._stem_index)
+        # A stem not seen before gets the next number (the index's size) as it is first met.
+        ids = [-1 if stem is None else index.setdefault(stem, len(index)) for stem in stems]
+        self.stems.extend(dict.fromkeys(s for s, i in zip(stems, ids, strict=True) if s is not None and i >= before))
         self._word_stem = np.concatenate([self._word_stem, np.array(ids, dtype=np.int64)])
         self._word_count = np.concatenate([self._word_count, np.zeros(len(order), dtype=np.int64)])
 
