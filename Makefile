@@ -37,6 +37,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/rank.py
+	$(BIN)/python bench/build.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/scale.py
 
