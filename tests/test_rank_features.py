@@ -121,10 +121,15 @@ def test_weights_are_scikit_learns_tf_idf_bit_for_bit() -> None:
     rng = np.random.default_rng(11)
     counts = sparse.csr_matrix(rng.poisson(0.3, (200, 70)).astype(np.float64))
     base, rows = counts[:150], counts[150:]
-    mine = Weights.of(rows, np.bincount(base.indices, minlength=70), 150)
+    mine = Weights.of([rows[:20], rows[20:]], np.bincount(base.indices, minlength=70), 150)
     theirs = TfidfTransformer(sublinear_tf=True).fit(counts)
     np.testing.assert_array_equal(mine.idf, theirs.idf_)
-    assert (mine.transform(rows) != sparse.csr_matrix(theirs.transform(rows))).nnz == 0
+    expected = sparse.csr_matrix(theirs.transform(rows))
+    assert (mine.transform(rows) != expected).nnz == 0
+    # In place: the same weights, and the counts given are the weights now.
+    given = rows.copy()
+    assert (mine.transform(given, copy=False) != expected).nnz == 0
+    assert (given != expected).nnz == 0
 
 
 def test_a_background_is_read_once_for_the_same_papers_and_again_for_others() -> None:

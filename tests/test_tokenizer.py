@@ -77,6 +77,31 @@ class ReferenceTokenizer:
         self._word_count = np.concatenate([self._word_count, np.zeros(len(words), dtype=np.int64)])
 
 
+# Texts that read apart and read together could split differently: the mark between two
+# texts inside one, characters whose lower case is ASCII (KELVIN SIGN, Turkish dotted I),
+# letters of other scripts and accents inside words, control characters, a final sigma.
+ODD_TEXTS = [
+    "one\x01two \x01 three",
+    "\u212aelvin \u0130stanbul caf\u00e9s na\u00efve\u2013RLHF \u00d7 NeRF\u00b2",
+    "\x00nul\ttab\nnew\rline\x0bvt\x0cff\x1cfs\x85nel\xa0nbsp\u2028ls",
+    "\u039f\u0394\u039f\u03a3 \u03a3 word\u03a3 x\u0301y \U0001f600emoji\U0001f600",
+    "",
+    "UPPER lower MiXeD 3DGS GRPO-RLVR a1b2 _under_score_",
+]
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_texts_read_together_give_the_words_of_the_regular_expression(marked: bool) -> None:
+    # Without the text holding the mark, the texts are read in one pass; with it, one by one.
+    texts = [t for t in ODD_TEXTS if marked or "\x01" not in t] + seed_texts()[:60]
+    words = features._Words()
+    read = words.read(texts)
+    assert len(read) == len(texts)
+    for text, ids in zip(texts, read, strict=True):
+        assert [words.words[i] for i in ids.tolist()] == _WORD.findall(text.lower())
+    assert [ids.tolist() for ids in words.read(texts)] == [ids.tolist() for ids in read]  # the second time, remembered
+
+
 def seed_texts() -> list[str]:
     texts = []
     for path in sorted(SEEDS.iterdir()):
@@ -93,7 +118,7 @@ def test_the_same_tokens_as_before_on_the_seeds(
     if shuffled:
         random.Random(chunk).shuffle(texts)
     monkeypatch.setattr(features, "CHUNK", chunk)
-    halves = [texts[: len(texts) // 2], texts[len(texts) // 2 :], ["", "a the of", "Ünïcode ΑΒΓ x2 x2"]]
+    halves = [texts[: len(texts) // 2], texts[len(texts) // 2 :], ["", "a the of", "Ünïcode ΑΒΓ x2 x2"], ODD_TEXTS]
     for _ in range(2):  # the second time, every text was read before by this process
         new, old = Tokenizer(), ReferenceTokenizer(chunk)
         for part in halves:

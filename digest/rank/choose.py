@@ -56,5 +56,5 @@ def text_similarity(texts: Sequence[str]) -> NDArray[np.float64]:
     ids = tokenizer.texts(texts)
     features = Features(len(tokenizer.stems), documents=[ids], wanted=[])
     counts = features.document_counts[0]
-    vectors = Weights.of(counts, np.zeros(counts.shape[1], dtype=np.int64), 0).transform(counts)
+    vectors = Weights.of([counts], np.zeros(counts.shape[1], dtype=np.int64), 0).transform(counts)
     return dense(vectors @ vectors.T)

@@ -34,6 +34,11 @@ THREADS = max(1, min(4, os.cpu_count() or 1))  # threads building matrices and s
 THREADED_WORDS = 1_000_000  # below this many words a batch's feature space is built in one thread
 
 _WORD = re.compile(r"[a-z0-9]+")
+# `_WORD` over many texts at once: lower-cased and UTF-8 encoded, every byte but a word's
+# made a space (a character outside [a-z0-9] separates words, and every byte of a non-ASCII
+# character is >= 0x80), then split; texts are joined with `_MARK` between them.
+_MARK = "\x01"
+_WORD_BYTES = bytes(c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789" + _MARK else 0x20 for c in range(256))
 _PAIR = np.int64(1 << 31)  # a word pair's key: first stem id * _PAIR + second stem id
 TEXTS_KEPT = 200_000  # texts whose words a process remembers (a day's and the background's, many times over)
 
@@ -66,6 +71,7 @@ class _Words(dict[str, int]):
         self.stems: list[str | None] = []  # None: a stop word, or a single character
         self.texts: dict[str, NDArray[np.int64]] = {}
         self._stemmer = Stemmer.Stemmer("english")
+        self._bytes = _ByBytes(self)
 
     def __missing__(self, word: str) -> int:
         # Called for a word not read before: numbering every word is then one pass in C.
@@ -78,17 +84,46 @@ class _Words(dict[str, int]):
             self[word] = number = len(self.words) - 1
             return number
 
-    def ids(self, text: str) -> NDArray[np.int64]:
-        found = self.texts.get(text)
-        if found is not None:
-            return found
-        words = _WORD.findall(text.lower())
-        ids = np.fromiter(map(self.__getitem__, words), dtype=np.int64, count=len(words))
+    def read(self, texts: Sequence[str]) -> list[NDArray[np.int64]]:
+        """Each text's word ids. Texts not read before are read together: one pass of
+        `bytes.split` over all of them makes the word strings in a third of the time that a
+        regular expression per text takes."""
+        found = [self.texts.get(text) for text in texts]
+        new = list(dict.fromkeys(text for text, ids in zip(texts, found, strict=True) if ids is None))
+        if not new:
+            return found  # type: ignore[return-value]
+        joined = f" {_MARK} ".join(new)
+        if joined.count(_MARK) == len(new) - 1:
+            tokens = joined.lower().encode().translate(_WORD_BYTES).split()
+            flat = np.fromiter(map(self._bytes.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+            marks = np.flatnonzero(flat < 0)
+            bounds = zip(np.append(0, marks + 1).tolist(), np.append(marks, len(flat)).tolist(), strict=True)
+            read = [flat[start:stop] for start, stop in bounds]
+        else:  # a text holds the mark itself: one at a time
+            read = [self._one(text) for text in new]
         with self.lock:
-            if len(self.texts) >= TEXTS_KEPT:
+            if len(self.texts) + len(new) > TEXTS_KEPT:
                 self.texts.clear()
-            self.texts[text] = ids
-        return ids
+            self.texts.update(zip(new, read, strict=True))
+        by_text = dict(zip(new, read, strict=True))
+        return [by_text[text] if ids is None else ids for text, ids in zip(texts, found, strict=True)]
+
+    def _one(self, text: str) -> NDArray[np.int64]:
+        words = _WORD.findall(text.lower())
+        return np.fromiter(map(self.__getitem__, words), dtype=np.int64, count=len(words))
+
+
+class _ByBytes(dict[bytes, int]):
+    """A word's id in `_Words` by its ASCII bytes (what `_Words.read` splits); the mark
+    between two texts is -1."""
+
+    def __init__(self, words: _Words) -> None:
+        super().__init__({_MARK.encode(): -1})
+        self._words = words
+
+    def __missing__(self, word: bytes) -> int:
+        self[word] = number = self._words[word.decode("ascii")]
+        return number
 
 
 _WORDS = _Words()
@@ -114,8 +149,12 @@ class Texts:
         """(row, key) of every word pair inside a text (two equal stems in a row make no pair)."""
         rows = self.rows()
         first, second = self.flat[:-1], self.flat[1:]
-        keep = (rows[:-1] == rows[1:]) & (first != second)
-        return rows[:-1][keep], first[keep] * _PAIR + second[keep]
+        keep = rows[:-1] == rows[1:]
+        keep &= first != second
+        keys = first[keep]  # in place from here: each new array this size costs its page faults
+        keys *= _PAIR
+        keys += second[keep]
+        return rows[:-1][keep], keys
 
     def subset(self, rows: Sequence[int]) -> Texts:
         """Texts `rows`, in that order."""
@@ -150,7 +189,7 @@ class Tokenizer:
 
     def forget(self, texts: Sequence[str]) -> None:
         """Uncount the words of `texts`, read before: they no longer count for `spell`."""
-        read = [_WORDS.ids(text) for text in texts]
+        read = _WORDS.read(texts)
         if read:
             words = self._local[np.concatenate(read)]
             self._word_count -= np.bincount(words, minlength=len(self._word_count))
@@ -168,7 +207,7 @@ class Tokenizer:
 
     def _slice(self, texts: Sequence[str]) -> Texts:
         self._spelling = None  # counts change: spell anew when asked
-        read = [_WORDS.ids(text) for text in texts]
+        read = _WORDS.read(texts)
         known = np.concatenate(read) if read else np.zeros(0, dtype=np.int64)
         if len(self._local) < len(_WORDS.words):
             self._local = np.concatenate([self._local, np.full(len(_WORDS.words) - len(self._local), -1)])
@@ -290,24 +329,33 @@ class Features:
             words = slice(texts.starts[start], texts.starts[stop])
             pairs = slice(pair_bounds[number], pair_bounds[number + 1])
             lengths = np.diff(texts.starts[start : stop + 1])
-            rows = np.concatenate(
-                [
-                    np.repeat(np.arange(stop - start, dtype=np.int32), lengths),
-                    (pair_rows[pairs] - start).astype(np.int32),
-                ]
-            )
-            columns = np.concatenate([texts.flat[words], pair_columns[pairs]]).astype(np.int32)
-            ones = np.ones(len(rows), dtype=np.float32)
-            return sparse.csr_matrix((ones, (rows, columns)), shape=(stop - start, self.size))
+            rows = np.concatenate([np.repeat(np.arange(stop - start), lengths), pair_rows[pairs] - start])
+            columns = np.concatenate([texts.flat[words], pair_columns[pairs]])
+            return _counted(rows * self.size + columns, stop - start, self.size)
 
-        blocks = [sparse.csr_matrix((0, self.size), dtype=np.float32), *threaded(block, range(len(bounds) - 1))]
-        return sparse.csr_matrix(sparse.vstack(blocks, format="csr"), dtype=np.float64)
+        blocks = [sparse.csr_matrix((0, self.size)), *threaded(block, range(len(bounds) - 1))]
+        return sparse.csr_matrix(sparse.vstack(blocks, format="csr"))
 
     def describe(self, feature: int, tokenizer: Tokenizer) -> str:
         if feature < self.stem_count:
             return tokenizer.spell(feature)
         key = int(self.pair_keys[feature - self.stem_count])
         return f"{tokenizer.spell(key // int(_PAIR))} {tokenizer.spell(key % int(_PAIR))}"
+
+
+def _counted(cells: Ids, rows: int, columns: int) -> sparse.csr_matrix:
+    """rows × columns: how many times each cell (row * columns + column) occurs in `cells`.
+    (One sort of the cells: twice as fast as SciPy's COO to CSR, which sorts each row.)"""
+    cells = np.sort(cells)
+    first = np.empty(len(cells), dtype=bool)
+    first[:1] = True
+    np.not_equal(cells[1:], cells[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, len(cells))).astype(np.float64)
+    distinct = cells[starts]
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(distinct // columns, minlength=rows), out=indptr[1:])
+    return sparse.csr_matrix((counts, distinct % columns, indptr), shape=(rows, columns))
 
 
 def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
@@ -323,8 +371,13 @@ def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
     position_bits = max(1, count.bit_length())
     if not count or (stem_count * stem_count).bit_length() + position_bits > 63:
         return np.unique(keys, return_inverse=True, return_counts=True)
-    compact = (keys // _PAIR) * stem_count + keys % _PAIR
-    packed = np.sort((compact << position_bits) | np.arange(count, dtype=np.int64))
+    # In place where it can be: each new array this size costs its page faults.
+    packed, second = np.divmod(keys, _PAIR)
+    packed *= stem_count
+    packed += second
+    packed <<= position_bits
+    packed |= np.arange(count, dtype=np.int64)
+    packed.sort()
     positions = packed & ((1 << position_bits) - 1)
     packed >>= position_bits
     first = np.empty(count, dtype=bool)
@@ -332,7 +385,8 @@ def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
     np.not_equal(packed[1:], packed[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     distinct = packed[starts]
-    numbers = np.cumsum(first) - 1
+    counts = np.diff(np.append(starts, count))
+    numbers = np.repeat(np.arange(len(starts)), counts)  # each sorted key's number (a cumsum is 5x slower)
     inverse = np.empty(count, dtype=np.int64)
 
     def place(part: slice) -> None:  # a scatter over memory: two threads wait on it better than one
@@ -340,7 +394,6 @@ def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
 
     part = -(-count // THREADS)
     threaded(place, [slice(start, start + part) for start in range(0, count, part)], worth=count > THREADED_WORDS)
-    counts = np.diff(np.append(starts, count))
     return (distinct // stem_count) * _PAIR + distinct % stem_count, inverse, counts
 
 

@@ -92,11 +92,16 @@ the likeness to papers marked "less like this" that pushed the score down."""
 def calibrate(raw: NDArray[Any], mode: str, view: str) -> NDArray[np.float32]:
     """Raw relevance to a score in [0, 1) on the fixed scale described in `digest.rank`."""
     m, s = CALIBRATION[(mode, view)]
-    # 1 / (1 + (m / raw)**s), in single precision: scores are shown to four places.
-    ratio = np.float32(m) / np.maximum(raw, 1e-12).astype(np.float32)
+    # 1 / (1 + (m / raw)**s), in single precision: scores are shown to four places. (Rounding
+    # keeps order, so the floor after the rounding is the floor before it; in place, one array.)
+    ratio = np.asarray(raw).astype(np.float32)
+    np.maximum(ratio, np.float32(1e-12), out=ratio)
+    np.divide(np.float32(m), ratio, out=ratio)
     with np.errstate(over="ignore"):  # a tiny raw value makes the ratio overflow: its score is 0
-        scores: NDArray[np.float32] = 1.0 / (1.0 + ratio ** np.float32(s))
-        return scores
+        np.power(ratio, np.float32(s), out=ratio)
+    ratio += np.float32(1.0)
+    scores: NDArray[np.float32] = np.divide(np.float32(1.0), ratio, out=ratio)
+    return scores
 
 
 def upvote_prior(papers: Sequence[Paper], background: Sequence[Paper] = ()) -> Floats:
@@ -204,7 +209,7 @@ def prepare_batch(
     if extras is not None:
         paper_counts = paper_counts + features.document_counts[4]
     other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
-    tfidf = Weights.of(sparse.vstack([paper_counts, other_counts], format="csr"), features.base_df, base.documents)
+    tfidf = Weights.of([paper_counts, other_counts], features.base_df, base.documents)
     liked_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
     less_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
     queries = tfidf.transform(features.counts(descriptions))
@@ -243,7 +248,7 @@ def prepare_batch(
     return BatchMatrices(
         tokenizer=tokenizer,
         features=features,
-        papers=tfidf.transform(paper_counts),
+        papers=tfidf.transform(paper_counts, copy=False),  # made here, used for nothing else
         queries=queries,
         centroids=_normalised(centroid_owners @ liked_vectors),
         liked=liked_vectors,
@@ -342,29 +347,37 @@ def best_papers(batch: BatchMatrices, profiles: int, papers: int, keep: int) -> 
 
 def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     """profiles × papers[start:stop]: final scores, and the two calibrated views."""
-    papers = batch.papers[start:stop]
-    lexical = dense(batch.queries @ papers.T)
+    # features × papers, made once for the chunk's products (each would transpose it again).
+    papers = sparse.csr_matrix(batch.papers[start:stop].T)
+    lexical = dense(batch.queries @ papers)
     hit_strength = batch.title_hits[start:stop].maximum(batch.abstract_hits[start:stop] * ABSTRACT_HIT)
-    matched = dense(batch.keywords.owners @ hit_strength.T)
-    liked_lexical = dense(batch.centroids @ papers.T)
+    matched = sparse.coo_matrix(batch.keywords.owners @ hit_strength.T)
+    # Only profiles with liked papers have a liked view (the others' rows would be zeros).
+    liked_rows = np.flatnonzero(batch.has_liked)
+    liked_lexical = dense(batch.centroids[liked_rows] @ papers)
     # Rocchio: each view's query moves toward the mean of the papers marked "more like this"
     # and away from the mean of those marked "less like this" (for a profile without votes
     # nothing moves, so its scores are unchanged).
     voted = batch.more_means.nnz > 0 or batch.less.shape[0] > 0
     rocchio = (
-        dense(MORE_ROCCHIO * batch.more_means @ papers.T - LESS_ROCCHIO * batch.less_means @ papers.T) if voted else 0.0
+        dense(MORE_ROCCHIO * batch.more_means @ papers - LESS_ROCCHIO * batch.less_means @ papers)
+        if voted
+        else np.zeros((0, 0))  # never read
     )
     if batch.semantic_papers is None:
         mode = "lexical"
-        raw_text = lexical + KEYWORD_WEIGHT * matched
+        raw_text = lexical  # plus the keyword hits, only where there are some (+ 0.0 changes nothing)
+        raw_text[matched.row, matched.col] += KEYWORD_WEIGHT * matched.data
         raw_liked = liked_lexical
     else:
         mode = "semantic"
         vectors = batch.semantic_papers[start:stop]
         assert batch.semantic_queries is not None and batch.semantic_liked is not None
         assert batch.semantic_more is not None and batch.semantic_less is not None
-        raw_text = batch.semantic_queries @ vectors.T + SEMANTIC_LEXICAL * (lexical + SEMANTIC_KEYWORD_WEIGHT * matched)
-        raw_liked = batch.semantic_liked @ vectors.T + SEMANTIC_LEXICAL * liked_lexical
+        raw_text = batch.semantic_queries @ vectors.T + SEMANTIC_LEXICAL * (
+            lexical + SEMANTIC_KEYWORD_WEIGHT * dense(matched)
+        )
+        raw_liked = (batch.semantic_liked @ vectors.T)[liked_rows] + SEMANTIC_LEXICAL * liked_lexical
         if voted:
             toward = MORE_ROCCHIO * batch.semantic_more - LESS_ROCCHIO * batch.semantic_less
             rocchio = toward @ vectors.T + SEMANTIC_LEXICAL * rocchio
@@ -373,20 +386,22 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     # better of two views, the liked one's near-misses outranked what the words asked for.)
     # The mean, weighted, of the two raw relevances (not their sum): the two curves put "on
     # topic" at about the same raw value, so the text view's curve keeps its meaning.
-    worded = batch.has_text & batch.has_liked
-    if worded.any():
-        moved = (raw_text + MORE_ROCCHIO * raw_liked) / (1.0 + MORE_ROCCHIO)
-        raw_text = np.where(worded[:, np.newaxis], moved, raw_text)
+    worded = np.flatnonzero(batch.has_text & batch.has_liked)
+    if len(worded):
+        own = raw_liked[np.searchsorted(liked_rows, worded)]
+        raw_text[worded] = (raw_text[worded] + MORE_ROCCHIO * own) / (1.0 + MORE_ROCCHIO)
     if voted:
         raw_text = raw_text + rocchio
-        raw_liked = raw_liked + rocchio
+        raw_liked = raw_liked + rocchio[liked_rows]
     text = _calibrated(raw_text, batch.has_text, mode, "text")
-    liked = _calibrated(raw_liked, batch.has_liked, mode, "liked")
+    liked = np.zeros(raw_text.shape, dtype=np.float32)
+    liked[liked_rows] = calibrate(raw_liked, mode, "liked")
     # The priors, element by element as 1 + UPVOTE_BOOST * upvotes + FOLLOW_BOOST * followed,
     # but only the few followed papers get the second term (one pass over the chunk, not three).
     base = 1.0 + UPVOTE_BOOST * batch.upvotes[np.newaxis, start:stop]
-    best = np.where(batch.has_text[:, np.newaxis], text, liked)
-    scores = best * base
+    best = text if batch.has_text.all() else np.where(batch.has_text[:, np.newaxis], text, liked)
+    # Into the text view's raw relevance, no longer needed: a new array this size costs its page faults.
+    scores = np.multiply(best, base, out=raw_text)
     # Following a paper's organisation and one of its authors boosts it once, not twice.
     rows, cols = batch.followed[:, start:stop].maximum(batch.followed_authors[:, start:stop]).nonzero()
     scores[rows, cols] = best[rows, cols] * (base[0, cols] + FOLLOW_BOOST)
@@ -435,6 +450,9 @@ class _Best:
     def merge(
         self, start: int, scores: NDArray[Any], text: NDArray[Any], liked: NDArray[Any], unlike: NDArray[Any]
     ) -> None:
+        if self.keep and self.cols.shape[1] == self.keep:
+            self._merge_above(start, scores, (scores, text, liked, unlike))
+            return
         # The chunk's best first, then those against the ones held: only `keep` columns a
         # row are ever gathered and stacked, not the whole chunk.
         top = _top(scores, self.keep, np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape))
@@ -446,6 +464,25 @@ class _Best:
             all_cols = np.take_along_axis(all_cols, top, axis=1)
             all_values = np.take_along_axis(all_values, top[np.newaxis], axis=2)
         self.cols, self.values = all_cols, all_values
+
+    def _merge_above(self, start: int, scores: NDArray[Any], views: tuple[NDArray[Any], ...]) -> None:
+        """With `keep` held in every row, only a paper scoring above a row's lowest can come
+        in (at equal scores the paper held, an earlier one, stays): those few are found
+        with one comparison, instead of each row's best of the whole chunk."""
+        profiles = self.cols.shape[0]
+        rows, cols = np.nonzero(scores > self.values[0].min(axis=1, keepdims=True))
+        if not len(rows):
+            return
+        every_row = np.concatenate([np.repeat(np.arange(profiles), self.keep), rows])
+        every_col = np.concatenate([self.cols.ravel(), start + cols])
+        every_value = np.concatenate(
+            [self.values.reshape(len(views), -1), np.stack([view[rows, cols] for view in views])], axis=1
+        )
+        order = np.lexsort((every_col, -every_value[0], every_row))
+        place = np.arange(len(order)) - np.searchsorted(every_row[order], every_row[order])
+        kept = order[place < self.keep]  # row by row, each row's best `keep` first
+        self.cols = every_col[kept].reshape(profiles, self.keep)
+        self.values = every_value[:, kept].reshape(len(views), profiles, self.keep)
 
     def of(self, row: int) -> list[BestPaper]:
         scores = self.values[0, row]
@@ -493,19 +530,22 @@ class Weights:
     idf: Floats
 
     @classmethod
-    def of(cls, counts: sparse.csr_matrix, base_df: NDArray[np.int64], base_documents: int) -> Weights:
-        df = np.bincount(counts.indices, minlength=counts.shape[1]) + base_df
-        samples = counts.shape[0] + base_documents + 1
+    def of(cls, counts: Sequence[sparse.csr_matrix], base_df: NDArray[np.int64], base_documents: int) -> Weights:
+        """From the counts of every document (as rows of `counts`, and `base_df`: how many
+        other documents, `base_documents` of them, hold each feature)."""
+        df = base_df + sum(np.bincount(part.indices, minlength=len(base_df)) for part in counts)
+        samples = sum(part.shape[0] for part in counts) + base_documents + 1
         idf = np.full_like(df, samples, dtype=np.float64)
         idf /= df.astype(np.float64) + 1.0
         np.log(idf, out=idf)
         idf += 1.0
         return cls(idf)
 
-    def transform(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    def transform(self, counts: sparse.csr_matrix, *, copy: bool = True) -> sparse.csr_matrix:
+        """`counts` weighed; with `copy=False`, in place (`counts` is then no longer counts)."""
         if not counts.shape[0] or not counts.shape[1]:  # scikit-learn refuses an empty matrix
             return sparse.csr_matrix(counts.shape)
-        weighted = sparse.csr_matrix(counts, dtype=np.float64, copy=True)
+        weighted = sparse.csr_matrix(counts, dtype=np.float64, copy=copy)
         np.log(weighted.data, weighted.data)
         weighted.data += 1.0
         weighted.data *= self.idf[weighted.indices]
@@ -583,11 +623,12 @@ def _muted(votes: Sequence[Votes], papers: Sequence[Paper]) -> sparse.csr_matrix
 
 
 def _likeness(less: sparse.csr_matrix, owners: sparse.csr_matrix, papers: sparse.csr_matrix) -> Floats:
-    """profiles × papers: each paper's cosine to the closest paper its profile marked "less like this"."""
-    found = np.zeros((owners.shape[0], papers.shape[0]))
+    """profiles × papers: each paper's cosine to the closest paper its profile marked "less
+    like this" (`papers`: features × papers)."""
+    found = np.zeros((owners.shape[0], papers.shape[1]))
     if not less.shape[0]:
         return found
-    cosines = dense(less @ papers.T)
+    cosines = dense(less @ papers)
     for row in np.flatnonzero(np.diff(owners.indptr)):
         members = owners.indices[owners.indptr[row] : owners.indptr[row + 1]]
         found[row] = np.clip(cosines[members].max(axis=0), 0.0, 1.0)
