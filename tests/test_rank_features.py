@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digest.rank import features as features_module
 from digest.rank.features import _PAIR, Corpus, Features, Statistics, Texts, _distinct
 
 
@@ -47,6 +48,28 @@ def test_a_pair_seen_twice_becomes_a_feature_and_a_pair_seen_once_does_not() -> 
     assert features.pair_keys.tolist() == [0 * _PAIR + 1, 1 * _PAIR + 3]
     counts = features.document_counts[0].toarray()
     assert counts.tolist() == [[1, 1, 1, 0, 1, 0], [1, 1, 0, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4096])
+def test_count_rows_are_each_texts_stems_and_kept_pairs_counted(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Built `chunk` rows at a time (empty texts and blocks included) and stacked into one matrix.
+    monkeypatch.setattr(features_module, "CHUNK", chunk)
+    texts = random_texts(np.random.default_rng(chunk), 40, 25)
+    features = Features(25, documents=[texts], wanted=[])
+    counts = features.document_counts[0]
+    expected = np.zeros((len(texts), features.size))
+    column = {int(key): 25 + n for n, key in enumerate(features.pair_keys)}
+    for row in range(len(texts)):
+        stems = texts.text(row).tolist()
+        for stem in stems:
+            expected[row, stem] += 1
+        for first, second in zip(stems, stems[1:], strict=False):
+            if first != second and first * int(_PAIR) + second in column:
+                expected[row, column[first * int(_PAIR) + second]] += 1
+    counts.check_format(full_check=True)
+    assert counts.has_canonical_format
+    assert counts.indices.dtype == np.int32
+    np.testing.assert_array_equal(counts.toarray(), expected)
 
 
 # -- a background read once (`Statistics`, `Corpus`, `background_corpus`) ----------------------
