@@ -678,60 +678,62 @@ class App:
         """Each profile's roll-up of its period (everyone's: feeds, site, Markdown): the stored
         one, or one ranked and saved now. Built once: a roll-up built before its period ended
         keeps what it had, and papers of its period stored later go into the next one (they
-        are given in the digests of its days). Profiles whose periods hold the same papers are
-        ranked together, in one pass of the ranker."""
+        are given in the digests of its days). Each profile is ranked alone: its roll-up never
+        hangs on which other profiles are rolled up with it."""
         store = self.store
         watermark = store.watermark()  # before the papers are read: a later dump goes to the next roll-up
         found: dict[tuple[str, str], tuple[Rollup, Built]] = {}
-        groups: dict[tuple[str, ...], list[tuple[Profile, Period, list[Paper]]]] = {}
+        new: list[tuple[Profile, Period, list[Paper]]] = []
         for profile, period in wanted:
             stored = store.load_rollup(profile, period)
             if stored is not None:
                 found[profile.id, period.key] = (stored, Built.BEFORE)
                 continue
-            papers = store.rollup_candidates(profile.id, period)
-            groups.setdefault(tuple(p.id for p in papers), []).append((profile, period, papers))
-        for members in groups.values():
-            papers = members[0][2]
-            ranked = self._rank_period([profile for profile, _, _ in members], papers)
-            built = []
-            for profile, period, _ in members:
-                pool = order_pool(ranked[profile.id], profile)
-                built.append(
-                    (public_rollup(profile, period, pool, built_at=self.clock(), considered=len(papers)), pool)
-                )
-            for (rollup, _), new in zip(built, store.save_rollups(built, watermark=watermark), strict=True):
-                profile, period = rollup.profile, rollup.period
-                if new:
-                    found[profile.id, period.key] = (rollup, Built.NEW)
-                else:  # another process saved it first: theirs stands
-                    saved = store.load_rollup(profile, period)
-                    assert saved is not None, "roll-ups are never deleted"
-                    found[profile.id, period.key] = (saved, Built.BEFORE)
+            new.append((profile, period, store.rollup_candidates(profile.id, period)))
+        rankings = self._rank_periods([(profile, papers, None) for profile, _, papers in new])
+        built = []
+        for (profile, period, papers), ranked in zip(new, rankings, strict=True):
+            pool = order_pool(ranked, profile)
+            built.append((public_rollup(profile, period, pool, built_at=self.clock(), considered=len(papers)), pool))
+        for (rollup, _), saved in zip(built, store.save_rollups(built, watermark=watermark), strict=True):
+            profile, period = rollup.profile, rollup.period
+            if saved:
+                found[profile.id, period.key] = (rollup, Built.NEW)
+            else:  # another process saved it first: theirs stands
+                theirs = store.load_rollup(profile, period)
+                assert theirs is not None, "roll-ups are never deleted"
+                found[profile.id, period.key] = (theirs, Built.BEFORE)
         return [found[profile.id, period.key] for profile, period in wanted]
 
-    def _rank_period(
-        self, profiles: Sequence[Profile], papers: Sequence[Paper], votes: Mapping[str, Votes] | None = None
-    ) -> dict[str, list[ScoredPaper]]:
+    def _rank_periods(
+        self, wanted: Sequence[tuple[Profile, Sequence[Paper], Votes | None]], *, here: bool = False
+    ) -> list[list[ScoredPaper]]:
         """How each profile ranks the papers of a period: as its digests rank theirs, but
         nothing left out for having been given in a digest (a roll-up is for readers who did
         not get those), and upvotes weighed over the whole period (`rollups.period_view`).
-        `votes` by profile id (default: each profile's own, `votes`)."""
-        if not papers:
-            return {profile.id: [] for profile in profiles}
-        from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import
+        Each with its votes (None: the profile's own, `votes`); in this process when `here`
+        (one reader's copy: not worth a trip to the workers), else by the runner."""
+        from digest.parallel import shards
+        from digest.tasks import RankJob, rank_period_shard
 
-        store = self.store
-        ranked = score_papers(
-            period_view(papers),
-            profiles,
-            liked={profile.id: store.find_papers(profile.liked) for profile in profiles},
-            delivered={},
-            embed=self.embedder(),
-            background=store.recent_papers(BACKGROUND_PAPERS),
-            votes=votes if votes is not None else {profile.id: self.votes(profile) for profile in profiles},
-        )
-        return {profile_id: as_listed(scored, papers) for profile_id, scored in ranked.items()}
+        jobs = [
+            RankJob(
+                profile,
+                tuple(period_view(papers)),
+                tuple(self.store.find_papers(profile.liked)),
+                votes=self.votes(profile) if votes is None else votes,
+            )
+            for profile, papers, votes in wanted
+        ]
+        # Each profile in a batch of its own, as the daily build ranks it (in one batch, a
+        # profile's words and votes would move the others' scores: its word pairs become
+        # columns, its liked papers count in word rarity), shared out as the daily build is.
+        if here:
+            ranked = rank_period_shard(self._rank_common(), jobs)
+        else:
+            found = self.runner.map(rank_period_shard, self._rank_common(), shards(jobs, self.config.shard_size))
+            ranked = [scored for shard in found for scored in shard]
+        return [as_listed(scored, papers) for (_, papers, _), scored in zip(wanted, ranked, strict=True)]
 
     def due_rollups(self, profile: Profile, day: date) -> list[Period]:
         """The roll-ups a build or tick of `profile` for `day` makes sure of (`lifecycle.due_periods`)."""
@@ -1046,8 +1048,8 @@ class App:
             return everyone, pool
         mine = _with_readers_count(profile, reader)
         papers = [s.paper for s in (*pool.eligible, *pool.runners_up)]
-        ranked = self._rank_period([mine], papers, votes={mine.id: votes})
-        return replace(everyone, profile=mine), order_pool(ranked[mine.id], mine)
+        (ranked,) = self._rank_periods([(mine, papers, votes)], here=True)
+        return replace(everyone, profile=mine), order_pool(ranked, mine)
 
     @staticmethod
     def _wants_own(profile: Profile, reader: Subscriber, votes: Votes) -> bool:

@@ -90,6 +90,11 @@ def rank_shard(common: RankCommon, jobs: Sequence[RankJob]) -> list[Ranked]:
     return found
 
 
+def rank_period_shard(common: RankCommon, jobs: Sequence[RankJob]) -> list[tuple[ScoredPaper, ...]]:
+    """Each job's whole ranking, for a roll-up: no digest chosen here (`rollups.order_pool` does)."""
+    return [tuple(rank_profile(common, job)) for job in jobs]
+
+
 def rank_profile(common: RankCommon, job: RankJob, *, limit: int | None = None) -> list[ScoredPaper]:
     """One profile's ranking of its candidates, best first (`rank.score_papers` for one profile)."""
     from digest.rank import score_papers  # numpy, SciPy and scikit-learn: a second to import

@@ -8,6 +8,8 @@ stem, and a vocabulary too large to pack, where it falls back to NumPy).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -63,7 +65,7 @@ def test_count_rows_are_each_texts_stems_and_kept_pairs_counted(chunk: int, monk
         stems = texts.text(row).tolist()
         for stem in stems:
             expected[row, stem] += 1
-        for first, second in zip(stems, stems[1:], strict=False):
+        for first, second in itertools.pairwise(stems):
             if first != second and first * int(_PAIR) + second in column:
                 expected[row, column[first * int(_PAIR) + second]] += 1
     counts.check_format(full_check=True)
@@ -179,3 +181,24 @@ def test_a_background_paper_ranked_as_such_no_longer_counts_for_how_stems_are_sp
     assert tokenizer.spell(model) == "model"  # 'models' was more frequent only in the paper taken out
     assert statistics.documents == 2
     assert Corpus.of([ranked, *others]).tokenizer.spell(model) == "models"
+
+
+def test_the_background_without_the_same_papers_is_worked_out_once_and_each_batch_gets_its_own_tokenizer() -> None:
+    from tests.test_rank import paper
+
+    papers = [paper(f"Paper {i} on sparse attention", f"Heads attend to {i} tokens, {i % 3} more.") for i in range(8)]
+    corpus = Corpus.of(papers)
+    ids = {papers[1].id, papers[4].id}
+    first_tokenizer, first = corpus.without(ids)
+    first_tokenizer.texts(["A word never read before: zygomorphic"])  # a batch reads on from its copy
+    second_tokenizer, second = corpus.without(list(ids))
+    assert second is first  # the same answer, kept
+    assert "zygomorph" in first_tokenizer.stems and "zygomorph" not in second_tokenizer.stems
+    fresh_tokenizer, fresh = Corpus.of(papers).without(ids)
+    assert second_tokenizer.stems == fresh_tokenizer.stems
+    for kept, worked_out in zip(second.arrays(), fresh.arrays(), strict=True):
+        np.testing.assert_array_equal(kept, worked_out)
+        assert not kept.flags.writeable  # shared by the batches that follow: none may change it
+    _, other = corpus.without({papers[2].id})
+    assert other.documents == fresh.documents + 1 and other is not first
+    assert corpus.without(ids)[1] is not first  # only the last answer is kept

@@ -32,7 +32,7 @@ from digest.models import Cadence, Entry, Organization, Profile, VoteKind
 from digest.periods import PeriodKind, parse_period
 from digest.rows import DeliveryKey, ReaderPreferences
 from digest.schedule import run_due_once
-from digest.store import Store
+from digest.store import Store, open_store
 
 ADA, BOB, CY = "ada@example.org", "bob@example.org", "cy@example.org"
 ABSTRACT = "We study continual learning and catastrophic forgetting in class-incremental learning without replay."
@@ -682,3 +682,28 @@ def test_an_address_whose_capitals_change_in_the_config_is_not_mailed_again(
         later = later_app.build([again], send=True)
         assert len(server.messages) == sent == 2, [m.message["Subject"] for m in server.messages]
     assert later.delivery is not None and later.delivery.sent == []
+
+
+def test_a_profiles_rollup_is_the_same_whoever_else_is_rolled_up_with_it(tmp_path: Path) -> None:
+    # Ranked in one batch with another profile, `cl`'s roll-up took that profile's words into
+    # its feature space (a word pair asked for by the other one became a column and changed a
+    # paper's weights): one profile's words or votes moved another's scores. Each profile is
+    # now ranked alone, in this process or (one profile a shard) in two worker processes.
+    zebra = Entry("Continual Learning Meets Zebra Finches", ABSTRACT, 4, None, WEEK[3], 3)
+    other = profile(BOB, id="zebra", title="Zebra finches", description="Zebra finches and their songs.")
+    rolled = {}
+    for together, workers in (("alone", 1), ("together", 1), ("together", 2)):
+        store = open_store(tmp_path / f"{together}{workers}.db")
+        for day in WEEK:
+            extra = [zebra] if day == WEEK[3] else []
+            listed(store, day, [on_topic(day, 1), on_topic(day, 2), off_topic(day), *extra])
+        cl = profile(ADA)
+        config = replace(config_with(tmp_path, cl, other), workers=workers, shard_size=1)
+        week = parse_period("2026-W02")
+        app = app_at(config, store, at_eight(WEEK[-1] + timedelta(days=1)))
+        (rollup, _), *_ = app.build_rollups([(cl, week), (other, week)] if together == "together" else [(cl, week)])
+        rolled[together, workers] = [(s.paper.title, s.score, s.reasons) for s in rollup.items]
+        app.close()
+    assert any(title == zebra.title for title, _, _ in rolled["alone", 1])
+    assert rolled["together", 1] == rolled["alone", 1]
+    assert rolled["together", 2] == rolled["alone", 1]

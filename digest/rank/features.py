@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -546,6 +546,7 @@ class Corpus:
     titles: Texts
     bodies: Texts
     statistics: Statistics
+    last_without: list[tuple[tuple[int, ...], Tokenizer, Statistics]] = field(default_factory=list, compare=False)
 
     @classmethod
     def of(cls, papers: Sequence[Paper]) -> Corpus:
@@ -566,13 +567,22 @@ class Corpus:
     def without(self, ids: Collection[str]) -> tuple[Tokenizer, Statistics]:
         """A tokenizer to go on from, and the statistics, as if the papers with `ids` had not
         been read (a batch reads the papers it ranks as such, not as background)."""
-        tokenizer = self.tokenizer.copy()
-        rows = sorted({self.rows[i] for i in ids if i in self.rows})
+        rows = tuple(sorted({self.rows[i] for i in ids if i in self.rows}))
         if not rows:
-            return tokenizer, self.statistics
-        gone = [self.papers[row] for row in rows]
-        tokenizer.forget([p.title for p in gone] + [body_text(p) for p in gone])
-        return tokenizer, self.statistics.without(Statistics.of([self.titles.subset(rows), self.bodies.subset(rows)]))
+            return self.tokenizer.copy(), self.statistics
+        # The last answer is kept: a build ranks profile after profile the same papers (a
+        # roll-up's period, a day's candidates), and working it out was a fifth of each one.
+        last = self.last_without[0] if self.last_without else None  # one tuple: threads may replace it
+        if last is None or last[0] != rows:
+            gone = [self.papers[row] for row in rows]
+            tokenizer = self.tokenizer.copy()
+            tokenizer.forget([p.title for p in gone] + [body_text(p) for p in gone])
+            statistics = self.statistics.without(Statistics.of([self.titles.subset(rows), self.bodies.subset(rows)]))
+            for array in statistics.arrays():
+                array.flags.writeable = False  # shared by the batches that follow
+            last = (rows, tokenizer, statistics)
+            self.last_without[:] = [last]
+        return last[1].copy(), last[2]
 
 
 @dataclass(frozen=True, slots=True)

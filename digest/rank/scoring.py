@@ -427,6 +427,9 @@ def _calibrated(raw: Floats, rows: NDArray[np.bool_], mode: str, view: str) -> N
 def _scored_chunks(batch: BatchMatrices, count: int) -> Iterator[tuple[int, ChunkScores]]:
     """Every chunk's scores, in order, `WORKERS` chunks at a time: scipy's sparse products
     release the GIL, so threads share the work, and at most `WORKERS` + 1 chunks are held."""
+    if count <= CHUNK:  # one chunk (a day's or a period's papers): a thread would only cost its start
+        yield 0, _score_chunk(batch, 0, count)
+        return
     pending: deque[tuple[int, Future[ChunkScores]]] = deque()
     with ThreadPoolExecutor(WORKERS) as pool:
         for start in range(0, count, CHUNK):
