@@ -19,7 +19,7 @@ process:
   and `App.email` (one `.eml` per daily subscriber in the outbox, through the delivery
   ledger of a copy of the database); then, on the same copy, the week's roll-ups as
   `digest build --period week` makes them: `App.build_rollups` (every profile ranks the
-  week's papers, in one pass of the ranker, and its roll-up is saved), `App.publish`
+  week's papers, each in a batch of its own on `[digest] workers`, and its roll-up is saved), `App.publish`
   (weekly and monthly feeds, Markdown, and the whole site again, roll-up pages included)
   and `App.email` of the roll-ups (each weekly subscriber's copy made and saved, one
   `.eml` each).
@@ -334,7 +334,7 @@ def print_writes(writes: list[dict[str, float]], profiles: int) -> None:
     print("| weekly roll-ups | files | median s | per roll-up ms |")
     print("|---|---:|---:|---:|")
     for part, label, count in (
-        ("rollups_build", "`App.build_rollups`: rank (one pass for all), pool, save", profiles),
+        ("rollups_build", "`App.build_rollups`: rank (each profile alone), pool, save", profiles),
         ("rollups_publish", "`App.publish`: roll-up feeds and Markdown, the whole site again", rolled_files),
         ("rollups_emails", "`App.email`: each weekly reader's copy made, saved, sent to the outbox", rolled_eml),
         ("rollups_total", "**the roll-ups, all formats**", rolled_files + rolled_eml),
