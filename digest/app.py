@@ -716,24 +716,31 @@ class App:
         from digest.parallel import shards
         from digest.tasks import RankJob, rank_period_shard
 
-        jobs = [
-            RankJob(
-                profile,
-                tuple(period_view(papers)),
-                tuple(self.store.find_papers(profile.liked)),
-                votes=self.votes(profile) if votes is None else votes,
-            )
-            for profile, papers, votes in wanted
-        ]
+        asked = [row for row, (_, papers, _) in enumerate(wanted) if papers]
+        if not asked:  # nothing to rank (or every roll-up stored): no background read, no trip to the workers
+            return [[] for _ in wanted]
+        views: dict[tuple[str, ...], tuple[Paper, ...]] = {}  # one copy a period: shards share it
+
+        def jobs() -> Iterator[RankJob]:
+            for row in asked:
+                profile, papers, votes = wanted[row]
+                key = tuple(p.id for p in papers)
+                if key not in views:
+                    views[key] = tuple(period_view(papers))
+                viewed = views[key]
+                mine = self.votes(profile) if votes is None else votes
+                yield RankJob(profile, viewed, tuple(self.store.find_papers(profile.liked)), votes=mine)
+
         # Each profile in a batch of its own, as the daily build ranks it (in one batch, a
         # profile's words and votes would move the others' scores: its word pairs become
         # columns, its liked papers count in word rarity), shared out as the daily build is.
         if here:
-            ranked = rank_period_shard(self._rank_common(), jobs)
+            ranked = rank_period_shard(self._rank_common(), list(jobs()))
         else:
-            found = self.runner.map(rank_period_shard, self._rank_common(), shards(jobs, self.config.shard_size))
+            found = self.runner.map(rank_period_shard, self._rank_common(), shards(jobs(), self.config.shard_size))
             ranked = [scored for shard in found for scored in shard]
-        return [as_listed(scored, papers) for (_, papers, _), scored in zip(wanted, ranked, strict=True)]
+        by_row = dict(zip(asked, ranked, strict=True))
+        return [as_listed(by_row[row], papers) if row in by_row else [] for row, (_, papers, _) in enumerate(wanted)]
 
     def due_rollups(self, profile: Profile, day: date) -> list[Period]:
         """The roll-ups a build or tick of `profile` for `day` makes sure of (`lifecycle.due_periods`)."""

@@ -24,7 +24,7 @@ from conftest import run_digest
 from mailserver import MailServer
 
 from digest import publish
-from digest.app import App
+from digest.app import App, Built
 from digest.config import Config, SmtpSettings, load_config
 from digest.deliver.transports import message_bytes
 from digest.ingest.hf_dump import content_hash, format_dump, parse_dump
@@ -707,3 +707,24 @@ def test_a_profiles_rollup_is_the_same_whoever_else_is_rolled_up_with_it(tmp_pat
     assert any(title == zebra.title for title, _, _ in rolled["alone", 1])
     assert rolled["together", 1] == rolled["alone", 1]
     assert rolled["together", 2] == rolled["alone", 1]
+
+
+def test_rollups_stored_already_cost_no_ranking(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every tick makes sure of last week's and last month's roll-ups: once they are stored,
+    # no background is read and nothing goes to the workers (a Dask cluster would be sent
+    # the background for nothing).
+    a_week_of_papers(store)
+    cl = profile(ADA)
+    config = replace(config_with(tmp_path, cl), workers=2, shard_size=1)
+    app = app_at(config, store, at_eight(WEEK[-1] + timedelta(days=1)))
+    week = parse_period("2026-W02")
+    ((first, built),) = app.build_rollups([(cl, week)])
+    assert first.items and built is Built.NEW
+    calls: list[str] = []
+    monkeypatch.setattr(App, "_rank_common", lambda self: calls.append("background"))
+    monkeypatch.setattr(type(app.runner), "map", lambda *args: calls.append("map"))
+    ((again, built),) = app.build_rollups([(cl, week)])
+    assert built is Built.BEFORE and again.items == first.items
+    assert app._rank_periods([(cl, [], None)]) == [[]]  # a period without papers: nothing to rank
+    assert calls == []
+    app.close()

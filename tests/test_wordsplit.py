@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -46,6 +47,10 @@ def test_a_frame_of_odd_text_splits_as_the_regular_expression() -> None:
         "import sys; sys.exit(3)",  # fails
         "import sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(b'\\x05\\x00')",  # answers short
         "import sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(bytes(16) + b'extra')",  # answers too much
+        # a frame claiming more numbers than it holds; a number naming no word it sent
+        "import struct, sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(struct.pack('<qq', 5, 0))",
+        "import struct, sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(struct.pack('<qqi', 1, 0, 7))",
+        "import struct, sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(struct.pack('<qq', -1, 0))",
     ],
 )
 def test_a_helper_that_breaks_gives_no_result(script: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,6 +63,36 @@ def test_a_helper_that_breaks_gives_no_result(script: str, monkeypatch: pytest.M
 def test_a_helper_that_cannot_start_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     assert wordsplit.start_split(["a b"], features._WORD_BYTES, MARK) is None
+
+
+def test_a_helper_without_room_for_its_files_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent-folder")
+    assert wordsplit.start_split(["a b"], features._WORD_BYTES, MARK) is None
+
+
+def test_a_helper_is_stopped_and_let_go_when_this_half_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features, "SPLIT_TEXTS", 2)
+    started: list[wordsplit.Split] = []
+    start = wordsplit.start_split
+
+    def keep(frames: list[str], table: bytes, mark: str) -> wordsplit.Split | None:
+        split = start(frames, table, mark)
+        assert split is not None
+        started.append(split)
+        return split
+
+    monkeypatch.setattr(wordsplit, "start_split", keep)
+    words = features._Words()
+
+    def fails(texts: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(words, "read", fails)
+    with pytest.raises(MemoryError):
+        words.read_ahead(_made_up(40))
+    (split,) = started
+    assert split.process.returncode is not None  # waited for: no process left behind
+    assert split.output.closed
 
 
 def _spied(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
@@ -102,7 +137,7 @@ def test_texts_read_ahead_give_the_words_of_the_regular_expression(monkeypatch: 
     assert len(set(words.words)) == len(words.words)
 
 
-@pytest.mark.parametrize("helper", ["works", "fails", "absent"])
+@pytest.mark.parametrize("helper", ["works", "fails", "absent", "no room"])
 def test_the_tokenizer_gives_the_tokens_as_before_whatever_the_helper_does(
     helper: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,6 +148,8 @@ def test_the_tokenizer_gives_the_tokens_as_before_whatever_the_helper_does(
         monkeypatch.setattr(wordsplit, "_SCRIPT", "import sys; sys.exit(1)")
     if helper == "absent":
         monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    if helper == "no room":
+        monkeypatch.setattr(tempfile, "tempdir", "/nonexistent-folder")
     texts = seed_texts()[:300] + _made_up(50)
     new, old = Tokenizer(), ReferenceTokenizer(features.CHUNK)
     made, expected = new.texts(texts), old.texts(texts)

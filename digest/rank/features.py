@@ -120,9 +120,13 @@ class _Words(dict[str, int]):
         half = max(1, int(np.searchsorted(lengths, lengths[-1] / 2)))
         theirs = [new[start : start + CHUNK] for start in range(half, len(new), CHUNK)]
         split = wordsplit.start_split([f" {_MARK} ".join(part) for part in theirs], _WORD_BYTES, _MARK)
-        for start in range(0, half, CHUNK):
-            self.read(new[start : min(start + CHUNK, half)])
-        found = split.result() if split is not None else None
+        try:
+            for start in range(0, half, CHUNK):
+                self.read(new[start : min(start + CHUNK, half)])
+            found = split.result() if split is not None else None
+        finally:  # this half failed: no helper is left behind
+            if split is not None:
+                split.close()
         if found is None:  # no helper: `read` reads them here when asked
             return
         numbers = np.full(1, -1, dtype=np.int64)  # the helper's word n -> ours; its last, -1, is the mark

@@ -59,7 +59,7 @@ Frame = tuple[list[bytes], NDArray[np.intc]]  # words first met in the frame, ea
 
 @dataclass
 class Split:
-    """A helper at work on some frames of text; `result` waits for it."""
+    """A helper at work on some frames of text; `result` waits for it, `close` stops it."""
 
     process: subprocess.Popen[bytes]
     output: IO[bytes]
@@ -68,50 +68,68 @@ class Split:
     def result(self) -> list[Frame] | None:
         """Per frame, the words first met in it (in the order met: word n is numbered n, on
         from the frames before) and each token's number; None if the helper failed."""
-        with self.output:
+        try:
             if self.process.wait() != 0:
                 return None
             self.output.seek(0)
             return _frames(self.output.read(), self.frames)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the helper if it still works (its caller gave up) and let go of its output."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.output.close()
 
 
 def start_split(frames: Sequence[str], table: bytes, mark: str) -> Split | None:
     """Start splitting `frames` (each, texts joined with `mark` between them) in a helper
     process, reading each as lower-cased UTF-8 with every byte mapped by `table` and split
-    on spaces; None if no process could be started."""
+    on spaces; None if it could not be started (no process, no room for its files)."""
     # Through files, not pipes: a pipe fed by a thread of this process would wait on the
     # GIL that the caller's own splitting holds, and the helper with it.
-    with tempfile.TemporaryFile() as source:
-        for frame in frames:
-            encoded = frame.encode("utf-8", "surrogatepass")
-            source.write(_LENGTH.pack(len(encoded)))
-            source.write(encoded)
-        source.seek(0)
-        output = tempfile.TemporaryFile()  # noqa: SIM115 (the helper writes to it until `Split.result` reads and closes it)
-        try:
+    output = None
+    try:
+        with tempfile.TemporaryFile() as source:
+            for frame in frames:
+                encoded = frame.encode("utf-8", "surrogatepass")
+                source.write(_LENGTH.pack(len(encoded)))
+                source.write(encoded)
+            source.flush()
+            source.seek(0)
+            output = tempfile.TemporaryFile()  # noqa: SIM115 (the helper writes to it until `Split.close`)
             process = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _SCRIPT, table.hex(), mark],
                 stdin=source,
                 stdout=output,
                 stderr=subprocess.DEVNULL,
             )
-        except OSError:
+    except OSError:
+        if output is not None:
             output.close()
-            return None
+        return None
     return Split(process, output, len(frames))
 
 
 def _frames(output: bytes, count: int) -> list[Frame] | None:
+    """The helper's answer read back, or None if it is not one answer for `count` frames."""
     found: list[Frame] = []
-    at = 0
+    at, known = 0, 0
     for _ in range(count):
         if at + _HEADER.size > len(output):
             return None
         tokens, size = _HEADER.unpack_from(output, at)
         at += _HEADER.size
+        if tokens < 0 or size < 0 or at + 4 * tokens + size > len(output):
+            return None
         numbers = np.frombuffer(output, dtype=np.intc, count=tokens, offset=at)  # the helper's C ints
         at += 4 * tokens
         words = output[at : at + size].split(b" ") if size else []
         at += size
+        known += len(words)
+        if tokens and (int(numbers.min()) < -1 or int(numbers.max()) >= known):
+            return None
         found.append((words, numbers))
     return found if at == len(output) else None
