@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
-from sklearn.preprocessing import normalize
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from digest.chars import name_key
 from digest.models import Paper, Profile, Votes
@@ -552,7 +552,10 @@ class Weights:
         np.log(weighted.data, weighted.data)
         weighted.data += 1.0
         weighted.data *= self.idf[weighted.indices]
-        return sparse.csr_matrix(normalize(weighted, norm="l2", copy=False))
+        # What `sklearn.preprocessing.normalize` runs for CSR rows, without its argument
+        # checks (~1 ms a call, five calls for each profile the build ranks).
+        inplace_csr_row_normalize_l2(weighted)
+        return weighted
 
 
 def _others(papers: Sequence[Paper], excluded: set[str]) -> list[Paper]:
