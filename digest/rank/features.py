@@ -113,6 +113,8 @@ class _Words(dict[str, int]):
         """Read many texts not read before into memory, half of them (by length) in a
         helper process (`wordsplit`) while this one reads the other half: what `read` then
         gives for them is what it would have given, in half the time."""
+        if len(texts) < SPLIT_TEXTS:  # most calls: not worth looking for the new ones
+            return
         new = [text for text in dict.fromkeys(texts) if text not in self.texts]
         if len(new) < SPLIT_TEXTS or len(self.texts) + len(new) > TEXTS_KEPT or any(_MARK in t for t in new):
             return
