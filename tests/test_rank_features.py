@@ -1,45 +1,57 @@
 """The ranker's feature space (`digest.rank.features`): counting word pairs fast, the same as NumPy.
 
-`_distinct` replaces `np.unique(keys, return_inverse=True, return_counts=True)` for word
-pair keys (a plain sort of packed integers instead of an indirect one); NumPy's own
-function is the oracle, on random keys of several sizes and on the edges (no key, one
-stem, and a vocabulary too large to pack, where it falls back to NumPy).
+Word pairs are counted a block of texts at a time (`_Pairs`: one plain sort of key and row
+packed into one integer) and the blocks' distinct keys summed (`_summed`); NumPy's
+`np.unique` and plain Python are the oracles, on random texts of several sizes and on the
+edges (no text, empty texts, one stem, and a vocabulary too large to pack, where an
+indirect sort is used).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from digest.rank import features as features_module
-from digest.rank.features import _PAIR, Corpus, Features, Statistics, Texts, _distinct
+from digest.rank.features import _PAIR, Corpus, Features, Statistics, Texts, _Pairs, _summed
 
 
-def pair_keys(rng: np.random.Generator, stems: int, count: int) -> np.ndarray:
-    return rng.integers(0, stems, count) * _PAIR + rng.integers(0, stems, count)
+@pytest.mark.parametrize("stems", [1, 2, 7, 300, 40_000, 2**31 - 1])
+@pytest.mark.parametrize("count", [0, 1, 2, 300])
+def test_a_blocks_pairs_are_sorted_by_key_with_their_rows(stems: int, count: int) -> None:
+    # 2**31 - 1 stems need 62 bits a key: no room for the row, so the pairs are sorted indirectly.
+    texts = random_texts(np.random.default_rng(stems + count), count, stems)
+    start, stop = count // 3, count
+    pairs = _Pairs.of(texts, start, stop, stems)
+    expected = sorted(
+        (first * stems + second, row - start)
+        for row in range(start, stop)
+        for first, second in itertools.pairwise(texts.text(row).tolist())
+        if first != second
+    )
+    keys = np.repeat(pairs.keys, pairs.counts)
+    assert list(zip(keys.tolist(), pairs.rows.tolist(), strict=True)) == expected
+    assert pairs.keys.tolist() == sorted(set(pairs.keys.tolist()))
+    assert pairs.rows.dtype == pairs.keys.dtype == pairs.counts.dtype == np.int64
 
 
-@pytest.mark.parametrize("stems", [1, 2, 7, 300, 40_000, 3_000_000])
-@pytest.mark.parametrize("count", [0, 1, 2, 1000, 50_000])
-def test_distinct_pairs_are_what_numpy_finds(stems: int, count: int) -> None:
-    keys = pair_keys(np.random.default_rng(stems + count), stems, count)
-    got = _distinct(keys, stems)
-    expected = np.unique(keys, return_inverse=True, return_counts=True)
-    for mine, numpys in zip(got, expected, strict=True):
-        assert mine.dtype == np.int64
-        np.testing.assert_array_equal(mine, numpys)
-
-
-def test_keys_of_a_vocabulary_too_large_to_pack_are_counted_by_numpy() -> None:
-    # 2**31 stems need 62 bits a key: no room for the position, so NumPy counts them.
-    stems = 2**31 - 1
-    keys = np.array([5 * _PAIR + stems - 1, 3, 5 * _PAIR + stems - 1, 3, 2**40], dtype=np.int64)
-    unique, inverse, counts = _distinct(keys, stems)
-    assert unique.tolist() == [3, 5 * _PAIR + stems - 1, 2**40]
-    assert inverse.tolist() == [1, 0, 1, 0, 2]
-    assert counts.tolist() == [2, 2, 1]
+@pytest.mark.parametrize("largest", [1, 1000, 2**40, 2**62])
+@pytest.mark.parametrize("blocks", [0, 1, 5])
+def test_summed_blocks_count_each_key_as_numpy_does(largest: int, blocks: int) -> None:
+    # Keys up to 2**62 leave no room to pack a count beside them: summed after an indirect sort.
+    rng = np.random.default_rng(blocks + largest.bit_length())
+    found = [np.unique(rng.integers(0, largest, int(rng.integers(0, 50))), return_counts=True) for _ in range(blocks)]
+    found = [(keys, counts * int(rng.integers(1, 2**20))) for keys, counts in found]
+    unique, occurrences = _summed([k for k, _ in found], [c for _, c in found])
+    total: Counter[int] = Counter()
+    for keys, counts in found:
+        total.update(dict(zip(keys.tolist(), counts.tolist(), strict=True)))
+    assert unique.tolist() == sorted(total)
+    assert occurrences.tolist() == [total[key] for key in sorted(total)]
+    assert unique.dtype == occurrences.dtype == np.int64
 
 
 def test_a_pair_seen_twice_becomes_a_feature_and_a_pair_seen_once_does_not() -> None:

@@ -185,14 +185,15 @@ class Texts:
     def rows(self) -> Ids:
         return np.repeat(np.arange(len(self)), np.diff(self.starts))
 
-    def pairs(self) -> tuple[Ids, Ids]:
-        """(row, key) of every word pair inside a text (two equal stems in a row make no pair)."""
+    def pairs(self, width: int | np.int64 = _PAIR) -> tuple[Ids, Ids]:
+        """(row, key) of every word pair inside a text (two equal stems in a row make no
+        pair); a pair's key is `first * width + second`."""
         rows = self.rows()
         first, second = self.flat[:-1], self.flat[1:]
         keep = rows[:-1] == rows[1:]
         keep &= first != second
         keys = first[keep]  # in place from here: each new array this size costs its page faults
-        keys *= _PAIR
+        keys *= width
         keys += second[keep]
         return rows[:-1][keep], keys
 
@@ -258,10 +259,9 @@ class Tokenizer:
         stems = self._word_stem[words]
         kept = stems >= 0
         lengths = np.array([len(ids) for ids in read], dtype=np.int64)
-        ends = np.cumsum(lengths)
-        kept_before = np.concatenate([[0], np.cumsum(kept)])
-        starts = np.concatenate([[0], kept_before[ends]])
-        return Texts(stems[kept], starts)
+        # Kept words before each text's end (a cumulative sum over a boolean array converts it first: 10x slower).
+        kept_before = np.searchsorted(np.flatnonzero(kept), np.cumsum(lengths))
+        return Texts(stems[kept], np.concatenate([[0], kept_before]).astype(np.int64))
 
     def _learn(self, new: NDArray[np.int64]) -> None:
         """Number the words first read now (process word ids), in alphabetical order, and
@@ -317,11 +317,19 @@ class Features:
         self, stem_count: int, documents: Sequence[Texts], wanted: Sequence[Texts], base: Statistics | None = None
     ) -> None:
         self.stem_count = stem_count
-        pairs = threaded(Texts.pairs, documents, worth=sum(len(d.flat) for d in documents) > THREADED_WORDS)
-        keys = np.concatenate([k for _, k in pairs]) if pairs else np.zeros(0, dtype=np.int64)
-        unique, inverse, occurrences = _distinct(keys, stem_count)
+        # Each document set is read CHUNK rows at a time, on THREADS threads: small arrays, so
+        # memory freed by one block serves the next (fresh memory costs its page faults).
+        bounds = [np.append(np.arange(0, len(texts), CHUNK), len(texts)) for texts in documents]
+        spans = [
+            (texts, int(b[i]), int(b[i + 1]))
+            for texts, b in zip(documents, bounds, strict=True)
+            for i in range(len(b) - 1)
+        ]
+        worth = sum(len(d.flat) for d in documents) > THREADED_WORDS
+        blocks = threaded(lambda span: _Pairs.of(*span, stem_count), spans, worth=worth)
+        unique, occurrences = _summed([block.keys for block in blocks], [block.counts for block in blocks])
         base = base or Statistics.empty()
-        every, total, base_df, at = base.merged(unique, occurrences)
+        every, total, base_df, at = base.merged(unique // stem_count * _PAIR + unique % stem_count, occurrences)
         wanted_keys = np.concatenate([w.pairs()[1] for w in wanted]) if wanted else np.zeros(0, dtype=np.int64)
         keep = total >= 2
         # A wanted pair gets a column if some document has it (else it would only lengthen the query).
@@ -330,14 +338,19 @@ class Features:
         self.pair_keys = every[keep]
         self.size = stem_count + len(self.pair_keys)
         self.base_df = np.concatenate([_padded(base.stem_df, stem_count), base_df[keep]])
-        column_of = np.where(keep, stem_count + np.cumsum(keep) - 1, -1)[at]
-        self.document_counts: list[sparse.csr_matrix] = []
-        offset = 0
-        for texts, (rows, pair_keys) in zip(documents, pairs, strict=True):
-            columns = column_of[inverse[offset : offset + len(pair_keys)]]
-            offset += len(pair_keys)
+        column_of = np.where(keep, stem_count + np.cumsum(keep) - 1, -1)[at]  # by distinct key of `unique`
+
+        def counted(number: int) -> tuple[Ids, Ids]:
+            (texts, start, stop), block = spans[number], blocks[number]
+            columns = np.repeat(column_of[np.searchsorted(unique, block.keys)], block.counts)
             kept = columns >= 0
-            self.document_counts.append(self._matrix(texts, rows[kept], columns[kept]))
+            return self._cells(texts, start, stop, block.rows[kept], columns[kept])
+
+        counts = threaded(counted, range(len(spans)), worth=worth)
+        self.document_counts: list[sparse.csr_matrix] = []
+        for b in bounds:
+            self.document_counts.append(_stacked(counts[: len(b) - 1], b, self.size))
+            del counts[: len(b) - 1]
 
     def counts(self, texts: Texts) -> sparse.csr_matrix:
         """texts × features for texts outside `documents` (queries, keywords, liked papers)."""
@@ -366,14 +379,19 @@ class Features:
 
         def block(number: int) -> tuple[Ids, Ids]:
             start, stop = int(bounds[number]), int(bounds[number + 1])
-            words = slice(texts.starts[start], texts.starts[stop])
             pairs = slice(pair_bounds[number], pair_bounds[number + 1])
-            lengths = np.diff(texts.starts[start : stop + 1])
-            rows = np.concatenate([np.repeat(np.arange(stop - start), lengths), pair_rows[pairs] - start])
-            columns = np.concatenate([texts.flat[words], pair_columns[pairs]])
-            return _tallied(rows * self.size + columns)
+            return self._cells(texts, start, stop, pair_rows[pairs] - start, pair_columns[pairs])
 
         return _stacked(threaded(block, range(len(bounds) - 1)), bounds, self.size)
+
+    def _cells(self, texts: Texts, start: int, stop: int, pair_rows: Ids, pair_columns: Ids) -> tuple[Ids, Ids]:
+        """The distinct cells (`row * size + column`, rows counted from `start`) of texts
+        `start` to `stop` and how often each occurs: their stems, and their pairs' columns."""
+        words = slice(texts.starts[start], texts.starts[stop])
+        lengths = np.diff(texts.starts[start : stop + 1])
+        rows = np.concatenate([np.repeat(np.arange(stop - start), lengths), pair_rows])
+        columns = np.concatenate([texts.flat[words], pair_columns])
+        return _tallied(rows * self.size + columns)
 
     def describe(self, feature: int, tokenizer: Tokenizer) -> str:
         if feature < self.stem_count:
@@ -386,10 +404,7 @@ def _tallied(cells: Ids) -> tuple[Ids, Ids]:
     """The distinct values of `cells`, sorted, and how many times each occurs (one plain
     sort: twice as fast as SciPy's COO to CSR, which sorts each row)."""
     cells = np.sort(cells)
-    first = np.empty(len(cells), dtype=bool)
-    first[:1] = True
-    np.not_equal(cells[1:], cells[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
+    starts = _run_starts(cells)
     return cells[starts], np.diff(np.append(starts, len(cells)))
 
 
@@ -420,43 +435,63 @@ def _stacked(blocks: Sequence[tuple[Ids, Ids]], bounds: Ids, columns: int) -> sp
     return sparse.csr_matrix((data, indices, indptr), shape=(rows, columns), copy=False)
 
 
-def _distinct(keys: Ids, stem_count: int) -> tuple[Ids, Ids, Ids]:
-    """`np.unique(keys, return_inverse=True, return_counts=True)` for word pair keys, faster.
+@dataclass(frozen=True, slots=True)
+class _Pairs:
+    """The word pairs of some texts in order of their keys (`first * stems + second`, the
+    order of `_PAIR` keys), each pair's row, and the distinct keys with how often each occurs."""
 
-    NumPy's version sorts the keys indirectly (`argsort`), several times slower than a
-    plain sort of integers. Here each key is renumbered to `first * stem_count + second`
-    (the same order) and packed with its position into one integer, so one plain sort
-    gives both the order and where each key came from. Falls back to `np.unique` when the
-    two do not fit in 63 bits.
-    """
-    count = len(keys)
-    position_bits = max(1, count.bit_length())
-    if not count or (stem_count * stem_count).bit_length() + position_bits > 63:
-        return np.unique(keys, return_inverse=True, return_counts=True)
-    # In place where it can be: each new array this size costs its page faults.
-    packed, second = np.divmod(keys, _PAIR)
-    packed *= stem_count
-    packed += second
-    packed <<= position_bits
-    packed |= np.arange(count, dtype=np.int64)
-    packed.sort()
-    positions = packed & ((1 << position_bits) - 1)
-    packed >>= position_bits
-    first = np.empty(count, dtype=bool)
-    first[0] = True
-    np.not_equal(packed[1:], packed[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    distinct = packed[starts]
-    counts = np.diff(np.append(starts, count))
-    numbers = np.repeat(np.arange(len(starts)), counts)  # each sorted key's number (a cumsum is 5x slower)
-    inverse = np.empty(count, dtype=np.int64)
+    rows: Ids
+    keys: Ids
+    counts: Ids
 
-    def place(part: slice) -> None:  # a scatter over memory: two threads wait on it better than one
-        inverse[positions[part]] = numbers[part]
+    @classmethod
+    def of(cls, texts: Texts, start: int, stop: int, stem_count: int) -> _Pairs:
+        """Of texts `start` to `stop` (rows counted from `start`)."""
+        offset = texts.starts[start]
+        part = Texts(texts.flat[offset : texts.starts[stop]], texts.starts[start : stop + 1] - offset)
+        rows, keys = part.pairs(stem_count)
+        row_bits = max(1, (stop - start).bit_length())
+        if (stem_count * stem_count).bit_length() + row_bits <= 63:
+            # Key and row packed into one integer: a plain sort, several times faster than an indirect one.
+            keys <<= row_bits
+            keys |= rows
+            keys.sort()
+            rows = keys & ((1 << row_bits) - 1)
+            keys >>= row_bits
+        else:  # a vocabulary too large to pack
+            order = np.lexsort((rows, keys))
+            rows, keys = rows[order], keys[order]
+        starts = _run_starts(keys)
+        return cls(rows, keys[starts], np.diff(np.append(starts, len(keys))))
 
-    part = -(-count // THREADS)
-    threaded(place, [slice(start, start + part) for start in range(0, count, part)], worth=count > THREADED_WORDS)
-    return (distinct // stem_count) * _PAIR + distinct % stem_count, inverse, counts
+
+def _summed(keys: Sequence[Ids], counts: Sequence[Ids]) -> tuple[Ids, Ids]:
+    """The distinct keys of blocks (each block's keys distinct and sorted) and how often
+    each occurs in all."""
+    every = np.concatenate([np.zeros(0, dtype=np.int64), *keys])
+    often = np.concatenate([np.zeros(0, dtype=np.int64), *counts])
+    if not len(every):
+        return every, often
+    count_bits = int(often.max()).bit_length()
+    if int(every.max()).bit_length() + count_bits <= 63:
+        every <<= count_bits  # key and count in one integer, as in `_Pairs.of`
+        every |= often
+        every.sort()
+        often = every & ((1 << count_bits) - 1)
+        every >>= count_bits
+    else:
+        order = np.argsort(every, kind="stable")
+        every, often = every[order], often[order]
+    starts = _run_starts(every)
+    return every[starts], np.add.reduceat(often, starts)
+
+
+def _run_starts(ordered: Ids) -> Ids:
+    """Where each run of equal values of `ordered` (sorted) starts."""
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return np.flatnonzero(first)
 
 
 @dataclass(frozen=True, slots=True)

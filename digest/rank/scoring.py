@@ -340,9 +340,34 @@ class BestPaper:
 def best_papers(batch: BatchMatrices, profiles: int, papers: int, keep: int) -> list[list[BestPaper]]:
     """Per profile (row), its `keep` best papers scoring at least `MIN_SHOWN`, best first."""
     best = _Best(profiles, keep)
-    for start, scored in _scored_chunks(batch, papers):
-        best.merge(start, *scored)
+    for found in _scored_chunks(batch, papers, best):
+        best.merge(found)
     return [best.of(row) for row in range(profiles)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What a chunk offers each profile's best papers: `values` (final score, text view,
+    liked view, "less like this" likeness) of the papers `cols`. Without `rows`, each
+    profile's best of the chunk (profiles × n); with, single papers (row i, column i)."""
+
+    cols: NDArray[Any]
+    values: NDArray[Any]
+    rows: NDArray[Any] | None = None
+
+
+def _chunk_best(batch: BatchMatrices, start: int, stop: int, keep: int, floor: NDArray[Any] | None) -> _Found:
+    """Papers `start` to `stop` that can be among each profile's best `keep`: the chunk's best
+    of each, or, given `floor` (each profile's lowest held score when the chunk was given
+    out: it can only rise since), the papers scoring above it. Worked out here, on the
+    scoring thread, so that the one thread merging reads a few papers, not every score."""
+    views = _score_chunk(batch, start, stop)
+    scores = views[0]
+    if floor is None:
+        top = _top(scores, keep, np.broadcast_to(np.arange(start, stop), scores.shape))
+        return _Found(start + top, np.stack([np.take_along_axis(view, top, axis=1) for view in views]))
+    rows, cols = np.nonzero(scores > floor[:, np.newaxis])
+    return _Found(start + cols, np.stack([view[rows, cols] for view in views]), rows)
 
 
 def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
@@ -424,22 +449,22 @@ def _calibrated(raw: Floats, rows: NDArray[np.bool_], mode: str, view: str) -> N
     return found
 
 
-def _scored_chunks(batch: BatchMatrices, count: int) -> Iterator[tuple[int, ChunkScores]]:
-    """Every chunk's scores, in order, `WORKERS` chunks at a time: scipy's sparse products
-    release the GIL, so threads share the work, and at most `WORKERS` + 1 chunks are held."""
+def _scored_chunks(batch: BatchMatrices, count: int, best: _Best) -> Iterator[_Found]:
+    """What every chunk offers `best`, in order, `WORKERS` chunks at a time: scipy's sparse
+    products release the GIL, so threads share the work, and at most `WORKERS` + 1 chunks
+    are held."""
     if count <= CHUNK:  # one chunk (a day's or a period's papers): a thread would only cost its start
-        yield 0, _score_chunk(batch, 0, count)
+        yield _chunk_best(batch, 0, count, best.keep, best.floor())
         return
-    pending: deque[tuple[int, Future[ChunkScores]]] = deque()
+    pending: deque[Future[_Found]] = deque()
     with ThreadPoolExecutor(WORKERS) as pool:
         for start in range(0, count, CHUNK):
-            pending.append((start, pool.submit(_score_chunk, batch, start, min(start + CHUNK, count))))
+            stop = min(start + CHUNK, count)
+            pending.append(pool.submit(_chunk_best, batch, start, stop, best.keep, best.floor()))
             if len(pending) > WORKERS:
-                first, scored = pending.popleft()
-                yield first, scored.result()
+                yield pending.popleft().result()
         while pending:
-            first, scored = pending.popleft()
-            yield first, scored.result()
+            yield pending.popleft().result()
 
 
 class _Best:
@@ -450,42 +475,38 @@ class _Best:
         self.cols = np.zeros((profiles, 0), dtype=np.int64)
         self.values = np.zeros((4, profiles, 0))
 
-    def merge(
-        self, start: int, scores: NDArray[Any], text: NDArray[Any], liked: NDArray[Any], unlike: NDArray[Any]
-    ) -> None:
-        if self.keep and self.cols.shape[1] == self.keep:
-            self._merge_above(start, scores, (scores, text, liked, unlike))
+    def floor(self) -> NDArray[Any] | None:
+        """Each profile's lowest held score, once `keep` are held (a paper must beat it to come in)."""
+        return self.values[0].min(axis=1) if self.keep and self.cols.shape[1] == self.keep else None
+
+    def merge(self, found: _Found) -> None:
+        """Chunks come in order: a paper found has a later column than every paper held."""
+        if found.rows is not None:
+            self._merge_above(found.rows, found.cols, found.values)
             return
-        # The chunk's best first, then those against the ones held: only `keep` columns a
-        # row are ever gathered and stacked, not the whole chunk.
-        top = _top(scores, self.keep, np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape))
-        chunk = np.stack([np.take_along_axis(view, top, axis=1) for view in (scores, text, liked, unlike)])
-        all_cols = np.concatenate([self.cols, start + top], axis=1)
-        all_values = np.concatenate([self.values, chunk], axis=2)
+        all_cols = np.concatenate([self.cols, found.cols], axis=1)
+        all_values = np.concatenate([self.values, found.values], axis=2)
         if all_cols.shape[1] > self.keep:
             top = _top(all_values[0], self.keep, all_cols)
             all_cols = np.take_along_axis(all_cols, top, axis=1)
             all_values = np.take_along_axis(all_values, top[np.newaxis], axis=2)
         self.cols, self.values = all_cols, all_values
 
-    def _merge_above(self, start: int, scores: NDArray[Any], views: tuple[NDArray[Any], ...]) -> None:
+    def _merge_above(self, rows: NDArray[Any], cols: NDArray[Any], values: NDArray[Any]) -> None:
         """With `keep` held in every row, only a paper scoring above a row's lowest can come
-        in (at equal scores the paper held, an earlier one, stays): those few are found
-        with one comparison, instead of each row's best of the whole chunk."""
+        in (at equal scores the paper held, an earlier one, stays)."""
         profiles = self.cols.shape[0]
-        rows, cols = np.nonzero(scores > self.values[0].min(axis=1, keepdims=True))
-        if not len(rows):
+        above = values[0] > self.values[0].min(axis=1)[rows]
+        if not above.any():
             return
-        every_row = np.concatenate([np.repeat(np.arange(profiles), self.keep), rows])
-        every_col = np.concatenate([self.cols.ravel(), start + cols])
-        every_value = np.concatenate(
-            [self.values.reshape(len(views), -1), np.stack([view[rows, cols] for view in views])], axis=1
-        )
+        every_row = np.concatenate([np.repeat(np.arange(profiles), self.keep), rows[above]])
+        every_col = np.concatenate([self.cols.ravel(), cols[above]])
+        every_value = np.concatenate([self.values.reshape(len(values), -1), values[:, above]], axis=1)
         order = np.lexsort((every_col, -every_value[0], every_row))
         place = np.arange(len(order)) - np.searchsorted(every_row[order], every_row[order])
         kept = order[place < self.keep]  # row by row, each row's best `keep` first
         self.cols = every_col[kept].reshape(profiles, self.keep)
-        self.values = every_value[:, kept].reshape(len(views), profiles, self.keep)
+        self.values = every_value[:, kept].reshape(len(values), profiles, self.keep)
 
     def of(self, row: int) -> list[BestPaper]:
         scores = self.values[0, row]
