@@ -668,20 +668,23 @@ class Phrases:
         flat = np.concatenate(self.phrases) if self.phrases else np.zeros(0, dtype=np.int64)
         return Texts(flat, np.concatenate([[0], np.cumsum(lengths)]))
 
-    def hits(self, counts: sparse.spmatrix, texts: Sequence[Texts], features: Features) -> sparse.csr_matrix:
-        """rows of `counts` × phrases: 1 where the whole phrase occurs in one of `texts`.
+    def hits(self, counts: Sequence[sparse.spmatrix], texts: Sequence[Texts], features: Features) -> sparse.csr_matrix:
+        """texts × phrases: 1 where the whole phrase occurs in one of `texts` (text set i
+        counted in `counts[i]`, the same rows in each).
 
         A phrase of one stem is that stem's column, of two stems that word pair's column;
         longer phrases are checked word by word where their first pair occurs.
         """
-        shape = (counts.shape[0], len(self.phrases))
+        shape = (counts[0].shape[0], len(self.phrases))
         wanted = features.columns(self.phrases)
         present = np.flatnonzero(wanted >= 0)
         # Picking columns by a product reads the matrix once, instead of converting it to columns.
         pick = sparse.csr_matrix(
-            (np.ones(len(present)), (wanted[present], present)), shape=(counts.shape[1], len(self.phrases))
+            (np.ones(len(present)), (wanted[present], present)), shape=(counts[0].shape[1], len(self.phrases))
         )
-        rows, cols = (counts @ pick).nonzero()
+        # Counts are positive: a sum of the products is nonzero where one of them is (and
+        # summing the few phrase columns is cheaper than summing the count matrices).
+        rows, cols = sum((part @ pick for part in counts[1:]), counts[0] @ pick).nonzero()
         lengths = np.array([len(p) for p in self.phrases], dtype=np.int64)
         long = lengths[cols] > 2
         if long.any():

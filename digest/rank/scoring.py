@@ -24,6 +24,11 @@ from numpy.typing import NDArray
 from scipy import sparse
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+try:  # SciPy's own kernel for the sparse product, called without its first pass (`_dense_product`)
+    from scipy.sparse import _sparsetools
+except ImportError:  # pragma: no cover - a SciPy that moved it: the public product is used
+    _sparsetools = None
+
 from digest.chars import name_key
 from digest.models import Paper, Profile, Votes
 from digest.rank.features import (
@@ -233,10 +238,10 @@ def prepare_batch(
     title_hits, abstract_hits, excluded = threaded(
         lambda find: find(),
         [
-            lambda: keywords.hits(title_counts, [titles], features),
-            lambda: keywords.hits(abstract_counts, [abstracts], features),
+            lambda: keywords.hits([title_counts], [titles], features),
+            lambda: keywords.hits([abstract_counts], [abstracts], features),
             # Title and abstract are looked at apart: an exclusion never spans the two.
-            lambda: exclusions.hits(title_counts + abstract_counts, [titles, abstracts], features),
+            lambda: exclusions.hits([title_counts, abstract_counts], [titles, abstracts], features),
         ],
         worth=len(papers) > CHUNK,
     )
@@ -374,12 +379,12 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     """profiles × papers[start:stop]: final scores, and the two calibrated views."""
     # features × papers, made once for the chunk's products (each would transpose it again).
     papers = sparse.csr_matrix(batch.papers[start:stop].T)
-    lexical = dense(batch.queries @ papers)
+    lexical = _dense_product(batch.queries, papers)
     hit_strength = batch.title_hits[start:stop].maximum(batch.abstract_hits[start:stop] * ABSTRACT_HIT)
     matched = sparse.coo_matrix(batch.keywords.owners @ hit_strength.T)
     # Only profiles with liked papers have a liked view (the others' rows would be zeros).
     liked_rows = np.flatnonzero(batch.has_liked)
-    liked_lexical = dense(batch.centroids[liked_rows] @ papers)
+    liked_lexical = _dense_product(batch.centroids[liked_rows], papers)
     # Rocchio: each view's query moves toward the mean of the papers marked "more like this"
     # and away from the mean of those marked "less like this" (for a profile without votes
     # nothing moves, so its scores are unchanged).
@@ -438,6 +443,31 @@ def _score_chunk(batch: BatchMatrices, start: int, stop: int) -> ChunkScores:
     left_out = excluded + batch.known[:, start:stop] + batch.muted[:, start:stop]  # all counts: none cancels
     scores[left_out.nonzero()] = 0.0
     return scores, text, liked, unlike
+
+
+_ROOM = threading.local()  # per scoring thread: room for a product's cells, reused chunk after chunk
+
+
+def _dense_product(left: sparse.csr_matrix, right: sparse.csr_matrix) -> Floats:
+    """`left @ right` as a dense array. The scoring products are nearly dense: SciPy's
+    product first walks both operands to count the answer's cells (a third of its time),
+    then fills it; here the same kernel fills room kept for every cell, so it walks once.
+    The same sums in the same order: the same bits."""
+    rows, cols = left.shape[0], right.shape[1]
+    cells = rows * cols
+    small = cells < 2**31 and all(m.indices.dtype == m.indptr.dtype == np.int32 for m in (left, right))
+    if _sparsetools is None or not small or not left.dtype == right.dtype == np.float64:
+        return dense(left @ right)
+    room = getattr(_ROOM, "cells", None)
+    if room is None or len(room[0]) < cells:
+        room = _ROOM.cells = (np.empty(cells, dtype=np.int32), np.empty(cells, dtype=np.float64))
+    indptr = np.empty(rows + 1, dtype=np.int32)
+    indices, data = room
+    _sparsetools.csr_matmat(
+        rows, cols, left.indptr, left.indices, left.data, right.indptr, right.indices, right.data, indptr, indices, data
+    )
+    found = int(indptr[-1])
+    return sparse.csr_matrix((data[:found], indices[:found], indptr), shape=(rows, cols)).toarray()
 
 
 def _calibrated(raw: Floats, rows: NDArray[np.bool_], mode: str, view: str) -> NDArray[np.float32]:
