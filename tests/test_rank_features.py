@@ -40,8 +40,14 @@ def test_a_blocks_pairs_are_sorted_by_key_with_their_rows(stems: int, count: int
 
 @pytest.mark.parametrize("largest", [1, 1000, 2**40, 2**62])
 @pytest.mark.parametrize("blocks", [0, 1, 5])
-def test_summed_blocks_count_each_key_as_numpy_does(largest: int, blocks: int) -> None:
-    # Keys up to 2**62 leave no room to pack a count beside them: summed after an indirect sort.
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_summed_blocks_count_each_key_as_numpy_does(
+    largest: int, blocks: int, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys up to 2**62 leave no room to pack a count beside them: summed after an indirect
+    # sort. On more than one thread, the keys are cut into ranges (here whatever their number).
+    monkeypatch.setattr(features_module, "THREADS", threads)
+    monkeypatch.setattr(features_module, "THREADED_WORDS", 0)
     rng = np.random.default_rng(blocks + largest.bit_length())
     found = [np.unique(rng.integers(0, largest, int(rng.integers(0, 50))), return_counts=True) for _ in range(blocks)]
     found = [(keys, counts * int(rng.integers(1, 2**20))) for keys, counts in found]
@@ -149,11 +155,16 @@ def test_a_wanted_pair_no_document_has_gets_no_column_even_when_the_background_h
     assert features.base_df.tolist() == [0, 0, 1, 1, 1]
 
 
-def test_weights_are_scikit_learns_tf_idf_bit_for_bit() -> None:
+@pytest.mark.parametrize("piece", [4_000_000, 7, 1])
+def test_weights_are_scikit_learns_tf_idf_bit_for_bit(piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `piece`: cells counted and weighed in one piece, on threads (7 and 1: many pieces).
     from scipy import sparse
     from sklearn.feature_extraction.text import TfidfTransformer
 
+    from digest.rank import scoring
     from digest.rank.scoring import Weights
+
+    monkeypatch.setattr(scoring, "_DF_SLICE", piece)
 
     rng = np.random.default_rng(11)
     counts = sparse.csr_matrix(rng.poisson(0.3, (200, 70)).astype(np.float64))
@@ -167,6 +178,8 @@ def test_weights_are_scikit_learns_tf_idf_bit_for_bit() -> None:
     given = rows.copy()
     assert (mine.transform(given, copy=False) != expected).nnz == 0
     assert (given != expected).nnz == 0
+    # Rows without a cell (no word the features know) stay empty.
+    assert mine.transform(sparse.csr_matrix((3, 70))).nnz == 0
 
 
 def test_a_background_is_read_once_for_the_same_papers_and_again_for_others() -> None:

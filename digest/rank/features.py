@@ -467,7 +467,25 @@ class _Pairs:
 
 def _summed(keys: Sequence[Ids], counts: Sequence[Ids]) -> tuple[Ids, Ids]:
     """The distinct keys of blocks (each block's keys distinct and sorted) and how often
-    each occurs in all."""
+    each occurs in all: the keys cut into `THREADS` ranges, each summed on a thread."""
+    total = sum(len(k) for k in keys)
+    if THREADS == 1 or total <= THREADED_WORDS:
+        return _summed_here(keys, counts)
+    sample = np.sort(np.concatenate([k[::64] for k in keys]))
+    pivots = sample[[len(sample) * n // THREADS for n in range(1, THREADS)]]
+    cuts = [np.concatenate([[0], np.searchsorted(k, pivots), [len(k)]]) for k in keys]
+    ranges = [
+        (
+            [k[c[n] : c[n + 1]] for k, c in zip(keys, cuts, strict=True)],
+            [o[c[n] : c[n + 1]] for o, c in zip(counts, cuts, strict=True)],
+        )
+        for n in range(THREADS)
+    ]
+    found = threaded(lambda part: _summed_here(*part), ranges)
+    return np.concatenate([u for u, _ in found]), np.concatenate([o for _, o in found])
+
+
+def _summed_here(keys: Sequence[Ids], counts: Sequence[Ids]) -> tuple[Ids, Ids]:
     every = np.concatenate([np.zeros(0, dtype=np.int64), *keys])
     often = np.concatenate([np.zeros(0, dtype=np.int64), *counts])
     if not len(every):

@@ -73,6 +73,7 @@ LESS_ROCCHIO = 0.0
 KEYWORD_MIX = 0.5
 MIN_SHOWN = 0.0001  # scores are rounded to 4 places; below this a paper is left out
 WORKERS = THREADS  # threads scoring chunks
+_DF_SLICE = 4_000_000  # cells weighed or counted in one piece (a big matrix is shared out to threads)
 
 # (mode, view) -> (m, s) of the curve raw**s / (raw**s + m**s): m is the raw relevance
 # that scores 0.5, s how sharply scores rise around it. Fitted to the judged `seen` and `tune`
@@ -587,7 +588,11 @@ class Weights:
     def of(cls, counts: Sequence[sparse.csr_matrix], base_df: NDArray[np.int64], base_documents: int) -> Weights:
         """From the counts of every document (as rows of `counts`, and `base_df`: how many
         other documents, `base_documents` of them, hold each feature)."""
-        df = base_df + sum(np.bincount(part.indices, minlength=len(base_df)) for part in counts)
+        # Counted a slice at a time on THREADS threads (NumPy releases the GIL; each slice's
+        # indices are widened for `bincount` into memory the next one reuses).
+        pieces = [part.indices[start : start + _DF_SLICE] for part in counts for start in range(0, part.nnz, _DF_SLICE)]
+        found = threaded(lambda ids: np.bincount(ids, minlength=len(base_df)), pieces, worth=len(pieces) > 1)
+        df = base_df + sum(found, np.zeros(len(base_df), dtype=np.int64))
         samples = sum(part.shape[0] for part in counts) + base_documents + 1
         idf = np.full_like(df, samples, dtype=np.float64)
         idf /= df.astype(np.float64) + 1.0
@@ -600,9 +605,16 @@ class Weights:
         if not counts.shape[0] or not counts.shape[1]:  # scikit-learn refuses an empty matrix
             return sparse.csr_matrix(counts.shape)
         weighted = sparse.csr_matrix(counts, dtype=np.float64, copy=copy)
-        np.log(weighted.data, weighted.data)
-        weighted.data += 1.0
-        weighted.data *= self.idf[weighted.indices]
+        data, indices = weighted.data, weighted.indices
+
+        def weigh(part: slice) -> None:  # on THREADS threads: NumPy releases the GIL
+            cells = data[part]
+            np.log(cells, out=cells)
+            cells += 1.0
+            cells *= self.idf[indices[part]]
+
+        size = max(1, -(-len(data) // THREADS))
+        threaded(weigh, [slice(start, start + size) for start in range(0, len(data), size)], worth=size > _DF_SLICE)
         # What `sklearn.preprocessing.normalize` runs for CSR rows, without its argument
         # checks (~1 ms a call, five calls for each profile the build ranks).
         inplace_csr_row_normalize_l2(weighted)
