@@ -10,6 +10,7 @@ indirect sort is used).
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import Counter
 
 import numpy as np
@@ -227,3 +228,50 @@ def test_the_background_without_the_same_papers_is_worked_out_once_and_each_batc
     _, other = corpus.without({papers[2].id})
     assert other.documents == fresh.documents + 1 and other is not first
     assert corpus.without(ids)[1] is not first  # only the last answer is kept
+
+
+def test_blocks_counted_out_of_order_are_placed_in_order() -> None:
+    # Three blocks of rows 0-1, 2-4 and 5; the last is counted first, the first last.
+    bounds = np.array([0, 2, 5, 6])
+    filled = features_module._Filled(bounds, 4, cells=20)
+    given = {
+        0: (np.array([0, 5]), np.array([1, 2])),  # row 0 column 0; row 1 column 1
+        1: (np.array([3, 4, 11]), np.array([1, 1, 3])),  # row 2 column 3; row 3 column 0; row 4 column 3
+        2: (np.array([2]), np.array([4])),
+    }
+    threads = [threading.Thread(target=filled.place, args=(number, lambda n=number: given[n])) for number in (2, 1, 0)]
+    for thread in threads:
+        thread.start()
+        thread.join(0.05)
+    for thread in threads:
+        thread.join(10)
+    expected = [[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0], [0, 0, 0, 3], [0, 0, 4, 0]]
+    assert filled.matrix().toarray().tolist() == expected
+
+
+def test_a_block_that_fails_raises_its_error_and_leaves_no_block_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first block fails on a thread; the four after it are counted and wait for it to be placed.
+    monkeypatch.setattr(features_module, "CHUNK", 2)
+    monkeypatch.setattr(features_module, "THREADED_WORDS", 0)
+    texts = random_texts(np.random.default_rng(5), 9, 20)
+    cells = Features._cells
+
+    def failing(self: Features, texts: Texts, start: int, stop: int, *pairs: np.ndarray) -> tuple[np.ndarray, ...]:
+        if start == 0:
+            raise RuntimeError("counting failed")
+        return cells(self, texts, start, stop, *pairs)
+
+    monkeypatch.setattr(Features, "_cells", failing)
+    found: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            Features(20, documents=[texts], wanted=[])
+        except RuntimeError as error:
+            found.append(error)
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert [str(error) for error in found] == ["counting failed"]

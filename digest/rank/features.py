@@ -340,17 +340,26 @@ class Features:
         self.base_df = np.concatenate([_padded(base.stem_df, stem_count), base_df[keep]])
         column_of = np.where(keep, stem_count + np.cumsum(keep) - 1, -1)[at]  # by distinct key of `unique`
 
-        def counted(number: int) -> tuple[Ids, Ids]:
+        firsts = np.cumsum([0] + [len(b) - 1 for b in bounds]).tolist()  # each set's first block
+        filled = [
+            _Filled(
+                b, self.size, len(texts.flat) + sum(len(block.rows) for block in blocks[first : first + len(b) - 1])
+            )
+            for texts, b, first in zip(documents, bounds, firsts[:-1], strict=True)
+        ]
+
+        def cells(number: int) -> tuple[Ids, Ids]:
             (texts, start, stop), block = spans[number], blocks[number]
             columns = np.repeat(column_of[np.searchsorted(unique, block.keys)], block.counts)
             kept = columns >= 0
             return self._cells(texts, start, stop, block.rows[kept], columns[kept])
 
-        counts = threaded(counted, range(len(spans)), worth=worth)
-        self.document_counts: list[sparse.csr_matrix] = []
-        for b in bounds:
-            self.document_counts.append(_stacked(counts[: len(b) - 1], b, self.size))
-            del counts[: len(b) - 1]
+        def counted(number: int) -> None:
+            which = int(np.searchsorted(firsts, number, side="right")) - 1
+            filled[which].place(number - firsts[which], lambda: cells(number))
+
+        threaded(counted, range(len(spans)), worth=worth)
+        self.document_counts: list[sparse.csr_matrix] = [matrix.matrix() for matrix in filled]
 
     def counts(self, texts: Texts) -> sparse.csr_matrix:
         """texts × features for texts outside `documents` (queries, keywords, liked papers)."""
@@ -377,12 +386,15 @@ class Features:
         bounds = np.append(np.arange(0, len(texts), CHUNK), len(texts))
         pair_bounds = np.searchsorted(pair_rows, bounds)
 
-        def block(number: int) -> tuple[Ids, Ids]:
+        filled = _Filled(bounds, self.size, len(texts.flat) + len(pair_rows))
+
+        def block(number: int) -> None:
             start, stop = int(bounds[number]), int(bounds[number + 1])
             pairs = slice(pair_bounds[number], pair_bounds[number + 1])
-            return self._cells(texts, start, stop, pair_rows[pairs] - start, pair_columns[pairs])
+            filled.place(number, lambda: self._cells(texts, start, stop, pair_rows[pairs] - start, pair_columns[pairs]))
 
-        return _stacked(threaded(block, range(len(bounds) - 1)), bounds, self.size)
+        threaded(block, range(len(bounds) - 1))
+        return filled.matrix()
 
     def _cells(self, texts: Texts, start: int, stop: int, pair_rows: Ids, pair_columns: Ids) -> tuple[Ids, Ids]:
         """The distinct cells (`row * size + column`, rows counted from `start`) of texts
@@ -408,31 +420,46 @@ def _tallied(cells: Ids) -> tuple[Ids, Ids]:
     return cells[starts], np.diff(np.append(starts, len(cells)))
 
 
-def _stacked(blocks: Sequence[tuple[Ids, Ids]], bounds: Ids, columns: int) -> sparse.csr_matrix:
-    """One CSR matrix of counts from blocks of rows (block i: rows `bounds[i]` to
-    `bounds[i + 1]`, its distinct cells `row * columns + column` and their counts), each
-    block written once into the matrix's own arrays (stacking block matrices copies
-    everything again, on one thread)."""
-    rows = int(bounds[-1])
-    sizes = [len(cells) for cells, _ in blocks]
-    offsets = np.cumsum([0, *sizes]).tolist()
-    small = max(offsets[-1], rows, columns) < 2**31
-    index: type[np.signedinteger[Any]] = np.int32 if small else np.int64  # as SciPy would choose
-    data = np.empty(offsets[-1], dtype=np.float64)
-    indices = np.empty(offsets[-1], dtype=index)
-    indptr: NDArray[np.signedinteger[Any]] = np.zeros(rows + 1, dtype=index)
+class _Filled:
+    """A CSR matrix of counts filled a block of rows at a time by whichever thread counted
+    the block (block i: rows `bounds[i]` to `bounds[i + 1]`), with room for at most `cells`
+    cells. Blocks are placed in order, each once the one before has said where it ends, so
+    no block's counts wait in memory for the others' (fresh memory costs its page faults)."""
 
-    def place(number: int) -> None:
-        cells, counts = blocks[number]
-        start, stop = int(bounds[number]), int(bounds[number + 1])
-        part = slice(offsets[number], offsets[number + 1])
-        data[part] = counts
-        indices[part] = cells % columns
-        np.cumsum(np.bincount(cells // columns, minlength=stop - start), out=indptr[start + 1 : stop + 1])
-        indptr[start + 1 : stop + 1] += offsets[number]
+    def __init__(self, bounds: Ids, columns: int, cells: int) -> None:
+        self.bounds, self.columns = bounds, columns
+        rows = int(bounds[-1])
+        index: type[np.signedinteger[Any]] = np.int32 if max(cells, rows, columns) < 2**31 else np.int64
+        self.data = np.empty(cells, dtype=np.float64)  # pages past the last cell are never touched
+        self.indices = np.empty(cells, dtype=index)
+        self.indptr: NDArray[np.signedinteger[Any]] = np.zeros(rows + 1, dtype=index)
+        self.ends: list[int] = [0] * len(bounds)
+        self.placed = [threading.Event() for _ in range(len(bounds) - 1)]
 
-    threaded(place, range(len(blocks)))
-    return sparse.csr_matrix((data, indices, indptr), shape=(rows, columns), copy=False)
+    def place(self, number: int, count: Callable[[], tuple[Ids, Ids]]) -> None:
+        """Block `number`'s distinct cells (`row * columns + column`, rows counted from the
+        block's first) and their counts, as `count` finds them; blocks before it are placed,
+        or being placed."""
+        try:
+            cells, counts = count()
+            if number:
+                self.placed[number - 1].wait()
+            begin = self.ends[number]
+            self.ends[number + 1] = begin + len(cells)
+        finally:  # a block that failed must not leave the next waiting (its error is raised)
+            self.placed[number].set()
+        start, stop = int(self.bounds[number]), int(self.bounds[number + 1])
+        part = slice(begin, begin + len(cells))
+        self.data[part] = counts
+        self.indices[part] = cells % self.columns
+        rows = self.indptr[start + 1 : stop + 1]
+        np.cumsum(np.bincount(cells // self.columns, minlength=stop - start), out=rows)
+        rows += begin
+
+    def matrix(self) -> sparse.csr_matrix:
+        cells = self.ends[-1]
+        shape = (int(self.bounds[-1]), self.columns)
+        return sparse.csr_matrix((self.data[:cells], self.indices[:cells], self.indptr), shape=shape, copy=False)
 
 
 @dataclass(frozen=True, slots=True)
