@@ -65,7 +65,7 @@ from collections.abc import Mapping, Sequence
 
 from digest.models import Paper, Profile, ScoredPaper, Votes
 from digest.rank.choose import MMR_PENALTY, MMR_POOL, RUNNERS_UP, select_digest, text_similarity
-from digest.rank.explain import REASON_THRESHOLD, explain
+from digest.rank.explain import REASON_THRESHOLD, explain_best
 from digest.rank.features import CHUNK
 from digest.rank.scoring import (
     ABSTRACT_HIT,
@@ -156,14 +156,11 @@ def score_papers(
     liked_lists = [_distinct([*(liked or {}).get(p.id, ()), *v.more]) for p, v in zip(profiles, reader, strict=True)]
     batch = prepare_batch(papers, profiles, liked_lists, delivered or {}, embed, background, reader)
     best = best_papers(batch, len(profiles), len(papers), min(limit or len(papers), len(papers)))
+    reasons = explain_best(batch, liked_lists, reader, papers, best)
     return {
         profile.id: [
-            ScoredPaper(
-                papers[b.column],
-                round(b.score, 4),
-                explain(batch, liked_lists[row], reader[row], papers, row, b),
-            )
-            for b in best[row]
+            ScoredPaper(papers[b.column], round(b.score, 4), why)
+            for b, why in zip(best[row], reasons[row], strict=True)
         ]
         for row, profile in enumerate(profiles)
     }

@@ -26,13 +26,39 @@ CLOSE = 0.1  # a voted paper at least this close (cosine) counts among those a r
 SHARED_TERMS = 3  # words shared with the description named in its reason
 
 
+def explain_best(
+    batch: BatchMatrices,
+    liked: Sequence[list[Paper]],
+    votes: Sequence[Votes],
+    papers: Sequence[Paper],
+    best: Sequence[Sequence[BestPaper]],
+) -> list[list[tuple[Reason, ...]]]:
+    """`explain` for each profile's best papers (`best[row]`), the keywords each has found
+    for all of them at once (a paper holds the keywords of many profiles: looking through
+    them paper by paper was most of the time)."""
+    rows = np.repeat(np.arange(len(best)), [len(items) for items in best])
+    cols = np.array([b.column for items in best for b in items], dtype=np.int64)
+    matched = iter(_matched_keywords(batch, rows, cols))
+    return [
+        [explain(batch, liked[row], votes[row], papers, row, b, next(matched)) for b in items]
+        for row, items in enumerate(best)
+    ]
+
+
 def explain(
-    batch: BatchMatrices, liked: list[Paper], votes: Votes, papers: Sequence[Paper], row: int, best: BestPaper
+    batch: BatchMatrices,
+    liked: list[Paper],
+    votes: Votes,
+    papers: Sequence[Paper],
+    row: int,
+    best: BestPaper,
+    keywords: tuple[list[int], list[int]],
 ) -> tuple[Reason, ...]:
     """Why paper `best.column` scored as it did for profile `row` (whose liked papers,
-    "more like this" ones included, are `liked`, and whose reader voted `votes`)."""
+    "more like this" ones included, are `liked`, whose reader voted `votes`, and whose
+    keyword phrases the paper has are `keywords`: in its title, and only in its abstract)."""
     col = best.column
-    found = _keyword_reasons(batch, row, col)
+    found = _keyword_reasons(batch, keywords)
     if best.text_view >= REASON_THRESHOLD:
         semantic = batch.semantic_papers is not None
         found.append(Reason(ReasonKind.DESCRIPTION, terms=tuple(_shared_terms(batch, row, col)), semantic=semantic))
@@ -91,15 +117,33 @@ def _less_reason(batch: BatchMatrices, votes: Votes, row: int, col: int) -> Reas
     return Reason(ReasonKind.LESS_LIKE_THIS, paper_id=nearest.id, title=nearest.title, count=max(close, 1))
 
 
-def _keyword_reasons(batch: BatchMatrices, row: int, col: int) -> list[Reason]:
-    mine = set(_row(batch.keywords.owners, row)[0].tolist())
-    in_title = [k for k in _row(batch.title_hits, col)[0].tolist() if k in mine]
-    in_abstract = [k for k in _row(batch.abstract_hits, col)[0].tolist() if k in mine and k not in in_title]
-    return [
-        Reason(ReasonKind.KEYWORDS, terms=tuple(batch.keywords.labels[k] for k in matched), where=where)
-        for where, matched in ((PaperPart.TITLE, sorted(in_title)), (PaperPart.ABSTRACT, sorted(in_abstract)))
-        if matched
-    ]
+def _matched_keywords(
+    batch: BatchMatrices, rows: NDArray[np.int64], cols: NDArray[np.int64]
+) -> list[tuple[list[int], list[int]]]:
+    """For each (profile `rows[i]`, paper `cols[i]`): the profile's keyword phrases in the
+    paper's title, and those only in its abstract, each in phrase order."""
+    mine = sparse.csr_matrix(batch.keywords.owners[rows])
+    mine.data = np.ones(len(mine.data))  # owned at any weight
+    in_title = sparse.csr_matrix(mine.multiply(batch.title_hits[cols]))
+    in_abstract = sparse.csr_matrix(mine.multiply(batch.abstract_hits[cols]))
+    in_abstract = sparse.csr_matrix(in_abstract - in_abstract.multiply(in_title))  # not said twice
+    lists = []
+    for found in (in_title, in_abstract):
+        found.eliminate_zeros()
+        found.sort_indices()
+        phrases, bounds = found.indices.tolist(), found.indptr.tolist()  # sliced as lists: 40,000 items at a time
+        lists.append([phrases[bounds[item] : bounds[item + 1]] for item in range(len(rows))])
+    return list(zip(*lists, strict=True))
+
+
+def _keyword_reasons(batch: BatchMatrices, matched: tuple[list[int], list[int]]) -> list[Reason]:
+    labels, (in_title, in_abstract) = batch.keywords.labels, matched
+    found = []
+    if in_title:
+        found.append(Reason(ReasonKind.KEYWORDS, terms=tuple(labels[k] for k in in_title), where=PaperPart.TITLE))
+    if in_abstract:
+        found.append(Reason(ReasonKind.KEYWORDS, terms=tuple(labels[k] for k in in_abstract), where=PaperPart.ABSTRACT))
+    return found
 
 
 def _shared_terms(batch: BatchMatrices, row: int, col: int) -> list[str]:
