@@ -275,3 +275,30 @@ def test_a_block_that_fails_raises_its_error_and_leaves_no_block_waiting(monkeyp
     thread.join(20)
     assert not thread.is_alive()
     assert [str(error) for error in found] == ["counting failed"]
+
+
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_a_matrix_of_weighted_document_sets_is_their_counts_summed(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A paper's title twice, its abstract and its extra text: one matrix, as if added up after.
+    monkeypatch.setattr(features_module, "CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    titles, abstracts, extras = (random_texts(rng, 20, 30) for _ in range(3))
+    alone = Features(30, documents=[titles, abstracts, extras], wanted=[])
+    summed = Features(
+        30, documents=[titles, abstracts, extras], wanted=[], matrices=[[(0, 2), (1, 1), (2, 1)], [(1, 1)]]
+    )
+    np.testing.assert_array_equal(summed.pair_keys, alone.pair_keys)  # each text's pairs counted once
+    title, abstract, extra = alone.document_counts
+    paper, only_abstract = summed.document_counts
+    for mine, expected in ((paper, 2 * title + abstract + extra), (only_abstract, abstract)):
+        mine.check_format(full_check=True)
+        assert mine.has_canonical_format
+        assert (mine != expected).nnz == 0
+
+
+def test_document_sets_summed_into_one_matrix_must_have_the_same_rows() -> None:
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="same rows"):
+        Features(
+            30, documents=[random_texts(rng, 5, 30), random_texts(rng, 6, 30)], wanted=[], matrices=[[(0, 1), (1, 1)]]
+        )

@@ -311,15 +311,29 @@ class Features:
     holds what other documents (a background read once for many batches) add to the count:
     they are not rows of `document_counts`, but they count as documents in `base_df`, each
     column's number of them.
+
+    `document_counts[m]` counts the texts of `matrices[m]`: a list of (document set, weight)
+    over the same rows, the counts of each set times its whole weight, summed (a paper's
+    title twice and its abstract: one matrix made once, not two added up after); by
+    default one matrix per document set.
     """
 
     def __init__(
-        self, stem_count: int, documents: Sequence[Texts], wanted: Sequence[Texts], base: Statistics | None = None
+        self,
+        stem_count: int,
+        documents: Sequence[Texts],
+        wanted: Sequence[Texts],
+        base: Statistics | None = None,
+        matrices: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> None:
         self.stem_count = stem_count
+        matrices = matrices if matrices is not None else [[(number, 1)] for number in range(len(documents))]
+        if any(len({len(documents[i]) for i, _ in parts}) > 1 or not parts for parts in matrices):
+            raise ValueError("the document sets summed into one matrix must have the same rows")
         # Each document set is read CHUNK rows at a time, on THREADS threads: small arrays, so
         # memory freed by one block serves the next (fresh memory costs its page faults).
         bounds = [np.append(np.arange(0, len(texts), CHUNK), len(texts)) for texts in documents]
+        firsts = np.cumsum([0] + [len(b) - 1 for b in bounds]).tolist()  # each set's first block
         spans = [
             (texts, int(b[i]), int(b[i + 1]))
             for texts, b in zip(documents, bounds, strict=True)
@@ -340,25 +354,33 @@ class Features:
         self.base_df = np.concatenate([_padded(base.stem_df, stem_count), base_df[keep]])
         column_of = np.where(keep, stem_count + np.cumsum(keep) - 1, -1)[at]  # by distinct key of `unique`
 
-        firsts = np.cumsum([0] + [len(b) - 1 for b in bounds]).tolist()  # each set's first block
-        filled = [
-            _Filled(
-                b, self.size, len(texts.flat) + sum(len(block.rows) for block in blocks[first : first + len(b) - 1])
-            )
-            for texts, b, first in zip(documents, bounds, firsts[:-1], strict=True)
-        ]
-
-        def cells(number: int) -> tuple[Ids, Ids]:
-            (texts, start, stop), block = spans[number], blocks[number]
+        def cells(document: int, number: int) -> Ids:
+            (texts, start, stop), block = spans[firsts[document] + number], blocks[firsts[document] + number]
             columns = np.repeat(column_of[np.searchsorted(unique, block.keys)], block.counts)
             kept = columns >= 0
             return self._cells(texts, start, stop, block.rows[kept], columns[kept])
 
-        def counted(number: int) -> None:
-            which = int(np.searchsorted(firsts, number, side="right")) - 1
-            filled[which].place(number - firsts[which], lambda: cells(number))
+        def counted(parts: Sequence[tuple[int, int]], number: int) -> tuple[Ids, Ids]:
+            return _tallied(np.concatenate([cells(i, number) for i, weight in parts for _ in range(weight)]))
 
-        threaded(counted, range(len(spans)), worth=worth)
+        filled = [
+            _Filled(
+                bounds[parts[0][0]],
+                self.size,
+                sum(
+                    len(documents[i].flat) + sum(len(b.rows) for b in blocks[firsts[i] : firsts[i + 1]])
+                    for i, _ in parts
+                ),
+            )
+            for parts in matrices
+        ]
+        # Matrix by matrix, block by block: a matrix's blocks are placed in the order they are handed out.
+        jobs = [(m, number) for m, parts in enumerate(matrices) for number in range(len(bounds[parts[0][0]]) - 1)]
+        threaded(
+            lambda job: filled[job[0]].place(job[1], lambda: counted(matrices[job[0]], job[1])),
+            jobs,
+            worth=worth,
+        )
         self.document_counts: list[sparse.csr_matrix] = [matrix.matrix() for matrix in filled]
 
     def counts(self, texts: Texts) -> sparse.csr_matrix:
@@ -391,19 +413,23 @@ class Features:
         def block(number: int) -> None:
             start, stop = int(bounds[number]), int(bounds[number + 1])
             pairs = slice(pair_bounds[number], pair_bounds[number + 1])
-            filled.place(number, lambda: self._cells(texts, start, stop, pair_rows[pairs] - start, pair_columns[pairs]))
+            filled.place(
+                number, lambda: _tallied(self._cells(texts, start, stop, pair_rows[pairs] - start, pair_columns[pairs]))
+            )
 
         threaded(block, range(len(bounds) - 1))
         return filled.matrix()
 
-    def _cells(self, texts: Texts, start: int, stop: int, pair_rows: Ids, pair_columns: Ids) -> tuple[Ids, Ids]:
-        """The distinct cells (`row * size + column`, rows counted from `start`) of texts
-        `start` to `stop` and how often each occurs: their stems, and their pairs' columns."""
+    def _cells(self, texts: Texts, start: int, stop: int, pair_rows: Ids, pair_columns: Ids) -> Ids:
+        """The cells (`row * size + column`, rows counted from `start`) of texts `start` to
+        `stop`, one per word and kept pair: their stems, and their pairs' columns."""
         words = slice(texts.starts[start], texts.starts[stop])
         lengths = np.diff(texts.starts[start : stop + 1])
         rows = np.concatenate([np.repeat(np.arange(stop - start), lengths), pair_rows])
         columns = np.concatenate([texts.flat[words], pair_columns])
-        return _tallied(rows * self.size + columns)
+        rows *= self.size
+        rows += columns
+        return rows
 
     def describe(self, feature: int, tokenizer: Tokenizer) -> str:
         if feature < self.stem_count:
@@ -713,23 +739,27 @@ class Phrases:
         flat = np.concatenate(self.phrases) if self.phrases else np.zeros(0, dtype=np.int64)
         return Texts(flat, np.concatenate([[0], np.cumsum(lengths)]))
 
-    def hits(self, counts: Sequence[sparse.spmatrix], texts: Sequence[Texts], features: Features) -> sparse.csr_matrix:
-        """texts × phrases: 1 where the whole phrase occurs in one of `texts` (text set i
-        counted in `counts[i]`, the same rows in each).
+    def hits(
+        self, counts: Sequence[tuple[sparse.spmatrix, int]], texts: Sequence[Texts], features: Features
+    ) -> sparse.csr_matrix:
+        """texts × phrases: 1 where the whole phrase occurs in one of `texts`, whose counts
+        are the sum of `counts` (matrices over the same rows, each times its whole weight:
+        a paper's counts less its title's are its abstract's).
 
         A phrase of one stem is that stem's column, of two stems that word pair's column;
         longer phrases are checked word by word where their first pair occurs.
         """
-        shape = (counts[0].shape[0], len(self.phrases))
+        shape = (counts[0][0].shape[0], len(self.phrases))
         wanted = features.columns(self.phrases)
         present = np.flatnonzero(wanted >= 0)
         # Picking columns by a product reads the matrix once, instead of converting it to columns.
         pick = sparse.csr_matrix(
-            (np.ones(len(present)), (wanted[present], present)), shape=(counts[0].shape[1], len(self.phrases))
+            (np.ones(len(present)), (wanted[present], present)), shape=(counts[0][0].shape[1], len(self.phrases))
         )
-        # Counts are positive: a sum of the products is nonzero where one of them is (and
-        # summing the few phrase columns is cheaper than summing the count matrices).
-        rows, cols = sum((part @ pick for part in counts[1:]), counts[0] @ pick).nonzero()
+        # Summing the few phrase columns is cheaper than summing the count matrices; counts
+        # are whole numbers, exact in floating point, so a phrase the texts lack sums to 0.
+        found = sum((weight * (part @ pick) for part, weight in counts[1:]), counts[0][1] * (counts[0][0] @ pick))
+        rows, cols = found.nonzero()
         lengths = np.array([len(p) for p in self.phrases], dtype=np.int64)
         long = lengths[cols] > 2
         if long.any():

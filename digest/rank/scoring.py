@@ -204,17 +204,23 @@ def prepare_batch(
     descriptions = tokenizer.texts([p.description for p in profiles])
     keywords = Phrases.of(profiles, lambda p: [(k.term, k.weight) for k in p.keywords], tokenizer)
     exclusions = Phrases.of(profiles, lambda p: [(term, 1.0) for term in p.exclude], tokenizer)
+    # A paper's counts: its title TITLE_WEIGHT times, its abstract and its extra text, as one
+    # matrix (no abstract matrix: its keyword hits are what the paper has less its title's).
+    extra = [(4, 1)] if extras is not None else []
     features = Features(
         len(tokenizer.stems),
         documents=[titles, abstracts, other_titles, other_abstracts, *([extras] if extras is not None else [])],
         wanted=[descriptions, keywords.as_texts()],
         base=base,
+        matrices=[
+            [(0, 1)],
+            [(0, TITLE_WEIGHT), (1, 1), *extra],
+            [(2, TITLE_WEIGHT), (3, 1)],
+            *([extra] if extra else []),
+        ],
     )
-    title_counts, abstract_counts, other_title_counts, other_abstract_counts = features.document_counts[:4]
-    paper_counts = TITLE_WEIGHT * title_counts + abstract_counts
-    if extras is not None:
-        paper_counts = paper_counts + features.document_counts[4]
-    other_counts = TITLE_WEIGHT * other_title_counts + other_abstract_counts
+    title_counts, paper_counts, other_counts = features.document_counts[:3]
+    besides = [(features.document_counts[3], -1)] if extra else []  # the extra text is not the abstract
     tfidf = Weights.of([paper_counts, other_counts], features.base_df, base.documents)
     liked_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
     less_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
@@ -239,10 +245,12 @@ def prepare_batch(
     title_hits, abstract_hits, excluded = threaded(
         lambda find: find(),
         [
-            lambda: keywords.hits([title_counts], [titles], features),
-            lambda: keywords.hits([abstract_counts], [abstracts], features),
+            lambda: keywords.hits([(title_counts, 1)], [titles], features),
+            lambda: keywords.hits([(paper_counts, 1), (title_counts, -TITLE_WEIGHT), *besides], [abstracts], features),
             # Title and abstract are looked at apart: an exclusion never spans the two.
-            lambda: exclusions.hits([title_counts, abstract_counts], [titles, abstracts], features),
+            lambda: exclusions.hits(
+                [(paper_counts, 1), (title_counts, 1 - TITLE_WEIGHT), *besides], [titles, abstracts], features
+            ),
         ],
         worth=len(papers) > CHUNK,
     )
