@@ -426,3 +426,28 @@ def test_a_digest_of_papers_without_a_word_the_ranker_reads_is_chosen() -> None:
     assert [s.score for s in items] == [0.9, 0.8]
     assert runners_up == []
     assert text_similarity(["Ω", "Ж"]).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("bulk", [0, 10**9])
+def test_keywords_are_named_alike_matched_paper_by_paper_or_all_at_once(
+    bulk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From `explain.BULK` papers to explain, keywords are matched by sparse products for all of them.
+    from digest.rank import explain
+
+    papers = [
+        paper("Catastrophic Forgetting in Replay", "Replay buffers and catastrophic forgetting."),
+        paper("Vision Models", "We study catastrophic forgetting in networks with replay."),
+        replace(paper("SkipGate", "We make models faster."), id="extra", ai_keywords=("replay",)),
+        *filler(),
+    ]
+    who = profile(keywords=(Keyword("catastrophic forgetting"), Keyword("replay"), Keyword("networks")))
+    expected = [
+        [keywords("catastrophic forgetting", "replay", where=PaperPart.TITLE)],
+        [keywords("catastrophic forgetting", "replay", "networks", where=PaperPart.ABSTRACT)],  # in keyword order
+    ]
+    monkeypatch.setattr(explain, "BULK", bulk)
+    ranked = {s.paper.id: s for s in rank(papers, who)}
+    found = [[r for r in ranked[p.id].reasons if r.kind is ReasonKind.KEYWORDS] for p in papers[:2]]
+    assert found == expected
+    assert not any(r.kind is ReasonKind.KEYWORDS for r in ranked["extra"].reasons)

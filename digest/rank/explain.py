@@ -24,6 +24,7 @@ from digest.rank.scoring import BatchMatrices, BestPaper
 REASON_THRESHOLD = 0.15
 CLOSE = 0.1  # a voted paper at least this close (cosine) counts among those a reason names
 SHARED_TERMS = 3  # words shared with the description named in its reason
+BULK = 1000  # from this many papers to explain, keywords are matched for all at once
 
 
 def explain_best(
@@ -122,6 +123,8 @@ def _matched_keywords(
 ) -> list[tuple[list[int], list[int]]]:
     """For each (profile `rows[i]`, paper `cols[i]`): the profile's keyword phrases in the
     paper's title, and those only in its abstract, each in phrase order."""
+    if len(rows) < BULK:  # a digest's few papers: the products would cost more than looking
+        return [_matched_one(batch, row, col) for row, col in zip(rows.tolist(), cols.tolist(), strict=True)]
     mine = sparse.csr_matrix(batch.keywords.owners[rows])
     mine.data = np.ones(len(mine.data))  # owned at any weight
     in_title = sparse.csr_matrix(mine.multiply(batch.title_hits[cols]))
@@ -134,6 +137,13 @@ def _matched_keywords(
         phrases, bounds = found.indices.tolist(), found.indptr.tolist()  # sliced as lists: 40,000 items at a time
         lists.append([phrases[bounds[item] : bounds[item + 1]] for item in range(len(rows))])
     return list(zip(*lists, strict=True))
+
+
+def _matched_one(batch: BatchMatrices, row: int, col: int) -> tuple[list[int], list[int]]:
+    mine = set(_row(batch.keywords.owners, row)[0].tolist())
+    in_title = [k for k in _row(batch.title_hits, col)[0].tolist() if k in mine]
+    in_abstract = [k for k in _row(batch.abstract_hits, col)[0].tolist() if k in mine and k not in in_title]
+    return sorted(in_title), sorted(in_abstract)
 
 
 def _keyword_reasons(batch: BatchMatrices, matched: tuple[list[int], list[int]]) -> list[Reason]:

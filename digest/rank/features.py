@@ -739,26 +739,26 @@ class Phrases:
         flat = np.concatenate(self.phrases) if self.phrases else np.zeros(0, dtype=np.int64)
         return Texts(flat, np.concatenate([[0], np.cumsum(lengths)]))
 
-    def hits(
-        self, counts: Sequence[tuple[sparse.spmatrix, int]], texts: Sequence[Texts], features: Features
-    ) -> sparse.csr_matrix:
-        """texts × phrases: 1 where the whole phrase occurs in one of `texts`, whose counts
-        are the sum of `counts` (matrices over the same rows, each times its whole weight:
-        a paper's counts less its title's are its abstract's).
+    def found(self, counts: Sequence[sparse.spmatrix], features: Features) -> list[sparse.csr_matrix]:
+        """For each of `counts`, its rows × phrases: how often each phrase's feature occurs.
 
-        A phrase of one stem is that stem's column, of two stems that word pair's column;
-        longer phrases are checked word by word where their first pair occurs.
+        A phrase of one stem is that stem's column, of two stems that word pair's column,
+        longer phrases their first pair's (`hits` checks the rest). Counts are whole
+        numbers, exact in floating point: these can be added and taken away (a paper's
+        less its title's are its abstract's).
         """
-        shape = (counts[0][0].shape[0], len(self.phrases))
         wanted = features.columns(self.phrases)
         present = np.flatnonzero(wanted >= 0)
         # Picking columns by a product reads the matrix once, instead of converting it to columns.
         pick = sparse.csr_matrix(
-            (np.ones(len(present)), (wanted[present], present)), shape=(counts[0][0].shape[1], len(self.phrases))
+            (np.ones(len(present)), (wanted[present], present)), shape=(features.size, len(self.phrases))
         )
-        # Summing the few phrase columns is cheaper than summing the count matrices; counts
-        # are whole numbers, exact in floating point, so a phrase the texts lack sums to 0.
-        found = sum((weight * (part @ pick) for part, weight in counts[1:]), counts[0][1] * (counts[0][0] @ pick))
+        return [sparse.csr_matrix(part @ pick) for part in counts]
+
+    def hits(self, found: sparse.spmatrix, texts: Sequence[Texts]) -> sparse.csr_matrix:
+        """texts × phrases: 1 where the whole phrase occurs in one of `texts` (whose phrase
+        counts, from `found`, are `found`)."""
+        shape = found.shape
         rows, cols = found.nonzero()
         lengths = np.array([len(p) for p in self.phrases], dtype=np.int64)
         long = lengths[cols] > 2

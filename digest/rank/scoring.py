@@ -220,7 +220,7 @@ def prepare_batch(
         ],
     )
     title_counts, paper_counts, other_counts = features.document_counts[:3]
-    besides = [(features.document_counts[3], -1)] if extra else []  # the extra text is not the abstract
+    extra_counts = features.document_counts[3:]  # the extra text, when there is one: not the abstract
     tfidf = Weights.of([paper_counts, other_counts], features.base_df, base.documents)
     liked_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(liked_titles) + features.counts(liked_abstracts))
     less_vectors = tfidf.transform(TITLE_WEIGHT * features.counts(less_titles) + features.counts(less_abstracts))
@@ -242,17 +242,24 @@ def prepare_batch(
     author_keys = [frozenset(filter(None, map(name_key, p.follow_authors))) for p in profiles]
 
     less_owners = _owners(less_lists)
-    title_hits, abstract_hits, excluded = threaded(
-        lambda find: find(),
-        [
-            lambda: keywords.hits([(title_counts, 1)], [titles], features),
-            lambda: keywords.hits([(paper_counts, 1), (title_counts, -TITLE_WEIGHT), *besides], [abstracts], features),
-            # Title and abstract are looked at apart: an exclusion never spans the two.
-            lambda: exclusions.hits(
-                [(paper_counts, 1), (title_counts, 1 - TITLE_WEIGHT), *besides], [titles, abstracts], features
-            ),
-        ],
-        worth=len(papers) > CHUNK,
+
+    def keyword_hits() -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        in_title, in_paper, *in_extra = keywords.found([title_counts, paper_counts, *extra_counts], features)
+        in_abstract = in_paper - TITLE_WEIGHT * in_title
+        for part in in_extra:
+            in_abstract = in_abstract - part
+        return keywords.hits(in_title, [titles]), keywords.hits(in_abstract, [abstracts])
+
+    def excluded_hits() -> sparse.csr_matrix:
+        # Title and abstract are looked at apart: an exclusion never spans the two.
+        in_title, in_paper, *in_extra = exclusions.found([title_counts, paper_counts, *extra_counts], features)
+        in_either = in_paper - (TITLE_WEIGHT - 1) * in_title
+        for part in in_extra:
+            in_either = in_either - part
+        return exclusions.hits(in_either, [titles, abstracts])
+
+    (title_hits, abstract_hits), excluded = threaded(
+        lambda find: find(), [keyword_hits, excluded_hits], worth=len(papers) > CHUNK
     )
     semantic = (
         _embed_all(embed, papers, profiles, liked_papers, (centroid_owners, more_owners), less_papers, less_owners)
@@ -599,7 +606,7 @@ class Weights:
         # Counted a slice at a time on THREADS threads (NumPy releases the GIL; each slice's
         # indices are widened for `bincount` into memory the next one reuses).
         pieces = [part.indices[start : start + _DF_SLICE] for part in counts for start in range(0, part.nnz, _DF_SLICE)]
-        found = threaded(lambda ids: np.bincount(ids, minlength=len(base_df)), pieces, worth=len(pieces) > 1)
+        found = threaded(lambda ids: np.bincount(ids, minlength=len(base_df)), pieces, worth=len(pieces) > THREADS)
         df = base_df + sum(found, np.zeros(len(base_df), dtype=np.int64))
         samples = sum(part.shape[0] for part in counts) + base_documents + 1
         idf = np.full_like(df, samples, dtype=np.float64)
