@@ -296,8 +296,10 @@ def test_a_matrix_of_weighted_document_sets_is_their_counts_summed(chunk: int, m
         assert (mine != expected).nnz == 0
 
 
-def test_document_sets_summed_into_one_matrix_must_have_the_same_rows() -> None:
+def test_document_sets_summed_into_one_matrix_have_the_same_rows_and_whole_weights() -> None:
     rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="whole number"):
+        Features(30, documents=[random_texts(rng, 5, 30)], wanted=[], matrices=[[(0, 0)]])
     with pytest.raises(ValueError, match="same rows"):
         Features(
             30, documents=[random_texts(rng, 5, 30), random_texts(rng, 6, 30)], wanted=[], matrices=[[(0, 1), (1, 1)]]

@@ -330,6 +330,8 @@ class Features:
         matrices = matrices if matrices is not None else [[(number, 1)] for number in range(len(documents))]
         if any(len({len(documents[i]) for i, _ in parts}) > 1 or not parts for parts in matrices):
             raise ValueError("the document sets summed into one matrix must have the same rows")
+        if any(weight < 1 for parts in matrices for _, weight in parts):
+            raise ValueError("a document set's weight in a matrix is a whole number, at least 1")
         # Each document set is read CHUNK rows at a time, on THREADS threads: small arrays, so
         # memory freed by one block serves the next (fresh memory costs its page faults).
         bounds = [np.append(np.arange(0, len(texts), CHUNK), len(texts)) for texts in documents]
@@ -361,7 +363,7 @@ class Features:
             return self._cells(texts, start, stop, block.rows[kept], columns[kept])
 
         def counted(parts: Sequence[tuple[int, int]], number: int) -> tuple[Ids, Ids]:
-            return _tallied(np.concatenate([cells(i, number) for i, weight in parts for _ in range(weight)]))
+            return _tallied(np.concatenate([part for i, weight in parts for part in [cells(i, number)] * weight]))
 
         filled = [
             _Filled(
