@@ -758,8 +758,8 @@ class Phrases:
         return [sparse.csr_matrix(part @ pick) for part in counts]
 
     def hits(self, found: sparse.spmatrix, texts: Sequence[Texts]) -> sparse.csr_matrix:
-        """texts × phrases: 1 where the whole phrase occurs in one of `texts` (whose phrase
-        counts, from `found`, are `found`)."""
+        """texts × phrases: 1 where the whole phrase occurs in one of `texts`, given `found`,
+        those texts' counts of each phrase's feature (from `found`, added and taken away)."""
         shape = found.shape
         rows, cols = found.nonzero()
         lengths = np.array([len(p) for p in self.phrases], dtype=np.int64)
