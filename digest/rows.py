@@ -53,6 +53,15 @@ class DeliveryKey(NamedTuple):
     period: str = ""
 
 
+class Accepted(NamedTuple):
+    """A message the transport accepted (`Store.mark_deliveries_sent`): when, and whether the
+    attempt was counted already (`mark_delivery_sending`)."""
+
+    key: DeliveryKey
+    at: datetime
+    counted: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One ledger row: one subscriber's copy of one profile's digest for one day, or of a

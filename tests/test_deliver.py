@@ -29,6 +29,7 @@ from digest.deliver import (
     DeliveryError,
     Outgoing,
     RetryPolicy,
+    batch,
     give_up_stale_emails,
     outbox_name,
     plan_deliveries,
@@ -426,6 +427,65 @@ def test_outbox_mode_goes_through_the_same_ledger(store: Store, tmp_path: Path) 
     again = send(store, None, outgoing, tmp_path)
     assert (len(again.sent), again.already) == (0, 4)
     assert [f.stat().st_mtime_ns for f in files] == stamps
+
+
+def eight_readers(store: Store) -> list[Outgoing]:
+    return outgoing_for(save_digests(store, [profile("many", [f"reader{n}@example.org" for n in range(8)])]))
+
+
+def commits_of(store: Store, run: Callable[[], object]) -> int:
+    """How many transactions `run` commits on `store`'s own connection."""
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        run()
+    finally:
+        store._db.set_trace_callback(None)
+    return sum(statement.strip().upper() == "COMMIT" for statement in statements)
+
+
+def test_outbox_files_are_recorded_sent_a_group_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one_by_one = open_store(tmp_path / "one.db")
+    monkeypatch.setattr(batch, "OUTBOX_RECORDED_TOGETHER", 1)
+    alone = commits_of(one_by_one, lambda: send(one_by_one, None, eight_readers(one_by_one), tmp_path / "one"))
+    grouped = open_store(tmp_path / "grouped.db")
+    monkeypatch.setattr(batch, "OUTBOX_RECORDED_TOGETHER", 3)
+    report: list[Any] = []
+    together = commits_of(
+        grouped, lambda: report.append(send(grouped, None, eight_readers(grouped), tmp_path / "grouped"))
+    )
+    # Eight files: eight commits one by one, three in groups of three (3 + 3 + 2).
+    assert alone - together == 8 - 3
+    assert len(report[0].sent) == 8 and {row.state for row in grouped.deliveries()} == {"sent"}
+    assert len(list((tmp_path / "grouped" / "outbox").iterdir())) == 8
+
+
+def test_outbox_files_written_and_not_yet_recorded_are_written_again_under_their_names(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outgoing = eight_readers(store)
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise OSError("the process died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "mark_deliveries_sent", crash)
+        with pytest.raises(OSError, match="died here"):
+            send(store, None, outgoing, tmp_path)
+    written = sorted(path.name for path in (tmp_path / "outbox").iterdir())
+    assert len(written) == 8 and {row.state for row in store.deliveries()} == {"pending"}
+    again = send(store, None, outgoing, tmp_path)
+    assert len(again.sent) == 8 and sorted(path.name for path in (tmp_path / "outbox").iterdir()) == written
+    for row in store.deliveries():
+        data = (tmp_path / "outbox" / outbox_name(row.key)).read_bytes()
+        assert row.state == "sent" and f"Message-ID: {row.message_id}".encode() in data
+
+
+def test_the_same_outbox_message_twice_in_a_batch_is_written_once(store: Store, tmp_path: Path) -> None:
+    outgoing = two_profiles(store)
+    report = send(store, None, [*outgoing, outgoing[1]], tmp_path)
+    assert (len(report.sent), report.already) == (4, 1)
+    assert len(list((tmp_path / "outbox").iterdir())) == 4
 
 
 def test_once_smtp_is_configured_an_outbox_only_day_is_sent_once_with_its_message_id(

@@ -8,6 +8,8 @@ For each message, in order:
 3. the transport sends it; the row becomes 'sending' (committed) just before the final
    "." that lets the server accept the message;
 4. on the server's 250 the row becomes 'sent' (committed), and the digest 'delivered'.
+   An outbox file has no such window (a file written again is the same file): once
+   flushed to disk it is recorded with others, `OUTBOX_RECORDED_TOGETHER` to a commit.
 
 So the only moment at which the server may hold the message while the ledger does not
 say 'sent' is between the final "." and that commit. A row found 'sending' when a batch
@@ -65,12 +67,16 @@ from digest.deliver.transports import (
 )
 from digest.lifecycle import Step, is_done, next_step
 from digest.models import DeliveryState, TransportKind
-from digest.rows import Delivery, DeliveryKey
+from digest.rows import Accepted, Delivery, DeliveryKey
 from digest.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
 SEND_LOCK_TIMEOUT = 60.0  # seconds to wait for another process that is sending
+# Outbox files recorded 'sent' together, in one ledger commit: a commit per file was half of
+# the time of writing a day's emails (bench/RESULTS.md). A process killed before the commit
+# leaves at most this many files written and not recorded; the next run writes them again.
+OUTBOX_RECORDED_TOGETHER = 64
 INTERRUPTED_NOTE = (
     "a process died after handing the message to the server and before recording its answer; "
     "sent again with the same Message-ID"
@@ -227,7 +233,7 @@ def _send_in_turn(sender: _Sender, items: Iterator[Outgoing], total: int, should
                 report.not_reached = total - index - 1
                 break
     finally:
-        sender.transport.close()
+        sender.close()
 
 
 def _send_in_parallel(
@@ -264,8 +270,10 @@ def _send_in_parallel(
                     crashes.append(exc)
                     stop.set()
         finally:
-            sender.transport.close()
-            own_store.close()
+            try:
+                sender.close()
+            finally:
+                own_store.close()
 
     threads = [threading.Thread(target=run, args=(r,), name=f"smtp-{n}") for n, r in enumerate(reports)]
     for thread in threads:
@@ -387,9 +395,34 @@ class _Sender:
         self.should_stop = should_stop
         self.sender = sender
         self.report = report
+        # Outbox files written and not yet recorded (OUTBOX_RECORDED_TOGETHER); over SMTP each
+        # acceptance is recorded at once, as the window after the final "." must stay short.
+        self._unrecorded: list[tuple[Accepted, bool]] = []
+        self._together = OUTBOX_RECORDED_TOGETHER if transport.kind == TransportKind.OUTBOX else 1
+
+    def close(self) -> None:
+        """Record what was accepted and not yet recorded, then release the transport."""
+        try:
+            self.record()
+        finally:
+            self.transport.close()
+
+    def record(self) -> None:
+        """Save the acceptances not yet saved, in one transaction, and report them sent."""
+        if not self._unrecorded:
+            return
+        self.store.mark_deliveries_sent([accepted for accepted, _ in self._unrecorded], delivers=self.delivers)
+        for accepted, resent in self._unrecorded:
+            self.report.sent.append(accepted.key)
+            if resent:
+                self.report.possible_duplicates.append(accepted.key)
+            log.debug("%s %s %s: sent", *accepted.key[:3])
+        self._unrecorded.clear()
 
     def deliver(self, item: Outgoing) -> bool:
         """Try to deliver one message; False when the run must stop."""
+        if any(accepted.key == item.key for accepted, _ in self._unrecorded):
+            self.record()  # the same message twice in one batch: the ledger says it is done
         row = self.store.get_delivery(item.key)
         assert row is not None, "add_deliveries made every row"
         step = next_step(
@@ -448,10 +481,9 @@ class _Sender:
             self.report.stopped = str(exc)
             self._left_pending(item, str(exc))
             return False
-        self.report.sent.append(item.key)
-        if resent:
-            self.report.possible_duplicates.append(item.key)
-        log.debug("%s: sent", who)
+        self._unrecorded.append((Accepted(item.key, self.clock(), self._counted), resent))
+        if len(self._unrecorded) >= self._together:
+            self.record()
         return True
 
     def _prepare(self, item: Outgoing, row: Delivery) -> tuple[bytes, str]:
@@ -531,7 +563,6 @@ class _Sender:
             self._counted = True
 
         self.transport.send(item.key, sender, payload, before_dot)
-        self.store.mark_delivery_sent(item.key, self.clock(), counted=self._counted, delivers=self.delivers)
 
     def _skip_unsubscribed(self, item: Outgoing) -> None:
         self.store.record_delivery_attempt(

@@ -1,8 +1,9 @@
 """The delivery ledger (one row per profile, subscriber and digest day, or roll-up period) and the unsubscribes.
 
 A row's Message-ID is made once, when the row is; every later attempt reuses it. Each
-change of a row is saved as the sender records it, in its own transaction, so a process
-killed at any moment leaves a ledger that says what may have happened. What a row's
+change of a row is saved as the sender records it, in its own transaction (acceptances
+that the sender records together, in one), so a process killed at any moment leaves a
+ledger that says what may have happened. What a row's
 state means and what comes next is `lifecycle`'s to decide. Nothing here sends.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from digest.lifecycle import state_after_acceptance
 from digest.models import DeliveryState, DigestState, TransportKind
-from digest.rows import Delivery, DeliveryKey, Unsubscription
+from digest.rows import Accepted, Delivery, DeliveryKey, Unsubscription
 from digest.store.base import StoreBase, moment
 from digest.store.digests import save_digest_state
 
@@ -119,25 +120,13 @@ class LedgerMixin(StoreBase):
     ) -> None:
         """Record acceptance, and what it makes of the digest (`lifecycle.state_after_acceptance`;
         `delivers` is False for an outbox preview while SMTP is configured)."""
-        key = _key(key)
+        self.mark_deliveries_sent([Accepted(key, at, counted)], delivers=delivers)
+
+    def mark_deliveries_sent(self, accepted: Iterable[Accepted], *, delivers: bool = True) -> None:
+        """`mark_delivery_sent` for each of `accepted`, in one transaction (one disk flush)."""
         with self.transaction() as db:
-            self._update(
-                key,
-                "state = 'sent', attempts = attempts + ?, last_error = NULL, updated_at = ?, sent_at = ?",
-                (0 if counted else 1, at.isoformat(), at.isoformat()),
-                db=db,
-            )
-            if key.period:
-                return  # a roll-up's email: no daily digest's state depends on it
-            row = db.execute(
-                "SELECT state FROM digests WHERE profile_id = ? AND day = ?", (key.profile_id, key.day.isoformat())
-            ).fetchone()
-            if row is None:
-                return
-            state = DigestState(row[0])
-            after = state_after_acceptance(state, delivers=delivers)
-            if after != state:
-                save_digest_state(db, key.profile_id, key.day, after, at)
+            for key, at, counted in accepted:
+                _record_acceptance(db, _key(key), at, counted=counted, delivers=delivers)
 
     def record_delivery_attempt(
         self,
@@ -248,6 +237,27 @@ class LedgerMixin(StoreBase):
         """Every unsubscribe, by address."""
         rows = self._db.execute("SELECT address, profile_id, at FROM unsubscribes ORDER BY address, profile_id")
         return [Unsubscription(a, None if p == ALL_PROFILES else p, moment(at)) for a, p, at in rows]
+
+
+def _record_acceptance(
+    db: sqlite3.Connection, key: DeliveryKey, at: datetime, *, counted: bool, delivers: bool
+) -> None:
+    db.execute(
+        "UPDATE deliveries SET state = 'sent', attempts = attempts + ?, last_error = NULL, updated_at = ?, "
+        f"sent_at = ? WHERE {_WHERE_KEY}",
+        (0 if counted else 1, at.isoformat(), at.isoformat(), *_key_values(key)),
+    )
+    if key.period:
+        return  # a roll-up's email: no daily digest's state depends on it
+    row = db.execute(
+        "SELECT state FROM digests WHERE profile_id = ? AND day = ?", (key.profile_id, key.day.isoformat())
+    ).fetchone()
+    if row is None:
+        return
+    state = DigestState(row[0])
+    after = state_after_acceptance(state, delivers=delivers)
+    if after != state:
+        save_digest_state(db, key.profile_id, key.day, after, at)
 
 
 def _key(key: tuple[str, date, str] | tuple[str, date, str, str]) -> DeliveryKey:
