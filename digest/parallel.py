@@ -27,6 +27,7 @@ This module never reads the store, renders, ranks or sends: it only moves data.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import queue
 import threading
@@ -141,6 +142,9 @@ _common: Any = None  # in a worker process: the map's common data, sent once whe
 def _install(common: Any) -> None:
     global _common
     _common = common
+    # What the worker was forked with (NumPy, SciPy, the templates) and the map's common data
+    # live as long as it does: out of the collector's reach, a collection no longer walks them.
+    gc.freeze()
 
 
 def _call(task: Callable[[Any, Any], Any], shard: Any) -> Any:

@@ -36,3 +36,10 @@ def scaled(common: tuple[int, list[int]], shard: list[int]) -> list[int]:
     """Each number times the common factor, plus the sum of the common list."""
     factor, extra = common
     return [factor * n + sum(extra) for n in shard]
+
+
+def frozen(common: None, shard: list[int]) -> int:
+    """How many objects the worker's collector no longer walks (`gc.freeze`)."""
+    import gc
+
+    return gc.get_freeze_count()

@@ -52,6 +52,12 @@ def test_worker_processes_do_the_work() -> None:
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
 
 
+def test_a_worker_keeps_what_it_was_started_with_out_of_the_collector() -> None:
+    # The modules it was forked with and the map's common data are frozen: a collection in
+    # the middle of rendering walks only the objects the shard made.
+    assert min(ProcessRunner(2).map(parallel_tasks.frozen, None, [[1], [2], [3]])) > 10_000
+
+
 def test_a_single_shard_runs_in_this_process() -> None:
     # Starting workers for one shard would cost more than it saves.
     assert list(ProcessRunner(2).map(parallel_tasks.where, None, [[1, 2]])) == [os.getpid()]
