@@ -30,6 +30,7 @@ Prints Markdown tables for bench/RESULTS.md (median of --runs runs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import random
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -132,9 +134,10 @@ def config_in(folder: Path, count: int) -> Config:
     )
 
 
-def measure(mode: str, count: int, workers: int = 1) -> dict[str, float]:
+def measure(mode: str, count: int, workers: int = 1, folder: Path | None = None) -> dict[str, float]:
     """One measurement in this process (called in a child process); `workers` render the
-    profiles' feeds and pages and the emails (`[digest] workers`)."""
+    profiles' feeds and pages and the emails (`[digest] workers`). Writes into `folder`
+    (left for the caller to remove) or, without one, into a temporary folder."""
     from digest.app import App
     from digest.deliver import make_message_id
     from digest.parallel import open_runner
@@ -144,7 +147,7 @@ def measure(mode: str, count: int, workers: int = 1) -> dict[str, float]:
     from digest.tasks import publish_shard
 
     timings: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with _output_folder(folder) as tmp:
         config = replace(config_in(Path(tmp), count), workers=workers)
         store = open_store(DATA / "state.db")
         if mode == "write":
@@ -268,9 +271,20 @@ def compare_inliners(runs: int = 200) -> None:
     print(f"premailer: {elapsed:.2f} ms per email, {len(out.encode()):,} bytes ({transformer.__class__.__module__})")
 
 
-def _child(mode: str, count: int, workers: int = 1) -> dict[str, float]:
+@contextlib.contextmanager
+def _output_folder(folder: Path | None) -> Iterator[str]:
+    if folder is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield tmp
+        return
+    folder.mkdir(parents=True)
+    yield str(folder)
+
+
+def _child(mode: str, count: int, workers: int = 1, folder: Path | None = None) -> dict[str, float]:
+    where = [str(folder)] if folder else []
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(count), str(workers)],
+        [sys.executable, __file__, "--child", mode, str(count), str(workers), *where],
         capture_output=True,
         text=True,
         check=True,
@@ -286,10 +300,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--compare-inliners", action="store_true")
     parser.add_argument("--workers", default="1", help="comma-separated worker counts for the writing runs")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], int(args.child[1]), int(args.child[2]))))
+        mode, count, workers, *folder = args.child
+        print(json.dumps(measure(mode, int(count), int(workers), Path(folder[0]) if folder else None)))
         return
     make_database(args.profiles, args.papers, args.week)
     if args.compare_inliners:
@@ -307,9 +322,17 @@ def main() -> None:
     counts = [int(w) for w in args.workers.split(",")]
     # The settings interleaved run by run, so that a busy spell of the machine hits them alike.
     by_workers: dict[int, list[dict[str, float]]] = {w: [] for w in counts}
-    for _ in range(args.runs):
-        for w in counts:
-            by_workers[w].append(_child("write", args.profiles, w))
+    # Each run's 22,000 files are removed only after the last run: on a file system without
+    # a journal, ext4 skips inodes freed in the last minutes when it makes a file
+    # (`recently_deleted`), and a run made just after another one's removal paid ~2 s for it
+    # (bench/RESULTS.md, 2026-12-02): a cost of the benchmark's cleaning, not of a build.
+    scratch = Path(tempfile.mkdtemp(prefix="render-bench-"))
+    try:
+        for run in range(args.runs):
+            for w in counts:
+                by_workers[w].append(_child("write", args.profiles, w, scratch / f"{run}-{w}"))
+    finally:
+        shutil.rmtree(scratch)
     for w, writes in by_workers.items():
         print(f"**{w} worker{'s' if w > 1 else ''}**\n")
         print_writes(writes, args.profiles)
