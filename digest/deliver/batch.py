@@ -73,8 +73,8 @@ from digest.store import Store, open_store
 log = logging.getLogger(__name__)
 
 SEND_LOCK_TIMEOUT = 60.0  # seconds to wait for another process that is sending
-# Outbox files recorded 'sent' together, in one ledger commit: a commit per file was half of
-# the time of writing a day's emails (bench/RESULTS.md). A process killed before the commit
+# Outbox files recorded 'sent' together, in one ledger commit: a flushed commit per file was
+# a third of the writer threads' time (bench/RESULTS.md, 2026-12-02). A process killed before the commit
 # leaves at most this many files written and not recorded; the next run writes them again.
 OUTBOX_RECORDED_TOGETHER = 64
 INTERRUPTED_NOTE = (
