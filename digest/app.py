@@ -160,7 +160,7 @@ BACKGROUND_PAPERS = 5000
 MAX_ADDRESS_LENGTH = 254  # RFC 5321's limit on a forward path
 NOTHING_LEFT = "no papers left for this reader: their votes and preferences left none in this digest"
 CAUGHT_UP = "what-you-missed"  # `digest send --dry-run`: this email would go in a "what you missed" message
-OUTBOX_WRITERS = 4  # at most this many threads write the outbox (each message is a flushed file and a commit)
+OUTBOX_WRITERS = 4  # at most this many threads write the outbox (a flushed file a message, a commit per 64)
 
 
 class Built(StrEnum):

@@ -481,11 +481,32 @@ def test_outbox_files_written_and_not_yet_recorded_are_written_again_under_their
         assert row.state == "sent" and f"Message-ID: {row.message_id}".encode() in data
 
 
-def test_the_same_outbox_message_twice_in_a_batch_is_written_once(store: Store, tmp_path: Path) -> None:
-    outgoing = two_profiles(store)
-    report = send(store, None, [*outgoing, outgoing[1]], tmp_path)
-    assert (len(report.sent), report.already) == (4, 1)
-    assert len(list((tmp_path / "outbox").iterdir())) == 4
+@pytest.mark.parametrize("connections", [1, 2])
+def test_the_same_outbox_message_twice_in_a_batch_is_recorded_once(tmp_path: Path, connections: int) -> None:
+    # With two writer threads each may write the file (the same bytes, under the same name);
+    # the ledger records one of them, the other counts as done before. Several rounds: a race.
+    for round_ in range(12):
+        store = open_store(tmp_path / f"state{round_}.db")
+        outgoing = two_profiles(store)
+        report = send(store, None, [*outgoing, outgoing[1]], tmp_path / str(round_), connections=connections)
+        assert (len(report.sent), report.already) == (4, 1)
+        assert len(list((tmp_path / str(round_) / "outbox").iterdir())) == 4
+        assert [row.attempts for row in store.deliveries()] == [1, 1, 1, 1]
+        store.close()
+
+
+def test_a_writer_thread_that_cannot_record_its_files_fails_the_batch(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outgoing = eight_readers(store)
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError("database or disk is full")
+
+    monkeypatch.setattr(Store, "mark_deliveries_sent", full_disk)
+    with pytest.raises(OSError, match="disk is full"):
+        send(store, None, outgoing, tmp_path, connections=2)
+    assert {row.state for row in store.deliveries()} == {"pending"}
 
 
 def test_once_smtp_is_configured_an_outbox_only_day_is_sent_once_with_its_message_id(

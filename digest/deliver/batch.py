@@ -74,8 +74,9 @@ log = logging.getLogger(__name__)
 
 SEND_LOCK_TIMEOUT = 60.0  # seconds to wait for another process that is sending
 # Outbox files recorded 'sent' together, in one ledger commit: a flushed commit per file was
-# a third of the writer threads' time (bench/RESULTS.md, 2026-12-02). A process killed before the commit
-# leaves at most this many files written and not recorded; the next run writes them again.
+# a third of the writer threads' time (bench/RESULTS.md, 2026-12-02). A process killed before
+# the commit leaves at most this many files a writer thread written and not recorded; the
+# next run writes them again.
 OUTBOX_RECORDED_TOGETHER = 64
 INTERRUPTED_NOTE = (
     "a process died after handing the message to the server and before recording its answer; "
@@ -271,7 +272,10 @@ def _send_in_parallel(
                     stop.set()
         finally:
             try:
-                sender.close()
+                sender.close()  # records what this thread accepted: a failure is the batch's too
+            except BaseException as exc:
+                crashes.append(exc)
+                stop.set()
             finally:
                 own_store.close()
 
@@ -411,8 +415,13 @@ class _Sender:
         """Save the acceptances not yet saved, in one transaction, and report them sent."""
         if not self._unrecorded:
             return
-        self.store.mark_deliveries_sent([accepted for accepted, _ in self._unrecorded], delivers=self.delivers)
-        for accepted, resent in self._unrecorded:
+        changed = self.store.mark_deliveries_sent(
+            [accepted for accepted, _ in self._unrecorded], delivers=self.delivers
+        )
+        for (accepted, resent), first in zip(self._unrecorded, changed, strict=True):
+            if not first:  # the same outbox message twice in one batch: written again, recorded once
+                self.report.already += 1
+                continue
             self.report.sent.append(accepted.key)
             if resent:
                 self.report.possible_duplicates.append(accepted.key)
@@ -421,8 +430,6 @@ class _Sender:
 
     def deliver(self, item: Outgoing) -> bool:
         """Try to deliver one message; False when the run must stop."""
-        if any(accepted.key == item.key for accepted, _ in self._unrecorded):
-            self.record()  # the same message twice in one batch: the ledger says it is done
         row = self.store.get_delivery(item.key)
         assert row is not None, "add_deliveries made every row"
         step = next_step(

@@ -122,11 +122,15 @@ class LedgerMixin(StoreBase):
         `delivers` is False for an outbox preview while SMTP is configured)."""
         self.mark_deliveries_sent([Accepted(key, at, counted)], delivers=delivers)
 
-    def mark_deliveries_sent(self, accepted: Iterable[Accepted], *, delivers: bool = True) -> None:
-        """`mark_delivery_sent` for each of `accepted`, in one transaction (one disk flush)."""
+    def mark_deliveries_sent(self, accepted: Iterable[Accepted], *, delivers: bool = True) -> list[bool]:
+        """`mark_delivery_sent` for each of `accepted`, in one transaction (one disk flush).
+        For each, in order: whether it changed the row; a row 'sent' already (the same
+        outbox file written twice in one batch) is left as it is."""
         with self.transaction() as db:
-            for key, at, counted in accepted:
+            return [
                 _record_acceptance(db, _key(key), at, counted=counted, delivers=delivers)
+                for key, at, counted in accepted
+            ]
 
     def record_delivery_attempt(
         self,
@@ -241,23 +245,25 @@ class LedgerMixin(StoreBase):
 
 def _record_acceptance(
     db: sqlite3.Connection, key: DeliveryKey, at: datetime, *, counted: bool, delivers: bool
-) -> None:
-    db.execute(
+) -> bool:
+    cursor = db.execute(
         "UPDATE deliveries SET state = 'sent', attempts = attempts + ?, last_error = NULL, updated_at = ?, "
-        f"sent_at = ? WHERE {_WHERE_KEY}",
+        f"sent_at = ? WHERE {_WHERE_KEY} AND state != 'sent'",
         (0 if counted else 1, at.isoformat(), at.isoformat(), *_key_values(key)),
     )
+    if cursor.rowcount == 0:
+        return False
     if key.period:
-        return  # a roll-up's email: no daily digest's state depends on it
+        return True  # a roll-up's email: no daily digest's state depends on it
     row = db.execute(
         "SELECT state FROM digests WHERE profile_id = ? AND day = ?", (key.profile_id, key.day.isoformat())
     ).fetchone()
-    if row is None:
-        return
-    state = DigestState(row[0])
-    after = state_after_acceptance(state, delivers=delivers)
-    if after != state:
-        save_digest_state(db, key.profile_id, key.day, after, at)
+    if row is not None:
+        state = DigestState(row[0])
+        after = state_after_acceptance(state, delivers=delivers)
+        if after != state:
+            save_digest_state(db, key.profile_id, key.day, after, at)
+    return True
 
 
 def _key(key: tuple[str, date, str] | tuple[str, date, str, str]) -> DeliveryKey:
