@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -28,6 +31,19 @@ def test_no_file_means_working_defaults(tmp_path: Path) -> None:
     assert config.db == tmp_path / ".digest" / "state.db"
     assert config.profiles == () and config.timezone == "UTC" and config.feed_size == 100
     assert config.catch_up_hours == 12
+
+
+def test_workers_default_to_the_cpus_this_process_may_use(tmp_path: Path) -> None:
+    assert load_config(None, tmp_path).workers == len(os.sched_getaffinity(0))
+    (tmp_path / "digest.toml").write_text("[digest]\nworkers = 1\n", encoding="utf-8")
+    assert load_config(tmp_path / "digest.toml", tmp_path).workers == 1
+    # Allowed one CPU (a container's share, `taskset`): one worker, whatever the machine has.
+    script = (
+        "import os; from pathlib import Path; from digest.config import load_config; "
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(load_config(None, Path('.')).workers)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
