@@ -53,6 +53,16 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, durable: b
         raise
 
 
+def sync_folder(folder: Path) -> None:
+    """Flush `folder`'s list of names to the disk: the renames `write_atomic` made in it
+    survive a power cut (the files' bytes are flushed by `write_atomic` itself)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _temporary_file(path: Path) -> tuple[int, str]:
     """A new temporary file beside `path` (`.NAME.PID.RANDOM.tmp`), its folder made if missing.
 

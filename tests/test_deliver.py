@@ -460,6 +460,31 @@ def test_outbox_files_are_recorded_sent_a_group_at_a_time(tmp_path: Path, monkey
     assert len(list((tmp_path / "grouped" / "outbox").iterdir())) == 8
 
 
+def test_the_outbox_folder_is_flushed_before_its_files_are_recorded(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rename reaches the disk when its folder is flushed: a row must never say 'sent' for a
+    # file a power cut could take back. What was flushed, in order, beside each ledger commit:
+    events: list[str] = []
+    real_fsync, real_mark = os.fsync, Store.mark_deliveries_sent
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        events.append("folder" if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")) else "file")
+
+    def mark(self: Store, *args: Any, **kwargs: Any) -> list[bool]:
+        events.append("commit")
+        return real_mark(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "OUTBOX_RECORDED_TOGETHER", 3)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Store, "mark_deliveries_sent", mark)
+    report = send(store, None, eight_readers(store), tmp_path)
+    assert len(report.sent) == 8
+    groups = "".join({"file": "f", "folder": "d", "commit": "c"}[e] for e in events)
+    assert groups == "fffdcfffdcffdc"
+
+
 def test_outbox_files_written_and_not_yet_recorded_are_written_again_under_their_names(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -415,6 +415,7 @@ class _Sender:
         """Save the acceptances not yet saved, in one transaction, and report them sent."""
         if not self._unrecorded:
             return
+        self.transport.settle()
         changed = self.store.mark_deliveries_sent(
             [accepted for accepted, _ in self._unrecorded], delivers=self.delivers
         )

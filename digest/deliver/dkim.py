@@ -114,5 +114,8 @@ class SigningTransport:
             raise FatalFailure(str(exc)) from exc
         self.inner.send(key, sender, signed, before_dot)
 
+    def settle(self) -> None:
+        self.inner.settle()
+
     def close(self) -> None:
         self.inner.close()

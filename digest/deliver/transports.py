@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from digest.config import SmtpSettings
-from digest.files import write_atomic
+from digest.files import sync_folder, write_atomic
 from digest.models import TransportKind
 from digest.profiles import mail_address
 from digest.rows import DeliveryKey
@@ -61,6 +61,10 @@ class Transport(Protocol):
     def send(self, key: DeliveryKey, sender: str, payload: bytes, before_dot: Callable[[], None]) -> None:
         """Hand over `payload` for `key`'s subscriber; call `before_dot` just before the server can
         accept it. Raises a `SendFailure` when the message was not accepted."""
+        ...
+
+    def settle(self) -> None:
+        """Make what was handed over so far survive a power cut, before the ledger records it."""
         ...
 
     def close(self) -> None: ...
@@ -148,6 +152,10 @@ class OutboxTransport:
             write_atomic(self.folder / outbox_name(key), payload)
         except OSError as exc:
             raise TemporaryFailure(f"cannot write to the outbox: {exc}") from exc
+
+    def settle(self) -> None:
+        """Each file's bytes are flushed as it is written; its name is in the folder, flushed here."""
+        sync_folder(self.folder)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -303,6 +311,9 @@ class SmtpTransport:
         if sender:
             raise FatalFailure(f"the server refused the sender at {stage}: {text}")
         raise PermanentFailure(f"{stage}: {text}")
+
+    def settle(self) -> None:
+        """The server holds what it accepted: nothing to do here."""
 
     def close(self) -> None:
         if self.connection is not None:
