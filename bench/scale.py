@@ -126,19 +126,31 @@ def day_data(sample: int) -> tuple[RankCommon, list[RankJob], list[Digest], list
     return RankCommon(background), ranks, outputs, emails
 
 
-def cpu_timed(common: tuple, shard: list) -> float:
-    """Runs in a worker: the real task on its shard, and the CPU seconds it took there."""
+def shared_emails(digests: list[Digest], readers: int) -> list[EmailJob]:
+    """`readers` subscribers for each digest: the cost of a subscriber beyond a profile's first."""
+    return [
+        EmailJob(d, tuple(Letter(f"r{n}.{k}@example.org", f"<{n}.{k}.x@example.org>", "token") for k in range(readers)))
+        for n, d in enumerate(digests)
+    ]
+
+
+def cpu_timed(common: tuple, shard: list) -> tuple[float, float]:
+    """Runs in a worker: the real task on its shard; the CPU seconds it took there, and the
+    process's peak RSS so far (MB)."""
     task, data = common
     started = time.process_time()
     task(data, shard)
-    return time.process_time() - started
+    return time.process_time() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed(runner: Runner, task, common, jobs, shard: int) -> tuple[float, float]:
-    """Wall seconds of the whole map, and CPU seconds the workers spent on the shards."""
+def timed(runner: Runner, task, common, jobs, shard: int) -> tuple[float, float, float]:
+    """Wall seconds of the whole map, CPU seconds the workers spent on the shards, and the
+    highest peak RSS of a process that ran a shard (MB)."""
     started = time.perf_counter()
-    cpu = sum(runner.map(cpu_timed, (task, common), shards(jobs, shard)))
-    return time.perf_counter() - started, cpu
+    cpu, peak = 0.0, 0.0
+    for seconds, rss in runner.map(cpu_timed, (task, common), shards(jobs, shard)):
+        cpu, peak = cpu + seconds, max(peak, rss)
+    return time.perf_counter() - started, cpu, peak
 
 
 def ledger_commits(count: int, threads: int) -> float:
@@ -167,6 +179,10 @@ def ledger_commits(count: int, threads: int) -> float:
     return 2 * count / seconds
 
 
+def one_of(costs: dict[str, dict[str, float]]) -> dict[str, float]:
+    return next(iter(costs.values()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", type=int, default=40, help="profiles timed per stage")
@@ -174,8 +190,11 @@ def main() -> None:
     parser.add_argument("--shard", type=int, default=10)
     parser.add_argument("--cluster", action="store_true", help="also on a distributed.LocalCluster")
     parser.add_argument("--send", action="store_true", help="also SMTP messages a second (bench/send.py)")
+    parser.add_argument("--no-half", action="store_true", help="skip ranking half the sample (the linearity check)")
     args = parser.parse_args()
     common, ranks, outputs, emails = day_data(args.sample)
+    # A fifth of the profiles, five subscribers each: the email's cost per subscriber.
+    shared = shared_emails(outputs[: max(1, args.sample // 5)], 5)
     settings = RenderSettings("https://example.org/pd/", "Paper Digest", "Paper Digest <d@example.org>")
     runners: list[tuple[str, Runner]] = []
     for n in (int(w) for w in args.workers.split(",")):
@@ -189,18 +208,22 @@ def main() -> None:
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
         runners.append(("LocalCluster, 2", DaskRunner(cluster.scheduler_address)))
     costs: dict[str, dict[str, float]] = {}
-    half = ranks[: args.sample // 2]
+    half = [] if args.no_half else ranks[: args.sample // 2]
     for name, runner in runners:
         costs[name] = {}
-        for stage, task, data, jobs in (
-            ("rank (half sample)", rank_shard, common, half),
-            ("rank", rank_shard, common, ranks),
-            ("render", render_shard, settings, outputs),
-            ("email", email_shard, settings, emails),
+        for stage, task, data, jobs, count in (
+            ("rank (half sample)", rank_shard, common, half, len(half)),
+            ("rank", rank_shard, common, ranks, len(ranks)),
+            ("render", render_shard, settings, outputs, len(outputs)),
+            ("email", email_shard, settings, emails, len(emails)),
+            ("email, per subscriber of 5", email_shard, settings, shared, 5 * len(shared)),
         ):
-            wall, cpu = timed(runner, task, data, jobs, args.shard)
-            costs[name][stage] = wall / len(jobs)
-            costs[name][stage + " cpu"] = cpu / len(jobs)
+            if not jobs:
+                continue
+            wall, cpu, peak = timed(runner, task, data, jobs, args.shard)
+            costs[name][stage] = wall / count
+            costs[name][stage + " cpu"] = cpu / count
+            costs[name][stage + " peak"] = peak
     if cluster is not None:
         runners[-1][1].close()
         cluster.close()
@@ -208,12 +231,20 @@ def main() -> None:
     commits_4 = ledger_commits(300, 4)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"Machine: {machine}; load average {os.getloadavg()[0]:.1f}; sample {args.sample} profiles\n")
-    stages = ("rank (half sample)", "rank", "render", "email")
-    print("| runner | " + " | ".join(f"{stage} ms/profile, wall (CPU)" for stage in stages) + " |")
+    stages = [
+        s for s in ("rank (half sample)", "rank", "render", "email", "email, per subscriber of 5") if s in one_of(costs)
+    ]
+    print("| runner | " + " | ".join(f"{stage} ms each, wall (CPU)" for stage in stages) + " |")
     print("|---|" + "---:|" * len(stages))
     for name, c in costs.items():
-        cells = " | ".join(f"{c[stage] * 1000:.0f} ({c[stage + ' cpu'] * 1000:.0f})" for stage in stages)
+        cells = " | ".join(f"{c[stage] * 1000:.1f} ({c[stage + ' cpu'] * 1000:.1f})" for stage in stages)
         print(f"| {name} | {cells} |")
+    # The process that ran the shards: the coordinator itself for "1 local" (all the data
+    # in it); a worker otherwise, which must stay flat in the number of profiles.
+    print("\n| runner | " + " | ".join(f"{stage}: peak RSS MB" for stage in stages) + " |")
+    print("|---|" + "---:|" * len(stages))
+    for name, c in costs.items():
+        print(f"| {name} | " + " | ".join(f"{c[stage + ' peak']:.0f}" for stage in stages) + " |")
     print(f"\nledger commits/s (synchronous = FULL): 1 connection {commits_1:.0f}, 4 connections {commits_4:.0f}")
     send_rate = None
     if args.send:
@@ -236,8 +267,12 @@ def main() -> None:
     one = costs[runners[0][0]]
     # CPU seconds a profile with one subscriber costs (a worker is one core busy for that long)
     per_profile = one["rank cpu"] + one["render cpu"] + one["email cpu"]
+    per_subscriber = one["email, per subscriber of 5 cpu"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nCPU seconds per profile: {per_profile:.3f}; peak RSS of the coordinator {peak:.0f} MB")
+    print(
+        f"\nCPU seconds per profile (one subscriber): {per_profile:.4f}; per further subscriber: "
+        f"{per_subscriber:.4f}; peak RSS of the coordinator {peak:.0f} MB"
+    )
     print(
         "\n| subscribers | CPU hours (rank + render) | workers for 1 hour | ledger commits | "
         "ledger hours at 1 connection | SMTP connections for 1 hour |"
@@ -248,8 +283,11 @@ def main() -> None:
         commits = 2 * audience
         ledger_hours = commits / commits_1 / HOUR
         if send_rate:
-            per_connection = send_rate[1]
-            smtp = math.ceil(audience / per_connection / HOUR)
+            # Connections do not add up (bench/RESULTS.md, "Send"): the fewest measured
+            # connections of one sending process that are enough, not a multiple of one's rate.
+            needed = audience / HOUR
+            enough = [c for c in sorted(send_rate) if send_rate[c] >= needed]
+            smtp = f"{enough[0]} ({needed:.0f}/s needed)" if enough else f"more than one process ({needed:.0f}/s)"
         else:
             smtp = "-"
         print(
