@@ -3,8 +3,8 @@
 A row's Message-ID is made once, when the row is; every later attempt reuses it. Each
 change of a row is saved as the sender records it, in its own transaction (acceptances
 that the sender records together, in one), so a process killed at any moment leaves a
-ledger that says what may have happened. What a row's
-state means and what comes next is `lifecycle`'s to decide. Nothing here sends.
+ledger that says what may have happened. What a row's state means and what comes next is
+`lifecycle`'s to decide. Nothing here sends.
 """
 
 from __future__ import annotations
