@@ -1407,7 +1407,12 @@ class App:
         return address.lower() in listed or any(s.address == address.lower() for s in self.store.web_subscriptions())
 
     def deliveries(self, *, day: date | None = None, profile_id: str | None = None) -> list[Delivery]:
-        return self.store.deliveries(day=day, profile_id=profile_id)
+        """Ledger rows (of one day, one profile). `KeyError` for a profile neither configured
+        nor in the ledger (a profile removed from `digest.toml` keeps its rows)."""
+        rows = self.store.deliveries(day=day, profile_id=profile_id)
+        if profile_id is not None and not rows and not self.store.deliveries(profile_id=profile_id):
+            find_profile(self.config.profiles, profile_id)
+        return rows
 
     def papers(self) -> Iterator[Paper]:
         """Every stored paper, in order of first sighting."""

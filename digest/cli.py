@@ -770,7 +770,10 @@ def _logging_to_stderr() -> Iterator[None]:
 def run_deliveries(ctx: Context) -> int:
 
     with ctx.app() as app:
-        rows = app.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
+        try:
+            rows = app.deliveries(day=ctx.args.date, profile_id=ctx.args.profile)
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
         transport = app.transport(send=True)
     if ctx.args.json:
         print(json.dumps([delivery_record(row) for row in rows], ensure_ascii=False, indent=1))

@@ -759,6 +759,13 @@ def test_deliveries_command_shows_the_ledger(tmp_path: Path) -> None:
     assert other_day.stdout.splitlines()[-1] == "0 deliveries"
     bad = digest_command("deliveries", "--date", "yesterday", cwd=tmp_path)
     assert bad.returncode == 2 and "'yesterday' is not a date" in bad.stderr
+    unknown = digest_command("deliveries", "--profile", "llm-r1", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown profile 'llm-r1' (known: llm-rl, continual-learning)" in unknown.stderr
+    assert digest_command("deliveries", "--profile", "llm-rl", "--date", "2001-01-01", cwd=tmp_path).returncode == 0
+    # A profile taken out of digest.toml keeps its ledger rows, and they can still be listed.
+    (tmp_path / "digest.toml").write_text(CONFIG.split('\n[[profiles]]\nid = "continual')[0])
+    removed = digest_command("deliveries", "--profile", "continual-learning", cwd=tmp_path)
+    assert removed.returncode == 0 and ADA in removed.stdout
 
 
 def test_unsubscribe_command_takes_effect_for_the_next_send(tmp_path: Path) -> None:
