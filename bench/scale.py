@@ -17,9 +17,13 @@ of two worker processes):
   (bench/send.py, 20 ms a message at the server).
 
 The cost per profile is the sample's time over its size (the sample is run at two sizes
-to check it is linear); the capacity table multiplies it out: how many workers and SMTP
-connections finish each audience within an hour, and where the ledger's commits alone
-pass the hour. Sampled, not run whole: 10^5 profiles would take hours on two cores.
+to check it is linear; `--no-half` skips the half); the capacity table multiplies it out:
+how many workers and SMTP connections finish each audience within an hour, and where the
+ledger's commits alone pass the hour. A fifth of the profiles are also emailed to five
+subscribers each (the cost of a subscriber beyond a profile's first), and each stage
+reports the peak RSS of the processes that ran its shards (a worker's must stay flat in
+the number of profiles). `--sample 10000` and `--sample 100000 --workers 2 --no-half` run
+10^4 and 10^5 whole (17 and 21 minutes on two cores, bench/RESULTS.md); 10^6 is multiplied out.
 """
 
 from __future__ import annotations
