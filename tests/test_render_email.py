@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import itertools
 import re
 from dataclasses import replace
 from email import policy
@@ -253,6 +254,23 @@ def test_a_non_ascii_hostile_day_stays_under_the_limit_once_encoded(filled_store
     assert f"…and {300 - shown} more on the web</a>" in html and html.rstrip().endswith("</html>")
     assert '東京大学 &lt;Ürban&gt; &amp; "Lab"' in html and "<b>" not in html
     assert f"...and {300 - shown} more on the web:" in text
+
+
+def test_a_long_subject_outside_ascii_is_written_in_encoded_words_of_at_most_75_characters(
+    filled_store: Store,
+) -> None:
+    # RFC 2047: an encoded word is at most 75 characters; the headers' long lines (998) had
+    # made a long Cyrillic or CJK title one word of a few hundred.
+    papers = list(filled_store.iter_papers())[:3]
+    for title in ("Непрерывное обучение и дистилляция знаний в больших языковых моделях", "長い題名 " * 30):
+        message = render(digest(profile(title=title), papers))
+        lines = message.as_bytes().split(b"\r\n\r\n")[0].decode("ascii").split("\r\n")
+        start = next(n for n, line in enumerate(lines) if line.startswith("Subject:"))
+        subject = [lines[start], *itertools.takewhile(lambda line: line.startswith(" "), lines[start + 1 :])]
+        words = re.findall(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=", " ".join(subject))
+        assert len(words) > 2 and max(map(len, words)) <= 75 and max(map(len, subject)) <= 78
+        received = email.message_from_bytes(message.as_bytes(), policy=policy.default)
+        assert received["Subject"] == message["Subject"] and title.split()[0] in received["Subject"]
 
 
 def test_hostile_text_is_escaped_and_the_subject_is_clean(filled_store: Store) -> None:

@@ -21,9 +21,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from typing import Any
@@ -74,8 +75,32 @@ class _RememberedHeaders(HeaderRegistry):
 
     @lru_cache(maxsize=64)  # noqa: B019 (one registry, kept for the process's life)
     def __getitem__(self, name: str) -> type[BaseHeader]:
-        """The class of `name`'s headers: made once, where the email package makes one per header."""
-        return super().__getitem__(name)
+        """The class of `name`'s headers: made once, where the email package makes one per
+        header; the Subject's folded as `_fold_subject` says."""
+        made = super().__getitem__(name)
+        if name.lower() != "subject":
+            return made
+        return type(made.__name__, (made,), {"fold": _fold_subject})
+
+
+def _fold_subject(header: BaseHeader, *, policy: Policy) -> str:
+    """The Subject as written: as the email package writes it, unless that makes an RFC 2047
+    encoded word longer than the 75 characters the RFC allows.
+
+    The messages' headers have lines of up to 998 characters (`POLICY`), and the email
+    package sizes encoded words by the line: a long title outside ASCII became one word of
+    a few hundred characters, which some readers show undecoded. Folding at 76 instead
+    doubles a space where it breaks the line next to an encoded word (CPython's folder), so
+    such a Subject is written whole as encoded words of at most 75 characters, which
+    readers decode to exactly the text (the space between two encoded words is not text)."""
+    folded = BaseHeader.fold(header, policy=policy)
+    if all(len(word) <= 75 for word in _ENCODED_WORD.findall(folded)):
+        return folded
+    words = Header(str(header), "utf-8", maxlinelen=76, header_name=header.name).encode(linesep=policy.linesep)
+    return f"{header.name}: {words}{policy.linesep}"
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
