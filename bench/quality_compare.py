@@ -1,8 +1,8 @@
 """Every ranking method on the same judged splits: nDCG@10 and P@5 per profile and mean.
 
-    .venv/bin/python bench/quality_compare.py [--splits seen,tune,report,final] [--json PATH] [--check-cli]
+    .venv/bin/python bench/quality_compare.py [--splits seen,tune,report,final,blind] [--json PATH] [--check-cli]
 
-Three judged sets, never pooled (the split of each number is named in the output):
+Judged sets, never pooled (the split of each number is named in the output):
 
 - `seen`: the six profiles of bench/quality/profiles.toml; the first ranker was tuned on them;
 - `tune`: six of the twelve held-out profiles (bench/quality/heldout/README.md): may be
@@ -10,7 +10,9 @@ Three judged sets, never pooled (the split of each number is named in the output
 - `report`: the other six held-out profiles: the figures that count, never used to choose
   (but seen after issue 16's first pass: see bench/RESULTS.md);
 - `final`: eight more profiles (bench/quality/final/README.md), written and graded after
-  `report` had been seen, and run only once the second pass's choices were committed.
+  `report` had been seen, and run only once the second pass's choices were committed;
+- `blind`: eight more (bench/quality/blind/README.md), written and graded blind on 2026-12-02
+  and first ranked after that day's change (`rank.wanted`) was fixed.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -86,6 +88,7 @@ from digest.rank import Embedder
 
 HELDOUT = QUALITY / "heldout"
 FINAL = QUALITY / "final"
+BLIND = QUALITY / "blind"
 # Fixed in heldout/README.md before any method was run on these profiles.
 TUNE = ("adversarial-security", "code-llms", "dl-theory", "llm-agents", "multimodal-llm", "ssl-representations")
 REPORT = ("moe-ssm", "neural-3d", "robot-learning", "search-retrieval", "ts-forecasting", "video-understanding")
@@ -93,7 +96,8 @@ SPLIT_NOTES = {
     "seen": "the six older profiles (bench/quality/profiles.toml): the first ranker was tuned on them",
     "tune": "held-out profiles that may be looked at while choosing",
     "report": "held-out profiles never used for any choice (seen after the first pass)",
-    "final": "held-out profiles first ranked after every choice was fixed: the figures that count",
+    "final": "held-out profiles first ranked after every choice was fixed (and seen since)",
+    "blind": "profiles written and graded blind on 2026-12-02, first ranked after that day's change was fixed",
 }
 FORMS = ("text", "liked")
 
@@ -130,6 +134,9 @@ def load_splits(names: Sequence[str]) -> list[Split]:
     if "final" in names:
         final = tuple(load_profiles(FINAL / "profiles.toml"))
         available["final"] = Split("final", final, load_labels(FINAL / "labels.tsv"))
+    if "blind" in names:
+        blind = tuple(load_profiles(BLIND / "profiles.toml"))
+        available["blind"] = Split("blind", blind, load_labels(BLIND / "labels.tsv"))
     return [available[name] for name in names]
 
 

@@ -31,6 +31,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from digest.models import Paper, Profile
 from digest.rank import wordsplit
+from digest.rank.wanted import wanted_text
 
 CHUNK = 4096  # texts tokenised, matrix rows built and papers scored this many at a time
 THREADS = max(1, min(4, os.cpu_count() or 1))  # threads building matrices and scoring chunks (memory grows with each)
@@ -802,8 +803,9 @@ def body_text(paper: Paper) -> str:
 
 
 def query_text(profile: Profile) -> str:
-    """The description and keywords as one text (what the embedding model reads of a profile)."""
-    return " ".join([profile.description, *(k.term for k in profile.keywords)])
+    """The description's wanted parts (`wanted.wanted_text`) and the keywords as one text
+    (what the embedding model reads of a profile)."""
+    return " ".join([wanted_text(profile.description), *(k.term for k in profile.keywords)])
 
 
 def dense(matrix: Any) -> NDArray[np.float64]:
