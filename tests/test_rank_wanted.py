@@ -32,6 +32,8 @@ PAIRS = [
         "Retrieval-augmented generation, rerankers and dense retrieval.",
     ),
     ("Plain classification isn't what I'm after. Dense retrieval.", "Dense retrieval."),
+    ("Not only detection but also segmentation.", "Not only detection but also segmentation."),
+    ("Word2vec skip-gram embeddings and skip lists.", "Word2vec skip-gram embeddings and skip lists."),
 ]
 
 

@@ -25,9 +25,9 @@ _NOT_WANTED = re.compile(
     | \b(?:don[’']t|do\s+not|doesn[’']t|does\s+not)\s+(?:care|want|need|follow)\b
     | \b(?:less|un)\s*interested\b | \bno\s+interest\b
     | \bout\s+of\s+scope\b
-    | \bskip(?:s|ping)?\b(?!\s*-?\s*connections?\b)
+    | \bskip(?:s|ping)?\b(?!\s*-?\s*(?:connections?|grams?|layers?|lists?)\b)
     | \b(?:a\s+)?different\s+(?:field|team|topic|area|community)\b
-    | ^\s*(?:but\s+)?not\b
+    | ^\s*(?:but\s+)?not\b(?!\s+(?:only|just|merely)\b)
     """
 )
 
