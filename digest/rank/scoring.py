@@ -202,7 +202,8 @@ def prepare_batch(
     # (an old vote need not be among the papers known here; it never changes word rarity).
     less_titles = tokenizer.texts([p.title for p in less_papers])
     less_abstracts = tokenizer.texts([body_text(p) for p in less_papers])
-    descriptions = tokenizer.texts([wanted_text(p.description) for p in profiles])
+    wanted = [wanted_text(p.description) for p in profiles]
+    descriptions = tokenizer.texts(wanted)
     keywords = Phrases.of(profiles, lambda p: [(k.term, k.weight) for k in p.keywords], tokenizer)
     exclusions = Phrases.of(profiles, lambda p: [(term, 1.0) for term in p.exclude], tokenizer)
     # A paper's counts: its title TITLE_WEIGHT times, its abstract and its extra text, as one
@@ -233,7 +234,7 @@ def prepare_batch(
     # "More like this" papers move both views toward them (Rocchio). A profile with neither
     # words nor liked papers of its own has only them: they are its liked view instead.
     more_ids = [{p.id for p in v.more} for v in votes]
-    has_text = np.array([bool(wanted_text(p.description).strip() or p.keywords) for p in profiles])
+    has_text = np.array([bool(text.strip() or p.keywords) for text, p in zip(wanted, profiles, strict=True)])
     own = [any(p.id not in ids for p in items) for items, ids in zip(liked_lists, more_ids, strict=True)]
     by_votes = [not (own[row] or has_text[row]) for row in range(len(profiles))]
     in_centroid = [p.id not in more_ids[row] or by_votes[row] for row, items in enumerate(liked_lists) for p in items]
