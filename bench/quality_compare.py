@@ -1,6 +1,6 @@
 """Every ranking method on the same judged splits: nDCG@10 and P@5 per profile and mean.
 
-    .venv/bin/python bench/quality_compare.py [--splits seen,tune,report,final,blind] [--json PATH] [--check-cli]
+    .venv/bin/python bench/quality_compare.py [--splits seen,tune,report,final,blind,blind2] [--json PATH] [--check-cli]
 
 Judged sets, never pooled (the split of each number is named in the output):
 
@@ -12,7 +12,9 @@ Judged sets, never pooled (the split of each number is named in the output):
 - `final`: eight more profiles (bench/quality/final/README.md), written and graded after
   `report` had been seen, and run only once the second pass's choices were committed;
 - `blind`: eight more (bench/quality/blind/README.md), written and graded blind on 2026-12-02
-  and first ranked after that day's change (`rank.wanted`) was fixed.
+  and first ranked after that day's change (`rank.wanted`) was fixed;
+- `blind2`: eight more (bench/quality/blind2/README.md), written and graded blind later that
+  day and first ranked after the second session's change (`LIKED_AGREEMENT`) was fixed.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -89,6 +91,7 @@ from digest.rank import Embedder
 HELDOUT = QUALITY / "heldout"
 FINAL = QUALITY / "final"
 BLIND = QUALITY / "blind"
+BLIND2 = QUALITY / "blind2"
 # Fixed in heldout/README.md before any method was run on these profiles.
 TUNE = ("adversarial-security", "code-llms", "dl-theory", "llm-agents", "multimodal-llm", "ssl-representations")
 REPORT = ("moe-ssm", "neural-3d", "robot-learning", "search-retrieval", "ts-forecasting", "video-understanding")
@@ -98,6 +101,7 @@ SPLIT_NOTES = {
     "report": "held-out profiles never used for any choice (seen after the first pass)",
     "final": "held-out profiles first ranked after every choice was fixed (and seen since)",
     "blind": "profiles written and graded blind on 2026-12-02, first ranked after that day's change was fixed",
+    "blind2": "profiles written and graded blind later on 2026-12-02, first ranked after the next change was fixed",
 }
 FORMS = ("text", "liked")
 
@@ -131,12 +135,10 @@ def load_splits(names: Sequence[str]) -> list[Split]:
         "tune": Split("tune", tuple(p for p in heldout if p.id in TUNE), heldout_labels),
         "report": Split("report", tuple(p for p in heldout if p.id in REPORT), heldout_labels),
     }
-    if "final" in names:
-        final = tuple(load_profiles(FINAL / "profiles.toml"))
-        available["final"] = Split("final", final, load_labels(FINAL / "labels.tsv"))
-    if "blind" in names:
-        blind = tuple(load_profiles(BLIND / "profiles.toml"))
-        available["blind"] = Split("blind", blind, load_labels(BLIND / "labels.tsv"))
+    for name, folder in (("final", FINAL), ("blind", BLIND), ("blind2", BLIND2)):
+        if name in names:
+            folder_profiles = tuple(load_profiles(folder / "profiles.toml"))
+            available[name] = Split(name, folder_profiles, load_labels(folder / "labels.tsv"))
     return [available[name] for name in names]
 
 
@@ -356,14 +358,14 @@ def check_cli(splits: list[Split], papers: list[Paper]) -> dict[str, dict[str, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--splits", default="seen,tune,report", help="comma-separated: seen, tune, report, final")
+    parser.add_argument("--splits", default="seen,tune,report", help="comma-separated: " + ", ".join(SPLIT_NOTES))
     parser.add_argument("--no-semantic", action="store_true", help="leave out the methods that need the extra")
     parser.add_argument("--json", type=Path, default=QUALITY / "results.json", help="where to write every number")
     parser.add_argument("--check-cli", action="store_true", help="also compare with `digest rank --all --json`")
     args = parser.parse_args()
     names = [n.strip() for n in args.splits.split(",") if n.strip()]
     if not names or not set(names) <= set(SPLIT_NOTES):
-        parser.error("--splits takes seen, tune and/or report")
+        parser.error("--splits takes " + ", ".join(SPLIT_NOTES))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     embed = None
     if not args.no_semantic:
