@@ -1,6 +1,6 @@
 """Every ranking method on the same judged splits: nDCG@10 and P@5 per profile and mean.
 
-    .venv/bin/python bench/quality_compare.py [--splits seen,tune,report,final,blind,blind2] [--json PATH] [--check-cli]
+    .venv/bin/python bench/quality_compare.py [--splits seen,tune,...,blind3] [--json PATH] [--check-cli]
 
 Judged sets, never pooled (the split of each number is named in the output):
 
@@ -14,7 +14,10 @@ Judged sets, never pooled (the split of each number is named in the output):
 - `blind`: eight more (bench/quality/blind/README.md), written and graded blind on 2026-12-02
   and first ranked after that day's change (`rank.wanted`) was fixed;
 - `blind2`: eight more (bench/quality/blind2/README.md), written and graded blind later that
-  day and first ranked after the second session's change (`LIKED_AGREEMENT`) was fixed.
+  day and first ranked after the second session's change (`LIKED_AGREEMENT`) was fixed;
+- `blind3`: eight more (bench/quality/blind3/README.md), written and graded blind after
+  `blind2` had been seen, first ranked after the weights chosen on all 42 earlier profiles
+  were fixed.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -92,6 +95,7 @@ HELDOUT = QUALITY / "heldout"
 FINAL = QUALITY / "final"
 BLIND = QUALITY / "blind"
 BLIND2 = QUALITY / "blind2"
+BLIND3 = QUALITY / "blind3"
 # Fixed in heldout/README.md before any method was run on these profiles.
 TUNE = ("adversarial-security", "code-llms", "dl-theory", "llm-agents", "multimodal-llm", "ssl-representations")
 REPORT = ("moe-ssm", "neural-3d", "robot-learning", "search-retrieval", "ts-forecasting", "video-understanding")
@@ -102,6 +106,7 @@ SPLIT_NOTES = {
     "final": "held-out profiles first ranked after every choice was fixed (and seen since)",
     "blind": "profiles written and graded blind on 2026-12-02, first ranked after that day's change was fixed",
     "blind2": "profiles written and graded blind later on 2026-12-02, first ranked after the next change was fixed",
+    "blind3": "profiles written and graded blind after blind2 was seen, first ranked after the weights were fixed",
 }
 FORMS = ("text", "liked")
 
@@ -135,7 +140,7 @@ def load_splits(names: Sequence[str]) -> list[Split]:
         "tune": Split("tune", tuple(p for p in heldout if p.id in TUNE), heldout_labels),
         "report": Split("report", tuple(p for p in heldout if p.id in REPORT), heldout_labels),
     }
-    for name, folder in (("final", FINAL), ("blind", BLIND), ("blind2", BLIND2)):
+    for name, folder in (("final", FINAL), ("blind", BLIND), ("blind2", BLIND2), ("blind3", BLIND3)):
         if name in names:
             folder_profiles = tuple(load_profiles(folder / "profiles.toml"))
             available[name] = Split(name, folder_profiles, load_labels(folder / "labels.tsv"))
