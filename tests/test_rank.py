@@ -152,29 +152,6 @@ def test_a_liked_papers_near_twin_rises() -> None:
     assert liked.title not in titles(ranked)  # already read
 
 
-def test_what_the_liked_papers_share_outweighs_what_one_of_them_has_alone() -> None:
-    liked = [
-        paper(
-            "Merging Task Vectors",
-            "We merge fine-tuned models by adding task vectors; merging keeps each model's skills.",
-        ),
-        paper("Branch, Train, Merge", "Experts trained apart on domains are merged into one model by averaging."),
-        paper(
-            "A Finance Assistant Without Instruction Data",
-            "Continual pretraining on finance filings, then merging with a chat model: a finance assistant "
-            "for banking, trading and accounting questions.",
-        ),
-    ]
-    merged = paper("When Merged Models Interfere", "Merging several models averages weights; we reduce interference.")
-    finance = paper(
-        "Banking Questions for Finance Assistants",
-        "A benchmark of banking, trading and accounting questions for finance assistants.",
-    )
-    who = profile(liked=tuple(p.title for p in liked))
-    ranked = rank([*filler(), finance, merged, *liked], who, liked={"p": liked})
-    assert titles(ranked)[:2] == [merged.title, finance.title]
-
-
 def test_a_followed_organisation_boosts() -> None:
     text = ("Routing Tokens", "Routing tokens to experts saves compute in sparse models.")
     theirs = paper(*text, organization=Organization("openbmb", "OpenBMB"))

@@ -15,8 +15,7 @@ smoothed IDF, unit length), the title counting `TITLE_WEIGHT` times.
 
 - its *text*: the description, and its keywords mixed by weight, counting `KEYWORD_MIX`
   (a half) as much as the description;
-- its *liked papers*: their TF-IDF centroid (what arxiv-sanity ranks by), each word
-  weighed by the share of the liked papers that have it (`LIKED_AGREEMENT`). In a profile
+- its *liked papers*: their TF-IDF centroid (what arxiv-sanity ranks by). In a profile
   with words they move the text view toward them as "more like this" votes do (the raw
   relevance gains `MORE_ROCCHIO` times the liked view's); only a profile without words
   is ranked by the liked view itself.
@@ -26,10 +25,9 @@ For each view the raw relevance of a paper is its lexical cosine, plus
 1, in the abstract `ABSTRACT_HIT`; text view only). With the `[semantic]` extra it is
 the embedding cosine (to the description, or the mean over the liked papers, as
 zotero-arxiv-daily does) plus `SEMANTIC_LEXICAL` times that lexical relevance. The
-first weights were chosen on the six labelled profiles in `bench/quality/`; `KEYWORD_MIX`,
-the calibration on the held-out `tune` profiles; `SEMANTIC_LEXICAL` and
-`LIKED_AGREEMENT` on all 42 judged profiles; each checked on profiles never used to
-choose (`bench/RESULTS.md`).
+first weights were chosen on the six labelled profiles in `bench/quality/`; `KEYWORD_MIX` and
+the calibration on the held-out `tune` profiles; `SEMANTIC_LEXICAL` on all 42 judged
+profiles of six splits; each checked on profiles never used to choose (`bench/RESULTS.md`).
 
 **Scores.** Raw relevance goes through a fixed log-logistic curve per view and mode
 (`CALIBRATION`), never a min-max over the batch, so a score means the same on every day
@@ -77,7 +75,6 @@ from digest.rank.scoring import (
     KEYWORD_WEIGHT,
     LESS_ROCCHIO,
     LESS_WEIGHT,
-    LIKED_AGREEMENT,
     MIN_SHOWN,
     MORE_ROCCHIO,
     SEMANTIC_KEYWORD_WEIGHT,
@@ -101,7 +98,6 @@ __all__ = [
     "KEYWORD_WEIGHT",
     "LESS_ROCCHIO",
     "LESS_WEIGHT",
-    "LIKED_AGREEMENT",
     "MIN_SHOWN",
     "MMR_PENALTY",
     "MMR_POOL",

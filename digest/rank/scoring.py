@@ -76,12 +76,6 @@ LESS_ROCCHIO = 0.0
 # of unit length): keywords are a few words, and at equal weight they drowned a long
 # description (chosen on `tune`, bench/RESULTS.md "Issue 16, second pass").
 KEYWORD_MIX = 0.5
-# The liked view's query: each word of the liked papers' centroid weighed by the share of
-# them that have it, to this power. Three liked papers come at a subject from different
-# sides; what they share is the subject, what one has alone is its own angle. Chosen on all
-# 42 judged profiles (1, chosen on `tune` alone, lost on the then-unseen `blind2`);
-# bench/RESULTS.md "Choosing on every judged split".
-LIKED_AGREEMENT = 0.5
 MIN_SHOWN = 0.0001  # scores are rounded to 4 places; below this a paper is left out
 WORKERS = THREADS  # threads scoring chunks
 _DF_SLICE = 4_000_000  # cells weighed or counted in one piece (a big matrix is shared out to threads)
@@ -92,9 +86,9 @@ _DF_SLICE = 4_000_000  # cells weighed or counted in one piece (a big matrix is 
 # papers score under 0.1.
 CALIBRATION: dict[tuple[str, str], tuple[float, float]] = {
     ("lexical", "text"): (0.142, 2.4),
-    ("lexical", "liked"): (0.143, 6.7),
+    ("lexical", "liked"): (0.127, 7.6),
     ("semantic", "text"): (0.830, 4.4),
-    ("semantic", "liked"): (0.892, 10.5),
+    ("semantic", "liked"): (0.863, 11.4),
 }
 
 Floats = NDArray[np.float64]
@@ -283,7 +277,7 @@ def prepare_batch(
         features=features,
         papers=tfidf.transform(paper_counts, copy=False),  # made here, used for nothing else
         queries=queries,
-        centroids=_centroids(centroid_owners, liked_vectors),
+        centroids=_normalised(centroid_owners @ liked_vectors),
         liked=liked_vectors,
         liked_owners=owners,
         more_means=_means(more_owners) @ liked_vectors,
@@ -662,18 +656,6 @@ def _normalised(matrix: Any) -> sparse.csr_matrix:
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return sparse.csr_matrix(sparse.diags(scale) @ matrix)
-
-
-def _centroids(owners: sparse.csr_matrix, vectors: sparse.csr_matrix) -> sparse.csr_matrix:
-    """Per profile, the unit-length query of its liked view (see `LIKED_AGREEMENT`)."""
-    total = sparse.csr_matrix(owners @ vectors)
-    if LIKED_AGREEMENT:
-        present = vectors.copy()
-        present.data[:] = 1.0
-        share = sparse.csr_matrix(_means(owners) @ present)
-        share.data **= LIKED_AGREEMENT
-        total = total.multiply(share)
-    return _normalised(total)
 
 
 def _owners(liked_lists: list[list[Paper]]) -> sparse.csr_matrix:
