@@ -12,7 +12,7 @@ Judged sets, never pooled (the split of each number is named in the output):
 - `final`: eight more profiles (bench/quality/final/README.md), written and graded after
   `report` had been seen, and run only once the second pass's choices were committed;
 - `blind`: eight more (bench/quality/blind/README.md), written and graded blind on 2026-12-02
-  and first ranked after that day's change (`rank.wanted`) was fixed;
+  and first ranked after that day's change (`rank.wanted`, now `digest.wanted`) was fixed;
 - `blind2`: eight more (bench/quality/blind2/README.md), written and graded blind later that
   day and first ranked after the second session's change (`LIKED_AGREEMENT`) was fixed;
 - `blind3`: eight more (bench/quality/blind3/README.md), written and graded blind after

@@ -146,6 +146,7 @@ from digest.store import Store, open_store
 from digest.tokens import KEY_VARIABLE, Action, expired, secret_key, verify
 from digest.unsubscribe import unsubscribe_key, unsubscribe_token
 from digest.validate import Invalid
+from digest.wanted import wanted_text
 
 if TYPE_CHECKING:
     from digest.parallel import Runner
@@ -1435,6 +1436,24 @@ class App:
                 if paper is None:
                     message = f"{reference!r} is not a stored paper (yet); it counts once ingested"
                     found.append(Problem(source, profile.line, f"profiles[{index}].liked: warning: {message}"))
+        return found
+
+    def descriptions_asking_nothing(self) -> list[Problem]:
+        """A warning for each profile whose description only says what the reader does not
+        want ("Not interested in robotics."): read as the ranker reads it (`digest.wanted`),
+        it then asks for no paper."""
+        source = self.label(self.config.path) if self.config.path else "defaults"
+        found = []
+        for index, profile in enumerate(self.config.profiles):
+            if not profile.description.strip() or wanted_text(profile.description).strip():
+                continue
+            others = profile.keywords or profile.liked
+            ranked_by = "its keywords and liked papers rank alone" if others else "it ranks nothing"
+            message = (
+                f"every part says what the reader does not want, so it asks for no paper ({ranked_by}); "
+                "put such subjects in `exclude` and say what the reader wants"
+            )
+            found.append(Problem(source, profile.line, f"profiles[{index}].description: warning: {message}"))
         return found
 
     # -- readers talk back: the verbs of the web side ---------------------------------------------

@@ -556,8 +556,9 @@ def run_profiles_check(ctx: Context) -> int:
     with ctx.app() as app:
         config = app.config
         where = ctx.display(config.path) if config.path else "defaults (no digest.toml)"
-        # Not errors: a liked paper may be ingested later; until then it cannot count.
-        for warning in app.unknown_liked():
+        # Not errors: a liked paper may be ingested later; until then it cannot count. A
+        # description asking for nothing is valid, but likely not what its writer meant.
+        for warning in [*app.unknown_liked(), *app.descriptions_asking_nothing()]:
             print(warning, file=sys.stderr)
     print(f"{where}: {len(config.profiles)} profile{_s(len(config.profiles))} OK")
     return EXIT_OK

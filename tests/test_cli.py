@@ -340,6 +340,21 @@ def test_profiles_check_reports_ok(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (0, "digest.toml: 1 profile OK\n")
 
 
+def test_profiles_check_warns_about_a_description_that_asks_for_nothing(tmp_path: Path) -> None:
+    (tmp_path / "digest.toml").write_text(
+        "[[profiles]]\nid = 'a'\ndescription = 'Not interested in robotics. Generation is out of scope.'\n\n"
+        "[[profiles]]\nid = 'b'\ndescription = 'Robot learning; not interested in generation.'\n\n"
+        "[[profiles]]\nid = 'c'\ndescription = 'I do not care about robots.'\nkeywords = ['world models']\n"
+    )
+    result = digest("profiles", "check", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "digest.toml: 3 profiles OK\n")
+    first, third = result.stderr.splitlines()
+    assert first.startswith("digest.toml:1: profiles[0].description: warning: every part says what the reader")
+    assert "(it ranks nothing)" in first and "`exclude`" in first
+    assert third.startswith("digest.toml:9: profiles[2].description: warning:")
+    assert "(its keywords and liked papers rank alone)" in third
+
+
 # -- digest fetch, against a real HTTP server on 127.0.0.1 ------------------------------------
 
 

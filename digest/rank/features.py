@@ -31,7 +31,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from digest.models import Paper, Profile
 from digest.rank import wordsplit
-from digest.rank.wanted import wanted_text
+from digest.wanted import wanted_text
 
 CHUNK = 4096  # texts tokenised, matrix rows built and papers scored this many at a time
 THREADS = max(1, min(4, os.cpu_count() or 1))  # threads building matrices and scoring chunks (memory grows with each)

@@ -45,7 +45,7 @@ from digest.rank.features import (
     query_text,
     threaded,
 )
-from digest.rank.wanted import wanted_text
+from digest.wanted import wanted_text
 
 TITLE_WEIGHT = 2
 ABSTRACT_HIT = 0.5

@@ -1,4 +1,4 @@
-"""`rank.wanted`: the parts of a description that say what the reader does not want are not
+"""`digest.wanted`: the parts of a description that say what the reader does not want are not
 words the ranker looks for (input/expected pairs, then the ranking itself)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_rank import filler, paper, profile, rank
 
-from digest.rank.wanted import wanted_text
+from digest.wanted import wanted_text
 
 PAIRS = [
     # (description, what the ranker reads of it)
