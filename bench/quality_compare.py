@@ -17,7 +17,9 @@ Judged sets, never pooled (the split of each number is named in the output):
   day and first ranked after the second session's change (`LIKED_AGREEMENT`) was fixed;
 - `blind3`: eight more (bench/quality/blind3/README.md), written and graded blind after
   `blind2` had been seen, first ranked after the weights chosen on all 42 earlier profiles
-  were fixed.
+  were fixed;
+- `blind4`: eight more (bench/quality/blind4/README.md), kept unseen: no method had ranked
+  them when they were added.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -96,6 +98,7 @@ FINAL = QUALITY / "final"
 BLIND = QUALITY / "blind"
 BLIND2 = QUALITY / "blind2"
 BLIND3 = QUALITY / "blind3"
+BLIND4 = QUALITY / "blind4"
 # Fixed in heldout/README.md before any method was run on these profiles.
 TUNE = ("adversarial-security", "code-llms", "dl-theory", "llm-agents", "multimodal-llm", "ssl-representations")
 REPORT = ("moe-ssm", "neural-3d", "robot-learning", "search-retrieval", "ts-forecasting", "video-understanding")
@@ -107,6 +110,7 @@ SPLIT_NOTES = {
     "blind": "profiles written and graded blind on 2026-12-02, first ranked after that day's change was fixed",
     "blind2": "profiles written and graded blind later on 2026-12-02, first ranked after the next change was fixed",
     "blind3": "profiles written and graded blind after blind2 was seen, first ranked after the weights were fixed",
+    "blind4": "profiles written and graded blind at the end of 2026-12-02, kept unseen for the next change",
 }
 FORMS = ("text", "liked")
 
@@ -140,7 +144,13 @@ def load_splits(names: Sequence[str]) -> list[Split]:
         "tune": Split("tune", tuple(p for p in heldout if p.id in TUNE), heldout_labels),
         "report": Split("report", tuple(p for p in heldout if p.id in REPORT), heldout_labels),
     }
-    for name, folder in (("final", FINAL), ("blind", BLIND), ("blind2", BLIND2), ("blind3", BLIND3)):
+    for name, folder in (
+        ("final", FINAL),
+        ("blind", BLIND),
+        ("blind2", BLIND2),
+        ("blind3", BLIND3),
+        ("blind4", BLIND4),
+    ):
         if name in names:
             folder_profiles = tuple(load_profiles(folder / "profiles.toml"))
             available[name] = Split(name, folder_profiles, load_labels(folder / "labels.tsv"))
