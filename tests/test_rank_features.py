@@ -15,7 +15,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import Stemmer
 
 from digest.rank import features as features_module
 from digest.rank.features import _PAIR, Corpus, Features, Statistics, Texts, _Pairs, _summed
@@ -305,12 +304,3 @@ def test_document_sets_summed_into_one_matrix_have_the_same_rows_and_whole_weigh
         Features(
             30, documents=[random_texts(rng, 5, 30), random_texts(rng, 6, 30)], wanted=[], matrices=[[(0, 1), (1, 1)]]
         )
-
-
-def test_a_doer_keeps_its_name_and_its_plural_meets_it() -> None:
-    stemmer, stem = Stemmer.Stemmer("english"), features_module.stem
-    optimizer = stem("optimizer", stemmer)
-    assert stem("optimizers", stemmer) == optimizer != stem("optimization", stemmer)
-    assert stem("transformers", stemmer) == stem("transformer", stemmer) != stem("transformation", stemmer)
-    assert stem("quantize", stemmer) == stem("quantization", stemmer)  # the rest: Snowball's
-    assert stem("layers", stemmer) == stem("layer", stemmer) == "layer"

@@ -60,7 +60,7 @@ class ReferenceTokenizer:
             return
         words = sorted(new)
         content = [w for w in words if len(w) > 1 and w not in ENGLISH_STOP_WORDS]
-        stem_of = {word: features.stem(word, self._stemmer) for word in content}
+        stem_of = dict(zip(content, self._stemmer.stemWords(content), strict=True))
         ids = []
         for word in words:
             self._word_index[word] = len(self._words)

@@ -1,8 +1,7 @@
 """Text to features: the words the ranker reads, as stem ids, word pairs and count matrices.
 
 Title and abstract are lower-cased, split into words, stripped of English stop words and
-stemmed (Snowball, so 'quantize' meets 'quantization', but a doer keeps its name:
-'optimizer' does not meet 'optimization'); each text also gets its word
+stemmed (Snowball, so 'quantize' meets 'quantization'); each text also gets its word
 pairs (bigrams, so 'knowledge distillation' is one feature). `Features` turns texts into
 count rows over one feature space (every stem, and the word pairs that can relate two
 texts); `Phrases` finds the profiles' keywords and exclusions in them. A `Corpus` is a
@@ -63,28 +62,6 @@ def threaded(work: Callable[[Item], Result], items: Iterable[Item], *, worth: bo
         return list(pool.map(work, items))
 
 
-def stem(word: str, stemmer: Stemmer.Stemmer) -> str:
-    """`word`'s stem: Snowball's, but a noun of a doer ('optimizer', 'transformer', 'encoder')
-    keeps its singular: Snowball makes 'optimizer' and 'optimization' one stem, and a reader
-    who follows optimizers is not asking for preference optimization (chosen on the judged
-    profiles, bench/RESULTS.md "A doer keeps its name")."""
-    singular = _singular(word)
-    if len(singular) > 6 and singular.endswith("er"):
-        return singular
-    return str(stemmer.stemWord(word))
-
-
-def _singular(word: str) -> str:
-    """Harman's S-stemmer: the plural endings only."""
-    if word.endswith("ies") and not word.endswith(("eies", "aies")):
-        return word[:-3] + "y"
-    if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
-        return word[:-1]
-    if word.endswith("s") and not word.endswith(("us", "ss")):
-        return word[:-1]
-    return word
-
-
 class _Words(dict[str, int]):
     """Every word this process has read (word -> the process's id for it), with its stem,
     and the words of each text read before: a profile's ranking reads the same background
@@ -107,7 +84,7 @@ class _Words(dict[str, int]):
             if word in self:  # another thread numbered it meanwhile
                 return dict.__getitem__(self, word)
             content = len(word) > 1 and word not in ENGLISH_STOP_WORDS
-            self.stems.append(stem(word, self._stemmer) if content else None)
+            self.stems.append(self._stemmer.stemWord(word) if content else None)
             self.words.append(word)
             self[word] = number = len(self.words) - 1
             return number
