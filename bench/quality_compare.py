@@ -18,8 +18,8 @@ Judged sets, never pooled (the split of each number is named in the output):
 - `blind3`: eight more (bench/quality/blind3/README.md), written and graded blind after
   `blind2` had been seen, first ranked after the weights chosen on all 42 earlier profiles
   were fixed;
-- `blind4`: eight more (bench/quality/blind4/README.md), kept unseen: no method had ranked
-  them when they were added.
+- `blind4`: eight more (bench/quality/blind4/README.md), first ranked after the stemming
+  change of that session's end was fixed.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -110,7 +110,7 @@ SPLIT_NOTES = {
     "blind": "profiles written and graded blind on 2026-12-02, first ranked after that day's change was fixed",
     "blind2": "profiles written and graded blind later on 2026-12-02, first ranked after the next change was fixed",
     "blind3": "profiles written and graded blind after blind2 was seen, first ranked after the weights were fixed",
-    "blind4": "profiles written and graded blind at the end of 2026-12-02, kept unseen for the next change",
+    "blind4": "profiles written and graded blind at the end of 2026-12-02, first ranked after one more change",
 }
 FORMS = ("text", "liked")
 
