@@ -1,6 +1,6 @@
 """Every ranking method on the same judged splits: nDCG@10 and P@5 per profile and mean.
 
-    .venv/bin/python bench/quality_compare.py [--splits seen,tune,...,blind3] [--json PATH] [--check-cli]
+    .venv/bin/python bench/quality_compare.py [--splits seen,tune,...,blind5] [--json PATH] [--check-cli]
 
 Judged sets, never pooled (the split of each number is named in the output):
 
@@ -19,7 +19,9 @@ Judged sets, never pooled (the split of each number is named in the output):
   `blind2` had been seen, first ranked after the weights chosen on all 42 earlier profiles
   were fixed;
 - `blind4`: eight more (bench/quality/blind4/README.md), first ranked after the stemming
-  change of that session's end was fixed.
+  change of that session's end was fixed;
+- `blind5`: eight more (bench/quality/blind5/README.md), written and graded blind on
+  2026-12-02's third session and first ranked with the ranker unchanged.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -99,6 +101,7 @@ BLIND = QUALITY / "blind"
 BLIND2 = QUALITY / "blind2"
 BLIND3 = QUALITY / "blind3"
 BLIND4 = QUALITY / "blind4"
+BLIND5 = QUALITY / "blind5"
 # Fixed in heldout/README.md before any method was run on these profiles.
 TUNE = ("adversarial-security", "code-llms", "dl-theory", "llm-agents", "multimodal-llm", "ssl-representations")
 REPORT = ("moe-ssm", "neural-3d", "robot-learning", "search-retrieval", "ts-forecasting", "video-understanding")
@@ -111,6 +114,7 @@ SPLIT_NOTES = {
     "blind2": "profiles written and graded blind later on 2026-12-02, first ranked after the next change was fixed",
     "blind3": "profiles written and graded blind after blind2 was seen, first ranked after the weights were fixed",
     "blind4": "profiles written and graded blind at the end of 2026-12-02, first ranked after one more change",
+    "blind5": "profiles written and graded blind in 2026-12-02's third session, first ranked with the ranker unchanged",
 }
 FORMS = ("text", "liked")
 
@@ -150,6 +154,7 @@ def load_splits(names: Sequence[str]) -> list[Split]:
         ("blind2", BLIND2),
         ("blind3", BLIND3),
         ("blind4", BLIND4),
+        ("blind5", BLIND5),
     ):
         if name in names:
             folder_profiles = tuple(load_profiles(folder / "profiles.toml"))
