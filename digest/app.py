@@ -1435,7 +1435,8 @@ class App:
             for reference, paper in self.store.resolve_references(profile.liked).items():
                 if paper is None:
                     message = f"{reference!r} is not a stored paper (yet); it counts once ingested"
-                    found.append(Problem(source, profile.line, f"profiles[{index}].liked: warning: {message}"))
+                    line = profile.line_of("liked")
+                    found.append(Problem(source, line, f"profiles[{index}].liked: warning: {message}"))
         return found
 
     def descriptions_asking_nothing(self) -> list[Problem]:
@@ -1453,7 +1454,8 @@ class App:
                 f"every part says what the reader does not want, so it asks for no paper ({ranked_by}); "
                 "put such subjects in `exclude` and say what the reader wants"
             )
-            found.append(Problem(source, profile.line, f"profiles[{index}].description: warning: {message}"))
+            line = profile.line_of("description")
+            found.append(Problem(source, line, f"profiles[{index}].description: warning: {message}"))
         return found
 
     # -- readers talk back: the verbs of the web side ---------------------------------------------

@@ -179,6 +179,8 @@ class Profile:
     # Where the profile is written (for messages), not what it is: left out of its repr, so
     # a page's stamp (`render.stamps`) does not change when a line is added above it.
     line: int = field(default=0, repr=False)
+    # The line of each key written in its table, as (key, line) pairs: `line_of`.
+    key_lines: tuple[tuple[str, int], ...] = field(default=(), repr=False)
     open: bool = False  # readers may subscribe themselves through the web side
     # Whose votes the profile's feeds and site follow (see `readers.owner_address`).
     owner: str | None = field(default=None, repr=False)
@@ -186,6 +188,10 @@ class Profile:
     cadence: Cadence = Cadence.DAILY
     # The subscribers (of `subscribers`) who chose their own cadence, as (address, cadence) pairs.
     subscriber_cadences: tuple[tuple[str, Cadence], ...] = field(default=(), repr=False)
+
+    def line_of(self, key: str) -> int:
+        """The line `key` is written on, or the profile's own line when it is not written."""
+        return dict(self.key_lines).get(key, self.line)
 
 
 class ReasonKind(StrEnum):

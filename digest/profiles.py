@@ -255,6 +255,7 @@ def parse_profiles(
                 Profile(
                     **{**values, "title": values["title"] or pid, "timezone": values["timezone"] or default_timezone},
                     line=lines.table(("profiles", index)),
+                    key_lines=tuple((key, lines.key(("profiles", index), key)) for key in table),
                 )
             )
     return profiles, problems

@@ -349,9 +349,10 @@ def test_profiles_check_warns_about_a_description_that_asks_for_nothing(tmp_path
     result = digest("profiles", "check", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "digest.toml: 3 profiles OK\n")
     first, third = result.stderr.splitlines()
-    assert first.startswith("digest.toml:1: profiles[0].description: warning: every part says what the reader")
+    # Each warning names the description's own line, not its [[profiles]] header's.
+    assert first.startswith("digest.toml:3: profiles[0].description: warning: every part says what the reader")
     assert "(it ranks nothing)" in first and "`exclude`" in first
-    assert third.startswith("digest.toml:9: profiles[2].description: warning:")
+    assert third.startswith("digest.toml:11: profiles[2].description: warning:")
     assert "(its keywords and liked papers rank alone)" in third
 
 
@@ -1026,7 +1027,9 @@ def test_profiles_check_warns_about_liked_papers_not_stored(tmp_path: Path) -> N
     result = digest("profiles", "check", cwd=folder)
     assert result.returncode == 0 and result.stdout == "digest.toml: 5 profiles OK\n"
     (warning,) = result.stderr.splitlines()
-    assert warning.startswith("digest.toml:") and "profiles[4].liked: warning: 'A Paper Nobody Wrote' is not" in warning
+    above = text[: text.index("A Paper Nobody Wrote")].splitlines()
+    liked_line = max(n for n, line in enumerate(above, 1) if line.startswith("liked"))  # the key's line
+    assert warning.startswith(f"digest.toml:{liked_line}: profiles[4].liked: warning: 'A Paper Nobody Wrote' is not")
 
 
 def test_profiles_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:
