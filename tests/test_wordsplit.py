@@ -60,6 +60,14 @@ def test_a_helper_that_breaks_gives_no_result(script: str, monkeypatch: pytest.M
     assert split.result() is None
 
 
+def test_a_helper_that_never_answers_is_stopped_and_gives_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wordsplit, "_SCRIPT", "import time; time.sleep(600)")
+    split = wordsplit.start_split(["a b"], features._WORD_BYTES, MARK)
+    assert split is not None
+    assert split.result(wait=0.2) is None
+    assert split.process.returncode is not None and split.output.closed
+
+
 def test_a_helper_that_cannot_start_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     assert wordsplit.start_split(["a b"], features._WORD_BYTES, MARK) is None
@@ -137,7 +145,7 @@ def test_texts_read_ahead_give_the_words_of_the_regular_expression(monkeypatch: 
     assert len(set(words.words)) == len(words.words)
 
 
-@pytest.mark.parametrize("helper", ["works", "fails", "absent", "no room"])
+@pytest.mark.parametrize("helper", ["works", "fails", "stuck", "absent", "no room"])
 def test_the_tokenizer_gives_the_tokens_as_before_whatever_the_helper_does(
     helper: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,6 +154,9 @@ def test_the_tokenizer_gives_the_tokens_as_before_whatever_the_helper_does(
     answered = _spied(monkeypatch)
     if helper == "fails":
         monkeypatch.setattr(wordsplit, "_SCRIPT", "import sys; sys.exit(1)")
+    if helper == "stuck":
+        monkeypatch.setattr(wordsplit, "_SCRIPT", "import time; time.sleep(600)")
+        monkeypatch.setattr(wordsplit, "HELPER_WAIT", 0.2)
     if helper == "absent":
         monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     if helper == "no room":

@@ -25,6 +25,11 @@ from numpy.typing import NDArray
 
 _LENGTH = struct.Struct("<q")  # a frame of text: its length in bytes
 _HEADER = struct.Struct("<qq")  # a frame's answer: how many tokens, how many bytes of new words
+# Seconds `Split.result` waits for a helper still at work once this process has split its own
+# half: a stuck helper must not stop a ranking. Its half takes about as long as this one's
+# (seconds for a year's papers), so a minute more means it is stuck, and reading its texts
+# here costs less than waiting on.
+HELPER_WAIT = 60.0
 
 # Run as `python -I -S -c _SCRIPT TABLE`: reads framed UTF-8 texts (each frame: its length,
 # then texts joined by the caller), writes per frame the words' numbers (int32, the
@@ -65,11 +70,15 @@ class Split:
     output: IO[bytes]
     frames: int
 
-    def result(self) -> list[Frame] | None:
+    def result(self, wait: float | None = None) -> list[Frame] | None:
         """Per frame, the words first met in it (in the order met: word n is numbered n, on
-        from the frames before) and each token's number; None if the helper failed."""
+        from the frames before) and each token's number; None if the helper failed or has
+        not finished within `wait` seconds (`HELPER_WAIT` by default; it is then stopped)."""
         try:
-            if self.process.wait() != 0:
+            try:
+                if self.process.wait(timeout=HELPER_WAIT if wait is None else wait) != 0:
+                    return None
+            except subprocess.TimeoutExpired:
                 return None
             self.output.seek(0)
             return _frames(self.output.read(), self.frames)
