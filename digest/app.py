@@ -118,6 +118,7 @@ from digest.readers import (
     Link,
     Requested,
     confirmation_expiry,
+    is_owner,
     is_paused,
     mailbox_of,
     may_choose_digest,
@@ -981,6 +982,7 @@ class App:
             built_at=self.clock(),
             candidates=len(candidates),
             empty_reason=None if items else EmptyReason.BELOW_THRESHOLD if candidates else EmptyReason.NO_NEW_PAPERS,
+            own=True,
         )
         store.save_personal_digest(made, reader.id, status.watermark)
         return made
@@ -1062,8 +1064,7 @@ class App:
     @staticmethod
     def _wants_own(profile: Profile, reader: Subscriber, votes: Votes) -> bool:
         """`readers.wants_own_digest` for `reader` (the owner's votes are the profile's own)."""
-        owner = reader.address.lower() == (owner_address(profile) or "").lower()
-        return wants_own_digest(profile, votes, reader.max_items, owner=owner)
+        return wants_own_digest(profile, votes, reader.max_items, owner=is_owner(profile, reader.address))
 
     def sent_to(
         self, profile: Profile, address: str, cadence: Cadence, *, ignoring: Collection[DeliveryKey] = ()

@@ -314,7 +314,8 @@ class Digest:
 
     `items` are the recommended papers, best first. When `items` is empty, `empty_reason`
     says why and `runners_up` holds the best papers below the threshold, for the site to
-    show as such.
+    show as such. `own` marks a reader's own digest (`readers`): ranked with that reader's
+    votes, not the profile owner's, so its vote reasons are the reader's.
     """
 
     profile: Profile
@@ -324,6 +325,7 @@ class Digest:
     candidates: int = 0
     empty_reason: EmptyReason | None = None
     runners_up: tuple[ScoredPaper, ...] = field(default=())
+    own: bool = field(default=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,13 @@ def owner_address(profile: Profile) -> str | None:
     return profile.subscribers[0] if len(profile.subscribers) == 1 else None
 
 
+def is_owner(profile: Profile, address: str) -> bool:
+    """Whether `address` is the profile's owner (compared without regard to case): its
+    digest's votes, and their reasons, are that reader's own."""
+    owner = owner_address(profile)
+    return owner is not None and owner.lower() == address.lower()
+
+
 def merge_subscribers(
     listed: Sequence[str],
     web: Sequence[WebSubscription],
@@ -224,6 +231,7 @@ __all__ = [
     "RateLimit",
     "Requested",
     "confirmation_expiry",
+    "is_owner",
     "is_paused",
     "may_choose_digest",
     "merge_subscribers",

@@ -15,6 +15,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import feedparser
 import pytest
 from conftest import SEEDS
 from mailserver import MailServer
@@ -30,6 +31,7 @@ from digest.validate import Invalid
 BOB = "bob@example.org"
 DAY2 = NOW.date() + timedelta(days=1)
 LESS_REASON = "down: like a paper you marked 'less like this'"
+OWNERS_LESS_REASON = "down: like a paper this profile's owner marked 'less like this'"
 
 
 def setup(tmp_path: Path, *, smtp_port: int | None = None) -> tuple[Config, Clock]:
@@ -97,10 +99,14 @@ def email_to(config: Config, address: str, day: object) -> EmailMessage:
     return message
 
 
+def tag_free(markup: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", markup))
+
+
 def html_text(message: EmailMessage) -> str:
     part = message.get_body(("html",))
     assert part is not None
-    return html.unescape(re.sub(r"<[^>]+>", " ", part.get_content()))
+    return tag_free(part.get_content())
 
 
 # -- who reads a profile ----------------------------------------------------------------------
@@ -216,8 +222,13 @@ def test_the_owners_votes_steer_the_profiles_digest_feeds_and_site(tmp_path: Pat
             assert app.store.personal_digest(OPEN, DAY2, str(app.store.reader_id(reader))) is None
     feed = (config.feeds / f"{OPEN}.atom").read_text(encoding="utf-8")
     page = (config.site / "digests" / OPEN / f"{DAY2}.html").read_text(encoding="utf-8")
-    assert "less like this" in html.unescape(feed) and "less like this" in html.unescape(page)
-    assert LESS_REASON in html_text(email_to(config, BOB, DAY2))  # bob gets the profile's digest
+    feed_text = " ".join(tag_free(e.content[0].value) for e in feedparser.parse(feed).entries)
+    for public in (feed_text, tag_free(page)):
+        assert OWNERS_LESS_REASON in public and LESS_REASON not in public
+    # bob gets the profile's digest, ranked with ada's vote: it is hers, not his
+    bobs, adas = html_text(email_to(config, BOB, DAY2)), html_text(email_to(config, ADA, DAY2))
+    assert OWNERS_LESS_REASON in bobs and LESS_REASON not in bobs
+    assert LESS_REASON in adas and OWNERS_LESS_REASON not in adas
 
 
 def test_a_readers_own_number_of_papers_gives_them_a_shorter_digest(tmp_path: Path) -> None:

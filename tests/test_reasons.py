@@ -59,19 +59,19 @@ WORDED = [
     (Reason(ReasonKind.UPVOTES, count=42, most_of_day=True), "42 upvotes (the most of its day)"),
     (
         Reason(ReasonKind.MORE_LIKE_THIS, paper_id="p1", title="Replay-Free Learning", count=1),
-        "similar to a paper you marked 'more like this': Replay-Free Learning",
+        "similar to a paper this profile's owner marked 'more like this': Replay-Free Learning",
     ),
     (
         Reason(ReasonKind.MORE_LIKE_THIS, paper_id="p1", title="Replay-Free Learning", count=2),
-        "similar to 2 papers you marked 'more like this', like: Replay-Free Learning",
+        "similar to 2 papers this profile's owner marked 'more like this', like: Replay-Free Learning",
     ),
     (
         Reason(ReasonKind.LESS_LIKE_THIS, paper_id="p2", title="Federated Forgetting", count=1),
-        "down: like a paper you marked 'less like this': Federated Forgetting",
+        "down: like a paper this profile's owner marked 'less like this': Federated Forgetting",
     ),
     (
         Reason(ReasonKind.LESS_LIKE_THIS, paper_id="p2", title="Federated Forgetting", count=3),
-        "down: like 3 papers you marked 'less like this', such as: Federated Forgetting",
+        "down: like 3 papers this profile's owner marked 'less like this', such as: Federated Forgetting",
     ),
     (Reason(ReasonKind.LEGACY, text="matches 'x' in title; as an old version wrote it"), None),
 ]
@@ -80,6 +80,18 @@ WORDED = [
 @pytest.mark.parametrize(("reason", "words"), WORDED, ids=[f"{r.kind}-{i}" for i, (r, _) in enumerate(WORDED)])
 def test_every_kind_is_worded_by_the_one_macro(reason: Reason, words: str | None) -> None:
     assert word_reason(reason, BUILTIN) == (words if words is not None else reason.text)
+
+
+@pytest.mark.parametrize(("reason", "words"), WORDED, ids=[f"{r.kind}-{i}" for i, (r, _) in enumerate(WORDED)])
+def test_only_the_reader_who_voted_is_told_they_marked_a_paper(reason: Reason, words: str | None) -> None:
+    """Outputs that do not know their reader word a vote as the profile owner's; the reader
+    whose votes ranked the digest reads "you marked". Other kinds read the same either way."""
+    mine = word_reason(reason, BUILTIN, mine=True)
+    if reason.kind in (ReasonKind.MORE_LIKE_THIS, ReasonKind.LESS_LIKE_THIS):
+        assert words is not None and mine == words.replace("this profile's owner marked", "you marked")
+        assert "you" not in word_reason(reason, BUILTIN)
+    else:
+        assert mine == word_reason(reason, BUILTIN)
 
 
 def test_every_kind_has_words_above() -> None:

@@ -8,6 +8,7 @@ web side and another writer sharing the database.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -16,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import feedparser
 import httpx
 import pytest
 from conftest import run_digest
+from render_data import digest as made_digest
+from render_data import profile as made_profile
 from webside import (
     ADA,
     ENVIRON,
@@ -41,10 +44,12 @@ from webside import (
 
 from digest.app import App
 from digest.config import Config
-from digest.models import Cadence, VoteKind
+from digest.models import Cadence, Digest, Paper, Reason, ReasonKind, ScoredPaper, VoteKind
 from digest.readers import mailbox_of
-from digest.render.links import WebLinks
+from digest.render.links import ReaderLinks, WebLinks
+from digest.render.templates import template_environment
 from digest.tokens import Action, Token, sign, verify
+from digest.web.pages import Pages
 
 ALAN, GRACE = "alan@example.org", "grace@example.org"  # llm-reasoning-rl's two subscribers
 RL = "llm-reasoning-rl"
@@ -637,3 +642,34 @@ def test_a_token_signed_for_a_paper_names_it(site: Site) -> None:
     assert title.split()[0] in page.text
     text = sign(ENVIRON["DIGEST_SECRET_KEY"].encode(), Token(Action.MORE, OPEN, ada, "f" * 16))
     assert site.client.get("v/" + text).status_code == 404  # signed, but no such paper
+
+
+# -- whose votes a reader's page words ---------------------------------------------------------
+
+
+def test_a_readers_page_and_feed_say_you_marked_only_for_votes_of_theirs() -> None:
+    """The profile's digest is ranked with its owner's votes: another reader's page words them
+    as the owner's; the owner's page, and a reader's own digest, say "you marked"."""
+    voted = Reason(ReasonKind.LESS_LIKE_THIS, paper_id="p0", title="The Voted Paper", count=1)
+    day = NOW.date()
+    paper = Paper("p1", "A Look-Alike", "Much like the voted paper.", 2, None, day, 3, day, day, 1)
+    shared = replace(made_digest(made_profile(), ()), items=(ScoredPaper(paper, 0.4, (voted,)),))
+    pages = Pages(
+        template_environment(), site_title="Paper Digest", site_url="https://example.org/", subscribe_url="/s"
+    )
+    links = ReaderLinks(unsubscribe="/u", preferences="/p", page="/r", feed="/f")
+    yours, owners = "you marked 'less like this'", "this profile's owner marked 'less like this'"
+
+    def shown(made: Digest, *, owner: bool) -> list[str]:
+        page = pages.reader(shared.profile, [made], links, owner=owner)
+        feed = feedparser.parse(pages.reader_feed(shared.profile, [made], links, owner=owner))
+        words = [re.sub(r"<[^>]+>", " ", page), *(e.content[0].value for e in feed.entries)]
+        return [" ".join(html.unescape(w).split()) for w in words]
+
+    for made, owner, expected, not_expected in (
+        (shared, False, owners, yours),
+        (shared, True, yours, owners),
+        (replace(shared, own=True), False, yours, owners),
+    ):
+        for text in shown(made, owner=owner):
+            assert expected in text and not_expected not in text, (owner, made.own, text)

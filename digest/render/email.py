@@ -37,6 +37,7 @@ from digest.formats import FormatKind, chosen
 from digest.models import Digest, Rollup
 from digest.periods import PeriodKind
 from digest.profiles import mail_address
+from digest.readers import is_owner
 from digest.render.links import UNSUBSCRIBE, PaperFeedback, ReaderLinks, SiteLinks, rollup_feed_name
 from digest.render.rollups import RollupView, format_span, period_label, rollup_view
 from digest.render.templates import template_environment
@@ -176,7 +177,8 @@ def render_email(
         raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
     env = env or template_environment()
     context = _context(digest, subscriber, links, unsubscribe_key, site_title, reader, unsubscribe_token)
-    papers = [paper_view(item, env) for item in digest.items]
+    mine = digest.own or is_owner(digest.profile, subscriber)
+    papers = [paper_view(item, env, mine=mine) for item in digest.items]
     feedback = dict(reader.papers) if reader is not None else {}
     html, html_part, shown = _fit_html(env, context, papers, html_limit, feedback)
     text = env.get_template("email.txt").render(
@@ -437,7 +439,7 @@ def render_rollup_email(
     if not _MESSAGE_ID.fullmatch(message_id):
         raise ValueError(f"not a Message-ID like '<id@host>': {message_id!r}")
     env = env or template_environment()
-    view = rollup_view(rollup, env, whose="your")
+    view = rollup_view(rollup, env, whose="your", mine=is_owner(rollup.profile, subscriber))
     context = _rollup_context(rollup, view, subscriber, links, unsubscribe_key, site_title, reader, unsubscribe_token)
     papers = list(view.items)
     feedback = dict(reader.papers) if reader is not None else {}

@@ -25,14 +25,19 @@ REASON_LIMIT = 200
 REASONS_SHOWN = 5
 
 
-def word_reason(reason: Reason, env: Environment) -> str:
-    """The reason in the words of the environment's `reasons.txt` (neither cleaned nor clipped)."""
+def word_reason(reason: Reason, env: Environment, *, mine: bool = False) -> str:
+    """The reason in the words of the environment's `reasons.txt` (neither cleaned nor clipped).
+
+    `mine`: the votes behind a "more/less like this" reason are the reader's own, so the
+    words may say "you marked"; otherwise they are the profile owner's (a feed, a page, or
+    the email of a reader who did not vote). A `reasons.txt` whose macro takes no `mine`
+    words both alike."""
     macro = env.get_template(REASONS_TEMPLATE).module.reason  # type: ignore[attr-defined]
-    return str(macro(reason))
+    return str(macro(reason, mine) if "mine" in macro.arguments else macro(reason))
 
 
-def shown_reasons(reasons: Sequence[Reason], env: Environment) -> tuple[str, ...]:
-    """The first `REASONS_SHOWN` reasons in words, each on one line, cleaned and at most
-    `REASON_LIMIT` characters; a reason that words to nothing is left out."""
-    worded = (clip(one_line(word_reason(r, env)), REASON_LIMIT) for r in reasons[:REASONS_SHOWN])
+def shown_reasons(reasons: Sequence[Reason], env: Environment, *, mine: bool = False) -> tuple[str, ...]:
+    """The first `REASONS_SHOWN` reasons in words (`word_reason`), each on one line, cleaned
+    and at most `REASON_LIMIT` characters; a reason that words to nothing is left out."""
+    worded = (clip(one_line(word_reason(r, env, mine=mine)), REASON_LIMIT) for r in reasons[:REASONS_SHOWN])
     return tuple(w for w in worded if w)

@@ -105,8 +105,9 @@ class RollupView:
     counts: str  # "312 papers considered, 24 above the threshold (0.15)."
 
 
-def rollup_view(rollup: Rollup, env: Environment, *, whose: str = "the") -> RollupView:
-    """The roll-up as templates see it; `whose` threshold the counts name ("your" in an email)."""
+def rollup_view(rollup: Rollup, env: Environment, *, whose: str = "the", mine: bool = False) -> RollupView:
+    """The roll-up as templates see it; `whose` threshold the counts name ("your" in an email);
+    `mine`: for the reader whose votes ranked its digests (`views.paper_view`)."""
     period = rollup.period
     return RollupView(
         key=period.key,
@@ -115,10 +116,10 @@ def rollup_view(rollup: Rollup, env: Environment, *, whose: str = "the") -> Roll
         span=format_span(period.first, period.last),
         when=_WHEN[period.kind],
         profile_title=one_line(rollup.profile.title),
-        items=tuple(paper_view(item, env) for item in rollup.items),
-        also=tuple(paper_view(item, env) for item in rollup.also),
+        items=tuple(paper_view(item, env, mine=mine) for item in rollup.items),
+        also=tuple(paper_view(item, env, mine=mine) for item in rollup.also),
         also_heading=_ALSO[period.kind],
-        runners_up=tuple(paper_view(item, env) for item in rollup.runners_up[:RUNNERS_UP_SHOWN]),
+        runners_up=tuple(paper_view(item, env, mine=mine) for item in rollup.runners_up[:RUNNERS_UP_SHOWN]),
         considered=rollup.considered,
         above=rollup.above,
         min_score=rollup.profile.min_score,

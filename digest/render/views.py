@@ -33,9 +33,10 @@ class PaperView:
 
 # One build shows each paper in several outputs (email, Markdown, feeds, site): view it once.
 @lru_cache(maxsize=8192)
-def paper_view(item: ScoredPaper, env: Environment) -> PaperView:
-    """The scored paper as templates see it, its reasons worded by `env`'s `reasons.txt`."""
-    return _view(clean_paper(item.paper), shown_reasons(item.reasons, env), item.score)
+def paper_view(item: ScoredPaper, env: Environment, *, mine: bool = False) -> PaperView:
+    """The scored paper as templates see it, its reasons worded by `env`'s `reasons.txt`
+    (`mine`: for the reader whose votes ranked it, `reasons.word_reason`)."""
+    return _view(clean_paper(item.paper), shown_reasons(item.reasons, env, mine=mine), item.score)
 
 
 @lru_cache(maxsize=8192)

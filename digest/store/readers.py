@@ -378,6 +378,7 @@ class ReadersMixin(StoreBase):
             built_at=moment(head[0]),
             candidates=head[1],
             empty_reason=EmptyReason(head[2]) if head[2] else None,
+            own=True,
         )
 
 

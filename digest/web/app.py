@@ -48,7 +48,7 @@ from starlette.routing import Route
 
 from digest.app import App
 from digest.models import Cadence, Digest
-from digest.readers import Confirmation, Link, Requested
+from digest.readers import Confirmation, Link, Requested, is_owner
 from digest.render.links import (
     CONFIRM_PATH,
     PREFERENCES_PATH,
@@ -373,14 +373,14 @@ class WebSide:
         if found is None:
             return self.not_found()
         link, digests, links = found
-        return self.html(self.pages.reader(link.profile, digests, links))
+        return self.html(self.pages.reader(link.profile, digests, links, owner=is_owner(link.profile, link.address)))
 
     async def reader_feed(self, request: Request) -> Response:
         found = await self.reader_digests(request)
         if found is None:
             return self.not_found()
         link, digests, links = found
-        body = self.pages.reader_feed(link.profile, digests, links)
+        body = self.pages.reader_feed(link.profile, digests, links, owner=is_owner(link.profile, link.address))
         return Response(body, media_type="application/atom+xml; charset=utf-8")
 
     async def reader_digests(self, request: Request) -> tuple[Link, list[Digest], ReaderLinks] | None:

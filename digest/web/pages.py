@@ -175,11 +175,13 @@ class Pages:
             votes=votes,
         )
 
-    def reader(self, profile: Profile, digests: Sequence[Digest], links: ReaderLinks) -> str:
+    def reader(self, profile: Profile, digests: Sequence[Digest], links: ReaderLinks, *, owner: bool = False) -> str:
+        """The reader's private page; `owner`: the reader owns the profile, so the votes behind
+        its digest are theirs as well as those behind their own (`Digest.own`)."""
         days = [
             DayView(
                 label=format_day(d.date),
-                items=tuple(paper_view(item, self.env) for item in d.items),
+                items=tuple(paper_view(item, self.env, mine=d.own or owner) for item in d.items),
                 feedback=links.papers,
             )
             for d in digests
@@ -192,10 +194,12 @@ class Pages:
             preferences_url=links.preferences,
         )
 
-    def reader_feed(self, profile: Profile, digests: Sequence[Digest], links: ReaderLinks) -> bytes:
+    def reader_feed(
+        self, profile: Profile, digests: Sequence[Digest], links: ReaderLinks, *, owner: bool = False
+    ) -> bytes:
         """The reader's private Atom feed: the papers of `digests` (newest first), each with its
-        feedback links. Dated as the profile's feed is: a digest's best paper at its build
-        time, each next one a second earlier."""
+        feedback links (`owner` as for `reader`). Dated as the profile's feed is: a digest's
+        best paper at its build time, each next one a second earlier."""
         template = self.env.get_template("web/feed_entry.html")
         items = []
         seen: set[str] = set()
@@ -204,7 +208,7 @@ class Pages:
                 if item.paper.id in seen:
                     continue
                 seen.add(item.paper.id)
-                view = paper_view(item, self.env)
+                view = paper_view(item, self.env, mine=digest.own or owner)
                 html = template.render(paper=view, day=digest.date, f=links.papers.get(view.id))
                 moment = aware(digest.built_at) - timedelta(seconds=place)
                 items.append(FeedItem(entry_id(profile.id, view.id), view, moment, html))
