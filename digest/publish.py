@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from digest.config import Config
-from digest.files import copy_if_changed, remove_stale_temporaries, write_if_changed
+from digest.files import copy_if_changed, remove_stale_temporaries, sync_folder, write_if_changed
 from digest.formats import OUTPUT_FORMATS, FormatKind, chosen, wants
 from digest.lifecycle import ROLLUP_KINDS
 from digest.models import Digest, DigestEntry, Profile, Rollup, ScoredPaper
@@ -126,12 +126,18 @@ def _write_documents(config: Config, documents: Mapping[str, str]) -> list[Path]
 
 
 def _write_under(folder: Path, files: Mapping[str, str] | Mapping[str, bytes], *, durable: bool = False) -> list[Path]:
-    """Each file (path under `folder`: text or bytes) written if it changed; those written."""
+    """Each file (path under `folder`: text or bytes) written if it changed; those written.
+    `durable`: flushed to disk, and so are the folders that name them (a file's bytes
+    survive a power cut only if its name does)."""
     written = []
     for relative, data in files.items():
         path = folder / relative
         if write_if_changed(path, data, durable=durable):
             written.append(path)
+    if durable and written:
+        above = {folder / name for path in written for name in path.relative_to(folder).parents[:-1]}
+        for named in sorted({folder, *above}):
+            sync_folder(named)
     return written
 
 

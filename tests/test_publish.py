@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from render_data import DAY, config_for, digest, hostile_papers, papers_about, profile
 
-from digest import files, tasks
+from digest import files, publish, tasks
 from digest.files import copy_if_changed, write_atomic, write_if_changed
 from digest.parallel import ProcessRunner
 from digest.publish import (
@@ -229,6 +229,24 @@ def test_documents_are_rendered_by_the_workers_and_for_profiles_no_longer_config
     made = {p.relative_to(config.digests).as_posix(): p.read_bytes() for p in documents}
     assert made.pop("gone/2025-12-31.md").startswith(b"# Gone")
     assert made == {p.relative_to(inline).as_posix(): p.read_bytes() for p in inline.rglob("*.md")}
+
+
+def test_documents_and_the_folders_naming_them_are_flushed_to_disk(
+    filled_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Markdown document is written once, when its digest is built: its bytes and its name
+    must survive a power cut. Pages and feeds are rendered again by the next build."""
+    config, digests = build(filled_store, tmp_path)
+    flushed: list[Path] = []
+    real = publish.sync_folder
+    monkeypatch.setattr(publish, "sync_folder", lambda folder: (flushed.append(folder), real(folder)))
+    written = write_outputs(config, filled_store, digests)
+    documents = [p for p in written if p.is_relative_to(config.digests)]
+    assert documents and sorted(set(flushed)) == sorted({config.digests, *(p.parent for p in documents)})
+    assert all(flushed.count(p.parent) == 1 for p in documents)  # a profile's folder once (the root once a shard)
+    flushed.clear()
+    assert not [p for p in write_outputs(config, filled_store, digests) if p.is_relative_to(config.digests)]
+    assert flushed == []  # nothing written, nothing to flush
 
 
 def test_a_shard_sends_each_paper_once_and_nothing_else_changes(filled_store: Store, tmp_path: Path) -> None:
