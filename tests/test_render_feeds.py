@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import html
+import itertools
 import json
 import re
 from dataclasses import replace
@@ -196,6 +198,32 @@ def test_newest_digest_first_and_timestamps_from_built_at(filled_store: Store) -
         built = BUILT_AT + timedelta(days=2 - day)
         expected = [(built - timedelta(seconds=rank)).isoformat() for rank in range(4)]
         assert [e.updated for e in parsed.entries[day * 4 : day * 4 + 4]] == expected
+
+
+def test_digests_built_seconds_apart_never_interleave_or_share_a_time(filled_store: Store) -> None:
+    """A catch-up run builds several days' digests seconds apart: a reader ordering entries
+    by date still sees the newest digest first, best first, and no two entries at one time."""
+    papers = list(filled_store.iter_papers())[:8]
+    prof = profile()
+    older, newer = BUILT_AT, BUILT_AT + timedelta(seconds=2)
+    entries = [
+        *(DigestEntry(prof.id, DAY + timedelta(days=1), newer, ScoredPaper(p, 0.5)) for p in papers[4:]),
+        *(DigestEntry(prof.id, DAY, older, ScoredPaper(p, 0.5)) for p in papers[:4]),
+    ]
+    feeds = render_profile_feeds(prof, entries, links=LINKS, site_title="Paper Digest")
+    for kind, data in feeds.items():
+        parsed = read(kind, data)
+        times = [
+            datetime.fromisoformat(e.published).timestamp() if kind == "json" else calendar.timegm(e.published_parsed)
+            for e in parsed.entries
+        ]
+        assert all(a > b for a, b in itertools.pairwise(times)), (kind, times)
+        by_date = [e.id for _, e in sorted(zip(times, parsed.entries, strict=True), key=lambda t: -t[0])]
+        assert by_date == [entry_id(prof.id, e.item.paper.id) for e in entries], kind
+    # The newest digest's entries keep their times; the older one's move just below them.
+    atom = parse(feeds["atom"])
+    assert atom.entries[0].published == newer.isoformat()
+    assert atom.entries[4].published == (newer - timedelta(seconds=4)).isoformat()
 
 
 def test_feed_keeps_the_most_recent_n_across_days(filled_store: Store) -> None:

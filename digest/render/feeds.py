@@ -4,7 +4,8 @@ Pure: entries in, bytes out; no clock. Every timestamp comes from stored data (t
 digest's `built_at` for a profile's entries, the first listing day for the feed of all
 papers), so rendering the same entries twice gives the same bytes. No two entries of a
 feed share a time (validators warn, and readers sort by it): a digest's best paper is
-dated at its `built_at` and each next one a second earlier; a listing day's papers are
+dated at its `built_at` and each next one a second earlier (and every entry before the
+one above it, so two digests built seconds apart do not interleave); a listing day's papers are
 dated at its midnight (UTC) plus one second per paper stored before them that day. A
 feed without entries is dated by the caller (`empty_updated`, e.g. when the store got its
 first data), never 1970. Entry ids derive from the profile id and the paper id only
@@ -52,6 +53,15 @@ GENERATOR = "paper-digest"
 # The `updated` of a feed that never had an entry, when the caller knows no better date:
 # fixed, so rebuilds stay identical, and plausible (validators call anything before 1990 wrong).
 NO_ENTRIES_YET = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def entry_moment(moment: datetime, items: Sequence[FeedItem]) -> datetime:
+    """The date of the next (older) entry after `items`: `moment`, or a second before the
+    last entry's when it is not earlier. Feed readers order entries by date: the digests of
+    two days built seconds apart would otherwise interleave, and share times."""
+    if items and moment >= items[-1].moment:
+        return items[-1].moment - timedelta(seconds=1)
+    return moment
 
 
 def entry_id(feed_name: str, paper_id: str) -> str:
@@ -103,12 +113,12 @@ def render_profile_feeds(
     """
     env = env or template_environment()
     template = env.get_template("feed_entry.html")
-    items = []
+    items: list[FeedItem] = []
     placed: dict[date, int] = {}  # entries of each digest so far: the next one is a second earlier
     for entry in entries:
         view = paper_view(entry.item, env)
         place = placed[entry.day] = placed.get(entry.day, -1) + 1
-        moment = aware(entry.built_at) - timedelta(seconds=place)
+        moment = entry_moment(aware(entry.built_at) - timedelta(seconds=place), items)
         items.append(FeedItem(entry_id(profile.id, view.id), view, moment, template.render(paper=view, day=entry.day)))
     title = one_line(profile.title)
     feed = FeedData(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from jinja2 import Environment
 
@@ -27,7 +27,7 @@ from digest.clock import aware
 from digest.formats import FormatKind, chosen
 from digest.models import Profile, Rollup
 from digest.periods import Period, PeriodKind
-from digest.render.feeds import ID_PREFIX, NO_ENTRIES_YET, FeedData, FeedItem
+from digest.render.feeds import ID_PREFIX, NO_ENTRIES_YET, FeedData, FeedItem, entry_moment
 from digest.render.links import SiteLinks, rollup_feed_name
 from digest.render.templates import template_environment
 from digest.render.text import format_date, format_day, one_line
@@ -167,9 +167,7 @@ def render_rollup_feeds(
             continue
         view = rollup_view(rollup, env)
         page = links.rollup(profile.id, rollup.period)
-        moment = aware(rollup.built_at)
-        if items and moment >= items[-1].moment:
-            moment = items[-1].moment - timedelta(seconds=1)
+        moment = entry_moment(aware(rollup.built_at), items)
         count = len(view.items)
         entry = PaperView(
             id=view.key,

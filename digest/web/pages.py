@@ -19,7 +19,7 @@ from jinja2 import Environment
 from digest.clock import aware
 from digest.models import Cadence, Digest, Paper, Profile, VoteKind
 from digest.readers import CONFIRMATION_HOURS, MAX_PAUSE_WEEKS
-from digest.render.feeds import NO_ENTRIES_YET, FeedData, FeedItem, atom_feed, entry_id
+from digest.render.feeds import NO_ENTRIES_YET, FeedData, FeedItem, atom_feed, entry_id, entry_moment
 from digest.render.links import PaperFeedback, ReaderLinks, SiteLinks
 from digest.render.text import format_day, one_line
 from digest.render.views import PaperView, paper_view, plain_paper_view
@@ -201,7 +201,7 @@ class Pages:
         feedback links (`owner` as for `reader`). Dated as the profile's feed is: a digest's
         best paper at its build time, each next one a second earlier."""
         template = self.env.get_template("web/feed_entry.html")
-        items = []
+        items: list[FeedItem] = []
         seen: set[str] = set()
         for digest in digests:
             for place, item in enumerate(digest.items):
@@ -210,7 +210,7 @@ class Pages:
                 seen.add(item.paper.id)
                 view = paper_view(item, self.env, mine=digest.own or owner)
                 html = template.render(paper=view, day=digest.date, f=links.papers.get(view.id))
-                moment = aware(digest.built_at) - timedelta(seconds=place)
+                moment = entry_moment(aware(digest.built_at) - timedelta(seconds=place), items)
                 items.append(FeedItem(entry_id(profile.id, view.id), view, moment, html))
         title = one_line(profile.title)
         feed = FeedData(
