@@ -1459,6 +1459,48 @@ class App:
             found.append(Problem(source, line, f"profiles[{index}].description: warning: {message}"))
         return found
 
+    def liked_papers_apart(self) -> list[Problem]:
+        """Warnings for a profile ranked by its liked papers alone (no words) whose liked papers
+        do not speak for one another: each liked paper that its other liked papers score
+        under `min_score` (`rank.scores_from_other_liked`, against the store's recent papers),
+        or one warning when every one of them does. Papers like such a paper seldom reach the
+        digest. Nothing when there is no database."""
+        if not self.config.db.exists():
+            return []
+        source = self.label(self.config.path) if self.config.path else "defaults"
+        found = []
+        for index, profile in enumerate(self.config.profiles):
+            if profile.keywords or wanted_text(profile.description).strip():
+                continue
+            liked = self.store.find_papers(profile.liked)  # as the ranker finds them
+            if len(liked) < 2:
+                continue
+            scores = self._scores_from_other_liked(profile, liked)
+            apart = [(paper, score) for paper, score in zip(liked, scores, strict=True) if score < profile.min_score]
+            line, where = profile.line_of("liked"), f"profiles[{index}].liked: warning:"
+            if len(apart) == len(liked):
+                message = (
+                    f"each liked paper scores under min_score {profile.min_score:g} from the others: ranked by its "
+                    "liked papers alone, this profile finds little like any of them; a description saying what the "
+                    "reader wants, or a profile per subject, brings more"
+                )
+                found.append(Problem(source, line, f"{where} {message}"))
+                continue
+            for paper, score in apart:
+                message = (
+                    f"{paper.title!r} scores {score:.2f} from the other liked papers, under min_score "
+                    f"{profile.min_score:g}: ranked by its liked papers alone, this profile finds little like it; "
+                    "a description saying what the reader wants brings more"
+                )
+                found.append(Problem(source, line, f"{where} {message}"))
+        return found
+
+    def _scores_from_other_liked(self, profile: Profile, liked: Sequence[Paper]) -> list[float]:
+        from digest.rank import scores_from_other_liked
+
+        background = self.store.recent_papers(BACKGROUND_PAPERS)
+        return scores_from_other_liked(profile, liked, embed=self.embedder(), background=background)
+
     # -- readers talk back: the verbs of the web side ---------------------------------------------
 
     def fresh(self) -> App:

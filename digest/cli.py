@@ -557,8 +557,9 @@ def run_profiles_check(ctx: Context) -> int:
         config = app.config
         where = ctx.display(config.path) if config.path else "defaults (no digest.toml)"
         # Not errors: a liked paper may be ingested later; until then it cannot count. A
-        # description asking for nothing is valid, but likely not what its writer meant.
-        for warning in [*app.unknown_liked(), *app.descriptions_asking_nothing()]:
+        # description asking for nothing, or liked papers far apart, are valid, but likely
+        # not what their writer meant.
+        for warning in [*app.unknown_liked(), *app.descriptions_asking_nothing(), *app.liked_papers_apart()]:
             print(warning, file=sys.stderr)
     print(f"{where}: {len(config.profiles)} profile{_s(len(config.profiles))} OK")
     return EXIT_OK

@@ -1026,10 +1026,62 @@ def test_profiles_check_warns_about_liked_papers_not_stored(tmp_path: Path) -> N
     assert digest("ingest", cwd=folder).returncode == 0
     result = digest("profiles", "check", cwd=folder)
     assert result.returncode == 0 and result.stdout == "digest.toml: 5 profiles OK\n"
-    (warning,) = result.stderr.splitlines()
+    (warning,) = [line for line in result.stderr.splitlines() if "A Paper Nobody Wrote" in line]
     above = text[: text.index("A Paper Nobody Wrote")].splitlines()
     liked_line = max(n for n, line in enumerate(above, 1) if line.startswith("liked"))  # the key's line
     assert warning.startswith(f"digest.toml:{liked_line}: profiles[4].liked: warning: 'A Paper Nobody Wrote' is not")
+
+
+LIKED_APART = """
+[[profiles]]
+id = "one-subject-diluted"
+liked = [
+  "Prototype-Sample Relation Distillation: Towards Replay-Free Continual Learning",
+  "Mamba-FSCIL: Dynamic Adaptation with Selective State Space Model for Few-Shot Class-Incremental Learning",
+  "OLinear: A Linear Model for Time Series Forecasting in Orthogonally Transformed Domain",
+]
+
+[[profiles]]
+id = "one-stray"
+liked = [
+  "Prototype-Sample Relation Distillation: Towards Replay-Free Continual Learning",
+  "OLinear: A Linear Model for Time Series Forecasting in Orthogonally Transformed Domain",
+  "Kronos: A Foundation Model for the Language of Financial Markets",
+]
+
+[[profiles]]
+id = "with-words"
+description = "Continual learning."
+liked = [
+  "Prototype-Sample Relation Distillation: Towards Replay-Free Continual Learning",
+  "OLinear: A Linear Model for Time Series Forecasting in Orthogonally Transformed Domain",
+]
+
+[[profiles]]
+id = "together"
+liked = [
+  "TimeCMA: Towards LLM-Empowered Time Series Forecasting via Cross-Modality Alignment",
+  "OLinear: A Linear Model for Time Series Forecasting in Orthogonally Transformed Domain",
+]
+"""
+
+
+def test_profiles_check_warns_about_liked_papers_that_do_not_speak_for_one_another(seeds: Path, tmp_path: Path) -> None:
+    """A profile ranked by its liked papers alone finds little like a liked paper that its
+    other liked papers score under min_score (bench/RESULTS.md "Liked papers far apart")."""
+    (tmp_path / "digest.toml").write_text(LIKED_APART)
+    before = digest("profiles", "check", cwd=tmp_path)
+    assert (before.returncode, before.stderr) == (0, "")  # no database yet: nothing to score
+    assert digest("ingest", str(seeds), cwd=tmp_path).returncode == 0
+    result = digest("profiles", "check", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "digest.toml: 4 profiles OK\n")
+    diluted, stray = result.stderr.splitlines()  # none for a profile with words, nor for two alike
+    assert diluted.startswith("digest.toml:4: profiles[0].liked: warning: each liked paper scores under min_score 0.15")
+    assert stray.startswith(
+        "digest.toml:12: profiles[1].liked: warning: 'Prototype-Sample Relation Distillation: "
+        "Towards Replay-Free Continual Learning' scores 0.0"
+    )
+    assert "under min_score 0.15" in stray and "a description saying what the reader wants" in stray
 
 
 def test_profiles_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:

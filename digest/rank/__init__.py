@@ -62,6 +62,7 @@ others are the package's own.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from digest.models import Paper, Profile, ScoredPaper, Votes
 from digest.rank.choose import MMR_PENALTY, MMR_POOL, RUNNERS_UP, select_digest, text_similarity
@@ -112,6 +113,7 @@ __all__ = [
     "Embedder",
     "calibrate",
     "score_papers",
+    "scores_from_other_liked",
     "select_digest",
     "text_similarity",
     "upvote_prior",
@@ -164,6 +166,24 @@ def score_papers(
         ]
         for row, profile in enumerate(profiles)
     }
+
+
+def scores_from_other_liked(
+    profile: Profile, liked: Sequence[Paper], *, embed: Embedder | None = None, background: Sequence[Paper] = ()
+) -> list[float]:
+    """Each liked paper's score from the profile's other liked papers alone (its liked view,
+    without the paper itself, a followed organisation's boost or anything delivered), in
+    the order of `liked`: how well they speak for it. A liked paper scoring under
+    `min_score` here is one whose like a digest ranked by the liked papers alone seldom
+    brings (bench/RESULTS.md "Liked papers far apart")."""
+    alone = replace(profile, description="", keywords=(), follow=(), follow_authors=())
+    found = []
+    for paper in liked:
+        others = [p for p in liked if p.id != paper.id]
+        view = replace(alone, liked=tuple(p.title for p in others))
+        ranked = score_papers([paper], [view], liked={profile.id: others}, embed=embed, background=background)
+        found.append(ranked[profile.id][0].score if ranked[profile.id] else 0.0)
+    return found
 
 
 def _distinct(papers: Sequence[Paper]) -> list[Paper]:
