@@ -1464,42 +1464,36 @@ class App:
         do not speak for one another: each liked paper that its other liked papers score
         under `min_score` (`rank.scores_from_other_liked`, against the store's recent papers),
         or one warning when every one of them does. Papers like such a paper seldom reach the
-        digest. Nothing when there is no database."""
+        digest. Nothing when there is no database; one warning, and no comparison, when
+        `semantic = true` and the extra cannot load."""
         if not self.config.db.exists():
             return []
         source = self.label(self.config.path) if self.config.path else "defaults"
-        found = []
+        wanted = []
         for index, profile in enumerate(self.config.profiles):
             if profile.keywords or wanted_text(profile.description).strip():
                 continue
             liked = self.store.find_papers(profile.liked)  # as the ranker finds them
-            if len(liked) < 2:
-                continue
-            scores = self._scores_from_other_liked(profile, liked)
-            apart = [(paper, score) for paper, score in zip(liked, scores, strict=True) if score < profile.min_score]
-            line, where = profile.line_of("liked"), f"profiles[{index}].liked: warning:"
-            if len(apart) == len(liked):
-                message = (
-                    f"each liked paper scores under min_score {profile.min_score:g} from the others: ranked by its "
-                    "liked papers alone, this profile finds little like any of them; a description saying what the "
-                    "reader wants, or a profile per subject, brings more"
-                )
-                found.append(Problem(source, line, f"{where} {message}"))
-                continue
-            for paper, score in apart:
-                message = (
-                    f"{paper.title!r} scores {score:.2f} from the other liked papers, under min_score "
-                    f"{profile.min_score:g}: ranked by its liked papers alone, this profile finds little like it; "
-                    "a description saying what the reader wants brings more"
-                )
-                found.append(Problem(source, line, f"{where} {message}"))
-        return found
-
-    def _scores_from_other_liked(self, profile: Profile, liked: Sequence[Paper]) -> list[float]:
+            if len(liked) >= 2:
+                wanted.append((index, profile, liked))
+        if not wanted:
+            return []
         from digest.rank import scores_from_other_liked
+        from digest.semantic import SemanticUnavailable
 
+        try:
+            embed = self.embedder()
+        except SemanticUnavailable as exc:
+            return [Problem(source, 0, f"warning: liked papers not compared with one another: {exc}")]
         background = self.store.recent_papers(BACKGROUND_PAPERS)
-        return scores_from_other_liked(profile, liked, embed=self.embedder(), background=background)
+        found = []
+        for index, profile, liked in wanted:
+            scores = scores_from_other_liked(profile, liked, embed=embed, background=background)
+            apart = [(paper, score) for paper, score in zip(liked, scores, strict=True) if score < profile.min_score]
+            where = f"profiles[{index}].liked: warning:"
+            for message in _apart_messages(profile, apart, everyone=len(apart) == len(liked)):
+                found.append(Problem(source, profile.line_of("liked"), f"{where} {message}"))
+        return found
 
     # -- readers talk back: the verbs of the web side ---------------------------------------------
 
@@ -1823,3 +1817,19 @@ def _message_id(key: DeliveryKey, *, domain: str) -> str:
     from digest.deliver import make_message_id
 
     return make_message_id(key, domain)
+
+
+def _apart_messages(profile: Profile, apart: Sequence[tuple[Paper, float]], *, everyone: bool) -> list[str]:
+    """The words of `App.liked_papers_apart`'s warnings for one profile."""
+    floor = f"min_score {profile.min_score:g}"
+    if everyone:
+        return [
+            f"each liked paper scores under {floor} from the others: ranked by its liked papers alone, this "
+            "profile finds little like any of them; a description saying what the reader wants, or a profile per "
+            "subject, brings more"
+        ]
+    return [
+        f"{paper.title!r} scores {score:.2f} from the other liked papers, under {floor}: ranked by its liked "
+        "papers alone, this profile finds little like it; a description saying what the reader wants brings more"
+        for paper, score in apart
+    ]

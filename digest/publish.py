@@ -135,8 +135,9 @@ def _write_under(folder: Path, files: Mapping[str, str] | Mapping[str, bytes], *
         if write_if_changed(path, data, durable=durable):
             written.append(path)
     if durable and written:
+        # Every folder from the files' up to the one holding `folder`, which may be new too.
         above = {folder / name for path in written for name in path.relative_to(folder).parents[:-1]}
-        for named in sorted({folder, *above}):
+        for named in sorted({folder.parent, folder, *above}):
             sync_folder(named)
     return written
 

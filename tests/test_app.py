@@ -463,6 +463,31 @@ def test_a_liked_paper_found_through_a_title_it_had_before_is_no_warning(tmp_pat
     assert len(warnings) == 1 and "'A Paper Nobody Wrote' is not a stored paper" in warnings[0]
 
 
+def test_liked_papers_are_compared_as_the_profile_is_ranked_or_the_check_says_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`profiles check` compares a words-less profile's liked papers with one another; with
+    `semantic = true` and the extra missing it says so once, and the check goes on."""
+    from digest import tasks
+    from digest.semantic import SemanticUnavailable
+
+    config = shipped_config(tmp_path)
+    alone = next(p for p in config.profiles if not p.description and not p.keywords)  # the shipped example
+    with App(config, clock=clock_at(NOW), environ=NO_KEY) as app:
+        assert app.liked_papers_apart() == []  # no database yet
+        app.ingest()
+        warnings = [str(w) for w in app.liked_papers_apart()]
+    assert warnings and all(f"profiles[{config.profiles.index(alone)}].liked: warning:" in w for w in warnings)
+
+    def missing() -> None:
+        raise SemanticUnavailable("install the [semantic] extra")
+
+    monkeypatch.setattr(tasks, "embedder", missing)
+    with App(replace(config, semantic=True), clock=clock_at(NOW), environ=NO_KEY) as app:
+        (why,) = [str(w) for w in app.liked_papers_apart()]
+    assert "liked papers not compared with one another: install the [semantic] extra" in why
+
+
 def test_an_email_waiting_for_smtp_is_left_to_a_run_with_smtp(store: Store, tmp_path: Path) -> None:
     """The publish workflow's build step has no SMTP secret: it must not take an email that
     waits for SMTP (the send step left it pending) as done by writing it to the outbox."""

@@ -242,7 +242,8 @@ def test_documents_and_the_folders_naming_them_are_flushed_to_disk(
     monkeypatch.setattr(publish, "sync_folder", lambda folder: (flushed.append(folder), real(folder)))
     written = write_outputs(config, filled_store, digests)
     documents = [p for p in written if p.is_relative_to(config.digests)]
-    assert documents and sorted(set(flushed)) == sorted({config.digests, *(p.parent for p in documents)})
+    expected = {config.digests.parent, config.digests, *(p.parent for p in documents)}
+    assert documents and sorted(set(flushed)) == sorted(expected)
     assert all(flushed.count(p.parent) == 1 for p in documents)  # a profile's folder once (the root once a shard)
     flushed.clear()
     assert not [p for p in write_outputs(config, filled_store, digests) if p.is_relative_to(config.digests)]

@@ -16,10 +16,25 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import feedparser
+import httpx
 import pytest
 from conftest import SEEDS
 from mailserver import MailServer
-from webside import ADA, ENVIRON, NOW, OPEN, Clock, free_port, load, near_duplicates, read_eml, text_of, web_config
+from webside import (
+    ADA,
+    ENVIRON,
+    NOW,
+    OPEN,
+    Clock,
+    free_port,
+    links,
+    load,
+    near_duplicates,
+    read_eml,
+    serving,
+    text_of,
+    web_config,
+)
 
 from digest.app import App
 from digest.config import Config
@@ -229,6 +244,20 @@ def test_the_owners_votes_steer_the_profiles_digest_feeds_and_site(tmp_path: Pat
     bobs, adas = html_text(email_to(config, BOB, DAY2)), html_text(email_to(config, ADA, DAY2))
     assert OWNERS_LESS_REASON in bobs and LESS_REASON not in bobs
     assert LESS_REASON in adas and OWNERS_LESS_REASON not in adas
+    # Their private pages and feeds on the web side say the same.
+    with serving(config, clock) as (app, _), httpx.Client() as client:
+        web = links(config)
+        for address, theirs, not_theirs in (
+            (ADA, LESS_REASON, OWNERS_LESS_REASON),
+            (BOB, OWNERS_LESS_REASON, LESS_REASON),
+        ):
+            reader = app.store.reader_id(address)
+            assert reader is not None
+            page = tag_free(client.get(web.page(OPEN, reader)).text)
+            feed = feedparser.parse(client.get(web.feed(OPEN, reader)).content)
+            shown = [page, *(tag_free(e.content[0].value) for e in feed.entries)]
+            assert theirs in shown[0] and any(theirs in text for text in shown[1:]), address
+            assert not any(not_theirs in text for text in shown), address
 
 
 def test_a_readers_own_number_of_papers_gives_them_a_shorter_digest(tmp_path: Path) -> None:

@@ -172,11 +172,11 @@ def scores_from_other_liked(
     profile: Profile, liked: Sequence[Paper], *, embed: Embedder | None = None, background: Sequence[Paper] = ()
 ) -> list[float]:
     """Each liked paper's score from the profile's other liked papers alone (its liked view,
-    without the paper itself, a followed organisation's boost or anything delivered), in
-    the order of `liked`: how well they speak for it. A liked paper scoring under
-    `min_score` here is one whose like a digest ranked by the liked papers alone seldom
-    brings (bench/RESULTS.md "Liked papers far apart")."""
-    alone = replace(profile, description="", keywords=(), follow=(), follow_authors=())
+    without the paper itself, `exclude`, a followed organisation's boost or anything
+    delivered), in the order of `liked`: how well they speak for it. A liked paper scoring
+    under `min_score` here is one whose like a digest ranked by the liked papers alone
+    seldom brings (bench/RESULTS.md "Liked papers far apart")."""
+    alone = replace(profile, description="", keywords=(), exclude=(), follow=(), follow_authors=())
     found = []
     for paper in liked:
         others = [p for p in liked if p.id != paper.id]
