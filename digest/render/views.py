@@ -13,9 +13,11 @@ from functools import lru_cache
 
 from jinja2 import Environment
 
-from digest.models import Paper, ScoredPaper
+from digest.models import Paper, ReasonKind, ScoredPaper
 from digest.render.reasons import shown_reasons
 from digest.render.text import clean_paper, meta_line, paper_url, shorten
+
+VOTE_KINDS = frozenset({ReasonKind.MORE_LIKE_THIS, ReasonKind.LESS_LIKE_THIS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +33,16 @@ class PaperView:
     score: float | None
 
 
-# One build shows each paper in several outputs (email, Markdown, feeds, site): view it once.
-@lru_cache(maxsize=8192)
 def paper_view(item: ScoredPaper, env: Environment, *, mine: bool = False) -> PaperView:
     """The scored paper as templates see it, its reasons worded by `env`'s `reasons.txt`
     (`mine`: for the reader whose votes ranked it, `reasons.word_reason`)."""
+    # `mine` changes only the words of a vote's reason: without one, every output shares a view.
+    return _paper_view(item, env, mine and any(r.kind in VOTE_KINDS for r in item.reasons))
+
+
+# One build shows each paper in several outputs (email, Markdown, feeds, site): view it once.
+@lru_cache(maxsize=8192)
+def _paper_view(item: ScoredPaper, env: Environment, mine: bool) -> PaperView:
     return _view(clean_paper(item.paper), shown_reasons(item.reasons, env, mine=mine), item.score)
 
 
