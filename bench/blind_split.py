@@ -1,7 +1,7 @@
 """Make the next blind judged split: the graders' folder first, their work into bench/quality/ after.
 
-    .venv/bin/python bench/blind_split.py prepare /tmp/blind6 [--brief bench/quality/blind5/BRIEF.md]
-    .venv/bin/python bench/blind_split.py assemble /tmp/blind6 bench/quality/blind6
+    .venv/bin/python bench/blind_split.py prepare /tmp/blind7 [--brief bench/quality/blind6/BRIEF.md]
+    .venv/bin/python bench/blind_split.py assemble /tmp/blind7 bench/quality/blind7
 
 Every change the ranker gets is first run on a split nobody looked at while choosing it
 (bench/RESULTS.md says why). `prepare` writes what two graders working apart may read: the
@@ -110,7 +110,7 @@ def main() -> None:
     verbs = parser.add_subparsers(dest="verb", required=True)
     ready = verbs.add_parser("prepare", help="the graders' folder")
     ready.add_argument("folder", type=Path)
-    ready.add_argument("--brief", type=Path, default=QUALITY / "blind5" / "BRIEF.md")
+    ready.add_argument("--brief", type=Path, default=QUALITY / "blind6" / "BRIEF.md")
     done = verbs.add_parser("assemble", help="their work into a split of bench/quality/")
     done.add_argument("folder", type=Path)
     done.add_argument("split", type=Path)

@@ -1,6 +1,6 @@
 """Every ranking method on the same judged splits: nDCG@10 and P@5 per profile and mean.
 
-    .venv/bin/python bench/quality_compare.py [--splits seen,tune,...,blind5] [--json PATH] [--check-cli]
+    .venv/bin/python bench/quality_compare.py [--splits seen,tune,...,blind6] [--json PATH] [--check-cli]
 
 Judged sets, never pooled (the split of each number is named in the output):
 
@@ -21,7 +21,10 @@ Judged sets, never pooled (the split of each number is named in the output):
 - `blind4`: eight more (bench/quality/blind4/README.md), first ranked after the stemming
   change of that session's end was fixed;
 - `blind5`: eight more (bench/quality/blind5/README.md), written and graded blind on
-  2026-12-02's third session and first ranked with the ranker unchanged.
+  2026-12-02's third session and first ranked with the ranker unchanged;
+- `blind6`: eight more (bench/quality/blind6/README.md), written and graded blind in the
+  fourth session, first ranked with the ranker unchanged and the fusions of
+  bench/learned_fusion.py fixed.
 
 Each profile is ranked in two forms (see bench/quality.py): `text`, its description and
 keywords (and its `exclude` terms, which only `ours` understands); `liked`, its three liked
@@ -102,6 +105,7 @@ BLIND2 = QUALITY / "blind2"
 BLIND3 = QUALITY / "blind3"
 BLIND4 = QUALITY / "blind4"
 BLIND5 = QUALITY / "blind5"
+BLIND6 = QUALITY / "blind6"
 # Fixed in heldout/README.md before any method was run on these profiles.
 TUNE = ("adversarial-security", "code-llms", "dl-theory", "llm-agents", "multimodal-llm", "ssl-representations")
 REPORT = ("moe-ssm", "neural-3d", "robot-learning", "search-retrieval", "ts-forecasting", "video-understanding")
@@ -115,6 +119,7 @@ SPLIT_NOTES = {
     "blind3": "profiles written and graded blind after blind2 was seen, first ranked after the weights were fixed",
     "blind4": "profiles written and graded blind at the end of 2026-12-02, first ranked after one more change",
     "blind5": "profiles written and graded blind in 2026-12-02's third session, first ranked with the ranker unchanged",
+    "blind6": "profiles written and graded blind in the fourth session of 2026-12-02, first ranked unchanged",
 }
 FORMS = ("text", "liked")
 
@@ -155,6 +160,7 @@ def load_splits(names: Sequence[str]) -> list[Split]:
         ("blind3", BLIND3),
         ("blind4", BLIND4),
         ("blind5", BLIND5),
+        ("blind6", BLIND6),
     ):
         if name in names:
             folder_profiles = tuple(load_profiles(folder / "profiles.toml"))
@@ -165,7 +171,7 @@ def load_splits(names: Sequence[str]) -> list[Split]:
 # -- the methods that quality.py does not have ----------------------------------------------
 
 
-def bm25(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> list[str]:
+def bm25_scores(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> np.ndarray:
     stem = Stemmer.Stemmer("english").stemWords
 
     def tokens(texts: list[str]) -> list[list[str]]:
@@ -175,7 +181,11 @@ def bm25(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> l
     index = bm25s.BM25()
     index.index(tokens([f"{p.title} {p.abstract}" for p in papers]), show_progress=False)
     query = " ".join(f"{p.title} {p.abstract}" for p in liked) if liked else query_text(profile)
-    return by_score(papers, np.asarray(index.get_scores(tokens([query])[0])))
+    return np.asarray(index.get_scores(tokens([query])[0]))
+
+
+def bm25(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> list[str]:
+    return by_score(papers, bm25_scores(profile, papers, liked))
 
 
 def arxiv_sanity_svm(profile: Profile, papers: Sequence[Paper], liked: Sequence[Paper]) -> list[str]:
